@@ -1,0 +1,366 @@
+# -*- test-case-name: tests.test_codec -*-
+"""
+L{decode} a datagram into messages and L{encode} messages into a datagram
+(RFC 3435 §3, App. A).
+
+C{decode} never raises: every message it cannot accept becomes a
+L{MalformedMessage} carrying the return code the receiver must answer
+with, and a bad message does not spoil its piggybacked neighbours
+(§3.5.5).  Where RFC 3435 and RFC 3661 name no code, the choice is made
+here and written next to the check.  A summary:
+
+  - 510: broken grammar: a bad header line, a parameter line without a
+    colon, a parameter given twice, a missing mandatory C{X:}/C{O:}/C{F:}/
+    C{RM:}, a body in a command that allows none;
+  - 504: an unknown verb (experimental C{X...} verbs are accepted and left
+    to the role); 528: a version other than MGCP 1.0;
+  - 500: an endpoint name that is not C{local@domain}, or a wildcard the
+    verb forbids (§2.1.2, §2.3);
+  - 539: an unknown or forbidden parameter; 511: an unknown critical
+    C{X+} parameter;
+  - parameter values: C 516, I/I2 515, M 517, L 541/524, Q 508, RM 536,
+    R/S/T 523/522/538, D 537/510, SDP 509 (see L{_params});
+  - the role adds its own (518, 522 for events it lacks, 527, ...).
+
+Responses are read leniently (§3.3: unknown or forbidden response
+parameters must be ignored): a parameter whose value cannot be read is
+kept verbatim under its name, so that a final response is never lost to a
+peer's formatting quirk.  Only a response whose first line cannot be read
+is malformed; it cannot be answered and is dropped by the receiver.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Union
+
+from ._errors import RemoteProtocolError
+from ._message import (
+    DEFAULT_VERSION,
+    Command,
+    MalformedMessage,
+    ParamCode,
+    ParamKey,
+    Parameters,
+    Response,
+    Verb,
+    _CODES,
+    _VERBS,
+    _new_command,
+    _new_response,
+)
+from ._params import ALLOWED, BY_NAME, ENCAPSULATED_RQNT, ORDER, REQUIRED, SPECS, WILDCARDS
+from ._sdp import SessionDescription
+from ._values import _ENDPOINT_RE, EndpointName, ExtensionName
+
+__all__ = ["decode", "encode"]
+
+DecodedItem = Union[Command, Response, MalformedMessage]
+
+# Endpoint names repeat in every message of a line's life: keep the
+# validated ones (bounded: the table is cleared when it grows past _MAX).
+_ENDPOINTS: dict[str, EndpointName] = {}
+_MAX_INTERNED = 8192
+
+
+def _intern(table: dict[str, Any], key: str, value: Any) -> Any:
+    if len(table) >= _MAX_INTERNED:
+        table.clear()
+    table[key] = value
+    return value
+
+
+_EXT_VERB_RE = re.compile(r"[A-Za-z][A-Za-z0-9]{3}")
+_VERSION_RE = re.compile(r"\d+\.\d+")
+_wrap = Parameters
+
+
+def decode(data: bytes) -> list[DecodedItem]:
+    """
+    Decode one datagram into its messages, in order.
+
+    Each item is a L{Command}, a L{Response} or a L{MalformedMessage}.
+    Never raises, whatever the bytes.
+    """
+    text = data.decode("utf-8", "surrogateescape")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    if "\n.\n" not in text and not text.endswith("\n."):
+        return [_decode_message(text)]
+    if text.endswith("\n."):
+        text += "\n"
+    out = [_decode_message(part) for part in _PIGGYBACK_RE.split(text) if part.strip()]
+    return out or [MalformedMessage(510, None, "empty datagram")]
+
+
+_PIGGYBACK_RE = re.compile(r"\n\.\n")
+
+
+def _decode_message(text: str) -> DecodedItem:
+    if text[:1] in ("\n", " ", "\t"):
+        text = text.lstrip()
+        if not text:
+            return MalformedMessage(510, None, "empty message")
+    try:
+        if text[0] in "0123456789":
+            return _decode_response(text)
+        return _decode_command(text)
+    except RemoteProtocolError as e:  # raised before the txid was read
+        return MalformedMessage(e.code, None, e.reason, text[0] in "0123456789", text)
+    except Exception as e:  # a bug in the codec: answer 510, never raise
+        return MalformedMessage(510, None, f"internal: {e!r}", False, text)
+
+
+def _split(text: str) -> tuple[list[str], str]:
+    """The header's lines and the body after the first empty line."""
+    blank = text.find("\n\n")
+    if blank < 0:
+        return text.split("\n"), ""
+    return text[:blank].split("\n"), text[blank + 2 :]
+
+
+def _decode_command(text: str) -> DecodedItem:
+    header, body = _split(text)
+    parts = header[0].split()
+    txid_text = parts[1] if len(parts) > 1 else ""
+    if not txid_text.isdigit() or len(txid_text) > 9 or txid_text.count("0") == len(txid_text):
+        raise RemoteProtocolError(510, f"bad transaction id in {header[0][:60]!r}")
+    txid = int(txid_text)
+    try:
+        return _decode_command_rest(parts, txid, header, body)
+    except RemoteProtocolError as e:
+        return MalformedMessage(e.code, txid, e.reason, False, text)
+    except Exception as e:
+        return MalformedMessage(510, txid, f"internal: {e!r}", False, text)
+
+
+def _decode_command_rest(parts: list[str], txid: int, header: list[str], body: str) -> Command:
+    verb_text = parts[0]
+    verb: Verb | ExtensionName | None = _VERBS.get(verb_text) or _VERBS.get(verb_text.upper())
+    if verb is None:
+        if _EXT_VERB_RE.fullmatch(verb_text) and verb_text[0] in "Xx":
+            verb = ExtensionName(verb_text.upper())
+        elif _EXT_VERB_RE.fullmatch(verb_text):
+            raise RemoteProtocolError(504, f"unknown command {verb_text!r}")
+        else:
+            raise RemoteProtocolError(510, f"bad verb {verb_text[:20]!r}")
+    if len(parts) < 5:
+        raise RemoteProtocolError(510, "command line needs verb, transaction id, endpoint and version")
+    if parts[4] != "1.0" or (parts[3] != "MGCP" and parts[3].upper() != "MGCP"):
+        if parts[3].upper() != "MGCP" or _VERSION_RE.fullmatch(parts[4]) is None:
+            raise RemoteProtocolError(510, f"bad protocol version {' '.join(parts[3:])[:40]!r}")
+        raise RemoteProtocolError(528, f"unsupported version MGCP {parts[4]}")
+    version = DEFAULT_VERSION if len(parts) == 5 else "MGCP 1.0 " + " ".join(parts[5:])
+    endpoint_text = parts[2]
+    endpoint = _ENDPOINTS.get(endpoint_text)
+    if endpoint is None:
+        if _ENDPOINT_RE.fullmatch(endpoint_text) is None:
+            raise RemoteProtocolError(500, f"bad endpoint name {endpoint_text[:60]!r}")
+        endpoint = _intern(_ENDPOINTS, endpoint_text, EndpointName(endpoint_text))
+
+    items: dict[ParamKey, Any] = {}
+    for line in header[1:]:
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise RemoteProtocolError(510, f"parameter line without a colon: {line[:60]!r}")
+        spec = BY_NAME.get(name) or BY_NAME.get(name.strip().upper())
+        if spec is not None:
+            code = spec.code
+            if code in items:
+                raise RemoteProtocolError(510, f"parameter {code._value_} given twice")
+            items[code] = spec.parse(value.strip())
+            continue
+        name = name.strip()
+        if name[:2] in ("X-", "x-") or "/" in name:
+            if name in items:
+                raise RemoteProtocolError(510, f"parameter {name} given twice")
+            items[name] = value.strip()
+        elif name[:2] in ("X+", "x+"):
+            raise RemoteProtocolError(511, f"unsupported critical extension parameter {name}")
+        else:
+            raise RemoteProtocolError(539, f"unknown parameter {name[:20]!r}")
+
+    sdp = None
+    if body:
+        body = body.strip("\n")
+        if body:
+            if "\n\n" in body:
+                raise RemoteProtocolError(510, "a command carries at most one session description")
+            sdp = SessionDescription.from_text(body + "\n")
+
+    if type(verb) is Verb:
+        if not items.keys() <= ALLOWED[verb]:
+            for key in items:
+                if (
+                    type(key) is ParamCode
+                    and key not in ALLOWED[verb]
+                    and key is not ParamCode.PERSISTENT_EVENTS
+                ):
+                    raise RemoteProtocolError(
+                        539, f"parameter {key._value_} not allowed in {verb._value_}"
+                    )
+        required = REQUIRED.get(verb)
+        if required is not None and not items.keys() >= required.keys():
+            for code, error in required.items():
+                if code not in items:
+                    raise RemoteProtocolError(
+                        error, f"{verb._value_} needs parameter {code._value_}"
+                    )
+        if verb in _ENCAPSULATING and ParamCode.REQUEST_ID not in items:
+            if not ENCAPSULATED_RQNT.isdisjoint(items):
+                raise RemoteProtocolError(510, "an encapsulated notification request needs X:")
+        if "*" in endpoint_text or "$" in endpoint_text:
+            allowed_wild = WILDCARDS[verb]
+            if verb is Verb.DLCX and ParamCode.CONNECTION_ID in items:
+                allowed_wild = ""
+            local = endpoint_text.rpartition("@")[0]
+            for ch in "*$":
+                if ch in local and ch not in allowed_wild:
+                    raise RemoteProtocolError(500, f"wildcard {ch!r} not allowed in {verb._value_}")
+        if sdp is not None and verb not in _ENCAPSULATING[:2]:
+            raise RemoteProtocolError(510, f"{verb._value_} carries no session description")
+    return _new_command(verb, txid, endpoint, _wrap(items), sdp, version)
+
+
+_ENCAPSULATING = (Verb.CRCX, Verb.MDCX, Verb.DLCX)
+
+
+def _decode_response(text: str) -> DecodedItem:
+    header, body = _split(text)
+    parts = header[0].split(None, 2)
+    code_text = parts[0]
+    if len(code_text) != 3 or not code_text.isdigit():
+        raise RemoteProtocolError(510, f"bad response code in {header[0][:60]!r}")
+    if len(parts) < 2 or not parts[1].isdigit() or len(parts[1]) > 9:
+        raise RemoteProtocolError(510, f"bad transaction id in response {header[0][:60]!r}")
+    code = int(code_text)
+    txid = int(parts[1])
+    comment = parts[2].strip() if len(parts) > 2 else ""
+    package = None
+    if comment[:1] == "/":
+        package, _, comment = comment[1:].partition(" ")
+        comment = comment.strip()
+
+    items: dict[ParamKey, Any] = {}
+    for line in header[1:]:
+        name, colon, value = line.partition(":")
+        if not colon:
+            continue  # must be ignored, not rejected (§3.3)
+        spec = BY_NAME.get(name) or BY_NAME.get(name.strip().upper())
+        if spec is None:
+            items.setdefault(name.strip(), value.strip())
+            continue
+        try:
+            typed = spec.parse(value.strip())
+        except RemoteProtocolError:
+            continue  # an unreadable response parameter is ignored, like an unknown one
+        code_key = spec.code
+        if spec.multi and code_key in items:
+            items[code_key] = items[code_key] + typed
+        else:
+            items.setdefault(code_key, typed)
+
+    sdp = second = None
+    if body:
+        bodies = [b for b in body.split("\n\n") if b.strip("\n")]
+        try:
+            if bodies:
+                sdp = SessionDescription.from_text(bodies[0].strip("\n") + "\n")
+            if len(bodies) > 1:
+                second = SessionDescription.from_text(bodies[1].strip("\n") + "\n")
+        except RemoteProtocolError:
+            pass  # an unreadable descriptor is left out; the response still counts
+    return _new_response(_CODES.get(code, code), txid, comment, _wrap(items), sdp, second, package)
+
+
+# ---------------------------------------------------------------------------
+# Encoding
+
+
+_NAMES: dict[ParamKey, str] = {code: code._value_ for code in ParamCode}
+
+
+def _rank(key: ParamKey) -> int:
+    return ORDER.get(key, 1000)  # type: ignore[call-overload]
+
+
+# The canonical order of a set of keys, cached by the keys as given: the
+# same few parameter sets recur in every message of a kind.
+_ORDERS: dict[tuple[ParamKey, ...], list[ParamKey]] = {}
+
+# Formatted text of values by identity.  Values are immutable and the ones
+# that recur (an agent's constant R:/S:/L:, values interned by the parser)
+# are the same objects, so identity is a sound and cheap key; the entry
+# holds the value, so its id cannot be reused while the entry exists.
+_FORMATTED: dict[int, tuple[Any, str]] = {}
+
+
+def _format_slow(key: ParamKey, value: Any) -> str:
+    spec = SPECS[key]  # type: ignore[index]
+    if spec.multi and key is not ParamCode.CONNECTION_ID:
+        text = f"\r\n{_NAMES[key]}: ".join(str(item) for item in value)
+    else:
+        text = spec.format(value)
+    if len(_FORMATTED) >= _MAX_INTERNED:
+        _FORMATTED.clear()
+    _FORMATTED[id(value)] = (value, text)
+    return text
+
+
+def _param_lines(params: Parameters, out: list[str]) -> None:
+    keys = tuple(params)
+    order = _ORDERS.get(keys)
+    if order is None:
+        order = _intern(_ORDERS, keys, sorted(keys, key=_rank))  # type: ignore[arg-type]
+    for key in order:
+        value = params[key]
+        kind = type(value)
+        if kind is str:  # C:, X:, I2:, extension parameters
+            text = value
+        elif kind is tuple and len(value) == 1 and type(value[0]) is str:  # I:
+            text = value[0]
+        else:
+            hit = _FORMATTED.get(id(value))
+            text = hit[1] if hit is not None and hit[0] is value else _format_slow(key, value)
+        name = _NAMES.get(key, key)  # type: ignore[call-overload]
+        out.append(f"{name}: {text}" if text else f"{name}:")
+
+
+def _encode_text(message: Command | Response) -> str:
+    if type(message) is Command:
+        out = [
+            f"{message.verb._value_ if type(message.verb) is Verb else message.verb} "
+            f"{message.transaction_id} {message.endpoint} {message.version}"
+        ]
+        if message.params:
+            _param_lines(message.params, out)
+        if message.sdp is not None:
+            out.append("")
+            return "\r\n".join(out) + "\r\n" + str(message.sdp)
+        out.append("")
+        return "\r\n".join(out)
+    head = f"{message.code:03d} {message.transaction_id}"
+    if message.package:
+        head += f" /{message.package}"
+    if message.comment:
+        head += f" {message.comment}"
+    out = [head]
+    if message.params:
+        _param_lines(message.params, out)
+    text = "\r\n".join(out) + "\r\n"
+    if message.sdp is not None:
+        text += "\r\n" + str(message.sdp)
+    if message.second_sdp is not None:
+        text += "\r\n" + str(message.second_sdp)
+    return text
+
+
+def encode(messages: Command | Response | Iterable[Command | Response]) -> bytes:
+    """
+    Encode one message, or several piggybacked in one datagram (separated
+    by a line holding only C{.}), in canonical form: CRLF line ends, one
+    space after each colon, parameters in a fixed order.
+    """
+    if isinstance(messages, (Command, Response)):
+        return _encode_text(messages).encode("utf-8", "surrogateescape")
+    return ".\r\n".join(_encode_text(m) for m in messages).encode("utf-8", "surrogateescape")
