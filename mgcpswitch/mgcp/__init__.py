@@ -15,7 +15,7 @@ from ._digitmap import (
     MatchResult,
     MatchStatus,
 )
-from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._errors import LocalProtocolError, MGCPError, ProtocolError, RemoteProtocolError
 from ._message import (
     DEFAULT_VERSION,
     Command,
@@ -83,6 +83,7 @@ __all__ = [
     "Parameters",
     "PARAMETER_NAMES",
     "DEFAULT_VERSION",
+    "MGCPError",
     "ProtocolError",
     "LocalProtocolError",
     "RemoteProtocolError",

@@ -11,10 +11,14 @@ L{LocalProtocolError} for what our own code tried to build.
 
 from __future__ import annotations
 
-__all__ = ["ProtocolError", "LocalProtocolError", "RemoteProtocolError"]
+__all__ = ["MGCPError", "ProtocolError", "LocalProtocolError", "RemoteProtocolError"]
 
 
-class ProtocolError(Exception):
+class MGCPError(Exception):
+    """The base of every error mgcpswitch raises on purpose."""
+
+
+class ProtocolError(MGCPError):
     """
     An MGCP message that breaks the grammar or the rules of RFC 3435.
 

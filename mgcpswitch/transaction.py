@@ -1,0 +1,945 @@
+# -*- test-case-name: tests.test_transaction -*-
+"""
+The MGCP transaction layer, one for both roles (RFC 3435 §3.5, §4.3).
+
+MGCP runs over UDP, so reliability is built here:
+
+  - L{TransactionLayer.send_command} retransmits a command with
+    exponential backoff and jitter, from a per-peer adaptive timer, until a
+    final response arrives or the retransmission limit passes; piggybacked
+    commands are retransmitted together and share fate;
+  - incoming commands are executed at most once: responses are kept for
+    T-HIST and replayed byte for byte to duplicates; a duplicate of a
+    command still executing gets C{100};
+  - provisional responses switch a transaction to the LONGTRAN timer, and
+    a final response that follows a provisional one asks for (and is
+    retransmitted until) a C{000} acknowledgement;
+  - responses received from a peer are acknowledged with C{K:} on the next
+    command to it, and a C{K:} received purges our cached responses;
+  - load control: a per-peer cap on commands in flight (the rest wait in
+    order) and high/low water marks on commands executing here (C{101}
+    above the high mark, C{409} when the queue is full).
+
+The layer does no I/O itself: it is given the clock and a datagram writer,
+so every timer rule is testable with L{twisted.internet.task.Clock}.  It
+knows nothing of calls: commands go to an injected L{ICommandHandler}, peer
+health to an optional L{IPeerListener}.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import random
+from collections import Counter, deque
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Iterable, Optional, Union
+
+from twisted.internet.defer import Deferred, CancelledError
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from .errors import ProtocolError, TransactionAborted, TransactionTimeout
+from .interfaces import ICommandHandler, IPeerListener, ITransactionSender
+from .mgcp import (
+    Command,
+    MalformedMessage,
+    ParamCode,
+    Parameters,
+    Response,
+    ReturnCode,
+    Verb,
+    decode,
+    encode,
+)
+from .mgcp._message import _new_response
+from .txid import TransactionIdAllocator
+
+__all__ = [
+    "Role",
+    "PeerState",
+    "TransactionConfig",
+    "TransactionLayer",
+    "Reply",
+    "Address",
+]
+
+Address = tuple  # (host, port) as Twisted gives it
+
+
+class Role(enum.Enum):
+    """
+    Which side the layer serves.  It changes only how duplicates are keyed
+    (RFC 3435 §3.5.2): a gateway keys commands by transaction id alone (ids
+    towards a gateway are unique across its call agents); a call agent by
+    endpoint domain and transaction id (each gateway has its own space).
+    """
+
+    CALL_AGENT = "call-agent"
+    GATEWAY = "gateway"
+
+
+class PeerState(enum.Enum):
+    REACHABLE = "reachable"
+    SUSPECT = "suspect"  # a command was repeated Max1 times
+    DISCONNECTED = "disconnected"  # Max2 repetitions, or a transaction timed out
+
+
+@dataclass(frozen=True)
+class TransactionConfig:
+    """
+    Timers and limits, with RFC 3435 defaults (§3.5, §4.3, §4.4.8).
+
+    @ivar initial_rto: retransmission timer before any delay is measured
+        (RFC 3435 §4.3 uses 200 ms as its example).
+    @ivar min_rto: floor of the adaptive timer; loopback round trips are
+        ~0.1 ms, and a floor keeps scheduling hiccups from looking like loss.
+    @ivar rto_max: cap on one retransmission interval (RTO-MAX).
+    @ivar rto_dev_factor: N in RTO = AAD + N * ADEV.
+    @ivar t_max: no retransmission later than this after the first send.
+    @ivar t_hist: how long responses (and transaction ids) are remembered.
+    @ivar longtran: retransmission interval after a provisional response.
+    @ivar max1: repetitions after which a peer is suspect.
+    @ivar max2: repetitions after which a peer is disconnected (the
+        transaction itself goes on until T-MAX, RFC 3435 §4.3).
+    @ivar max_retransmissions: an optional lower limit on repetitions; the
+        transaction then gives up one interval after the last one.  None:
+        T-MAX alone bounds it.
+    @ivar give_up: a transaction with no final response fails this long
+        after its first send (None: at T-MAX); after a provisional response
+        it waits up to 2 x T-HIST (§3.5.6).
+    @ivar max_in_flight: commands in flight to one peer; the rest queue.
+    @ivar high_water: commands executing here above which new ones are
+        queued and answered C{101}.
+    @ivar low_water: queued commands start again below this.
+    @ivar queue_limit: queued commands beyond which new ones get C{409}.
+    @ivar execution_timeout: a handler that has not answered by then is
+        cancelled and the command answered C{406}.
+    @ivar provisional_after: send C{100} when a handler has not answered
+        after this many seconds (None: only to duplicates).
+    @ivar response_acks: send C{K:} with our next command to a peer
+        (osmo-mgw rejects C{K:} with 539: turn this off for such peers
+        through L{TransactionLayer.set_peer_options}).
+    @ivar max_acks: transaction ids acknowledged in one C{K:} at most.
+    @ivar history_sweep: how often expired responses are swept.
+    @ivar trace: log one structured event per message sent and received.
+    """
+
+    initial_rto: float = 0.2
+    min_rto: float = 0.1
+    rto_max: float = 4.0
+    rto_dev_factor: float = 4.0
+    t_max: float = 20.0
+    t_hist: float = 30.0
+    longtran: float = 5.0
+    max1: int = 5
+    max2: int = 7
+    max_retransmissions: Optional[int] = None
+    give_up: Optional[float] = None
+    max_in_flight: int = 64
+    high_water: int = 500
+    low_water: int = 400
+    queue_limit: int = 2000
+    execution_timeout: float = 20.0
+    provisional_after: Optional[float] = None
+    response_acks: bool = True
+    max_acks: int = 32
+    history_sweep: float = 1.0
+    trace: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_rto <= self.rto_max:
+            raise ValueError("need 0 < min_rto <= rto_max")
+        if self.max2 <= self.max1:
+            raise ValueError("Max2 must be greater than Max1 (RFC 3435 §4.3)")
+        if self.longtran >= self.t_hist:
+            raise ValueError("LONGTRAN must stay below T-HIST (RFC 3435 §3.5.6)")
+        if not 0 < self.low_water <= self.high_water:
+            raise ValueError("need 0 < low_water <= high_water")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """
+    A handler's answer with commands piggybacked ahead of the response in
+    the same datagram (RFC 3435 §4.4.6: an RSIP must precede the first
+    response while the restart procedure is running).  Replays of the
+    response to duplicates carry the commands again.  The commands are
+    not tracked here: send them reliably with L{TransactionLayer.send_command}
+    under the same transaction id.
+    """
+
+    response: Response
+    piggyback: tuple[Command, ...] = ()
+
+
+HandlerResult = Union[Response, Reply, "Deferred[Response | Reply]"]
+
+# Latency buckets (seconds) of the per-transaction histogram.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _Peer:
+    """What we know of one address we send commands to."""
+
+    __slots__ = (
+        "address", "aad", "adev", "rto", "in_flight", "cap", "queue", "acks", "state",
+        "send_acks",
+    )
+
+    def __init__(self, address: Address, rto: float, cap: int, send_acks: bool) -> None:
+        self.address = address
+        self.aad: float | None = None
+        self.adev = 0.0
+        self.rto = rto
+        self.in_flight = 0
+        self.cap = cap
+        self.queue: deque[_Outgoing] = deque()
+        self.acks: list[int] = []
+        self.state = PeerState.REACHABLE
+        self.send_acks = send_acks
+
+
+class _Outgoing:
+    """Commands sent in one datagram, retransmitted together."""
+
+    __slots__ = (
+        "commands", "waiting", "address", "peer", "datagram", "first_sent", "transmissions",
+        "delay", "timer", "provisional",
+    )
+
+    def __init__(self, commands: list[Command], address: Address, peer: _Peer) -> None:
+        self.commands = commands
+        self.waiting: dict[int, tuple[Command, Deferred[Response]]] = {}
+        self.address = address
+        self.peer = peer
+        self.datagram = b""
+        self.first_sent = 0.0
+        self.transmissions = 0
+        self.delay = 0.0
+        self.timer: IDelayedCall | None = None
+        self.provisional = False
+
+
+class _Incoming:
+    """A command received here: executing, queued, or answered."""
+
+    __slots__ = (
+        "key", "state", "datagram", "address", "done_at", "command", "timer", "provisional_sent",
+        "provisional_timer",
+    )
+
+    EXECUTING = 0
+    QUEUED = 1
+    DONE = 2
+
+    def __init__(self, key: Any, command: Command | None, address: Address) -> None:
+        self.key = key
+        self.state = _Incoming.EXECUTING
+        self.datagram: bytes | None = None
+        self.address = address
+        self.done_at = 0.0
+        self.command = command
+        self.timer: IDelayedCall | None = None
+        self.provisional_sent = False
+        self.provisional_timer: IDelayedCall | None = None
+
+
+class _AckWait:
+    """A final response after a provisional one, resent until C{000} arrives."""
+
+    __slots__ = ("entry", "first_sent", "delay", "timer")
+
+    def __init__(self, entry: _Incoming, now: float, delay: float) -> None:
+        self.entry = entry
+        self.first_sent = now
+        self.delay = delay
+        self.timer: IDelayedCall | None = None
+
+
+@implementer(ITransactionSender)
+class TransactionLayer:
+    """
+    Reliable MGCP transactions over an unreliable datagram writer.
+
+    @param clock: the only clock (a reactor, or a L{task.Clock} in tests).
+    @param write: C{write(datagram, address)}, usually the transport's.
+    @param handler: executes incoming commands.
+    @param role: L{Role}, for duplicate keys.
+    @param listener: told of peer health changes, or None.
+    @param random: C{uniform(a, b)} source for jitter, injectable for tests.
+    @param allocator: transaction ids; by default a random start.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        write: Callable[[bytes, Address], Any],
+        handler: ICommandHandler,
+        role: Role,
+        config: TransactionConfig = TransactionConfig(),
+        listener: IPeerListener | None = None,
+        random: Callable[[float, float], float] = random.uniform,
+        allocator: TransactionIdAllocator | None = None,
+    ) -> None:
+        self._clock = clock
+        self._write = write
+        self._handler = ICommandHandler(handler)
+        self.role = role
+        self.config = config
+        self._listener = listener
+        self._uniform = random
+        self._pending: dict[int, _Outgoing] = {}
+        self._allocator = allocator or TransactionIdAllocator(in_use=self._pending)
+        self._peers: dict[Address, _Peer] = {}
+        self._peer_options: dict[Address, bool] = {}
+        self._history: dict[Any, _Incoming] = {}
+        self._expiry: deque[_Incoming] = deque()
+        self._sweeper: IDelayedCall | None = None
+        self._ack_waits: dict[tuple[Address, int], _AckWait] = {}
+        self._executing = 0
+        self._incoming_queue: deque[tuple[_Incoming, Command, Address]] = deque()
+        self._gateway_role = role is Role.GATEWAY
+        self._trace = config.trace
+        self.counters: Counter[Any] = Counter()
+        self.latency = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._stopped = False
+
+    # -- sending -------------------------------------------------------
+
+    def allocate_transaction_id(self) -> int:
+        return self._allocator.allocate()
+
+    def set_peer_options(self, address: Address, *, response_acks: bool) -> None:
+        """Per-peer quirks (whether C{K:} may be sent to it)."""
+        self._peer_options[tuple(address)] = response_acks
+        peer = self._peers.get(tuple(address))
+        if peer is not None:
+            peer.send_acks = response_acks
+
+    def send_command(self, command: Command, address: Address) -> Deferred[Response]:
+        """
+        Send one command; the Deferred fires with its final response or fails
+        with L{TransactionTimeout}.  A command whose transaction id is 0 gets
+        a fresh one.
+        """
+        return self.send_commands((command,), address)[0]
+
+    def send_commands(
+        self, commands: Iterable[Command], address: Address
+    ) -> list[Deferred[Response]]:
+        """
+        Send commands piggybacked in one datagram: they are retransmitted
+        together (in-order delivery and fate sharing, RFC 3435 §3.5.5).
+        """
+        if self._stopped:
+            raise TransactionAborted("the transaction layer is stopped")
+        address = tuple(address)
+        peer = self._peers.get(address)
+        if peer is None:
+            peer = self._new_peer(address)
+        out = _Outgoing([], address, peer)
+        deferreds = []
+        for command in commands:
+            if not command.transaction_id:
+                command = command.with_transaction_id(self._allocator.allocate())
+            txid = command.transaction_id
+            if txid in self._pending:
+                raise ValueError(f"transaction {txid} is already in flight")
+            d: Deferred[Response] = Deferred(partial(self._cancel, txid))
+            out.commands.append(command)
+            out.waiting[txid] = (command, d)
+            self._pending[txid] = out
+            deferreds.append(d)
+        if not out.commands:
+            return []
+        if peer.in_flight >= peer.cap:
+            peer.queue.append(out)
+            self.counters["queued_for_peer"] += 1
+        else:
+            self._transmit_first(out)
+        return deferreds
+
+    def _new_peer(self, address: Address) -> _Peer:
+        send_acks = self._peer_options.get(address, self.config.response_acks)
+        peer = _Peer(address, self.config.initial_rto, self.config.max_in_flight, send_acks)
+        self._peers[address] = peer
+        return peer
+
+    def _transmit_first(self, out: _Outgoing) -> None:
+        peer = out.peer
+        commands = out.commands
+        if peer.acks and peer.send_acks:
+            ranges = _ranges(peer.acks)
+            peer.acks = []
+            first = commands[0]
+            commands[0] = first.with_params(response_ack=ranges)
+            out.waiting[first.transaction_id] = (commands[0], out.waiting[first.transaction_id][1])
+        out.datagram = encode(commands) if len(commands) > 1 else encode(commands[0])
+        now = self._clock.seconds()
+        out.first_sent = now
+        out.transmissions = 1
+        out.delay = peer.rto
+        peer.in_flight += 1
+        counters = self.counters
+        for command in commands:
+            counters["commands_sent", command.verb] += 1
+        if self._trace:
+            for command in commands:
+                self.log.debug(
+                    "sent {verb} {txid} {endpoint} to {peer}",
+                    verb=str(command.verb), txid=command.transaction_id,
+                    endpoint=command.endpoint, peer=out.address,
+                )
+        self._send(out.datagram, out.address)
+        out.timer = self._clock.callLater(out.delay, self._retransmit, out)
+
+    def _retransmit(self, out: _Outgoing) -> None:
+        out.timer = None
+        config = self.config
+        now = self._clock.seconds()
+        elapsed = now - out.first_sent
+        repetitions = out.transmissions - 1
+        if out.provisional:
+            # A 1xx arrived: the peer is working on it.  Retransmit every
+            # LONGTRAN until T-MAX; wait up to 2 * T-HIST in all (§3.5.6).
+            limit = 2 * config.t_hist
+            if elapsed >= limit:
+                self._time_out(out)
+                return
+            if elapsed + 1e-9 < config.t_max:
+                self._repeat(out)
+            out.timer = self._clock.callLater(
+                min(config.longtran, limit - elapsed), self._retransmit, out
+            )
+            return
+        give_up = config.t_max if config.give_up is None else config.give_up
+        limit = config.max_retransmissions
+        if elapsed >= give_up - 1e-9 or (limit is not None and repetitions >= limit):
+            self._time_out(out)
+            return
+        if elapsed < config.t_max - 1e-9:
+            self._repeat(out)
+            repetitions += 1
+            peer = out.peer
+            if repetitions == config.max1 and peer.state is PeerState.REACHABLE:
+                self._set_peer_state(peer, PeerState.SUSPECT)
+            elif repetitions == config.max2 and peer.state is not PeerState.DISCONNECTED:
+                self._set_peer_state(peer, PeerState.DISCONNECTED)
+            out.delay *= 2
+            interval = min(self._uniform(0.5, 1.0) * out.delay, config.rto_max)
+        else:
+            interval = give_up - elapsed  # T-MAX passed: only wait now
+        out.timer = self._clock.callLater(
+            min(interval, max(give_up - elapsed, 0.0)), self._retransmit, out
+        )
+
+    def _repeat(self, out: _Outgoing) -> None:
+        out.transmissions += 1
+        self.counters["retransmissions"] += 1
+        if self._trace:
+            self.log.debug(
+                "retransmission {n} of {txids} to {peer}",
+                n=out.transmissions - 1, txids=list(out.waiting), peer=out.address,
+            )
+        self._send(out.datagram, out.address)
+
+    def _time_out(self, out: _Outgoing) -> None:
+        peer = out.peer
+        self._finish_outgoing(out)
+        if peer.state is not PeerState.DISCONNECTED:
+            self._set_peer_state(peer, PeerState.DISCONNECTED)
+        waiting = list(out.waiting.values())
+        out.waiting.clear()
+        for command, d in waiting:
+            self._pending.pop(command.transaction_id, None)
+            self.counters["timeouts"] += 1
+            self.log.info(
+                "{verb} {txid} to {peer} timed out after {n} transmissions",
+                verb=str(command.verb), txid=command.transaction_id, peer=out.address,
+                n=out.transmissions,
+            )
+            d.errback(TransactionTimeout(command, out.address, out.transmissions))
+
+    def _finish_outgoing(self, out: _Outgoing) -> None:
+        """The bundle is done: free its slot and send what was queued."""
+        if out.timer is not None:
+            out.timer.cancel()
+            out.timer = None
+        peer = out.peer
+        if out.transmissions:
+            peer.in_flight -= 1
+        while peer.queue and peer.in_flight < peer.cap:
+            queued = peer.queue.popleft()
+            if queued.waiting:
+                self._transmit_first(queued)
+
+    def _cancel(self, txid: int, d: Deferred[Response]) -> None:
+        """The caller gave up on a command: stop retransmitting it."""
+        out = self._pending.pop(txid, None)
+        if out is None:
+            return
+        out.waiting.pop(txid, None)
+        if not out.waiting:
+            if out.transmissions:
+                self._finish_outgoing(out)
+            else:
+                try:
+                    out.peer.queue.remove(out)
+                except ValueError:
+                    pass
+
+    def _set_peer_state(self, peer: _Peer, state: PeerState) -> None:
+        peer.state = state
+        self.log.info("peer {peer} is {state}", peer=peer.address, state=state.value)
+        if self._listener is not None:
+            self._listener.peer_state_changed(peer.address, state)
+
+    # -- receiving -----------------------------------------------------
+
+    def datagram_received(self, data: bytes, address: Address) -> None:
+        """Handle one datagram: every message in it, in order."""
+        for message in decode(data):
+            kind = type(message)
+            if kind is Response:
+                self._response_received(message, address)  # type: ignore[arg-type]
+            elif kind is Command:
+                self._command_received(message, address)  # type: ignore[arg-type]
+            else:
+                self._malformed_received(message, address)  # type: ignore[arg-type]
+
+    def _response_received(self, response: Response, address: Address) -> None:
+        counters = self.counters
+        txid = response.transaction_id
+        code = response.code
+        if code < 100:
+            counters["acks_received"] += 1
+            wait = self._ack_waits.pop((address, txid), None)
+            if wait is not None and wait.timer is not None:
+                wait.timer.cancel()
+                wait.timer = None
+            return
+        out = self._pending.get(txid)
+        if out is None:
+            if code >= 200 and ParamCode.RESPONSE_ACK in response.params:
+                self._send_ack(txid, address)  # our earlier 000 was lost
+            counters["dropped_unknown_response"] += 1
+            return
+        counters["responses_received", code] += 1
+        if self._trace:
+            self.log.debug(
+                "received {code} {txid} from {peer}", code=int(code), txid=txid, peer=address
+            )
+        if code < 200:
+            counters["provisional_received"] += 1
+            if code == ReturnCode.TRANSACTION_QUEUED:
+                self._throttle(out.peer)
+            if not out.provisional:
+                out.provisional = True
+                if out.timer is not None:
+                    out.timer.cancel()
+                out.timer = self._clock.callLater(self.config.longtran, self._retransmit, out)
+            return
+        command, d = out.waiting.pop(txid)
+        del self._pending[txid]
+        peer = out.peer
+        now = self._clock.seconds()
+        rtt = now - out.first_sent
+        self.latency[bisect.bisect_left(LATENCY_BUCKETS, rtt)] += 1
+        if out.transmissions == 1 and not out.provisional:
+            self._measure(peer, rtt)
+        elif out.transmissions > 1:
+            # Karn: no sample from a retransmitted transaction; keep the
+            # backed-off timer until a clean one (RFC 3435 §4.3).
+            peer.rto = min(max(out.delay, peer.rto), self.config.rto_max)
+        if code == ReturnCode.OVERLOADED:
+            self._throttle(peer)
+        elif peer.cap < self.config.max_in_flight:
+            peer.cap += 1
+        if peer.send_acks:
+            peer.acks.append(txid)
+            if len(peer.acks) > self.config.max_acks:
+                del peer.acks[0]
+        if ParamCode.RESPONSE_ACK in response.params:
+            self._send_ack(txid, address)
+        if not out.waiting:
+            self._finish_outgoing(out)
+        if peer.state is not PeerState.REACHABLE:
+            self._set_peer_state(peer, PeerState.REACHABLE)
+        d.callback(response)
+
+    def _measure(self, peer: _Peer, sample: float) -> None:
+        """The TCP-style estimator RFC 3435 §3.5.3 suggests."""
+        if peer.aad is None:
+            peer.aad = sample
+            peer.adev = sample / 2
+        else:
+            peer.adev += (abs(sample - peer.aad) - peer.adev) / 4
+            peer.aad += (sample - peer.aad) / 8
+        config = self.config
+        peer.rto = min(max(peer.aad + config.rto_dev_factor * peer.adev, config.min_rto), config.rto_max)
+
+    def _throttle(self, peer: _Peer) -> None:
+        """The peer is overloaded (101/409): halve what we keep in flight."""
+        peer.cap = max(1, peer.cap // 2)
+        self.counters["peer_throttled"] += 1
+
+    def _send_ack(self, txid: int, address: Address) -> None:
+        self.counters["acks_sent"] += 1
+        self._send(b"000 %d\r\n" % txid, address)
+
+    def _key(self, command: Command) -> Any:
+        if self._gateway_role:
+            return command.transaction_id
+        return (command.endpoint.rpartition("@")[2].lower(), command.transaction_id)
+
+    def _command_received(self, command: Command, address: Address) -> None:
+        counters = self.counters
+        counters["commands_received", command.verb] += 1
+        key = self._key(command)
+        entry = self._history.get(key)
+        if entry is not None:
+            self._duplicate(entry, command.transaction_id, address)
+            return
+        if self._trace:
+            self.log.debug(
+                "received {verb} {txid} {endpoint} from {peer}",
+                verb=str(command.verb), txid=command.transaction_id,
+                endpoint=command.endpoint, peer=address,
+            )
+        acks = command.params.get(ParamCode.RESPONSE_ACK)
+        if acks:
+            self._purge_acknowledged(command, acks)
+        entry = _Incoming(key, command, address)
+        self._history[key] = entry
+        if self._executing >= self.config.high_water or self._incoming_queue:
+            if len(self._incoming_queue) >= self.config.queue_limit:
+                counters["overloaded"] += 1
+                self._answer(entry, Response(ReturnCode.OVERLOADED, command.transaction_id, "Overloaded"))
+                return
+            entry.state = _Incoming.QUEUED
+            self._incoming_queue.append((entry, command, address))
+            counters["queued_incoming"] += 1
+            self._send_provisional(entry, ReturnCode.TRANSACTION_QUEUED, address)
+            return
+        self._execute(entry, command, address)
+
+    def _duplicate(self, entry: _Incoming, txid: int, address: Address) -> None:
+        self.counters["duplicates"] += 1
+        if entry.state == _Incoming.DONE:
+            if entry.datagram is not None:
+                self.counters["replays"] += 1
+                self._send(entry.datagram, address)
+            # else: acknowledged and purged; the id is still remembered, so
+            # the late duplicate is silently discarded (§3.5.1).
+        elif entry.state == _Incoming.QUEUED:
+            self._send_provisional(entry, ReturnCode.TRANSACTION_QUEUED, address)
+        else:
+            self._send_provisional(entry, ReturnCode.TRANSACTION_EXECUTING, address)
+
+    def _send_provisional(self, entry: _Incoming, code: ReturnCode, address: Address) -> None:
+        self.counters["provisional_sent"] += 1
+        entry.provisional_sent = True
+        txid = entry.command.transaction_id if entry.command is not None else 0
+        self._send(encode(Response(code, txid, code.default_comment)), address)
+
+    def _purge_acknowledged(self, command: Command, ranges: tuple[tuple[int, int], ...]) -> None:
+        """Drop responses the peer confirmed having; remember their ids."""
+        history = self._history
+        domain = None if self._gateway_role else command.endpoint.rpartition("@")[2].lower()
+        for low, high in ranges:
+            if high - low > 10_000:
+                continue  # a range this wide is not one of ours; ignore it
+            for txid in range(low, high + 1):
+                entry = history.get(txid if domain is None else (domain, txid))
+                if entry is not None and entry.state == _Incoming.DONE and entry.datagram is not None:
+                    entry.datagram = None
+                    self.counters["responses_purged"] += 1
+
+    def _execute(self, entry: _Incoming, command: Command, address: Address) -> None:
+        try:
+            result = self._handler.command_received(command, address)
+        except ProtocolError as e:
+            result = Response(e.code, command.transaction_id, _comment(e.reason))
+        except Exception:
+            self.log.failure(
+                "handler failed on {verb} {txid}", verb=str(command.verb), txid=command.transaction_id
+            )
+            result = Response(ReturnCode.TRANSIENT_ERROR, command.transaction_id, "Internal error")
+        if isinstance(result, Deferred):
+            self._executing += 1
+            entry.timer = self._clock.callLater(
+                self.config.execution_timeout, self._execution_timed_out, entry, result
+            )
+            if self.config.provisional_after is not None:
+                entry.provisional_timer = self._clock.callLater(
+                    self.config.provisional_after, self._maybe_provisional, entry
+                )
+            result.addCallbacks(
+                self._deferred_answer, self._deferred_failure,
+                callbackArgs=(entry,), errbackArgs=(entry,),
+            )
+        else:
+            self._answer(entry, result)
+
+    def _maybe_provisional(self, entry: _Incoming) -> None:
+        entry.provisional_timer = None
+        if entry.state == _Incoming.EXECUTING and not self._stopped:
+            self._send_provisional(entry, ReturnCode.TRANSACTION_EXECUTING, entry.address)
+
+    def _execution_timed_out(self, entry: _Incoming, d: Deferred[Any]) -> None:
+        entry.timer = None
+        self.log.warn(
+            "handler did not answer {txid} in {timeout} s: answering 406",
+            txid=entry.command.transaction_id if entry.command else None,
+            timeout=self.config.execution_timeout,
+        )
+        d.cancel()
+
+    def _deferred_answer(self, result: Response | Reply, entry: _Incoming) -> None:
+        self._handler_done(entry)
+        if entry.state != _Incoming.DONE:
+            self._answer(entry, result)
+
+    def _deferred_failure(self, failure: Failure, entry: _Incoming) -> None:
+        self._handler_done(entry)
+        if entry.state == _Incoming.DONE:
+            return
+        assert entry.command is not None
+        txid = entry.command.transaction_id
+        if failure.check(ProtocolError):
+            error = failure.value
+            response = Response(error.code, txid, _comment(error.reason))  # type: ignore[union-attr]
+        elif failure.check(CancelledError):
+            response = Response(ReturnCode.TRANSACTION_TIMEOUT, txid, "Transaction timed out")
+        else:
+            self.log.failure("handler failed on {txid}", failure, txid=txid)
+            response = Response(ReturnCode.TRANSIENT_ERROR, txid, "Internal error")
+        self._answer(entry, response)
+
+    def _handler_done(self, entry: _Incoming) -> None:
+        self._executing -= 1
+        if entry.timer is not None:
+            entry.timer.cancel()
+            entry.timer = None
+        if entry.provisional_timer is not None:
+            entry.provisional_timer.cancel()
+            entry.provisional_timer = None
+        queue = self._incoming_queue
+        if queue and self._executing < self.config.low_water:
+            while queue and self._executing < self.config.high_water:
+                queued, command, address = queue.popleft()
+                queued.state = _Incoming.EXECUTING
+                self._execute(queued, command, address)
+
+    def _answer(self, entry: _Incoming, result: Response | Reply) -> None:
+        if self._stopped:
+            return
+        if type(result) is Reply:
+            response = result.response
+            prefix = result.piggyback
+        else:
+            response = result  # type: ignore[assignment]
+            prefix = ()
+        if entry.provisional_sent and response.code >= 200:
+            # The final after a provisional asks for a 000 (§3.5.6).
+            response = _with_empty_ack(response)
+        datagram = encode((*prefix, response)) if prefix else encode(response)
+        entry.state = _Incoming.DONE
+        entry.datagram = datagram
+        entry.done_at = self._clock.seconds()
+        entry.command = None  # keep the history light
+        self.counters["responses_sent", response.code] += 1
+        if self._trace:
+            self.log.debug(
+                "answered {code} {txid} to {peer}",
+                code=int(response.code), txid=response.transaction_id, peer=entry.address,
+            )
+        self._send(datagram, entry.address)
+        self._expiry.append(entry)
+        if self._sweeper is None:
+            self._sweeper = self._clock.callLater(self.config.history_sweep, self._sweep)
+        if entry.provisional_sent and response.code >= 200:
+            wait = _AckWait(entry, entry.done_at, self.config.initial_rto)
+            self._ack_waits[(entry.address, response.transaction_id)] = wait
+            wait.timer = self._clock.callLater(wait.delay, self._resend_final, wait, response.transaction_id)
+
+    def _resend_final(self, wait: _AckWait, txid: int) -> None:
+        wait.timer = None
+        entry = wait.entry
+        now = self._clock.seconds()
+        if entry.datagram is None or now - wait.first_sent >= self.config.t_max:
+            # Never acknowledged: give up quietly; a missing 000 must not
+            # make the peer disconnected (§3.5.6).
+            self._ack_waits.pop((entry.address, txid), None)
+            return
+        self.counters["final_retransmissions"] += 1
+        self._send(entry.datagram, entry.address)
+        wait.delay *= 2
+        interval = min(self._uniform(0.5, 1.0) * wait.delay, self.config.rto_max)
+        wait.timer = self._clock.callLater(interval, self._resend_final, wait, txid)
+
+    def _sweep(self) -> None:
+        """Forget responses (and their ids) older than T-HIST."""
+        self._sweeper = None
+        deadline = self._clock.seconds() - self.config.t_hist
+        expiry = self._expiry
+        history = self._history
+        while expiry and expiry[0].done_at <= deadline:
+            entry = expiry.popleft()
+            if history.get(entry.key) is entry:
+                del history[entry.key]
+        if expiry:
+            self._sweeper = self._clock.callLater(self.config.history_sweep, self._sweep)
+
+    def _malformed_received(self, message: MalformedMessage, address: Address) -> None:
+        counters = self.counters
+        if not message.answerable:
+            counters["dropped_malformed"] += 1
+            self.log.info(
+                "dropped malformed datagram from {peer}: {reason}",
+                peer=address, reason=message.reason,
+            )
+            return
+        counters["malformed_answered", message.code] += 1
+        self.log.info(
+            "answering {code} to malformed command {txid} from {peer}: {reason}",
+            code=message.code, txid=message.transaction_id, peer=address, reason=message.reason,
+        )
+        txid = message.transaction_id
+        assert txid is not None
+        key: Any = txid if self._gateway_role else (_domain_of(message.raw), txid)
+        entry = self._history.get(key)
+        if entry is not None:
+            self._duplicate(entry, txid, address)
+            return
+        entry = _Incoming(key, None, address)
+        self._history[key] = entry
+        self._answer(entry, message.error_response())
+
+    # -- plumbing ------------------------------------------------------
+
+    def _send(self, datagram: bytes, address: Address) -> None:
+        try:
+            self._write(datagram, address)
+        except OSError as e:
+            # ICMP errors surface here on connected sockets; the datagram is
+            # lost like any other and retransmission deals with it.
+            self.counters["write_errors"] += 1
+            self.log.info("cannot send to {peer}: {error}", peer=address, error=e)
+
+    def stop(self) -> None:
+        """Cancel every timer and fail what is still waiting (shutdown)."""
+        self._stopped = True
+        for out in {id(o): o for o in self._pending.values()}.values():
+            if out.timer is not None:
+                out.timer.cancel()
+                out.timer = None
+        pending = list(self._pending.values())
+        self._pending.clear()
+        for out in {id(o): o for o in pending}.values():
+            waiting = list(out.waiting.values())
+            out.waiting.clear()
+            for command, d in waiting:
+                d.errback(TransactionAborted(f"{command.verb} {command.transaction_id}: stopped"))
+        for peer in self._peers.values():
+            peer.queue.clear()
+            peer.in_flight = 0
+        for entry in self._history.values():
+            for timer in (entry.timer, entry.provisional_timer):
+                if timer is not None and timer.active():
+                    timer.cancel()
+            entry.timer = entry.provisional_timer = None
+        for wait in self._ack_waits.values():
+            if wait.timer is not None:
+                wait.timer.cancel()
+        self._ack_waits.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        self._incoming_queue.clear()
+
+    # -- observation ---------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """
+        Counters and per-peer state, as plain data for the admin and
+        metrics: C{counters} maps C{"name"} or C{"name verb/code"} to counts.
+        """
+        counters: dict[str, int] = {}
+        for key, value in self.counters.items():
+            if isinstance(key, tuple):
+                counters[f"{key[0]} {key[1]}"] = value
+            else:
+                counters[key] = value
+        return {
+            "role": self.role.value,
+            "counters": counters,
+            "pending": len(self._pending),
+            "history": len(self._history),
+            "executing": self._executing,
+            "queued_incoming": len(self._incoming_queue),
+            "latency_buckets": list(LATENCY_BUCKETS),
+            "latency_counts": list(self.latency),
+            "peers": {
+                f"{peer.address[0]}:{peer.address[1]}": {
+                    "rto": peer.rto,
+                    "aad": peer.aad,
+                    "adev": peer.adev,
+                    "in_flight": peer.in_flight,
+                    "cap": peer.cap,
+                    "queued": len(peer.queue),
+                    "state": peer.state.value,
+                }
+                for peer in self._peers.values()
+            },
+        }
+
+    def peer_state(self, address: Address) -> PeerState:
+        peer = self._peers.get(tuple(address))
+        return PeerState.REACHABLE if peer is None else peer.state
+
+    def peer_rto(self, address: Address) -> float:
+        peer = self._peers.get(tuple(address))
+        return self.config.initial_rto if peer is None else peer.rto
+
+
+def _ranges(txids: list[int]) -> tuple[tuple[int, int], ...]:
+    """Compress acknowledged ids into K: ranges."""
+    ordered = sorted(set(txids))
+    ranges: list[tuple[int, int]] = []
+    for txid in ordered:
+        if ranges and ranges[-1][1] == txid - 1:
+            ranges[-1] = (ranges[-1][0], txid)
+        else:
+            ranges.append((txid, txid))
+    return tuple(ranges)
+
+
+def _with_empty_ack(response: Response) -> Response:
+    if response.params.get(ParamCode.RESPONSE_ACK) == ():
+        return response
+    items = dict(response.params)
+    items[ParamCode.RESPONSE_ACK] = ()
+    return _new_response(
+        response.code, response.transaction_id, response.comment, Parameters(items),
+        response.sdp, response.second_sdp, response.package,
+    )
+
+
+def _comment(reason: str) -> str:
+    """A response commentary: printable ASCII, short (RFC 3435 App. A)."""
+    text = "".join(ch if " " <= ch <= "~" else "?" for ch in reason)
+    return text[:80]
+
+
+def _domain_of(raw: str) -> str:
+    parts = raw.split(None, 3)
+    if len(parts) >= 3:
+        return parts[2].rpartition("@")[2].lower()
+    return ""

@@ -1,0 +1,83 @@
+# -*- test-case-name: tests.test_transport -*-
+"""
+The two MGCP datagram protocols: thin shells that hand datagrams to the
+shared L{TransactionLayer} and give it the transport to write to.
+
+L{CallAgentProtocol} listens on UDP 2727 by default and
+L{GatewayProtocol} on 2427 (RFC 3435 §3.5); the only difference between
+them is how duplicates are keyed (L{Role}).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from .interfaces import ICommandHandler, IPeerListener, ITransactionSender
+from .mgcp import Command, Response
+from .transaction import Address, Role, TransactionConfig, TransactionLayer
+
+__all__ = ["MGCPProtocol", "CallAgentProtocol", "GatewayProtocol", "CALL_AGENT_PORT", "GATEWAY_PORT"]
+
+CALL_AGENT_PORT = 2727
+GATEWAY_PORT = 2427
+
+
+@implementer(ITransactionSender)
+class MGCPProtocol(DatagramProtocol):
+    """
+    An MGCP endpoint on a UDP port.  C{transactions} is its
+    L{TransactionLayer}; C{send_command} is a shortcut to it.
+    """
+
+    role: Role
+    default_port: int
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        handler: ICommandHandler,
+        config: TransactionConfig = TransactionConfig(),
+        listener: IPeerListener | None = None,
+        **layer_options: Any,
+    ) -> None:
+        self.transactions = TransactionLayer(
+            clock, self._write, handler, self.role, config, listener, **layer_options
+        )
+
+    def _write(self, datagram: bytes, address: Address) -> None:
+        if self.transport is None:
+            raise OSError("not listening")
+        self.transport.write(datagram, address)
+
+    def datagramReceived(self, datagram: bytes, addr: Address) -> None:  # noqa: N802
+        self.transactions.datagram_received(datagram, addr)
+
+    def stopProtocol(self) -> None:  # noqa: N802
+        self.transactions.stop()
+
+    def send_command(self, command: Command, address: Address) -> Deferred[Response]:
+        return self.transactions.send_command(command, address)
+
+    def allocate_transaction_id(self) -> int:
+        return self.transactions.allocate_transaction_id()
+
+
+class CallAgentProtocol(MGCPProtocol):
+    """The call agent's side: commands from gateways arrive on 2727."""
+
+    role = Role.CALL_AGENT
+    default_port = CALL_AGENT_PORT
+
+
+class GatewayProtocol(MGCPProtocol):
+    """The gateway's side: commands from call agents arrive on 2427."""
+
+    role = Role.GATEWAY
+    default_port = GATEWAY_PORT

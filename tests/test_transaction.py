@@ -1,0 +1,673 @@
+"""
+Tests for L{mgcpswitch.transaction}: every timer rule on a L{Clock} with
+exact schedules, at-most-once execution, provisional responses and the
+three-way handshake, response acknowledgement, load control, and 1,000
+transactions through a lossy in-memory network.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from mgcpswitch.errors import RemoteProtocolError, TransactionAborted, TransactionTimeout
+from mgcpswitch.interfaces import ICommandHandler, IPeerListener, ITransactionSender
+from mgcpswitch.mgcp import Command, MalformedMessage, ParamCode, Response, Verb, decode, encode
+from mgcpswitch.testing import MemoryNetwork, run_timers
+from mgcpswitch.transaction import PeerState, Reply, Role, TransactionConfig, TransactionLayer
+from mgcpswitch.transport import CallAgentProtocol, GatewayProtocol
+from mgcpswitch.txid import MAX_TXID, TransactionIdAllocator
+
+CA = ("127.0.0.1", 2727)
+GW = ("127.0.0.2", 2427)
+
+
+def auep(txid: int = 0, endpoint: str = "aaln/1@gw") -> Command:
+    return Command.create(Verb.AUEP, txid, endpoint)
+
+
+@implementer(ICommandHandler)
+class Handler:
+    """Records commands and answers 200, or what the test scripts."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Command, Any]] = []
+        self.answer: Any = None
+
+    def command_received(self, command: Command, source: Any) -> Any:
+        self.calls.append((command, source))
+        if callable(self.answer):
+            return self.answer(command)
+        if self.answer is not None:
+            return self.answer
+        return Response.create(200, command.transaction_id)
+
+
+@implementer(IPeerListener)
+class Listener:
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, PeerState]] = []
+
+    def peer_state_changed(self, address: Any, state: PeerState) -> None:
+        self.events.append((address, state))
+
+
+class Wire:
+    """A transaction layer whose writes are recorded, not carried."""
+
+    def __init__(self, role: Role = Role.CALL_AGENT, jitter: float = 1.0, **config: Any) -> None:
+        self.clock = Clock()
+        self.sent: list[tuple[float, bytes, Any]] = []
+        self.handler = Handler()
+        self.listener = Listener()
+        self.sends: list[Deferred[Response]] = []
+        self.layer = TransactionLayer(
+            self.clock,
+            lambda data, addr: self.sent.append((self.clock.seconds(), data, addr)),
+            self.handler,
+            role,
+            TransactionConfig(**config),
+            self.listener,
+            random=lambda a, b: jitter * b if jitter is not None else random.uniform(a, b),
+            allocator=TransactionIdAllocator(start=100),
+        )
+
+    def send(self, command: Command, address: Any = GW) -> Deferred[Response]:
+        d = self.layer.send_command(command, address)
+        self.sends.append(d)
+        return d
+
+    def stop(self) -> None:
+        """Stop the layer; what still waited fails with TransactionAborted (consumed here)."""
+        self.layer.stop()
+        for d in self.sends:
+            d.addErrback(lambda f: f.trap(TransactionAborted))
+
+    def times(self) -> list[float]:
+        return [round(t, 6) for t, _, _ in self.sent]
+
+    def receive(self, text: str | bytes, source: Any = GW) -> None:
+        data = text.encode() if isinstance(text, str) else text
+        self.layer.datagram_received(data, source)
+
+    def last(self) -> Any:
+        return decode(self.sent[-1][1])
+
+
+class Retransmission(SynchronousTestCase):
+    """RFC 3435 §4.3 timers, with jitter pinned to the top of its range."""
+
+    def test_first_retransmission_at_initial_rto_with_same_bytes(self) -> None:
+        """The first repeat comes exactly at the initial RTO and is byte-identical."""
+        w = Wire()
+        d = w.send(auep())
+        self.assertNoResult(d)
+        self.assertEqual(w.times(), [0.0])
+        w.clock.advance(0.199)
+        self.assertEqual(len(w.sent), 1)
+        w.clock.advance(0.001)
+        self.assertEqual(w.times(), [0.0, 0.2])
+        self.assertEqual(w.sent[0][1], w.sent[1][1])
+        self.assertEqual(w.sent[1][2], GW)
+        w.receive("200 100 OK\r\n")
+        self.assertEqual(self.successResultOf(d).code, 200)
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+
+    def test_exact_backoff_schedule_and_give_up(self) -> None:
+        """Intervals double (0.2, 0.4, ... capped at RTO-MAX 4 s) until T-MAX (20 s), then it fails."""
+        w = Wire()
+        d = w.send(auep())
+        run_timers(w.clock, until=20.0 - 1e-6)
+        self.assertEqual(w.times(), [0.0, 0.2, 0.6, 1.4, 3.0, 6.2, 10.2, 14.2, 18.2])
+        self.assertNoResult(d)
+        run_timers(w.clock)
+        self.assertEqual(w.clock.seconds(), 20.0)
+        failure = self.failureResultOf(d, TransactionTimeout)
+        self.assertEqual(failure.value.transmissions, 9)
+        self.assertEqual(failure.value.address, GW)
+        self.assertEqual(w.layer.counters["timeouts"], 1)
+        self.assertEqual(w.layer.counters["retransmissions"], 8)
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+
+    def test_retransmission_limit_gives_up_one_interval_after_last_repeat(self) -> None:
+        """With max_retransmissions = 7 the give-up comes one capped interval after the 7th repeat."""
+        w = Wire(max_retransmissions=7)
+        d = w.send(auep())
+        run_timers(w.clock, until=18.2 - 1e-6)
+        self.assertEqual(len(w.sent), 8)
+        self.assertNoResult(d)
+        run_timers(w.clock, until=18.2)
+        self.failureResultOf(d, TransactionTimeout)
+
+    def test_give_up_later_than_t_max_only_waits(self) -> None:
+        """With give_up past T-MAX, nothing is resent after T-MAX; the failure comes at give_up."""
+        w = Wire(give_up=30.0)
+        d = w.send(auep())
+        run_timers(w.clock)
+        self.assertEqual(w.times()[-1], 18.2)
+        self.assertEqual(w.clock.seconds(), 30.0)
+        self.failureResultOf(d, TransactionTimeout)
+
+    def test_jitter_lower_bound(self) -> None:
+        """With jitter at the bottom of [0.5, 1], each interval is half the doubled delay."""
+        w = Wire(jitter=0.5)
+        d = w.send(auep())
+        run_timers(w.clock)
+        self.assertEqual(w.times()[:5], [0.0, 0.2, 0.4, 0.8, 1.6])
+        self.failureResultOf(d, TransactionTimeout)
+
+    def test_jitter_is_drawn_within_bounds(self) -> None:
+        """With a real random source every interval lies in [0.5, 1] x the doubled delay."""
+        for seed in range(20):
+            rng = random.Random(seed)
+            w = Wire(jitter=None)
+            w.layer._uniform = rng.uniform  # the constructor's seam, replaced per seed
+            d = w.send(auep())
+            run_timers(w.clock)
+            times = [t for t, _, _ in w.sent]
+            delay = 0.2
+            self.assertAlmostEqual(times[1] - times[0], 0.2)
+            for a, b in zip(times[1:], times[2:]):
+                delay *= 2
+                self.assertGreaterEqual(b - a, min(0.5 * delay, 4.0) - 0.011)
+                self.assertLessEqual(b - a, min(delay, 4.0) + 0.011)
+            self.failureResultOf(d, TransactionTimeout)
+
+    def test_t_max_stops_retransmission(self) -> None:
+        """No repetition is sent later than T-MAX after the first send."""
+        w = Wire(t_max=5.0)
+        d = w.send(auep())
+        run_timers(w.clock)
+        self.assertEqual(w.times(), [0.0, 0.2, 0.6, 1.4, 3.0])
+        self.assertEqual(w.clock.seconds(), 5.0)
+        self.failureResultOf(d, TransactionTimeout)
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+
+    def test_rto_adapts_to_measured_delay(self) -> None:
+        """A clean sample updates AAD/ADEV; RTO = AAD + 4 ADEV, floored at min_rto."""
+        w = Wire(min_rto=0.01)
+        d = w.send(auep())
+        w.clock.advance(0.05)
+        w.receive("200 100 OK\r\n")
+        self.successResultOf(d)
+        # first sample: AAD = 0.05, ADEV = 0.025 -> RTO = 0.15
+        self.assertAlmostEqual(w.layer.peer_rto(GW), 0.15)
+        d = w.send(auep())
+        w.clock.advance(0.01)
+        w.receive("200 101 OK\r\n")
+        self.successResultOf(d)
+        # ADEV = 0.025 + (0.04 - 0.025)/4 = 0.02875; AAD = 0.05 - 0.04/8 = 0.045
+        self.assertAlmostEqual(w.layer.peer_rto(GW), 0.045 + 4 * 0.02875)
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+
+    def test_retransmitted_transaction_gives_no_sample(self) -> None:
+        """Karn's rule: after a retried transaction the backed-off timer is kept."""
+        w = Wire()
+        d = w.send(auep())
+        run_timers(w.clock, until=0.3)  # one repetition at 0.2; delay doubles to 0.4
+        w.receive("200 100 OK\r\n")
+        self.successResultOf(d)
+        self.assertAlmostEqual(w.layer.peer_rto(GW), 0.4)
+        snapshot = w.layer.snapshot()["peers"]["127.0.0.2:2427"]
+        self.assertIsNone(snapshot["aad"])
+
+    def test_peer_state_reported_at_max1_and_max2(self) -> None:
+        """Max1 repeats make the peer suspect, Max2 disconnected; a response makes it reachable."""
+        w = Wire()
+        d = w.send(auep())
+        run_timers(w.clock, until=3.0)  # 4 repetitions
+        self.assertEqual(w.listener.events, [])
+        run_timers(w.clock, until=6.2)  # 5th repetition = Max1
+        self.assertEqual(w.listener.events, [(GW, PeerState.SUSPECT)])
+        run_timers(w.clock, until=14.2)  # 7th repetition = Max2
+        self.assertEqual(w.listener.events[-1], (GW, PeerState.DISCONNECTED))
+        self.assertEqual(w.layer.peer_state(GW), PeerState.DISCONNECTED)
+        w.receive("200 100 OK\r\n")
+        self.successResultOf(d)
+        self.assertEqual(w.listener.events[-1], (GW, PeerState.REACHABLE))
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+
+    def test_cancel_stops_retransmission(self) -> None:
+        """A caller that cancels its Deferred stops the repeats."""
+        w = Wire()
+        d = w.send(auep())
+        d.cancel()
+        self.failureResultOf(d)
+        w.clock.advance(1.0)
+        self.assertEqual(len(w.sent), 1)
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+
+    def test_stop_aborts_pending(self) -> None:
+        """stop() fails what waits with TransactionAborted and leaves no timer."""
+        w = Wire()
+        d = w.send(auep())
+        w.receive("AUEP 5 aaln/1@gw MGCP 1.0\r\n")
+        w.layer.stop()
+        self.failureResultOf(d, TransactionAborted)
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+        self.assertRaises(TransactionAborted, w.layer.send_command, auep(), GW)
+
+
+class Piggybacking(SynchronousTestCase):
+    def test_send_commands_share_one_datagram_and_fate(self) -> None:
+        """Piggybacked commands go in one datagram and are repeated together."""
+        w = Wire()
+        d1, d2 = w.layer.send_commands([auep(), auep(endpoint="aaln/2@gw")], GW)
+        self.assertEqual(len(w.sent), 1)
+        messages = decode(w.sent[0][1])
+        self.assertEqual([m.transaction_id for m in messages], [100, 101])
+        w.receive("200 100 OK\r\n")
+        self.successResultOf(d1)
+        w.clock.advance(0.2)
+        self.assertEqual(w.sent[1][1], w.sent[0][1])
+        w.receive("200 101 OK\r\n")
+        self.successResultOf(d2)
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+
+    def test_piggybacked_bad_message_does_not_spoil_neighbours(self) -> None:
+        """Each message of a datagram is handled alone; a bad one gets its own code."""
+        w = Wire(role=Role.GATEWAY)
+        w.receive(
+            "AUEP 1 aaln/1@gw MGCP 1.0\n.\nCRCX 2 aaln/1@gw MGCP 1.0\nM: sendrecv\n.\n"
+            "AUEP 3 aaln/2@gw MGCP 1.0\n"
+        )
+        codes = [decode(data)[0] for _, data, _ in w.sent]
+        self.assertEqual([(r.code, r.transaction_id) for r in codes], [(200, 1), (516, 2), (200, 3)])
+        self.assertEqual(len(w.handler.calls), 2)
+
+
+class AtMostOnce(SynchronousTestCase):
+    """RFC 3435 §3.5.1: the response cache."""
+
+    def test_duplicate_is_replayed_byte_for_byte_to_its_source(self) -> None:
+        """A repeated command is not executed again; the cached bytes go to the new source."""
+        w = Wire(role=Role.GATEWAY)
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", ("127.0.0.9", 5555))
+        self.assertEqual(len(w.handler.calls), 1)
+        self.assertEqual(w.sent[0][1], w.sent[1][1])
+        self.assertEqual(w.sent[1][2], ("127.0.0.9", 5555))
+        self.assertEqual(w.layer.counters["duplicates"], 1)
+        w.stop()
+
+    def test_duplicate_while_executing_gets_100(self) -> None:
+        """A duplicate of a command still executing is answered 100; the final follows with K:."""
+        w = Wire(role=Role.GATEWAY)
+        pending: Deferred[Response] = Deferred()
+        w.handler.answer = lambda command: pending
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        self.assertEqual(w.last()[0].code, 100)
+        pending.callback(Response.create(200, 7))
+        final = w.last()[0]
+        self.assertEqual(final.code, 200)
+        self.assertEqual(final.params[ParamCode.RESPONSE_ACK], ())
+        self.assertEqual(len(w.handler.calls), 1)
+        w.receive("000 7\r\n", CA)
+        self.assertEqual(w.layer.counters["acks_received"], 1)
+        w.clock.advance(31)
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+
+    def test_history_expires_after_t_hist(self) -> None:
+        """After T-HIST (+ one sweep) the entry is gone and the id is new again."""
+        w = Wire(role=Role.GATEWAY)
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        w.clock.advance(29.9)
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        self.assertEqual(len(w.handler.calls), 1)
+        run_timers(w.clock, until=31.0)
+        self.assertEqual(w.layer.snapshot()["history"], 0)
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        self.assertEqual(len(w.handler.calls), 2)
+        w.stop()
+
+    def test_call_agent_keys_by_domain_and_txid(self) -> None:
+        """The same id from two gateways' domains is two transactions at a call agent."""
+        w = Wire(role=Role.CALL_AGENT)
+        w.receive("RSIP 9 *@gw1 MGCP 1.0\r\nRM: restart\r\n", ("127.0.0.3", 2427))
+        w.receive("RSIP 9 *@gw2 MGCP 1.0\r\nRM: restart\r\n", ("127.0.0.4", 2427))
+        w.receive("RSIP 9 *@GW1 MGCP 1.0\r\nRM: restart\r\n", ("127.0.0.3", 2427))
+        self.assertEqual(len(w.handler.calls), 2)
+        w.stop()
+
+    def test_gateway_keys_by_txid_alone(self) -> None:
+        """At a gateway an id is a duplicate whatever its source or endpoint."""
+        w = Wire(role=Role.GATEWAY)
+        w.receive("AUEP 9 aaln/1@gw MGCP 1.0\r\n", ("127.0.0.3", 2727))
+        w.receive("AUEP 9 aaln/2@gw MGCP 1.0\r\n", ("127.0.0.4", 2727))
+        self.assertEqual(len(w.handler.calls), 1)
+        w.stop()
+
+    def test_acknowledged_response_is_purged_but_id_remembered(self) -> None:
+        """K: purges the cached response; a late duplicate is then silently discarded."""
+        w = Wire(role=Role.GATEWAY)
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        w.receive("AUEP 8 aaln/1@gw MGCP 1.0\r\nK: 5-7\r\n", CA)
+        self.assertEqual(w.layer.counters["responses_purged"], 1)
+        sent = len(w.sent)
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        self.assertEqual(len(w.sent), sent)
+        self.assertEqual(len(w.handler.calls), 2)
+        w.stop()
+
+    def test_reply_piggybacks_commands_and_replays_them(self) -> None:
+        """A Reply's commands ride ahead of the response, and again on every replay."""
+        w = Wire(role=Role.GATEWAY)
+        rsip = Command.create(Verb.RSIP, 55, "*@gw", restart_method="restart")
+        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id), (rsip,))
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        first, again = decode(w.sent[0][1]), decode(w.sent[1][1])
+        self.assertEqual([type(m) for m in first], [Command, Response])
+        self.assertEqual(first, again)
+        w.stop()
+
+
+class Handlers(SynchronousTestCase):
+    def test_protocol_error_becomes_its_code(self) -> None:
+        """A handler raising a ProtocolError is answered with its code."""
+        w = Wire(role=Role.GATEWAY)
+
+        def fail(command: Command) -> Response:
+            raise RemoteProtocolError(518, "unknown package")
+
+        w.handler.answer = fail
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        self.assertEqual((w.last()[0].code, w.last()[0].comment), (518, "unknown package"))
+        w.stop()
+
+    def test_handler_bug_is_logged_and_answered_400(self) -> None:
+        """Any other exception is a bug: logged, answered 400, never raised into the reactor."""
+        w = Wire(role=Role.GATEWAY)
+        w.handler.answer = lambda command: 1 / 0
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        self.assertEqual(w.last()[0].code, 400)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        w.stop()
+
+    def test_deferred_failure_with_protocol_error(self) -> None:
+        """A Deferred handler failing with a ProtocolError is answered with its code."""
+        w = Wire(role=Role.GATEWAY)
+        d: Deferred[Response] = Deferred()
+        w.handler.answer = lambda command: d
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        d.errback(RemoteProtocolError(501, "not ready"))
+        self.assertEqual(w.last()[0].code, 501)
+        w.stop()
+
+    def test_execution_timeout_answers_406(self) -> None:
+        """A handler that never answers is cancelled and the command answered 406."""
+        w = Wire(role=Role.GATEWAY, execution_timeout=2.0)
+        w.handler.answer = lambda command: Deferred()
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        w.clock.advance(2.0)
+        self.assertEqual(w.last()[0].code, 406)
+        w.stop()
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+
+    def test_slow_handler_sends_provisional_and_final_waits_for_000(self) -> None:
+        """With provisional_after, 100 goes out; the final carries K: and is resent until 000."""
+        w = Wire(role=Role.GATEWAY, provisional_after=0.0)
+        d: Deferred[Response] = Deferred()
+        w.handler.answer = lambda command: d
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        w.clock.advance(0)
+        self.assertEqual(w.last()[0].code, 100)
+        w.clock.advance(1.0)
+        d.callback(Response.create(200, 7))
+        self.assertEqual(w.times(), [0.0, 1.0])
+        w.clock.advance(0.2)
+        w.clock.advance(0.4)
+        self.assertEqual(w.times(), [0.0, 1.0, 1.2, 1.6])
+        self.assertEqual(w.sent[2][1], w.sent[1][1])
+        w.receive("000 7\r\n", CA)
+        w.clock.advance(10)
+        self.assertEqual(len(w.sent), 4)
+        self.assertEqual(w.layer.counters["final_retransmissions"], 2)
+        w.stop()
+
+
+class Provisional(SynchronousTestCase):
+    def test_provisional_switches_to_longtran(self) -> None:
+        """After a 100 the command is repeated every LONGTRAN (5 s), not on the short timer."""
+        w = Wire()
+        d = w.send(auep())
+        w.clock.advance(0.1)
+        w.receive("100 100 Pending\r\n")
+        run_timers(w.clock, until=12.0)
+        self.assertEqual(w.times(), [0.0, 5.1, 10.1])
+        w.receive("200 100 OK\r\n")
+        self.assertEqual(self.successResultOf(d).code, 200)
+        self.assertEqual(w.layer.counters["provisional_received"], 1)
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+
+    def test_provisional_transaction_gives_up_at_twice_t_hist(self) -> None:
+        """A transaction that only ever got a 100 fails after 2 x T-HIST; no repeat after T-MAX."""
+        w = Wire()
+        d = w.send(auep())
+        w.receive("100 100 Pending\r\n")
+        run_timers(w.clock)
+        self.assertEqual(w.times(), [0.0, 5.0, 10.0, 15.0])
+        self.failureResultOf(d, TransactionTimeout)
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+
+    def test_final_with_k_is_acknowledged_with_000(self) -> None:
+        """A final response carrying an empty K: is answered 000, even when repeated."""
+        w = Wire()
+        d = w.send(auep())
+        w.receive("100 100 Pending\r\n")
+        w.receive("200 100 OK\r\nK:\r\n")
+        self.successResultOf(d)
+        self.assertEqual(w.sent[-1][1], b"000 100\r\n")
+        w.receive("200 100 OK\r\nK:\r\n")
+        self.assertEqual(w.sent[-1][1], b"000 100\r\n")
+        self.assertEqual(w.layer.counters["acks_sent"], 2)
+
+
+class ResponseAcknowledgement(SynchronousTestCase):
+    def test_next_command_carries_k_ranges(self) -> None:
+        """Responses received from a peer are confirmed in K: of the next command to it."""
+        w = Wire()
+        ds = [w.send(auep()) for _ in range(3)]
+        for txid in (100, 101, 102):
+            w.receive(f"200 {txid} OK\r\n")
+        for d in ds:
+            self.successResultOf(d)
+        w.send(auep(), GW)
+        command = w.last()[0]
+        self.assertEqual(command.params[ParamCode.RESPONSE_ACK], ((100, 102),))
+        self.assertIn(b"K: 100-102\r\n", w.sent[-1][1])
+        w.stop()
+
+    def test_no_k_for_peers_that_reject_it(self) -> None:
+        """Peers configured without response acks (osmo-mgw answers K: with 539) get none."""
+        w = Wire()
+        w.layer.set_peer_options(GW, response_acks=False)
+        d = w.send(auep())
+        w.receive("200 100 OK\r\n")
+        self.successResultOf(d)
+        w.send(auep(), GW)
+        self.assertNotIn(b"K:", w.sent[-1][1])
+        w.stop()
+
+
+class LoadControl(SynchronousTestCase):
+    def test_in_flight_cap_queues_in_order(self) -> None:
+        """Beyond max_in_flight, commands wait and go out in order as answers come back."""
+        w = Wire(max_in_flight=2)
+        ds = [w.send(auep(), GW) for _ in range(4)]
+        self.assertEqual([decode(s[1])[0].transaction_id for s in w.sent], [100, 101])
+        w.receive("200 100 OK\r\n")
+        w.receive("200 101 OK\r\n")
+        self.assertEqual([decode(s[1])[0].transaction_id for s in w.sent], [100, 101, 102, 103])
+        for d in ds[:2]:
+            self.successResultOf(d)
+        w.stop()
+
+    def test_high_water_answers_101_and_full_queue_409(self) -> None:
+        """Above the high mark commands are queued with 101; beyond the queue limit, 409."""
+        w = Wire(role=Role.GATEWAY, high_water=1, low_water=1, queue_limit=1)
+        gates: list[Deferred[Response]] = []
+
+        def slow(command: Command) -> Deferred[Response]:
+            gates.append(Deferred())
+            return gates[-1]
+
+        w.handler.answer = slow
+        w.receive("AUEP 1 aaln/1@gw MGCP 1.0\r\n", CA)
+        w.receive("AUEP 2 aaln/1@gw MGCP 1.0\r\n", CA)
+        self.assertEqual((w.last()[0].code, w.last()[0].transaction_id), (101, 2))
+        w.receive("AUEP 3 aaln/1@gw MGCP 1.0\r\n", CA)
+        self.assertEqual((w.last()[0].code, w.last()[0].transaction_id), (409, 3))
+        w.receive("AUEP 2 aaln/1@gw MGCP 1.0\r\n", CA)
+        self.assertEqual(w.last()[0].code, 101)
+        gates[0].callback(Response.create(200, 1))
+        self.assertEqual(len(w.handler.calls), 2)  # the queued one now runs
+        gates[1].callback(Response.create(200, 2))
+        self.assertEqual((w.last()[0].code, w.last()[0].transaction_id), (200, 2))
+        w.stop()
+
+    def test_overload_answer_halves_in_flight(self) -> None:
+        """A 409 (or 101) from a peer halves what we keep in flight to it."""
+        w = Wire(max_in_flight=8)
+        d = w.send(auep())
+        w.receive("409 100 Overloaded\r\n")
+        self.successResultOf(d)
+        self.assertEqual(w.layer.snapshot()["peers"]["127.0.0.2:2427"]["cap"], 4)
+
+
+class BadInput(SynchronousTestCase):
+    def test_malformed_with_readable_txid_is_answered(self) -> None:
+        """A malformed command with a readable id gets its code, once, cached like any answer."""
+        w = Wire(role=Role.GATEWAY)
+        w.receive("CRCX 5 aaln/1@gw MGCP 1.0\r\nC: 1\r\nM: bogus\r\n", CA)
+        w.receive("CRCX 5 aaln/1@gw MGCP 1.0\r\nC: 1\r\nM: bogus\r\n", CA)
+        self.assertEqual(w.last()[0].code, 517)
+        self.assertEqual(w.sent[0][1], w.sent[1][1])
+        self.assertEqual(w.handler.calls, [])
+        w.stop()
+
+    def test_unanswerable_is_dropped_and_counted(self) -> None:
+        """Garbage without a readable id is dropped and counted, never raised."""
+        w = Wire(role=Role.GATEWAY)
+        for data in (b"", b"\xff\xfe\x00", b"hello world", b"200 OK\r\n", b"CRCX abc x MGCP 1.0"):
+            w.receive(data, CA)
+        self.assertEqual(w.sent, [])
+        self.assertEqual(w.layer.counters["dropped_malformed"], 5)
+
+    def test_response_to_unknown_transaction_is_dropped(self) -> None:
+        """A response nobody waits for is dropped and counted."""
+        w = Wire()
+        w.receive("200 4242 OK\r\n")
+        self.assertEqual(w.layer.counters["dropped_unknown_response"], 1)
+        self.assertEqual(w.sent, [])
+
+
+class Observability(SynchronousTestCase):
+    def test_snapshot_counts_by_verb_and_code(self) -> None:
+        """The snapshot counts commands per verb, responses per code, and per-peer state."""
+        w = Wire()
+        d = w.send(auep())
+        w.receive("200 100 OK\r\n")
+        self.successResultOf(d)
+        snap = w.layer.snapshot()
+        self.assertEqual(snap["counters"]["commands_sent AUEP"], 1)
+        self.assertEqual(snap["counters"]["responses_received 200"], 1)
+        self.assertEqual(sum(snap["latency_counts"]), 1)
+        self.assertEqual(snap["peers"]["127.0.0.2:2427"]["state"], "reachable")
+
+    def test_trace_logs_only_when_enabled(self) -> None:
+        """Per-message events are emitted only with trace on (they cost ~20 us each)."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        w = Wire()
+        w.send(auep(), GW)
+        self.assertEqual([e for e in observer if "sent" in e.get("log_format", "")], [])
+        w.stop()
+        w = Wire(trace=True)
+        w.send(auep(), GW)
+        events = [e for e in observer if e.get("log_format", "").startswith("sent")]
+        self.assertEqual(len(events), 1)
+        self.assertEqual((events[0]["verb"], events[0]["txid"]), ("AUEP", 100))
+        w.stop()
+
+    def test_interfaces(self) -> None:
+        """The layer and the protocols provide ITransactionSender."""
+        w = Wire()
+        verifyObject(ITransactionSender, w.layer)
+        verifyObject(ITransactionSender, CallAgentProtocol(Clock(), Handler()))
+        verifyObject(IPeerListener, Listener())
+
+
+class TransactionIds(SynchronousTestCase):
+    def test_wrap_and_skip_in_use(self) -> None:
+        """Ids wrap from 999,999,999 to 1 and skip those still in flight."""
+        allocator = TransactionIdAllocator(in_use={1, 2}, start=MAX_TXID)
+        self.assertEqual([allocator.allocate() for _ in range(3)], [MAX_TXID, 3, 4])
+
+    def test_random_start(self) -> None:
+        """Each allocator starts at a random point (a restarted process must not reuse ids)."""
+        starts = {TransactionIdAllocator().peek() for _ in range(5)}
+        self.assertGreater(len(starts), 1)
+        for start in starts:
+            self.assertTrue(1 <= start <= MAX_TXID)
+
+    def test_layer_assigns_ids_and_rejects_duplicates_in_flight(self) -> None:
+        """Commands with id 0 get fresh ids; reusing an id still in flight is refused."""
+        w = Wire()
+        w.send(auep(), GW)
+        self.assertEqual(w.last()[0].transaction_id, 100)
+        self.assertRaises(ValueError, w.layer.send_command, auep(100), GW)
+        w.stop()
+
+
+class LossyNetwork(SynchronousTestCase):
+    """Both roles over a lossy in-memory network."""
+
+    def test_thousand_transactions_at_30_percent_loss_each_way(self) -> None:
+        """
+        1,000 transactions at 30 % loss in each direction complete, each executed once.
+
+        A round trip then fails 51 % of the time.  With the RFC defaults a
+        command is sent 9 times within T-MAX (RTO-MAX 4 s), so 0.51^9, about
+        0.24 % of transactions, would still fail; a lossy network wants a
+        lower RTO-MAX (1 s: about 20 transmissions in T-MAX, 0.51^20 ~ 1e-6),
+        which is what this configures.
+        """
+        clock = Clock()
+        network = MemoryNetwork(clock, latency=0.002, jitter=0.003, loss=0.3, seed=7, record=False)
+        gateway_handler = Handler()
+        agent = CallAgentProtocol(
+            clock, Handler(), TransactionConfig(rto_max=1.0), random=random.Random(1).uniform
+        )
+        gateway = GatewayProtocol(clock, gateway_handler)
+        network.bind(CA, agent)
+        network.bind(GW, gateway)
+        results: list[Any] = []
+        for i in range(1000):
+            d = agent.send_command(auep(endpoint=f"aaln/{i % 8 + 1}@gw"), GW)
+            d.addBoth(results.append)
+            if i % 20 == 19:
+                network.run(0.01)
+        network.run(40, step=0.05)
+        self.assertEqual(len(results), 1000)
+        bad = [r for r in results if not (isinstance(r, Response) and r.code == 200)]
+        self.assertEqual(bad, [])
+        executed = [c.transaction_id for c, _ in gateway_handler.calls]
+        self.assertEqual(len(executed), 1000)
+        self.assertEqual(len(set(executed)), 1000)
+        self.assertGreater(agent.transactions.counters["retransmissions"], 300)
+        self.assertGreater(gateway.transactions.counters["replays"], 100)
+        network.run(32, step=1.0)
+        self.assertEqual(gateway.transactions.snapshot()["history"], 0)
+        agent.transport.stopListening()
+        gateway.transport.stopListening()
+        self.assertEqual(clock.getDelayedCalls(), [])
