@@ -9,12 +9,18 @@ L{IPeerListener}; roles send through an L{ITransactionSender}.
 
 from __future__ import annotations
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
 __all__ = [
     "ICommandHandler",
     "ITransactionSender",
     "IPeerListener",
+    "ICallControl",
+    "IDialPlan",
+    "ICallObserver",
+    "IGatewayProfile",
+    "IDialPlanFactory",
+    "ICallObserverFactory",
 ]
 
 
@@ -61,3 +67,132 @@ class IPeerListener(Interface):
         (RFC 3435 §4.3), REACHABLE when a response arrives again.
         Called after the layer's own state is updated.
         """
+
+
+# ---------------------------------------------------------------------------
+# Call control, as the faces (web admin, mgcpctl) see it.
+
+
+class ICallControl(Interface):
+    """
+    What the operator's faces may read and ask of call control.  Every
+    value returned is a frozen view from L{mgcpswitch.agent.model} (each
+    has C{to_json()}); actions return Deferreds.
+    """
+
+    def list_gateways():  # type: ignore[no-untyped-def]
+        """All gateways: a list of L{GatewayView}."""
+
+    def get_gateway(name):  # type: ignore[no-untyped-def]
+        """One L{GatewayView} by domain name, or None."""
+
+    def list_endpoints(gateway=None):  # type: ignore[no-untyped-def]
+        """Endpoints (of one gateway, or all): a list of L{EndpointView}."""
+
+    def get_endpoint(name):  # type: ignore[no-untyped-def]
+        """One L{EndpointView} by full endpoint name, or None."""
+
+    def list_calls():  # type: ignore[no-untyped-def]
+        """Calls in progress and recently ended: a list of L{CallView}."""
+
+    def get_call(call_id):  # type: ignore[no-untyped-def]
+        """One L{CallView} (with its MGCP ladder), or None."""
+
+    def originate(a, b):  # type: ignore[no-untyped-def]
+        """
+        Ring endpoint C{a}; when it answers, ring C{b} and connect them.
+        @return: a Deferred firing with the new call's id once C{a} rings,
+            or failing with L{CallControlError} (unknown or busy endpoint).
+        """
+
+    def hangup(call_id):  # type: ignore[no-untyped-def]
+        """Release a call; Deferred fires when its connections are deleted."""
+
+    def audit_endpoint(name):  # type: ignore[no-untyped-def]
+        """AUEP the endpoint; Deferred fires with an L{EndpointView}."""
+
+    def set_gateway_in_service(name, in_service):  # type: ignore[no-untyped-def]
+        """Take a gateway out of service (no new calls) or back in."""
+
+    def transaction_stats():  # type: ignore[no-untyped-def]
+        """The transaction layer's snapshot (a JSON-able dict)."""
+
+    def call_outcomes():  # type: ignore[no-untyped-def]
+        """Counts of ended calls per outcome (JSON-able dict)."""
+
+    def subscribe(observer):  # type: ignore[no-untyped-def]
+        """
+        Call C{observer(event)} with every later L{mgcpswitch.agent.model}
+        event (after the state change, on a later turn); returns a callable
+        that unsubscribes.
+        """
+
+
+# ---------------------------------------------------------------------------
+# Plugin interfaces (discovered with twisted.plugin.getPlugins in
+# mgcpswitch.plugins, enabled by name in the configuration).
+
+
+class IDialPlan(Interface):
+    """Routes dialled numbers and gives each line its digit map."""
+
+    name = Attribute("the name the configuration enables it by")
+
+    def digit_map(endpoint):  # type: ignore[no-untyped-def]
+        """The L{mgcpswitch.mgcp.DigitMap} to push to C{endpoint} (a name)."""
+
+    def route(request):  # type: ignore[no-untyped-def]
+        """
+        Route a L{mgcpswitch.agent.model.RouteRequest}: return a
+        L{RouteDecision} (or a Deferred of one).
+        """
+
+
+class ICallObserver(Interface):
+    """Told of call and gateway events after they happen."""
+
+    name = Attribute("the name the configuration enables it by")
+
+    def call_event(event):  # type: ignore[no-untyped-def]
+        """
+        C{event} is a frozen event of L{mgcpswitch.agent.model}.  Called on
+        a later reactor turn; an exception is logged and contained.  May
+        return a Deferred (its failure is logged too).
+        """
+
+
+class IGatewayProfile(Interface):
+    """Per-gateway quirks and capabilities."""
+
+    name = Attribute("the name the configuration selects it by")
+    response_acks = Attribute("whether the gateway accepts K: (osmo-mgw does not)")
+    supports_notifications = Attribute("whether it sends NTFY/RSIP (a media-only gateway does not)")
+    packages = Attribute("supported packages, default first (tuple of str)")
+    codecs = Attribute("codecs to offer, in preference order (tuple of str)")
+    packetization = Attribute("packetization period in ms to ask for")
+
+
+class IDialPlanFactory(Interface):
+    """
+    A dial-plan plugin as found in C{mgcpswitch.plugins}: builds the
+    L{IDialPlan} from its configuration section.
+    """
+
+    name = Attribute("the name the configuration enables it by")
+
+    def build(settings, context):  # type: ignore[no-untyped-def]
+        """
+        @param settings: the C{[plugin:NAME]} section as a mapping of str.
+        @param context: a L{mgcpswitch.plugin.PluginContext} (reactor,
+            configuration of gateways, ...).
+        @return: an L{IDialPlan}.
+        """
+
+
+class ICallObserverFactory(Interface):
+    """An observer plugin: builds the L{ICallObserver} from its section."""
+
+    name = Attribute("the name the configuration enables it by")
+
+    def build(settings, context):  # type: ignore[no-untyped-def]
+        """@return: an L{ICallObserver}; may also provide IService to be started."""

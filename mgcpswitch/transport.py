@@ -10,7 +10,7 @@ them is how duplicates are keyed (L{Role}).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -45,11 +45,18 @@ class MGCPProtocol(DatagramProtocol):
         handler: ICommandHandler,
         config: TransactionConfig = TransactionConfig(),
         listener: IPeerListener | None = None,
+        accept: Callable[[Address], bool] | None = None,
         **layer_options: Any,
     ) -> None:
+        """
+        @param accept: a source filter: datagrams from addresses it refuses
+            are dropped (and counted by it) before any parsing, the call
+            agent's "firewall to known gateways".
+        """
         self.transactions = TransactionLayer(
             clock, self._write, handler, self.role, config, listener, **layer_options
         )
+        self._accept = accept
 
     def _write(self, datagram: bytes, address: Address) -> None:
         if self.transport is None:
@@ -57,6 +64,8 @@ class MGCPProtocol(DatagramProtocol):
         self.transport.write(datagram, address)
 
     def datagramReceived(self, datagram: bytes, addr: Address) -> None:  # noqa: N802
+        if self._accept is not None and not self._accept(addr):
+            return
         self.transactions.datagram_received(datagram, addr)
 
     def stopProtocol(self) -> None:  # noqa: N802

@@ -1,0 +1,160 @@
+# -*- test-case-name: tests.test_agent_calls -*-
+"""
+The commands the call agent sends, built from typed constants.
+
+Requested-event and signal lists are parsed once here, at import, and
+shared by every command: the codec memoises their formatted text by
+identity, so sending them costs a dictionary lookup, not a format.
+Commands are assembled straight into L{Parameters} (the keyword path of
+L{Command.create} parses and coerces each argument, which the hot path
+does not need).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from ..mgcp import (
+    Command,
+    ConnectionMode,
+    DigitMap,
+    EndpointName,
+    LocalConnectionOptions,
+    ParamCode,
+    Parameters,
+    SessionDescription,
+    SignalRequest,
+    Verb,
+    parse_requested_events,
+    parse_signal_requests,
+)
+
+__all__ = [
+    "OFF_HOOK_EVENTS",
+    "HANG_UP_EVENTS",
+    "DIALLING_EVENTS",
+    "rqnt",
+    "crcx",
+    "mdcx",
+    "dlcx",
+    "auep",
+    "caller_id",
+]
+
+P = ParamCode
+OFF_HOOK_EVENTS = parse_requested_events("L/hd(N)")
+HANG_UP_EVENTS = parse_requested_events("L/hu(N)")
+DIALLING_EVENTS = parse_requested_events("L/hu(N), D/[0-9#*T](D)")
+NO_SIGNALS: tuple[SignalRequest, ...] = ()
+DIAL_TONE = parse_signal_requests("L/dl")
+RINGBACK = parse_signal_requests("G/rt")
+BUSY_TONE = parse_signal_requests("L/bz")
+REORDER_TONE = parse_signal_requests("L/ro")
+RINGING = parse_signal_requests("L/rg")
+AUDIT_INFO = (P.CONNECTION_ID, P.NOTIFIED_ENTITY, P.EVENT_STATES)
+KEEPALIVE_INFO: tuple[ParamCode, ...] = ()
+
+_new = object.__new__
+
+
+def _command(verb: Verb, txid: int, endpoint: EndpointName, items: dict, sdp=None) -> Command:  # type: ignore[no-untyped-def,type-arg]
+    return Command(verb, txid, endpoint, Parameters(items), sdp)
+
+
+def rqnt(
+    txid: int,
+    endpoint: EndpointName,
+    request_id: str,
+    events: tuple,  # type: ignore[type-arg]
+    signals: tuple = NO_SIGNALS,  # type: ignore[type-arg]
+    digit_map: Optional[DigitMap] = None,
+) -> Command:
+    items = {P.REQUEST_ID: request_id, P.REQUESTED_EVENTS: events, P.SIGNAL_REQUESTS: signals}
+    if digit_map is not None:
+        items[P.DIGIT_MAP] = digit_map
+    return _command(Verb.RQNT, txid, endpoint, items)
+
+
+def crcx(
+    txid: int,
+    endpoint: EndpointName,
+    call_id: str,
+    mode: ConnectionMode,
+    options: LocalConnectionOptions,
+    sdp: Optional[SessionDescription] = None,
+    request_id: Optional[str] = None,
+    events: tuple = (),  # type: ignore[type-arg]
+    signals: tuple = (),  # type: ignore[type-arg]
+) -> Command:
+    items = {P.CALL_ID: call_id, P.LOCAL_CONNECTION_OPTIONS: options, P.CONNECTION_MODE: mode}
+    if request_id is not None:
+        items[P.REQUEST_ID] = request_id
+        items[P.REQUESTED_EVENTS] = events
+        items[P.SIGNAL_REQUESTS] = signals
+    return _command(Verb.CRCX, txid, endpoint, items, sdp)
+
+
+def mdcx(
+    txid: int,
+    endpoint: EndpointName,
+    call_id: str,
+    connection_id: str,
+    mode: ConnectionMode,
+    sdp: Optional[SessionDescription] = None,
+    request_id: Optional[str] = None,
+    events: tuple = (),  # type: ignore[type-arg]
+    signals: tuple = (),  # type: ignore[type-arg]
+) -> Command:
+    items = {P.CALL_ID: call_id, P.CONNECTION_ID: (connection_id,), P.CONNECTION_MODE: mode}
+    if request_id is not None:
+        items[P.REQUEST_ID] = request_id
+        items[P.REQUESTED_EVENTS] = events
+        items[P.SIGNAL_REQUESTS] = signals
+    return _command(Verb.MDCX, txid, endpoint, items, sdp)
+
+
+def dlcx(
+    txid: int,
+    endpoint: EndpointName,
+    call_id: Optional[str] = None,
+    connection_id: Optional[str] = None,
+    request_id: Optional[str] = None,
+    events: tuple = (),  # type: ignore[type-arg]
+    signals: tuple = (),  # type: ignore[type-arg]
+) -> Command:
+    """
+    Delete one connection (C + I), a call's connections (C), or all of the
+    endpoint's (neither).  An encapsulated RQNT re-arms the line in the
+    same transaction (only allowed with a single connection, §2.3.9).
+    """
+    items: dict = {}  # type: ignore[type-arg]
+    if call_id is not None:
+        items[P.CALL_ID] = call_id
+    if connection_id is not None:
+        items[P.CONNECTION_ID] = (connection_id,)
+    if request_id is not None:
+        items[P.REQUEST_ID] = request_id
+        items[P.REQUESTED_EVENTS] = events
+        items[P.SIGNAL_REQUESTS] = signals
+    return _command(Verb.DLCX, txid, endpoint, items)
+
+
+def auep(txid: int, endpoint: EndpointName, info: tuple[ParamCode, ...] = AUDIT_INFO) -> Command:
+    items = {P.REQUESTED_INFO: info} if info else {}
+    return _command(Verb.AUEP, txid, endpoint, items)
+
+
+def caller_id(now: float, number: Optional[str], name: Optional[str]) -> SignalRequest:
+    """
+    C{L/ci(time, number, name)} (RFC 3660 §2.4): time as MM/DD/HH/MM from
+    the reactor clock (UTC); a missing number or name is C{O} (unavailable).
+    """
+    t = time.gmtime(now)
+    stamp = f"{t.tm_mon:02d}/{t.tm_mday:02d}/{t.tm_hour:02d}/{t.tm_min:02d}"
+    from ..mgcp import EventName
+
+    return SignalRequest(
+        EventName("L/ci"),
+        (stamp, f'"{number}"' if number else "O", f'"{name}"' if name else "O"),
+    )

@@ -1,0 +1,253 @@
+# -*- test-case-name: tests.test_agent_model -*-
+"""
+Frozen views of call-control state, and the events observers receive.
+
+These are the only shapes that leave call control: the web admin renders
+them (each has C{to_json()}), observers and CDR writers receive them.  They
+are snapshots: holding one never keeps call control's objects alive or
+lets anyone change them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional, Union
+
+__all__ = [
+    "GatewayState",
+    "LineState",
+    "CallState",
+    "ReleaseCause",
+    "GatewayView",
+    "ConnectionView",
+    "EndpointView",
+    "LadderEntry",
+    "CallView",
+    "CallRecord",
+    "RouteRequest",
+    "RouteDecision",
+    "CallStarted",
+    "CallStateChanged",
+    "CallEnded",
+    "GatewayStateChanged",
+    "EndpointStateChanged",
+    "Event",
+    "event_name",
+]
+
+
+class GatewayState(enum.Enum):
+    UNKNOWN = "unknown"  # configured, not heard from yet
+    REGISTERING = "registering"  # RSIP received, audit in progress
+    UP = "up"
+    DRAINING = "draining"  # graceful restart announced: no new calls
+    DOWN = "down"  # unreachable (Max2, timeouts) or forced out of service
+    OUT_OF_SERVICE = "out-of-service"  # taken out by the operator
+
+
+class LineState(enum.Enum):
+    """The states of one analog line as call control drives it."""
+
+    UNKNOWN = "unknown"  # not audited yet
+    IDLE = "idle"
+    DIAL_TONE = "dial-tone"
+    COLLECTING = "collecting"
+    ROUTING = "routing"
+    RINGING = "ringing"  # this line is being alerted
+    RINGBACK = "ringback"  # this line hears ringback
+    CONNECTED = "connected"
+    BUSY = "busy"  # hearing busy tone
+    REORDER = "reorder"  # hearing reorder tone
+    RELEASING = "releasing"
+    OUT_OF_SERVICE = "out-of-service"
+
+
+class CallState(enum.Enum):
+    SETUP = "setup"
+    ALERTING = "alerting"
+    CONNECTED = "connected"
+    RELEASING = "releasing"
+    ENDED = "ended"
+
+
+class ReleaseCause(enum.Enum):
+    NORMAL = "normal"  # a party hung up after answer
+    BUSY = "busy"
+    UNKNOWN_NUMBER = "unknown-number"
+    NO_ANSWER = "no-answer"
+    ABANDONED = "abandoned"  # the caller hung up before answer
+    REJECTED = "rejected"  # the dial plan refused the call
+    GATEWAY_ERROR = "gateway-error"  # a gateway answered a command with an error
+    GATEWAY_TIMEOUT = "gateway-timeout"  # a gateway did not answer
+    GATEWAY_RESTART = "gateway-restart"  # a gateway restarted or went down mid-call
+    ADMIN = "admin"  # hung up by the operator
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _JSON:
+    __slots__ = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: _plain(v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class GatewayView(_JSON):
+    name: str
+    host: Optional[str]
+    port: int
+    state: GatewayState
+    in_service: bool  # the operator's setting
+    endpoints: int
+    active_calls: int
+    last_rsip: Optional[str]  # restart method
+    last_rsip_at: Optional[float]
+    last_seen: Optional[float]
+    keepalive_interval: float
+    profile: str
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConnectionView(_JSON):
+    connection_id: str
+    call_id: str
+    mode: str
+    local_sdp: Optional[str]
+    remote_sdp: Optional[str]
+
+
+@dataclass(frozen=True)
+class EndpointView(_JSON):
+    name: str
+    gateway: str
+    state: LineState
+    hook: str  # "on", "off" or "unknown"
+    in_service: bool
+    call_id: Optional[str]
+    connections: tuple[ConnectionView, ...] = ()
+    number: Optional[str] = None  # the directory number the dial plan gives it
+    last_event: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class LadderEntry(_JSON):
+    """One MGCP message of a call, for the admin's ladder diagram."""
+
+    time: float
+    direction: str  # "out" (agent -> gateway) or "in"
+    gateway: str
+    summary: str  # "CRCX 1204 aaln/1@gw" or "200 1204 OK"
+    text: str  # the message
+
+
+@dataclass(frozen=True)
+class CallView(_JSON):
+    call_id: str
+    state: CallState
+    caller: str  # endpoint
+    callee: Optional[str]
+    dialled: str
+    started: float
+    answered: Optional[float]
+    ended: Optional[float]
+    cause: Optional[ReleaseCause]
+    codec: Optional[str]
+    ladder: tuple[LadderEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class CallRecord(_JSON):
+    """A CDR: one per call, written when the call ends."""
+
+    call_id: str
+    caller: str
+    callee: Optional[str]
+    caller_endpoint: str
+    callee_endpoint: Optional[str]
+    caller_connection: Optional[str]
+    callee_connection: Optional[str]
+    codec: Optional[str]
+    start: float
+    answer: Optional[float]
+    end: float
+    cause: ReleaseCause
+    caller_stats: dict[str, int] = field(default_factory=dict)
+    callee_stats: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RouteRequest:
+    """What a dial plan is asked to route."""
+
+    endpoint: str  # the calling line
+    digits: str  # as the digit map matched them (a trailing T means the timer ended it)
+    caller_number: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """
+    A dial plan's answer: a target endpoint, or a rejection with the cause
+    to play (C{UNKNOWN_NUMBER} gives reorder tone).
+    """
+
+    target: Optional[str] = None
+    cause: Optional[ReleaseCause] = None
+    reason: str = ""
+
+    @classmethod
+    def to(cls, endpoint: str) -> RouteDecision:
+        return cls(target=endpoint)
+
+    @classmethod
+    def reject(cls, cause: ReleaseCause = ReleaseCause.UNKNOWN_NUMBER, reason: str = "") -> RouteDecision:
+        return cls(cause=cause, reason=reason)
+
+
+@dataclass(frozen=True)
+class CallStarted(_JSON):
+    call: CallView
+
+
+@dataclass(frozen=True)
+class CallStateChanged(_JSON):
+    call: CallView
+    previous: CallState
+
+
+@dataclass(frozen=True)
+class CallEnded(_JSON):
+    call: CallView
+    record: CallRecord
+
+
+@dataclass(frozen=True)
+class GatewayStateChanged(_JSON):
+    gateway: GatewayView
+    previous: GatewayState
+
+
+@dataclass(frozen=True)
+class EndpointStateChanged(_JSON):
+    endpoint: EndpointView
+    previous: LineState
+
+
+Event = Union[CallStarted, CallStateChanged, CallEnded, GatewayStateChanged, EndpointStateChanged]
+
+
+def event_name(event: Event) -> str:
+    """C{"call-started"}, C{"gateway-state-changed"}, ... for wire formats."""
+    name = type(event).__name__
+    return "".join("-" + c.lower() if c.isupper() else c for c in name).lstrip("-")

@@ -1,0 +1,105 @@
+"""
+The per-line state machine, pair by pair: every (state, input) pair of
+L{LineState} x L{LineInput} is either in the table with the expected next
+state and action, or refused with L{InvalidTransition}.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from mgcpswitch.agent.lines import TRANSITIONS, Action, InvalidTransition, LineInput, transition
+from mgcpswitch.agent.model import LineState
+
+S, I, A = LineState, LineInput, Action
+
+# The whole machine written out once more, independently of the table: a
+# change to either that is not made to both fails here.
+EXPECTED = {
+    (S.IDLE, I.OFF_HOOK): (S.DIAL_TONE, A.DIAL_TONE),
+    (S.IDLE, I.INCOMING): (S.RINGING, A.NONE),
+    (S.IDLE, I.ON_HOOK): (S.IDLE, A.ARM_IDLE),
+    (S.DIAL_TONE, I.ARMED): (S.COLLECTING, A.NONE),
+    (S.DIAL_TONE, I.DIGITS): (S.ROUTING, A.ROUTE),
+    (S.DIAL_TONE, I.ON_HOOK): (S.IDLE, A.ARM_IDLE),
+    (S.DIAL_TONE, I.ROUTE_FAILED): (S.REORDER, A.REORDER_TONE),
+    (S.COLLECTING, I.DIGITS): (S.ROUTING, A.ROUTE),
+    (S.COLLECTING, I.ON_HOOK): (S.IDLE, A.ARM_IDLE),
+    (S.ROUTING, I.ALERTING): (S.RINGBACK, A.NONE),
+    (S.ROUTING, I.ROUTE_BUSY): (S.BUSY, A.BUSY_TONE),
+    (S.ROUTING, I.ROUTE_FAILED): (S.REORDER, A.REORDER_TONE),
+    (S.ROUTING, I.ON_HOOK): (S.RELEASING, A.RELEASE),
+    (S.ROUTING, I.FAR_END_RELEASED): (S.RELEASING, A.RELEASE),
+    (S.RINGBACK, I.ANSWERED): (S.CONNECTED, A.NONE),
+    (S.RINGBACK, I.ON_HOOK): (S.RELEASING, A.RELEASE),
+    (S.RINGBACK, I.NO_ANSWER): (S.RELEASING, A.RELEASE),
+    (S.RINGBACK, I.FAR_END_RELEASED): (S.RELEASING, A.RELEASE),
+    (S.RINGING, I.OFF_HOOK): (S.CONNECTED, A.ANSWER),
+    (S.RINGING, I.PICKED_UP): (S.ROUTING, A.CALL_FAR_END),
+    (S.RINGING, I.FAR_END_RELEASED): (S.RELEASING, A.RELEASE),
+    (S.RINGING, I.NO_ANSWER): (S.RELEASING, A.RELEASE),
+    (S.CONNECTED, I.ON_HOOK): (S.RELEASING, A.RELEASE),
+    (S.CONNECTED, I.FAR_END_RELEASED): (S.RELEASING, A.RELEASE),
+    (S.RELEASING, I.RELEASED_ON_HOOK): (S.IDLE, A.NONE),
+    (S.RELEASING, I.RELEASED_OFF_HOOK): (S.BUSY, A.NONE),
+    (S.RELEASING, I.RELEASED_REORDER): (S.REORDER, A.NONE),
+    (S.RELEASING, I.ON_HOOK): (S.RELEASING, A.NONE),
+    (S.RELEASING, I.FAR_END_RELEASED): (S.RELEASING, A.NONE),
+    (S.BUSY, I.ON_HOOK): (S.IDLE, A.ARM_IDLE),
+    (S.REORDER, I.ON_HOOK): (S.IDLE, A.ARM_IDLE),
+    (S.BUSY, I.FAR_END_RELEASED): (S.BUSY, A.NONE),
+    (S.REORDER, I.FAR_END_RELEASED): (S.REORDER, A.NONE),
+    (S.UNKNOWN, I.OFF_HOOK): (S.DIAL_TONE, A.DIAL_TONE),
+    (S.UNKNOWN, I.ON_HOOK): (S.IDLE, A.ARM_IDLE),
+    (S.OUT_OF_SERVICE, I.RESET): (S.UNKNOWN, A.AUDIT),
+}
+for _state in LineState:
+    if _state is not S.OUT_OF_SERVICE:
+        EXPECTED[(_state, I.RESET)] = (S.UNKNOWN, A.AUDIT)
+    EXPECTED[(_state, I.OUT_OF_SERVICE)] = (S.OUT_OF_SERVICE, A.NONE)
+
+
+class EveryPair(SynchronousTestCase):
+    def test_every_pair(self) -> None:
+        """Each of the |states| x |inputs| pairs gives the expected transition or is refused."""
+        checked = 0
+        for state in LineState:
+            for event in LineInput:
+                expected = EXPECTED.get((state, event))
+                if expected is None:
+                    self.assertRaises(InvalidTransition, transition, state, event)
+                else:
+                    self.assertEqual(transition(state, event), expected, (state, event))
+                checked += 1
+        self.assertEqual(checked, len(LineState) * len(LineInput))
+        self.assertEqual(set(TRANSITIONS), set(EXPECTED))
+
+    def test_every_state_but_unknown_is_reachable_from_idle(self) -> None:
+        """The table connects: from idle every state can be reached (unknown only by reset)."""
+        reached = {S.IDLE}
+        frontier = [S.IDLE]
+        while frontier:
+            state = frontier.pop()
+            for (source, _), (target, _) in TRANSITIONS.items():
+                if source is state and target not in reached:
+                    reached.add(target)
+                    frontier.append(target)
+        self.assertEqual(reached, set(LineState))
+
+    def test_every_state_can_return_to_idle(self) -> None:
+        """No state is a trap: each leads back to idle through some inputs."""
+        for start in LineState:
+            seen = {start}
+            frontier = [start]
+            while frontier:
+                state = frontier.pop()
+                for (source, _), (target, _) in TRANSITIONS.items():
+                    if source is state and target not in seen:
+                        seen.add(target)
+                        frontier.append(target)
+            self.assertIn(S.IDLE, seen, start)
+
+    def test_invalid_transition_says_what(self) -> None:
+        """The error names the input and the state."""
+        error = self.assertRaises(InvalidTransition, transition, S.IDLE, I.ANSWERED)
+        self.assertEqual(str(error), "answered is not expected in state idle")
