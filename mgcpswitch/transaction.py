@@ -306,6 +306,9 @@ class TransactionLayer:
         self._incoming_queue: deque[tuple[_Incoming, Command, Address]] = deque()
         self._gateway_role = role is Role.GATEWAY
         self._trace = config.trace
+        # While a handler runs synchronously: (source address, bundles sent to
+        # it), which ride in the response's datagram (see _execute).
+        self._batch: tuple[Address, list[_Outgoing]] | None = None
         self.counters: Counter[Any] = Counter()
         self.latency = [0] * (len(LATENCY_BUCKETS) + 1)
         self._stopped = False
@@ -362,7 +365,12 @@ class TransactionLayer:
             peer.queue.append(out)
             self.counters["queued_for_peer"] += 1
         else:
-            self._transmit_first(out)
+            batch = self._batch
+            if batch is not None and batch[0] == address:
+                self._transmit_first(out, send=False)
+                batch[1].append(out)
+            else:
+                self._transmit_first(out)
         return deferreds
 
     def _new_peer(self, address: Address) -> _Peer:
@@ -371,7 +379,7 @@ class TransactionLayer:
         self._peers[address] = peer
         return peer
 
-    def _transmit_first(self, out: _Outgoing) -> None:
+    def _transmit_first(self, out: _Outgoing, send: bool = True) -> None:
         peer = out.peer
         commands = out.commands
         if peer.acks and peer.send_acks:
@@ -396,7 +404,8 @@ class TransactionLayer:
                     verb=str(command.verb), txid=command.transaction_id,
                     endpoint=command.endpoint, peer=out.address,
                 )
-        self._send(out.datagram, out.address)
+        if send:
+            self._send(out.datagram, out.address)
         out.timer = self._clock.callLater(out.delay, self._retransmit, out)
 
     def _retransmit(self, out: _Outgoing) -> None:
@@ -662,6 +671,13 @@ class TransactionLayer:
                     self.counters["responses_purged"] += 1
 
     def _execute(self, entry: _Incoming, command: Command, address: Address) -> None:
+        # Commands the handler sends back to the command's source while it
+        # runs ride in the response's datagram (RFC 3435 §4.4.1: a lockstep
+        # call agent piggybacks the NTFY response with its next RQNT).  Each
+        # is still its own transaction, retransmitted alone if need be.
+        outer = self._batch
+        batch: tuple[Address, list[_Outgoing]] = (address, [])
+        self._batch = batch
         try:
             result = self._handler.command_received(command, address)
         except ProtocolError as e:
@@ -671,6 +687,8 @@ class TransactionLayer:
                 "handler failed on {verb} {txid}", verb=str(command.verb), txid=command.transaction_id
             )
             result = Response(ReturnCode.TRANSIENT_ERROR, command.transaction_id, "Internal error")
+        finally:
+            self._batch = outer
         if isinstance(result, Deferred):
             self._executing += 1
             entry.timer = self._clock.callLater(
@@ -684,8 +702,13 @@ class TransactionLayer:
                 self._deferred_answer, self._deferred_failure,
                 callbackArgs=(entry,), errbackArgs=(entry,),
             )
+            self._flush_batch(batch[1])
         else:
-            self._answer(entry, result)
+            self._answer(entry, result, batch[1])
+
+    def _flush_batch(self, bundles: list[_Outgoing]) -> None:
+        for out in bundles:
+            self._send(out.datagram, out.address)
 
     def _maybe_provisional(self, entry: _Incoming) -> None:
         entry.provisional_timer = None
@@ -737,7 +760,9 @@ class TransactionLayer:
                 queued.state = _Incoming.EXECUTING
                 self._execute(queued, command, address)
 
-    def _answer(self, entry: _Incoming, result: Response | Reply) -> None:
+    def _answer(
+        self, entry: _Incoming, result: Response | Reply, riders: list[_Outgoing] | None = None
+    ) -> None:
         if self._stopped:
             return
         if type(result) is Reply:
@@ -760,7 +785,13 @@ class TransactionLayer:
                 "answered {code} {txid} to {peer}",
                 code=int(response.code), txid=response.transaction_id, peer=entry.address,
             )
-        self._send(datagram, entry.address)
+        if riders:
+            self.counters["piggybacked"] += len(riders)
+            self._send(
+                datagram + b"".join(b".\r\n" + out.datagram for out in riders), entry.address
+            )
+        else:
+            self._send(datagram, entry.address)
         self._expiry.append(entry)
         if self._sweeper is None:
             self._sweeper = self._clock.callLater(self.config.history_sweep, self._sweep)

@@ -272,6 +272,35 @@ class Piggybacking(SynchronousTestCase):
         self.successResultOf(d2)
         self.assertEqual(w.clock.getDelayedCalls(), [])
 
+    def test_commands_sent_while_answering_ride_with_the_response(self) -> None:
+        """
+        A command the handler sends back to the source while it runs goes in
+        the response's datagram (RFC 3435 §4.4.1), and is retransmitted alone.
+        """
+        w = Wire(role=Role.CALL_AGENT)
+        follow_up: list[Deferred[Response]] = []
+
+        def answer(command: Command) -> Response:
+            follow_up.append(w.layer.send_command(
+                Command.create(Verb.RQNT, 0, "aaln/1@gw", request_id="2", requested_events="L/hu(N)"),
+                GW,
+            ))
+            return Response.create(200, command.transaction_id)
+
+        w.handler.answer = answer
+        w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
+        self.assertEqual(len(w.sent), 1)
+        response, rqnt = decode(w.sent[0][1])
+        self.assertEqual((response.code, response.transaction_id), (200, 5))
+        self.assertEqual(rqnt.verb, Verb.RQNT)
+        run_timers(w.clock, until=0.2)
+        self.assertEqual(decode(w.sent[1][1]), [rqnt])
+        w.receive(f"200 {rqnt.transaction_id} OK\r\n")
+        self.successResultOf(follow_up[0])
+        w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
+        self.assertEqual(decode(w.sent[-1][1]), [response])  # the replay is the response alone
+        w.stop()
+
     def test_piggybacked_bad_message_does_not_spoil_neighbours(self) -> None:
         """Each message of a datagram is handled alone; a bad one gets its own code."""
         w = Wire(role=Role.GATEWAY)

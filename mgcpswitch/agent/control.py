@@ -1012,10 +1012,9 @@ class CallControl:
             if method is RestartMethod.RESTART:
                 for line in lines:
                     self._lost(line)  # the gateway's connections are gone
-            if delay:
-                self._clock.callLater(delay, self._audit_lines, gateway, lines)
-            else:
-                self._audit_lines(gateway, lines)
+            # Audit after our 200 is on its way (a gateway may answer 405 to
+            # commands until its restart procedure has completed, §4.4.6).
+            self._clock.callLater(delay, self._audit_lines, gateway, lines)
         return Response(ReturnCode.OK, command.transaction_id, "OK")
 
     def _lost(self, line: Line) -> None:

@@ -1,0 +1,161 @@
+"""
+A whole switch on the in-memory network: a L{CallControlService} and
+simulated gateways, all on one L{MemoryReactor} clock.  No sockets, no
+waiting: tests advance the clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from zope.interface import implementer
+
+from mgcpswitch.agent.dialplan import StaticDialPlan
+from mgcpswitch.agent.model import CallEnded, GatewayState, LineState
+from mgcpswitch.agent.profiles import DEFAULT_PROFILE, OSMO_MGW_PROFILE
+from mgcpswitch.agent.service import CallControlService
+from mgcpswitch.config import parse_settings
+from mgcpswitch.gateway import GatewayConfig, SimulatedGateway
+from mgcpswitch.interfaces import ICallObserver
+from mgcpswitch.mgcp import decode
+from mgcpswitch.testing import MemoryNetwork, MemoryReactor, run_timers
+from mgcpswitch.transaction import TransactionConfig
+
+CA = ("127.0.0.1", 2727)
+
+INI = """
+[switch]
+interface = 127.0.0.1
+port = 2727
+observers =
+keepalive_interval = 15
+no_answer_timeout = {no_answer}
+
+[transactions]
+rto_max = {rto_max}
+
+[gateway:rgw1]
+address = 127.0.0.2
+lines = {lines}
+numbers = 1001-{last1}
+
+[gateway:rgw2]
+address = 127.0.0.3
+lines = {lines}
+numbers = 2001-{last2}
+"""
+
+
+@implementer(ICallObserver)
+class Recorder:
+    """Records every event, and the CDRs."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def call_event(self, event: Any) -> None:
+        self.events.append(event)
+
+    @property
+    def records(self) -> list[Any]:
+        return [e.record for e in self.events if isinstance(e, CallEnded)]
+
+
+class Switch:
+    """The call agent plus two simulated gateways of N lines each."""
+
+    def __init__(
+        self,
+        lines: int = 8,
+        loss: float = 0.0,
+        seed: int = 0,
+        no_answer: float = 30.0,
+        rto_max: float = 4.0,
+        latency: float = 0.001,
+        gateway_config: Optional[dict[str, Any]] = None,
+        start: bool = True,
+    ) -> None:
+        self.reactor = MemoryReactor()
+        self.network = MemoryNetwork(self.reactor, latency=latency, loss=loss, seed=seed)
+        self.reactor.network = self.network
+        self.settings = parse_settings(INI.format(
+            lines=lines, last1=1000 + lines, last2=2000 + lines, no_answer=no_answer,
+            rto_max=rto_max,
+        ))
+        self.recorder = Recorder()
+        self.service = CallControlService(
+            self.reactor, self.settings, StaticDialPlan.from_settings(self.settings),
+            {"default": DEFAULT_PROFILE, "osmo-mgw": OSMO_MGW_PROFILE}, [self.recorder],
+        )
+        self.control = self.service.control
+        extra = gateway_config or {}
+        transaction = TransactionConfig(rto_max=rto_max)
+        self.gw1 = SimulatedGateway(self.reactor, GatewayConfig(
+            domain="rgw1", lines=lines, port=2427, interface="127.0.0.2", call_agent=CA,
+            restart_delay=0.0, transaction=transaction, **extra,
+        ))
+        self.gw2 = SimulatedGateway(self.reactor, GatewayConfig(
+            domain="rgw2", lines=lines, port=2427, interface="127.0.0.3", call_agent=CA,
+            restart_delay=0.0, transaction=transaction, **extra,
+        ))
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        self.service.startService()
+        self.gw1.start()
+        self.gw2.start()
+        self.run(1.0)
+
+    def run(self, seconds: float, step: float = 0.01) -> None:
+        self.network.run(seconds, step)
+
+    def stop(self) -> None:
+        self.gw1.stop()
+        self.gw2.stop()
+        self.service.stopService()
+        self.network.pump()
+
+    def line(self, name: str) -> Any:
+        """The switch's view of an endpoint (a control Line)."""
+        return self.control.line(name)
+
+    def phone(self, number: str) -> Any:
+        """The simulated phone with this directory number."""
+        gateway = self.gw1 if number.startswith("1") else self.gw2
+        return gateway.line(int(number[1:]))
+
+    def idle(self) -> bool:
+        """Every line idle at the switch and on hook, with no connection, on both gateways."""
+        for gateway in (self.gw1, self.gw2):
+            if gateway.connection_count():
+                return False
+            for line in gateway.lines:
+                if line.hook != "on" or line.signals:
+                    return False
+        return all(
+            self.control.line(f"aaln/{n}@{g}").state is LineState.IDLE
+            for g in ("rgw1", "rgw2") for n in range(1, len(self.gw1.lines) + 1)
+        )
+
+    def ladder(self, gateway: str = "127.0.0.2") -> list[str]:
+        """First lines of every message delivered to or from a gateway address, in order."""
+        out = []
+        for d in self.network.log:
+            if d.fate not in ("delivered", "duplicated"):
+                continue
+            if gateway in (d.source[0], d.destination[0]):
+                for message in decode(d.data):
+                    text = getattr(message, "verb", None)
+                    if text is not None:
+                        out.append(f"{message.verb} {message.endpoint}")
+                    else:
+                        out.append(f"{getattr(message, 'code', '?')}")
+        return out
+
+    def registered(self) -> bool:
+        return all(
+            g.state is GatewayState.UP for g in (self.control.gateway("rgw1"), self.control.gateway("rgw2"))
+        )

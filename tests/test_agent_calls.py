@@ -1,0 +1,474 @@
+"""
+The call agent end to end on the in-memory network: two simulated gateways
+of eight lines each, every call outcome as its own test, each ending with
+every connection the switch created deleted and both lines idle.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from mgcpswitch.agent.model import CallState, GatewayState, LineState, ReleaseCause
+from mgcpswitch.errors import CallControlError
+from mgcpswitch.interfaces import ICallControl, ICommandHandler, IPeerListener
+from mgcpswitch.mgcp import Command, ConnectionMode, RestartMethod, Verb, decode, encode
+
+from .support.switch import Switch
+
+A, B = "aaln/1@rgw1", "aaln/3@rgw2"
+
+
+class Base(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.switch = Switch()
+        self.addCleanup(self.switch.stop)
+
+    def assertIdle(self) -> None:
+        self.assertTrue(self.switch.idle(), self.describe())
+        self.assertEqual(self.switch.control.calls(), [])
+
+    def describe(self) -> str:
+        s = self.switch
+        return "; ".join(
+            f"{line.name} {line.hook} {sorted(line.signals)} {len(line.connections)} conn / "
+            f"{s.line(line.name).state.value}"
+            for gateway in (s.gw1, s.gw2) for line in gateway.lines
+            if line.hook != "on" or line.signals or line.connections
+            or s.line(line.name).state is not LineState.IDLE
+        )
+
+    def dial(self, caller: str, number: str) -> Any:
+        phone = self.switch.phone(caller)
+        phone.off_hook()
+        self.switch.run(0.5)
+        self.assertIn("L/dl", phone.signals)
+        phone.dial(number, gap=0.1)
+        self.switch.run(len(number) * 0.1 + 0.5)
+        return phone
+
+    def record(self) -> Any:
+        [record] = self.switch.recorder.records
+        return record
+
+
+class Registration(Base):
+    def test_restart_audit_and_arm_ladder(self) -> None:
+        """RSIP restart, then an AUEP and an RQNT per line: each line idle and armed."""
+        ladder = self.switch.ladder("127.0.0.2")
+        self.assertEqual(ladder[:2], ["RSIP *@rgw1", "200"])
+        self.assertEqual(ladder.count("AUEP aaln/1@rgw1"), 1)
+        self.assertEqual(ladder.count("RQNT aaln/1@rgw1"), 1)
+        self.assertTrue(self.switch.registered())
+        self.assertIdle()
+        for phone in self.switch.gw1.lines:
+            self.assertEqual([str(r.name) for r in phone.requested_events], ["L/hd"])
+
+    def test_interfaces(self) -> None:
+        """The service provides ICallControl; its brain is the command handler and peer listener."""
+        verifyObject(ICallControl, self.switch.service)
+        verifyObject(ICommandHandler, self.switch.control)
+        verifyObject(IPeerListener, self.switch.control)
+
+
+class BasicCall(Base):
+    def test_call_between_gateways_and_its_ladder(self) -> None:
+        """The full basic call of digest §7, with the exact MGCP ladder on the caller's gateway."""
+        s = self.switch
+        caller = self.dial("1001", "2003")
+        callee = s.phone("2003")
+        self.assertTrue(callee.ringing)
+        self.assertEqual(callee.caller_id[1], "1001")
+        self.assertIn("G/rt", caller.signals)
+        self.assertEqual(s.line(A).state, LineState.RINGBACK)
+        self.assertEqual(s.line(B).state, LineState.RINGING)
+        [conn_a] = caller.connections
+        self.assertEqual(conn_a.mode, "recvonly")
+        callee.off_hook()
+        s.run(0.5)
+        [conn_a] = caller.connections
+        [conn_b] = callee.connections
+        self.assertEqual((conn_a.mode, conn_b.mode), ("sendrecv", "sendrecv"))
+        self.assertEqual(conn_a.remote_sdp, conn_b.local_sdp)
+        self.assertEqual(conn_b.remote_sdp, conn_a.local_sdp)
+        self.assertEqual(conn_a.call_id, conn_b.call_id)
+        self.assertFalse(caller.signals)
+        self.assertEqual(s.line(A).state, LineState.CONNECTED)
+        [call] = s.control.list_calls()
+        self.assertEqual(call.state, CallState.CONNECTED)
+        caller.on_hook()
+        s.run(0.5)
+        self.assertIn("L/bz", callee.signals)
+        self.assertEqual(s.line(B).state, LineState.BUSY)
+        callee.on_hook()
+        s.run(0.5)
+        self.assertIdle()
+        record = self.record()
+        self.assertEqual((record.caller, record.callee, record.cause), ("1001", "2003", ReleaseCause.NORMAL))
+        self.assertEqual(record.codec, "PCMU")
+        self.assertLess(record.start, record.answer)
+        self.assertLess(record.answer, record.end)
+        self.assertEqual(set(record.caller_stats), {"PS", "OS", "PR", "OR", "PL", "JI", "LA"})
+        # The caller's side, after registration: every command and its answer.
+        ladder = s.ladder("127.0.0.2")
+        ladder = ladder[ladder.index("NTFY aaln/1@rgw1"):]
+        self.assertEqual(ladder, [
+            "NTFY aaln/1@rgw1", "200",  # off hook
+            "RQNT aaln/1@rgw1", "200",  # dial tone, digit map, watch digits and hang-up
+            "NTFY aaln/1@rgw1", "200",  # the digits as the map matched them
+            "CRCX aaln/1@rgw1", "200",  # recvonly; watch hang-up
+            "MDCX aaln/1@rgw1", "200",  # the callee's SDP; ringback
+            "MDCX aaln/1@rgw1", "200",  # answered: sendrecv, ringback off
+            "NTFY aaln/1@rgw1", "200",  # hang-up
+            "DLCX aaln/1@rgw1", "250",  # delete, re-arm for off-hook
+        ])
+
+    def test_call_on_one_gateway(self) -> None:
+        """A call between two lines of the same gateway connects and releases."""
+        s = self.switch
+        caller = self.dial("1002", "1005")
+        callee = s.phone("1005")
+        self.assertTrue(callee.ringing)
+        callee.off_hook()
+        s.run(0.5)
+        self.assertEqual(s.gw1.connection_count(), 2)
+        callee.on_hook()
+        s.run(0.5)
+        self.assertIn("L/bz", caller.signals)
+        caller.on_hook()
+        s.run(0.5)
+        self.assertIdle()
+        self.assertEqual(self.record().cause, ReleaseCause.NORMAL)
+
+    def test_dlcx_statistics_kept_in_the_record(self) -> None:
+        """The P: statistics of both DLCXs end up in the CDR."""
+        s = self.switch
+        caller = self.dial("1001", "2003")
+        s.phone("2003").off_hook()
+        s.run(1.0)
+        caller.on_hook()
+        s.run(0.5)
+        s.phone("2003").on_hook()
+        s.run(0.5)
+        record = self.record()
+        self.assertIn("PS", record.caller_stats)
+        self.assertIn("PS", record.callee_stats)
+
+
+class Outcomes(Base):
+    def test_callee_busy(self) -> None:
+        """Calling a line that is off hook gives busy tone; no connection is made."""
+        s = self.switch
+        busy = s.phone("2003")
+        busy.off_hook()
+        s.run(0.5)
+        caller = self.dial("1001", "2003")
+        self.assertIn("L/bz", caller.signals)
+        self.assertEqual(s.line(A).state, LineState.BUSY)
+        self.assertEqual(caller.connections, ())
+        caller.on_hook()
+        busy.on_hook()
+        s.run(0.5)
+        self.assertIdle()
+        self.assertEqual(self.record().cause, ReleaseCause.BUSY)
+
+    def test_unknown_number(self) -> None:
+        """A number the dial plan does not know gives reorder tone."""
+        s = self.switch
+        caller = self.dial("1001", "3999")
+        self.assertIn("L/ro", caller.signals)
+        self.assertEqual(s.line(A).state, LineState.REORDER)
+        caller.on_hook()
+        s.run(0.5)
+        self.assertIdle()
+        self.assertEqual(self.record().cause, ReleaseCause.UNKNOWN_NUMBER)
+
+    def test_no_answer(self) -> None:
+        """Ringing past no_answer_timeout ends the call: reorder for the caller, ringing stops."""
+        s = self.switch
+        caller = self.dial("1001", "2003")
+        callee = s.phone("2003")
+        s.run(29.0)
+        self.assertTrue(callee.ringing)
+        s.run(1.5)
+        self.assertFalse(callee.ringing)
+        self.assertIn("L/ro", caller.signals)
+        self.assertEqual(s.gw1.connection_count() + s.gw2.connection_count(), 0)
+        caller.on_hook()
+        s.run(0.5)
+        self.assertIdle()
+        self.assertEqual(self.record().cause, ReleaseCause.NO_ANSWER)
+
+    def test_abandon_while_dialling(self) -> None:
+        """Hanging up after dial tone, before the number is complete, leaves the line idle."""
+        s = self.switch
+        phone = s.phone("1001")
+        phone.off_hook()
+        s.run(0.5)
+        phone.dial("20", gap=0.1)
+        s.run(0.5)
+        phone.on_hook()
+        s.run(0.5)
+        self.assertIdle()
+        self.assertEqual(s.recorder.records, [])
+
+    def test_abandon_while_ringing(self) -> None:
+        """The caller hangs up while the callee rings: both connections deleted, both idle."""
+        s = self.switch
+        caller = self.dial("1001", "2003")
+        self.assertTrue(s.phone("2003").ringing)
+        caller.on_hook()
+        s.run(0.5)
+        self.assertFalse(s.phone("2003").ringing)
+        self.assertIdle()
+        self.assertEqual(self.record().cause, ReleaseCause.ABANDONED)
+
+    def test_callee_hangs_up_first(self) -> None:
+        """After answer the callee hangs up: the caller hears busy tone until it hangs up."""
+        s = self.switch
+        caller = self.dial("1001", "2003")
+        callee = s.phone("2003")
+        callee.off_hook()
+        s.run(0.5)
+        callee.on_hook()
+        s.run(0.5)
+        self.assertIn("L/bz", caller.signals)
+        self.assertEqual(caller.connections, ())
+        caller.on_hook()
+        s.run(0.5)
+        self.assertIdle()
+        self.assertEqual(self.record().cause, ReleaseCause.NORMAL)
+
+    def test_gateway_error_mid_setup(self) -> None:
+        """The callee's gateway refuses the CRCX (540): the caller's connection is deleted, reorder."""
+        s = self.switch
+        # Fill the callee line's connections from a rogue source so our CRCX gets 540.
+        rogue = s.network.bind(("127.0.0.9", 2727), _Sink())
+        for n in (1, 2):
+            rogue.write(encode(Command.create(
+                Verb.CRCX, 900 + n, B, call_id="beef", mode=ConnectionMode.INACTIVE,
+            )), ("127.0.0.3", 2427))
+        s.run(0.2)
+        self.assertEqual(s.gw2.connection_count(), 2)
+        caller = self.dial("1001", "2003")
+        self.assertIn("L/ro", caller.signals)
+        self.assertEqual(caller.connections, ())
+        caller.on_hook()
+        s.run(0.5)
+        self.assertEqual(self.record().cause, ReleaseCause.GATEWAY_ERROR)
+        self.assertEqual(s.gw1.connection_count(), 0)
+        self.assertEqual(s.line(A).state, LineState.IDLE)
+
+    def test_gateway_times_out_mid_call(self) -> None:
+        """
+        The callee's gateway goes silent during a call: the caller's side is
+        released at once; the connection left on the silent gateway is
+        deleted by the audit when it answers again.
+        """
+        s = self.switch
+        caller = self.dial("1001", "2003")
+        callee = s.phone("2003")
+        callee.off_hook()
+        s.run(0.5)
+        s.network.set_link(("127.0.0.1", 2727), ("127.0.0.3", 2427), loss=1.0)
+        s.network.set_link(("127.0.0.3", 2427), ("127.0.0.1", 2727), loss=1.0)
+        caller.on_hook()
+        s.run(25)  # the DLCX to rgw2 times out
+        self.assertEqual(s.gw1.connection_count(), 0)
+        self.assertEqual(s.line(A).state, LineState.IDLE)
+        self.assertEqual(s.control.gateway("rgw2").state, GatewayState.DOWN)
+        self.assertEqual(self.record().cause, ReleaseCause.NORMAL)
+        callee.on_hook()
+        s.network.set_link(("127.0.0.1", 2727), ("127.0.0.3", 2427), loss=0.0)
+        s.network.set_link(("127.0.0.3", 2427), ("127.0.0.1", 2727), loss=0.0)
+        s.run(40)  # keepalive answers; audit deletes the stale connection
+        self.assertEqual(s.control.gateway("rgw2").state, GatewayState.UP)
+        self.assertIdle()
+
+    def test_gateway_restart_mid_call(self) -> None:
+        """The callee's gateway restarts during a call: the call ends, its lines are re-armed."""
+        s = self.switch
+        caller = self.dial("1001", "2003")
+        s.phone("2003").off_hook()
+        s.run(0.5)
+        s.gw2.restart(RestartMethod.RESTART)
+        s.run(1.0)
+        self.assertEqual(caller.connections, ())
+        self.assertTrue({"L/bz", "L/ro"} & caller.signals)
+        self.assertEqual(self.record().cause, ReleaseCause.GATEWAY_RESTART)
+        caller.on_hook()
+        s.phone("2003").on_hook()
+        s.run(1.0)
+        self.assertIdle()
+
+    def test_gateway_deletes_a_connection(self) -> None:
+        """A line failure (gateway DLCX with E:) ends the call and deletes the other side."""
+        s = self.switch
+        caller = self.dial("1001", "2003")
+        s.phone("2003").off_hook()
+        s.run(0.5)
+        s.gw2.fail_line(3, 900)
+        s.run(1.0)
+        self.assertEqual(caller.connections, ())
+        self.assertEqual(self.record().cause, ReleaseCause.GATEWAY_ERROR)
+
+
+class Operator(Base):
+    def test_originate_rings_first_then_second(self) -> None:
+        """originate(a, b) rings a; when a answers, b rings; b answers: connected."""
+        s = self.switch
+        d = s.control.originate(A, B)
+        s.run(0.5)
+        call_id = self.successResultOf(d)
+        first, second = s.phone("1001"), s.phone("2003")
+        self.assertTrue(first.ringing)
+        self.assertFalse(second.ringing)
+        first.off_hook()
+        s.run(0.5)
+        self.assertTrue(second.ringing)
+        second.off_hook()
+        s.run(0.5)
+        self.assertEqual(s.control.get_call(call_id).state, CallState.CONNECTED)
+        hung = s.control.hangup(call_id)
+        s.run(0.5)
+        self.successResultOf(hung)
+        self.assertEqual(first.connections + second.connections, ())
+        self.assertEqual(self.record().cause, ReleaseCause.ADMIN)
+        first.on_hook()
+        second.on_hook()
+        s.run(0.5)
+        self.assertIdle()
+
+    def test_originate_refusals(self) -> None:
+        """Unknown or busy endpoints are refused with CallControlError."""
+        s = self.switch
+        self.failureResultOf(s.control.originate("aaln/9@rgw1", B), CallControlError)
+        s.phone("2003").off_hook()
+        s.run(0.5)
+        self.failureResultOf(s.control.originate(A, B), CallControlError)
+        self.failureResultOf(s.control.hangup("nosuchcall"), CallControlError)
+
+    def test_audit_endpoint(self) -> None:
+        """audit_endpoint sends AUEP and reports the hook state the gateway gives."""
+        s = self.switch
+        s.phone("1001").off_hook()
+        s.run(0.5)
+        d = s.control.audit_endpoint(A)
+        s.run(0.5)
+        self.assertEqual(self.successResultOf(d).hook, "off")
+
+    def test_gateway_out_of_service(self) -> None:
+        """A gateway taken out of service takes no new calls; back in, it is audited."""
+        s = self.switch
+        d = s.control.set_gateway_in_service("rgw2", False)
+        self.assertEqual(self.successResultOf(d).state, GatewayState.OUT_OF_SERVICE)
+        caller = self.dial("1001", "2003")
+        self.assertIn("L/bz", caller.signals)
+        caller.on_hook()
+        s.run(0.5)
+        s.control.set_gateway_in_service("rgw2", True)
+        s.run(1.0)
+        self.assertEqual(s.control.gateway("rgw2").state, GatewayState.UP)
+        self.assertIdle()
+
+    def test_ladder_of_a_call(self) -> None:
+        """get_call returns the call's MGCP messages, in order, as text."""
+        s = self.switch
+        caller = self.dial("1001", "2003")
+        [call] = s.control.list_calls()
+        view = s.control.get_call(call.call_id)
+        summaries = [e.summary.split()[0] for e in view.ladder]
+        self.assertEqual(summaries[:2], ["CRCX", "200"])
+        self.assertIn("MDCX", summaries)
+        self.assertTrue(all(e.text.endswith("\r\n") for e in view.ladder))
+        caller.on_hook()
+        s.run(0.5)
+
+
+class _Sink:
+    """A datagram protocol that ignores what it receives."""
+
+    transport = None
+
+    def makeConnection(self, transport: Any) -> None:  # noqa: N802
+        self.transport = transport
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
+        pass
+
+    def doStop(self) -> None:  # noqa: N802
+        pass
+
+
+class Security(Base):
+    def test_unconfigured_source_changes_nothing(self) -> None:
+        """Commands from an address that is no gateway's are dropped and counted."""
+        s = self.switch
+        rogue = s.network.bind(("127.0.0.66", 2427), _Sink())
+        rogue.write(b"NTFY 77 aaln/1@rgw1 MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", ("127.0.0.1", 2727))
+        rogue.write(b"RSIP 78 *@rgw1 MGCP 1.0\r\nRM: forced\r\n", ("127.0.0.1", 2727))
+        s.run(0.5)
+        self.assertEqual(s.control.counters["dropped_unknown_source"], 2)
+        self.assertEqual(s.line(A).state, LineState.IDLE)
+        self.assertEqual(s.control.gateway("rgw1").state, GatewayState.UP)
+
+    def test_wrong_gateway_address_is_refused(self) -> None:
+        """A command naming rgw1's endpoint sent from rgw2's address is refused (500) and counted."""
+        s = self.switch
+        s.gw2.protocol.transport.write(
+            b"NTFY 79 aaln/1@rgw1 MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", ("127.0.0.1", 2727)
+        )
+        s.run(0.5)
+        self.assertEqual(s.control.counters["refused_wrong_gateway"], 1)
+        self.assertEqual(s.line(A).state, LineState.IDLE)
+        self.assertEqual(s.phone("1001").signals, frozenset())
+
+
+class Soak(SynchronousTestCase):
+    def test_thousand_random_calls_at_20_percent_loss(self) -> None:
+        """
+        1,000 random calls with 20 % datagram loss each way: every call ends
+        cleanly, an audit of each gateway then shows no connection and every
+        line idle, and there is one CDR per call.
+        """
+        s = Switch(lines=8, loss=0.2, seed=11, rto_max=1.0)
+        self.addCleanup(s.stop)
+        rng = random.Random(5)
+        numbers = [f"{g}{n:03d}" for g in (1, 2) for n in range(1, 9)]
+        attempts = 0
+        for round_ in range(1000):
+            idle = [n for n in numbers if s.phone(n).hook == "on" and not s.phone(n).ringing]
+            caller = rng.choice(idle)
+            callee = rng.choice([n for n in numbers if n != caller])
+            phone = s.phone(caller)
+            phone.off_hook()
+            s.run(1.5)
+            phone.dial(callee, gap=0.05)
+            s.run(2.5)
+            attempts += 1
+            target = s.phone(callee)
+            if target.ringing and rng.random() < 0.8:
+                target.off_hook()
+                s.run(rng.uniform(0.5, 3))
+                (target if rng.random() < 0.5 else phone).on_hook()
+                s.run(1.5)
+            phone.on_hook()
+            target.on_hook()
+            s.run(2.0)
+        s.run(60)
+        s.network.loss = 0.0
+        s.run(60)
+        self.assertEqual(s.gw1.connection_count() + s.gw2.connection_count(), 0, "leaked connections")
+        self.assertTrue(s.idle(), Base.describe(type("x", (), {"switch": s})()))
+        self.assertEqual(len(s.control.calls()), 0)
+        records = s.recorder.records
+        self.assertEqual(len(records), s.control.counters["calls_started"])
+        self.assertGreaterEqual(len(records), 900)
+        answered = [r for r in records if r.answer is not None]
+        self.assertGreater(len(answered), 500)
+        # The loss was real: both sides retransmitted a lot.
+        self.assertGreater(s.service.protocol.transactions.counters["retransmissions"], 2000)
+        self.assertGreater(s.gw1.protocol.transactions.counters["retransmissions"], 500)
