@@ -1,0 +1,516 @@
+# -*- test-case-name: tests.test_ctl -*-
+"""
+mgcpctl: the switch from a terminal, through the admin's JSON API.
+
+    mgcpctl gateways
+    mgcpctl endpoints [--gateway NAME]
+    mgcpctl calls
+    mgcpctl call show ID [--messages]
+    mgcpctl call A B                  (also: mgcpctl originate A B)
+    mgcpctl hangup ID
+    mgcpctl audit ENDPOINT
+    mgcpctl gateway out|in NAME
+    mgcpctl stats
+    mgcpctl hash-password [USER] [--stdin] [--iterations N]
+
+Options (before or after the command): --url (MGCPCTL_URL, default
+http://127.0.0.1:8080), --user/--password (MGCPCTL_USER,
+MGCPCTL_PASSWORD) or --token (MGCPCTL_TOKEN), --cacert FILE
+(MGCPCTL_CACERT) to trust a self-signed HTTPS certificate, --timeout
+SECONDS, --json for the API's answer as it is.
+
+Exit codes: 0 done, 1 the switch refused (its reason is printed), 2 usage,
+3 the switch cannot be reached, 4 authentication failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from typing import Any, Callable, Mapping, Sequence, TextIO
+from urllib.parse import quote, urlsplit
+
+from treq.client import HTTPClient
+from twisted.internet.defer import CancelledError, ensureDeferred
+from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.internet.task import react
+from twisted.web.client import (
+    Agent,
+    BrowserLikePolicyForHTTPS,
+    HTTPConnectionPool,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
+
+__all__ = ["main", "run", "format_table", "EXIT_OK", "EXIT_API", "EXIT_USAGE", "EXIT_UNREACHABLE", "EXIT_AUTH"]
+
+EXIT_OK, EXIT_API, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_AUTH = 0, 1, 2, 3, 4
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class CtlError(Exception):
+    """Stop with C{message} on stderr and C{code} as the exit status."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# ---------------------------------------------------------------------------
+# The API client
+
+
+class Client:
+    """The admin API over treq, with errors turned into L{CtlError}."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        url: str,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        cacert: str | None = None,
+        timeout: float = 30.0,
+        pool: HTTPConnectionPool | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.auth = (user, password or "") if user else None
+        self.headers = {"Accept": ["application/json"]}
+        if token:
+            self.headers["Authorization"] = ["Bearer " + token]
+        if pool is None:
+            pool = HTTPConnectionPool(reactor, persistent=False)
+        agent = Agent(reactor, contextFactory=_tls_policy(cacert), connectTimeout=timeout, pool=pool)
+        self.http = HTTPClient(agent)
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        kwargs: dict[str, Any] = {}
+        if body is not None:
+            kwargs["json"] = body
+        if self.auth is not None:
+            kwargs["auth"] = self.auth
+        try:
+            response = await self.http.request(
+                method, self.url + path, headers=self.headers, timeout=self.timeout, reactor=self.reactor, **kwargs
+            )
+            data = await response.content()
+        except (ConnectError, DNSLookupError, CancelledError, ResponseNeverReceived, ResponseFailed) as e:
+            reason = _network_reason(e)
+            if reason is None:
+                raise CtlError(
+                    EXIT_UNREACHABLE, f"no answer from the switch at {self.url} within {self.timeout:g} s"
+                ) from None
+            raise CtlError(EXIT_UNREACHABLE, f"cannot reach the switch at {self.url}: {reason}") from None
+        if response.code in (401, 403):
+            raise CtlError(EXIT_AUTH, f"authentication failed ({response.code}): check --user/--password or --token")
+        try:
+            answer = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise CtlError(
+                EXIT_API,
+                f"unexpected answer from {self.url} ({response.code}, not JSON): is this the mgcpswitch admin?",
+            ) from None
+        if response.code >= 400:
+            reason = answer.get("reason", "") if isinstance(answer, dict) else ""
+            raise CtlError(EXIT_API, f"the switch refused ({response.code}): {reason or response.phrase.decode()}")
+        return answer
+
+
+def _tls_policy(cacert: str | None) -> Any:
+    if not cacert:
+        return BrowserLikePolicyForHTTPS()
+    from twisted.internet.ssl import Certificate  # needs pyOpenSSL: only for --cacert
+
+    try:
+        with open(cacert, "rb") as f:
+            root = Certificate.loadPEM(f.read())
+    except OSError as e:
+        raise CtlError(EXIT_USAGE, f"cannot read --cacert {cacert}: {e.strerror or e}") from None
+    except Exception as e:  # OpenSSL's error for a file that is not PEM
+        raise CtlError(EXIT_USAGE, f"--cacert {cacert} is not a PEM certificate: {e}") from None
+    return BrowserLikePolicyForHTTPS(trustRoot=root)
+
+
+def _network_reason(error: Exception) -> str | None:
+    """Why the request failed, in a few words; None for a timeout."""
+    reasons = getattr(error, "reasons", None)
+    if reasons:
+        # ResponseNeverReceived / ResponseFailed wrap what really happened.
+        inner = reasons[0].value
+        return _network_reason(inner) if isinstance(inner, Exception) else str(inner)
+    name = type(error).__name__
+    if name == "ConnectionRefusedError":
+        return "connection refused"
+    if isinstance(error, DNSLookupError):
+        return "unknown host"
+    if isinstance(error, CancelledError) or "Timeout" in name or "TimedOut" in name or "Cancelled" in name:
+        return None
+    text = str(error).strip()
+    module = type(error).__module__
+    if module.startswith(("OpenSSL", "service_identity")) or "certificate" in text.lower():
+        return f"TLS failed ({_tls_text(error) or name}); for a self-signed certificate use --cacert"
+    return text or name
+
+
+def _tls_text(error: Exception) -> str:
+    # OpenSSL errors carry [(library, function, reason), ...].
+    args = error.args[0] if error.args else None
+    if isinstance(args, list) and args and isinstance(args[0], tuple):
+        return "; ".join(str(item[-1]) for item in args)
+    return str(error).strip()
+
+
+# ---------------------------------------------------------------------------
+# Formatting
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Columns aligned on the widest cell, two spaces apart."""
+    cells = [[("-" if c is None or c == "" else str(c)) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    for row in cells:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return "\n".join(lines)
+
+
+def _span(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def _ago(when: float | None, now: float) -> str:
+    return "never" if when is None else _span(now - when) + " ago"
+
+
+def _clock(when: float | None) -> str:
+    return "-" if when is None else time.strftime("%H:%M:%S", time.localtime(when))
+
+
+def _gateways(data: Mapping[str, Any]) -> str:
+    now = data["now"]
+    rows = [
+        [
+            g["name"],
+            g["state"],
+            "in" if g["in_service"] else "out",
+            f"{g['host']}:{g['port']}" if g.get("host") else "",
+            g["endpoints"],
+            g["active_calls"],
+            f"{g['last_rsip']}, {_ago(g['last_rsip_at'], now)}" if g.get("last_rsip") else "",
+            _ago(g.get("last_seen"), now),
+            f"{g['keepalive_interval']:g}s",
+        ]
+        for g in data["gateways"]
+    ]
+    headers = ["GATEWAY", "STATE", "SERVICE", "ADDRESS", "ENDPOINTS", "CALLS", "LAST RSIP", "LAST SEEN", "KEEPALIVE"]
+    return format_table(headers, rows)
+
+
+def _endpoints(data: Mapping[str, Any]) -> str:
+    rows = [
+        [
+            e["name"],
+            e["state"],
+            e["hook"],
+            e.get("number"),
+            e.get("call_id"),
+            ", ".join(f"{c['connection_id']} {c['mode']}" for c in e.get("connections", [])),
+            e.get("last_event"),
+        ]
+        for e in data["endpoints"]
+    ]
+    return format_table(["ENDPOINT", "STATE", "HOOK", "NUMBER", "CALL", "CONNECTIONS", "LAST EVENT"], rows)
+
+
+def _duration(call: Mapping[str, Any], now: float) -> str:
+    start = call.get("answered") or call["started"]
+    end = call.get("ended") or now
+    return _span(end - start)
+
+
+def _calls(data: Mapping[str, Any]) -> str:
+    now = data["now"]
+    rows = [
+        [
+            c["call_id"],
+            c["state"],
+            c["caller"],
+            c.get("callee"),
+            c.get("dialled"),
+            _clock(c["started"]),
+            _duration(c, now),
+            c.get("cause"),
+        ]
+        for c in data["calls"]
+    ]
+    if not rows:
+        return "no calls"
+    return format_table(["CALL", "STATE", "FROM", "TO", "DIALLED", "STARTED", "DURATION", "CAUSE"], rows)
+
+
+def _call(call: Mapping[str, Any], messages: bool) -> str:
+    lines = [
+        f"call {call['call_id']}: {call['caller']} -> {call.get('callee') or '?'}  {call['state']}"
+        + (f" ({call['cause']})" if call.get("cause") else ""),
+        f"  dialled {call.get('dialled') or '-'}, codec {call.get('codec') or '-'}, started {_clock(call['started'])}, "
+        f"answered {_relative(call.get('answered'), call['started'])}, ended {_relative(call.get('ended'), call['started'])}",
+        "",
+    ]
+    ladder = call.get("ladder", [])
+    if not ladder:
+        lines.append("  (no MGCP messages recorded)")
+    width = max([len(e["gateway"]) for e in ladder] + [0])
+    for entry in ladder:
+        arrow = "agent ---> " if entry["direction"] == "out" else "agent <--- "
+        lines.append(
+            f"  {_relative(entry['time'], call['started']):>9}  {arrow}{entry['gateway'].ljust(width)}  {entry['summary']}"
+        )
+        if messages:
+            lines.extend("      | " + line for line in entry["text"].splitlines())
+    return "\n".join(lines)
+
+
+def _relative(when: float | None, start: float) -> str:
+    return "-" if when is None else f"+{when - start:.3f}s"
+
+
+def _stats(data: Mapping[str, Any]) -> str:
+    calls = data["calls"]
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(calls["outcomes"].items()) if v) or "none"
+    gateways = ", ".join(f"{k} {v}" for k, v in data["gateways"].items() if v) or "none"
+    transactions = data["transactions"]
+    counters: Mapping[str, int] = transactions.get("counters", {})
+
+    def group(prefix: str) -> str:
+        items = sorted((k[len(prefix) + 1 :], v) for k, v in counters.items() if k.startswith(prefix + " "))
+        return ", ".join(f"{k} {v}" for k, v in items) or "none"
+
+    lines = [
+        f"calls:         {calls['active']} active; ended: {outcomes}",
+        f"gateways:      {gateways}",
+        f"endpoints:     {data['endpoints']['registered']} registered of {data['endpoints']['total']}",
+        f"transactions:  {transactions.get('pending', 0)} pending, "
+        f"{counters.get('retransmissions', 0)} retransmissions, {counters.get('timeouts', 0)} timeouts",
+        f"  commands out:  {group('commands_sent')}",
+        f"  commands in:   {group('commands_received')}",
+        f"  responses in:  {group('responses_received')}",
+        f"  responses out: {group('responses_sent')}",
+        f"  latency:       {_percentiles(transactions)}",
+    ]
+    return "\n".join(lines)
+
+
+def _percentiles(snapshot: Mapping[str, Any]) -> str:
+    bounds = list(snapshot.get("latency_buckets", []))
+    counts = list(snapshot.get("latency_counts", []))
+    total = sum(counts)
+    if not total:
+        return "no transactions yet"
+    parts = []
+    for share in (0.5, 0.9, 0.99):
+        running = 0
+        for i, count in enumerate(counts):
+            running += count
+            if running >= share * total:
+                parts.append(f"p{int(share * 100)} <= {bounds[i]:g}s" if i < len(bounds) else f"p{int(share * 100)} > {bounds[-1]:g}s")
+                break
+    return ", ".join(parts) + f" ({total} answered)"
+
+
+# ---------------------------------------------------------------------------
+# Commands
+
+
+def _ep(name: str) -> str:
+    return quote(name, safe="")
+
+
+async def _do(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    def show(data: Any, text: Callable[[Any], str]) -> None:
+        print(json.dumps(data, indent=2, sort_keys=True) if args.json else text(data), file=out)
+
+    command = args.command
+    if command == "gateways":
+        show(await client.call("GET", "/api/gateways"), _gateways)
+    elif command == "endpoints":
+        query = f"?gateway={quote(args.gateway, safe='')}" if args.gateway else ""
+        show(await client.call("GET", "/api/endpoints" + query), _endpoints)
+    elif command == "calls":
+        show(await client.call("GET", "/api/calls"), _calls)
+    elif command == "call" and args.first == "show":
+        show(await client.call("GET", "/api/calls/" + _ep(args.second)), lambda c: _call(c, args.messages))
+    elif command in ("call", "originate"):
+        answer = await client.call("POST", "/api/calls", {"from": args.first, "to": args.second})
+        show(answer, lambda a: f"call {a['call_id']} started: {a['from']} -> {a['to']}")
+    elif command == "hangup":
+        answer = await client.call("DELETE", "/api/calls/" + _ep(args.call_id))
+        show(answer, lambda a: f"call {a['call_id']} hung up ({a['state']})")
+    elif command == "audit":
+        answer = await client.call("POST", f"/api/endpoints/{_ep(args.endpoint)}/audit", {})
+        show(answer, lambda e: f"{e['name']}: {e['state']}, hook {e['hook']}"
+             + (f", call {e['call_id']}" if e.get("call_id") else ""))
+    elif command == "gateway":
+        answer = await client.call("POST", f"/api/gateways/{_ep(args.name)}/service", {"in_service": args.action == "in"})
+        show(answer, lambda g: f"{g['name']}: {'in service' if g['in_service'] else 'out of service'} ({g['state']})")
+    elif command == "stats":
+        show(await client.call("GET", "/api/stats"), _stats)
+
+
+def _hash_password(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    from .web.auth import DEFAULT_ITERATIONS, hash_password
+
+    if args.stdin:
+        password = stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("mgcpctl: the passwords differ", file=err)
+            return EXIT_USAGE
+    if not password:
+        print("mgcpctl: refusing an empty password", file=err)
+        return EXIT_USAGE
+    if args.user is not None and (":" in args.user or not args.user.strip()):
+        print("mgcpctl: a user name cannot be empty or contain ':'", file=err)
+        return EXIT_USAGE
+    encoded = hash_password(password, iterations=args.iterations or DEFAULT_ITERATIONS)
+    print(f"{args.user}:{encoded}" if args.user else encoded, file=out)
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    # Options given after the command override those before it; SUPPRESS
+    # keeps a subcommand from resetting what was given before it.
+    def options(parser: argparse.ArgumentParser, default: Callable[[Any], Any]) -> None:
+        parser.add_argument("--url", default=default(None), help=f"the admin's URL (MGCPCTL_URL, default {DEFAULT_URL})")
+        parser.add_argument("--user", default=default(None), help="HTTP Basic user (MGCPCTL_USER)")
+        parser.add_argument("--password", default=default(None), help="HTTP Basic password (MGCPCTL_PASSWORD)")
+        parser.add_argument("--token", default=default(None), help="bearer token (MGCPCTL_TOKEN)")
+        parser.add_argument("--cacert", default=default(None), help="trust this PEM certificate for https (MGCPCTL_CACERT)")
+        parser.add_argument(
+            "--timeout", type=float, default=default(30.0),
+            help="seconds to wait for an answer (default 30: an action waits for the gateway's)",
+        )
+        parser.add_argument("--json", action="store_true", default=default(False), help="print the API's JSON")
+
+    parser = argparse.ArgumentParser(
+        prog="mgcpctl",
+        description="Manage a running mgcpswitch through its admin API.",
+        epilog="Exit codes: 0 done, 1 refused by the switch, 2 usage, 3 unreachable, 4 authentication failed.",
+    )
+    options(parser, lambda value: value)
+    common = argparse.ArgumentParser(add_help=False)
+    options(common, lambda value: argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, description=help, parents=[common])
+
+    command("gateways", "list the gateways")
+    command("endpoints", "list the endpoints").add_argument("--gateway", help="of this gateway only")
+    command("calls", "list calls in progress and recently ended")
+    call = command("call", "'call show ID': a call and its MGCP ladder; 'call A B': ring A, then connect it to B")
+    call.add_argument("first", metavar="show|A")
+    call.add_argument("second", metavar="ID|B")
+    call.add_argument("--messages", action="store_true", help="with 'show': print every message in full")
+    originate = command("originate", "ring endpoint A; when it answers, ring B and connect them")
+    originate.add_argument("first", metavar="A")
+    originate.add_argument("second", metavar="B")
+    command("hangup", "hang up a call").add_argument("call_id", metavar="ID")
+    command("audit", "audit an endpoint (AUEP)").add_argument("endpoint", metavar="ENDPOINT")
+    gateway = command("gateway", "take a gateway out of service, or back in")
+    gateway.add_argument("action", choices=["out", "in"])
+    gateway.add_argument("name", metavar="NAME")
+    command("stats", "transaction, call and gateway statistics")
+    hashing = command("hash-password", "print a users-file line (or hash) for a password read from the terminal")
+    hashing.add_argument("user", nargs="?", help="print USER:HASH, ready for the users file")
+    hashing.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin")
+    hashing.add_argument("--iterations", type=int, help="PBKDF2 iterations (default 600000)")
+    return parser
+
+
+async def run(
+    reactor: Any,
+    argv: Sequence[str],
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: TextIO | None = None,
+    pool: HTTPConnectionPool | None = None,
+) -> int:
+    """Run one mgcpctl command; return the exit status."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    env = os.environ if env is None else env
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            args = _parser().parse_args(list(argv))
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    if args.command == "call" and args.first != "show" and args.messages:
+        print("mgcpctl: --messages goes with 'call show ID'", file=err)
+        return EXIT_USAGE
+    if args.command == "hash-password":
+        return _hash_password(args, out, err, sys.stdin if stdin is None else stdin)
+
+    url = args.url or env.get("MGCPCTL_URL") or DEFAULT_URL
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+        print(f"mgcpctl: --url {url!r} is not an http:// or https:// URL", file=err)
+        return EXIT_USAGE
+    user = args.user or env.get("MGCPCTL_USER")
+    password = args.password if args.password is not None else env.get("MGCPCTL_PASSWORD")
+    if user and password is None:
+        if not (stdin or sys.stdin).isatty():
+            print("mgcpctl: --user needs --password (or MGCPCTL_PASSWORD)", file=err)
+            return EXIT_USAGE
+        password = getpass.getpass(f"password for {user}: ")
+    try:
+        client = Client(
+            reactor,
+            url,
+            user=user,
+            password=password,
+            token=args.token or env.get("MGCPCTL_TOKEN"),
+            cacert=args.cacert or env.get("MGCPCTL_CACERT"),
+            timeout=args.timeout,
+            pool=pool,
+        )
+        await _do(client, args, out)
+    except CtlError as e:
+        print(f"mgcpctl: {e.message}", file=err)
+        return e.code
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The console script: run the command on the running reactor and exit with its status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+
+    def _main(reactor: Any) -> Any:
+        def finished(code: int) -> None:
+            if code:
+                raise SystemExit(code)
+
+        def closed(failure: Any) -> None:
+            # `mgcpctl calls | head`: the reader left; stop quietly.
+            failure.trap(BrokenPipeError)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+        return ensureDeferred(run(reactor, arguments)).addCallbacks(finished, closed)
+
+    react(_main)

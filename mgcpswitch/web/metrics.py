@@ -1,0 +1,153 @@
+# -*- test-case-name: tests.test_web_api -*-
+"""
+C{/metrics}: Prometheus text built at scrape time from call control.
+
+A custom collector reads the transaction layer's snapshot and call
+control's views when Prometheus asks, so counting costs nothing per MGCP
+message.  Each site has its own L{CollectorRegistry}: nothing is put in
+C{prometheus_client}'s global one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from ..agent.model import GatewayState
+from ..interfaces import ICallControl
+from .api import JSONResource, Raw, active_calls, not_found, registered_endpoints
+
+__all__ = ["SwitchCollector", "make_registry", "MetricsResource"]
+
+# Snapshot counters keyed "name verb/code", and the labels they become.
+_DIRECTED = {
+    "commands_sent": ("mgcp_commands", "direction", "out"),
+    "commands_received": ("mgcp_commands", "direction", "in"),
+    "responses_sent": ("mgcp_responses", "direction", "out"),
+    "responses_received": ("mgcp_responses", "direction", "in"),
+}
+
+
+class SwitchCollector:
+    """A C{prometheus_client} collector over an L{ICallControl}."""
+
+    def __init__(self, control: ICallControl) -> None:
+        self.control = control
+
+    def describe(self) -> list[Metric]:
+        # Registering must not scrape call control; names are fixed anyway.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.control.transaction_stats()
+        counters: Mapping[str, int] = snapshot.get("counters", {})
+        commands = CounterMetricFamily(
+            "mgcp_commands", "MGCP commands by direction (in: received, out: sent) and verb",
+            labels=["direction", "verb"],
+        )
+        responses = CounterMetricFamily(
+            "mgcp_responses", "MGCP final and provisional responses by direction and return code",
+            labels=["direction", "code"],
+        )
+        events = CounterMetricFamily(
+            "mgcp_transaction_events", "Other transaction-layer counters (duplicates, drops, acks, ...)",
+            labels=["event"],
+        )
+        for key, value in sorted(counters.items()):
+            name, _, label = key.partition(" ")
+            if name in _DIRECTED and label:
+                family, _, direction = _DIRECTED[name]
+                (commands if family == "mgcp_commands" else responses).add_metric([direction, label], value)
+            elif name not in ("retransmissions", "timeouts"):
+                events.add_metric([key.replace(" ", "_")], value)
+        yield commands
+        yield responses
+        yield CounterMetricFamily(
+            "mgcp_retransmissions", "Commands sent again for want of a response",
+            value=counters.get("retransmissions", 0),
+        )
+        yield CounterMetricFamily(
+            "mgcp_transaction_timeouts", "Transactions that ended with no response",
+            value=counters.get("timeouts", 0),
+        )
+        yield events
+        yield self._latency(snapshot)
+        yield GaugeMetricFamily(
+            "mgcp_transactions_pending", "Commands awaiting their final response",
+            value=snapshot.get("pending", 0),
+        )
+
+        gateways = self.control.list_gateways()
+        by_state = {state.value: 0 for state in GatewayState}
+        for gateway in gateways:
+            by_state[gateway.state.value] += 1
+        gauge = GaugeMetricFamily("mgcp_gateways", "Gateways by state", labels=["state"])
+        for state, count in by_state.items():
+            gauge.add_metric([state], count)
+        yield gauge
+        yield GaugeMetricFamily(
+            "mgcp_registered_endpoints", "Audited endpoints on gateways that are up",
+            value=registered_endpoints(gateways, self.control.list_endpoints()),
+        )
+        yield GaugeMetricFamily(
+            "mgcp_active_calls", "Calls not yet ended", value=active_calls(self.control.list_calls())
+        )
+        outcomes = CounterMetricFamily("mgcp_calls", "Ended calls by outcome", labels=["outcome"])
+        for outcome, count in sorted(self.control.call_outcomes().items()):
+            outcomes.add_metric([str(outcome)], count)
+        yield outcomes
+
+    def _latency(self, snapshot: Mapping[str, Any]) -> Metric:
+        """
+        The snapshot counts per bucket (the last one past every bound);
+        Prometheus wants cumulative counts per upper bound, +Inf last.
+        """
+        bounds = list(snapshot.get("latency_buckets", []))
+        counts = list(snapshot.get("latency_counts", []))
+        buckets: list[tuple[str, float]] = []
+        total = 0
+        for i, bound in enumerate(bounds):
+            total += counts[i] if i < len(counts) else 0
+            buckets.append((_bound(bound), total))
+        total += sum(counts[len(bounds):])
+        buckets.append(("+Inf", total))
+        return HistogramMetricFamily(
+            "mgcp_transaction_latency_seconds",
+            "Time from sending a command to its final response",
+            buckets=buckets,
+            sum_value=snapshot.get("latency_sum"),
+        )
+
+
+def _bound(value: float) -> str:
+    return repr(float(value))
+
+
+def make_registry(control: ICallControl) -> CollectorRegistry:
+    """A private registry holding one L{SwitchCollector}."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SwitchCollector(control))
+    return registry
+
+
+class MetricsResource(JSONResource):
+    """C{GET /metrics}: the registry in Prometheus text format."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def routes(self, path: tuple[str, ...]) -> Mapping[bytes, Any]:
+        if path:
+            raise not_found("no such route below /metrics")
+        return {b"GET": self.scrape}
+
+    async def scrape(self, request: Any) -> tuple[int, Raw]:
+        return 200, Raw(CONTENT_TYPE_LATEST.encode("ascii"), generate_latest(self.registry))

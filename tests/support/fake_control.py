@@ -1,0 +1,255 @@
+"""
+A fake L{ICallControl} for the web admin, mgcpctl and browser tests: canned
+gateways, endpoints and calls that change the way call control's would
+(originate rings, hang up ends, out of service), every action recorded in
+C{actions}, and events handed to subscribers synchronously.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from zope.interface import implementer
+from zope.interface.verify import verifyClass
+
+from mgcpswitch.agent.model import (
+    CallEnded,
+    CallRecord,
+    CallStarted,
+    CallState,
+    CallStateChanged,
+    CallView,
+    ConnectionView,
+    EndpointStateChanged,
+    EndpointView,
+    GatewayState,
+    GatewayStateChanged,
+    GatewayView,
+    LadderEntry,
+    LineState,
+    ReleaseCause,
+)
+from mgcpswitch.errors import CallControlError
+from mgcpswitch.interfaces import ICallControl
+
+__all__ = ["FakeCallControl", "GW1", "GW2", "T0"]
+
+GW1 = "gw1.example.net"
+GW2 = "gw2.example.net"
+T0 = 1_700_000_000.0  # the fake's clock starts here (a real-looking epoch)
+
+SNAPSHOT: dict[str, Any] = {
+    "role": "call-agent",
+    "counters": {
+        "commands_sent AUEP": 4,
+        "commands_sent CRCX": 6,
+        "commands_sent RQNT": 9,
+        "commands_received NTFY": 7,
+        "commands_received RSIP": 2,
+        "responses_received 200": 18,
+        "responses_received 400": 1,
+        "responses_sent 200": 9,
+        "retransmissions": 3,
+        "timeouts": 1,
+        "duplicates": 2,
+    },
+    "pending": 1,
+    "history": 5,
+    "executing": 0,
+    "queued_incoming": 0,
+    "latency_buckets": [0.001, 0.01, 0.1, 1.0],
+    "latency_counts": [2, 10, 5, 1, 1],
+    "peers": {"127.0.0.1:2427": {"rto": 0.2, "state": "reachable"}},
+}
+
+
+def _ladder(start: float, endpoint: str) -> tuple[LadderEntry, ...]:
+    lines = [
+        (0.000, "out", f"CRCX 1001 {endpoint} MGCP 1.0"),
+        (0.012, "in", "200 1001 OK"),
+        (0.020, "out", f"MDCX 1002 {endpoint} MGCP 1.0"),
+        (0.031, "in", "200 1002 OK"),
+    ]
+    return tuple(
+        LadderEntry(start + dt, direction, GW1, summary, summary + "\r\nC: c1\r\n") for dt, direction, summary in lines
+    )
+
+
+@implementer(ICallControl)
+class FakeCallControl:
+    """Canned state plus recorded actions.  C{fail_next} makes the next action fail."""
+
+    def __init__(self, clock: Any = None) -> None:
+        if clock is None:
+            clock = Clock()
+            clock.advance(T0 + 100)
+        self.clock = clock
+        self.actions: list[tuple[Any, ...]] = []
+        self.observers: list[Callable[[Any], None]] = []
+        self.fail_next: Exception | None = None
+        self.hold_next: Deferred | None = None  # an action answers with this Deferred
+        self.stats: dict[str, Any] = {**SNAPSHOT, "counters": dict(SNAPSHOT["counters"])}
+        self.outcomes: dict[str, int] = {"normal": 3, "busy": 1, "no-answer": 0}
+        self._next_call = 1
+        now = self.clock.seconds()
+        self.gateways: dict[str, GatewayView] = {
+            GW1: GatewayView(
+                name=GW1, host="127.0.0.1", port=2427, state=GatewayState.UP, in_service=True,
+                endpoints=4, active_calls=1, last_rsip="restart", last_rsip_at=now - 90,
+                last_seen=now - 2, keepalive_interval=60.0, profile="residential",
+                counters={"commands": 21, "responses": 19},
+            ),
+            GW2: GatewayView(
+                name=GW2, host="127.0.0.2", port=2427, state=GatewayState.DOWN, in_service=True,
+                endpoints=1, active_calls=0, last_rsip=None, last_rsip_at=None,
+                last_seen=None, keepalive_interval=60.0, profile="residential",
+            ),
+        }
+        a1, a2 = f"aaln/1@{GW1}", f"aaln/2@{GW1}"
+        self.endpoints: dict[str, EndpointView] = {
+            a1: EndpointView(
+                a1, GW1, LineState.CONNECTED, "off", True, "c1",
+                (ConnectionView("A1", "c1", "sendrecv", "v=0", "v=0"),), "1001", "hd",
+            ),
+            a2: EndpointView(
+                a2, GW1, LineState.CONNECTED, "off", True, "c1",
+                (ConnectionView("A2", "c1", "sendrecv", "v=0", "v=0"),), "1002", "hd",
+            ),
+            f"aaln/3@{GW1}": EndpointView(f"aaln/3@{GW1}", GW1, LineState.IDLE, "on", True, None, (), "1003"),
+            f"aaln/4@{GW1}": EndpointView(f"aaln/4@{GW1}", GW1, LineState.IDLE, "on", True, None, (), "1004"),
+            f"aaln/1@{GW2}": EndpointView(f"aaln/1@{GW2}", GW2, LineState.UNKNOWN, "unknown", True, None),
+        }
+        self.calls: dict[str, CallView] = {
+            "c1": CallView(
+                "c1", CallState.CONNECTED, a1, a2, "1002", now - 30, now - 25, None, None, "PCMU",
+                _ladder(now - 30, a1),
+            ),
+            "c0": CallView(
+                "c0", CallState.ENDED, a1, f"aaln/3@{GW1}", "1003", now - 600, None, now - 590,
+                ReleaseCause.BUSY, None,
+            ),
+        }
+
+    # -- reading ----------------------------------------------------------
+
+    def list_gateways(self) -> list[GatewayView]:
+        return list(self.gateways.values())
+
+    def get_gateway(self, name: str) -> GatewayView | None:
+        return self.gateways.get(name)
+
+    def list_endpoints(self, gateway: str | None = None) -> list[EndpointView]:
+        return [e for e in self.endpoints.values() if gateway is None or e.gateway == gateway]
+
+    def get_endpoint(self, name: str) -> EndpointView | None:
+        return self.endpoints.get(name)
+
+    def list_calls(self) -> list[CallView]:
+        return list(self.calls.values())
+
+    def get_call(self, call_id: str) -> CallView | None:
+        return self.calls.get(call_id)
+
+    def transaction_stats(self) -> dict[str, Any]:
+        return self.stats
+
+    def call_outcomes(self) -> dict[str, int]:
+        return dict(self.outcomes)
+
+    def subscribe(self, observer: Callable[[Any], None]) -> Callable[[], None]:
+        self.observers.append(observer)
+        return lambda: self.observers.remove(observer)
+
+    # -- acting -----------------------------------------------------------
+
+    def _answer(self, value: Any) -> Deferred:
+        if self.fail_next is not None:
+            error, self.fail_next = self.fail_next, None
+            return fail(error)
+        if self.hold_next is not None:
+            d, self.hold_next = self.hold_next, None
+            return d
+        return succeed(value)
+
+    def emit(self, event: Any) -> None:
+        for observer in list(self.observers):
+            observer(event)
+
+    def _set_line(self, name: str, state: LineState, call_id: str | None, hook: str) -> None:
+        before = self.endpoints[name]
+        after = replace(before, state=state, call_id=call_id, hook=hook)
+        self.endpoints[name] = after
+        self.emit(EndpointStateChanged(after, before.state))
+
+    def originate(self, a: str, b: str) -> Deferred:
+        self.actions.append(("originate", a, b))
+        if self.fail_next is None and self.hold_next is None:
+            for name in (a, b):
+                if self.endpoints[name].call_id is not None:
+                    return fail(CallControlError(f"endpoint {name} is busy"))
+        call_id = f"call-{self._next_call}"
+        d = self._answer(call_id)
+        if not d.called or d.result != call_id:
+            return d
+        self._next_call += 1
+        view = CallView(call_id, CallState.ALERTING, a, b, self.endpoints[b].number or "", self.clock.seconds(),
+                        None, None, None, None, _ladder(self.clock.seconds(), a)[:2])
+        self.calls[call_id] = view
+        self._set_line(a, LineState.RINGING, call_id, "on")
+        self.emit(CallStarted(view))
+        return d
+
+    def connect(self, call_id: str) -> None:
+        """What the gateway would do: both ends answer."""
+        before = self.calls[call_id]
+        after = replace(before, state=CallState.CONNECTED, answered=self.clock.seconds(), codec="PCMU")
+        self.calls[call_id] = after
+        for name in (after.caller, after.callee):
+            self._set_line(name, LineState.CONNECTED, call_id, "off")
+        self.emit(CallStateChanged(after, before.state))
+
+    def hangup(self, call_id: str) -> Deferred:
+        self.actions.append(("hangup", call_id))
+        d = self._answer(None)
+        if d.called and d.result is None:
+            self._end(call_id)
+        return d
+
+    def _end(self, call_id: str) -> None:
+        before = self.calls[call_id]
+        now = self.clock.seconds()
+        after = replace(before, state=CallState.ENDED, ended=now, cause=ReleaseCause.ADMIN)
+        self.calls[call_id] = after
+        for name in (after.caller, after.callee):
+            if name and self.endpoints[name].call_id == call_id:
+                self._set_line(name, LineState.IDLE, None, "on")
+        record = CallRecord(
+            call_id, after.caller, after.callee, after.caller, after.callee, None, None, after.codec,
+            after.started, after.answered, now, ReleaseCause.ADMIN,
+        )
+        self.outcomes["admin"] = self.outcomes.get("admin", 0) + 1
+        self.emit(CallEnded(after, record))
+
+    def audit_endpoint(self, name: str) -> Deferred:
+        self.actions.append(("audit", name))
+        view = self.endpoints[name]
+        if view.state is LineState.UNKNOWN:
+            view = replace(view, state=LineState.IDLE, hook="on")
+            self.endpoints[name] = view
+        return self._answer(view)
+
+    def set_gateway_in_service(self, name: str, in_service: bool) -> Deferred:
+        self.actions.append(("in_service", name, in_service))
+        d = self._answer(None)
+        if d.called and d.result is None:
+            before = self.gateways[name]
+            state = GatewayState.UP if in_service else GatewayState.OUT_OF_SERVICE
+            self.gateways[name] = replace(before, in_service=in_service, state=state)
+            self.emit(GatewayStateChanged(self.gateways[name], before.state))
+        return d
+
+
+verifyClass(ICallControl, FakeCallControl)

@@ -1,0 +1,296 @@
+"""
+mgcpctl against the admin of a fake switch on a real loopback port: every
+command's output and exit status, and the clear errors (switch down,
+credentials wrong, refused actions, usage).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+
+from mgcpswitch import ctl
+from mgcpswitch.web import WebSettings, make_site
+from mgcpswitch.web.auth import PasswordHash, hash_password
+
+from .support.fake_control import GW1, GW2, FakeCallControl
+from .support.loopback import closed_port, serve
+
+A1, A3, A4 = (f"aaln/{n}@{GW1}" for n in (1, 3, 4))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class CtlCase(TestCase):
+    timeout = 20
+    settings = WebSettings()
+
+    def setUp(self) -> None:
+        self.fake = FakeCallControl(reactor)
+        self.url = serve(self, make_site(self.fake, self.settings, reactor))
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.addCleanup(self.pool.closeCachedConnections)
+
+    async def ctl(self, *argv: str, env: dict[str, str] | None = None, stdin: str = "") -> tuple[int, str, str]:
+        """Run mgcpctl in-process; return (status, stdout, stderr)."""
+        out, err = io.StringIO(), io.StringIO()
+        if env is None:
+            env = {"MGCPCTL_URL": self.url}
+        code = await ctl.run(reactor, argv, out, err, env=env, stdin=io.StringIO(stdin), pool=self.pool)
+        return code, out.getvalue(), err.getvalue()
+
+    def assertColumns(self, text: str, *headers: str) -> list[str]:
+        """A table: the header line names the columns, and rows start at their offsets."""
+        lines = text.rstrip("\n").split("\n")
+        for header in headers:
+            self.assertIn(header, lines[0])
+        return lines
+
+
+class Reading(CtlCase):
+    async def test_gateways(self) -> None:
+        """gateways: one aligned row per gateway."""
+        code, out, err = await self.ctl("gateways")
+        self.assertEqual((code, err), (0, ""))
+        lines = self.assertColumns(out, "GATEWAY", "STATE", "SERVICE", "ADDRESS", "LAST RSIP", "LAST SEEN")
+        self.assertEqual(len(lines), 3)
+        state = lines[0].index("STATE")
+        self.assertEqual(lines[1][state:].split()[0], "up")
+        self.assertEqual(lines[2][state:].split()[0], "down")
+        self.assertIn("restart, 1m30s ago", lines[1])
+        self.assertIn("127.0.0.1:2427", lines[1])
+        self.assertIn("never", lines[2])
+
+    async def test_endpoints(self) -> None:
+        """endpoints, of all gateways or of one."""
+        code, out, _ = await self.ctl("endpoints")
+        self.assertEqual(code, 0)
+        lines = self.assertColumns(out, "ENDPOINT", "STATE", "HOOK", "NUMBER", "CALL", "CONNECTIONS")
+        self.assertEqual(len(lines), 6)
+        self.assertIn("A1 sendrecv", out)
+        code, out, _ = await self.ctl("endpoints", "--gateway", GW2)
+        self.assertEqual(out.count("\n"), 2)
+        self.assertIn(f"aaln/1@{GW2}", out)
+
+    async def test_calls(self) -> None:
+        """calls: in progress and recently ended, with durations."""
+        code, out, _ = await self.ctl("calls")
+        lines = self.assertColumns(out, "CALL", "STATE", "FROM", "TO", "DURATION", "CAUSE")
+        rows = {line.split()[0]: line for line in lines[1:]}
+        self.assertIn("connected", rows["c1"])
+        self.assertIn("25s", rows["c1"])
+        self.assertIn("busy", rows["c0"])
+
+    async def test_call_show(self) -> None:
+        """call show ID: the call and its MGCP ladder, with --messages in full."""
+        code, out, _ = await self.ctl("call", "show", "c1")
+        self.assertEqual(code, 0)
+        self.assertIn(f"call c1: {A1} -> aaln/2@{GW1}  connected", out)
+        self.assertIn(f"+0.000s  agent ---> {GW1}  CRCX 1001 {A1} MGCP 1.0", out)
+        self.assertIn(f"+0.012s  agent <--- {GW1}  200 1001 OK", out)
+        self.assertNotIn("| C: c1", out)
+        code, out, _ = await self.ctl("call", "show", "c1", "--messages")
+        self.assertIn("      | C: c1", out)
+
+    async def test_stats(self) -> None:
+        """stats: calls, gateways, transactions and latency percentiles."""
+        code, out, _ = await self.ctl("stats")
+        self.assertEqual(code, 0)
+        self.assertIn("1 active; ended: busy 1, normal 3", out)
+        self.assertIn("commands out:  AUEP 4, CRCX 6, RQNT 9", out)
+        self.assertIn("3 retransmissions, 1 timeouts", out)
+        self.assertIn("p50 <= 0.01s, p90 <= 1s, p99 > 1s (19 answered)", out)
+
+    async def test_json(self) -> None:
+        """--json (before or after the command) prints the API's answer."""
+        code, out, _ = await self.ctl("--json", "gateways")
+        self.assertEqual([g["name"] for g in json.loads(out)["gateways"]], [GW1, GW2])
+        code, out, _ = await self.ctl("calls", "--json")
+        self.assertEqual({c["call_id"] for c in json.loads(out)["calls"]}, {"c0", "c1"})
+
+
+class Acting(CtlCase):
+    async def test_call(self) -> None:
+        """call A B (and originate A B) ring A and print the call id."""
+        code, out, err = await self.ctl("call", A3, A4)
+        self.assertEqual((code, out, err), (0, f"call call-1 started: {A3} -> {A4}\n", ""))
+        self.fake.hangup("call-1")
+        code, out, _ = await self.ctl("originate", A3, A4)
+        self.assertEqual(out, f"call call-2 started: {A3} -> {A4}\n")
+        self.assertEqual([a for a in self.fake.actions if a[0] == "originate"], [("originate", A3, A4)] * 2)
+
+    async def test_hangup(self) -> None:
+        """hangup ID."""
+        code, out, _ = await self.ctl("hangup", "c1")
+        self.assertEqual((code, out), (0, "call c1 hung up (ended)\n"))
+        self.assertEqual(self.fake.actions, [("hangup", "c1")])
+
+    async def test_audit(self) -> None:
+        """audit ENDPOINT (the name is percent-encoded in the URL)."""
+        code, out, _ = await self.ctl("audit", f"aaln/1@{GW2}")
+        self.assertEqual((code, out), (0, f"aaln/1@{GW2}: idle, hook on\n"))
+        self.assertEqual(self.fake.actions, [("audit", f"aaln/1@{GW2}")])
+
+    async def test_gateway_service(self) -> None:
+        """gateway out NAME, gateway in NAME."""
+        code, out, _ = await self.ctl("gateway", "out", GW1)
+        self.assertEqual((code, out), (0, f"{GW1}: out of service (out-of-service)\n"))
+        code, out, _ = await self.ctl("gateway", "in", GW1)
+        self.assertEqual(out, f"{GW1}: in service (up)\n")
+        self.assertEqual(self.fake.actions, [("in_service", GW1, False), ("in_service", GW1, True)])
+
+    async def test_refused(self) -> None:
+        """The switch's 4xx reason is printed and the status is 1."""
+        code, out, err = await self.ctl("hangup", "nope")
+        self.assertEqual((code, out), (1, ""))
+        self.assertEqual(err, "mgcpctl: the switch refused (404): unknown call 'nope'\n")
+        code, _, err = await self.ctl("call", A1, A3)
+        self.assertEqual(code, 1)
+        self.assertIn("(409): endpoint", err)
+        self.assertIn("busy", err)
+        code, _, err = await self.ctl("audit", "not-an-endpoint")
+        self.assertEqual(code, 1)
+        self.assertIn("(400): bad endpoint name", err)
+
+
+class Failing(TestCase):
+    timeout = 20
+
+    async def run_ctl(self, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        self.addCleanup(pool.closeCachedConnections)
+        code = await ctl.run(reactor, argv, out, err, env=env or {}, stdin=io.StringIO(""), pool=pool)
+        return code, out.getvalue(), err.getvalue()
+
+    async def test_unreachable(self) -> None:
+        """Nothing listening: status 3 and the reason."""
+        url = f"http://127.0.0.1:{closed_port()}"
+        code, out, err = await self.run_ctl("--url", url, "calls")
+        self.assertEqual((code, out), (3, ""))
+        self.assertEqual(err, f"mgcpctl: cannot reach the switch at {url}: connection refused\n")
+
+    async def test_silent(self) -> None:
+        """A server that never answers: status 3 after --timeout."""
+
+        class Silent(Resource):
+            isLeaf = True
+
+            def render(self, request: Any) -> int:
+                return NOT_DONE_YET
+
+        url = serve(self, Site(Silent()))
+        code, _, err = await self.run_ctl("--url", url, "--timeout", "0.2", "calls")
+        self.assertEqual(code, 3)
+        self.assertEqual(err, f"mgcpctl: no answer from the switch at {url} within 0.2 s\n")
+
+    async def test_not_the_switch(self) -> None:
+        """A server that is not the admin: status 1, said plainly."""
+
+        class Other(Resource):
+            isLeaf = True
+
+            def render(self, request: Any) -> bytes:
+                return b"<html>hello</html>"
+
+        url = serve(self, Site(Other()))
+        code, _, err = await self.run_ctl("--url", url, "gateways")
+        self.assertEqual(code, 1)
+        self.assertIn("not JSON): is this the mgcpswitch admin?", err)
+
+    async def test_usage(self) -> None:
+        """Usage errors are status 2, help is 0."""
+        self.assertEqual((await self.run_ctl("frobnicate"))[0], 2)
+        self.assertEqual((await self.run_ctl())[0], 2)
+        self.assertEqual((await self.run_ctl("gateway", "sideways", GW1))[0], 2)
+        code, _, err = await self.run_ctl("--url", "ftp://x", "calls")
+        self.assertEqual(code, 2)
+        self.assertIn("not an http:// or https:// URL", err)
+        code, _, err = await self.run_ctl("--user", "alice", "calls")
+        self.assertEqual(code, 2)
+        self.assertIn("--user needs --password", err)
+        code, out, _ = await self.run_ctl("--help")
+        self.assertEqual(code, 0)
+        self.assertIn("hash-password", out)
+
+    def test_console_script(self) -> None:
+        """scripts/mgcpctl exits with the command's status (here: unreachable, 3)."""
+        url = f"http://127.0.0.1:{closed_port()}"
+        result = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "scripts", "mgcpctl"), "--url", url, "gateways"],
+            capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": ROOT},
+        )
+        self.assertEqual((result.returncode, result.stdout), (3, ""))
+        self.assertIn("connection refused", result.stderr)
+
+
+class Authenticating(CtlCase):
+    def setUp(self) -> None:
+        directory = tempfile.mkdtemp()
+        path = os.path.join(directory, "users")
+        with open(path, "w") as f:
+            f.write("alice:" + hash_password("wonderland", iterations=1000) + "\n")
+        self.addCleanup(lambda: (os.remove(path), os.rmdir(directory)))
+        self.settings = WebSettings(users_file=path, tokens=("tok-1",))
+        super().setUp()
+
+    async def test_no_credentials(self) -> None:
+        """No credentials: status 4 and what to check."""
+        code, out, err = await self.ctl("calls")
+        self.assertEqual((code, out), (4, ""))
+        self.assertEqual(err, "mgcpctl: authentication failed (401): check --user/--password or --token\n")
+
+    async def test_wrong_credentials(self) -> None:
+        """A wrong password or token: status 4."""
+        self.assertEqual((await self.ctl("--user", "alice", "--password", "x", "calls"))[0], 4)
+        self.assertEqual((await self.ctl("--token", "tok-2", "calls"))[0], 4)
+
+    async def test_good_credentials(self) -> None:
+        """User and password, from options or the environment, or a token."""
+        code, out, _ = await self.ctl("--user", "alice", "--password", "wonderland", "calls")
+        self.assertEqual(code, 0)
+        self.assertIn("c1", out)
+        env = {"MGCPCTL_URL": self.url, "MGCPCTL_USER": "alice", "MGCPCTL_PASSWORD": "wonderland"}
+        self.assertEqual((await self.ctl("gateways", env=env))[0], 0)
+        self.assertEqual((await self.ctl("hangup", "c1", "--token", "tok-1"))[0], 0)
+        self.assertEqual((await self.ctl("stats", env={"MGCPCTL_URL": self.url, "MGCPCTL_TOKEN": "tok-1"}))[0], 0)
+
+
+class HashPassword(TestCase):
+    async def hash(self, *argv: str, stdin: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = await ctl.run(reactor, ["hash-password", *argv], out, err, env={}, stdin=io.StringIO(stdin))
+        return code, out.getvalue(), err.getvalue()
+
+    async def test_line_for_the_users_file(self) -> None:
+        """hash-password USER --stdin prints USER:HASH, which verifies."""
+        code, out, _ = await self.hash("alice", "--stdin", "--iterations", "1000", stdin="wonderland\n")
+        self.assertEqual(code, 0)
+        user, _, encoded = out.strip().partition(":")
+        self.assertEqual(user, "alice")
+        self.assertTrue(PasswordHash.parse(encoded).verify(b"wonderland"))
+        self.assertEqual(PasswordHash.parse(encoded).iterations, 1000)
+
+    async def test_hash_only(self) -> None:
+        """Without a user, only the hash."""
+        code, out, _ = await self.hash("--stdin", "--iterations", "1000", stdin="pw\n")
+        self.assertTrue(out.startswith("pbkdf2_sha256$1000$"))
+
+    async def test_refusals(self) -> None:
+        """An empty password or a user name with ':' is refused."""
+        code, _, err = await self.hash("--stdin", stdin="\n")
+        self.assertEqual(code, 2)
+        self.assertIn("empty password", err)
+        code, _, err = await self.hash("a:b", "--stdin", "--iterations", "1000", stdin="pw\n")
+        self.assertEqual(code, 2)
+        self.assertIn("':'", err)
