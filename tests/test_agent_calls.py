@@ -226,6 +226,28 @@ class Outcomes(Base):
         self.assertIdle()
         self.assertEqual(self.record().cause, ReleaseCause.ABANDONED)
 
+    def test_callee_picks_up_while_its_ringing_is_cancelled(self) -> None:
+        """
+        The race the soak found: the caller abandons, our DLCX (re-arming the
+        callee for off-hook) executes but its answer is lost, the callee picks
+        up and notifies.  When the replayed answer arrives, the callee gets
+        dial tone instead of being left waiting for a request.
+        """
+        s = self.switch
+        caller = self.dial("1001", "2003")
+        callee = s.phone("2003")
+        s.network.drop_next(lambda data: data.startswith(b"250 "))
+        caller.on_hook()
+        s.run(0.05)
+        self.assertEqual(callee.connections, ())  # the DLCX ran on the gateway
+        callee.off_hook()
+        s.run(2.0)
+        self.assertIn("L/dl", callee.signals)
+        self.assertEqual(s.line(B).state, LineState.COLLECTING)
+        callee.on_hook()
+        s.run(0.5)
+        self.assertIdle()
+
     def test_callee_hangs_up_first(self) -> None:
         """After answer the callee hangs up: the caller hears busy tone until it hangs up."""
         s = self.switch

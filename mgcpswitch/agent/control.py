@@ -158,7 +158,7 @@ class Leg:
 
     __slots__ = (
         "call", "line", "originating", "connection_id", "local_sdp", "remote_sdp", "stats",
-        "creating", "deleting", "released", "mode",
+        "creating", "deleting", "released", "mode", "rearm",
     )
 
     def __init__(self, call: Call, line: Line, originating: bool) -> None:
@@ -173,6 +173,7 @@ class Leg:
         self.deleting = False  # a DLCX is in flight
         self.released = False
         self.mode: Optional[ConnectionMode] = None
+        self.rearm: Optional[tuple[Any, Any]] = None  # the request the DLCX carried
 
 
 class Call:
@@ -442,6 +443,17 @@ class CallControl:
                 "{line}: {event} ignored in state {state}",
                 line=line.name, event=event.value, state=line.state.value,
             )
+            if event in (LineInput.OFF_HOOK, LineInput.ON_HOOK) and line.leg is None \
+                    and line.state not in (LineState.UNKNOWN, LineState.OUT_OF_SERVICE):
+                # A hook change our view did not expect: the gateway has just
+                # notified it and now waits for a request.  Start over from
+                # what the phone is doing rather than leave it waiting.
+                self.counters["resynchronised"] += 1
+                line.state = LineState.IDLE
+                if event is LineInput.OFF_HOOK:
+                    self._input(line, LineInput.OFF_HOOK)
+                else:
+                    self._do_arm_idle(line)
             return
         state, action = entry
         previous = line.state
@@ -641,6 +653,10 @@ class CallControl:
         if self._subscribers or self._observers:
             self._publish(CallStateChanged(self._call_view(call), CallState.SETUP))
         caller.remote_sdp = callee.local_sdp
+        if call.pending_connect:
+            # The callee answered while its CRCX was answered: no ringback.
+            self._connect(call, sdp=callee.local_sdp)
+            return
         call.modifying = True
         request_id = self._request_id(caller.line)
         command = cmd.mdcx(
@@ -701,12 +717,15 @@ class CallControl:
         request_id = self._request_id(line)
         self._send(line.gateway, cmd.rqnt(self._txid(), line.name, request_id, cmd.HANG_UP_EVENTS), call)\
             .addCallbacks(self._armed, self._command_failed, (line,), None, (line,))
-        if call.modifying:
-            call.pending_connect = True  # connect once the ringback MDCX is done
+        caller = call.caller
+        if call.modifying or leg.creating or caller is None or caller.remote_sdp is None:
+            # Answered before our MDCX (ringback) ran, or even before the
+            # callee's CRCX answer arrived: connect when they have.
+            call.pending_connect = True
         else:
             self._connect(call)
 
-    def _connect(self, call: Call) -> None:
+    def _connect(self, call: Call, sdp: Optional[SessionDescription] = None) -> None:
         call.pending_connect = False
         caller = call.caller
         assert caller is not None and caller.connection_id is not None
@@ -715,7 +734,7 @@ class CallControl:
         caller.mode = ConnectionMode.SENDRECV
         command = cmd.mdcx(
             self._txid(), caller.line.name, call.call_id, caller.connection_id,
-            ConnectionMode.SENDRECV, request_id=request_id, events=cmd.HANG_UP_EVENTS,
+            ConnectionMode.SENDRECV, sdp=sdp, request_id=request_id, events=cmd.HANG_UP_EVENTS,
         )
         if call.no_answer is not None and call.no_answer.active():
             call.no_answer.cancel()
@@ -742,6 +761,8 @@ class CallControl:
             else:
                 self._release(call, ReleaseCause.GATEWAY_ERROR)
             return
+        if caller.line.state is LineState.ROUTING:
+            self._input(caller.line, LineInput.ALERTING)
         self._input(caller.line, LineInput.ANSWERED)
 
     # -- release -----------------------------------------------------------
@@ -820,6 +841,7 @@ class CallControl:
             return
         leg.deleting = True
         events, signals = self._rearm_request(line, call.cause)
+        leg.rearm = (events, signals)
         request_id = self._request_id(line)
         command = cmd.dlcx(
             self._txid(), line.name, call.call_id, leg.connection_id, request_id, events, signals
@@ -871,14 +893,20 @@ class CallControl:
         if line.leg is leg:
             line.leg = None
             if line.state is LineState.RELEASING:
-                if rearmed:
-                    if line.hook != "off":
-                        event = LineInput.RELEASED_ON_HOOK
-                    elif self._rearm_request(line, leg.call.cause)[1] is cmd.REORDER_TONE:
-                        event = LineInput.RELEASED_REORDER
+                if rearmed and leg.rearm is not None:
+                    # The state follows the request the DLCX carried; if the
+                    # hook changed since, the gateway has notified it (or
+                    # will), so act on it now.
+                    events, signals = leg.rearm
+                    if events is cmd.OFF_HOOK_EVENTS:
+                        self._input(line, LineInput.RELEASED_ON_HOOK)
+                        if line.hook == "off":
+                            self._input(line, LineInput.OFF_HOOK)
                     else:
-                        event = LineInput.RELEASED_OFF_HOOK
-                    self._input(line, event)
+                        self._input(line, LineInput.RELEASED_REORDER if signals is cmd.REORDER_TONE
+                                    else LineInput.RELEASED_OFF_HOOK)
+                        if line.hook == "on":
+                            self._input(line, LineInput.ON_HOOK)
                 else:
                     self._finish_line(line, leg.call.cause, self._glare(leg))
             elif line.state in (LineState.RINGING, LineState.ROUTING, LineState.RINGBACK,
@@ -1145,6 +1173,13 @@ class CallControl:
 
     def _keepalive(self, gateway: Gateway) -> None:
         gateway.keepalive = None
+        if gateway.state is GatewayState.UP and not gateway.audit_queue:
+            # Self-healing: a line whose audit failed (timed out) is retried.
+            stuck = [l for l in gateway.lines.values()
+                     if l.state is LineState.UNKNOWN and l.leg is None]
+            if stuck:
+                self.counters["reaudits"] += len(stuck)
+                self._audit_lines(gateway, stuck)
         now = self._clock.seconds()
         recent = gateway.last_seen is not None and now - gateway.last_seen < gateway.keepalive_interval
         if recent and gateway.state is GatewayState.UP:

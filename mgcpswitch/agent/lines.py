@@ -98,7 +98,8 @@ TRANSITIONS: dict[tuple[LineState, LineInput], tuple[LineState, Action]] = {
     (S.RELEASING, LineInput.RELEASED_ON_HOOK): (S.IDLE, Action.NONE),
     (S.RELEASING, LineInput.RELEASED_OFF_HOOK): (S.BUSY, Action.NONE),
     (S.RELEASING, LineInput.RELEASED_REORDER): (S.REORDER, Action.NONE),
-    (S.RELEASING, LineInput.ON_HOOK): (S.RELEASING, Action.NONE),  # noted; DLCX in flight
+    (S.RELEASING, LineInput.ON_HOOK): (S.RELEASING, Action.NONE),  # noted; reconciled after
+    (S.RELEASING, LineInput.OFF_HOOK): (S.RELEASING, Action.NONE),  # the DLCX completes
     (S.RELEASING, LineInput.FAR_END_RELEASED): (S.RELEASING, Action.NONE),
     # Tones after a failed or ended call: wait for the hang-up.
     (S.BUSY, LineInput.ON_HOOK): (S.IDLE, Action.ARM_IDLE),

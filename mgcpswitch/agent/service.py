@@ -48,9 +48,10 @@ class CallControlService(Service):
         self.settings = settings
         self._observers = list(observers)
         self.control = CallControl(reactor, settings, dial_plan, profiles, self._observers, random_source)
+        jitter = {"random": random_source.uniform} if random_source is not None else {}
         self.protocol = CallAgentProtocol(
             reactor, self.control, settings.transactions, listener=self.control,
-            accept=self.control.accept_source,
+            accept=self.control.accept_source, **jitter,
         )
         self.control.set_sender(self.protocol.transactions)
         self.port: Any = None

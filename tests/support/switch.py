@@ -6,6 +6,7 @@ waiting: tests advance the clock.
 
 from __future__ import annotations
 
+import random
 from typing import Any, Optional
 
 from zope.interface import implementer
@@ -88,6 +89,7 @@ class Switch:
         self.service = CallControlService(
             self.reactor, self.settings, StaticDialPlan.from_settings(self.settings),
             {"default": DEFAULT_PROFILE, "osmo-mgw": OSMO_MGW_PROFILE}, [self.recorder],
+            random_source=random.Random(seed),
         )
         self.control = self.service.control
         extra = gateway_config or {}
@@ -95,11 +97,11 @@ class Switch:
         self.gw1 = SimulatedGateway(self.reactor, GatewayConfig(
             domain="rgw1", lines=lines, port=2427, interface="127.0.0.2", call_agent=CA,
             restart_delay=0.0, transaction=transaction, **extra,
-        ))
+        ), random=random.Random(seed + 1))
         self.gw2 = SimulatedGateway(self.reactor, GatewayConfig(
             domain="rgw2", lines=lines, port=2427, interface="127.0.0.3", call_agent=CA,
             restart_delay=0.0, transaction=transaction, **extra,
-        ))
+        ), random=random.Random(seed + 2))
         if start:
             self.start()
 
