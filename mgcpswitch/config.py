@@ -286,10 +286,14 @@ def _web(items: Mapping[str, str]) -> WebSettings:
         values["tokens"] = _list(items["tokens"])
     if "realm" in items:
         values["realm"] = items["realm"].strip()
-    web = WebSettings(**values)
+    return check_web_settings(WebSettings(**values))
+
+
+def check_web_settings(web: WebSettings) -> WebSettings:
+    """Refuse an admin reachable beyond loopback without authentication."""
     if not web.auth_required and not _loopback_listen(web.listen):
         raise ConfigError(
-            (s, "listen"),
+            ("web", "listen"),
             f"{web.listen!r} is not on a loopback interface: configure users_file or tokens "
             "before exposing the admin",
         )

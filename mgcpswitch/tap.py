@@ -57,7 +57,13 @@ class Options(usage.Options):
             switch = replace(switch, interface=self["interface"])
         web = settings.web
         if self["web"] is not None:
+            from .config import check_web_settings
+
             web = replace(web, listen=self["web"])
+            try:
+                check_web_settings(web)
+            except ConfigError as e:
+                raise usage.UsageError(f"--web: {e}") from None
         transactions = settings.transactions
         if self["trace"]:
             transactions = replace(transactions, trace=True)
@@ -108,7 +114,7 @@ def build_switch(
     control.setServiceParent(top)
     gateways = []
     if simulate and settings.simulator.gateways:
-        from .gateway import GatewayConfig, GatewayService
+        from .gateway import GatewayConfig, GatewayService, SimulatedGateway
 
         for name in settings.simulator.gateways:
             gateway = settings.gateway(name)
@@ -118,7 +124,7 @@ def build_switch(
                     (f"gateway:{gateway.name}", "endpoints"),
                     "a simulated gateway has lines aaln/1..N: use 'lines = N'",
                 )
-            service = GatewayService(reactor, GatewayConfig(
+            service = GatewayService(SimulatedGateway(reactor, GatewayConfig(
                 domain=gateway.name,
                 lines=len(gateway.endpoints),
                 port=gateway.port,
@@ -127,7 +133,7 @@ def build_switch(
                 restart_delay=0.0,
                 media=settings.simulator.media,
                 rtp=settings.simulator.rtp,
-            ))
+            )))
             service.setName(f"gateway:{gateway.name}")
             service.setServiceParent(top)
             gateways.append(service)

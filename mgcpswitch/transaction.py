@@ -311,6 +311,7 @@ class TransactionLayer:
         self._batch: tuple[Address, list[_Outgoing]] | None = None
         self.counters: Counter[Any] = Counter()
         self.latency = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
         self._stopped = False
 
     # -- sending -------------------------------------------------------
@@ -560,6 +561,7 @@ class TransactionLayer:
         now = self._clock.seconds()
         rtt = now - out.first_sent
         self.latency[bisect.bisect_left(LATENCY_BUCKETS, rtt)] += 1
+        self.latency_sum += rtt
         if out.transmissions == 1 and not out.provisional:
             self._measure(peer, rtt)
         elif out.transmissions > 1:
@@ -917,6 +919,7 @@ class TransactionLayer:
             "queued_incoming": len(self._incoming_queue),
             "latency_buckets": list(LATENCY_BUCKETS),
             "latency_counts": list(self.latency),
+            "latency_sum": self.latency_sum,
             "peers": {
                 f"{peer.address[0]}:{peer.address[1]}": {
                     "rto": peer.rto,

@@ -5,7 +5,9 @@ the test's temporary directory, a real thread pool), batched.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import tempfile
 from typing import Any
 
 from twisted.internet import reactor
@@ -32,7 +34,9 @@ class SQLiteCDR(TestCase):
     timeout = 30
 
     def setUp(self) -> None:
-        self.path = self.mktemp() + ".sqlite"
+        directory = tempfile.mkdtemp(prefix="cdr.")
+        self.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        self.path = os.path.join(directory, "cdr.sqlite")
         self.clock = Clock()
         self.writer = SQLiteCDRWriter(self.clock, self.path, batch_size=3, flush_interval=1.0)
         self.writer.startService()
