@@ -11,22 +11,31 @@ here and written next to the check.  A summary:
 
   - 510: broken grammar: a bad header line, a parameter line without a
     colon, a parameter given twice, a missing mandatory C{X:}/C{O:}/C{F:}/
-    C{RM:}, a body in a command that allows none;
+    C{RM:}, an encapsulated RQNT without C{X:}, a body in a command that
+    allows none (any body but CRCX's and MDCX's, SDP or not), two bodies;
+  - a transaction id that is not 1*9 ASCII digits, or is 0: 510 with no
+    transaction id (the message cannot be answered; the receiver drops it);
   - 504: an unknown verb (experimental C{X...} verbs are accepted and left
-    to the role); 528: a version other than MGCP 1.0;
+    to the role); 528: a version other than MGCP 1.0 (a profile after
+    C{MGCP 1.0} is accepted and left to the role);
   - 500: an endpoint name that is not C{local@domain}, or a wildcard the
     verb forbids (§2.1.2, §2.3);
-  - 539: an unknown or forbidden parameter; 511: an unknown critical
-    C{X+} parameter;
+  - 539: an unknown or forbidden parameter (C{B/PR} is allowed wherever
+    C{T:} is, App. B.2.1; C{B/NS} in no command, App. B.2.2); 511: an
+    unknown critical C{X+} parameter (RFC 3661: 511 is for exactly that);
+  - missing mandatory parameters with a code of their own: C 516, M 517,
+    I 515;
   - parameter values: C 516, I/I2 515, M 517, L 541/524, Q 508, RM 536,
-    R/S/T 523/522/538, D 537/510, SDP 509 (see L{_params});
-  - the role adds its own (518, 522 for events it lacks, 527, ...).
+    R/S/T/O 523/522/538, D 537/510, SDP of CRCX/MDCX 509 (see L{_params});
+  - the role adds its own (518, 522 for events it lacks, 525 for an
+    unknown C{x+} LCO, 527, ...).
 
 Responses are read leniently (§3.3: unknown or forbidden response
-parameters must be ignored): a parameter whose value cannot be read is
-kept verbatim under its name, so that a final response is never lost to a
-peer's formatting quirk.  Only a response whose first line cannot be read
-is malformed; it cannot be answered and is dropped by the receiver.
+parameters must be ignored): unknown parameters are kept verbatim under
+their name, and a known parameter whose value cannot be read is left out,
+so that a final response is never lost to a peer's formatting quirk.
+Only a response whose first line cannot be read is malformed; it cannot
+be answered and is dropped by the receiver.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Union
 
-from ._errors import RemoteProtocolError
+from ._errors import LocalProtocolError, RemoteProtocolError
 from ._message import (
     DEFAULT_VERSION,
     Command,
@@ -85,6 +94,10 @@ def decode(data: bytes) -> list[DecodedItem]:
     text = data.decode("utf-8", "surrogateescape")
     if "\r" in text:
         text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            # A lone CR is no EOL in RFC 3435, but as part of a value it could
+            # not be written back: read it as a line end, like old peers meant.
+            text = text.replace("\r", "\n")
     if "\n.\n" not in text and not text.endswith("\n."):
         return [_decode_message(text)]
     if text.endswith("\n."):
@@ -97,7 +110,7 @@ _PIGGYBACK_RE = re.compile(r"\n\.\n")
 
 
 def _decode_message(text: str) -> DecodedItem:
-    if text[:1] in ("\n", " ", "\t"):
+    if text[:1] in ("\n", " ", "\t", ""):  # "": an empty datagram
         text = text.lstrip()
         if not text:
             return MalformedMessage(510, None, "empty message")
@@ -115,7 +128,10 @@ def _split(text: str) -> tuple[list[str], str]:
     """The header's lines and the body after the first empty line."""
     blank = text.find("\n\n")
     if blank < 0:
-        return text.split("\n"), ""
+        lines = text.split("\n")
+        if not lines[-1]:
+            lines.pop()  # the EOL that ends the last line starts no line
+        return lines, ""
     return text[:blank].split("\n"), text[blank + 2 :]
 
 
@@ -123,7 +139,13 @@ def _decode_command(text: str) -> DecodedItem:
     header, body = _split(text)
     parts = header[0].split()
     txid_text = parts[1] if len(parts) > 1 else ""
-    if not txid_text.isdigit() or len(txid_text) > 9 or txid_text.count("0") == len(txid_text):
+    # isascii(): str.isdigit() also accepts digits such as "²" that int() rejects.
+    if (
+        not txid_text.isdigit()
+        or len(txid_text) > 9
+        or not txid_text.isascii()
+        or txid_text.count("0") == len(txid_text)
+    ):
         raise RemoteProtocolError(510, f"bad transaction id in {header[0][:60]!r}")
     txid = int(txid_text)
     try:
@@ -186,16 +208,22 @@ def _decode_command_rest(parts: list[str], txid: int, header: list[str], body: s
         if body:
             if "\n\n" in body:
                 raise RemoteProtocolError(510, "a command carries at most one session description")
-            sdp = SessionDescription.from_text(body + "\n")
+            try:
+                sdp = SessionDescription.from_text(body + "\n")
+            except RemoteProtocolError:
+                # 509 is for the RemoteConnectionDescriptor of CRCX/MDCX (RFC
+                # 3661); any body in another command is a protocol error.
+                if type(verb) is Verb and verb is not Verb.CRCX and verb is not Verb.MDCX:
+                    raise RemoteProtocolError(
+                        510, f"{verb._value_} carries no session description"
+                    ) from None
+                raise
 
     if type(verb) is Verb:
         if not items.keys() <= ALLOWED[verb]:
             for key in items:
-                if (
-                    type(key) is ParamCode
-                    and key not in ALLOWED[verb]
-                    and key is not ParamCode.PERSISTENT_EVENTS
-                ):
+                # B/PR is in ALLOWED wherever T: is (RFC 3435 App. B.2.1).
+                if type(key) is ParamCode and key not in ALLOWED[verb]:
                     raise RemoteProtocolError(
                         539, f"parameter {key._value_} not allowed in {verb._value_}"
                     )
@@ -229,17 +257,18 @@ def _decode_response(text: str) -> DecodedItem:
     header, body = _split(text)
     parts = header[0].split(None, 2)
     code_text = parts[0]
-    if len(code_text) != 3 or not code_text.isdigit():
+    if len(code_text) != 3 or not code_text.isdigit() or not code_text.isascii():
         raise RemoteProtocolError(510, f"bad response code in {header[0][:60]!r}")
-    if len(parts) < 2 or not parts[1].isdigit() or len(parts[1]) > 9:
+    if len(parts) < 2 or not parts[1].isdigit() or len(parts[1]) > 9 or not parts[1].isascii():
         raise RemoteProtocolError(510, f"bad transaction id in response {header[0][:60]!r}")
     code = int(code_text)
     txid = int(parts[1])
     comment = parts[2].strip() if len(parts) > 2 else ""
     package = None
-    if comment[:1] == "/":
-        package, _, comment = comment[1:].partition(" ")
-        comment = comment.strip()
+    if comment[:1] == "/" and comment[1:2].strip():  # "/pkg" (App. A); a lone "/" is commentary
+        fields = comment[1:].split(None, 1)  # WSP: a tab may follow the package name too
+        package = fields[0]
+        comment = fields[1] if len(fields) > 1 else ""
 
     items: dict[ParamKey, Any] = {}
     for line in header[1:]:
@@ -307,7 +336,9 @@ def _format_slow(key: ParamKey, value: Any) -> str:
     return text
 
 
-def _param_lines(params: Parameters, out: list[str]) -> None:
+def _param_lines(params: Parameters, out: list[str]) -> int:
+    """Append the parameter lines; return how many extra lines multi-line values hold."""
+    extra = 0
     keys = tuple(params)
     order = _ORDERS.get(keys)
     if order is None:
@@ -322,8 +353,32 @@ def _param_lines(params: Parameters, out: list[str]) -> None:
         else:
             hit = _FORMATTED.get(id(value))
             text = hit[1] if hit is not None and hit[0] is value else _format_slow(key, value)
+            if key is ParamCode.SPECIFIC_ENDPOINT_ID or key is ParamCode.CAPABILITIES:
+                extra += len(value) - 1  # one line per item
         name = _NAMES.get(key, key)  # type: ignore[call-overload]
         out.append(f"{name}: {text}" if text else f"{name}:")
+    return extra
+
+
+def _checked(header: list[str], extra: int = 0) -> str:
+    """
+    Join header lines, refusing a field that holds a line break: a comment,
+    version, extension value or any value built by hand could otherwise
+    inject parameter lines or a whole piggybacked message.  Counting the
+    line ends of the joined text is one C-level pass.
+    """
+    text = "\r\n".join(header)
+    breaks = len(header) - 1 + extra
+    if text.count("\n") != breaks or text.count("\r") != breaks:
+        raise LocalProtocolError(510, "a line break inside a field would inject lines")
+    return text
+
+
+def _sdp_text(sdp: SessionDescription) -> str:
+    text = str(sdp)
+    if text.count("\n") != len(sdp.lines) or text.count("\r") != len(sdp.lines):
+        raise LocalProtocolError(509, "a line break inside an SDP line would inject lines")
+    return text
 
 
 def _encode_text(message: Command | Response) -> str:
@@ -332,26 +387,22 @@ def _encode_text(message: Command | Response) -> str:
             f"{message.verb._value_ if type(message.verb) is Verb else message.verb} "
             f"{message.transaction_id} {message.endpoint} {message.version}"
         ]
-        if message.params:
-            _param_lines(message.params, out)
+        extra = _param_lines(message.params, out) if message.params else 0
         if message.sdp is not None:
-            out.append("")
-            return "\r\n".join(out) + "\r\n" + str(message.sdp)
-        out.append("")
-        return "\r\n".join(out)
+            return _checked(out, extra) + "\r\n\r\n" + _sdp_text(message.sdp)
+        return _checked(out, extra) + "\r\n"
     head = f"{message.code:03d} {message.transaction_id}"
     if message.package:
         head += f" /{message.package}"
     if message.comment:
         head += f" {message.comment}"
     out = [head]
-    if message.params:
-        _param_lines(message.params, out)
-    text = "\r\n".join(out) + "\r\n"
+    extra = _param_lines(message.params, out) if message.params else 0
+    text = _checked(out, extra) + "\r\n"
     if message.sdp is not None:
-        text += "\r\n" + str(message.sdp)
+        text += "\r\n" + _sdp_text(message.sdp)
     if message.second_sdp is not None:
-        text += "\r\n" + str(message.second_sdp)
+        text += "\r\n" + _sdp_text(message.second_sdp)
     return text
 
 

@@ -67,7 +67,7 @@ def _connection_ids(text: str) -> tuple[str, ...]:
 
 def _number(code: int, what: str, digits: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        if not text.isdigit() or len(text) > digits:
+        if not text.isdigit() or len(text) > digits or not text.isascii():
             raise _fail(code, f"bad {what} {text!r}")
         return int(text)
 
@@ -107,7 +107,7 @@ def _package_list(text: str) -> tuple[tuple[str, int], ...]:
     out = []
     for item in text.split(","):
         name, colon, version = item.strip().partition(":")
-        if not name or (colon and not version.isdigit()):
+        if not name or (colon and not (version.isdigit() and version.isascii())):
             raise _fail(510, f"bad package list item {item.strip()!r}")
         out.append((name, int(version) if colon else 0))
     return tuple(out)

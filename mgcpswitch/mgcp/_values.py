@@ -276,7 +276,7 @@ class NotifiedEntity:
 
 
 def _parse_port(text: str, whole: str) -> int:
-    if not text.isdigit() or len(text) > 5 or not 0 < int(text) < 65536:
+    if not text.isdigit() or len(text) > 5 or not text.isascii() or not 0 < int(text) < 65536:
         raise _fail(510, f"bad port in notified entity {whole!r}")
     return int(text)
 
@@ -1158,7 +1158,12 @@ def parse_response_ack(text: str) -> tuple[tuple[int, int], ...]:
     ranges = []
     for item in text.split(","):
         first, dash, last = item.strip().partition("-")
-        if not first.isdigit() or len(first) > 9 or (dash and (not last.isdigit() or len(last) > 9)):
+        if (
+            not first.isdigit()
+            or len(first) > 9
+            or (dash and (not last.isdigit() or len(last) > 9))
+            or not item.isascii()  # str.isdigit() accepts "²", which int() rejects
+        ):
             raise _fail(510, f"bad response acknowledgement {item.strip()!r}")
         low = int(first)
         high = int(last) if dash else low
