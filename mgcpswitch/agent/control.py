@@ -30,7 +30,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..errors import CallControlError, ProtocolError, TransactionTimeout, RemoteProtocolError
+from ..errors import (
+    CallControlError,
+    ProtocolError,
+    RemoteProtocolError,
+    TransactionAborted,
+    TransactionTimeout,
+)
 from ..interfaces import (
     ICallControl,
     ICallObserver,
@@ -520,7 +526,8 @@ class CallControl:
             self._input(line, LineInput.OUT_OF_SERVICE)
 
     def _command_failed(self, failure: Failure, line: Line) -> None:
-        failure.trap(TransactionTimeout)
+        if failure.trap(TransactionTimeout, TransactionAborted) is TransactionAborted:
+            return  # shutting down
         self.counters["line_timeouts"] += 1
         self.log.info("{line}: command timed out", line=line.name)
 
@@ -690,7 +697,8 @@ class CallControl:
 
     def _setup_timed_out(self, failure: Failure, leg: Leg) -> None:
         """A setup command got no answer: whatever it created must go."""
-        failure.trap(TransactionTimeout)
+        if failure.trap(TransactionTimeout, TransactionAborted) is TransactionAborted:
+            return  # shutting down
         call = leg.call
         if leg.creating:
             leg.creating = False
@@ -878,7 +886,8 @@ class CallControl:
         self._leg_released(leg, rearmed=response.is_success and response.code != 515)
 
     def _delete_timed_out(self, failure: Failure, leg: Leg) -> None:
-        failure.trap(TransactionTimeout)
+        if failure.trap(TransactionTimeout, TransactionAborted) is TransactionAborted:
+            return  # shutting down
         leg.deleting = False
         line = leg.line
         if leg.connection_id is not None:
@@ -1159,7 +1168,8 @@ class CallControl:
             self._input(line, LineInput.ON_HOOK)
 
     def _audit_timed_out(self, failure: Failure, line: Line) -> None:
-        failure.trap(TransactionTimeout)
+        if failure.trap(TransactionTimeout, TransactionAborted) is TransactionAborted:
+            return  # shutting down
         self.counters["audit_timeouts"] += 1
 
     # -- gateway liveness ------------------------------------------------
@@ -1201,7 +1211,8 @@ class CallControl:
         self._schedule_keepalive(gateway)
 
     def _keepalive_failed(self, failure: Failure, gateway: Gateway) -> None:
-        failure.trap(TransactionTimeout)
+        if failure.trap(TransactionTimeout, TransactionAborted) is TransactionAborted:
+            return  # shutting down
         self.counters["keepalive_timeouts"] += 1
         self._gateway_down(gateway)
         self._schedule_keepalive(gateway)
