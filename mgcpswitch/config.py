@@ -75,6 +75,7 @@ class GatewaySettings:
     profile: str = "default"
     keepalive_interval: Optional[float] = None  # None: the switch's
     digit_map: Optional[str] = None
+    dynamic: bool = False  # learned at run time ([switch] dynamic_gateways), not configured
 
     def endpoint_name(self, local: str) -> str:
         return f"{local}@{self.name}"

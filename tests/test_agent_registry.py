@@ -183,3 +183,43 @@ class Liveness(SynchronousTestCase):
             s.phone("1001").on_hook()
             s.run(2.5)
         self.assertEqual(s.control.counters["keepalives"], 1)  # only rgw2, silent
+
+
+class DynamicGateways(SynchronousTestCase):
+    def test_unconfigured_gateway_is_learned_when_allowed(self) -> None:
+        """With dynamic_gateways = yes a new gateway registers: endpoints discovered, audited, armed."""
+        from dataclasses import replace
+
+        from mgcpswitch.gateway import GatewayConfig, SimulatedGateway
+
+        s = Switch(lines=2, start=False)
+        self.addCleanup(s.stop)
+        s.control._switch = replace(s.control._switch, dynamic_gateways=True)
+        s.start()
+        extra = SimulatedGateway(s.reactor, GatewayConfig(
+            domain="rgw9", lines=3, port=2427, interface="127.0.0.9",
+            call_agent=("127.0.0.1", 2727), restart_delay=0.0,
+        ))
+        extra.start()
+        self.addCleanup(extra.stop)
+        s.run(2.0)
+        view = s.control.get_gateway("rgw9")
+        self.assertEqual((view.state, view.endpoints, view.host), (GatewayState.UP, 3, "127.0.0.9"))
+        self.assertEqual(s.line("aaln/3@rgw9").state, LineState.IDLE)
+        self.assertEqual([str(r.name) for r in extra.line(3).requested_events], ["L/hd"])
+
+    def test_unconfigured_gateway_refused_by_default(self) -> None:
+        """Without the setting, a gateway not configured is not served (dropped at the door)."""
+        from mgcpswitch.gateway import GatewayConfig, SimulatedGateway
+
+        s = Switch(lines=2)
+        self.addCleanup(s.stop)
+        extra = SimulatedGateway(s.reactor, GatewayConfig(
+            domain="rgw9", lines=1, port=2427, interface="127.0.0.9",
+            call_agent=("127.0.0.1", 2727), restart_delay=0.0,
+        ))
+        extra.start()
+        self.addCleanup(extra.stop)
+        s.run(2.0)
+        self.assertIsNone(s.control.get_gateway("rgw9"))
+        self.assertGreater(s.control.counters["dropped_unknown_source"], 0)

@@ -274,6 +274,7 @@ class CallControl:
             packetization=settings.switch.packetization, codecs=settings.switch.codecs
         )
         self._ladder = settings.switch.ladder
+        self._default_profile = profiles.get("default")
         for gateway_settings in settings.gateways:
             self.add_gateway(gateway_settings, profiles.get(gateway_settings.profile))
 
@@ -370,8 +371,10 @@ class CallControl:
         domain = endpoint.rpartition("@")[2].lower()
         gateway = self._gateways.get(domain)
         if gateway is None:
-            self.counters["refused_unknown_gateway"] += 1
-            raise RemoteProtocolError(500, "unknown gateway")
+            if not self._switch.dynamic_gateways:
+                self.counters["refused_unknown_gateway"] += 1
+                raise RemoteProtocolError(500, "unknown gateway")
+            gateway = self._learn_gateway(endpoint.rpartition("@")[2], source)
         if not gateway.accepts(source):
             self.counters["refused_wrong_gateway"] += 1
             self.log.warn(
@@ -395,8 +398,47 @@ class CallControl:
     def _line(self, gateway: Gateway, endpoint: EndpointName) -> Line:
         line = gateway.lines.get(endpoint.rpartition("@")[0].lower())
         if line is None:
+            if gateway.settings.dynamic and not endpoint.is_wildcard:
+                return self._learn_line(gateway, endpoint)
             raise RemoteProtocolError(500, "endpoint unknown")
         return line
+
+    # -- dynamic gateways ----------------------------------------------------
+
+    def _learn_gateway(self, domain: str, source: tuple[str, int]) -> Gateway:
+        """A gateway not in the configuration ([switch] dynamic_gateways = yes)."""
+        from ..config import GatewaySettings
+
+        self.counters["gateways_learned"] += 1
+        self.log.info("learned gateway {domain} at {source}", domain=domain, source=source)
+        settings = GatewaySettings(
+            name=domain, address=source[0], port=source[1],
+            allowed=(ipaddress.ip_network(source[0]),), dynamic=True,
+        )
+        gateway = self.add_gateway(settings, self._default_profile)
+        self._schedule_keepalive(gateway)
+        return gateway
+
+    def _learn_line(self, gateway: Gateway, endpoint: EndpointName) -> Line:
+        name = EndpointName(endpoint)
+        line = Line(name, gateway, None, self._dial_plan.digit_map(name))
+        gateway.lines[line.key.partition("@")[0]] = line
+        self._lines[line.key] = line
+        return line
+
+    def _discover(self, gateway: Gateway) -> None:
+        """Learn a dynamic gateway's endpoints: AUEP *@domain lists them (Z:)."""
+        command = cmd.auep(self._txid(), EndpointName(f"*@{gateway.name}"), ())
+        self._send(gateway, command).addCallbacks(
+            self._discovered, self._keepalive_failed, (gateway,), None, (gateway,)
+        )
+
+    def _discovered(self, response: Response, gateway: Gateway) -> None:
+        names = response.params.get(P.SPECIFIC_ENDPOINT_ID, ())
+        for name in names:
+            if name.rpartition("@")[0].lower() not in gateway.lines and not name.is_wildcard:
+                self._learn_line(gateway, name)
+        self._audit_lines(gateway, list(gateway.lines.values()))
 
     def _notify(self, gateway: Gateway, command: Command) -> Response:
         line = self._line(gateway, command.endpoint)
@@ -1051,7 +1093,10 @@ class CallControl:
                     self._lost(line)  # the gateway's connections are gone
             # Audit after our 200 is on its way (a gateway may answer 405 to
             # commands until its restart procedure has completed, §4.4.6).
-            self._clock.callLater(delay, self._audit_lines, gateway, lines)
+            if gateway.settings.dynamic and "*" in local:
+                self._clock.callLater(delay, self._discover, gateway)
+            else:
+                self._clock.callLater(delay, self._audit_lines, gateway, lines)
         return Response(ReturnCode.OK, command.transaction_id, "OK")
 
     def _lost(self, line: Line) -> None:
