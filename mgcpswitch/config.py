@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, Optional
 
@@ -303,7 +304,7 @@ def check_web_settings(web: WebSettings) -> WebSettings:
 
 def _loopback_listen(description: str) -> bool:
     """Whether a strports description binds only a loopback address."""
-    for part in description.split(":"):
+    for part in re.split(r"(?<!\\):", description):  # a ":" in a value is escaped: interface=\:\:1
         if part.startswith("interface="):
             address = part.partition("=")[2].strip("[]").replace("\\", "")
             try:

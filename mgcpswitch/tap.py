@@ -67,7 +67,9 @@ class Options(usage.Options):
         transactions = settings.transactions
         if self["trace"]:
             transactions = replace(transactions, trace=True)
-        if self["demo"] and not settings.simulator.gateways and not self["no-simulator"]:
+        if self["demo"] and self["no-simulator"]:
+            raise usage.UsageError("--demo drives the simulated gateways: it cannot be used with --no-simulator")
+        if self["demo"] and not settings.simulator.gateways:
             raise usage.UsageError("--demo needs simulated gateways ([simulator] gateways = ...)")
         self.settings = replace(settings, switch=switch, web=web, transactions=transactions)
 

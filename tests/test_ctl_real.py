@@ -1,0 +1,214 @@
+"""
+mgcpctl against a REAL running switch on loopback (tests/support/live.py):
+call control, two simulated gateways of eight lines whose phones answer when
+they ring, and the web admin, in this process on the real reactor.  Every
+command as an operator would type it, its output and exit status, and the
+errors: the switch's refusal (status 1 with its reason) and a stopped switch
+(status 3).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+from twisted.web.client import HTTPConnectionPool
+
+from mgcpswitch import ctl
+
+from .support.live import LiveSwitch
+
+A, B = "aaln/1@rgw1", "aaln/3@rgw2"  # 1001 and 2003
+
+
+class RealSwitchCase(TestCase):
+    timeout = 30
+
+    async def start(self, **kwargs: object) -> LiveSwitch:
+        switch = await LiveSwitch.start(**kwargs)  # type: ignore[arg-type]
+        self.addCleanup(switch.stop)
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.addCleanup(self.pool.closeCachedConnections)
+        self.switch = switch
+        return switch
+
+    async def ctl(self, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        """Run mgcpctl in-process against the switch; return (status, stdout, stderr)."""
+        out, err = io.StringIO(), io.StringIO()
+        if env is None:
+            env = {"MGCPCTL_URL": self.switch.url}
+        code = await ctl.run(reactor, argv, out, err, env=env, stdin=io.StringIO(""), pool=self.pool)
+        return code, out.getvalue(), err.getvalue()
+
+    async def ok(self, *argv: str) -> str:
+        code, out, err = await self.ctl(*argv)
+        self.assertEqual((code, err), (0, ""), (argv, out))
+        return out
+
+    def table(self, text: str) -> tuple[list[str], list[dict[str, str]]]:
+        """A table mgcpctl printed: its header and each row as {column: first word}."""
+        lines = text.rstrip("\n").split("\n")
+        header = lines[0]
+        names = header.split()
+        starts = [header.index(name) for name in names]
+        rows = []
+        for line in lines[1:]:
+            cells = {}
+            for i, name in enumerate(names):
+                end = starts[i + 1] if i + 1 < len(names) else None
+                cells[name] = line[starts[i]:end].strip()
+            rows.append(cells)
+        return names, rows
+
+
+class Session(RealSwitchCase):
+    async def test_operator_session(self) -> None:
+        """
+        gateways (both up), endpoints (16 idle), call A B (the phones answer),
+        calls, call show (the ladder), hangup, stats, audit: an operator's session.
+        """
+        switch = await self.start()
+        switch.auto_answer()
+
+        out = await self.ok("gateways")
+        names, rows = self.table(out)
+        self.assertEqual(names[:3], ["GATEWAY", "STATE", "SERVICE"])
+        self.assertEqual([(r["GATEWAY"], r["STATE"], r["SERVICE"]) for r in rows],
+                         [("rgw1", "up", "in"), ("rgw2", "up", "in")])
+        self.assertIn(f"127.0.0.1:{switch.ports['gw1']}", out)
+        self.assertIn(f"127.0.0.1:{switch.ports['gw2']}", out)
+        self.assertEqual(out.count("restart, "), 2)
+
+        out = await self.ok("endpoints")
+        names, rows = self.table(out)
+        self.assertEqual(len(rows), 16)
+        self.assertEqual({(r["STATE"], r["HOOK"]) for r in rows}, {("idle", "on")})
+        self.assertEqual(sorted(r["NUMBER"] for r in rows),
+                         [f"100{n}" for n in range(1, 9)] + [f"200{n}" for n in range(1, 9)])
+        names, rows = self.table(await self.ok("endpoints", "--gateway", "rgw2"))
+        self.assertEqual([r["ENDPOINT"] for r in rows], [f"aaln/{n}@rgw2" for n in range(1, 9)])
+        self.assertEqual(await self.ok("calls"), "no calls\n")
+
+        out = await self.ok("call", A, B)
+        match = re.fullmatch(rf"call (\S+) started: {re.escape(A)} -> {re.escape(B)}\n", out)
+        assert match is not None, out
+        call_id = match.group(1)
+        await switch.wait_until(
+            lambda: switch.control.get_call(call_id).state.value == "connected"
+            and len(switch.phone(A).connections) == len(switch.phone(B).connections) == 1,
+            what="the call connected",
+        )
+
+        names, rows = self.table(await self.ok("calls"))
+        [listed] = rows
+        self.assertEqual((listed["CALL"], listed["STATE"], listed["FROM"], listed["TO"], listed["DIALLED"]),
+                         (call_id, "connected", A, B, "2003"))
+
+        out = await self.ok("call", "show", call_id)
+        lines = out.split("\n")
+        self.assertEqual(lines[0], f"call {call_id}: {A} -> {B}  connected")
+        self.assertIn("dialled 2003, codec PCMU", lines[1])
+        ladder = [line for line in lines[3:] if line.strip()]
+        self.assertTrue(ladder[0].strip().startswith("+0.000s  agent ---> rgw1  RQNT "), ladder[0])
+        sent = [line.split("agent ---> ")[1].split()[1] for line in ladder if "agent ---> " in line]
+        self.assertEqual(sent.count("CRCX"), 2)
+        self.assertEqual(sent.count("MDCX"), 2)
+        self.assertIn("CRCX", " ".join(line for line in ladder if "rgw2" in line))
+        self.assertTrue(any(re.search(r"agent <--- rgw[12]\s+200 ", line) for line in ladder))
+        out = await self.ok("call", "show", call_id, "--messages")
+        self.assertIn(f"      | C: {call_id}", out)
+
+        out = await self.ok("hangup", call_id)
+        self.assertEqual(out, f"call {call_id} hung up (ended)\n")
+        self.assertEqual(sum(g.connection_count() for g in switch.gateways.values()), 0)
+        names, rows = self.table(await self.ok("calls"))
+        self.assertEqual([(r["CALL"], r["STATE"], r["CAUSE"]) for r in rows], [(call_id, "ended", "admin")])
+
+        out = await self.ok("stats")
+        self.assertIn("calls:         0 active; ended: admin 1", out)
+        self.assertIn("gateways:      up 2", out)
+        self.assertIn("endpoints:     16 registered of 16", out)
+        self.assertIn("0 pending, 0 retransmissions, 0 timeouts", out)
+        commands_out = re.search(r"commands out:  (.*)", out)
+        assert commands_out is not None, out
+        self.assertIn("CRCX 2", commands_out.group(1))
+        self.assertIn("DLCX 2", commands_out.group(1))
+        self.assertIn("MDCX 2", commands_out.group(1))
+        self.assertIn("AUEP 16", commands_out.group(1))
+        self.assertRegex(out, r"latency: +p50 <= [0-9.]+s, p90 <= [0-9.]+s, p99 <= [0-9.]+s \(\d+ answered\)")
+
+        # The phones still off hook hear busy tone; the audit sees the hook.
+        self.assertEqual(await self.ok("audit", A), f"{A}: busy, hook off\n")
+        await switch.hang_up_all()
+        self.assertEqual(await self.ok("audit", A), f"{A}: idle, hook on\n")
+        self.assertEqual(await self.ok("audit", "aaln/8@rgw2"), "aaln/8@rgw2: idle, hook on\n")
+        self.assertTrue(switch.idle(), switch.describe())
+
+    async def test_gateway_out_and_in(self) -> None:
+        """gateway out NAME refuses calls to it; gateway in NAME brings it back up."""
+        switch = await self.start()
+        self.assertEqual(await self.ok("gateway", "out", "rgw2"), "rgw2: out of service (out-of-service)\n")
+        code, out, err = await self.ctl("call", A, B)
+        self.assertEqual((code, out), (1, ""))
+        self.assertIn("the switch refused (409): aaln/3@rgw2 is busy or out of service", err)
+        out = await self.ok("gateway", "in", "rgw2")
+        self.assertRegex(out, r"^rgw2: in service \((registering|up)\)\n$")
+        await switch.wait_until(switch.registered, what="rgw2 up again")
+        names, rows = self.table(await self.ok("gateways"))
+        self.assertEqual([r["STATE"] for r in rows], ["up", "up"])
+
+    async def test_json(self) -> None:
+        """--json prints the API's answer: the real gateways and endpoints."""
+        await self.start()
+        data = json.loads(await self.ok("--json", "gateways"))
+        self.assertEqual([(g["name"], g["state"]) for g in data["gateways"]], [("rgw1", "up"), ("rgw2", "up")])
+        data = json.loads(await self.ok("endpoints", "--json"))
+        self.assertEqual(len(data["endpoints"]), 16)
+
+
+class Errors(RealSwitchCase):
+    async def test_refusals(self) -> None:
+        """Unknown call, unknown endpoint, a busy line: status 1 and the API's reason."""
+        switch = await self.start()
+        code, out, err = await self.ctl("call", "show", "nope")
+        self.assertEqual((code, out, err), (1, "", "mgcpctl: the switch refused (404): unknown call 'nope'\n"))
+        code, out, err = await self.ctl("hangup", "nope")
+        self.assertEqual((code, out, err), (1, "", "mgcpctl: the switch refused (404): unknown call 'nope'\n"))
+        code, _, err = await self.ctl("audit", "aaln/9@rgw1")
+        self.assertEqual((code, err), (1, "mgcpctl: the switch refused (404): unknown endpoint 'aaln/9@rgw1'\n"))
+        code, _, err = await self.ctl("call", A, "aaln/1")
+        self.assertEqual(code, 1)
+        self.assertIn("(400): bad endpoint name 'aaln/1'", err)
+        code, _, err = await self.ctl("gateway", "out", "rgw9")
+        self.assertEqual((code, err), (1, "mgcpctl: the switch refused (404): unknown gateway 'rgw9'\n"))
+        # A line off hook (dialling) cannot be called from.
+        switch.phone(A).off_hook()
+        await switch.wait_until(lambda: switch.control.get_endpoint(A).hook == "off", what=f"{A} off hook")
+        code, _, err = await self.ctl("call", A, B)
+        self.assertEqual(code, 1)
+        self.assertIn(f"(409): {A} is busy or out of service", err)
+        await switch.hang_up_all()
+        self.assertEqual(switch.control.list_calls(), [])
+
+    async def test_stopped_switch(self) -> None:
+        """Once the switch has stopped, its port is closed: status 3, connection refused."""
+        switch = await self.start()
+        self.assertEqual((await self.ctl("calls"))[0], 0)
+        await switch.stop()
+        code, out, err = await self.ctl("gateways")
+        self.assertEqual((code, out), (3, ""))
+        self.assertEqual(err, f"mgcpctl: cannot reach the switch at {switch.url}: connection refused\n")
+
+    async def test_token_required(self) -> None:
+        """With tokens configured, no token is status 4; the right one works against the real switch."""
+        switch = await self.start(web_extra="tokens = t0k3n\n")
+        code, out, err = await self.ctl("gateways")
+        self.assertEqual((code, out), (4, ""))
+        self.assertIn("authentication failed (401)", err)
+        self.assertEqual((await self.ctl("--token", "wrong", "gateways"))[0], 4)
+        code, out, _ = await self.ctl("--token", "t0k3n", "audit", "aaln/2@rgw1")
+        self.assertEqual((code, out), (0, "aaln/2@rgw1: idle, hook on\n"))
+        self.assertTrue(switch.idle())

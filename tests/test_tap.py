@@ -1,0 +1,424 @@
+"""
+C{twistd mgcpswitch}: the options (defaults, every option and flag, the
+refusals), the services L{build_switch} makes (named children, simulated
+gateways configured from the settings, plugins and profiles checked by
+name) on a L{MemoryReactor}, and one real C{twistd -n mgcpswitch} process
+on free loopback ports, polled through its admin until its gateways are up,
+then stopped by its process id.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import sys
+import tempfile
+from dataclasses import replace
+from typing import Any
+
+import treq
+from twisted.application.service import IServiceMaker, MultiService
+from twisted.internet import reactor
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import deferLater
+from twisted.plugin import getPlugins
+from twisted.python.failure import Failure
+from twisted.python.usage import UsageError
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import HTTPConnectionPool
+from twisted.web.server import Site
+
+from mgcpswitch import tap
+from mgcpswitch.agent.service import CallControlService
+from mgcpswitch.config import DEFAULT_INI, load_settings, parse_settings
+from mgcpswitch.demo import DemoService
+from mgcpswitch.errors import ConfigError
+from mgcpswitch.gateway import GatewayService
+from mgcpswitch.testing import MemoryReactor
+
+from .support.live import switch_ini, wait_until
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ETC_INI = os.path.join(ROOT, "etc", "mgcpswitch.ini")
+
+# A switch on loopback with two simulated gateways and no CDR file.
+QUIET_INI = DEFAULT_INI.replace("port = 2727\n", "port = 2727\nobservers =\n")
+
+
+def parse(*args: str) -> tap.Options:
+    options = tap.Options()
+    options.parseOptions(list(args))
+    return options
+
+
+class Files(SynchronousTestCase):
+    """Writes configuration files in a directory removed after the test."""
+
+    def setUp(self) -> None:
+        self.directory = tempfile.mkdtemp(prefix="mgcpswitch-tap-")
+        self.addCleanup(shutil.rmtree, self.directory, True)
+
+    def write(self, text: str, name: str = "switch.ini") -> str:
+        path = os.path.join(self.directory, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+
+class OptionsTests(Files):
+    def test_defaults(self) -> None:
+        """No arguments: the embedded defaults, no flag set."""
+        options = parse()
+        settings = options.settings
+        self.assertEqual(settings, load_settings(None))
+        self.assertEqual(settings.source, "<embedded defaults>")
+        self.assertEqual((settings.switch.interface, settings.switch.port), ("127.0.0.1", 2727))
+        self.assertEqual(settings.web.listen, "tcp:8080:interface=127.0.0.1")
+        self.assertFalse(settings.web.auth_required)
+        self.assertEqual([(g.name, g.address, g.port, len(g.endpoints), g.numbers[0]) for g in settings.gateways],
+                         [("rgw1", "127.0.0.1", 2427, 8, "1001"), ("rgw2", "127.0.0.1", 2428, 8, "2001")])
+        self.assertEqual(settings.simulator.gateways, ("rgw1", "rgw2"))
+        self.assertEqual(settings.switch.observers, ("cdr-sqlite",))
+        self.assertEqual((settings.switch.dial_plan, settings.transactions.trace), ("static", False))
+        self.assertEqual((options["config"], options["demo"], options["no-simulator"], options["trace"]),
+                         (None, 0, 0, 0))
+
+    def test_config_file(self) -> None:
+        """--config etc/mgcpswitch.ini: the documented file is what the embedded defaults run."""
+        for flag in ("--config", "-c"):
+            settings = parse(flag, ETC_INI).settings
+            self.assertEqual(settings.source, ETC_INI)
+            embedded = load_settings(None)
+            for part in ("switch", "transactions", "web", "gateways", "simulator", "demo", "dialplan"):
+                self.assertEqual(getattr(settings, part), getattr(embedded, part), part)
+            # Its [plugin:cdr-sqlite] section only spells out the plugin's defaults.
+            self.assertEqual(settings.plugins, {"cdr-sqlite": {"path": "mgcpswitch-cdr.sqlite", "batch_size": "200"}})
+
+    def test_port_and_interface(self) -> None:
+        """--port/-p and --interface/-i override [switch]; nothing else changes."""
+        for args in (("--port", "2800", "--interface", "127.0.0.9"), ("-p", "2800", "-i", "127.0.0.9")):
+            settings = parse(*args).settings
+            self.assertEqual((settings.switch.interface, settings.switch.port), ("127.0.0.9", 2800))
+            self.assertEqual(settings.gateways, load_settings(None).gateways)
+        path = self.write(QUIET_INI.replace("port = 2727", "port = 3000"))
+        self.assertEqual(parse("--config", path).settings.switch.port, 3000)
+        self.assertEqual(parse("--config", path, "--port", "3001").settings.switch.port, 3001)
+        self.assertEqual(parse("--config", path).settings.switch.observers, ())
+        self.assertRaises(UsageError, parse, "--port", "twenty")
+
+    def test_web(self) -> None:
+        """--web/-w overrides [web] listen, and keeps the loopback rule."""
+        self.assertEqual(parse("--web", "tcp:9090:interface=127.0.0.1").settings.web.listen,
+                         "tcp:9090:interface=127.0.0.1")
+        # IPv6 loopback, its colons escaped as strports wants them.
+        self.assertEqual(parse("-w", r"tcp:9090:interface=\:\:1").settings.web.listen, r"tcp:9090:interface=\:\:1")
+        path = self.write(QUIET_INI.replace("tcp:8080:interface=127.0.0.1", r"tcp6:8080:interface=\:\:1"))
+        self.assertEqual(parse("--config", path).settings.web.listen, r"tcp6:8080:interface=\:\:1")
+        self.assertRaises(UsageError, parse, "--web", r"tcp:9090:interface=\:\:")
+        for listen in ("tcp:80:interface=0.0.0.0", "tcp:8080"):
+            with self.assertRaises(UsageError) as caught:
+                parse("--web", listen)
+            message = str(caught.exception)
+            self.assertTrue(message.startswith("--web: [web] listen: "), message)
+            self.assertIn("not on a loopback interface", message)
+            self.assertIn("users_file or tokens", message)
+        # With authentication configured, listening beyond loopback is allowed.
+        path = self.write(QUIET_INI.replace("[web]\n", "[web]\ntokens = t0k3n\n"))
+        settings = parse("--config", path, "--web", "tcp:80:interface=0.0.0.0").settings
+        self.assertEqual((settings.web.listen, settings.web.tokens), ("tcp:80:interface=0.0.0.0", ("t0k3n",)))
+
+    def test_flags(self) -> None:
+        """--demo/-d, --no-simulator and --trace."""
+        self.assertTrue(parse("--demo")["demo"])
+        self.assertTrue(parse("-d")["demo"])
+        self.assertTrue(parse("--no-simulator")["no-simulator"])
+        options = parse("--trace")
+        self.assertTrue(options.settings.transactions.trace)
+        self.assertEqual(replace(options.settings.transactions, trace=False), load_settings(None).transactions)
+
+    def test_demo_needs_simulated_gateways(self) -> None:
+        """--demo is refused without [simulator] gateways, and with --no-simulator (it drives them)."""
+        path = self.write(QUIET_INI.replace("[simulator]\ngateways = rgw1, rgw2\n", ""))
+        self.assertEqual(parse("--config", path).settings.simulator.gateways, ())
+        with self.assertRaises(UsageError) as caught:
+            parse("--config", path, "--demo")
+        self.assertEqual(str(caught.exception), "--demo needs simulated gateways ([simulator] gateways = ...)")
+        with self.assertRaises(UsageError) as caught:
+            parse("--demo", "--no-simulator")
+        self.assertIn("--no-simulator", str(caught.exception))
+        self.assertRaises(UsageError, parse, "--config", path, "--demo", "--no-simulator")
+
+    def test_bad_configuration(self) -> None:
+        """A bad key or value, an unknown section, a missing file: the message names what to fix."""
+        cases = [
+            (QUIET_INI.replace("[switch]\n", "[switch]\nbogus = 1\n"), "[switch] bogus: unknown key"),
+            (QUIET_INI.replace("port = 2427", "port = 99999"), "[gateway:rgw1] port: 99999 is out of range"),
+            (QUIET_INI + "\n[nonsense]\nx = 1\n", "[nonsense]: unknown section"),
+            (QUIET_INI.replace("numbers = 1001-1008", "numbers = 1001-1007"), "[gateway:rgw1] numbers: 7 numbers"),
+            ("[switch\n", "[{path}]: not a valid INI file"),
+        ]
+        for text, message in cases:
+            path = self.write(text)
+            with self.assertRaises(UsageError) as caught:
+                parse("--config", path)
+            self.assertIn("configuration error: " + message.format(path=path), str(caught.exception))
+        missing = os.path.join(self.directory, "missing.ini")
+        with self.assertRaises(UsageError) as caught:
+            parse("--config", missing)
+        self.assertIn(f"configuration error: [{missing}]: cannot read the configuration", str(caught.exception))
+        self.assertRaises(UsageError, parse, "--frobnicate")
+
+    def test_plugin_is_found(self) -> None:
+        """twistd finds the mgcpswitch plugin, which points at mgcpswitch.tap."""
+        makers = {maker.tapname: maker for maker in getPlugins(IServiceMaker)}
+        self.assertIn("mgcpswitch", makers)
+        self.assertIsInstance(makers["mgcpswitch"].options(), tap.Options)
+
+
+def names(service: MultiService) -> list[str]:
+    return [child.name for child in service]
+
+
+class BuildSwitchTests(Files):
+    """build_switch on a MemoryReactor: nothing listens on a real socket."""
+
+    def test_children(self) -> None:
+        """Call control first, then a named service per simulated gateway, then the web admin."""
+        settings = parse_settings(QUIET_INI)
+        top = tap.build_switch(MemoryReactor(), settings)
+        self.assertIsInstance(top, MultiService)
+        self.assertEqual(names(top), ["call-control", "gateway:rgw1", "gateway:rgw2", "web"])
+        control = top.getServiceNamed("call-control")
+        self.assertIsInstance(control, CallControlService)
+        self.assertIs(control.settings, settings)
+        self.assertIsInstance(top.getServiceNamed("web").factory, Site)
+        self.assertFalse(top.running)
+
+    def test_simulated_gateways_follow_the_settings(self) -> None:
+        """Each simulated gateway: its section's domain, lines, address and port; the call agent's address."""
+        settings = parse_settings(
+            QUIET_INI.replace("address = 127.0.0.1\nport = 2428\nlines = 8\nnumbers = 2001-2008",
+                              "address = 127.0.0.3\nport = 2500\nlines = 3\nnumbers = 2001-2003")
+            .replace("interface = 127.0.0.1\nport = 2727", "interface = 127.0.0.1\nport = 2900")
+            + "media = yes\nrtp = no\n"
+        )
+        top = tap.build_switch(MemoryReactor(), settings, web=False)
+        self.assertEqual(names(top), ["call-control", "gateway:rgw1", "gateway:rgw2"])
+        configs = {name: top.getServiceNamed(f"gateway:{name}").gateway.config for name in ("rgw1", "rgw2")}
+        for name, (address, port, lines) in {"rgw1": ("127.0.0.1", 2427, 8), "rgw2": ("127.0.0.3", 2500, 3)}.items():
+            config = configs[name]
+            self.assertEqual(
+                (config.domain, config.interface, config.port, config.lines, config.call_agent),
+                (name, address, port, lines, ("127.0.0.1", 2900)),
+            )
+            self.assertEqual((config.restart_delay, config.media, config.rtp), (0.0, True, False))
+            self.assertIsInstance(top.getServiceNamed(f"gateway:{name}"), GatewayService)
+
+    def test_call_agent_address_for_wildcard_interfaces(self) -> None:
+        """A call agent bound to all interfaces is reached on loopback by the simulated gateways."""
+        for interface, host in (("0.0.0.0", "127.0.0.1"), ("", "127.0.0.1"), ("::", "::1"), ("127.0.0.7", "127.0.0.7")):
+            settings = parse_settings(QUIET_INI.replace("interface = 127.0.0.1", f"interface = {interface}"))
+            top = tap.build_switch(MemoryReactor(), settings, web=False)
+            self.assertEqual(top.getServiceNamed("gateway:rgw2").gateway.config.call_agent, (host, 2727), interface)
+
+    def test_without_simulator_web_or_with_demo(self) -> None:
+        """simulate=False: no gateway services; web=False: no admin; demo=True: the demo last; parent."""
+        settings = parse_settings(QUIET_INI)
+        self.assertEqual(names(tap.build_switch(MemoryReactor(), settings, simulate=False)), ["call-control", "web"])
+        self.assertEqual(names(tap.build_switch(MemoryReactor(), settings, web=False, simulate=False)),
+                         ["call-control"])
+        parent = MultiService()
+        top = tap.build_switch(MemoryReactor(), settings, demo=True, parent=parent)
+        self.assertEqual(names(top), ["call-control", "gateway:rgw1", "gateway:rgw2", "web", "demo"])
+        self.assertIsInstance(top.getServiceNamed("demo"), DemoService)
+        self.assertEqual(list(parent), [top])
+
+    def test_runs_on_the_memory_network(self) -> None:
+        """Started on a MemoryReactor, the switch it builds registers both gateways; stopping leaves no timer."""
+        clock = MemoryReactor()
+        top = tap.build_switch(clock, parse_settings(QUIET_INI), web=False)
+        top.startService()
+        clock.network.run(1.0)
+        control = top.getServiceNamed("call-control")
+        self.assertEqual([(g.name, g.state.value) for g in control.list_gateways()], [("rgw1", "up"), ("rgw2", "up")])
+        self.assertEqual({e.state.value for e in control.list_endpoints()}, {"idle"})
+        self.assertEqual(len(control.list_endpoints()), 16)
+        d = top.stopService()
+        clock.network.pump()
+        self.successResultOf(d)
+        self.assertEqual(clock.network.ports, {})
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_unknown_plugins(self) -> None:
+        """An unknown dial plan or observer plugin is a ConfigError naming it and what exists."""
+        for key, value, interface in (("dial_plan", "nope-plan", "IDialPlanFactory"),
+                                      ("observers", "cdr-sqlite, nope-observer", "ICallObserverFactory")):
+            settings = parse_settings(QUIET_INI.replace("observers =\n", f"{key} = {value}\n"))
+            with self.assertRaises(ConfigError) as caught:
+                tap.build_switch(MemoryReactor(), settings)
+            message = str(caught.exception)
+            self.assertTrue(message.startswith("[switch] dial_plan/observers: "), message)
+            self.assertIn(interface, message)
+            self.assertIn(repr(value.split(", ")[-1]), message)
+            self.assertIn("available: ", message)
+
+    def test_unknown_profile(self) -> None:
+        """An unknown gateway profile is a ConfigError naming the gateway, the profile and the known ones."""
+        settings = parse_settings(QUIET_INI.replace("numbers = 2001-2008", "numbers = 2001-2008\nprofile = fancy"))
+        with self.assertRaises(ConfigError) as caught:
+            tap.build_switch(MemoryReactor(), settings)
+        self.assertEqual(caught.exception.path, ("gateway:rgw2", "profile"))
+        self.assertIn("no gateway profile 'fancy'; available: ", str(caught.exception))
+        self.assertIn("default", str(caught.exception))
+        self.assertIn("osmo-mgw", str(caught.exception))
+
+    def test_simulated_gateway_with_named_endpoints(self) -> None:
+        """A simulated gateway must have lines aaln/1..N: other endpoint names are refused."""
+        settings = parse_settings(QUIET_INI.replace(
+            "lines = 8\nnumbers = 1001-1008", "endpoints = aaln/1, aaln/3\nnumbers = 1001, 1003"
+        ))
+        with self.assertRaises(ConfigError) as caught:
+            tap.build_switch(MemoryReactor(), settings)
+        self.assertEqual(caught.exception.path, ("gateway:rgw1", "endpoints"))
+        self.assertIn("lines = N", str(caught.exception))
+
+    def test_make_service_flags(self) -> None:
+        """makeService maps --demo and --no-simulator to the services it builds (nothing is started)."""
+        path = self.write(QUIET_INI)
+        self.assertEqual(names(tap.makeService(parse("--config", path))),
+                         ["call-control", "gateway:rgw1", "gateway:rgw2", "web"])
+        self.assertEqual(names(tap.makeService(parse("--config", path, "--no-simulator"))), ["call-control", "web"])
+        self.assertEqual(names(tap.makeService(parse("--config", path, "--demo")))[-1], "demo")
+
+
+# ---------------------------------------------------------------------------
+# twistd, for real
+
+
+def twistd_command() -> list[str]:
+    """The twistd of the Python running the tests (its console script, or the module if there is none)."""
+    script = os.path.join(os.path.dirname(sys.executable), "twistd")
+    if os.access(script, os.X_OK):
+        return [script]
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+class _Twistd(ProcessProtocol):
+    def __init__(self) -> None:
+        self.output = b""
+        self.reason: Failure | None = None
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Failure) -> None:
+        self.reason = reason
+
+
+class Twistd(TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.directory = tempfile.mkdtemp(prefix="mgcpswitch-twistd-")
+        self.addCleanup(shutil.rmtree, self.directory, True)
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
+        self.addCleanup(self.pool.closeCachedConnections)
+
+    def log(self) -> str:
+        try:
+            with open(os.path.join(self.directory, "twistd.log"), encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return "(no log)"
+
+    async def get_json(self, url: str) -> Any:
+        response = await treq.get(url, pool=self.pool, timeout=2, reactor=reactor)
+        self.assertEqual(response.code, 200, url)
+        return await response.json()
+
+    async def stop(self, process: Any, twistd: _Twistd) -> None:
+        """SIGINT by its pid; SIGTERM, then SIGKILL, should it not end within 10 s of each."""
+        for name in ("INT", "TERM", "KILL"):
+            if twistd.reason is not None:
+                break
+            process.signalProcess(name)
+            try:
+                await wait_until(lambda: twistd.reason is not None, 10, f"twistd to end after SIG{name}")
+            except AssertionError:
+                continue
+        assert twistd.reason is not None, "twistd did not end"
+
+    async def test_twistd_mgcpswitch(self) -> None:
+        """
+        twistd -n mgcpswitch --config FILE runs the switch: its gateways
+        register, the admin answers, a CDR is written; SIGINT stops it cleanly.
+        """
+        cdr = os.path.join(self.directory, "cdr.sqlite")
+        text, ports = switch_ini(cdr_path=cdr)
+        config = os.path.join(self.directory, "switch.ini")
+        with open(config, "w") as f:
+            f.write(text)
+        url = f"http://127.0.0.1:{ports['web']}"
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        command = twistd_command() + [
+            "-n", "--pidfile=", "--logfile", os.path.join(self.directory, "twistd.log"),
+            "mgcpswitch", "--config", config,
+        ]
+        twistd = _Twistd()
+        process = reactor.spawnProcess(twistd, command[0], command, env=env, path=self.directory)
+        self.addCleanup(self.stop, process, twistd)  # whatever happens below, it is stopped
+
+        async def both_up() -> bool:
+            if twistd.reason is not None:
+                raise AssertionError(f"twistd ended early: {twistd.reason.value}\n{twistd.output!r}\n{self.log()}")
+            try:
+                data = await self.get_json(url + "/api/gateways")
+            except Exception:
+                return False  # not listening yet
+            return [(g["name"], g["state"]) for g in data["gateways"]] == [("rgw1", "up"), ("rgw2", "up")]
+
+        deadline = reactor.seconds() + 15
+        while not await both_up():
+            self.assertLess(reactor.seconds(), deadline, f"the gateways were not up in time:\n{self.log()}")
+            await deferLater(reactor, 0.05, lambda: None)
+
+        endpoints = (await self.get_json(url + "/api/endpoints"))["endpoints"]
+        self.assertEqual(len(endpoints), 16)
+        self.assertEqual({(e["state"], e["hook"]) for e in endpoints}, {("idle", "on")})
+        self.assertEqual([e["number"] for e in endpoints][:2], ["1001", "1002"])
+
+        # A call rung and hung up through the API leaves its CDR in the file.
+        response = await treq.post(url + "/api/calls", json={"from": "aaln/1@rgw1", "to": "aaln/1@rgw2"},
+                                   pool=self.pool, timeout=5, reactor=reactor)
+        self.assertEqual(response.code, 201)
+        call_id = (await response.json())["call_id"]
+        response = await treq.delete(f"{url}/api/calls/{call_id}", pool=self.pool, timeout=5, reactor=reactor)
+        self.assertEqual((response.code, (await response.json())["cause"]), (200, "admin"))
+
+        await self.stop(process, twistd)
+        reason = twistd.reason
+        assert reason is not None
+        log = self.log()
+        # twistd ends itself with the signal that stopped it once shut down
+        # (twisted.application.app._exitWithSignal): clean is SIGINT after "Server Shut Down."
+        if reason.check(ProcessTerminated):
+            self.assertEqual((reason.value.signal, reason.value.exitCode), (signal.SIGINT, None), log)
+        else:
+            self.assertTrue(reason.check(ProcessDone), reason)
+        self.assertIn(f"call agent listening on 127.0.0.1:{ports['agent']} for 2 gateway(s)", log)
+        self.assertIn("Received SIGINT, shutting down.", log)
+        self.assertIn("Server Shut Down.", log)
+        self.assertNotIn("Traceback", log)
+        self.assertNotIn("Unhandled", log)
+        self.assertEqual(twistd.output, b"")  # everything went to the log file
+        with sqlite3.connect(cdr) as db:
+            rows = db.execute("SELECT call_id, caller, cause FROM cdr").fetchall()
+        self.assertEqual(rows, [(call_id, "1001", "admin")])
+        self.assertRaises(ConnectionRefusedError, socket.create_connection, ("127.0.0.1", ports["web"]))

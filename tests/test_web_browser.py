@@ -1,0 +1,122 @@
+"""
+The admin page in a real headless Chromium against a REAL running switch:
+call control, two simulated gateways of eight lines and the web admin, all
+on loopback UDP/TCP in this process (tests/support/live.py), the phones
+answering when they ring.  Through the page's buttons: originate a call
+between two lines, see it listed and connected, hang it up, see it gone; a
+screenshot is written under the test's temporary directory.  At the end the
+phones hang up and all 16 lines are idle with no connection on either
+gateway.  Chromium and chromedriver are stopped by their process ids
+(tests/support/browser.py); the test skips, saying so loudly, when they are
+not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+
+from twisted.internet import reactor
+from twisted.trial.unittest import TestCase
+
+from .support.browser import Browser, require_browser
+from .support.live import LiveSwitch
+
+A, B = "aaln/2@rgw1", "aaln/5@rgw2"  # 1002 and 2005
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def row(table: str, attribute: str, value: str) -> str:
+    return f'#{table} tr[data-{attribute}="{value}"]'
+
+
+class AdminPageOnARealSwitch(TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        require_browser()
+        # Chromium's profile, chromedriver's log and the screenshots; kept
+        # for a look with MGCPSWITCH_KEEP_BROWSER_FILES=1.
+        self.directory = tempfile.mkdtemp(prefix="mgcpswitch-browser-real-")
+        if not os.environ.get("MGCPSWITCH_KEEP_BROWSER_FILES"):
+            self.addCleanup(shutil.rmtree, self.directory, True)
+
+    async def test_originate_and_hang_up_through_the_page(self) -> None:
+        """Call between two real lines through the page: listed, connected, hung up, gone; all idle at the end."""
+        switch = await LiveSwitch.start()
+        self.addCleanup(switch.stop)
+        switch.auto_answer()
+        browser = await Browser.start(reactor, self.directory)
+        self.addCleanup(browser.stop)  # before the switch stops (cleanups run last first)
+
+        await browser.get(switch.url + "/")
+        await browser.wait_for_text("#status", "live")
+        for gateway in ("rgw1", "rgw2"):
+            await browser.wait_until(
+                f"document.querySelector({json.dumps(row('gateways', 'gateway', gateway))})?.dataset.state === 'up'",
+                what=f"{gateway} up on the page",
+            )
+        await browser.wait_until("document.querySelectorAll('#endpoints tbody tr').length === 16", what="16 lines")
+        states = await browser.execute(
+            "return Array.from(document.querySelectorAll('#endpoints tbody tr')).map(r => r.dataset.state)"
+        )
+        self.assertEqual(states, ["idle"] * 16)
+        self.assertIn("(2005)", await browser.text(f'#call-to option[value="{B}"]'))
+
+        await browser.click(f'#call-from option[value="{A}"]')
+        await browser.click(f'#call-to option[value="{B}"]')
+        self.assertEqual(await browser.execute("return [document.querySelector('#call-from').value, "
+                                               "document.querySelector('#call-to').value]"), [A, B])
+        await browser.click("#call-button")
+        await browser.wait_for_text("#message", "started")
+        message = await browser.text("#message")
+        self.assertIn(f"{A} → {B}", message)
+        call_id = message.split()[1]
+        call = row("calls", "call-id", call_id)
+        await browser.wait_until(
+            f"document.querySelector({json.dumps(call)})?.dataset.state === 'connected'",
+            what=f"call {call_id} connected on the page",
+        )
+        # The page agrees with the switch: both phones answered and have a connection.
+        view = switch.control.get_call(call_id)
+        self.assertEqual((view.state.value, view.caller, view.callee), ("connected", A, B))
+        self.assertEqual((len(switch.phone(A).connections), len(switch.phone(B).connections)), (1, 1))
+        text = await browser.text(call)
+        for part in ("connected", A, B, "2005", "PCMU"):
+            self.assertIn(part, text)
+        await browser.wait_until(
+            f"document.querySelector({json.dumps(row('endpoints', 'endpoint', B))})?.dataset.state === 'connected'",
+            what=f"{B} connected on the page",
+        )
+        await browser.screenshot(os.path.join(self.directory, "call-connected.png"))
+
+        await browser.click(call + ' button[data-action="hangup"]')
+        await browser.wait_for_absence(call)
+        await browser.wait_for_text("#message", f"call {call_id} hung up")
+        await browser.wait_until(
+            f"document.querySelector({json.dumps(row('recent-calls', 'call-id', call_id))})?.dataset.state === 'ended'",
+            what="the call among the recent ones, ended",
+        )
+        self.assertIn("admin", await browser.execute(
+            f"return document.querySelector({json.dumps(row('recent-calls', 'call-id', call_id))}).textContent"
+        ))
+        ended = switch.control.get_call(call_id)
+        self.assertEqual((ended.state.value, ended.cause.value), ("ended", "admin"))
+        self.assertEqual(sum(g.connection_count() for g in switch.gateways.values()), 0)
+        self.assertEqual(await browser.execute("return document.querySelectorAll('#calls tbody tr').length"), 0)
+
+        path = await browser.screenshot(os.path.join(self.directory, "call-hung-up.png"))
+        self.assertTrue(path.startswith(self.directory))
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(8), PNG)
+        self.assertGreater(os.path.getsize(path), 1000)
+
+        # Both handsets are still off hook (busy tone); they hang up: everything idle.
+        await switch.hang_up_all()
+        self.assertTrue(switch.idle(), switch.describe())
+        await browser.wait_until(
+            "Array.from(document.querySelectorAll('#endpoints tbody tr')).every(r => r.dataset.state === 'idle')",
+            what="every line idle on the page",
+        )
