@@ -364,6 +364,28 @@ class Operator(Base):
         s.run(0.5)
         self.assertIdle()
 
+    def test_originate_into_a_phone_picked_up_meanwhile(self) -> None:
+        """
+        The first party lifts the handset just as we ring it (the gateway
+        answers 401): that counts as its answer, and the second party rings.
+        """
+        s = self.switch
+        first, second = s.phone("1001"), s.phone("2003")
+        first.off_hook()  # its NTFY is still on the way when we ring
+        d = s.control.originate(A, B)
+        s.run(1.0)
+        call_id = self.successResultOf(d)
+        self.assertTrue(second.ringing)
+        self.assertIn("G/rt", first.signals)
+        second.off_hook()
+        s.run(0.5)
+        self.assertEqual(s.control.get_call(call_id).state, CallState.CONNECTED)
+        first.on_hook()
+        s.run(0.5)
+        second.on_hook()
+        s.run(0.5)
+        self.assertIdle()
+
     def test_originate_refusals(self) -> None:
         """Unknown or busy endpoints are refused with CallControlError."""
         s = self.switch

@@ -468,10 +468,6 @@ class Calls(RealCase):
         self.switch.run(0.5)
         self.assertIdle()
 
-    @expected_failure(
-        "call control's list_calls() and call events carry no ladder (only get_call does), "
-        "so the API's ladder_length, computed from the view's ladder, is always 0 there"
-    )
     def test_ladder_length_in_lists_and_events(self) -> None:
         """GET /api/calls and the event stream give each call's ladder_length: the length of its ladder."""
         reader = self.open_stream()

@@ -1390,6 +1390,7 @@ class CallControl:
             cause=call.cause,
             codec=call.codec,
             ladder=entries,
+            ladder_length=len(call.ladder) if call.ladder is not None else 0,
         )
 
     def list_gateways(self) -> list[GatewayView]:
@@ -1461,11 +1462,20 @@ class CallControl:
 
     def _originate_ringing(self, response: Response, call: Call) -> None:
         d, call.originate_deferred = call.originate_deferred, None
+        caller = call.caller
+        if response.code == ReturnCode.ALREADY_OFF_HOOK and caller is not None \
+                and call.state is CallState.SETUP:
+            # The user lifted the handset just as we rang it: that is the
+            # answer (its NTFY may have arrived already, or may follow).
+            caller.line.hook = "off"
+            if caller.line.state is LineState.RINGING:
+                self._input(caller.line, LineInput.PICKED_UP)
+            if d is not None:
+                d.callback(call.call_id)
+            return
         if response.code >= 300:
             if d is not None:
                 d.errback(CallControlError(f"cannot ring: {response.code} {response.comment}"))
-            if response.code == ReturnCode.ALREADY_OFF_HOOK and call.caller is not None:
-                call.caller.line.hook = "off"
             self._release(call, ReleaseCause.GATEWAY_ERROR)
             return
         if call.state is CallState.SETUP:

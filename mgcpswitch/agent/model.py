@@ -164,6 +164,7 @@ class CallView(_JSON):
     cause: Optional[ReleaseCause]
     codec: Optional[str]
     ladder: tuple[LadderEntry, ...] = ()
+    ladder_length: int = 0  # messages in the ladder, also when the view leaves them out
 
 
 @dataclass(frozen=True)

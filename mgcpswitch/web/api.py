@@ -273,10 +273,10 @@ def call_json(view: CallView, *, ladder: bool) -> dict[str, Any]:
     """A call as JSON; without the ladder, its length instead."""
     if ladder:
         data = view.to_json()
+        data["ladder_length"] = len(view.ladder)
     else:
         data = replace(view, ladder=()).to_json()
         del data["ladder"]
-    data["ladder_length"] = len(view.ladder)
     return data
 
 

@@ -125,7 +125,7 @@ class FakeCallControl:
         self.calls: dict[str, CallView] = {
             "c1": CallView(
                 "c1", CallState.CONNECTED, a1, a2, "1002", now - 30, now - 25, None, None, "PCMU",
-                _ladder(now - 30, a1),
+                _ladder(now - 30, a1), len(_ladder(now - 30, a1)),
             ),
             "c0": CallView(
                 "c0", CallState.ENDED, a1, f"aaln/3@{GW1}", "1003", now - 600, None, now - 590,
@@ -196,7 +196,7 @@ class FakeCallControl:
             return d
         self._next_call += 1
         view = CallView(call_id, CallState.ALERTING, a, b, self.endpoints[b].number or "", self.clock.seconds(),
-                        None, None, None, None, _ladder(self.clock.seconds(), a)[:2])
+                        None, None, None, None, _ladder(self.clock.seconds(), a)[:2], 2)
         self.calls[call_id] = view
         self._set_line(a, LineState.RINGING, call_id, "on")
         self.emit(CallStarted(view))

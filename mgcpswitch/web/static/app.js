@@ -378,11 +378,17 @@
       refresh();
     };
     source.onerror = () => setStatus("reconnecting");
+    let countsTimer = null;
     const onCall = (message) => {
       const data = JSON.parse(message.data);
       state.calls.set(data.call.call_id, data.call);
       renderCalls();
       if (state.ladderCall === data.call.call_id) showLadder(data.call.call_id);
+      // Call counts per gateway and in the header come with the full state:
+      // refresh it soon after calls start or end (at most once a second).
+      if (message.type !== "call-state-changed" && countsTimer === null) {
+        countsTimer = setTimeout(() => { countsTimer = null; refresh(); }, 1000);
+      }
     };
     for (const name of ["call-started", "call-state-changed", "call-ended"]) {
       source.addEventListener(name, onCall);
