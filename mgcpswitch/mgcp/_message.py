@@ -226,8 +226,6 @@ class Parameters(dict):  # type: ignore[type-arg]
 
     def replace(self, **changes: Any) -> Parameters:
         """A copy with parameters set (by attribute name) or removed (None)."""
-        from ._params import coerce_param
-
         items = dict(self)
         for attr, value in changes.items():
             code, typed = coerce_param(attr, value)
@@ -303,8 +301,6 @@ class Command(_Accessors):
         are the attribute names of L{mgcpswitch.mgcp.PARAMETER_NAMES}; string
         values are parsed as if read from the wire.
         """
-        from ._params import build_parameters
-
         if isinstance(verb, str) and not isinstance(verb, Verb):
             verb = _VERBS.get(verb.upper()) or ExtensionName(verb.upper())
         if isinstance(sdp, str):
@@ -363,8 +359,6 @@ class Response(_Accessors):
         extensions: Mapping[str, str] | None = None,
         **params: Any,
     ) -> Response:
-        from ._params import build_parameters
-
         if comment is None:
             comment = _COMMENTS.get(code, "")  # type: ignore[call-overload]
         if isinstance(sdp, str):
@@ -481,6 +475,16 @@ def _new_response(
     _r_second(obj, second)
     _r_package(obj, package)
     return obj  # type: ignore[no-any-return]
+
+
+def build_parameters(params: Mapping[str, Any], extensions: Mapping[str, str] | None) -> Parameters:
+    """Bound at the end of L{_params} (which imports this module)."""
+    raise RuntimeError("mgcpswitch.mgcp._params is not loaded")
+
+
+def coerce_param(attr: str, value: Any) -> tuple[ParamCode, Any]:
+    """Bound at the end of L{_params} (which imports this module)."""
+    raise RuntimeError("mgcpswitch.mgcp._params is not loaded")
 
 
 _VERBS = {v.value: v for v in Verb}

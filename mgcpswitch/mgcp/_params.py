@@ -337,3 +337,11 @@ WILDCARDS: dict[Verb, str] = {
     Verb.RSIP: "*",
     Verb.MESG: "*",
 }
+
+
+# _message builds values with these; binding them here breaks the import
+# cycle without a function-level import on every Command.create.
+from . import _message as _message_module  # noqa: E402
+
+_message_module.build_parameters = build_parameters  # type: ignore[assignment]
+_message_module.coerce_param = coerce_param  # type: ignore[assignment]
