@@ -506,7 +506,10 @@ class CallControl:
         state, action = entry
         previous = line.state
         line.state = state
-        if state is not previous and (self._subscribers or self._observers):
+        if state is not previous and self._subscribers:
+            # Endpoint changes go to live subscribers (the admin's event
+            # stream) only: observers are told of calls and gateways, and
+            # building a view per transition would cost ten per call.
             self._publish(EndpointStateChanged(self._endpoint_view(line), previous))
         method = _ACTIONS[action]
         if method:
@@ -1302,10 +1305,11 @@ class CallControl:
         self._events_call = None
         events, self._events = self._events, []
         for event in events:
-            for observer in self._observers:
-                maybeDeferred(observer.call_event, event).addErrback(
-                    self._observer_failed, observer
-                )
+            if type(event) is not EndpointStateChanged:
+                for observer in self._observers:
+                    maybeDeferred(observer.call_event, event).addErrback(
+                        self._observer_failed, observer
+                    )
             for subscriber in list(self._subscribers):
                 try:
                     subscriber(event)
