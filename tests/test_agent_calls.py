@@ -310,6 +310,28 @@ class Outcomes(Base):
         self.assertEqual(s.control.gateway("rgw2").state, GatewayState.UP)
         self.assertIdle()
 
+    def test_lost_crcx_answers_leave_no_connection(self) -> None:
+        """
+        Every answer to the callee's CRCX is lost (the gateway created the
+        connection; the agent never learns its id): the setup times out, the
+        call is released, and an audit finds and deletes the connection.
+        """
+        s = self.switch
+        s.network.drop_next(  # the callee gateway's CRCX answers (its SDP has its address)
+            lambda data: data.startswith(b"200 ") and b"IN IP4 127.0.0.3" in data, count=1000
+        )
+        caller = self.dial("1001", "2003")
+        self.assertEqual(s.gw2.connection_count(), 1)  # created on the gateway, unknown to us
+        s.run(25)
+        # Timed out, or declared down first (Max2 repetitions): either way released.
+        self.assertIn(self.record().cause, (ReleaseCause.GATEWAY_TIMEOUT, ReleaseCause.GATEWAY_RESTART))
+        s.network._drops.clear()
+        caller.on_hook()
+        s.run(40)
+        self.assertEqual(s.gw2.connection_count(), 0)
+        self.assertGreaterEqual(s.control.counters["stale_connections"], 1)
+        self.assertIdle()
+
     def test_gateway_restart_mid_call(self) -> None:
         """The callee's gateway restarts during a call: the call ends, its lines are re-armed."""
         s = self.switch

@@ -94,7 +94,7 @@ class Gateway:
     __slots__ = (
         "name", "key", "settings", "address", "allowed", "match_port", "state", "in_service",
         "last_rsip", "last_rsip_at", "last_seen", "keepalive", "keepalive_interval", "profile",
-        "lines", "counters", "audit_queue", "audits_in_flight", "stale",
+        "lines", "counters", "audit_queue", "audits_in_flight",
     )
 
     def __init__(self, settings: Any, profile: Any, keepalive_interval: float) -> None:
@@ -116,7 +116,6 @@ class Gateway:
         self.counters: Counter[str] = Counter()
         self.audit_queue: deque[Line] = deque()
         self.audits_in_flight = 0
-        self.stale: set[tuple[str, str]] = set()  # (endpoint key, connection id) to delete
 
     def accepts(self, address: tuple[str, int]) -> bool:
         """Whether a datagram from C{address} may speak for this gateway."""
@@ -141,7 +140,7 @@ class Line:
 
     __slots__ = (
         "name", "key", "gateway", "number", "state", "hook", "request_id", "leg", "digit_map",
-        "in_service", "last_event", "connections",
+        "in_service", "last_event", "connections", "needs_audit",
     )
 
     def __init__(self, name: EndpointName, gateway: Gateway, number: Optional[str], digit_map: DigitMap) -> None:
@@ -157,6 +156,10 @@ class Line:
         self.in_service = True
         self.last_event: Optional[str] = None
         self.connections: dict[str, str] = {}  # connection id -> call id (ours, on the gateway)
+        # The gateway may hold a connection we could not delete (or whose
+        # CRCX answer was lost): an audit lists them and deletes the ones
+        # we do not know.
+        self.needs_audit = False
 
 
 class Leg:
@@ -747,13 +750,16 @@ class CallControl:
         call = leg.call
         if leg.creating:
             leg.creating = False
-            # The CRCX may have been executed and its answer lost: delete by
-            # call id, which needs no connection id.
-            leg.line.gateway.stale.add((leg.line.key, "call:" + call.call_id))
+            # The CRCX may have been executed and its answer lost: the audit
+            # will find the connection and delete it.
+            self._mark_stale(leg.line)
         if call.modifying and leg is call.caller:
             call.modifying = False
         self.counters["setup_timeouts"] += 1
         self._release(call, ReleaseCause.GATEWAY_TIMEOUT)
+        # The call may already have been releasing (its gateway declared
+        # down) and waiting for this command: go on with it.
+        self._continue_release(call)
 
     def _no_answer(self, call: Call) -> None:
         call.no_answer = None
@@ -888,7 +894,7 @@ class CallControl:
             return
         if gateway.state is GatewayState.DOWN:
             # It cannot hear us: delete when it comes back (the audit does).
-            gateway.stale.add((line.key, leg.connection_id))
+            self._mark_stale(line)
             line.connections.pop(leg.connection_id, None)
             self._leg_released(leg)
             return
@@ -925,7 +931,7 @@ class CallControl:
                 line=line.name, code=int(code), comment=response.comment,
             )
             if leg.connection_id is not None:
-                line.gateway.stale.add((line.key, leg.connection_id))
+                self._mark_stale(line)
                 line.connections.pop(leg.connection_id, None)
         leg.released = True
         self._leg_released(leg, rearmed=response.is_success and response.code != 515)
@@ -936,10 +942,21 @@ class CallControl:
         leg.deleting = False
         line = leg.line
         if leg.connection_id is not None:
-            line.gateway.stale.add((line.key, leg.connection_id))
+            self._mark_stale(line)
             line.connections.pop(leg.connection_id, None)
         leg.released = True
         self._leg_released(leg, rearmed=False)
+
+    def _mark_stale(self, line: Line) -> None:
+        """
+        The gateway may hold a connection of this line that we could not
+        delete: audit the line now if its gateway answers, or when it
+        comes back (every line of a returning gateway is audited).
+        """
+        line.needs_audit = True
+        self.counters["lines_marked_stale"] += 1
+        if line.gateway.state is GatewayState.UP and line not in line.gateway.audit_queue:
+            self._clock.callLater(0, self._do_audit, line)
 
     def _leg_released(self, leg: Leg, rearmed: bool = False) -> None:
         leg.released = True
@@ -1183,23 +1200,22 @@ class CallControl:
             # We thought a call was up; the gateway has no such connection.
             leg.connection_id = None
             self._release(leg.call, ReleaseCause.GATEWAY_RESTART)
-        stale = on_gateway - ours
         gateway = line.gateway
-        by_call = {c for (k, c) in gateway.stale if k == line.key and c.startswith("call:")}
-        gateway.stale = {(k, c) for (k, c) in gateway.stale if k != line.key}
-        if stale or by_call:
-            self.counters["stale_connections"] += len(stale) + len(by_call)
+        if leg is not None and leg.creating:
+            # A CRCX is in flight here: its connection would look unknown.
+            # Keep the line marked; the next keepalive audits it again.
+            self._arm_after_audit(line)
+            return None
+        line.needs_audit = False
+        stale = on_gateway - ours
+        if stale:
+            self.counters["stale_connections"] += len(stale)
             self.log.info(
-                "{line}: deleting {count} stale connection(s)", line=line.name,
-                count=len(stale) + len(by_call),
+                "{line}: deleting {count} stale connection(s)", line=line.name, count=len(stale)
             )
-            if line.leg is None:
-                # No call here: one DLCX of the whole endpoint clears it.
-                d = self._send(gateway, cmd.dlcx(self._txid(), line.name))
-                d.addCallback(lambda _: self._arm_after_audit(line))
-                d.addErrback(self._command_failed, line)
-                return d
-            for connection_id in stale:
+            # One DLCX per connection, never the whole endpoint: a call may
+            # start on the line while these are in flight.
+            for connection_id in sorted(stale):
                 self._send(gateway, cmd.dlcx(self._txid(), line.name, connection_id=connection_id))\
                     .addErrback(self._command_failed, line)
         self._arm_after_audit(line)
@@ -1232,9 +1248,10 @@ class CallControl:
     def _keepalive(self, gateway: Gateway) -> None:
         gateway.keepalive = None
         if gateway.state is GatewayState.UP and not gateway.audit_queue:
-            # Self-healing: a line whose audit failed (timed out) is retried.
+            # Self-healing: a line whose audit failed (timed out), or that may
+            # hold a connection we could not delete, is audited again.
             stuck = [l for l in gateway.lines.values()
-                     if l.state is LineState.UNKNOWN and l.leg is None]
+                     if (l.state is LineState.UNKNOWN and l.leg is None) or l.needs_audit]
             if stuck:
                 self.counters["reaudits"] += len(stuck)
                 self._audit_lines(gateway, stuck)
