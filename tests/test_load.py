@@ -1,0 +1,205 @@
+"""
+The load tool (mgcpswitch.load) against a real CallControlService on the
+in-memory network: registration, a small paced run of complete basic calls,
+open loop, failures by cause, and the report's shape.  No sockets, no
+waiting: the MemoryReactor's clock is advanced.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from mgcpswitch.agent.dialplan import StaticDialPlan
+from mgcpswitch.agent.profiles import DEFAULT_PROFILE
+from mgcpswitch.agent.service import CallControlService
+from mgcpswitch.config import parse_settings
+from mgcpswitch.load import (
+    CAUSES,
+    LoadOptions,
+    LoadRunner,
+    Report,
+    build_parser,
+    format_registration,
+    format_report,
+    gateway_layout,
+    make_config,
+    number_width,
+    options_from_args,
+    percentile,
+    saturation_verdict,
+)
+from mgcpswitch.testing import MemoryNetwork, MemoryReactor
+
+
+class Config(SynchronousTestCase):
+    def test_the_config_parses_and_numbers_route(self) -> None:
+        """Gateways lg1..lgK on their own ports, numbers of one width, a matching digit map."""
+        text = make_config(3, 5, base_port=31000, agent=("127.0.0.1", 2999), web="default")
+        settings = parse_settings(text)
+        self.assertEqual([g.name for g in settings.gateways], ["lg1", "lg2", "lg3"])
+        self.assertEqual([g.port for g in settings.gateways], [31000, 31001, 31002])
+        self.assertEqual(settings.gateways[1].numbers, ("1005", "1006", "1007", "1008", "1009"))
+        self.assertEqual(settings.switch.port, 2999)
+        self.assertEqual(settings.switch.observers, ())
+        self.assertFalse(settings.switch.ladder)
+        self.assertEqual(str(settings.switch.digit_map), "(xxxx)")
+
+    def test_wide_numbers_and_distinct_addresses(self) -> None:
+        self.assertEqual(number_width(9000), 4)
+        self.assertEqual(number_width(9001), 5)
+        self.assertEqual(number_width(100_000), 6)
+        layout = gateway_layout(300, 2, distinct_addresses=True, base_port=2427)
+        self.assertEqual(len({host for _, host, _, _, _ in layout}), 300)
+        self.assertTrue(all(port == 2427 for _, _, port, _, _ in layout))
+        settings = parse_settings(make_config(100, 1000, web="0"))
+        self.assertEqual(settings.gateways[-1].numbers[-1], "199999")
+        self.assertEqual(settings.web.listen, "tcp:0:interface=127.0.0.1")
+
+    def test_options_from_the_command_line(self) -> None:
+        args = build_parser().parse_args(
+            ["run", "--config", "x.ini", "--open-loop", "--concurrency", "7", "--hold", "0.5",
+             "--agent-pid", "-1", "--hangup", "alternate"]
+        )
+        options = options_from_args(args)
+        self.assertIsNone(options.rate)
+        self.assertEqual(options.concurrency, 7)
+        self.assertIsNone(options.agent_pid)
+        self.assertEqual(options.hangup, "alternate")
+
+    def test_percentile_and_verdict(self) -> None:
+        self.assertIsNone(percentile([], 0.5))
+        self.assertEqual(percentile([1.0, 2.0, 3.0], 0.5), 2.0)
+        report = Report(cpu={"agent_cpu": 0.98, "tool_cpu": 0.6, "other_load": 0.1})
+        self.assertIn("the agent saturated first", saturation_verdict(report))
+        report = Report(cpu={"agent_cpu": 0.5, "tool_cpu": 0.97, "other_load": 0.1})
+        self.assertIn("TOOL saturated first", saturation_verdict(report))
+
+
+class Run(SynchronousTestCase):
+    """A switch and the tool's gateways on one in-memory network."""
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactor()
+        self.network = MemoryNetwork(self.reactor, latency=0.0005, record=False)
+        self.reactor.network = self.network
+        self.settings = parse_settings(make_config(2, 20, base_port=31000, web="default"))
+        self.service = CallControlService(
+            self.reactor, self.settings, StaticDialPlan.from_settings(self.settings),
+            {"default": DEFAULT_PROFILE}, [], random_source=random.Random(1),
+        )
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+
+    def drive(self, options: LoadOptions, seconds: float = 60.0, before: Any = None) -> Report:
+        runner = LoadRunner(self.reactor, self.settings, options, random=random.Random(2))
+        self.runner = runner
+        result: list[Any] = []
+        runner.start_gateways().addCallback(result.append)
+        self.network.run(5.0)
+        self.assertEqual(len(result), 1, "every line armed")
+        if before is not None:
+            before()
+        runner.place_calls().addBoth(result.append)
+        for _ in range(int(seconds / 0.5)):
+            self.network.run(0.5, step=0.001)
+            if len(result) == 2:
+                break
+        self.addCleanup(runner.stop_gateways)
+        self.assertEqual(len(result), 2, "the run ended")
+        report = result[1]
+        self.assertIsInstance(report, Report, report)
+        return report  # type: ignore[no-any-return]
+
+    def test_paced_run_completes_every_call(self) -> None:
+        """20 calls/s for 2 s after a 0.5 s warm-up: 40 measured calls, all completed."""
+        options = LoadOptions(rate=20, duration=2.0, warmup=0.5, hold=0.2, agent_pid=None,
+                              progress_interval=0, gc_freeze=False)
+        report = self.drive(options)
+        self.assertEqual(report.attempted, 40)
+        self.assertEqual(report.completed, 40)
+        self.assertEqual((report.failed, report.unfinished, report.suspect_lines), (0, 0, 0))
+        self.assertEqual(report.failures, {})
+        self.assertEqual(report.lines, 40)
+        self.assertEqual(report.starved_ticks, 0)
+        self.assertEqual(report.gateways, 2)
+        self.assertAlmostEqual(report.calls_per_second, 20.0, delta=1.0)
+        self.assertEqual(report.setup_ms["count"], 40)
+        self.assertGreater(report.setup_ms["p50"], 0.0)
+        self.assertLessEqual(report.setup_ms["p50"], report.setup_ms["p99"])
+        self.assertLessEqual(report.setup_ms["p99"], report.setup_ms["max"])
+        # 14 transactions a basic call: the gateways see ~280 commands/s.
+        self.assertAlmostEqual(report.transactions_per_second, 14 * 20, delta=30)
+        self.assertEqual((report.retransmissions, report.timeouts), (0, 0))
+        # The switch ended every call normally and holds nothing.
+        self.assertEqual(self.service.control.calls(), [])
+        self.assertEqual(self.service.control.outcomes["normal"], self.runner.all_outcomes["completed"])
+        for gw in self.runner.gateways:
+            self.assertEqual(gw.connection_count(), 0)
+        # The report's shape, as text and as JSON.
+        text = format_report(report)
+        for label in ("calls attempted", "calls completed", "calls failed", "calls/s",
+                      "setup latency", "MGCP transactions", "retransmissions", "timeouts",
+                      "agent CPU", "tool CPU", "other load", "saturation"):
+            self.assertIn(label, text)
+        data = json.loads(json.dumps(asdict(report), default=str))
+        for key in ("attempted", "completed", "failed", "failures", "calls_per_second", "setup_ms",
+                    "transactions_per_second", "retransmissions", "timeouts", "cpu", "saturation"):
+            self.assertIn(key, data)
+
+    def test_open_loop_keeps_calls_in_progress(self) -> None:
+        """Open loop with 4 calls in progress; the callee hangs up first on alternate calls."""
+        options = LoadOptions(rate=None, concurrency=4, duration=2.0, warmup=0.0, hold=0.1,
+                              hangup="alternate", agent_pid=None, progress_interval=0,
+                              gc_freeze=False)
+        report = self.drive(options)
+        self.assertEqual(report.peak_in_progress, 4)
+        self.assertGreater(report.completed, 20)
+        self.assertEqual((report.failed, report.unfinished, report.suspect_lines), (0, 0, 0))
+
+    def test_failures_are_counted_by_cause_and_lines_recover(self) -> None:
+        """
+        With gateway lg2 out of service at the switch, calls to it get busy
+        tone and calls from it reorder tone; every line recovers.
+        """
+        options = LoadOptions(rate=10, duration=2.0, warmup=0.0, hold=0.1, agent_pid=None,
+                              progress_interval=0, gc_freeze=False)
+        report = self.drive(
+            options, before=lambda: self.service.control.set_gateway_in_service("lg2", False)
+        )
+        self.assertEqual(report.attempted, 20)
+        self.assertEqual(report.completed + report.failed, 20)
+        self.assertGreater(report.failed, 0)
+        self.assertGreater(report.completed, 0)
+        self.assertLessEqual(set(report.failures), {"busy", "reorder"})
+        self.assertTrue(set(report.failures) <= set(CAUSES))
+        self.assertEqual((report.unfinished, report.suspect_lines), (0, 0))
+        self.assertEqual(len(self.runner.idle), 40)
+
+    def test_register_only_counts_audits_per_line(self) -> None:
+        """The RSIP-storm path: every line audited once and armed once, audits paced."""
+        options = LoadOptions(agent_pid=None, progress_interval=0, restart_delay=0.5,
+                              track_commands=True, gc_freeze=False)
+        runner = LoadRunner(self.reactor, self.settings, options, random=random.Random(3))
+        self.addCleanup(runner.stop_gateways)
+        result: list[Any] = []
+        runner.register().addBoth(result.append)
+        self.network.run(5.0, step=0.001)
+        [figures] = result
+        self.assertIsInstance(figures, dict, figures)
+        self.assertEqual(figures["lines"], 40)
+        self.assertLessEqual(figures["rsip_due_s"]["last"], 0.5)
+        self.assertGreaterEqual(figures["all_armed_s"], figures["rsip_due_s"]["last"])
+        audits = figures["audits"]
+        self.assertEqual(audits["auep_per_line"], {1: 40})
+        self.assertEqual(audits["arming_rqnt_per_line"], {1: 40})
+        self.assertLessEqual(audits["max_audits_in_flight_per_gateway"],
+                             self.settings.switch.audit_concurrency)
+        self.assertGreater(audits["max_audits_in_flight_per_gateway"], 1)
+        self.assertEqual(figures["timeouts"], 0)
+        text = format_registration(figures)
+        self.assertIn("every line armed", text)
