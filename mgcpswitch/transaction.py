@@ -562,6 +562,9 @@ class TransactionLayer:
         if out is None:
             return
         out.waiting.pop(txid, None)
+        if not out.transmissions:
+            # Still queued behind the peer's in-flight cap: never send it.
+            out.commands = [c for c in out.commands if c.transaction_id != txid]
         if not out.waiting:
             if out.transmissions:
                 self._finish_outgoing(out)

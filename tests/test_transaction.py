@@ -542,6 +542,16 @@ class LoadControl(SynchronousTestCase):
             self.successResultOf(d)
         w.stop()
 
+    def test_cancelled_while_queued_is_never_sent(self) -> None:
+        """A command cancelled while it waits behind the in-flight cap is never sent."""
+        w = Wire(max_in_flight=1)
+        first, second, third = (w.send(auep()) for _ in range(3))
+        second.cancel()
+        self.failureResultOf(second)
+        w.receive("200 100 OK\r\n")
+        self.assertEqual([decode(s[1])[0].transaction_id for s in w.sent], [100, 102])
+        w.stop()
+
     def test_high_water_answers_101_and_full_queue_409(self) -> None:
         """Above the high mark commands are queued with 101; beyond the queue limit, 409."""
         w = Wire(role=Role.GATEWAY, high_water=1, low_water=1, queue_limit=1)

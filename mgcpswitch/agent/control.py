@@ -278,6 +278,8 @@ class CallControl:
         )
         self._ladder = settings.switch.ladder
         self._default_profile = profiles.get("default")
+        self._audits_in_flight = 0  # across every gateway
+        self._audit_waiting: dict[Gateway, None] = {}  # gateways held by the switch-wide cap
         for gateway_settings in settings.gateways:
             self.add_gateway(gateway_settings, profiles.get(gateway_settings.profile))
 
@@ -1151,22 +1153,35 @@ class CallControl:
         return Response(ReturnCode.OK, command.transaction_id, "OK")
 
     def _audit_lines(self, gateway: Gateway, lines: Iterable[Line]) -> None:
+        queued = set(gateway.audit_queue)  # a gateway back twice must not get two rounds
         for line in lines:
             if line.leg is None:
                 line.state = LineState.UNKNOWN
-            gateway.audit_queue.append(line)
+            if line not in queued:
+                gateway.audit_queue.append(line)
         self._pump_audits(gateway)
 
     def _do_audit(self, line: Line) -> None:
+        if line in line.gateway.audit_queue:
+            return
         line.gateway.audit_queue.append(line)
         self._pump_audits(line.gateway)
 
     def _pump_audits(self, gateway: Gateway) -> None:
-        """Audit at most audit_concurrency lines of a gateway at a time."""
+        """
+        Audit at most audit_concurrency lines of a gateway at a time, and at
+        most 8 x audit_concurrency across the switch, so that a storm of
+        restarting gateways is paced too; a gateway waiting for the
+        switch-wide budget is resumed when an audit anywhere completes.
+        """
         limit = self._switch.audit_concurrency
         while gateway.audit_queue and gateway.audits_in_flight < limit:
+            if self._audits_in_flight >= 8 * limit:
+                self._audit_waiting[gateway] = None
+                break
             line = gateway.audit_queue.popleft()
             gateway.audits_in_flight += 1
+            self._audits_in_flight += 1
             self._send(gateway, cmd.auep(self._txid(), line.name)).addCallbacks(
                 self._audited, self._audit_timed_out, (line,), None, (line,)
             ).addBoth(self._audit_done, gateway)
@@ -1176,7 +1191,12 @@ class CallControl:
 
     def _audit_done(self, result: Any, gateway: Gateway) -> None:
         gateway.audits_in_flight -= 1
+        self._audits_in_flight -= 1
         self._pump_audits(gateway)
+        while self._audit_waiting and self._audits_in_flight < 8 * self._switch.audit_concurrency:
+            waiting = next(iter(self._audit_waiting))
+            del self._audit_waiting[waiting]
+            self._pump_audits(waiting)
         if isinstance(result, Failure):
             self.log.failure("audit failed on {gateway}", result, gateway=gateway.name)
 
