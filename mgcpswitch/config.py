@@ -67,7 +67,7 @@ class GatewaySettings:
     """One configured gateway (C{[gateway:NAME]}); NAME is its domain."""
 
     name: str
-    address: str  # where commands go (host or IP)
+    address: str  # where commands go (an IP address)
     port: int = 2427
     allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     match_port: bool = True
@@ -324,8 +324,14 @@ def _gateway(name: str, items: Mapping[str, str], switch: SwitchSettings) -> Gat
     if not name or not _is_endpoint(f"x@{name}"):
         raise ConfigError((s,), f"{name!r} is not a domain name")
     if "address" not in items:
-        raise ConfigError((s, "address"), "missing: the gateway's host or IP address")
+        raise ConfigError((s, "address"), "missing: the gateway's IP address")
     address = items["address"].strip()
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        # Resolving a name would block the reactor (or need the resolver at
+        # every send); an operator who has a name puts its address here.
+        raise ConfigError((s, "address"), f"{address!r} is not an IP address") from None
     if "lines" in items and "endpoints" in items:
         raise ConfigError((s, "endpoints"), "give either lines or endpoints, not both")
     if "endpoints" in items:
@@ -344,13 +350,7 @@ def _gateway(name: str, items: Mapping[str, str], switch: SwitchSettings) -> Gat
     if "allowed" in items:
         allowed = _networks(s, "allowed", items["allowed"])
     else:
-        try:
-            allowed = (ipaddress.ip_network(address),)
-        except ValueError:
-            raise ConfigError(
-                (s, "allowed"),
-                f"address {address!r} is a host name: list the source addresses it may use",
-            ) from None
+        allowed = (ipaddress.ip_network(address),)
     return GatewaySettings(
         name=name,
         address=address,

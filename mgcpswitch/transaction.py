@@ -79,11 +79,14 @@ class Role(enum.Enum):
     endpoint domain and transaction id (each gateway has its own space).
     """
 
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
+
     CALL_AGENT = "call-agent"
     GATEWAY = "gateway"
 
 
 class PeerState(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
     REACHABLE = "reachable"
     SUSPECT = "suspect"  # a command was repeated Max1 times
     DISCONNECTED = "disconnected"  # Max2 repetitions, or a transaction timed out

@@ -46,7 +46,7 @@ BAD = [
     ("[web]\nlisten = tcp:8080:interface=0.0.0.0", "[web] listen", "loopback"),
     ("[web]\nport = 1", "[web] port", "unknown key"),
     ("[gateway:g]\nlines = 2", "[gateway:g] address", "missing"),
-    ("[gateway:g]\naddress = gw.example.net", "[gateway:g] allowed", "host name"),
+    ("[gateway:g]\naddress = gw.example.net", "[gateway:g] address", "not an IP address"),
     ("[gateway:g]\naddress = 10.0.0.1\nlines = two", "[gateway:g] lines", "integer"),
     ("[gateway:g]\naddress = 10.0.0.1\nlines = 2\nnumbers = 1-5", "[gateway:g] numbers", "5 numbers"),
     ("[gateway:g]\naddress = 10.0.0.1\nnumbers = 10-x", "[gateway:g] numbers", "bad number"),

@@ -188,7 +188,7 @@ class Leg:
 class Call:
     __slots__ = (
         "call_id", "state", "caller", "callee", "dialled", "started", "answered", "ended", "cause",
-        "codec", "ladder", "no_answer", "originated", "originate_deferred", "pending_connect",
+        "ladder", "no_answer", "originated", "originate_deferred", "pending_connect",
         "modifying", "ended_deferreds", "target",
     )
 
@@ -202,7 +202,6 @@ class Call:
         self.answered: Optional[float] = None
         self.ended: Optional[float] = None
         self.cause: Optional[ReleaseCause] = None
-        self.codec: Optional[str] = None
         self.ladder: Optional[list[tuple[float, str, str, Any]]] = None
         self.no_answer: Optional[IDelayedCall] = None
         self.originated = False
@@ -703,9 +702,6 @@ class CallControl:
         call = callee.call
         caller = call.caller
         assert caller is not None and caller.connection_id is not None
-        audio = callee.local_sdp.audio if callee.local_sdp is not None else None
-        if audio is not None and audio.codecs:
-            call.codec = audio.codecs[0]
         call.state = CallState.ALERTING
         if self._subscribers or self._observers:
             self._publish(CallStateChanged(self._call_view(call), CallState.SETUP))
@@ -1051,7 +1047,7 @@ class CallControl:
             callee_endpoint=str(callee.line.name) if callee else None,
             caller_connection=caller.connection_id,
             callee_connection=callee.connection_id if callee else None,
-            codec=call.codec,
+            codec=_codec(call),
             start=call.started,
             answer=call.answered,
             end=call.ended,
@@ -1429,7 +1425,7 @@ class CallControl:
             answered=call.answered,
             ended=call.ended,
             cause=call.cause,
-            codec=call.codec,
+            codec=_codec(call),
             ladder=entries,
             ladder_length=len(call.ladder) if call.ladder is not None else 0,
         )
@@ -1602,6 +1598,19 @@ class CallControl:
 
     def calls(self) -> list[Call]:
         return list(self._calls.values())
+
+
+def _codec(call: Call) -> Optional[str]:
+    """
+    The call's codec: the first the callee's gateway answered with.  Read
+    from the SDP only when a view or record needs it (parsing the media
+    section on every call showed in profiles).
+    """
+    callee = call.callee
+    sdp = callee.local_sdp if callee is not None else None
+    audio = sdp.audio if sdp is not None else None
+    codecs = audio.codecs if audio is not None else ()
+    return codecs[0] if codecs else None
 
 
 def _fail(error: Exception) -> Deferred[Any]:

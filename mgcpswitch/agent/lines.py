@@ -26,6 +26,7 @@ S = LineState
 
 
 class LineInput(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
     OFF_HOOK = "off-hook"  # NTFY L/hd
     ON_HOOK = "on-hook"  # NTFY L/hu
     ARMED = "armed"  # the RQNT for dial tone was accepted
@@ -47,6 +48,8 @@ class LineInput(enum.Enum):
 
 class Action(enum.Enum):
     """What call control does on a transition (a method per action)."""
+
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
 
     NONE = "none"
     DIAL_TONE = "dial-tone"  # RQNT R: L/hu, D/[0-9#*T](D); S: L/dl; D: map

@@ -38,6 +38,7 @@ __all__ = [
 
 
 class GatewayState(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
     UNKNOWN = "unknown"  # configured, not heard from yet
     REGISTERING = "registering"  # RSIP received, audit in progress
     UP = "up"
@@ -48,6 +49,8 @@ class GatewayState(enum.Enum):
 
 class LineState(enum.Enum):
     """The states of one analog line as call control drives it."""
+
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
 
     UNKNOWN = "unknown"  # not audited yet
     IDLE = "idle"
@@ -64,6 +67,7 @@ class LineState(enum.Enum):
 
 
 class CallState(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
     SETUP = "setup"
     ALERTING = "alerting"
     CONNECTED = "connected"
@@ -72,6 +76,7 @@ class CallState(enum.Enum):
 
 
 class ReleaseCause(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
     NORMAL = "normal"  # a party hung up after answer
     BUSY = "busy"
     UNKNOWN_NUMBER = "unknown-number"

@@ -41,12 +41,15 @@ __all__ = [
 class SignalType(enum.Enum):
     """Signal types of RFC 3435 §2.1.7 (never sent on the wire)."""
 
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
+
     ON_OFF = "OO"
     TIME_OUT = "TO"
     BRIEF = "BR"
 
 
 class Hook(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
     ON = "on"
     OFF = "off"
 

@@ -138,6 +138,8 @@ class MatchStatus(enum.Enum):
     needs.
     """
 
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
+
     #: Some alternative matches the dial string exactly: notify now.
     COMPLETE = "complete"
     #: Nothing matches yet, but more symbols could still make a match: keep
@@ -155,6 +157,8 @@ class InterDigitTimer(enum.Enum):
     The values name the RFC's timers; their durations are configuration, not
     protocol, so they are not held here.
     """
+
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
 
     #: The status is not PARTIAL: collection is over, no timer.
     NONE = "none"

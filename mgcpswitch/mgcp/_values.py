@@ -333,6 +333,7 @@ _EXT_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9][A-Za-z0-9-]*")
 
 
 class ReservationService(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
     GUARANTEED = "g"
     CONTROLLED_LOAD = "cl"
     BEST_EFFORT = "be"
@@ -1068,6 +1069,7 @@ class ReasonCode:
 
 
 class RestartMethod(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
     GRACEFUL = "graceful"
     FORCED = "forced"
     RESTART = "restart"
@@ -1096,11 +1098,13 @@ def parse_restart_method(text: str) -> RestartMethod | ExtensionName:
 
 
 class LoopControl(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
     STEP = "step"
     LOOP = "loop"
 
 
 class QuarantineProcessing(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
     PROCESS = "process"
     DISCARD = "discard"
 
@@ -1182,6 +1186,7 @@ def format_response_ack(ranges: Iterable[tuple[int, int]]) -> str:
 
 
 class NotificationState(enum.Enum):
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
     NOTIFICATION = "ns"
     LOCKSTEP = "ls"
     OTHER = "o"
