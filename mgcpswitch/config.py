@@ -96,6 +96,7 @@ class SwitchSettings:
     packetization: int = 20
     audit_concurrency: int = 16  # audits/RQNTs in flight per gateway after a restart
     ladder: bool = True  # keep each call's MGCP messages for the admin
+    embedded_dial_tone: bool = False  # idle lines get dial tone from an embedded request
     ended_calls_kept: int = 100
 
 
@@ -245,6 +246,7 @@ def _switch(items: Mapping[str, str]) -> SwitchSettings:
         "packetization": lambda s, k, v: _int(s, k, v, 1, 1000),
         "audit_concurrency": lambda s, k, v: _int(s, k, v, 1, 10000),
         "ladder": _bool,
+        "embedded_dial_tone": _bool,
         "ended_calls_kept": lambda s, k, v: _int(s, k, v, 0, 1_000_000),
     }
     _known_keys(s, items, set(readers))

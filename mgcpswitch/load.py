@@ -151,6 +151,7 @@ def make_config(
     web: Optional[str] = "free",
     observers: Sequence[str] = (),
     ladder: bool = False,
+    embedded_dial_tone: bool = True,
     keepalive_interval: float = 60.0,
     audit_concurrency: Optional[int] = None,
     no_answer_timeout: float = 60.0,
@@ -183,6 +184,8 @@ def make_config(
         "dial_plan = static",
         "observers = " + ", ".join(observers),
         "ladder = " + ("yes" if ladder else "no"),
+        # Dial tone from the idle request itself: 13 transactions per call, not 15.
+        "embedded_dial_tone = " + ("yes" if embedded_dial_tone else "no"),
     ]
     if audit_concurrency is not None:
         out.append(f"audit_concurrency = {audit_concurrency}")
@@ -1363,6 +1366,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--web", default="free", help="web admin port, 'free' (default) or 'default' (8080)")
     c.add_argument("--observers", default="", help="observer plugins (default: none)")
     c.add_argument("--ladder", action="store_true", help="keep each call's ladder (default: no)")
+    c.add_argument("--plain-dial-tone", action="store_true",
+                   help="embedded_dial_tone = no: an NTFY and an RQNT per call for the dial tone")
     c.add_argument("--keepalive", type=float, default=60.0, help="keepalive_interval (default 60 s)")
     c.add_argument("--audit-concurrency", type=int, default=None)
     c.add_argument("--output", "-o", default=None, help="write to FILE instead of stdout")
@@ -1446,7 +1451,8 @@ def main(argv: Optional[list[str]] = None) -> None:
             args.gateways, args.lines, address=args.address, base_port=args.base_port,
             agent=args.agent, distinct_addresses=args.distinct_addresses, web=args.web,
             observers=[o.strip() for o in args.observers.split(",") if o.strip()],
-            ladder=args.ladder, keepalive_interval=args.keepalive,
+            ladder=args.ladder, embedded_dial_tone=not args.plain_dial_tone,
+            keepalive_interval=args.keepalive,
             audit_concurrency=args.audit_concurrency,
             command="mgcpload " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         )

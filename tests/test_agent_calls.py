@@ -126,6 +126,64 @@ class BasicCall(Base):
             "DLCX aaln/1@rgw1", "250",  # delete, re-arm for off-hook
         ])
 
+    def test_embedded_dial_tone_ladder(self) -> None:
+        """
+        With embedded_dial_tone the idle request carries the dial-tone request
+        (RFC 3435 §2.3.3): the first NTFY already has the off-hook and the
+        digits; two transactions fewer, the rest of the call unchanged.
+        """
+        s = Switch(embedded=True)
+        self.addCleanup(s.stop)
+        caller = s.phone("1001")
+        [armed] = caller.requested_events
+        self.assertEqual(str(armed), "L/hd(A,E(R(L/hu(N), D/[0-9#*T](D)),S(L/dl)))")
+        caller.off_hook()
+        s.run(0.5)
+        self.assertIn("L/dl", caller.signals)
+        self.assertEqual(s.line(A).state, LineState.IDLE)  # not told yet
+        caller.dial("2003", gap=0.1)
+        s.run(1.0)
+        callee = s.phone("2003")
+        self.assertTrue(callee.ringing)
+        callee.off_hook()
+        s.run(0.5)
+        caller.on_hook()
+        s.run(0.5)
+        callee.on_hook()
+        s.run(0.5)
+        self.assertTrue(s.idle())
+        ladder = s.ladder("127.0.0.2")
+        ladder = ladder[ladder.index("NTFY aaln/1@rgw1"):]
+        self.assertEqual(ladder, [
+            "NTFY aaln/1@rgw1", "200",  # O: L/hd, D/2, D/0, D/0, D/3
+            "CRCX aaln/1@rgw1", "200",
+            "MDCX aaln/1@rgw1", "200",
+            "MDCX aaln/1@rgw1", "200",
+            "NTFY aaln/1@rgw1", "200",
+            "DLCX aaln/1@rgw1", "250",  # re-arms with the embedded request again
+        ])
+        self.assertEqual(str(caller.requested_events[0]), str(armed))
+        [record] = s.recorder.records
+        self.assertEqual(record.cause, ReleaseCause.NORMAL)
+
+    def test_embedded_dial_tone_originate_to_a_dialling_line(self) -> None:
+        """With embedded dial tone, click-to-dial to a line that is dialling is refused by its 401."""
+        s = Switch(embedded=True)
+        self.addCleanup(s.stop)
+        dialling = s.phone("1001")
+        dialling.off_hook()
+        s.run(0.5)
+        d = s.control.originate(A, B)
+        s.run(0.5)
+        self.failureResultOf(d, CallControlError)
+        self.assertIn("L/dl", dialling.signals)  # left alone
+        dialling.dial("2003", gap=0.1)
+        s.run(1.0)
+        self.assertTrue(s.phone("2003").ringing)  # its own call goes on
+        dialling.on_hook()
+        s.run(1.0)
+        self.assertTrue(s.idle())
+
     def test_call_on_one_gateway(self) -> None:
         """A call between two lines of the same gateway connects and releases."""
         s = self.switch

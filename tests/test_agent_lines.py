@@ -17,6 +17,7 @@ S, I, A = LineState, LineInput, Action
 # change to either that is not made to both fails here.
 EXPECTED = {
     (S.IDLE, I.OFF_HOOK): (S.DIAL_TONE, A.DIAL_TONE),
+    (S.IDLE, I.OFF_HOOK_DIALLING): (S.COLLECTING, A.NONE),
     (S.IDLE, I.INCOMING): (S.RINGING, A.NONE),
     (S.IDLE, I.ON_HOOK): (S.IDLE, A.ARM_IDLE),
     (S.DIAL_TONE, I.ARMED): (S.COLLECTING, A.NONE),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from typing import Optional
 
+from ..mgcp._message import DEFAULT_VERSION, _new_command
 from ..mgcp import (
     Command,
     ConnectionMode,
@@ -32,6 +33,7 @@ from ..mgcp import (
 
 __all__ = [
     "OFF_HOOK_EVENTS",
+    "DIALLING_ON_OFF_HOOK",
     "HANG_UP_EVENTS",
     "DIALLING_EVENTS",
     "rqnt",
@@ -44,6 +46,11 @@ __all__ = [
 
 P = ParamCode
 OFF_HOOK_EVENTS = parse_requested_events("L/hd(N)")
+# The idle request with the dial-tone request embedded (RFC 3435 §2.3.3,
+# §3.2.2.16): on off-hook the gateway plays dial tone and collects digits
+# by itself, and its first NTFY carries L/hd with the digits, which saves
+# the NTFY and the RQNT of the plain exchange.
+DIALLING_ON_OFF_HOOK = parse_requested_events("L/hd(A,E(R(L/hu(N),D/[0-9#*T](D)),S(L/dl)))")
 HANG_UP_EVENTS = parse_requested_events("L/hu(N)")
 DIALLING_EVENTS = parse_requested_events("L/hu(N), D/[0-9#*T](D)")
 NO_SIGNALS: tuple[SignalRequest, ...] = ()
@@ -59,7 +66,7 @@ _new = object.__new__
 
 
 def _command(verb: Verb, txid: int, endpoint: EndpointName, items: dict, sdp=None) -> Command:  # type: ignore[no-untyped-def,type-arg]
-    return Command(verb, txid, endpoint, Parameters(items), sdp)
+    return _new_command(verb, txid, endpoint, Parameters(items), sdp, DEFAULT_VERSION)
 
 
 def rqnt(
@@ -122,6 +129,7 @@ def dlcx(
     request_id: Optional[str] = None,
     events: tuple = (),  # type: ignore[type-arg]
     signals: tuple = (),  # type: ignore[type-arg]
+    digit_map: Optional[DigitMap] = None,
 ) -> Command:
     """
     Delete one connection (C + I), a call's connections (C), or all of the
@@ -137,6 +145,8 @@ def dlcx(
         items[P.REQUEST_ID] = request_id
         items[P.REQUESTED_EVENTS] = events
         items[P.SIGNAL_REQUESTS] = signals
+        if digit_map is not None:
+            items[P.DIGIT_MAP] = digit_map
     return _command(Verb.DLCX, txid, endpoint, items)
 
 

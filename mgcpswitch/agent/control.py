@@ -45,8 +45,10 @@ from ..interfaces import (
     IGatewayProfile,
     IPeerListener,
 )
+from ..mgcp._message import _new_response
 from ..mgcp import (
     Command,
+    Parameters,
     ConnectionMode,
     DigitMap,
     EndpointName,
@@ -59,6 +61,7 @@ from ..mgcp import (
     Verb,
     encode,
 )
+from ..timeouts import TimeoutQueue
 from ..transaction import PeerState
 from . import commands as cmd
 from .lines import Action, LineInput, TRANSITIONS
@@ -140,7 +143,7 @@ class Line:
 
     __slots__ = (
         "name", "key", "gateway", "number", "state", "hook", "request_id", "leg", "digit_map",
-        "in_service", "last_event", "connections", "needs_audit",
+        "in_service", "last_event", "connections", "needs_audit", "dialling_armed",
     )
 
     def __init__(self, name: EndpointName, gateway: Gateway, number: Optional[str], digit_map: DigitMap) -> None:
@@ -160,6 +163,7 @@ class Line:
         # CRCX answer was lost): an audit lists them and deletes the ones
         # we do not know.
         self.needs_audit = False
+        self.dialling_armed = False  # its request is the idle one with dial tone embedded
 
 
 class Leg:
@@ -189,7 +193,7 @@ class Call:
     __slots__ = (
         "call_id", "state", "caller", "callee", "dialled", "started", "answered", "ended", "cause",
         "ladder", "no_answer", "originated", "originate_deferred", "pending_connect",
-        "modifying", "ended_deferreds", "target",
+        "modifying", "ended_deferreds", "target", "saved_request",
     )
 
     def __init__(self, call_id: str, started: float, dialled: str) -> None:
@@ -203,13 +207,14 @@ class Call:
         self.ended: Optional[float] = None
         self.cause: Optional[ReleaseCause] = None
         self.ladder: Optional[list[tuple[float, str, str, Any]]] = None
-        self.no_answer: Optional[IDelayedCall] = None
+        self.no_answer: Optional[Any] = None  # a Timeout of the no-answer queue
         self.originated = False
         self.originate_deferred: Optional[Deferred[str]] = None
         self.pending_connect = False  # the callee answered while the caller's MDCX ran
         self.modifying = False  # an MDCX on the caller's connection is in flight
         self.ended_deferreds: list[Deferred[None]] = []
         self.target: Optional[Line] = None  # originated calls: the second party
+        self.saved_request: Optional[tuple[Optional[str], bool]] = None
 
     def legs(self) -> Iterable[Leg]:
         if self.caller is not None:
@@ -276,8 +281,11 @@ class CallControl:
             packetization=settings.switch.packetization, codecs=settings.switch.codecs
         )
         self._ladder = settings.switch.ladder
+        self._embedded = settings.switch.embedded_dial_tone
+        self._idle_events = cmd.DIALLING_ON_OFF_HOOK if self._embedded else cmd.OFF_HOOK_EVENTS
         self._default_profile = profiles.get("default")
         self._audits_in_flight = 0  # across every gateway
+        self._no_answer_timeouts = TimeoutQueue(clock, settings.switch.no_answer_timeout, self._no_answer)
         self._audit_waiting: dict[Gateway, None] = {}  # gateways held by the switch-wide cap
         for gateway_settings in settings.gateways:
             self.add_gateway(gateway_settings, profiles.get(gateway_settings.profile))
@@ -336,9 +344,8 @@ class CallControl:
             if gateway.keepalive is not None and gateway.keepalive.active():
                 gateway.keepalive.cancel()
             gateway.keepalive = None
+        self._no_answer_timeouts.stop()
         for call in list(self._calls.values()):
-            if call.no_answer is not None and call.no_answer.active():
-                call.no_answer.cancel()
             call.no_answer = None
         if self._events_call is not None and self._events_call.active():
             self._events_call.cancel()
@@ -352,6 +359,7 @@ class CallControl:
     def _request_id(self, line: Line) -> str:
         rid = format(next(self._request_counter), "x")
         line.request_id = rid
+        line.dialling_armed = False
         return rid
 
     def _send(self, gateway: Gateway, command: Command, call: Optional[Call] = None) -> Deferred[Response]:
@@ -458,7 +466,7 @@ class CallControl:
                 digits.append(name[2:])
             elif name in ("L/hd", "L/hu", "L/hf"):
                 hook_events.append(name)
-        response = Response(ReturnCode.OK, command.transaction_id, "OK")
+        response = _new_response(ReturnCode.OK, command.transaction_id, "OK", _NO_PARAMS, None, None, None)
         if call is not None and call.ladder is not None:
             call.ladder.append((self._clock.seconds(), "out", gateway.name, response))
         # The events in the order observed; the digit string is what the map matched.
@@ -470,6 +478,8 @@ class CallControl:
                 if leg is not None and leg.originating and leg.call.originated \
                         and line.state is LineState.RINGING:
                     self._input(line, LineInput.PICKED_UP)
+                elif line.dialling_armed and command.request_id == line.request_id:
+                    self._input(line, LineInput.OFF_HOOK_DIALLING)
                 else:
                     self._input(line, LineInput.OFF_HOOK)
                 if digits and line.state in (LineState.DIAL_TONE, LineState.COLLECTING):
@@ -538,7 +548,17 @@ class CallControl:
             self._input(line, LineInput.ARMED)
 
     def _do_arm_idle(self, line: Line) -> None:
-        self._arm(line, cmd.OFF_HOOK_EVENTS)
+        if self._embedded:
+            request_id = self._request_id(line)
+            line.dialling_armed = True
+            command = cmd.rqnt(
+                self._txid(), line.name, request_id, self._idle_events, cmd.NO_SIGNALS, line.digit_map
+            )
+            self._send(line.gateway, command).addCallbacks(
+                self._armed, self._command_failed, (line,), None, (line,)
+            )
+        else:
+            self._arm(line, cmd.OFF_HOOK_EVENTS)
 
     def _do_busy_tone(self, line: Line) -> None:
         self._arm(line, cmd.HANG_UP_EVENTS, cmd.BUSY_TONE)
@@ -720,9 +740,7 @@ class CallControl:
         self._send(caller.line.gateway, command, call).addCallbacks(
             self._caller_ringing, self._setup_timed_out, (caller,), None, (caller,)
         )
-        call.no_answer = self._clock.callLater(
-            self._switch.no_answer_timeout, self._no_answer, call
-        )
+        call.no_answer = self._no_answer_timeouts.add(call)
 
     def _caller_ringing(self, response: Response, caller: Leg) -> None:
         call = caller.call
@@ -761,7 +779,7 @@ class CallControl:
 
     def _no_answer(self, call: Call) -> None:
         call.no_answer = None
-        if call.state is CallState.ALERTING:
+        if call.state is CallState.ALERTING or (call.originated and call.state is CallState.SETUP):
             self._release(call, ReleaseCause.NO_ANSWER)
 
     def _do_answer(self, line: Line) -> None:
@@ -793,7 +811,7 @@ class CallControl:
             self._txid(), caller.line.name, call.call_id, caller.connection_id,
             ConnectionMode.SENDRECV, sdp=sdp, request_id=request_id, events=cmd.HANG_UP_EVENTS,
         )
-        if call.no_answer is not None and call.no_answer.active():
+        if call.no_answer is not None:
             call.no_answer.cancel()
         call.no_answer = None
         call.answered = self._clock.seconds()
@@ -847,7 +865,7 @@ class CallControl:
         previous = call.state
         call.state = CallState.RELEASING
         call.cause = cause
-        if call.no_answer is not None and call.no_answer.active():
+        if call.no_answer is not None:
             call.no_answer.cancel()
         call.no_answer = None
         if call.originate_deferred is not None:
@@ -880,7 +898,7 @@ class CallControl:
             if cause in (ReleaseCause.NORMAL, ReleaseCause.BUSY, ReleaseCause.ADMIN, None):
                 return cmd.HANG_UP_EVENTS, cmd.BUSY_TONE
             return cmd.HANG_UP_EVENTS, cmd.REORDER_TONE
-        return cmd.OFF_HOOK_EVENTS, cmd.NO_SIGNALS
+        return self._idle_events, cmd.NO_SIGNALS
 
     def _delete_leg(self, leg: Leg) -> None:
         line = leg.line
@@ -900,9 +918,12 @@ class CallControl:
         events, signals = self._rearm_request(line, call.cause)
         leg.rearm = (events, signals)
         request_id = self._request_id(line)
+        embedded = events is cmd.DIALLING_ON_OFF_HOOK
         command = cmd.dlcx(
-            self._txid(), line.name, call.call_id, leg.connection_id, request_id, events, signals
+            self._txid(), line.name, call.call_id, leg.connection_id, request_id, events, signals,
+            line.digit_map if embedded else None,
         )
+        line.dialling_armed = embedded
         self._send(gateway, command, call).addCallbacks(
             self._deleted, self._delete_timed_out, (leg,), None, (leg,)
         )
@@ -967,7 +988,7 @@ class CallControl:
                     # hook changed since, the gateway has notified it (or
                     # will), so act on it now.
                     events, signals = leg.rearm
-                    if events is cmd.OFF_HOOK_EVENTS:
+                    if events is self._idle_events:
                         self._input(line, LineInput.RELEASED_ON_HOOK)
                         if line.hook == "off":
                             self._input(line, LineInput.OFF_HOOK)
@@ -1487,6 +1508,7 @@ class CallControl:
         self._input(first, LineInput.INCOMING)
         d: Deferred[str] = Deferred()
         call.originate_deferred = d
+        call.saved_request = (first.request_id, first.dialling_armed)
         request_id = self._request_id(first)
         command = cmd.rqnt(
             self._txid(), first.name, request_id, cmd.OFF_HOOK_EVENTS,
@@ -1500,6 +1522,24 @@ class CallControl:
     def _originate_ringing(self, response: Response, call: Call) -> None:
         d, call.originate_deferred = call.originate_deferred, None
         caller = call.caller
+        if response.code == ReturnCode.ALREADY_OFF_HOOK and caller is not None \
+                and call.state is CallState.SETUP and call.saved_request is not None \
+                and call.saved_request[1]:
+            # An idle request with dial tone embedded: the line is dialling
+            # on its own (we could not know).  Our ring request failed as a
+            # whole, so the gateway still runs the old one: leave the line
+            # to it, as if we had never rung.
+            line = caller.line
+            line.request_id, line.dialling_armed = call.saved_request
+            line.leg = None
+            line.state = LineState.IDLE
+            caller.released = True
+            call.cause = ReleaseCause.BUSY
+            call.state = CallState.RELEASING
+            if d is not None:
+                d.errback(CallControlError(f"{line.name} is busy (off hook)"))
+            self._end(call)
+            return
         if response.code == ReturnCode.ALREADY_OFF_HOOK and caller is not None \
                 and call.state is CallState.SETUP:
             # The user lifted the handset just as we rang it: that is the
@@ -1516,16 +1556,9 @@ class CallControl:
             self._release(call, ReleaseCause.GATEWAY_ERROR)
             return
         if call.state is CallState.SETUP:
-            call.no_answer = self._clock.callLater(
-                self._switch.no_answer_timeout, self._no_answer_first, call
-            )
+            call.no_answer = self._no_answer_timeouts.add(call)
         if d is not None:
             d.callback(call.call_id)
-
-    def _no_answer_first(self, call: Call) -> None:
-        call.no_answer = None
-        if call.state is CallState.SETUP:
-            self._release(call, ReleaseCause.NO_ANSWER)
 
     def _do_call_far_end(self, line: Line) -> None:
         """The first party of an originated call answered: now call the second."""
@@ -1533,7 +1566,7 @@ class CallControl:
         if leg is None:
             return
         call = leg.call
-        if call.no_answer is not None and call.no_answer.active():
+        if call.no_answer is not None:
             call.no_answer.cancel()
         call.no_answer = None
         target = call.target
@@ -1598,6 +1631,9 @@ class CallControl:
 
     def calls(self) -> list[Call]:
         return list(self._calls.values())
+
+
+_NO_PARAMS = Parameters()
 
 
 def _codec(call: Call) -> Optional[str]:

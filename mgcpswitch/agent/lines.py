@@ -28,6 +28,7 @@ S = LineState
 class LineInput(enum.Enum):
     __hash__ = object.__hash__  # members are singletons: hash by identity, in C
     OFF_HOOK = "off-hook"  # NTFY L/hd
+    OFF_HOOK_DIALLING = "off-hook-dialling"  # L/hd of an idle request that embeds dial tone
     ON_HOOK = "on-hook"  # NTFY L/hu
     ARMED = "armed"  # the RQNT for dial tone was accepted
     DIGITS = "digits"  # NTFY with the dialled digits (the digit map matched)
@@ -67,6 +68,8 @@ class Action(enum.Enum):
 TRANSITIONS: dict[tuple[LineState, LineInput], tuple[LineState, Action]] = {
     # Idle: waiting for an off-hook, or for a call to ring this line.
     (S.IDLE, LineInput.OFF_HOOK): (S.DIAL_TONE, Action.DIAL_TONE),
+    # The gateway already gave dial tone and collected digits (embedded request).
+    (S.IDLE, LineInput.OFF_HOOK_DIALLING): (S.COLLECTING, Action.NONE),
     (S.IDLE, LineInput.INCOMING): (S.RINGING, Action.NONE),
     (S.IDLE, LineInput.ON_HOOK): (S.IDLE, Action.ARM_IDLE),  # a stale hu: re-arm
     # Dial tone requested; collecting digits once the gateway accepted it.

@@ -31,6 +31,7 @@ port = 2727
 observers =
 keepalive_interval = 15
 no_answer_timeout = {no_answer}
+embedded_dial_tone = {embedded}
 
 [transactions]
 rto_max = {rto_max}
@@ -77,13 +78,14 @@ class Switch:
         latency: float = 0.001,
         gateway_config: Optional[dict[str, Any]] = None,
         start: bool = True,
+        embedded: bool = False,
     ) -> None:
         self.reactor = MemoryReactor()
         self.network = MemoryNetwork(self.reactor, latency=latency, loss=loss, seed=seed)
         self.reactor.network = self.network
         self.settings = parse_settings(INI.format(
             lines=lines, last1=1000 + lines, last2=2000 + lines, no_answer=no_answer,
-            rto_max=rto_max,
+            rto_max=rto_max, embedded="yes" if embedded else "no",
         ))
         self.recorder = Recorder()
         self.service = CallControlService(
