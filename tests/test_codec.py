@@ -929,6 +929,19 @@ class SessionDescriptionTests(SynchronousTestCase):
                          "L: p:10, a:PCMU", "M: sendrecv", "", *SDP_A]) + "\n").encode()
         self.assertEqual(one(VERBS[1][1]), one(lf))
 
+    def test_replaced_description_is_written_from_its_lines(self) -> None:
+        """
+        A decoded description keeps its wire text to encode faster; a copy
+        with other lines (C{dataclasses.replace}) must not inherit it.
+        """
+        import dataclasses
+
+        crcx = one(VERBS[1][1])
+        sdp = dataclasses.replace(crcx.sdp, lines=("v=0", "c=IN IP4 10.0.0.9"))  # type: ignore[type-var]
+        moved = dataclasses.replace(crcx, sdp=sdp)
+        self.assertIn(b"\r\n\r\nv=0\r\nc=IN IP4 10.0.0.9\r\n", encode(moved))
+        self.assertEqual([moved], decode(encode(moved)))
+
     def test_create(self) -> None:
         """C{SessionDescription.create} writes the canonical line order."""
         sdp = SessionDescription.create(

@@ -58,7 +58,7 @@ from ._message import (
     _new_command,
     _new_response,
 )
-from ._params import ALLOWED, BY_NAME, ENCAPSULATED_RQNT, ORDER, REQUIRED, SPECS, WILDCARDS
+from ._params import ALLOWED, BY_NAME, ENCAPSULATED_RQNT, FAST, ORDER, REQUIRED, SPECS, WILDCARDS
 from ._sdp import SessionDescription
 from ._values import _ENDPOINT_RE, EndpointName, ExtensionName
 
@@ -80,6 +80,10 @@ def _intern(table: dict[str, Any], key: str, value: Any) -> Any:
 
 
 _EXT_VERB_RE = re.compile(r"[A-Za-z][A-Za-z0-9]{3}")
+# 1 to 9 ASCII digits, not all zeros (str.isdigit() would take "²", which
+# int() refuses).
+_TXID_RE = re.compile(r"(?=[0-9]{1,9}\Z)0*[1-9][0-9]*")
+_MISSING = object()
 _VERSION_RE = re.compile(r"\d+\.\d+")
 _wrap = Parameters
 
@@ -139,13 +143,7 @@ def _decode_command(text: str) -> DecodedItem:
     header, body = _split(text)
     parts = header[0].split()
     txid_text = parts[1] if len(parts) > 1 else ""
-    # isascii(): str.isdigit() also accepts digits such as "²" that int() rejects.
-    if (
-        not txid_text.isdigit()
-        or len(txid_text) > 9
-        or not txid_text.isascii()
-        or txid_text.count("0") == len(txid_text)
-    ):
+    if _TXID_RE.fullmatch(txid_text) is None:
         raise RemoteProtocolError(510, f"bad transaction id in {header[0][:60]!r}")
     txid = int(txid_text)
     try:
@@ -185,12 +183,14 @@ def _decode_command_rest(parts: list[str], txid: int, header: list[str], body: s
         name, colon, value = line.partition(":")
         if not colon:
             raise RemoteProtocolError(510, f"parameter line without a colon: {line[:60]!r}")
-        spec = BY_NAME.get(name) or BY_NAME.get(name.strip().upper())
-        if spec is not None:
-            code = spec.code
+        fast = FAST.get(name) or FAST.get(name.strip().upper())
+        if fast is not None:
+            code, parse, table = fast
             if code in items:
                 raise RemoteProtocolError(510, f"parameter {code._value_} given twice")
-            items[code] = spec.parse(value.strip())
+            value = value.strip()
+            typed = _MISSING if table is None else table.get(value, _MISSING)
+            items[code] = parse(value) if typed is _MISSING else typed
             continue
         name = name.strip()
         if name[:2] in ("X-", "x-") or "/" in name:
@@ -220,23 +220,15 @@ def _decode_command_rest(parts: list[str], txid: int, header: list[str], body: s
                 raise
 
     if type(verb) is Verb:
-        if not items.keys() <= ALLOWED[verb]:
-            for key in items:
-                # B/PR is in ALLOWED wherever T: is (RFC 3435 App. B.2.1).
-                if type(key) is ParamCode and key not in ALLOWED[verb]:
-                    raise RemoteProtocolError(
-                        539, f"parameter {key._value_} not allowed in {verb._value_}"
-                    )
-        required = REQUIRED.get(verb)
-        if required is not None and not items.keys() >= required.keys():
-            for code, error in required.items():
-                if code not in items:
-                    raise RemoteProtocolError(
-                        error, f"{verb._value_} needs parameter {code._value_}"
-                    )
-        if verb in _ENCAPSULATING and ParamCode.REQUEST_ID not in items:
-            if not ENCAPSULATED_RQNT.isdisjoint(items):
-                raise RemoteProtocolError(510, "an encapsulated notification request needs X:")
+        # The presence rules depend on the verb and the parameter names only:
+        # their verdict is cached per (verb, names, body) -- a few dozen
+        # combinations occur in real traffic.
+        signature = (verb, tuple(items), sdp is not None)
+        verdict = _VERDICTS.get(signature)
+        if verdict is None:
+            verdict = _intern(_VERDICTS, signature, _presence_verdict(verb, items, sdp))  # type: ignore[arg-type]
+        if verdict is not _PRESENT_OK:
+            raise RemoteProtocolError(*verdict)
         if "*" in endpoint_text or "$" in endpoint_text:
             allowed_wild = WILDCARDS[verb]
             if verb is Verb.DLCX and ParamCode.CONNECTION_ID in items:
@@ -245,9 +237,42 @@ def _decode_command_rest(parts: list[str], txid: int, header: list[str], body: s
             for ch in "*$":
                 if ch in local and ch not in allowed_wild:
                     raise RemoteProtocolError(500, f"wildcard {ch!r} not allowed in {verb._value_}")
-        if sdp is not None and verb not in _ENCAPSULATING[:2]:
-            raise RemoteProtocolError(510, f"{verb._value_} carries no session description")
     return _new_command(verb, txid, endpoint, _wrap(items), sdp, version)
+
+
+_PRESENT_OK = (0, "")
+_VERDICTS: dict[Any, tuple[int, str]] = {}
+
+
+def _presence_verdict(verb: Verb, items: dict[ParamKey, Any], sdp: Any) -> tuple[int, str]:
+    """The RFC 3435 §3.2.2 presence rules for a verb and these parameters."""
+    try:
+        _check_presence(verb, items, sdp)
+    except RemoteProtocolError as e:
+        return (e.code, e.reason)
+    return _PRESENT_OK
+
+
+def _check_presence(verb: Verb, items: dict[ParamKey, Any], sdp: Any) -> None:
+    if not items.keys() <= ALLOWED[verb]:
+        for key in items:
+            # B/PR is in ALLOWED wherever T: is (RFC 3435 App. B.2.1).
+            if type(key) is ParamCode and key not in ALLOWED[verb]:
+                raise RemoteProtocolError(
+                    539, f"parameter {key._value_} not allowed in {verb._value_}"
+                )
+    required = REQUIRED.get(verb)
+    if required is not None and not items.keys() >= required.keys():
+        for code, error in required.items():
+            if code not in items:
+                raise RemoteProtocolError(
+                    error, f"{verb._value_} needs parameter {code._value_}"
+                )
+    if verb in _ENCAPSULATING and ParamCode.REQUEST_ID not in items:
+        if not ENCAPSULATED_RQNT.isdisjoint(items):
+            raise RemoteProtocolError(510, "an encapsulated notification request needs X:")
+    if sdp is not None and verb not in _ENCAPSULATING[:2]:
+        raise RemoteProtocolError(510, f"{verb._value_} carries no session description")
 
 
 _ENCAPSULATING = (Verb.CRCX, Verb.MDCX, Verb.DLCX)
@@ -342,8 +367,8 @@ def _param_lines(params: Parameters, out: list[str]) -> int:
     keys = tuple(params)
     order = _ORDERS.get(keys)
     if order is None:
-        order = _intern(_ORDERS, keys, sorted(keys, key=_rank))  # type: ignore[arg-type]
-    for key in order:
+        order = _intern(_ORDERS, keys, _layout(keys))
+    for key, prefix, bare, multi in order:
         value = params[key]
         kind = type(value)
         if kind is str:  # C:, X:, I2:, extension parameters
@@ -353,11 +378,20 @@ def _param_lines(params: Parameters, out: list[str]) -> int:
         else:
             hit = _FORMATTED.get(id(value))
             text = hit[1] if hit is not None and hit[0] is value else _format_slow(key, value)
-            if key is ParamCode.SPECIFIC_ENDPOINT_ID or key is ParamCode.CAPABILITIES:
+            if multi:
                 extra += len(value) - 1  # one line per item
-        name = _NAMES.get(key, key)  # type: ignore[call-overload]
-        out.append(f"{name}: {text}" if text else f"{name}:")
+        out.append(prefix + text if text else bare)
     return extra
+
+
+def _layout(keys: tuple[ParamKey, ...]) -> list[tuple[ParamKey, str, str, bool]]:
+    """For a set of keys: each in canonical order with its line prefix."""
+    layout = []
+    for key in sorted(keys, key=_rank):
+        name = _NAMES.get(key, key)  # type: ignore[call-overload]
+        multi = key is ParamCode.SPECIFIC_ENDPOINT_ID or key is ParamCode.CAPABILITIES
+        layout.append((key, f"{name}: ", f"{name}:", multi))
+    return layout
 
 
 def _checked(header: list[str], extra: int = 0) -> str:
@@ -375,6 +409,9 @@ def _checked(header: list[str], extra: int = 0) -> str:
 
 
 def _sdp_text(sdp: SessionDescription) -> str:
+    wire = sdp._wire
+    if wire is not None:
+        return wire
     text = str(sdp)
     if text.count("\n") != len(sdp.lines) or text.count("\r") != len(sdp.lines):
         raise LocalProtocolError(509, "a line break inside an SDP line would inject lines")

@@ -159,6 +159,7 @@ def _interned(parse: Callable[[str], Any]) -> Callable[[str], Any]:
             table[text] = value
         return value
 
+    parse_interned.table = table  # type: ignore[attr-defined]  # the decoder looks here first
     return parse_interned
 
 
@@ -224,6 +225,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
 )
 
 SPECS: dict[ParamCode, ParamSpec] = {spec.code: spec for spec in PARAMETERS}
+#: wire name -> (code, parser, the parser's intern table or None): the
+#: decoder's hot path, one lookup per parameter line.
+FAST: dict[str, tuple[ParamCode, Callable[[str], Any], dict[str, Any] | None]] = {
+    spec.code.value: (spec.code, spec.parse, getattr(spec.parse, "table", None))
+    for spec in PARAMETERS
+}
 BY_NAME: dict[str, ParamSpec] = {spec.code.value: spec for spec in PARAMETERS}
 BY_ATTR: dict[str, ParamSpec] = {spec.attr: spec for spec in PARAMETERS}
 ORDER: dict[ParamKey, int] = {spec.code: i for i, spec in enumerate(PARAMETERS)}

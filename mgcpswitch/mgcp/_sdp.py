@@ -17,7 +17,7 @@ connection descriptor that was asked for but does not exist (§3.3).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from ._errors import RemoteProtocolError
@@ -178,6 +178,10 @@ class SessionDescription:
     """
 
     lines: tuple[str, ...]
+    # The CRLF text, when the decoder already has it (its lines are
+    # validated and hold no CR or LF): encoding then neither joins nor
+    # re-scans them.  Not part of the value.
+    _wire: str | None = field(default=None, init=False, compare=False, repr=False)
 
     @classmethod
     def parse(cls, text: str) -> SessionDescription:
@@ -204,6 +208,7 @@ class SessionDescription:
         lines.pop()
         sdp = _new(cls)
         _set_lines(sdp, tuple(lines))
+        _set_wire(sdp, text.replace("\n", "\r\n"))
         return sdp  # type: ignore[no-any-return]
 
     @classmethod
@@ -356,3 +361,4 @@ EMPTY_SDP = SessionDescription(("v=0",))
 # The decoder's constructor (see _message._new_command for why).
 _new = object.__new__
 _set_lines = SessionDescription.__dict__["lines"].__set__
+_set_wire = SessionDescription.__dict__["_wire"].__set__
