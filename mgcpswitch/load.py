@@ -1471,7 +1471,8 @@ def main(argv: Optional[list[str]] = None) -> None:
 def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> int:
     import random
 
-    from twisted.internet import reactor
+    from twisted.internet.defer import maybeDeferred
+    from twisted.internet.task import react
     from twisted.logger import (
         FilteringLogObserver,
         LogLevel,
@@ -1486,8 +1487,6 @@ def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> 
         textFileLogObserver(sys.stderr), [LogLevelFilterPredicate(LogLevel.warn)]
     )], redirectStandardIO=False)
 
-    runner = LoadRunner(reactor, settings, options, out=None if args.quiet else sys.stderr,
-                        random=random.Random(args.seed))
     result: dict[str, Any] = {}
     profiler = None
     if getattr(args, "profile", None):
@@ -1502,19 +1501,20 @@ def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> 
         result["error"] = failure.getErrorMessage()
         sys.stderr.write(f"mgcpload: {failure.getErrorMessage()}\n")
 
-    def stop(_: Any) -> None:
-        runner.stop_gateways().addBoth(lambda _: reactor.stop())
-
-    def go() -> None:
+    def main(reactor: Any) -> Any:
+        # task.react hands us the running reactor: only the script picks it.
+        runner = LoadRunner(reactor, settings, options, out=None if args.quiet else sys.stderr,
+                            random=random.Random(args.seed))
         if profiler is not None:
             profiler.enable()
-        from twisted.internet.defer import maybeDeferred
-
         work = runner.register if args.command == "register" else runner.run
-        maybeDeferred(work).addCallbacks(done, failed).addBoth(stop)
+        d = maybeDeferred(work).addCallbacks(done, failed)
+        return d.addBoth(lambda _: runner.stop_gateways())
 
-    reactor.callWhenRunning(go)
-    reactor.run()
+    try:
+        react(main)
+    except SystemExit:
+        pass  # react exits when main's Deferred fires; the report follows
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(args.profile)
