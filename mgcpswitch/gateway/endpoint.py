@@ -433,7 +433,8 @@ class Endpoint:
         embedded = None
         for action in actions:
             if action is _NOTIFY:
-                notify = self._observe(event) or True
+                self._observe(event)
+                notify = True
             elif action is _ACCUMULATE:
                 notify = self._observe(event) or notify
             elif action is _DIGITS:
