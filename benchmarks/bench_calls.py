@@ -4,7 +4,7 @@ Calls per second through one call-agent process (issue 8): a ramp that
 finds the knee, the highest rate with 0 failed calls and p99 call setup
 under 50 ms.  A benchmark, not a test: it prints figures.
 
-    cd /work/main && PYTHONPATH=. /tmp/venv/bin/python benchmarks/bench_calls.py \\
+    PYTHONPATH=. python benchmarks/bench_calls.py \\
         [--quick] [--gateways 10] [--lines 1000] [--rates 100,250,...] [--step 20] \\
         [--warmup 5] [--hold 1] [--open-loop 1000] [--bisect 3] [--max-other 0.3] \\
         [--profile RATE|knee] [--json FILE]

@@ -30,7 +30,7 @@ Memory per registered idle endpoint of the call agent (issue 8; target
               is the agent's; RSS includes the interpreter and allocator
               slack, this does not.
 
-    cd /work/main && PYTHONPATH=. /tmp/venv/bin/python benchmarks/bench_memory.py \\
+    PYTHONPATH=. python benchmarks/bench_memory.py \\
         [--sizes 10,100] [--tracemalloc-sizes 10] [--lines 1000] [--skip-rss] [--skip-tracemalloc]
 
 --sizes (RSS) and --tracemalloc-sizes are numbers of gateways of --lines

@@ -4,7 +4,7 @@ RSIP storm (issue 8): 10k endpoints (10 gateways x 1,000 lines) restart
 within one second against a running switch: every endpoint registered,
 audits paced, nothing lost; time to steady state.
 
-    cd /work/main && PYTHONPATH=. /tmp/venv/bin/python benchmarks/bench_rsip_storm.py \\
+    PYTHONPATH=. python benchmarks/bench_rsip_storm.py \\
         [--gateways 10] [--lines 1000] [--spread 1.0] [--runs 3] [--audit-concurrency N]
 
 Each run: a fresh switch (C{twistd -n mgcpswitch --config INI

@@ -3,7 +3,7 @@
 Benchmark of the MGCP transaction layer over real loopback UDP (issue 4).
 A benchmark, not a test: it asserts nothing, it prints figures.
 
-    cd /work/main && PYTHONPATH=. /tmp/venv/bin/python benchmarks/bench_transactions.py \\
+    PYTHONPATH=. python benchmarks/bench_transactions.py \\
         [--duration 10] [--runs 3] [--windows 1,8,64] [--payload rqnt|auep] \\
         [--skip-raw] [--skip-bare] [--skip-osmo] [--json] [--max-other P] \\
         [--responder-t-hist S] [--no-gc] [--profile [--profile-clock cpu|wall]] \\
