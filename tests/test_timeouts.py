@@ -36,3 +36,26 @@ class Queue(SynchronousTestCase):
         queue.stop()
         self.assertEqual(clock.getDelayedCalls(), [])
         clock.advance(10)
+
+    def test_cancelled_timeout_lets_go_of_its_arguments(self) -> None:
+        """
+        A cancelled timeout stays queued until its deadline but no longer
+        holds its arguments: a call agent cancels almost every no-answer
+        timeout, and each one kept its call alive (and in every full GC
+        pass) for the whole delay.
+        """
+        import gc
+        import weakref
+
+        class Call:
+            pass
+
+        clock = Clock()
+        queue = TimeoutQueue(clock, 60.0, lambda call: self.fail("fired"))
+        call = Call()
+        ref = weakref.ref(call)
+        queue.add(call).cancel()
+        del call
+        gc.collect()
+        self.assertIsNone(ref())
+        run_timers(clock)
