@@ -294,6 +294,30 @@ class BuildSwitchTests(Files):
         self.assertEqual(names(tap.makeService(parse("--config", path, "--no-simulator"))), ["call-control", "web"])
         self.assertEqual(names(tap.makeService(parse("--config", path, "--demo")))[-1], "demo")
 
+    def test_only_twistd_freezes_the_startup_objects(self) -> None:
+        """
+        The twistd entry point's switch freezes what is alive once the
+        reactor runs (gc.freeze); a switch built for tests never does.
+        """
+        path = self.write(QUIET_INI)
+        self.assertTrue(tap.makeService(parse("--config", path)).freeze_gc)
+
+        class Reactor(MemoryReactor):
+            def __init__(self) -> None:
+                super().__init__()
+                self.when_running: list[Any] = []
+
+            def callWhenRunning(self, f: Any, *args: Any) -> None:  # noqa: N802
+                self.when_running.append(f)
+
+        for freeze in (False, True):
+            reactor = Reactor()
+            switch = tap.build_switch(reactor, parse_settings(QUIET_INI), simulate=False, web=False)
+            switch.freeze_gc = freeze
+            switch.startService()
+            self.addCleanup(switch.stopService)
+            self.assertEqual(reactor.when_running, [tap.freeze_startup_objects] if freeze else [])
+
 
 # ---------------------------------------------------------------------------
 # twistd, for real
