@@ -32,6 +32,7 @@ observers =
 keepalive_interval = 15
 no_answer_timeout = {no_answer}
 embedded_dial_tone = {embedded}
+ended_calls_kept = {kept}
 
 [transactions]
 rto_max = {rto_max}
@@ -79,13 +80,14 @@ class Switch:
         gateway_config: Optional[dict[str, Any]] = None,
         start: bool = True,
         embedded: bool = False,
+        ended_calls_kept: int = 100,
     ) -> None:
         self.reactor = MemoryReactor()
         self.network = MemoryNetwork(self.reactor, latency=latency, loss=loss, seed=seed)
         self.reactor.network = self.network
         self.settings = parse_settings(INI.format(
             lines=lines, last1=1000 + lines, last2=2000 + lines, no_answer=no_answer,
-            rto_max=rto_max, embedded="yes" if embedded else "no",
+            rto_max=rto_max, embedded="yes" if embedded else "no", kept=ended_calls_kept,
         ))
         self.recorder = Recorder()
         self.service = CallControlService(
