@@ -58,7 +58,9 @@ from ._message import (
     _new_command,
     _new_response,
 )
-from ._params import ALLOWED, BY_NAME, ENCAPSULATED_RQNT, FAST, ORDER, REQUIRED, SPECS, WILDCARDS
+from ._params import (
+    ALLOWED, BY_NAME, ENCAPSULATED_RQNT, FAST, MAX_MEMO, ORDER, REQUIRED, SPECS, WILDCARDS,
+)
 from ._sdp import SessionDescription
 from ._values import _ENDPOINT_RE, EndpointName, ExtensionName
 
@@ -346,6 +348,7 @@ _ORDERS: dict[tuple[ParamKey, ...], list[ParamKey]] = {}
 # that recur (an agent's constant R:/S:/L:, values interned by the parser)
 # are the same objects, so identity is a sound and cheap key; the entry
 # holds the value, so its id cannot be reused while the entry exists.
+# Bounded by MAX_MEMO like the parsers' intern tables (see there why small).
 _FORMATTED: dict[int, tuple[Any, str]] = {}
 
 
@@ -355,7 +358,7 @@ def _format_slow(key: ParamKey, value: Any) -> str:
         text = f"\r\n{_NAMES[key]}: ".join(str(item) for item in value)
     else:
         text = spec.format(value)
-    if len(_FORMATTED) >= _MAX_INTERNED:
+    if len(_FORMATTED) >= MAX_MEMO:
         _FORMATTED.clear()
     _FORMATTED[id(value)] = (value, text)
     return text
