@@ -28,25 +28,9 @@ from mgcpswitch.web.api import EventsResource, EventStream
 from mgcpswitch.web.auth import PasswordFileError, hash_password
 
 from .support.fake_control import GW1, GW2, FakeCallControl
+from .support.web import Answer
 
 A1, A2, A3, A4 = (f"aaln/{n}@{GW1}" for n in (1, 2, 3, 4))
-
-
-class Answer:
-    """A finished response: status, headers and body."""
-
-    def __init__(self, code: int, headers: Any, body: bytes) -> None:
-        self.code = code
-        self.headers = headers
-        self.body = body
-
-    def header(self, name: str) -> str | None:
-        values = self.headers.getRawHeaders(name)
-        return None if not values else ", ".join(values)
-
-    def json(self) -> Any:
-        assert self.header("content-type") == "application/json; charset=utf-8", self.header("content-type")
-        return json.loads(self.body)
 
 
 class WebCase(SynchronousTestCase):

@@ -18,9 +18,7 @@ import base64
 import json
 import os
 import shutil
-import sys
 import tempfile
-import unittest
 from typing import Any, Callable
 from urllib.parse import quote
 
@@ -33,51 +31,10 @@ from mgcpswitch.web import WebSettings, make_site
 from mgcpswitch.web.auth import hash_password
 
 from .support.switch import Switch
+from .support.web import Answer
 
 A, B = "aaln/1@rgw1", "aaln/2@rgw2"  # directory numbers 1001 and 2002
 NUMBERS = [f"100{n}" for n in range(1, 9)] + [f"200{n}" for n in range(1, 9)]
-
-
-class Answer:
-    """A finished response: status, headers and body."""
-
-    def __init__(self, code: int, headers: Any, body: bytes) -> None:
-        self.code = code
-        self.headers = headers
-        self.body = body
-
-    def header(self, name: str) -> str | None:
-        values = self.headers.getRawHeaders(name)
-        return None if not values else ", ".join(values)
-
-    def json(self) -> Any:
-        assert self.header("content-type") == "application/json; charset=utf-8", (self.code, self.body)
-        return json.loads(self.body)
-
-
-def expected_failure(reason: str) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
-    """
-    A test that fails for a known bug the lead decides how to fix: xfailed
-    under pytest (skipped under trial) while it fails, a hard failure saying
-    to remove the marker once it passes (as in tests/test_tshark.py).
-    """
-
-    def mark(test: Callable[[Any], None]) -> Callable[[Any], None]:
-        def run(self: SynchronousTestCase) -> None:
-            try:
-                test(self)
-            except self.failureException as e:
-                message = f"expected failure ({reason}): {e}"
-                pytest = sys.modules.get("pytest")
-                if pytest is not None:
-                    pytest.xfail(message)
-                raise unittest.SkipTest(message) from None
-            self.fail(f"unexpected success: {reason!r} no longer happens; remove the marker")
-
-        run.__name__, run.__doc__ = test.__name__, test.__doc__
-        return run
-
-    return mark
 
 
 class _Reader(Protocol):
