@@ -742,19 +742,30 @@ class CallControl:
         )
         call.no_answer = self._no_answer_timeouts.add(call)
 
-    def _caller_ringing(self, response: Response, caller: Leg) -> None:
+    def _caller_modified(self, response: Response, caller: Leg, on_hook: ReleaseCause) -> bool:
+        """
+        The answer to an MDCX of the caller's connection: whether the call
+        goes on.  A call released meanwhile resumes its release; an error
+        releases it (C{on_hook} when the caller had already hung up).
+        """
         call = caller.call
         call.modifying = False
         if call.state in (CallState.RELEASING, CallState.ENDED):
             self._continue_release(call)
-            return
+            return False
         if response.code >= 300:
             if response.code == ReturnCode.ALREADY_ON_HOOK:
                 caller.line.hook = "on"
-                self._release(call, ReleaseCause.ABANDONED)
+                self._release(call, on_hook)
             else:
                 self._release(call, ReleaseCause.GATEWAY_ERROR)
+            return False
+        return True
+
+    def _caller_ringing(self, response: Response, caller: Leg) -> None:
+        if not self._caller_modified(response, caller, ReleaseCause.ABANDONED):
             return
+        call = caller.call
         self._input(caller.line, LineInput.ALERTING)
         if call.pending_connect:
             self._connect(call)
@@ -824,17 +835,7 @@ class CallControl:
         )
 
     def _connected(self, response: Response, caller: Leg) -> None:
-        call = caller.call
-        call.modifying = False
-        if call.state in (CallState.RELEASING, CallState.ENDED):
-            self._continue_release(call)
-            return
-        if response.code >= 300:
-            if response.code == ReturnCode.ALREADY_ON_HOOK:
-                caller.line.hook = "on"
-                self._release(call, ReleaseCause.NORMAL)
-            else:
-                self._release(call, ReleaseCause.GATEWAY_ERROR)
+        if not self._caller_modified(response, caller, ReleaseCause.NORMAL):
             return
         if caller.line.state is LineState.ROUTING:
             self._input(caller.line, LineInput.ALERTING)
