@@ -653,14 +653,18 @@ class _Call:
         self._wait(other, _line_idle, self._released)
 
     def _released(self) -> None:
-        if self.done or self.step != "release":
+        self._party_idle("release", None)
+
+    def _party_idle(self, step: str, cause: Optional[str]) -> None:
+        """One party is idle again; with both, the call is finished."""
+        if self.done or self.step != step:
             return
         self.pending -= 1
         if self.pending:
             return
         self.done = True
         self._clear_waits()
-        self.runner.finished(self, None, True)
+        self.runner.finished(self, cause, True)
 
     # -- failure ---------------------------------------------------------------
 
@@ -677,14 +681,7 @@ class _Call:
             self._wait(party, _line_idle, self._recovered)
 
     def _recovered(self) -> None:
-        if self.done or self.step != "recover":
-            return
-        self.pending -= 1
-        if self.pending:
-            return
-        self.done = True
-        self._clear_waits()
-        self.runner.finished(self, self.cause, True)
+        self._party_idle("recover", self.cause)
 
     def expired(self) -> None:
         """The current step's deadline passed."""
