@@ -340,9 +340,10 @@ def _rank(key: ParamKey) -> int:
     return ORDER.get(key, 1000)  # type: ignore[call-overload]
 
 
-# The canonical order of a set of keys, cached by the keys as given: the
-# same few parameter sets recur in every message of a kind.
-_ORDERS: dict[tuple[ParamKey, ...], list[ParamKey]] = {}
+# The canonical order of a set of keys with each key's line prefix (see
+# _layout), cached by the keys as given: the same few parameter sets recur
+# in every message of a kind.
+_ORDERS: dict[tuple[ParamKey, ...], list[tuple[ParamKey, str, str, bool]]] = {}
 
 # Formatted text of values by identity.  Values are immutable and the ones
 # that recur (an agent's constant R:/S:/L:, values interned by the parser)
