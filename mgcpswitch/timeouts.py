@@ -38,6 +38,7 @@ class Timeout:
 
     def cancel(self) -> None:
         self._pending.pop(self._key, None)
+        self.args = ()  # the holder of the handle may be one of them
 
 
 class TimeoutQueue:
