@@ -14,6 +14,7 @@ clock.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -166,33 +167,9 @@ class Line:
             raise ValueError(f"cannot dial {digits!r}")
         if self._ep.hook is Hook.ON:
             raise ValueError(f"{self.name} is on hook: no dialling")
-        result: Deferred[Any] = Deferred()
-        notifications: list[Notification] = []
-        ep = self._ep
-        gw = self._gw
-        events = [Event(EventName("D/" + d)) for d in digits]
-
-        def press(i: int) -> None:
-            if gw.stopped:
-                return
-            gw.user_activity(ep)
-            if gw.config.history_limit:
-                ep.note(f"digit {digits[i]}")
-            notification = ep.detect_event(events[i])
-            if notification is not None:
-                notifications.append(notification)
-            if i + 1 < len(events):
-                gw.timers.call_later(gap, press, i + 1)
-            elif notifications:
-                gatherResults([n.deferred() for n in notifications], consumeErrors=True).addCallbacks(
-                    lambda responses: result.callback(responses[-1]),
-                    lambda f: result.errback(f.value.subFailure),
-                )
-            else:
-                result.callback(None)
-
-        press(0)
-        return result
+        dialling = _Dialling(self._gw, self._ep, digits, gap)
+        dialling.press(0)
+        return dialling.result
 
     def event(self, name: str, *params: str) -> Deferred[Any]:
         """Any other event on the line (C{"G/ft"}, C{"L/p"}); fires like L{off_hook}."""
@@ -209,21 +186,67 @@ class Line:
         if predicate(self):
             return succeed(self)
         waiters = self._ep.waiters
-        entry: tuple[Callable[[Any], bool], Deferred[Line]]
-
-        def cancel(d: Deferred[Line]) -> None:
-            if entry in waiters:
-                waiters.remove(entry)
-
-        d: Deferred[Line] = Deferred(cancel)
-        entry = (predicate, d)
-        waiters.append(entry)
+        # The canceller finds the entry by its Deferred: a closure over the
+        # entry would make every wait a reference cycle.
+        d: Deferred[Line] = Deferred(partial(_forget, waiters))
+        waiters.append((predicate, d))
         return d
 
     def when_signal(self, name: str) -> Deferred[Line]:
         """Fires when signal C{name} (C{"L/rg"}, C{"G/rt"}) is playing on the line."""
         key = EventName.parse(name)
         return self.when(lambda line: key in line.signals)
+
+
+def _forget(waiters: list[tuple[Callable[[Any], bool], Deferred[Any]]], d: Deferred[Any]) -> None:
+    for i, (_, waiting) in enumerate(waiters):
+        if waiting is d:
+            del waiters[i]
+            return
+
+
+class _Dialling:
+    """
+    One C{Line.dial}: presses the digits on the gateway's timers.  A class,
+    not a closure that schedules itself, so that no reference cycle is left
+    behind for the garbage collector.
+    """
+
+    __slots__ = ("gw", "ep", "digits", "gap", "events", "notifications", "result")
+
+    def __init__(self, gw: Any, ep: Any, digits: str, gap: float) -> None:
+        self.gw = gw
+        self.ep = ep
+        self.digits = digits
+        self.gap = gap
+        self.events = [Event(EventName("D/" + d)) for d in digits]
+        self.notifications: list[Notification] = []
+        self.result: Deferred[Any] = Deferred()
+
+    def press(self, i: int) -> None:
+        gw, ep = self.gw, self.ep
+        if gw.stopped:
+            return
+        gw.user_activity(ep)
+        if gw.config.history_limit:
+            ep.note(f"digit {self.digits[i]}")
+        notification = ep.detect_event(self.events[i])
+        if notification is not None:
+            self.notifications.append(notification)
+        if i + 1 < len(self.events):
+            gw.timers.call_later(self.gap, self.press, i + 1)
+        elif self.notifications:
+            gatherResults([n.deferred() for n in self.notifications], consumeErrors=True).addCallbacks(
+                self._answered, self._failed
+            )
+        else:
+            self.result.callback(None)
+
+    def _answered(self, responses: list[Any]) -> None:
+        self.result.callback(responses[-1])
+
+    def _failed(self, failure: Any) -> None:
+        self.result.errback(failure.value.subFailure)
 
 
 def _answered(notification: Notification | None) -> Deferred[Any]:
