@@ -5,6 +5,8 @@ Conformance of the simulated gateway, one group per command (digest §2.1,
 
 from __future__ import annotations
 
+from twisted.trial.unittest import SynchronousTestCase
+
 from mgcpswitch.mgcp import (
     ConnectionMode, EndpointName, ParamCode as P, RestartMethod, SessionDescription, decode,
 )
@@ -442,3 +444,33 @@ class Misc(GatewayTestCase):
         self.assertEqual([m.transaction_id for m, _ in self.h.agent.received[-2:]], [501, 502])
         self.assertTrue(all(isinstance(m, type(crcx)) for m, _ in self.h.agent.received[-2:]))
         self.assertEqual(len(decode(self.h.agent.datagrams[-1])), 1)
+
+
+class DollarExpansion(SynchronousTestCase):
+    """C{@$} in an encapsulated request, as the endpoint rewrites it (§2.1.7)."""
+
+    def test_expanded_everywhere_and_shared_when_absent(self) -> None:
+        """
+        Every C{@$} becomes the connection id, in R:, S: and in embedded
+        requests; a request without C{@$} comes back as the same object, so
+        that lines armed with it share one compiled request.
+        """
+        from mgcpswitch.gateway.requests import compile_requested, expand_dollar
+        from mgcpswitch.mgcp._values import parse_requested_events, parse_signal_requests
+
+        requested = parse_requested_events("L/hu(N), G/ft@$(N), L/hf(E(R(G/ft@$(N)), S(G/rt@$)))")
+        signals = parse_signal_requests("G/rt@$, L/dl")
+        r, s = expand_dollar(requested, signals, "A7")
+        self.assertEqual(
+            (parse_requested_events("L/hu(N), G/ft@A7(N), L/hf(E(R(G/ft@A7(N)), S(G/rt@A7)))"),
+             parse_signal_requests("G/rt@A7, L/dl")),
+            (r, s),
+        )
+        plain = parse_requested_events("L/hu(N), L/hf(E(R(L/hu), S(L/dl)))")
+        tones = parse_signal_requests("L/rg")
+        r, s = expand_dollar(plain, tones, "A7")
+        self.assertIs(r, plain)
+        self.assertIs(s, tones)
+        connections = {"A7": True}
+        self.assertIs(compile_requested(plain, connections, None, False),
+                      compile_requested(plain, {}, None, False))

@@ -15,6 +15,7 @@ remote descriptor, 401/402 hook preconditions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping
 
 from ..mgcp import (
@@ -114,6 +115,7 @@ def _range_symbols(text: str) -> frozenset[str]:
     return frozenset(out)
 
 
+@lru_cache(maxsize=1024)
 def _event_pattern(name: EventName) -> tuple[frozenset[str] | None, frozenset[str] | None]:
     """
     The packages and names an event name covers, checked against the
@@ -192,8 +194,24 @@ def compile_requested(
                 error = hook_error(found[1].event_hook, hook, f"requesting {name}")
                 if error is not None:
                     raise error
-        out.append(Matcher(packages, names, name.connection, item))
-    return tuple(out)
+        out.append((packages, names, name.connection, item))
+    # What was checked depends on the line; what is compiled only on the
+    # request: lines armed with the same (interned) request share one
+    # tuple of matchers, instead of each holding its own for the garbage
+    # collector to scan.
+    hit = _COMPILED.get(id(requested))
+    if hit is not None and hit[0] is requested:
+        return hit[1]
+    matchers = tuple(Matcher(*fields) for fields in out)
+    if len(_COMPILED) >= 1024:
+        _COMPILED.clear()
+    _COMPILED[id(requested)] = (requested, matchers)
+    return matchers
+
+
+# id(request) -> (request, its matchers); the entry holds the request, so
+# its id is not reused while the entry lives.
+_COMPILED: dict[int, tuple[tuple[RequestedEvent, ...], tuple[Matcher, ...]]] = {}
 
 
 _DIGIT_MAP_EVENTS = frozenset(DIGITS) | {"T"}
@@ -312,22 +330,37 @@ def _expand_name(name: EventName, dollar: str) -> EventName:
 def expand_dollar(
     requested: tuple[RequestedEvent, ...], signals: tuple[SignalRequest, ...], dollar: str
 ) -> tuple[tuple[RequestedEvent, ...], tuple[SignalRequest, ...]]:
-    """Replace C{@$} by the connection being created or modified (§2.1.7), once."""
-    def events(items: tuple[RequestedEvent, ...]) -> tuple[RequestedEvent, ...]:
-        out = []
-        for item in items:
-            actions = tuple(
-                EmbeddedRequest(
-                    events(a.requested_events),
-                    sigs(a.signal_requests),
-                    a.digit_map,
-                ) if isinstance(a, EmbeddedRequest) else a
-                for a in item.actions
-            )
-            out.append(RequestedEvent(_expand_name(item.name, dollar), actions, item.params))
-        return tuple(out)
+    """
+    Replace C{@$} by the connection being created or modified (§2.1.7),
+    once.  What holds no C{@$} is returned as it came: the same (interned)
+    values, so compiled requests are shared across lines.
+    """
+    return _expand_events(requested, dollar), _expand_signals(signals, dollar)
 
-    def sigs(items: tuple[SignalRequest, ...]) -> tuple[SignalRequest, ...]:
-        return tuple(SignalRequest(_expand_name(s.name, dollar), s.params) for s in items)
 
-    return events(requested), sigs(signals)
+def _expand_events(items: tuple[RequestedEvent, ...], dollar: str) -> tuple[RequestedEvent, ...]:
+    out = []
+    for item in items:
+        actions = tuple(
+            _expand_embedded(a, dollar) if isinstance(a, EmbeddedRequest) else a for a in item.actions
+        )
+        name = _expand_name(item.name, dollar)
+        if name is item.name and all(a is b for a, b in zip(actions, item.actions)):
+            out.append(item)
+        else:
+            out.append(RequestedEvent(name, actions, item.params))
+    return items if all(a is b for a, b in zip(out, items)) else tuple(out)
+
+
+def _expand_embedded(embedded: EmbeddedRequest, dollar: str) -> EmbeddedRequest:
+    requested = _expand_events(embedded.requested_events, dollar)
+    signals = _expand_signals(embedded.signal_requests, dollar)
+    if requested is embedded.requested_events and signals is embedded.signal_requests:
+        return embedded
+    return EmbeddedRequest(requested, signals, embedded.digit_map)
+
+
+def _expand_signals(items: tuple[SignalRequest, ...], dollar: str) -> tuple[SignalRequest, ...]:
+    if all(s.name.connection != "$" for s in items):
+        return items
+    return tuple(SignalRequest(_expand_name(s.name, dollar), s.params) for s in items)
