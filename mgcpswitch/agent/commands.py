@@ -77,10 +77,24 @@ def rqnt(
     signals: tuple = NO_SIGNALS,  # type: ignore[type-arg]
     digit_map: Optional[DigitMap] = None,
 ) -> Command:
-    items = {P.REQUEST_ID: request_id, P.REQUESTED_EVENTS: events, P.SIGNAL_REQUESTS: signals}
-    if digit_map is not None:
-        items[P.DIGIT_MAP] = digit_map
-    return _command(Verb.RQNT, txid, endpoint, items)
+    return _command(Verb.RQNT, txid, endpoint, _request({}, request_id, events, signals, digit_map))
+
+
+def _request(
+    items: dict,  # type: ignore[type-arg]
+    request_id: Optional[str],
+    events: tuple,  # type: ignore[type-arg]
+    signals: tuple,  # type: ignore[type-arg]
+    digit_map: Optional[DigitMap] = None,
+) -> dict:  # type: ignore[type-arg]
+    """Add a notification request (X:, R:, S:, D:) to a command's parameters, if there is one."""
+    if request_id is not None:
+        items[P.REQUEST_ID] = request_id
+        items[P.REQUESTED_EVENTS] = events
+        items[P.SIGNAL_REQUESTS] = signals
+        if digit_map is not None:
+            items[P.DIGIT_MAP] = digit_map
+    return items
 
 
 def crcx(
@@ -95,11 +109,7 @@ def crcx(
     signals: tuple = (),  # type: ignore[type-arg]
 ) -> Command:
     items = {P.CALL_ID: call_id, P.LOCAL_CONNECTION_OPTIONS: options, P.CONNECTION_MODE: mode}
-    if request_id is not None:
-        items[P.REQUEST_ID] = request_id
-        items[P.REQUESTED_EVENTS] = events
-        items[P.SIGNAL_REQUESTS] = signals
-    return _command(Verb.CRCX, txid, endpoint, items, sdp)
+    return _command(Verb.CRCX, txid, endpoint, _request(items, request_id, events, signals), sdp)
 
 
 def mdcx(
@@ -114,11 +124,7 @@ def mdcx(
     signals: tuple = (),  # type: ignore[type-arg]
 ) -> Command:
     items = {P.CALL_ID: call_id, P.CONNECTION_ID: (connection_id,), P.CONNECTION_MODE: mode}
-    if request_id is not None:
-        items[P.REQUEST_ID] = request_id
-        items[P.REQUESTED_EVENTS] = events
-        items[P.SIGNAL_REQUESTS] = signals
-    return _command(Verb.MDCX, txid, endpoint, items, sdp)
+    return _command(Verb.MDCX, txid, endpoint, _request(items, request_id, events, signals), sdp)
 
 
 def dlcx(
@@ -141,13 +147,7 @@ def dlcx(
         items[P.CALL_ID] = call_id
     if connection_id is not None:
         items[P.CONNECTION_ID] = (connection_id,)
-    if request_id is not None:
-        items[P.REQUEST_ID] = request_id
-        items[P.REQUESTED_EVENTS] = events
-        items[P.SIGNAL_REQUESTS] = signals
-        if digit_map is not None:
-            items[P.DIGIT_MAP] = digit_map
-    return _command(Verb.DLCX, txid, endpoint, items)
+    return _command(Verb.DLCX, txid, endpoint, _request(items, request_id, events, signals, digit_map))
 
 
 def auep(txid: int, endpoint: EndpointName, info: tuple[ParamCode, ...] = AUDIT_INFO) -> Command:
