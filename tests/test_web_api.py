@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import tempfile
 from typing import Any
 
@@ -25,10 +24,10 @@ from mgcpswitch.errors import CallControlError, TransactionFailed, TransactionTi
 from mgcpswitch.mgcp import Command, Response
 from mgcpswitch.web import WebSettings, make_site
 from mgcpswitch.web.api import EventsResource, EventStream
-from mgcpswitch.web.auth import PasswordFileError, hash_password
+from mgcpswitch.web.auth import PasswordFileError
 
 from .support.fake_control import GW1, GW2, FakeCallControl
-from .support.web import Answer
+from .support.web import CHALLENGES, Answer, users_file
 
 A1, A2, A3, A4 = (f"aaln/{n}@{GW1}" for n in (1, 2, 3, 4))
 
@@ -536,19 +535,12 @@ def _basic(user: str, password: str) -> dict[str, str]:
 
 class Auth(WebCase):
     def setUp(self) -> None:
-        directory = tempfile.mkdtemp()
-        self.addCleanup(lambda: [os.remove(os.path.join(directory, "users")), os.rmdir(directory)])
-        users = os.path.join(directory, "users")
-        with open(users, "w") as f:
-            f.write("# admins\n\nalice:" + hash_password("wonderland", iterations=1000) + "\n")
-        self.settings = WebSettings(users_file=users, tokens=("s3cret-token",))
+        self.settings = WebSettings(users_file=users_file(self), tokens=("s3cret-token",))
         super().setUp()
 
     def assertRefused(self, answer: Answer, reason: str) -> None:
         self.assertError(answer, 401, "unauthorized", reason)
-        self.assertEqual(
-            answer.headers.getRawHeaders("www-authenticate"), ['Basic realm="mgcpswitch"', 'Bearer realm="mgcpswitch"']
-        )
+        self.assertEqual(answer.headers.getRawHeaders("www-authenticate"), CHALLENGES)
 
     def test_required(self) -> None:
         """Every path asks for credentials: API, page, metrics, events."""

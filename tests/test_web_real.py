@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
-import tempfile
 from typing import Any, Callable
 from urllib.parse import quote
 
@@ -28,10 +25,9 @@ from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import SynchronousTestCase
 
 from mgcpswitch.web import WebSettings, make_site
-from mgcpswitch.web.auth import hash_password
 
 from .support.switch import Switch
-from .support.web import Answer
+from .support.web import CHALLENGES, Answer, users_file
 
 A, B = "aaln/1@rgw1", "aaln/2@rgw2"  # directory numbers 1001 and 2002
 NUMBERS = [f"100{n}" for n in range(1, 9)] + [f"200{n}" for n in range(1, 9)]
@@ -661,19 +657,12 @@ def _basic(user: str, password: str) -> dict[str, str]:
 
 class Authentication(RealCase):
     def setUp(self) -> None:
-        directory = tempfile.mkdtemp(prefix="mgcpswitch-users-")
-        self.addCleanup(shutil.rmtree, directory, True)
-        users = os.path.join(directory, "users")
-        with open(users, "w") as f:
-            f.write("# the admins\nalice:" + hash_password("wonderland", iterations=1000) + "\n")
-        self.settings = WebSettings(users_file=users, tokens=("s3cret-token",))
+        self.settings = WebSettings(users_file=users_file(self), tokens=("s3cret-token",))
         super().setUp()
 
     def assertRefused(self, answer: Answer, reason: str) -> None:
         self.assertError(answer, 401, "unauthorized", reason)
-        self.assertEqual(
-            answer.headers.getRawHeaders("www-authenticate"), ['Basic realm="mgcpswitch"', 'Bearer realm="mgcpswitch"']
-        )
+        self.assertEqual(answer.headers.getRawHeaders("www-authenticate"), CHALLENGES)
 
     def test_required(self) -> None:
         """Without credentials every path is refused and call control is not touched."""
