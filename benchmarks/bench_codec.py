@@ -51,13 +51,12 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+from _common import cpu_model, git_revision, machine_busy_ticks  # the benchmarks' shared helpers (stdlib only)
+
 
 try:
     from mgcpswitch.mgcp import decode, encode
@@ -352,38 +351,6 @@ def bench_baseline(pools: dict[str, list[bytes]], n: int, timer: Timer, log) -> 
 # The machine.
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _busy_jiffies() -> int | None:
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-    return sum(fields[:8]) - idle
-
-
-def _git_revision() -> str:
-    try:
-        rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--", "mgcpswitch/mgcp"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (rev or "unknown") + (" (mgcpswitch/mgcp modified)" if dirty else "")
-
-
 def machine() -> dict:
     return {
         "python": sys.version.replace("\n", " "),
@@ -391,10 +358,10 @@ def machine() -> dict:
         "executable": sys.executable,
         "platform": platform.platform(),
         "machine": platform.machine(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "codec_revision": _git_revision(),
+        "codec_revision": git_revision(),
     }
 
 
@@ -469,14 +436,14 @@ def main() -> int:
         sys.stdout.flush()
 
     pools = make_pools(args.pool)
-    busy0, cpu0, wall0 = _busy_jiffies(), os.times(), time.monotonic()
+    busy0, cpu0, wall0 = machine_busy_ticks(), os.times(), time.monotonic()
     log = (lambda r: print("  measured " + _row(r).strip(), file=sys.stderr, flush=True))
 
     empty = timer.measure(_empty_loop, lambda: fresh_copies(pools["crcx_sdp"], n))
     codec = [] if CODEC_ERROR else bench_codec(pools, n, timer, log)
     baseline = bench_baseline(pools, n, timer, log)
 
-    busy1, cpu1, wall1 = _busy_jiffies(), os.times(), time.monotonic()
+    busy1, cpu1, wall1 = machine_busy_ticks(), os.times(), time.monotonic()
     other = None
     if busy0 is not None and busy1 is not None:
         hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
