@@ -76,7 +76,7 @@ from .connection import (
     merge_options,
     negotiate,
 )
-from .endpoint import Endpoint, Notification
+from .endpoint import Endpoint, Notification, RequestPlan
 from .audit import audit_connection, audit_endpoints
 from .faults import FaultyGatewayProtocol
 from .line import Line
@@ -458,6 +458,20 @@ class SimulatedGateway:
             ep.commit(plan)
         return Response(_OK, command.transaction_id, "OK"), endpoints
 
+    def _commit_request(
+        self, ep: Endpoint, params: Any, bearer: tuple[tuple[str, str], ...] | None, plan: RequestPlan | None
+    ) -> None:
+        """
+        The rest of a checked CRCX, MDCX or DLCX: its bearer information,
+        its encapsulated notification request, or else its bare C{N:}.
+        """
+        if bearer is not None:
+            ep.bearer = bearer
+        if plan is not None:
+            ep.commit(plan)
+        elif P.NOTIFIED_ENTITY in params:
+            self.set_notified_entity(ep, params[P.NOTIFIED_ENTITY])
+
     def _pick(self, name: EndpointName) -> Endpoint:
         """C{$}: an in-service endpoint without connections (410 when none, §2.3.5)."""
         if name.domain.lower() != self._domain_key:
@@ -510,12 +524,7 @@ class SimulatedGateway:
             raise _error(403, f"no RTP port: {e}") from None
         conn.build_local_sdp(config.media_address)
         ep.connections[cid] = conn
-        if bearer is not None:
-            ep.bearer = bearer
-        if plan is not None:
-            ep.commit(plan)
-        elif P.NOTIFIED_ENTITY in params:
-            self.set_notified_entity(ep, params[P.NOTIFIED_ENTITY])
+        self._commit_request(ep, params, bearer, plan)
         if config.media:
             conn.update_media(self.clock, True)
         if config.history_limit:
@@ -575,12 +584,7 @@ class SimulatedGateway:
         conn.negotiated = negotiated
         if renegotiated:
             conn.build_local_sdp(self.config.media_address)
-        if bearer is not None:
-            ep.bearer = bearer
-        if plan is not None:
-            ep.commit(plan)
-        elif P.NOTIFIED_ENTITY in params:
-            self.set_notified_entity(ep, params[P.NOTIFIED_ENTITY])
+        self._commit_request(ep, params, bearer, plan)
         if self.config.media:
             conn.update_media(self.clock, True)
         if self.config.history_limit:
@@ -606,12 +610,7 @@ class SimulatedGateway:
             bearer = self._bearer(params)
             statistics = conn.statistics()
             self.release_connection(ep, conn)
-            if bearer is not None:
-                ep.bearer = bearer
-            if plan is not None:
-                ep.commit(plan)
-            elif P.NOTIFIED_ENTITY in params:
-                self.set_notified_entity(ep, params[P.NOTIFIED_ENTITY])
+            self._commit_request(ep, params, bearer, plan)
             return Response.create(250, txid, "Connection deleted", connection_parameters=statistics), [ep]
         # Several connections (§2.3.9): by call and/or endpoint; no encapsulation.
         if not _ENCAPSULATED.isdisjoint(params):
