@@ -6,7 +6,6 @@ every route, every error path, authentication required and refused.
 
 from __future__ import annotations
 
-import base64
 import json
 import tempfile
 from typing import Any
@@ -27,7 +26,7 @@ from mgcpswitch.web.api import EventsResource, EventStream
 from mgcpswitch.web.auth import PasswordFileError
 
 from .support.fake_control import GW1, GW2, FakeCallControl
-from .support.web import CHALLENGES, Answer, users_file
+from .support.web import TOKEN, Answer, AuthSetup, basic
 
 A1, A2, A3, A4 = (f"aaln/{n}@{GW1}" for n in (1, 2, 3, 4))
 
@@ -529,19 +528,7 @@ class Metrics(WebCase):
         self.assertError(self.request("POST", "/metrics"), 405, "method-not-allowed")
 
 
-def _basic(user: str, password: str) -> dict[str, str]:
-    return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-class Auth(WebCase):
-    def setUp(self) -> None:
-        self.settings = WebSettings(users_file=users_file(self), tokens=("s3cret-token",))
-        super().setUp()
-
-    def assertRefused(self, answer: Answer, reason: str) -> None:
-        self.assertError(answer, 401, "unauthorized", reason)
-        self.assertEqual(answer.headers.getRawHeaders("www-authenticate"), CHALLENGES)
-
+class Auth(AuthSetup, WebCase):
     def test_required(self) -> None:
         """Every path asks for credentials: API, page, metrics, events."""
         for path in ("/api/gateways", "/", "/static/app.js", "/metrics", "/api/events", "/nope"):
@@ -550,12 +537,12 @@ class Auth(WebCase):
         self.assertEqual(self.fake.actions, [])
         self.assertEqual(self.fake.observers, [])
 
-    def test_basic(self) -> None:
+    def testbasic(self) -> None:
         """A good user and password pass; a bad password or user does not."""
-        self.assertEqual(self.request("GET", "/api/gateways", headers=_basic("alice", "wonderland")).code, 200)
-        self.assertEqual(self.request("GET", "/", headers=_basic("alice", "wonderland")).code, 200)
-        self.assertRefused(self.request("GET", "/api/gateways", headers=_basic("alice", "nope")), "bad credentials")
-        self.assertRefused(self.request("GET", "/api/gateways", headers=_basic("bob", "wonderland")),
+        self.assertEqual(self.request("GET", "/api/gateways", headers=basic("alice", "wonderland")).code, 200)
+        self.assertEqual(self.request("GET", "/", headers=basic("alice", "wonderland")).code, 200)
+        self.assertRefused(self.request("GET", "/api/gateways", headers=basic("alice", "nope")), "bad credentials")
+        self.assertRefused(self.request("GET", "/api/gateways", headers=basic("bob", "wonderland")),
                            "bad credentials")
         self.assertRefused(self.request("GET", "/api", headers={"authorization": "Basic !!!"}), "malformed")
 
@@ -566,7 +553,7 @@ class Auth(WebCase):
 
     def test_bearer(self) -> None:
         """A configured token passes; another does not."""
-        good = {"authorization": "Bearer s3cret-token"}
+        good = {"authorization": "Bearer " + TOKEN}
         self.assertEqual(self.request("GET", "/api/calls", headers=good).code, 200)
         self.assertEqual(self.request("GET", "/metrics", headers=good).code, 200)
         self.assertRefused(self.request("GET", "/api/calls", headers={"authorization": "Bearer s3cret"}),
@@ -582,4 +569,4 @@ class Auth(WebCase):
         answer = self.request("GET", "/api/calls")
         self.assertEqual(answer.headers.getRawHeaders("www-authenticate"), ['Bearer realm="mgcpswitch"'])
         self.assertEqual(self.request("GET", "/api/calls", headers={"authorization": "Bearer t2"}).code, 200)
-        self.assertEqual(self.request("GET", "/api/calls", headers=_basic("alice", "wonderland")).code, 401)
+        self.assertEqual(self.request("GET", "/api/calls", headers=basic("alice", "wonderland")).code, 401)

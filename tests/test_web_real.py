@@ -14,7 +14,6 @@ switch's clock is advanced (L{RealCase.request}); nothing sleeps.
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any, Callable
 from urllib.parse import quote
@@ -27,7 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from mgcpswitch.web import WebSettings, make_site
 
 from .support.switch import Switch
-from .support.web import CHALLENGES, Answer, users_file
+from .support.web import TOKEN, Answer, AuthSetup, basic
 
 A, B = "aaln/1@rgw1", "aaln/2@rgw2"  # directory numbers 1001 and 2002
 NUMBERS = [f"100{n}" for n in range(1, 9)] + [f"200{n}" for n in range(1, 9)]
@@ -651,19 +650,7 @@ class Errors(RealCase):
         self.assertIdle()
 
 
-def _basic(user: str, password: str) -> dict[str, str]:
-    return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-class Authentication(RealCase):
-    def setUp(self) -> None:
-        self.settings = WebSettings(users_file=users_file(self), tokens=("s3cret-token",))
-        super().setUp()
-
-    def assertRefused(self, answer: Answer, reason: str) -> None:
-        self.assertError(answer, 401, "unauthorized", reason)
-        self.assertEqual(answer.headers.getRawHeaders("www-authenticate"), CHALLENGES)
-
+class Authentication(AuthSetup, RealCase):
     def test_required(self) -> None:
         """Without credentials every path is refused and call control is not touched."""
         before = self.switch.control.transaction_stats()["counters"]
@@ -680,9 +667,9 @@ class Authentication(RealCase):
 
     def test_refused(self) -> None:
         """Wrong password, unknown user, wrong token, malformed or unknown scheme: 401, nothing done."""
-        self.assertRefused(self.post("/api/calls", {"from": A, "to": B}, headers=_basic("alice", "nope")),
+        self.assertRefused(self.post("/api/calls", {"from": A, "to": B}, headers=basic("alice", "nope")),
                            "bad credentials")
-        self.assertRefused(self.post("/api/calls", {"from": A, "to": B}, headers=_basic("bob", "wonderland")),
+        self.assertRefused(self.post("/api/calls", {"from": A, "to": B}, headers=basic("bob", "wonderland")),
                            "bad credentials")
         self.assertRefused(self.request("DELETE", "/api/calls/x", headers={"authorization": "Bearer s3cret"}),
                            "bad credentials")
@@ -694,7 +681,7 @@ class Authentication(RealCase):
 
     def test_basic_user_places_and_ends_a_call(self) -> None:
         """With a users file, Basic credentials read the switch and act on it."""
-        auth = _basic("alice", "wonderland")
+        auth = basic("alice", "wonderland")
         gateways = self.get("/api/gateways", headers=auth)["gateways"]
         self.assertEqual({g["state"] for g in gateways}, {"up"})
         answer = self.post("/api/calls", {"from": A, "to": B}, auth=("alice", "wonderland"))
@@ -707,7 +694,7 @@ class Authentication(RealCase):
 
     def test_token(self) -> None:
         """A bearer token reads and acts; /metrics and the page too."""
-        good = {"authorization": "Bearer s3cret-token"}
+        good = {"authorization": "Bearer " + TOKEN}
         self.assertEqual(self.get("/api/stats", headers=good)["endpoints"], {"total": 16, "registered": 16})
         self.assertEqual(self.request("GET", "/metrics", headers=good).code, 200)
         self.assertEqual(self.request("GET", "/", headers=good).code, 200)

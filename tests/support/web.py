@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import tempfile
 from typing import Any
 
+from mgcpswitch.web import WebSettings
 from mgcpswitch.web.auth import hash_password
 
 
@@ -31,6 +33,27 @@ class Answer:
 
 #: What a 401 from the admin offers, in order.
 CHALLENGES = ['Basic realm="mgcpswitch"', 'Bearer realm="mgcpswitch"']
+TOKEN = "s3cret-token"
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    """The headers of an HTTP Basic request."""
+    return {"authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+class AuthSetup:
+    """
+    Mixed in before a web test case: its admin requires credentials (the
+    users file below, or the bearer token L{TOKEN}).
+    """
+
+    def setUp(self) -> None:
+        self.settings = WebSettings(users_file=users_file(self), tokens=(TOKEN,))
+        super().setUp()  # type: ignore[misc]
+
+    def assertRefused(self, answer: Answer, reason: str) -> None:  # noqa: N802
+        self.assertError(answer, 401, "unauthorized", reason)  # type: ignore[attr-defined]
+        self.assertEqual(answer.headers.getRawHeaders("www-authenticate"), CHALLENGES)  # type: ignore[attr-defined]
 
 
 def users_file(testcase: Any) -> str:
