@@ -21,6 +21,7 @@ __all__ = [
     "IGatewayProfile",
     "IDialPlanFactory",
     "ICallObserverFactory",
+    "IStore",
 ]
 
 
@@ -196,3 +197,37 @@ class ICallObserverFactory(Interface):
 
     def build(settings, context):  # type: ignore[no-untyped-def]
         """@return: an L{ICallObserver}; may also provide IService to be started."""
+
+
+# ---------------------------------------------------------------------------
+# The store: what must survive a restart of the call agent or move to
+# another one.
+
+
+class IStore(Interface):
+    """
+    Where call control records what must outlive it: gateway
+    registrations, a checkpoint of each call when it is answered, and each
+    call's record (CDR) when it ends.  Writes are queued and written in
+    batches (never one per message on the hot path), so each method
+    returns at once; L{flush} says when what was queued is durable.
+    """
+
+    def gateway_changed(record):  # type: ignore[no-untyped-def]
+        """A gateway's registration changed (a L{mgcpswitch.agent.model.GatewayRecord})."""
+
+    def call_answered(checkpoint):  # type: ignore[no-untyped-def]
+        """A call is talking (a L{mgcpswitch.agent.model.CallCheckpoint}): its legs and connections."""
+
+    def call_ended(record):  # type: ignore[no-untyped-def]
+        """A call ended (its L{mgcpswitch.agent.model.CallRecord}); its checkpoint goes."""
+
+    def load():  # type: ignore[no-untyped-def]
+        """
+        A Deferred firing with the L{mgcpswitch.agent.model.StoredState}:
+        the gateways and the calls that were talking, for an agent that
+        starts (or takes over) after another stopped.
+        """
+
+    def flush():  # type: ignore[no-untyped-def]
+        """A Deferred firing when everything queued so far is written."""

@@ -12,7 +12,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from mgcpswitch.agent.model import CallState, GatewayState, LineState, ReleaseCause
+from mgcpswitch.agent.model import CallState, GatewayState, Hook, LineState, ReleaseCause
 from mgcpswitch.errors import CallControlError
 from mgcpswitch.interfaces import ICallControl, ICommandHandler, IPeerListener
 from mgcpswitch.mgcp import Command, ConnectionMode, RestartMethod, Verb, decode, encode
@@ -97,7 +97,7 @@ class BasicCall(Base):
         self.assertEqual(conn_a.call_id, conn_b.call_id)
         self.assertFalse(caller.signals)
         self.assertEqual(s.line(A).state, LineState.CONNECTED)
-        [call] = s.control.list_calls()
+        [call] = s.service.list_calls()
         self.assertEqual(call.state, CallState.CONNECTED)
         caller.on_hook()
         s.run(0.5)
@@ -173,7 +173,7 @@ class BasicCall(Base):
         dialling = s.phone("1001")
         dialling.off_hook()
         s.run(0.5)
-        d = s.control.originate(A, B)
+        d = s.service.originate(A, B)
         s.run(0.5)
         self.failureResultOf(d, CallControlError)
         self.assertIn("L/dl", dialling.signals)  # left alone
@@ -422,7 +422,7 @@ class Operator(Base):
     def test_originate_rings_first_then_second(self) -> None:
         """originate(a, b) rings a; when a answers, b rings; b answers: connected."""
         s = self.switch
-        d = s.control.originate(A, B)
+        d = s.service.originate(A, B)
         s.run(0.5)
         call_id = self.successResultOf(d)
         first, second = s.phone("1001"), s.phone("2003")
@@ -433,8 +433,8 @@ class Operator(Base):
         self.assertTrue(second.ringing)
         second.off_hook()
         s.run(0.5)
-        self.assertEqual(s.control.get_call(call_id).state, CallState.CONNECTED)
-        hung = s.control.hangup(call_id)
+        self.assertEqual(s.service.get_call(call_id).state, CallState.CONNECTED)
+        hung = s.service.hangup(call_id)
         s.run(0.5)
         self.successResultOf(hung)
         self.assertEqual(first.connections + second.connections, ())
@@ -452,14 +452,14 @@ class Operator(Base):
         s = self.switch
         first, second = s.phone("1001"), s.phone("2003")
         first.off_hook()  # its NTFY is still on the way when we ring
-        d = s.control.originate(A, B)
+        d = s.service.originate(A, B)
         s.run(1.0)
         call_id = self.successResultOf(d)
         self.assertTrue(second.ringing)
         self.assertIn("G/rt", first.signals)
         second.off_hook()
         s.run(0.5)
-        self.assertEqual(s.control.get_call(call_id).state, CallState.CONNECTED)
+        self.assertEqual(s.service.get_call(call_id).state, CallState.CONNECTED)
         first.on_hook()
         s.run(0.5)
         second.on_hook()
@@ -469,31 +469,31 @@ class Operator(Base):
     def test_originate_refusals(self) -> None:
         """Unknown or busy endpoints are refused with CallControlError."""
         s = self.switch
-        self.failureResultOf(s.control.originate("aaln/9@rgw1", B), CallControlError)
+        self.failureResultOf(s.service.originate("aaln/9@rgw1", B), CallControlError)
         s.phone("2003").off_hook()
         s.run(0.5)
-        self.failureResultOf(s.control.originate(A, B), CallControlError)
-        self.failureResultOf(s.control.hangup("nosuchcall"), CallControlError)
+        self.failureResultOf(s.service.originate(A, B), CallControlError)
+        self.failureResultOf(s.service.hangup("nosuchcall"), CallControlError)
 
     def test_audit_endpoint(self) -> None:
         """audit_endpoint sends AUEP and reports the hook state the gateway gives."""
         s = self.switch
         s.phone("1001").off_hook()
         s.run(0.5)
-        d = s.control.audit_endpoint(A)
+        d = s.service.audit_endpoint(A)
         s.run(0.5)
-        self.assertEqual(self.successResultOf(d).hook, "off")
+        self.assertEqual(self.successResultOf(d).hook, Hook.OFF)
 
     def test_gateway_out_of_service(self) -> None:
         """A gateway taken out of service takes no new calls; back in, it is audited."""
         s = self.switch
-        d = s.control.set_gateway_in_service("rgw2", False)
+        d = s.service.set_gateway_in_service("rgw2", False)
         self.assertEqual(self.successResultOf(d).state, GatewayState.OUT_OF_SERVICE)
         caller = self.dial("1001", "2003")
         self.assertIn("L/bz", caller.signals)
         caller.on_hook()
         s.run(0.5)
-        s.control.set_gateway_in_service("rgw2", True)
+        s.service.set_gateway_in_service("rgw2", True)
         s.run(1.0)
         self.assertEqual(s.control.gateway("rgw2").state, GatewayState.UP)
         self.assertIdle()
@@ -502,8 +502,8 @@ class Operator(Base):
         """get_call returns the call's MGCP messages, in order, as text."""
         s = self.switch
         caller = self.dial("1001", "2003")
-        [call] = s.control.list_calls()
-        view = s.control.get_call(call.call_id)
+        [call] = s.service.list_calls()
+        view = s.service.get_call(call.call_id)
         summaries = [e.summary.split()[0] for e in view.ladder]
         self.assertEqual(summaries[:2], ["CRCX", "200"])
         self.assertIn("MDCX", summaries)

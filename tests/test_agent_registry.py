@@ -143,14 +143,14 @@ class RestartMethods(SynchronousTestCase):
         s.network.latency = 0.05
         in_flight = []
 
-        original = s.control._send
+        original = s.control.registry.send
 
-        def counting(gateway: Any, command: Any, call: Any = None) -> Any:
+        def counting(gateway: Any, command: Any) -> Any:
             if command.verb is Verb.AUEP:
                 in_flight.append(gateway.audits_in_flight)
-            return original(gateway, command, call)
+            return original(gateway, command)
 
-        s.control._send = counting  # observe the agent's own bookkeeping
+        s.control.registry.send = counting  # type: ignore[method-assign]  # observe the registry's bookkeeping
         s.gw1.protocol.send_command(Command.create(Verb.RSIP, 0, "*@rgw1", restart_method="restart"),
                                     ("127.0.0.1", 2727))
         s.run(3.0)
@@ -188,14 +188,10 @@ class Liveness(SynchronousTestCase):
 class DynamicGateways(SynchronousTestCase):
     def test_unconfigured_gateway_is_learned_when_allowed(self) -> None:
         """With dynamic_gateways = yes a new gateway registers: endpoints discovered, audited, armed."""
-        from dataclasses import replace
-
         from mgcpswitch.gateway import GatewayConfig, SimulatedGateway
 
-        s = Switch(lines=2, start=False)
+        s = Switch(lines=2, dynamic=True)
         self.addCleanup(s.stop)
-        s.control._switch = replace(s.control._switch, dynamic_gateways=True)
-        s.start()
         extra = SimulatedGateway(s.reactor, GatewayConfig(
             domain="rgw9", lines=3, port=2427, interface="127.0.0.9",
             call_agent=("127.0.0.1", 2727), restart_delay=0.0,
@@ -203,7 +199,7 @@ class DynamicGateways(SynchronousTestCase):
         extra.start()
         self.addCleanup(extra.stop)
         s.run(2.0)
-        view = s.control.get_gateway("rgw9")
+        view = s.service.get_gateway("rgw9")
         self.assertEqual((view.state, view.endpoints, view.host), (GatewayState.UP, 3, "127.0.0.9"))
         self.assertEqual(s.line("aaln/3@rgw9").state, LineState.IDLE)
         self.assertEqual([str(r.name) for r in extra.line(3).requested_events], ["L/hd"])
@@ -221,5 +217,5 @@ class DynamicGateways(SynchronousTestCase):
         extra.start()
         self.addCleanup(extra.stop)
         s.run(2.0)
-        self.assertIsNone(s.control.get_gateway("rgw9"))
+        self.assertIsNone(s.service.get_gateway("rgw9"))
         self.assertGreater(s.control.counters["dropped_unknown_source"], 0)

@@ -18,6 +18,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from mgcpswitch import ctl
+from mgcpswitch.agent.model import Hook
 
 from .support.live import LiveSwitch
 
@@ -186,7 +187,7 @@ class Errors(RealSwitchCase):
         self.assertEqual((code, err), (1, "mgcpctl: the switch refused (404): unknown gateway 'rgw9'\n"))
         # A line off hook (dialling) cannot be called from.
         switch.phone(A).off_hook()
-        await switch.wait_until(lambda: switch.control.get_endpoint(A).hook == "off", what=f"{A} off hook")
+        await switch.wait_until(lambda: switch.control.get_endpoint(A).hook is Hook.OFF, what=f"{A} off hook")
         code, _, err = await self.ctl("call", A, B)
         self.assertEqual(code, 1)
         self.assertIn(f"(409): {A} is busy or out of service", err)

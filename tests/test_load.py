@@ -170,7 +170,7 @@ class Run(SynchronousTestCase):
         options = LoadOptions(rate=10, duration=2.0, warmup=0.0, hold=0.1, agent_pid=None,
                               progress_interval=0, gc_freeze=False)
         report = self.drive(
-            options, before=lambda: self.service.control.set_gateway_in_service("lg2", False)
+            options, before=lambda: self.service.set_gateway_in_service("lg2", False)
         )
         self.assertEqual(report.attempted, 20)
         self.assertEqual(report.completed + report.failed, 20)

@@ -70,7 +70,7 @@ gateways = udp1, udp2
         self.switch = build_switch(reactor, self.settings, web=False)
         self.switch.startService()
         self.addCleanup(self.switch.stopService)
-        self.control = self.switch.getServiceNamed("call-control").control
+        self.control = self.switch.getServiceNamed("call-control")
         self.phones = {
             name: self.switch.getServiceNamed(f"gateway:{name}").gateway for name in ("udp1", "udp2")
         }

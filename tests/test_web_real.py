@@ -125,7 +125,7 @@ class RealCase(SynchronousTestCase):
         first.off_hook()
         self.run_until(lambda: second.ringing, what=f"{b} rings")
         second.off_hook()
-        self.run_until(lambda: self.switch.control.get_call(call_id).state.value == "connected"
+        self.run_until(lambda: self.switch.service.get_call(call_id).state.value == "connected"
                        and len(first.connections) == len(second.connections) == 1, what="connected")
         self.switch.run(0.5)  # the last MDCX answered, both lines settled
         return call_id, first, second
@@ -455,7 +455,8 @@ class Calls(RealCase):
         self.assertNotEqual(one, two)
         states = {c["call_id"]: c["state"] for c in self.get("/api/calls")["calls"]}
         self.assertEqual(states, {one: "connected", two: "connected"})
-        self.assertEqual(self.get("/api/gateways/rgw1")["active_calls"], 3)
+        # Calls, not lines in calls: call two has both its parties on rgw1.
+        self.assertEqual(self.get("/api/gateways/rgw1")["active_calls"], 2)
         self.assertEqual(self.request("DELETE", f"/api/calls/{one}").json()["state"], "ended")
         self.assertEqual(self.get(f"/api/calls/{two}")["state"], "connected")
         self.assertEqual(len(a2.connections) + len(b2.connections), 2)
@@ -521,7 +522,7 @@ class Acting(RealCase):
         self.assertEqual(answer.code, 200, answer.body)
         self.assertTrue(answer.json()["in_service"])
         self.assertIn(answer.json()["state"], ("registering", "up"))
-        self.run_until(lambda: self.switch.control.get_gateway("rgw2").state.value == "up", what="rgw2 up")
+        self.run_until(lambda: self.switch.service.get_gateway("rgw2").state.value == "up", what="rgw2 up")
         self.assertEqual(self.counters()["commands_sent AUEP"], audits + 8)  # every line audited again
         self.assertEqual(self.get("/api/stats")["endpoints"]["registered"], 16)
         call_id, first, second = self.connect()
@@ -653,7 +654,7 @@ class Errors(RealCase):
 class Authentication(AuthSetup, RealCase):
     def test_required(self) -> None:
         """Without credentials every path is refused and call control is not touched."""
-        before = self.switch.control.transaction_stats()["counters"]
+        before = self.switch.service.transaction_stats()["counters"]
         for path in ("/", "/static/app.js", "/api", "/api/gateways", f"/api/endpoints/{A}", "/api/calls",
                      "/api/stats", "/api/events", "/metrics"):
             self.assertRefused(self.request("GET", path), "authentication required")
@@ -661,8 +662,8 @@ class Authentication(AuthSetup, RealCase):
         self.assertRefused(self.post(f"/api/endpoints/{A}/audit"), "authentication required")
         self.assertRefused(self.post("/api/gateways/rgw1/service", {"in_service": False}), "authentication required")
         self.assertFalse(self.phone(A).ringing)
-        self.assertEqual(self.switch.control.get_gateway("rgw1").in_service, True)
-        self.assertEqual(self.switch.control.transaction_stats()["counters"], before)
+        self.assertEqual(self.switch.service.get_gateway("rgw1").in_service, True)
+        self.assertEqual(self.switch.service.transaction_stats()["counters"], before)
         self.assertEqual(self.switch.control.calls(), [])
 
     def test_refused(self) -> None:
@@ -704,7 +705,7 @@ class Authentication(AuthSetup, RealCase):
         self.assertEqual(answer.json()["state"], "out-of-service")
         answer = self.post("/api/gateways/rgw1/service", {"in_service": True}, headers=good)
         self.assertTrue(answer.json()["in_service"])
-        self.run_until(lambda: self.switch.control.get_gateway("rgw1").state.value == "up", what="rgw1 up")
+        self.run_until(lambda: self.switch.service.get_gateway("rgw1").state.value == "up", what="rgw1 up")
         self.assertIdle_with(good)
 
     def assertIdle_with(self, headers: dict[str, str]) -> None:
@@ -768,7 +769,7 @@ class Events(RealCase):
         del reader.chunks[:]
         self.post("/api/gateways/rgw2/service", {"in_service": False})
         self.post("/api/gateways/rgw2/service", {"in_service": True})
-        self.run_until(lambda: self.switch.control.get_gateway("rgw2").state.value == "up", what="rgw2 up")
+        self.run_until(lambda: self.switch.service.get_gateway("rgw2").state.value == "up", what="rgw2 up")
         self.switch.run(0.1)
         self.stub.flush()
         gateways = [(d["gateway"]["name"], d["previous"], d["gateway"]["state"])

@@ -1,35 +1,49 @@
 # -*- test-case-name: tests.test_agent_lines -*-
 """
-The per-line state machine, as a table.
+The line machine: the only code that writes a line's state.
 
-Each analog line the call agent drives is in one L{LineState}; inputs
-(L{LineInput}) come from the gateway's notifications, from the far end of
-the call, from timers and from the operator.  L{TRANSITIONS} maps every
-allowed (state, input) pair to the next state and the action call control
-takes; anything missing is an L{InvalidTransition} (as in h2), which call
-control logs and ignores, so a late or stray notification never corrupts a
-line.  Keeping the table here, away from the code that sends commands,
-lets it be tested pair by pair.
+Each analog line the call agent drives is in one L{LineState}.  Inputs
+(L{LineInput}) are typed values: what the gateway notified (hook changes,
+digits), what became of the line's calls (ringing, answered, released) and
+what the registry learnt (the gateway lost the line's state, an audit is
+about to tell us the hook).  L{TRANSITIONS} maps every allowed (state,
+input) pair to the next state and the L{Action} the coordinator carries
+out; a pair missing from the table is ignored (and counted), so a late or
+stray notification never corrupts a line.  As in h2, the machine holds
+very little: its job is the transitions, and it returns what to do as a
+value instead of doing it.
+
+Every row fires in some path of the switch (a test runs those paths and
+checks), so the table is the whole story of a line.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import Optional
+import itertools
+from typing import Any, Callable, Optional
 
 from ..errors import MGCPError
-from .model import LineState
+from .model import Hook, LineState
 
-__all__ = ["LineInput", "Action", "TRANSITIONS", "InvalidTransition", "transition"]
+__all__ = [
+    "LineInput",
+    "Action",
+    "TRANSITIONS",
+    "InvalidTransition",
+    "transition",
+    "Line",
+    "LineMachine",
+]
 
 S = LineState
 
 
 class LineInput(enum.Enum):
     __hash__ = object.__hash__  # members are singletons: hash by identity, in C
-    OFF_HOOK = "off-hook"  # NTFY L/hd
+    OFF_HOOK = "off-hook"  # NTFY L/hd (or a 401 answer: already off hook)
     OFF_HOOK_DIALLING = "off-hook-dialling"  # L/hd of an idle request that embeds dial tone
-    ON_HOOK = "on-hook"  # NTFY L/hu
+    ON_HOOK = "on-hook"  # NTFY L/hu (or a 402 answer: already on hook)
     ARMED = "armed"  # the RQNT for dial tone was accepted
     DIGITS = "digits"  # NTFY with the dialled digits (the digit map matched)
     ROUTE_BUSY = "route-busy"  # the callee cannot take the call
@@ -37,38 +51,46 @@ class LineInput(enum.Enum):
     ALERTING = "alerting"  # the callee rings and this line hears ringback
     INCOMING = "incoming"  # a call for this line: it is being rung
     ANSWERED = "answered"  # the far end answered (caller side)
-    FAR_END_RELEASED = "far-end-released"  # the other party hung up or failed
-    NO_ANSWER = "no-answer"  # the no-answer timer ran out
-    RELEASED_ON_HOOK = "released-on-hook"  # DLCX done (it re-armed the line); on hook
-    RELEASED_OFF_HOOK = "released-off-hook"  # DLCX done, busy tone playing; off hook
-    RELEASED_REORDER = "released-reorder"  # DLCX done, reorder tone playing; off hook
+    RING_REFUSED = "ring-refused"  # the line was dialling on its own when we rang it
     PICKED_UP = "picked-up"  # the first party of an operator-originated call answered
-    RESET = "reset"  # restart, audit, gateway lost, admin: start over
-    OUT_OF_SERVICE = "out-of-service"
+    FAR_END_RELEASED = "far-end-released"  # the line's call is being released
+    # The line's last connection is gone and its DLCX carried the request
+    # that re-armed it (for off-hook, or for the hang-up with a tone):
+    RELEASED_ON_HOOK = "released-on-hook"
+    RELEASED_OFF_HOOK = "released-off-hook"  # busy tone playing
+    RELEASED_REORDER = "released-reorder"  # reorder tone playing
+    # The line's call is gone and nothing re-armed it (no connection was
+    # made, or its DLCX failed): the action arms it.
+    CLEARED_ON_HOOK = "cleared-on-hook"
+    CLEARED_OFF_HOOK = "cleared-off-hook"  # busy tone
+    CLEARED_REORDER = "cleared-reorder"  # reorder tone
+    CLEARED_DIALLING = "cleared-dialling"  # a callee off hook before it rang: dial tone
+    RESET = "reset"  # the gateway lost the line's state, or an audit starts
+    OUT_OF_SERVICE = "out-of-service"  # the gateway says the endpoint is not there
 
 
 class Action(enum.Enum):
-    """What call control does on a transition (a method per action)."""
+    """What the coordinator does on a transition."""
 
     __hash__ = object.__hash__  # members are singletons: hash by identity, in C
 
     NONE = "none"
     DIAL_TONE = "dial-tone"  # RQNT R: L/hu, D/[0-9#*T](D); S: L/dl; D: map
-    ARM_IDLE = "arm-idle"  # RQNT R: L/hd
+    ARM_IDLE = "arm-idle"  # RQNT R: L/hd (or the embedded dialling request)
     ROUTE = "route"  # ask the dial plan, set the call up
     BUSY_TONE = "busy-tone"  # RQNT R: L/hu; S: L/bz
     REORDER_TONE = "reorder-tone"  # RQNT R: L/hu; S: L/ro
-    ANSWER = "answer"  # callee went off hook: connect the call
+    ANSWER = "answer"  # the callee went off hook: connect the call
     CALL_FAR_END = "call-far-end"  # originated call: now ring the second party
-    RELEASE = "release"  # delete the call's connections (DLCX), tell the far end
-    AUDIT = "audit"  # AUEP, delete stale connections, then arm
+    RELEASE = "release"  # release the line's call (DLCX its connections)
 
 
-# (state, input) -> (next state, action).  Every pair is tested.
+# (state, input) -> (next state, action).  Every pair is tested, and every
+# row is shown to fire in some path of the switch.
 TRANSITIONS: dict[tuple[LineState, LineInput], tuple[LineState, Action]] = {
     # Idle: waiting for an off-hook, or for a call to ring this line.
     (S.IDLE, LineInput.OFF_HOOK): (S.DIAL_TONE, Action.DIAL_TONE),
-    # The gateway already gave dial tone and collected digits (embedded request).
+    # The gateway already gave dial tone and collects digits (embedded request).
     (S.IDLE, LineInput.OFF_HOOK_DIALLING): (S.COLLECTING, Action.NONE),
     (S.IDLE, LineInput.INCOMING): (S.RINGING, Action.NONE),
     (S.IDLE, LineInput.ON_HOOK): (S.IDLE, Action.ARM_IDLE),  # a stale hu: re-arm
@@ -76,9 +98,12 @@ TRANSITIONS: dict[tuple[LineState, LineInput], tuple[LineState, Action]] = {
     (S.DIAL_TONE, LineInput.ARMED): (S.COLLECTING, Action.NONE),
     (S.DIAL_TONE, LineInput.DIGITS): (S.ROUTING, Action.ROUTE),
     (S.DIAL_TONE, LineInput.ON_HOOK): (S.IDLE, Action.ARM_IDLE),
-    (S.DIAL_TONE, LineInput.ROUTE_FAILED): (S.REORDER, Action.REORDER_TONE),
+    # A hook change our view did not expect (the gateway notified it and
+    # now waits for a request): start over from what the phone does.
+    (S.DIAL_TONE, LineInput.OFF_HOOK): (S.DIAL_TONE, Action.DIAL_TONE),
     (S.COLLECTING, LineInput.DIGITS): (S.ROUTING, Action.ROUTE),
     (S.COLLECTING, LineInput.ON_HOOK): (S.IDLE, Action.ARM_IDLE),
+    (S.COLLECTING, LineInput.OFF_HOOK): (S.DIAL_TONE, Action.DIAL_TONE),
     # Routing: the dial plan decides, then connections are created.
     (S.ROUTING, LineInput.ALERTING): (S.RINGBACK, Action.NONE),
     (S.ROUTING, LineInput.ROUTE_BUSY): (S.BUSY, Action.BUSY_TONE),
@@ -88,41 +113,45 @@ TRANSITIONS: dict[tuple[LineState, LineInput], tuple[LineState, Action]] = {
     # Ringback: the callee is being rung.
     (S.RINGBACK, LineInput.ANSWERED): (S.CONNECTED, Action.NONE),
     (S.RINGBACK, LineInput.ON_HOOK): (S.RELEASING, Action.RELEASE),
-    (S.RINGBACK, LineInput.NO_ANSWER): (S.RELEASING, Action.RELEASE),
     (S.RINGBACK, LineInput.FAR_END_RELEASED): (S.RELEASING, Action.RELEASE),
     # Ringing: this line is the callee (or the first party of an originated call).
     (S.RINGING, LineInput.OFF_HOOK): (S.CONNECTED, Action.ANSWER),
     (S.RINGING, LineInput.PICKED_UP): (S.ROUTING, Action.CALL_FAR_END),
+    (S.RINGING, LineInput.RING_REFUSED): (S.IDLE, Action.NONE),
     (S.RINGING, LineInput.FAR_END_RELEASED): (S.RELEASING, Action.RELEASE),
-    (S.RINGING, LineInput.NO_ANSWER): (S.RELEASING, Action.RELEASE),
     # Connected: talking.
     (S.CONNECTED, LineInput.ON_HOOK): (S.RELEASING, Action.RELEASE),
     (S.CONNECTED, LineInput.FAR_END_RELEASED): (S.RELEASING, Action.RELEASE),
-    # Releasing: connections are being deleted; the DLCX carries the request
-    # that re-arms the line (R: L/hd, or R: L/hu with a tone), so nothing more
-    # is sent when it completes.
+    # Releasing: connections are being deleted; hook changes are noted (the
+    # coordinator reconciles them once the line is free).
+    (S.RELEASING, LineInput.ON_HOOK): (S.RELEASING, Action.NONE),
+    (S.RELEASING, LineInput.OFF_HOOK): (S.RELEASING, Action.NONE),
+    (S.RELEASING, LineInput.FAR_END_RELEASED): (S.RELEASING, Action.NONE),
     (S.RELEASING, LineInput.RELEASED_ON_HOOK): (S.IDLE, Action.NONE),
     (S.RELEASING, LineInput.RELEASED_OFF_HOOK): (S.BUSY, Action.NONE),
     (S.RELEASING, LineInput.RELEASED_REORDER): (S.REORDER, Action.NONE),
-    (S.RELEASING, LineInput.ON_HOOK): (S.RELEASING, Action.NONE),  # noted; reconciled after
-    (S.RELEASING, LineInput.OFF_HOOK): (S.RELEASING, Action.NONE),  # the DLCX completes
-    (S.RELEASING, LineInput.FAR_END_RELEASED): (S.RELEASING, Action.NONE),
+    (S.RELEASING, LineInput.CLEARED_ON_HOOK): (S.IDLE, Action.ARM_IDLE),
+    (S.RELEASING, LineInput.CLEARED_OFF_HOOK): (S.BUSY, Action.BUSY_TONE),
+    (S.RELEASING, LineInput.CLEARED_REORDER): (S.REORDER, Action.REORDER_TONE),
+    (S.RELEASING, LineInput.CLEARED_DIALLING): (S.DIAL_TONE, Action.DIAL_TONE),
     # Tones after a failed or ended call: wait for the hang-up.
     (S.BUSY, LineInput.ON_HOOK): (S.IDLE, Action.ARM_IDLE),
+    (S.BUSY, LineInput.OFF_HOOK): (S.DIAL_TONE, Action.DIAL_TONE),
     (S.REORDER, LineInput.ON_HOOK): (S.IDLE, Action.ARM_IDLE),
-    (S.BUSY, LineInput.FAR_END_RELEASED): (S.BUSY, Action.NONE),
-    (S.REORDER, LineInput.FAR_END_RELEASED): (S.REORDER, Action.NONE),
-    # Unknown: after a restart the line is audited first.
+    (S.REORDER, LineInput.OFF_HOOK): (S.DIAL_TONE, Action.DIAL_TONE),
+    # Unknown: after a restart, or while an audit runs; the audit's answer
+    # (the hook state) arms the line.
     (S.UNKNOWN, LineInput.OFF_HOOK): (S.DIAL_TONE, Action.DIAL_TONE),
     (S.UNKNOWN, LineInput.ON_HOOK): (S.IDLE, Action.ARM_IDLE),
-    (S.OUT_OF_SERVICE, LineInput.RESET): (S.UNKNOWN, Action.AUDIT),
 }
 
-# Reset and out-of-service apply from every state.
+# The gateway may lose a line's state (a restart) or say the endpoint is
+# not there, whatever the line was doing; an audit resets a line that has
+# no call.
 for _state in LineState:
-    if _state is not S.OUT_OF_SERVICE:
-        TRANSITIONS.setdefault((_state, LineInput.RESET), (S.UNKNOWN, Action.AUDIT))
-    TRANSITIONS.setdefault((_state, LineInput.OUT_OF_SERVICE), (S.OUT_OF_SERVICE, Action.NONE))
+    TRANSITIONS[(_state, LineInput.RESET)] = (S.UNKNOWN, Action.NONE)
+    TRANSITIONS[(_state, LineInput.OUT_OF_SERVICE)] = (S.OUT_OF_SERVICE, Action.NONE)
+del _state
 
 
 class InvalidTransition(MGCPError):
@@ -142,10 +171,105 @@ def transition(state: LineState, event: LineInput) -> tuple[LineState, Action]:
         raise InvalidTransition(state, event) from None
 
 
-def can(state: LineState, event: LineInput) -> bool:
-    return (state, event) in TRANSITIONS
+class Line:
+    """
+    What the call agent knows of one analog line's activity.  Written only
+    by L{LineMachine}; the endpoint it serves (name, gateway, number) is
+    the registry's.
+
+    @ivar legs: the half-calls on this line, oldest first.  A line may hold
+        several (a held call and a waiting one); the basic call has one.
+    @ivar request_id: the X: of the notification request the gateway runs.
+    @ivar dialling_armed: that request is the idle one with dial tone
+        embedded, so its L/hd arrives with the digits.
+    """
+
+    __slots__ = ("endpoint", "state", "hook", "request_id", "dialling_armed", "legs", "last_event")
+
+    def __init__(self, endpoint: Any) -> None:
+        self.endpoint = endpoint
+        self.state = LineState.UNKNOWN
+        self.hook = Hook.UNKNOWN
+        self.request_id: Optional[str] = None
+        self.dialling_armed = False
+        self.legs: list[Any] = []
+        self.last_event: Optional[str] = None
+
+    @property
+    def leg(self) -> Any:
+        """The leg the line is talking on (the newest), or None."""
+        legs = self.legs
+        return legs[-1] if legs else None
+
+    def __repr__(self) -> str:
+        return f"<Line {self.endpoint.name} {self.state.value} hook {self.hook.value}>"
 
 
-def next_state(state: LineState, event: LineInput) -> Optional[LineState]:
-    entry = TRANSITIONS.get((state, event))
-    return entry[0] if entry else None
+class LineMachine:
+    """
+    Feeds inputs to lines.  C{changed(line, previous)} is called after a
+    transition that changed the state (for the live event stream);
+    C{fired}, when set to a callable, sees every (state, input) pair that
+    matched a row (tests use it to show every row fires).
+    """
+
+    def __init__(
+        self,
+        request_start: int,
+        changed: Optional[Callable[[Line, LineState], None]] = None,
+    ) -> None:
+        self._requests = itertools.count(request_start)
+        self._changed = changed
+        self.ignored = 0
+        self.fired: Optional[Callable[[LineState, LineInput], None]] = None
+
+    def feed(self, line: Line, event: LineInput) -> Action:
+        """Apply C{event}; the action to carry out (NONE when ignored)."""
+        previous = line.state
+        entry = TRANSITIONS.get((previous, event))
+        if entry is None:
+            self.ignored += 1
+            return Action.NONE
+        if self.fired is not None:
+            self.fired(previous, event)
+        state = entry[0]
+        if state is not previous:
+            line.state = state
+            if self._changed is not None:
+                self._changed(line, previous)
+        return entry[1]
+
+    @staticmethod
+    def hook_seen(line: Line, hook: Hook) -> None:
+        """The gateway told us the hook outside a notification (an audit, a 401/402)."""
+        line.hook = hook
+
+    @staticmethod
+    def noted(line: Line, event: str) -> None:
+        """The last event the gateway notified, for the admin."""
+        line.last_event = event
+
+    def new_request(self, line: Line, dialling: bool = False) -> str:
+        """A fresh request id (X:) for the next request sent to the line."""
+        request_id = format(next(self._requests), "x")
+        line.request_id = request_id
+        line.dialling_armed = dialling
+        return request_id
+
+    @staticmethod
+    def restore_request(line: Line, request_id: Optional[str], dialling: bool) -> None:
+        """A request of ours failed as a whole: the gateway still runs the previous one."""
+        line.request_id = request_id
+        line.dialling_armed = dialling
+
+    @staticmethod
+    def add_leg(line: Line, leg: Any) -> None:
+        line.legs.append(leg)
+
+    @staticmethod
+    def remove_leg(line: Line, leg: Any) -> bool:
+        """Take C{leg} off the line; whether it was the line's last."""
+        legs = line.legs
+        if leg in legs:
+            legs.remove(leg)
+        return not legs

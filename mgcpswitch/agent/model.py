@@ -17,14 +17,20 @@ from typing import Any, Optional, Union
 __all__ = [
     "GatewayState",
     "LineState",
+    "Hook",
     "CallState",
     "ReleaseCause",
     "GatewayView",
     "ConnectionView",
+    "LegView",
     "EndpointView",
     "LadderEntry",
     "CallView",
     "CallRecord",
+    "GatewayRecord",
+    "LegCheckpoint",
+    "CallCheckpoint",
+    "StoredState",
     "RouteRequest",
     "RouteDecision",
     "CallStarted",
@@ -64,6 +70,15 @@ class LineState(enum.Enum):
     REORDER = "reorder"  # hearing reorder tone
     RELEASING = "releasing"
     OUT_OF_SERVICE = "out-of-service"
+
+
+class Hook(enum.Enum):
+    """A line's hook as the gateway last reported it."""
+
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
+    ON = "on"
+    OFF = "off"
+    UNKNOWN = "unknown"
 
 
 class CallState(enum.Enum):
@@ -114,7 +129,7 @@ class GatewayView(_JSON):
     state: GatewayState
     in_service: bool  # the operator's setting
     endpoints: int
-    active_calls: int
+    active_calls: int  # calls with a party on the gateway
     last_rsip: Optional[str]  # restart method
     last_rsip_at: Optional[float]
     last_seen: Optional[float]
@@ -137,7 +152,7 @@ class EndpointView(_JSON):
     name: str
     gateway: str
     state: LineState
-    hook: str  # "on", "off" or "unknown"
+    hook: Hook
     in_service: bool
     call_id: Optional[str]
     connections: tuple[ConnectionView, ...] = ()
@@ -154,6 +169,22 @@ class LadderEntry(_JSON):
     gateway: str
     summary: str  # "CRCX 1204 aaln/1@gw" or "200 1204 OK"
     text: str  # the message
+    local: Optional[str] = None  # "host:port" of the call agent
+    remote: Optional[str] = None  # "host:port" of the gateway
+    retransmission: bool = False
+    piggybacked: bool = False
+
+
+@dataclass(frozen=True)
+class LegView(_JSON):
+    """One party of a call (a half-call)."""
+
+    endpoint: str
+    number: Optional[str]
+    originating: bool
+    state: str  # of its connection: new, creating, open, modifying, deleting, gone
+    connection_id: Optional[str]
+    mode: Optional[str]
 
 
 @dataclass(frozen=True)
@@ -170,6 +201,7 @@ class CallView(_JSON):
     codec: Optional[str]
     ladder: tuple[LadderEntry, ...] = ()
     ladder_length: int = 0  # messages in the ladder, also when the view leaves them out
+    legs: tuple[LegView, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,6 +222,45 @@ class CallRecord(_JSON):
     cause: ReleaseCause
     caller_stats: dict[str, int] = field(default_factory=dict)
     callee_stats: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GatewayRecord(_JSON):
+    """A gateway's registration, as the store keeps it."""
+
+    name: str
+    host: str
+    port: int
+    state: GatewayState
+    last_rsip: Optional[str]
+    last_rsip_at: Optional[float]
+
+
+@dataclass(frozen=True)
+class LegCheckpoint(_JSON):
+    endpoint: str
+    originating: bool
+    connection_id: Optional[str]
+    mode: Optional[str]
+
+
+@dataclass(frozen=True)
+class CallCheckpoint(_JSON):
+    """A talking call, as the store keeps it: enough to find it again on the gateways."""
+
+    call_id: str
+    dialled: str
+    started: float
+    answered: Optional[float]
+    legs: tuple[LegCheckpoint, ...]
+
+
+@dataclass(frozen=True)
+class StoredState:
+    """What a store holds for an agent that starts: gateways and talking calls."""
+
+    gateways: tuple[GatewayRecord, ...] = ()
+    calls: tuple[CallCheckpoint, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_agent_calls -*-
 """
-L{CallControlService}: the call agent as a Twisted service.
+L{CallControlService}: the call agent as a Twisted service, and the face
+the admin sees (L{ICallControl}).
 
 It owns the UDP socket (a L{CallAgentProtocol} on the configured port),
 the L{CallControl} that handles what arrives, and the observers; starting
@@ -10,26 +11,40 @@ flushes the observers that are services (the CDR writer).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+import random
+from typing import Any, Callable, Iterable, Optional
 
 from twisted.application.service import IService, Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ..interfaces import ICallControl, ICallObserver, IDialPlan, IGatewayProfile
+from ..config import Settings
+from ..errors import CallControlError
+from ..interfaces import (
+    ICallControl,
+    ICallObserver,
+    ICommandHandler,
+    IDialPlan,
+    IGatewayProfile,
+    IPeerListener,
+    IStore,
+)
+from ..mgcp import Command
+from ..transaction import PeerState
 from ..transport import CallAgentProtocol
 from .control import CallControl
+from .model import CallView, EndpointView, GatewayView
 
 __all__ = ["CallControlService"]
 
 
-@implementer(ICallControl)
+@implementer(ICallControl, ICommandHandler, IPeerListener)
 class CallControlService(Service):
     """
     The call agent: listens on C{settings.switch.interface}:C{port} (2727)
-    and serves the configured gateways.  Provides L{ICallControl} by
-    delegating to its L{CallControl} (C{self.control}).
+    and serves the configured gateways.  C{control} is its L{CallControl};
+    the socket's commands and peer reports go to it.
     """
 
     name = "call-control"
@@ -38,23 +53,38 @@ class CallControlService(Service):
     def __init__(
         self,
         reactor: Any,
-        settings: Any,
+        settings: Settings,
         dial_plan: IDialPlan,
         profiles: dict[str, IGatewayProfile],
         observers: Iterable[ICallObserver] = (),
-        random_source: Any = None,
+        random_source: Optional[random.Random] = None,
+        store: Optional[IStore] = None,
     ) -> None:
         self._reactor = reactor
         self.settings = settings
         self._observers = list(observers)
-        self.control = CallControl(reactor, settings, dial_plan, profiles, self._observers, random_source)
         jitter = {"random": random_source.uniform} if random_source is not None else {}
+        # The protocol hands what arrives to this service, which hands it to
+        # call control: so call control can be given its sender when built.
         self.protocol = CallAgentProtocol(
-            reactor, self.control, settings.transactions, listener=self.control,
-            accept=self.control.accept_source, **jitter,
+            reactor, self, settings.transactions, listener=self, accept=self._accept, **jitter,
         )
-        self.control.set_sender(self.protocol.transactions)
+        self.control = CallControl(
+            reactor, settings, dial_plan, profiles, self.protocol.transactions, self._observers,
+            random_source, store,
+        )
         self.port: Any = None
+
+    # -- the socket's two listeners, forwarded -----------------------------
+
+    def command_received(self, command: Command, source: tuple[str, int]) -> Any:
+        return self.control.command_received(command, source)
+
+    def peer_state_changed(self, address: tuple[str, int], state: PeerState) -> None:
+        self.control.peer_state_changed(address, state)
+
+    def _accept(self, address: tuple[str, int]) -> bool:
+        return self.control.registry.accept_source(address)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -68,12 +98,13 @@ class CallControlService(Service):
                 observer.startService()
         switch = self.settings.switch
         self.port = self._reactor.listenUDP(switch.port, self.protocol, interface=switch.interface)
+        host, port = self.address
+        self.control.views.local = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.log.info(
             "call agent listening on {interface}:{port} for {count} gateway(s)",
-            interface=switch.interface, port=self.port.getHost().port,
-            count=len(self.settings.gateways),
+            interface=switch.interface, port=port, count=len(self.settings.gateways),
         )
-        self.control.start_gateways()
+        self.control.start()
 
     def stopService(self) -> Deferred[Any]:  # noqa: N802
         super().stopService()
@@ -87,8 +118,63 @@ class CallControlService(Service):
                 ds.append(maybeDeferred(observer.stopService))
         return DeferredList(ds)
 
-    # ICallControl, by delegation.
-    def __getattr__(self, name: str) -> Any:
-        if name in ICallControl.names():
-            return getattr(self.control, name)
-        raise AttributeError(name)
+    # -- ICallControl --------------------------------------------------------
+
+    def list_gateways(self) -> list[GatewayView]:
+        views = self.control.views
+        return [views.gateway(g) for g in self.control.registry.gateways.values()]
+
+    def get_gateway(self, name: str) -> Optional[GatewayView]:
+        gateway = self.control.registry.gateway(name)
+        return self.control.views.gateway(gateway) if gateway is not None else None
+
+    def list_endpoints(self, gateway: Optional[str] = None) -> list[EndpointView]:
+        registry = self.control.registry
+        if gateway is None:
+            endpoints: Iterable[Any] = registry.endpoints.values()
+        else:
+            record = registry.gateway(gateway)
+            endpoints = record.endpoints.values() if record is not None else ()
+        return [self.control.views.endpoint(e) for e in endpoints]
+
+    def get_endpoint(self, name: str) -> Optional[EndpointView]:
+        endpoint = self.control.registry.endpoint(name)
+        return self.control.views.endpoint(endpoint) if endpoint is not None else None
+
+    def list_calls(self) -> list[CallView]:
+        views = self.control.views
+        return [views.call(c) for c in self.control.recent_calls()]
+
+    def get_call(self, call_id: str) -> Optional[CallView]:
+        call = self.control.call(call_id)
+        return self.control.views.call(call, ladder=True) if call is not None else None
+
+    def active_calls(self) -> int:
+        return len(self.control.calls())
+
+    def originate(self, a: str, b: str) -> Deferred[str]:
+        return self.control.originate(a, b)
+
+    def hangup(self, call_id: str) -> Deferred[None]:
+        return self.control.hangup(call_id)
+
+    def audit_endpoint(self, name: str) -> Deferred[EndpointView]:
+        return self.control.audit_endpoint(name).addCallback(self.control.views.endpoint)
+
+    def set_gateway_in_service(self, name: str, in_service: bool) -> Deferred[GatewayView]:
+        gateway = self.control.registry.gateway(name)
+        if gateway is None:
+            return fail(CallControlError(f"unknown gateway {name}"))
+        self.control.registry.set_in_service(gateway, in_service)
+        return succeed(self.control.views.gateway(gateway))
+
+    def transaction_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = self.protocol.transactions.snapshot()
+        stats["call_control"] = dict(self.control.counters)
+        return stats
+
+    def call_outcomes(self) -> dict[str, int]:
+        return dict(self.control.outcomes)
+
+    def subscribe(self, observer: Callable[[Any], None]) -> Callable[[], None]:
+        return self.control.events.subscribe(observer)

@@ -165,13 +165,13 @@ class LiveSwitch:
             return False
         endpoints = self.control.list_endpoints()
         return len(endpoints) == 16 and all(
-            e.state.value == "idle" and e.hook == "on" and not e.connections for e in endpoints
+            e.state.value == "idle" and e.hook.value == "on" and not e.connections for e in endpoints
         )
 
     def describe(self) -> str:
         """The lines that are not idle, for failure messages."""
         return "; ".join(
-            f"{e.name} {e.state.value} hook {e.hook} {len(e.connections)} conn / phone "
+            f"{e.name} {e.state.value} hook {e.hook.value} {len(e.connections)} conn / phone "
             f"{self.phone(e.name).hook} {sorted(str(s) for s in self.phone(e.name).signals)} "
             f"{len(self.phone(e.name).connections)} conn"
             for e in self.control.list_endpoints()

@@ -33,6 +33,7 @@ keepalive_interval = 15
 no_answer_timeout = {no_answer}
 embedded_dial_tone = {embedded}
 ended_calls_kept = {kept}
+dynamic_gateways = {dynamic}
 
 [transactions]
 rto_max = {rto_max}
@@ -81,6 +82,7 @@ class Switch:
         start: bool = True,
         embedded: bool = False,
         ended_calls_kept: int = 100,
+        dynamic: bool = False,
     ) -> None:
         self.reactor = MemoryReactor()
         self.network = MemoryNetwork(self.reactor, latency=latency, loss=loss, seed=seed)
@@ -88,6 +90,7 @@ class Switch:
         self.settings = parse_settings(INI.format(
             lines=lines, last1=1000 + lines, last2=2000 + lines, no_answer=no_answer,
             rto_max=rto_max, embedded="yes" if embedded else "no", kept=ended_calls_kept,
+            dynamic="yes" if dynamic else "no",
         ))
         self.recorder = Recorder()
         self.service = CallControlService(

@@ -1,0 +1,233 @@
+# -*- test-case-name: tests.test_agent_calls -*-
+"""
+Views and events: what leaves call control.
+
+L{Views} turns the registry's and the calls' live objects into the frozen
+views of L{mgcpswitch.agent.model} (the admin's JSON, the CDR, the ladder);
+L{EventBus} fans events out to observers (plugins: CDR writers, webhooks)
+and subscribers (the admin's event stream) on a later reactor turn, after
+the change they describe, so no observer ever runs in the middle of one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Callable, Iterable, Optional
+
+from twisted.internet.defer import maybeDeferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from ..interfaces import ICallObserver
+from ..mgcp import encode
+from .calls import Call, Leg
+from .model import (
+    CallRecord,
+    CallView,
+    ConnectionView,
+    EndpointStateChanged,
+    EndpointView,
+    GatewayView,
+    LadderEntry,
+    LegView,
+    ReleaseCause,
+)
+from .registry import Endpoint, Gateway
+
+__all__ = ["EventBus", "Views"]
+
+
+class EventBus:
+    """
+    Observers see call and gateway events; subscribers see those and every
+    endpoint state change.  Both run on a later turn, in order; a failure
+    of one is logged, counted and contained.
+    """
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, observers: Iterable[ICallObserver], counters: Counter[str]) -> None:
+        self._clock = clock
+        self.observers = [ICallObserver(o) for o in observers]
+        self.subscribers: list[Callable[[Any], None]] = []
+        self._counters = counters
+        self._events: list[Any] = []
+        self._delivery: Optional[IDelayedCall] = None
+
+    @property
+    def watched(self) -> bool:
+        """Whether anyone listens (views are built only then)."""
+        return bool(self.observers or self.subscribers)
+
+    def publish(self, event: Any) -> None:
+        """Queue an event; it is delivered on a later turn, after the change."""
+        self._events.append(event)
+        if self._delivery is None:
+            self._delivery = self._clock.callLater(0, self._deliver)
+
+    def _deliver(self) -> None:
+        self._delivery = None
+        events, self._events = self._events, []
+        for event in events:
+            if type(event) is not EndpointStateChanged:
+                for observer in self.observers:
+                    maybeDeferred(observer.call_event, event).addErrback(self._observer_failed, observer)
+            for subscriber in list(self.subscribers):
+                try:
+                    subscriber(event)
+                except Exception:
+                    self.log.failure("subscriber failed")
+
+    def _observer_failed(self, failure: Failure, observer: Any) -> None:
+        self._counters["observer_failures"] += 1
+        self.log.failure("observer {observer} failed", failure, observer=getattr(observer, "name", observer))
+
+    def add_observer(self, observer: ICallObserver) -> None:
+        self.observers.append(ICallObserver(observer))
+
+    def subscribe(self, subscriber: Callable[[Any], None]) -> Callable[[], None]:
+        self.subscribers.append(subscriber)
+
+        def unsubscribe() -> None:
+            if subscriber in self.subscribers:
+                self.subscribers.remove(subscriber)
+
+        return unsubscribe
+
+    def stop(self) -> None:
+        if self._delivery is not None and self._delivery.active():
+            self._delivery.cancel()
+        self._delivery = None
+
+
+class Views:
+    """
+    Frozen views of live objects.  C{local} is the call agent's own
+    address ("host:port", once it listens), for the ladders.
+    """
+
+    def __init__(self) -> None:
+        self.local: Optional[str] = None
+
+    @staticmethod
+    def gateway(gateway: Gateway) -> GatewayView:
+        calls = {leg.call for e in gateway.endpoints.values() for leg in e.line.legs}
+        return GatewayView(
+            name=gateway.name,
+            host=gateway.address[0],
+            port=gateway.address[1],
+            state=gateway.state,
+            in_service=gateway.in_service,
+            endpoints=len(gateway.endpoints),
+            active_calls=len(calls),
+            last_rsip=gateway.last_rsip,
+            last_rsip_at=gateway.last_rsip_at,
+            last_seen=gateway.last_seen,
+            keepalive_interval=gateway.keepalive_interval,
+            profile=getattr(gateway.profile, "name", "default"),
+            counters=dict(gateway.counters),
+        )
+
+    @staticmethod
+    def endpoint(endpoint: Endpoint) -> EndpointView:
+        line = endpoint.line
+        legs = {leg.connection_id: leg for leg in line.legs if leg.connection_id}
+        connections = []
+        for connection_id, call_id in endpoint.connections.items():
+            leg = legs.get(connection_id)
+            connections.append(ConnectionView(
+                connection_id=connection_id,
+                call_id=call_id,
+                mode=leg.mode.value if leg is not None and leg.mode is not None else "unknown",
+                local_sdp=str(leg.local_sdp) if leg is not None and leg.local_sdp else None,
+                remote_sdp=str(leg.remote_sdp) if leg is not None and leg.remote_sdp else None,
+            ))
+        active = line.leg
+        return EndpointView(
+            name=str(endpoint.name),
+            gateway=endpoint.gateway.name,
+            state=line.state,
+            hook=line.hook,
+            in_service=endpoint.in_service and endpoint.gateway.in_service,
+            call_id=active.call.call_id if active is not None else None,
+            connections=tuple(connections),
+            number=endpoint.number,
+            last_event=line.last_event,
+        )
+
+    def call(self, call: Call, ladder: bool = False) -> CallView:
+        caller, callee = call.caller, call.callee
+        entries: tuple[LadderEntry, ...] = ()
+        if ladder and call.ladder is not None:
+            entries = tuple(self._ladder_entry(*item) for item in call.ladder)
+        return CallView(
+            call_id=call.call_id,
+            state=call.state,
+            caller=str(caller.line.endpoint.name) if caller else "",
+            callee=str(callee.line.endpoint.name) if callee else None,
+            dialled=call.dialled,
+            started=call.started,
+            answered=call.answered,
+            ended=call.ended,
+            cause=call.cause,
+            codec=_codec(call),
+            ladder=entries,
+            ladder_length=len(call.ladder) if call.ladder is not None else 0,
+            legs=tuple(_leg_view(leg) for leg in call.legs),
+        )
+
+    @staticmethod
+    def record(call: Call) -> CallRecord:
+        """The call's CDR."""
+        caller, callee = call.caller, call.callee
+        assert caller is not None and call.ended is not None
+        a, b = caller.line.endpoint, callee.line.endpoint if callee is not None else None
+        return CallRecord(
+            call_id=call.call_id,
+            caller=a.number or str(a.name),
+            callee=(b.number or str(b.name)) if b is not None else call.dialled or None,
+            caller_endpoint=str(a.name),
+            callee_endpoint=str(b.name) if b is not None else None,
+            caller_connection=caller.connection_id,
+            callee_connection=callee.connection_id if callee is not None else None,
+            codec=_codec(call),
+            start=call.started,
+            answer=call.answered,
+            end=call.ended,
+            cause=call.cause or ReleaseCause.NORMAL,
+            caller_stats=dict(caller.stats),
+            callee_stats=dict(callee.stats) if callee is not None else {},
+        )
+
+    def _ladder_entry(self, time: float, direction: str, gateway: Gateway, message: Any) -> LadderEntry:
+        text = encode(message).decode("utf-8", "replace")
+        host, port = gateway.address
+        remote = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return LadderEntry(time, direction, gateway.name, text.split("\r\n", 1)[0], text,
+                           local=self.local, remote=remote)
+
+
+def _leg_view(leg: Leg) -> LegView:
+    endpoint = leg.line.endpoint
+    return LegView(
+        endpoint=str(endpoint.name),
+        number=endpoint.number,
+        originating=leg.originating,
+        state=leg.state.value,
+        connection_id=leg.connection_id,
+        mode=leg.mode.value if leg.mode is not None else None,
+    )
+
+
+def _codec(call: Call) -> Optional[str]:
+    """
+    The call's codec: the first the callee's gateway answered with.  Read
+    from the SDP only when a view or record needs it (parsing the media
+    section on every call showed in profiles).
+    """
+    callee = call.callee
+    sdp = callee.local_sdp if callee is not None else None
+    audio = sdp.audio if sdp is not None else None
+    codecs = audio.codecs if audio is not None else ()
+    return codecs[0] if codecs else None

@@ -1,0 +1,334 @@
+# -*- test-case-name: tests.test_agent_calls -*-
+"""
+Legs' connections on the gateways: CRCX, MDCX and DLCX, and their answers.
+
+L{Media.reconcile} brings a leg's connection to what the call wants of it
+(L{mgcpswitch.agent.calls.wanted}): it creates the connection once the leg
+can (the caller's at once, receive-only; the callee's once the caller's
+SDP is known), modifies it when the wanted mode, remote SDP or tone differ
+from what the gateway was last told, and deletes it when the call is
+released.  One command at a time per leg: when an answer arrives the leg
+is reconciled again, so whatever changed meanwhile (an answer, a release)
+is sent then.  Every connection the switch created is deleted whatever
+went wrong: a DLCX per connection, carrying the request that re-arms the
+line; a connection on a gateway that cannot hear us, or whose CRCX answer
+was lost, is left to an audit (L{Registry.recheck}).
+
+What the answers mean for the call goes back to the coordinator through
+L{ILegListener}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import Interface
+
+from ..errors import TransactionAborted, TransactionTimeout
+from ..mgcp import ConnectionMode, LocalConnectionOptions, ParamCode, Response, ReturnCode
+from . import commands as cmd
+from .calls import CallMachine, Leg, LegInput, LegState, Tone, wanted
+from .lines import Line, LineMachine
+from .model import GatewayState, Hook, ReleaseCause
+from .registry import Registry
+from .wire import Wire
+
+__all__ = ["Media", "ILegListener"]
+
+P = ParamCode
+_SIGNALS = {Tone.NONE: cmd.NO_SIGNALS, Tone.RINGBACK: cmd.RINGBACK}
+# Causes after which a line left off hook hears busy tone (the other party
+# hung up, or was busy); any other failure gets reorder tone.
+_BUSY_CAUSES = (ReleaseCause.NORMAL, ReleaseCause.BUSY, ReleaseCause.ADMIN, None)
+
+
+class ILegListener(Interface):
+    """What the coordinator learns from legs' connections."""
+
+    def connection_open(leg):  # type: ignore[no-untyped-def]
+        """C{leg}'s connection was created (its local SDP is known)."""
+
+    def connection_applied(leg):  # type: ignore[no-untyped-def]
+        """The gateway accepted a modification of C{leg}'s connection (mode, SDP, tone)."""
+
+    def release(call, cause):  # type: ignore[no-untyped-def]
+        """A command of the call failed: release it with C{cause}."""
+
+    def leg_gone(leg, rearmed):  # type: ignore[no-untyped-def]
+        """
+        C{leg} has no connection any more; C{rearmed} when its DLCX carried
+        (and the gateway accepted) the request that re-arms its line.
+        """
+
+
+class Media:
+    log = Logger()
+
+    def __init__(
+        self,
+        wire: Wire,
+        lines: LineMachine,
+        calls: CallMachine,
+        registry: Registry,
+        listener: ILegListener,
+        options: LocalConnectionOptions,
+        idle_events: tuple[Any, ...],
+        counters: Any,
+        clock: Any,
+    ) -> None:
+        self._wire = wire
+        self._lines = lines
+        self._calls = calls
+        self._registry = registry
+        self._listener = listener
+        self._options = options
+        self.idle_events = idle_events
+        self._counters = counters
+        self._clock = clock
+
+    # -- what the line runs after its connection is gone ---------------------
+
+    def rearm_request(self, line: Line, cause: Optional[ReleaseCause]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        """
+        The request that re-arms a line whose call is over: watch for
+        off-hook, or, for a line left off hook, for the hang-up with busy
+        tone (the other party hung up, or was busy) or reorder tone (the
+        call failed).
+        """
+        if line.hook is Hook.OFF:
+            if cause in _BUSY_CAUSES:
+                return cmd.HANG_UP_EVENTS, cmd.BUSY_TONE
+            return cmd.HANG_UP_EVENTS, cmd.REORDER_TONE
+        return self.idle_events, cmd.NO_SIGNALS
+
+    # -- reconciling ---------------------------------------------------------
+
+    def reconcile_call(self, call: Any) -> None:
+        for leg in list(call.legs):
+            self.reconcile(leg)
+
+    def reconcile(self, leg: Leg) -> None:
+        """Send what C{leg}'s connection needs now, if nothing is in flight on it."""
+        state = leg.state
+        if state is LegState.GONE or leg.busy:
+            return
+        call = leg.call
+        if not call.live:
+            if state is LegState.NEW:
+                self._calls.feed_leg(leg, LegInput.DELETE)
+                self._listener.leg_gone(leg, False)
+            else:
+                self._delete(leg)
+            return
+        mode, remote, tone = wanted(leg)
+        if state is LegState.NEW:
+            if leg.originating or remote is not None:
+                self._create(leg, mode, remote)
+        elif mode is not leg.mode or tone is not leg.tone or (remote is not None and remote is not leg.remote_sdp):
+            self._modify(leg, mode, remote if remote is not leg.remote_sdp else None, tone)
+
+    def lost(self, leg: Leg) -> None:
+        """The gateway no longer holds C{leg}'s connection (nothing to delete)."""
+        if leg.connection_id is not None:
+            leg.line.endpoint.connections.pop(leg.connection_id, None)
+        leg.connection_id = None
+        self._calls.feed_leg(leg, LegInput.LOST)
+
+    # -- CRCX --------------------------------------------------------------
+
+    def _create(self, leg: Leg, mode: ConnectionMode, remote: Any) -> None:
+        line = leg.line
+        endpoint = line.endpoint
+        call = leg.call
+        if leg.originating:
+            events, signals = cmd.HANG_UP_EVENTS, cmd.NO_SIGNALS
+        else:
+            peer = leg.peer
+            number = peer.line.endpoint.number if peer is not None else None
+            events = cmd.OFF_HOOK_EVENTS
+            signals = (cmd.RINGING[0], cmd.caller_id(self._clock.seconds(), number, None))
+        self._calls.feed_leg(leg, LegInput.CREATE)
+        leg.mode = mode
+        leg.remote_sdp = remote
+        command = cmd.crcx(
+            self._wire.txid(), endpoint.name, call.call_id, mode, self._options, sdp=remote,
+            request_id=self._lines.new_request(line), events=events, signals=signals,
+        )
+        self._wire.send(endpoint.gateway, command, call).addCallbacks(
+            self._created, self._timed_out, (leg,), None, (leg,)
+        )
+
+    def _created(self, response: Response, leg: Leg) -> None:
+        call = leg.call
+        connection_id = response.connection_id if response.is_success else None
+        if leg.state is not LegState.CREATING:
+            # Lost meanwhile (its gateway restarted): a connection made
+            # after all is deleted by id.
+            if connection_id:
+                self._delete_stray(leg.line, connection_id)
+            return
+        if connection_id:
+            leg.connection_id = connection_id
+            leg.local_sdp = response.sdp
+            leg.line.endpoint.connections[connection_id] = call.call_id
+            self._calls.feed_leg(leg, LegInput.CREATED)
+            if call.live:
+                if response.sdp is None:
+                    self._listener.release(call, ReleaseCause.GATEWAY_ERROR)  # a 200 without SDP is unusable
+                else:
+                    self._listener.connection_open(leg)
+            self.reconcile_call(call)
+            return
+        self._calls.feed_leg(leg, LegInput.FAILED)
+        if call.live:
+            if response.code == ReturnCode.ALREADY_OFF_HOOK and not leg.originating:
+                self._lines.hook_seen(leg.line, Hook.OFF)
+                self._listener.release(call, ReleaseCause.BUSY)
+            else:
+                self.log.warn(
+                    "CRCX on {line} failed: {code} {comment}",
+                    line=leg.line.endpoint.name, code=int(response.code), comment=response.comment,
+                )
+                self._listener.release(call, ReleaseCause.GATEWAY_ERROR)
+        self._listener.leg_gone(leg, False)
+
+    # -- MDCX --------------------------------------------------------------
+
+    def _modify(self, leg: Leg, mode: ConnectionMode, sdp: Any, tone: Tone) -> None:
+        line = leg.line
+        endpoint = line.endpoint
+        call = leg.call
+        self._calls.feed_leg(leg, LegInput.MODIFY)
+        leg.mode = mode
+        leg.tone = tone
+        if sdp is not None:
+            leg.remote_sdp = sdp
+        command = cmd.mdcx(
+            self._wire.txid(), endpoint.name, call.call_id, leg.connection_id, mode, sdp=sdp,  # type: ignore[arg-type]
+            request_id=self._lines.new_request(line), events=cmd.HANG_UP_EVENTS, signals=_SIGNALS[tone],
+        )
+        self._wire.send(endpoint.gateway, command, call).addCallbacks(
+            self._modified, self._timed_out, (leg,), None, (leg,)
+        )
+
+    def _modified(self, response: Response, leg: Leg) -> None:
+        call = leg.call
+        code = response.code
+        self._calls.feed_leg(leg, LegInput.MODIFIED if code < 300 else LegInput.FAILED)
+        if call.live:
+            if code >= 300:
+                if code == ReturnCode.ALREADY_ON_HOOK:
+                    self._lines.hook_seen(leg.line, Hook.ON)
+                    self._listener.release(call, ReleaseCause.NORMAL if call.answered is not None
+                                           else ReleaseCause.ABANDONED)
+                else:
+                    self._listener.release(call, ReleaseCause.GATEWAY_ERROR)
+            else:
+                self._listener.connection_applied(leg)
+        self.reconcile(leg)
+
+    # -- DLCX --------------------------------------------------------------
+
+    def _delete(self, leg: Leg) -> None:
+        endpoint = leg.line.endpoint
+        if endpoint.gateway.state is GatewayState.DOWN:
+            # It cannot hear us: the audit deletes it when it comes back.
+            self._registry.recheck(endpoint)
+            self.lost(leg)
+            self._listener.leg_gone(leg, False)
+            return
+        self._calls.feed_leg(leg, LegInput.DELETE)
+        self._send_delete(leg)
+
+    def _send_delete(self, leg: Leg) -> None:
+        line = leg.line
+        endpoint = line.endpoint
+        call = leg.call
+        if len(line.legs) <= 1:  # the line's last call: the DLCX re-arms it
+            events, signals = leg.rearm = self.rearm_request(line, call.cause)
+            embedded = events is cmd.DIALLING_ON_OFF_HOOK
+            request_id: Optional[str] = self._lines.new_request(line, dialling=embedded)
+        else:
+            events, signals, embedded, request_id = (), (), False, None
+            leg.rearm = None
+        command = cmd.dlcx(
+            self._wire.txid(), endpoint.name, call.call_id, leg.connection_id, request_id, events, signals,
+            endpoint.digit_map if embedded else None,
+        )
+        self._wire.send(endpoint.gateway, command, call).addCallbacks(
+            self._deleted, self._timed_out, (leg,), None, (leg,)
+        )
+
+    def _deleted(self, response: Response, leg: Leg) -> None:
+        line = leg.line
+        code = response.code
+        if code == ReturnCode.ALREADY_ON_HOOK or code == ReturnCode.ALREADY_OFF_HOOK:
+            # The hook changed under our encapsulated request, which failed
+            # the whole DLCX (they share fate): again, with the right request.
+            self._lines.hook_seen(line, Hook.ON if code == ReturnCode.ALREADY_ON_HOOK else Hook.OFF)
+            self._calls.feed_leg(leg, LegInput.DELETE)
+            self._send_delete(leg)
+            return
+        connection_id = leg.connection_id
+        if response.is_success or code == ReturnCode.INCORRECT_CONNECTION_ID:
+            stats = response.params.get(P.CONNECTION_PARAMETERS)
+            if stats is not None and hasattr(stats, "values"):
+                leg.stats = dict(stats.values)
+            self._calls.feed_leg(leg, LegInput.DELETED)
+        else:
+            self.log.warn(
+                "DLCX on {line} failed: {code} {comment}",
+                line=line.endpoint.name, code=int(code), comment=response.comment,
+            )
+            self._registry.recheck(line.endpoint)
+            self._calls.feed_leg(leg, LegInput.FAILED)
+        if connection_id is not None:
+            line.endpoint.connections.pop(connection_id, None)
+        self._listener.leg_gone(leg, response.is_success and code != ReturnCode.INCORRECT_CONNECTION_ID)
+
+    def _delete_stray(self, line: Line, connection_id: str) -> None:
+        endpoint = line.endpoint
+        self._wire.send(endpoint.gateway, cmd.dlcx(self._wire.txid(), endpoint.name, connection_id=connection_id))\
+            .addErrback(self.command_failed, line)
+
+    def delete_stale(self, line: Line, connection_ids: Any) -> None:
+        """Connections an audit found that no call of ours holds: one DLCX each."""
+        self._counters["stale_connections"] += len(connection_ids)
+        self.log.info("{line}: deleting {count} stale connection(s)", line=line.endpoint.name,
+                      count=len(connection_ids))
+        # One DLCX per connection, never the whole endpoint: a call may
+        # start on the line while these are in flight.
+        for connection_id in sorted(connection_ids):
+            self._delete_stray(line, connection_id)
+
+    # -- no answer -----------------------------------------------------------
+
+    def _timed_out(self, failure: Failure, leg: Leg) -> None:
+        """A command got no answer: whatever it created must go."""
+        if failure.trap(TransactionTimeout, TransactionAborted) is TransactionAborted:
+            return  # shutting down
+        call = leg.call
+        state = leg.state
+        self._calls.feed_leg(leg, LegInput.TIMED_OUT)
+        if state is LegState.DELETING or state is LegState.CREATING:
+            # A CRCX may have been executed and its answer lost; a DLCX may
+            # not have been: the audit finds and deletes the connection.
+            self._registry.recheck(leg.line.endpoint)
+            if leg.connection_id is not None:
+                leg.line.endpoint.connections.pop(leg.connection_id, None)
+        if state is not LegState.DELETING:
+            self._counters["setup_timeouts"] += 1
+            self._listener.release(call, ReleaseCause.GATEWAY_TIMEOUT)
+        if leg.state is LegState.GONE:
+            self._listener.leg_gone(leg, False)
+        else:
+            self.reconcile(leg)
+
+    def command_failed(self, failure: Failure, line: Line) -> None:
+        """A line command (RQNT, a stray DLCX) got no answer: counted; the line's audit heals it."""
+        if failure.trap(TransactionTimeout, TransactionAborted) is TransactionAborted:
+            return  # shutting down
+        self._counters["line_timeouts"] += 1
+        self.log.info("{line}: command timed out", line=line.endpoint.name)

@@ -1,0 +1,517 @@
+# -*- test-case-name: tests.test_agent_registry -*-
+"""
+The registry: gateways and their endpoints, as the call agent knows them.
+
+It owns gateway and endpoint state and nothing about calls: the source
+firewall (which addresses may speak for which gateway), RSIP (RFC 3435
+§2.3.12, §4.4.6), audits and their pacing (after a restart every line is
+audited, at most C{audit_concurrency} at a time per gateway and eight
+times that across the switch), keepalives (an AUEP to a gateway not heard
+from for an interval), and gateways learnt at run time.
+
+What it learns that matters to calls it tells its L{IRegistryListener}
+(the coordinator): endpoints whose connections the gateway lost, audits
+beginning and their answers, a gateway gone down.  The listener decides
+what that means for lines and calls.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter, deque
+from typing import Any, Callable, Iterable, Optional
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import Interface
+
+from ..config import GatewaySettings, Settings
+from ..errors import RemoteProtocolError, TransactionAborted, TransactionTimeout
+from ..interfaces import IDialPlan, IGatewayProfile, ITransactionSender
+from ..mgcp import (
+    Command,
+    DigitMap,
+    EndpointName,
+    ParamCode,
+    Response,
+    RestartMethod,
+    ReturnCode,
+)
+from ..transaction import PeerState
+from . import commands as cmd
+from .lines import Line
+from .model import GatewayState, Hook, LineState
+
+__all__ = ["Gateway", "Endpoint", "Registry", "IRegistryListener"]
+
+P = ParamCode
+Address = tuple[str, int]
+
+
+class IRegistryListener(Interface):
+    """What the registry tells the coordinator (all called after its own state changed)."""
+
+    def endpoints_lost(endpoints, out_of_service):  # type: ignore[no-untyped-def]
+        """
+        The gateway dropped these endpoints' connections (RSIP restart or
+        forced); with C{out_of_service} they are gone until a later restart.
+        """
+
+    def auditing(endpoints):  # type: ignore[no-untyped-def]
+        """An audit of these endpoints begins: their lines' state is unknown until it answers."""
+
+    def audited(endpoint, hook, connection_ids):  # type: ignore[no-untyped-def]
+        """
+        An endpoint's audit answered: its hook (a L{Hook}, UNKNOWN when
+        not said) and the connection ids the gateway holds for it.
+        """
+
+    def endpoint_failed(endpoint, response):  # type: ignore[no-untyped-def]
+        """A command to the endpoint was answered with an error."""
+
+    def gateway_down(gateway):  # type: ignore[no-untyped-def]
+        """The gateway stopped answering (or took every endpoint out of service)."""
+
+
+class Gateway:
+    """A gateway as the registry knows it."""
+
+    __slots__ = (
+        "name", "key", "settings", "address", "allowed", "match_port", "state", "in_service",
+        "last_rsip", "last_rsip_at", "last_seen", "keepalive", "keepalive_interval", "profile",
+        "endpoints", "counters", "audit_queue", "audits_in_flight",
+    )
+
+    def __init__(self, settings: GatewaySettings, profile: Optional[IGatewayProfile],
+                 keepalive_interval: float) -> None:
+        self.name: str = settings.name
+        self.key = settings.name.lower()
+        self.settings = settings
+        self.address: Address = (settings.address, settings.port)
+        self.allowed = settings.allowed
+        self.match_port: bool = settings.match_port
+        self.state = GatewayState.UNKNOWN
+        self.in_service = True
+        self.last_rsip: Optional[str] = None
+        self.last_rsip_at: Optional[float] = None
+        self.last_seen: Optional[float] = None
+        self.keepalive: Optional[IDelayedCall] = None
+        self.keepalive_interval = keepalive_interval
+        self.profile = profile
+        self.endpoints: dict[str, Endpoint] = {}  # by local name, lower case
+        self.counters: Counter[str] = Counter()
+        self.audit_queue: deque[Endpoint] = deque()
+        self.audits_in_flight = 0
+
+    def accepts(self, address: Address) -> bool:
+        """Whether a datagram from C{address} may speak for this gateway."""
+        if self.match_port and address[1] != self.address[1]:
+            return False
+        host = address[0]
+        if host == self.address[0]:
+            return True
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.allowed)
+
+    @property
+    def usable(self) -> bool:
+        return self.in_service and self.state in (GatewayState.UP, GatewayState.REGISTERING)
+
+    def __repr__(self) -> str:
+        return f"<Gateway {self.name} {self.state.value}>"
+
+
+class Endpoint:
+    """
+    One endpoint of a gateway (an analog line).
+
+    @ivar connections: the connections the switch holds on it (connection
+        id -> call id), written by whoever creates and deletes them.
+    @ivar needs_audit: the gateway may hold a connection the switch could
+        not delete (or whose CRCX answer was lost): audit it again.
+    """
+
+    __slots__ = ("name", "key", "gateway", "number", "digit_map", "in_service", "needs_audit",
+                 "connections", "line")
+
+    def __init__(self, name: EndpointName, gateway: Gateway, number: Optional[str],
+                 digit_map: DigitMap) -> None:
+        self.name = name
+        self.key = name.lower()
+        self.gateway = gateway
+        self.number = number
+        self.digit_map = digit_map
+        self.in_service = True
+        self.needs_audit = False
+        self.connections: dict[str, str] = {}
+        self.line = Line(self)
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.name}>"
+
+
+class Registry:
+    """
+    Gateways and endpoints.  Commands go out through C{sender}; state
+    changes of gateways are reported to C{changed(gateway, previous)}.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        settings: Settings,
+        dial_plan: IDialPlan,
+        profiles: dict[str, IGatewayProfile],
+        sender: ITransactionSender,
+        listener: IRegistryListener,
+        counters: Counter[str],
+        changed: Callable[[Gateway, GatewayState], None],
+    ) -> None:
+        self._clock = clock
+        self._switch = settings.switch
+        self._dial_plan = dial_plan
+        self._sender = sender
+        self._listener = listener
+        self._changed = changed
+        self.counters = counters
+        self._default_profile = profiles.get("default")
+        self.gateways: dict[str, Gateway] = {}
+        self.endpoints: dict[str, Endpoint] = {}  # by full name, lower case
+        self.numbers: dict[str, Endpoint] = {}
+        self._by_address: dict[Address, Gateway] = {}
+        self._audits_in_flight = 0  # across every gateway
+        self._audit_waiting: dict[Gateway, None] = {}  # gateways held by the switch-wide cap
+        for gateway_settings in settings.gateways:
+            self.add_gateway(gateway_settings, profiles.get(gateway_settings.profile))
+
+    # -- the directory ---------------------------------------------------
+
+    def add_gateway(self, settings: GatewaySettings, profile: Optional[IGatewayProfile] = None) -> Gateway:
+        interval = settings.keepalive_interval
+        if interval is None:
+            interval = self._switch.keepalive_interval
+        gateway = Gateway(settings, profile, interval)
+        self.gateways[gateway.key] = gateway
+        self._by_address[gateway.address] = gateway
+        own_map = DigitMap.parse(settings.digit_map) if settings.digit_map else None
+        for i, local in enumerate(settings.endpoints):
+            name = EndpointName(settings.endpoint_name(local))
+            number = settings.numbers[i] if settings.numbers else None
+            self._add_endpoint(gateway, name, number, own_map or self._dial_plan.digit_map(name))
+        if profile is not None and not profile.response_acks:
+            set_options = getattr(self._sender, "set_peer_options", None)
+            if set_options is not None:
+                set_options(gateway.address, response_acks=False)
+        return gateway
+
+    def _add_endpoint(self, gateway: Gateway, name: EndpointName, number: Optional[str],
+                      digit_map: DigitMap) -> Endpoint:
+        endpoint = Endpoint(name, gateway, number, digit_map)
+        gateway.endpoints[endpoint.key.partition("@")[0]] = endpoint
+        self.endpoints[endpoint.key] = endpoint
+        if number:
+            self.numbers[number] = endpoint
+        return endpoint
+
+    def gateway(self, name: str) -> Optional[Gateway]:
+        return self.gateways.get(name.lower())
+
+    def endpoint(self, name: str) -> Optional[Endpoint]:
+        return self.endpoints.get(name.lower())
+
+    def accept_source(self, address: Address) -> bool:
+        """
+        The firewall to known gateways: whether a datagram from C{address}
+        may be processed at all.  Unknown sources are dropped and counted
+        (unless dynamic gateways are allowed).
+        """
+        if tuple(address) in self._by_address or self._switch.dynamic_gateways:
+            return True
+        for gateway in self.gateways.values():
+            if gateway.accepts(address):
+                return True
+        self.counters["dropped_unknown_source"] += 1
+        return False
+
+    def sender_of(self, command: Command, source: Address) -> Gateway:
+        """
+        The gateway a command from C{source} speaks for, or a
+        L{RemoteProtocolError} (500) when it may not speak for it.
+        """
+        domain = command.endpoint.rpartition("@")[2]
+        gateway = self.gateways.get(domain.lower())
+        if gateway is None:
+            if not self._switch.dynamic_gateways:
+                self.counters["refused_unknown_gateway"] += 1
+                raise RemoteProtocolError(500, "unknown gateway")
+            gateway = self._learn_gateway(domain, source)
+        if not gateway.accepts(source):
+            self.counters["refused_wrong_gateway"] += 1
+            self.log.warn(
+                "refused {verb} for {endpoint} from {source}: not {gateway}'s address",
+                verb=str(command.verb), endpoint=command.endpoint, source=source, gateway=gateway.name,
+            )
+            raise RemoteProtocolError(500, "endpoint unknown from this address")
+        gateway.last_seen = self._clock.seconds()
+        gateway.counters["commands_received"] += 1
+        return gateway
+
+    def endpoint_of(self, gateway: Gateway, name: EndpointName) -> Endpoint:
+        """The endpoint a command names (a dynamic gateway's is learnt), or 500."""
+        endpoint = gateway.endpoints.get(name.rpartition("@")[0].lower())
+        if endpoint is None:
+            if gateway.settings.dynamic and not name.is_wildcard:
+                return self._add_endpoint(gateway, EndpointName(name), None, self._dial_plan.digit_map(name))
+            raise RemoteProtocolError(500, "endpoint unknown")
+        return endpoint
+
+    def set_state(self, gateway: Gateway, state: GatewayState) -> None:
+        previous = gateway.state
+        if previous is not state:
+            gateway.state = state
+            self._changed(gateway, previous)
+
+    def send(self, gateway: Gateway, command: Command) -> Deferred[Response]:
+        gateway.counters["commands_sent"] += 1
+        return self._sender.send_command(command, gateway.address)
+
+    # -- gateways learnt at run time -------------------------------------
+
+    def _learn_gateway(self, domain: str, source: Address) -> Gateway:
+        """A gateway not in the configuration ([switch] dynamic_gateways = yes)."""
+        self.counters["gateways_learned"] += 1
+        self.log.info("learned gateway {domain} at {source}", domain=domain, source=source)
+        settings = GatewaySettings(
+            name=domain, address=source[0], port=source[1],
+            allowed=(ipaddress.ip_network(source[0]),), dynamic=True,
+        )
+        gateway = self.add_gateway(settings, self._default_profile)
+        self._schedule_keepalive(gateway)
+        return gateway
+
+    def _discover(self, gateway: Gateway) -> None:
+        """Learn a dynamic gateway's endpoints: AUEP *@domain lists them (Z:)."""
+        command = cmd.auep(self._sender.allocate_transaction_id(), EndpointName(f"*@{gateway.name}"), ())
+        self.send(gateway, command).addCallbacks(
+            self._discovered, self._keepalive_failed, (gateway,), None, (gateway,)
+        )
+
+    def _discovered(self, response: Response, gateway: Gateway) -> None:
+        for name in response.params.get(P.SPECIFIC_ENDPOINT_ID, ()):
+            if name.rpartition("@")[0].lower() not in gateway.endpoints and not name.is_wildcard:
+                self._add_endpoint(gateway, name, None, self._dial_plan.digit_map(name))
+        self.audit(gateway, list(gateway.endpoints.values()))
+
+    # -- RSIP ------------------------------------------------------------
+
+    def restart_in_progress(self, gateway: Gateway, command: Command) -> Response:
+        """An RSIP (RFC 3435 §2.3.12): what it means for the gateway and its endpoints."""
+        method = command.params.get(P.RESTART_METHOD)
+        if not isinstance(method, RestartMethod):
+            raise RemoteProtocolError(518, f"unsupported restart method {method}")
+        delay = command.params.get(P.RESTART_DELAY, 0)
+        gateway.last_rsip = method.value
+        gateway.last_rsip_at = self._clock.seconds()
+        local = command.endpoint.rpartition("@")[0].lower()
+        if "*" in local:
+            endpoints = [e for e in gateway.endpoints.values() if command.endpoint.matches(str(e.name))]
+        else:
+            endpoint = gateway.endpoints.get(local)
+            if endpoint is None:
+                raise RemoteProtocolError(500, "endpoint unknown")
+            endpoints = [endpoint]
+        self.counters["rsip_" + method.value] += 1
+        self.log.info(
+            "{gateway}: RSIP {method} for {count} endpoint(s), delay {delay}",
+            gateway=gateway.name, method=method.value, count=len(endpoints), delay=delay,
+        )
+        if method is RestartMethod.GRACEFUL:
+            self.set_state(gateway, GatewayState.DRAINING)
+        elif method is RestartMethod.CANCEL_GRACEFUL:
+            if gateway.state is GatewayState.DRAINING:
+                self.set_state(gateway, GatewayState.UP)
+        elif method is RestartMethod.FORCED:
+            self._listener.endpoints_lost(endpoints, True)
+            if len(endpoints) == len(gateway.endpoints):
+                self.set_state(gateway, GatewayState.DOWN)
+        else:  # restart, disconnected
+            self.set_state(gateway, GatewayState.REGISTERING)
+            if method is RestartMethod.RESTART:
+                self._listener.endpoints_lost(endpoints, False)
+            # Audit after our 200 is on its way (a gateway may answer 405 to
+            # commands until its restart procedure has completed, §4.4.6).
+            if gateway.settings.dynamic and "*" in local:
+                self._clock.callLater(delay, self._discover, gateway)
+            else:
+                self._clock.callLater(delay, self.audit, gateway, endpoints)
+        return Response(ReturnCode.OK, command.transaction_id, "OK")
+
+    # -- audits ----------------------------------------------------------
+
+    def audit(self, gateway: Gateway, endpoints: Iterable[Endpoint]) -> None:
+        """Resynchronise endpoints: their lines are unknown until their audit answers."""
+        endpoints = list(endpoints)
+        self._listener.auditing(endpoints)
+        queued = set(gateway.audit_queue)  # a gateway back twice must not get two rounds
+        gateway.audit_queue.extend(e for e in endpoints if e not in queued)
+        self._pump(gateway)
+
+    def recheck(self, endpoint: Endpoint) -> None:
+        """
+        The gateway may hold a connection of this endpoint that the switch
+        could not delete: audit it now if its gateway answers, or when it
+        comes back (every endpoint of a returning gateway is audited).
+        """
+        endpoint.needs_audit = True
+        self.counters["lines_marked_stale"] += 1
+        gateway = endpoint.gateway
+        if gateway.state is GatewayState.UP and endpoint not in gateway.audit_queue:
+            self._clock.callLater(0, self._recheck_now, endpoint)
+
+    def _recheck_now(self, endpoint: Endpoint) -> None:
+        gateway = endpoint.gateway
+        if endpoint not in gateway.audit_queue:
+            gateway.audit_queue.append(endpoint)
+            self._pump(gateway)
+
+    def _pump(self, gateway: Gateway) -> None:
+        """
+        Audit at most audit_concurrency endpoints of a gateway at a time,
+        and at most 8 x audit_concurrency across the switch, so that a
+        storm of restarting gateways is paced too; a gateway waiting for
+        the switch-wide budget is resumed when an audit anywhere completes.
+        """
+        limit = self._switch.audit_concurrency
+        while gateway.audit_queue and gateway.audits_in_flight < limit:
+            if self._audits_in_flight >= 8 * limit:
+                self._audit_waiting[gateway] = None
+                break
+            endpoint = gateway.audit_queue.popleft()
+            gateway.audits_in_flight += 1
+            self._audits_in_flight += 1
+            self.send(gateway, cmd.auep(self._sender.allocate_transaction_id(), endpoint.name))\
+                .addCallbacks(self._audited, self._audit_timed_out, (endpoint,), None, (endpoint,))\
+                .addBoth(self._audit_done, gateway)
+        if not gateway.audit_queue and not gateway.audits_in_flight:
+            if gateway.state is GatewayState.REGISTERING:
+                self.set_state(gateway, GatewayState.UP)
+
+    def _audit_done(self, result: Any, gateway: Gateway) -> None:
+        gateway.audits_in_flight -= 1
+        self._audits_in_flight -= 1
+        self._pump(gateway)
+        while self._audit_waiting and self._audits_in_flight < 8 * self._switch.audit_concurrency:
+            waiting = next(iter(self._audit_waiting))
+            del self._audit_waiting[waiting]
+            self._pump(waiting)
+        if isinstance(result, Failure):
+            self.log.failure("audit failed on {gateway}", result, gateway=gateway.name)
+
+    def _audited(self, response: Response, endpoint: Endpoint) -> None:
+        self.counters["audits"] += 1
+        if response.code >= 300:
+            self._listener.endpoint_failed(endpoint, response)
+            return
+        names = {event.name for event in response.params.get(P.EVENT_STATES, ())}
+        hook = Hook.OFF if "L/hd" in names else Hook.ON if "L/hu" in names else Hook.UNKNOWN
+        endpoint.needs_audit = False
+        self._listener.audited(endpoint, hook, frozenset(response.connection_ids))
+
+    def _audit_timed_out(self, failure: Failure, endpoint: Endpoint) -> None:
+        if failure.trap(TransactionTimeout, TransactionAborted) is TransactionAborted:
+            return  # shutting down
+        self.counters["audit_timeouts"] += 1
+
+    # -- liveness ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin keepalives; gateways register themselves with RSIP."""
+        for gateway in self.gateways.values():
+            self._schedule_keepalive(gateway)
+
+    def stop(self) -> None:
+        for gateway in self.gateways.values():
+            if gateway.keepalive is not None and gateway.keepalive.active():
+                gateway.keepalive.cancel()
+            gateway.keepalive = None
+
+    def _schedule_keepalive(self, gateway: Gateway) -> None:
+        if gateway.keepalive_interval > 0:
+            gateway.keepalive = self._clock.callLater(gateway.keepalive_interval, self._keepalive, gateway)
+
+    def _keepalive(self, gateway: Gateway) -> None:
+        gateway.keepalive = None
+        if gateway.state is GatewayState.UP and not gateway.audit_queue:
+            # Self-healing: an endpoint whose audit failed (timed out), or
+            # that may hold a connection we could not delete, is audited again.
+            stuck = [e for e in gateway.endpoints.values() if e.needs_audit or _unarmed(e)]
+            if stuck:
+                self.counters["reaudits"] += len(stuck)
+                self.audit(gateway, stuck)
+        now = self._clock.seconds()
+        recent = gateway.last_seen is not None and now - gateway.last_seen < gateway.keepalive_interval
+        if recent and gateway.state is GatewayState.UP:
+            self._schedule_keepalive(gateway)
+            return
+        if not gateway.endpoints:
+            return
+        first = next(iter(gateway.endpoints.values()))
+        self.counters["keepalives"] += 1
+        command = cmd.auep(self._sender.allocate_transaction_id(), first.name, cmd.KEEPALIVE_INFO)
+        self.send(gateway, command).addCallbacks(
+            self._keepalive_answered, self._keepalive_failed, (gateway,), None, (gateway,)
+        )
+
+    def _keepalive_answered(self, response: Response, gateway: Gateway) -> None:
+        gateway.last_seen = self._clock.seconds()
+        if gateway.state in (GatewayState.DOWN, GatewayState.UNKNOWN) and gateway.in_service:
+            # Back (or never registered): resynchronise every endpoint.
+            self.set_state(gateway, GatewayState.REGISTERING)
+            self.audit(gateway, list(gateway.endpoints.values()))
+        self._schedule_keepalive(gateway)
+
+    def _keepalive_failed(self, failure: Failure, gateway: Gateway) -> None:
+        if failure.trap(TransactionTimeout, TransactionAborted) is TransactionAborted:
+            return  # shutting down
+        self.counters["keepalive_timeouts"] += 1
+        self.gateway_down(gateway)
+        self._schedule_keepalive(gateway)
+
+    def peer_state_changed(self, address: Address, state: PeerState) -> None:
+        gateway = self._by_address.get(tuple(address))  # type: ignore[arg-type]
+        if gateway is None:
+            return
+        if state is PeerState.DISCONNECTED:
+            self.gateway_down(gateway)
+        elif state is PeerState.REACHABLE and gateway.state is GatewayState.DOWN:
+            self.set_state(gateway, GatewayState.REGISTERING)
+            self.audit(gateway, list(gateway.endpoints.values()))
+
+    def gateway_down(self, gateway: Gateway) -> None:
+        if gateway.state is GatewayState.DOWN:
+            return
+        self.log.warn("{gateway} is down", gateway=gateway.name)
+        self.set_state(gateway, GatewayState.DOWN)
+        self._listener.gateway_down(gateway)
+
+    def set_in_service(self, gateway: Gateway, in_service: bool) -> None:
+        """The operator takes a gateway out of service (no new calls) or back in (audited)."""
+        gateway.in_service = in_service
+        if not in_service:
+            self.set_state(gateway, GatewayState.OUT_OF_SERVICE)
+        elif gateway.state is GatewayState.OUT_OF_SERVICE:
+            self.set_state(gateway, GatewayState.REGISTERING)
+            self.audit(gateway, list(gateway.endpoints.values()))
+
+
+def _unarmed(endpoint: Endpoint) -> bool:
+    """An endpoint whose line was left unknown with no call (its audit failed)."""
+    line = endpoint.line
+    return line.state is LineState.UNKNOWN and not line.legs

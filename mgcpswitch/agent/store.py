@@ -1,0 +1,293 @@
+# -*- test-case-name: tests.test_agent_store -*-
+"""
+The store seam (L{IStore}): in memory, and in SQLite.
+
+Call control writes at stable points only: a gateway's registration when
+it changes, a call's checkpoint when it is answered, its record (CDR) when
+it ends.  L{SQLiteStore} queues those and writes them in batches (every
+C{flush_interval} seconds or C{batch_size} rows, whichever first) on
+adbapi's thread pool, so the reactor never waits for the disk and the hot
+path never pays one transaction per row.  A later store (PostgreSQL, for
+agents sharing state) implements the same interface.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from typing import Any, Optional
+
+from twisted.application.service import Service
+from twisted.enterprise import adbapi
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ..interfaces import IStore
+from .calls import Call
+from .model import (
+    CallCheckpoint,
+    CallRecord,
+    GatewayRecord,
+    GatewayState,
+    LegCheckpoint,
+    StoredState,
+)
+
+__all__ = ["MemoryStore", "SQLiteStore", "checkpoint", "gateway_record", "SCHEMA"]
+
+
+def checkpoint(call: Call) -> CallCheckpoint:
+    """What the store keeps of a talking call."""
+    return CallCheckpoint(
+        call_id=call.call_id,
+        dialled=call.dialled,
+        started=call.started,
+        answered=call.answered,
+        legs=tuple(
+            LegCheckpoint(
+                endpoint=str(leg.line.endpoint.name),
+                originating=leg.originating,
+                connection_id=leg.connection_id,
+                mode=leg.mode.value if leg.mode is not None else None,
+            )
+            for leg in call.legs
+        ),
+    )
+
+
+def gateway_record(gateway: Any) -> GatewayRecord:
+    return GatewayRecord(
+        name=gateway.name, host=gateway.address[0], port=gateway.address[1], state=gateway.state,
+        last_rsip=gateway.last_rsip, last_rsip_at=gateway.last_rsip_at,
+    )
+
+
+@implementer(IStore)
+class MemoryStore:
+    """
+    A store that lasts as long as the process: the current registrations
+    and talking calls, and the last C{keep} records.
+    """
+
+    def __init__(self, keep: int = 100) -> None:
+        self.gateways: dict[str, GatewayRecord] = {}
+        self.calls: dict[str, CallCheckpoint] = {}
+        self.records: deque[CallRecord] = deque(maxlen=max(keep, 1))
+
+    def gateway_changed(self, record: GatewayRecord) -> None:
+        self.gateways[record.name] = record
+
+    def call_answered(self, checkpoint: CallCheckpoint) -> None:
+        self.calls[checkpoint.call_id] = checkpoint
+
+    def call_ended(self, record: CallRecord) -> None:
+        self.calls.pop(record.call_id, None)
+        self.records.append(record)
+
+    def load(self) -> Deferred[StoredState]:
+        return succeed(StoredState(tuple(self.gateways.values()), tuple(self.calls.values())))
+
+    def flush(self) -> Deferred[None]:
+        return succeed(None)
+
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS cdr (
+    call_id TEXT PRIMARY KEY,
+    caller TEXT NOT NULL,
+    callee TEXT,
+    caller_endpoint TEXT NOT NULL,
+    callee_endpoint TEXT,
+    caller_connection TEXT,
+    callee_connection TEXT,
+    codec TEXT,
+    start REAL NOT NULL,
+    answer REAL,
+    end REAL NOT NULL,
+    cause TEXT NOT NULL,
+    caller_stats TEXT NOT NULL,
+    callee_stats TEXT NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS calls (
+    call_id TEXT PRIMARY KEY,
+    checkpoint TEXT NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS gateways (
+    name TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+)""",
+)
+
+_INSERT_CDR = (
+    "INSERT OR REPLACE INTO cdr (call_id, caller, callee, caller_endpoint, callee_endpoint, "
+    "caller_connection, callee_connection, codec, start, answer, end, cause, caller_stats, "
+    "callee_stats) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_CALL = "INSERT OR REPLACE INTO calls (call_id, checkpoint) VALUES (?, ?)"
+_DELETE_CALL = "DELETE FROM calls WHERE call_id = ?"
+_UPSERT_GATEWAY = "INSERT OR REPLACE INTO gateways (name, record) VALUES (?, ?)"
+
+
+def _cdr_row(record: CallRecord) -> tuple[Any, ...]:
+    return (
+        record.call_id, record.caller, record.callee, record.caller_endpoint,
+        record.callee_endpoint, record.caller_connection, record.callee_connection, record.codec,
+        record.start, record.answer, record.end, record.cause.value,
+        json.dumps(record.caller_stats, sort_keys=True),
+        json.dumps(record.callee_stats, sort_keys=True),
+    )
+
+
+def _create_schema(cursor: Any) -> None:
+    for statement in SCHEMA:
+        cursor.execute(statement)
+
+
+class _Batch:
+    """What is queued for the next write."""
+
+    __slots__ = ("cdrs", "calls", "ended", "gateways")
+
+    def __init__(self) -> None:
+        self.cdrs: list[tuple[Any, ...]] = []
+        self.calls: dict[str, str] = {}
+        self.ended: list[tuple[str]] = []
+        self.gateways: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self.cdrs) + len(self.calls) + len(self.ended) + len(self.gateways)
+
+
+@implementer(IStore)
+class SQLiteStore(Service):
+    """
+    The embedded store: one SQLite file, written through adbapi's thread
+    pool (one connection: SQLite serialises writers anyway).
+    """
+
+    name = "store-sqlite"
+    log = Logger()
+
+    def __init__(
+        self, clock: IReactorTime, path: str, batch_size: int = 200, flush_interval: float = 1.0,
+        pool: Optional[adbapi.ConnectionPool] = None,
+    ) -> None:
+        self._clock = clock
+        self.path = path
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self._pool = pool
+        self._batch = _Batch()
+        self._timer: Optional[IDelayedCall] = None
+        self._flushing: Optional[Deferred[None]] = None
+        self.written = 0  # CDRs on disk
+
+    def _get_pool(self) -> adbapi.ConnectionPool:
+        if self._pool is None:
+            self._pool = adbapi.ConnectionPool(
+                "sqlite3", self.path, check_same_thread=False, cp_min=1, cp_max=1,
+                cp_openfun=_create_schema,
+            )
+        return self._pool
+
+    def _queued(self) -> None:
+        if len(self._batch) >= self.batch_size:
+            self.flush()
+        elif self._timer is None:
+            self._timer = self._clock.callLater(self.flush_interval, self.flush)
+
+    def gateway_changed(self, record: GatewayRecord) -> None:
+        self._batch.gateways[record.name] = json.dumps(record.to_json(), sort_keys=True)
+        self._queued()
+
+    def call_answered(self, checkpoint: CallCheckpoint) -> None:
+        self._batch.calls[checkpoint.call_id] = json.dumps(checkpoint.to_json(), sort_keys=True)
+        self._queued()
+
+    def call_ended(self, record: CallRecord) -> None:
+        batch = self._batch
+        if batch.calls.pop(record.call_id, None) is None:
+            batch.ended.append((record.call_id,))
+        batch.cdrs.append(_cdr_row(record))
+        self._queued()
+
+    def flush(self) -> Deferred[None]:
+        """Write what is queued; fires when it is on disk."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        batch, self._batch = self._batch, _Batch()
+        if not len(batch):
+            return self._flushing if self._flushing is not None else succeed(None)
+
+        def write(cursor: Any) -> None:
+            _create_schema(cursor)
+            if batch.gateways:
+                cursor.executemany(_UPSERT_GATEWAY, batch.gateways.items())
+            if batch.calls:
+                cursor.executemany(_UPSERT_CALL, batch.calls.items())
+            if batch.ended:
+                cursor.executemany(_DELETE_CALL, batch.ended)
+            if batch.cdrs:
+                cursor.executemany(_INSERT_CDR, batch.cdrs)
+
+        d = self._get_pool().runInteraction(write)
+
+        def done(_: Any) -> None:
+            self.written += len(batch.cdrs)
+
+        def failed(failure: Any) -> None:
+            self.log.failure("cannot write {count} rows to {path}", failure, count=len(batch), path=self.path)
+
+        d.addCallbacks(done, failed)
+        self._flushing = d
+        return d
+
+    def load(self) -> Deferred[StoredState]:
+        def read(cursor: Any) -> StoredState:
+            _create_schema(cursor)
+            cursor.execute("SELECT record FROM gateways ORDER BY name")
+            gateways = tuple(_gateway_record(json.loads(row[0])) for row in cursor.fetchall())
+            cursor.execute("SELECT checkpoint FROM calls ORDER BY call_id")
+            calls = tuple(_call_checkpoint(json.loads(row[0])) for row in cursor.fetchall())
+            return StoredState(gateways, calls)
+
+        return self.flush().addCallback(lambda _: self._get_pool().runInteraction(read))
+
+    def records(self) -> Deferred[list[dict[str, Any]]]:
+        """Every CDR, oldest first (for tests and tools)."""
+
+        def read(cursor: Any) -> list[dict[str, Any]]:
+            _create_schema(cursor)
+            cursor.execute("SELECT * FROM cdr ORDER BY start, call_id")
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+        return self.flush().addCallback(lambda _: self._get_pool().runInteraction(read))
+
+    def stopService(self) -> Deferred[None]:  # noqa: N802
+        super().stopService()
+        d = self.flush()
+
+        def close(_: Any) -> None:
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+
+        return d.addBoth(close)
+
+
+def _gateway_record(data: dict[str, Any]) -> GatewayRecord:
+    return GatewayRecord(
+        name=data["name"], host=data["host"], port=data["port"], state=GatewayState(data["state"]),
+        last_rsip=data["last_rsip"], last_rsip_at=data["last_rsip_at"],
+    )
+
+
+def _call_checkpoint(data: dict[str, Any]) -> CallCheckpoint:
+    return CallCheckpoint(
+        call_id=data["call_id"], dialled=data["dialled"], started=data["started"],
+        answered=data["answered"], legs=tuple(LegCheckpoint(**leg) for leg in data["legs"]),
+    )

@@ -1,0 +1,71 @@
+# -*- test-case-name: tests.test_agent_calls -*-
+"""
+The call agent's way out: every command call control sends goes here.
+
+L{Wire.send} counts the command against its gateway, records it (and its
+answer) in the call's ladder, and sends it as its own transaction.  While
+an NTFY is being handled, commands to the gateway that sent it are held
+instead and handed back with the NTFY's response (L{Wire.collect} /
+L{Wire.collected}): the transaction layer sends them in the response's
+datagram (RFC 3435 §4.4.1: the piggybacked NTFY response and next RQNT),
+each still its own transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+
+from ..interfaces import ITransactionSender
+from ..mgcp import Command, Response
+
+__all__ = ["Wire"]
+
+
+class Wire:
+    def __init__(self, clock: IReactorTime, sender: ITransactionSender) -> None:
+        self._clock = clock
+        self._sender = sender
+        self._holding: Any = None  # the gateway whose NTFY is being handled
+        self._held: list[tuple[Command, Deferred[Response]]] = []
+
+    def txid(self) -> int:
+        return self._sender.allocate_transaction_id()  # type: ignore[no-any-return]
+
+    def send(self, gateway: Any, command: Command, call: Any = None) -> Deferred[Response]:
+        """Send C{command} to C{gateway}; the Deferred fires with its final response."""
+        gateway.counters["commands_sent"] += 1
+        ladder = call.ladder if call is not None else None
+        if ladder is not None:
+            ladder.append((self._clock.seconds(), "out", gateway, command))
+        if gateway is self._holding:
+            d: Deferred[Response] = Deferred()
+            self._held.append((command, d))
+        else:
+            d = self._sender.send_command(command, gateway.address)
+        if ladder is not None:
+            d.addCallback(_note_answer, self._clock, ladder, gateway)
+        return d
+
+    def collect(self, gateway: Any) -> None:
+        """Hold the commands for C{gateway} until L{collected} (an NTFY from it is handled)."""
+        self._holding = gateway
+        self._held = []
+
+    def collected(self) -> tuple[tuple[Command, Deferred[Response]], ...]:
+        """Stop holding; the held commands with their Deferreds, in order."""
+        self._holding = None
+        held, self._held = self._held, []
+        return tuple(held)
+
+    def send_held(self, gateway: Any, held: tuple[tuple[Command, Deferred[Response]], ...]) -> None:
+        """Interim (TODO(core)): send held commands now, inside the handler."""
+        for command, d in held:
+            self._sender.send_command(command, gateway.address).chainDeferred(d)
+
+
+def _note_answer(response: Response, clock: IReactorTime, ladder: list[Any], gateway: Any) -> Response:
+    ladder.append((clock.seconds(), "in", gateway, response))
+    return response
