@@ -52,7 +52,6 @@ from .mgcp import (
     Parameters,
     Response,
     ReturnCode,
-    Verb,
     decode,
     encode,
 )

@@ -15,7 +15,7 @@ from zope.interface.verify import verifyObject
 from mgcpswitch.agent.model import CallState, GatewayState, Hook, LineState, ReleaseCause
 from mgcpswitch.errors import CallControlError
 from mgcpswitch.interfaces import ICallControl, ICommandHandler, IPeerListener
-from mgcpswitch.mgcp import Command, ConnectionMode, RestartMethod, Verb, decode, encode
+from mgcpswitch.mgcp import Command, ConnectionMode, RestartMethod, Verb, encode
 
 from .support.switch import Switch
 

@@ -11,7 +11,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from mgcpswitch.agent.model import GatewayState, LineState, ReleaseCause
-from mgcpswitch.mgcp import Command, ConnectionMode, RestartMethod, Verb, decode, encode
+from mgcpswitch.mgcp import Command, ConnectionMode, Verb, decode, encode
 
 from .support.switch import Switch
 

@@ -28,14 +28,14 @@ import random
 from collections import Counter, deque
 from typing import Any, Callable, Iterable, Optional
 
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..config import Settings
-from ..errors import CallControlError, RemoteProtocolError, TransactionAborted, TransactionTimeout
+from ..errors import CallControlError, RemoteProtocolError
 from ..interfaces import (
     ICallObserver,
     ICommandHandler,
@@ -63,6 +63,7 @@ from .calls import Call, CallAction, CallInput, CallMachine, Leg, LegState
 from .events import EventBus, Views
 from .lines import Action, Line, LineInput, LineMachine
 from .media import ILegListener, Media
+from .operator import Operator
 from .model import (
     CallEnded,
     CallStarted,
@@ -77,7 +78,9 @@ from .model import (
     RouteDecision,
     RouteRequest,
 )
-from .registry import Endpoint, Gateway, IRegistryListener, Registry
+from .registry import Gateway, Registry
+from .requests import Requests
+from .resync import Resync
 from .store import MemoryStore, checkpoint, gateway_record
 from .wire import Wire
 
@@ -89,7 +92,7 @@ _OK = ReturnCode.OK
 _NO_PARAMS = Parameters()
 
 
-@implementer(ICommandHandler, IPeerListener, IRegistryListener, ILegListener)
+@implementer(ICommandHandler, IPeerListener, ILegListener)
 class CallControl:
     """
     The call agent's brain.  Construct with the reactor (the only clock),
@@ -110,7 +113,7 @@ class CallControl:
         random_source: Optional[random.Random] = None,
         store: Optional[IStore] = None,
     ) -> None:
-        self._clock = clock
+        self.clock = clock
         self.settings = settings
         switch = settings.switch
         self._dial_plan = IDialPlan(dial_plan)
@@ -124,26 +127,28 @@ class CallControl:
         self.views = Views()
         self.lines = LineMachine(rng.randrange(1, 1 << 24), changed=self._line_changed)
         self.machine = CallMachine()
+        self.resync = Resync(self)
         self.registry = Registry(
-            clock, settings, self._dial_plan, profiles, sender, self, self.counters, self._gateway_changed
+            clock, settings, self._dial_plan, profiles, sender, self.resync, self.counters, self._gateway_changed
         )
-        self.wire = Wire(clock, sender)
+        self.wire = Wire(clock, sender, self.counters)
         self.media = Media(
             self.wire, self.lines, self.machine, self.registry, self,
             LocalConnectionOptions.create(packetization=switch.packetization, codecs=switch.codecs),
             cmd.DIALLING_ON_OFF_HOOK if switch.embedded_dial_tone else cmd.OFF_HOOK_EVENTS,
             self.counters, clock,
         )
-        self._embedded = switch.embedded_dial_tone
         self._ladder = switch.ladder
         self._calls: dict[str, Call] = {}
         self._ended: deque[Call] = deque(maxlen=max(switch.ended_calls_kept, 1))
         self._no_answer_timeouts = TimeoutQueue(clock, switch.no_answer_timeout, self._no_answer)
+        self.requests = Requests(self.wire, self.lines, self.feed, self.media.idle_events, self.counters)
+        self.operator = Operator(self)
         self._actions: dict[Action, Callable[[Line], None]] = {
-            Action.DIAL_TONE: self._dial_tone,
-            Action.ARM_IDLE: self._arm_idle,
-            Action.BUSY_TONE: self._busy_tone,
-            Action.REORDER_TONE: self._reorder_tone,
+            Action.DIAL_TONE: self.requests.dial_tone,
+            Action.ARM_IDLE: self.requests.arm_idle,
+            Action.BUSY_TONE: self.requests.busy_tone,
+            Action.REORDER_TONE: self.requests.reorder_tone,
             Action.ANSWER: self._answer,
             Action.CALL_FAR_END: self._call_far_end,
             Action.RELEASE: self._release_line,
@@ -181,7 +186,7 @@ class CallControl:
         line = self.registry.endpoint_of(gateway, command.endpoint).line
         leg = line.leg
         ladder = leg.call.ladder if leg is not None else None
-        now = self._clock.seconds()
+        now = self.clock.seconds()
         if ladder is not None:
             ladder.append((now, "in", gateway, command))
         response = _new_response(_OK, command.transaction_id, "OK", _NO_PARAMS, None, None, None)
@@ -207,7 +212,7 @@ class CallControl:
                 elif name == "L/hu":
                     self.lines.noted(line, name)
                     self.lines.hook_seen(line, Hook.ON)
-                    self._feed(line, LineInput.ON_HOOK)
+                    self.feed(line, LineInput.ON_HOOK)
                     digits = []
             if digits:
                 self._digits(line, "".join(digits))
@@ -224,18 +229,18 @@ class CallControl:
         self.lines.hook_seen(line, Hook.OFF)
         leg = line.leg
         if leg is not None and leg.originating and leg.call.originated and line.state is LineState.RINGING:
-            self._feed(line, LineInput.PICKED_UP)
+            self.feed(line, LineInput.PICKED_UP)
         elif line.dialling_armed and request_id == line.request_id:
-            self._feed(line, LineInput.OFF_HOOK_DIALLING)
+            self.feed(line, LineInput.OFF_HOOK_DIALLING)
         else:
-            self._feed(line, LineInput.OFF_HOOK)
+            self.feed(line, LineInput.OFF_HOOK)
 
     def _digits(self, line: Line, digits: str) -> None:
         self.lines.noted(line, "D/" + digits)
         if self.lines.feed(line, LineInput.DIGITS) is Action.ROUTE:
             self._route(line, digits)
 
-    def _feed(self, line: Line, event: LineInput) -> None:
+    def feed(self, line: Line, event: LineInput) -> None:
         action = self.lines.feed(line, event)
         if action is not Action.NONE:
             self._actions[action](line)
@@ -259,75 +264,13 @@ class CallControl:
 
     # -- line actions --------------------------------------------------------
 
-    def _rqnt(self, line: Line, events: tuple[Any, ...], signals: tuple[Any, ...] = cmd.NO_SIGNALS,
-              dialling: bool = False, call: Optional[Call] = None) -> Deferred[Response]:
-        endpoint = line.endpoint
-        request_id = self.lines.new_request(line, dialling)
-        digit_map = endpoint.digit_map if dialling or events is cmd.DIALLING_EVENTS else None
-        command = cmd.rqnt(self.wire.txid(), endpoint.name, request_id, events, signals, digit_map)
-        return self.wire.send(endpoint.gateway, command, call)
-
-    def _dial_tone(self, line: Line) -> None:
-        self._rqnt(line, cmd.DIALLING_EVENTS, cmd.DIAL_TONE).addCallbacks(
-            self._dial_tone_done, self.media.command_failed, (line, line.request_id), None, (line,)
-        )
-
-    def _dial_tone_done(self, response: Response, line: Line, request_id: str) -> None:
-        if response.code == ReturnCode.ALREADY_ON_HOOK:
-            self.lines.hook_seen(line, Hook.ON)
-            self._feed(line, LineInput.ON_HOOK)
-        elif response.code >= 300:
-            self._line_error(line, response)
-        elif line.request_id == request_id:
-            self._feed(line, LineInput.ARMED)
-
-    def _arm_idle(self, line: Line) -> None:
-        if self._embedded:
-            d = self._rqnt(line, self.media.idle_events, dialling=True)
-        else:
-            d = self._rqnt(line, cmd.OFF_HOOK_EVENTS)
-        d.addCallbacks(self._armed, self.media.command_failed, (line,), None, (line,))
-
-    def _busy_tone(self, line: Line) -> None:
-        self._rqnt(line, cmd.HANG_UP_EVENTS, cmd.BUSY_TONE).addCallbacks(
-            self._armed, self.media.command_failed, (line,), None, (line,)
-        )
-
-    def _reorder_tone(self, line: Line) -> None:
-        self._rqnt(line, cmd.HANG_UP_EVENTS, cmd.REORDER_TONE).addCallbacks(
-            self._armed, self.media.command_failed, (line,), None, (line,)
-        )
-
-    def _armed(self, response: Response, line: Line) -> None:
-        code = response.code
-        if code == ReturnCode.ALREADY_OFF_HOOK:
-            # Glare: the line went off hook before our request arrived.
-            self.lines.hook_seen(line, Hook.OFF)
-            self._feed(line, LineInput.OFF_HOOK)
-        elif code == ReturnCode.ALREADY_ON_HOOK:
-            self.lines.hook_seen(line, Hook.ON)
-            self._feed(line, LineInput.ON_HOOK)
-        elif code >= 300:
-            self._line_error(line, response)
-
-    def _line_error(self, line: Line, response: Response) -> None:
-        self.counters["line_errors"] += 1
-        self.log.warn(
-            "{line}: the gateway answered {code} {comment}",
-            line=line.endpoint.name, code=int(response.code), comment=response.comment,
-        )
-        if response.code in (ReturnCode.UNKNOWN_ENDPOINT, ReturnCode.ENDPOINT_NOT_READY):
-            self._feed(line, LineInput.OUT_OF_SERVICE)
-
     def _answer(self, line: Line) -> None:
         """The callee went off hook: watch its hang-up, and talk once its connection exists."""
         leg = line.leg
         if leg is None:
             return
         call = leg.call
-        self._rqnt(line, cmd.HANG_UP_EVENTS, call=call).addCallbacks(
-            self._armed, self.media.command_failed, (line,), None, (line,)
-        )
+        self.requests.watch_hang_up(line, call)
         if leg.state is LegState.OPEN or leg.state is LegState.MODIFYING:
             self._call_input(call, CallInput.ANSWER)
         # else: answered before its CRCX answer arrived: connection_open connects.
@@ -356,7 +299,7 @@ class CallControl:
         """
         if line.state is not LineState.RELEASING:
             return  # lost with its gateway (unknown, out of service): the audit arms it
-        feed = self._feed
+        feed = self.feed
         if rearmed and leg is not None and leg.rearm is not None:
             events, signals = leg.rearm
             if events is self.media.idle_events:
@@ -385,7 +328,7 @@ class CallControl:
     def _route(self, line: Line, digits: str) -> None:
         endpoint = line.endpoint
         if not endpoint.gateway.usable:
-            self._feed(line, LineInput.ROUTE_FAILED)
+            self.feed(line, LineInput.ROUTE_FAILED)
             return
         dialled = digits.rstrip("T")
         request = RouteRequest(str(endpoint.name), dialled, endpoint.number)
@@ -397,7 +340,7 @@ class CallControl:
         self.log.failure("dial plan failed for {line}", failure, line=line.endpoint.name)
         self.outcomes[ReleaseCause.REJECTED.value] += 1
         if line.state is LineState.ROUTING:
-            self._feed(line, LineInput.ROUTE_FAILED)
+            self.feed(line, LineInput.ROUTE_FAILED)
 
     def _routed(self, decision: RouteDecision, line: Line, dialled: str) -> None:
         if line.state is not LineState.ROUTING:
@@ -405,22 +348,22 @@ class CallControl:
         endpoint = self.registry.endpoint(decision.target) if decision.target else None
         if endpoint is None:
             self._failed_attempt(line, dialled, decision.cause or ReleaseCause.UNKNOWN_NUMBER)
-            self._feed(line, LineInput.ROUTE_FAILED)
+            self.feed(line, LineInput.ROUTE_FAILED)
             return
         target = endpoint.line
         if target is line or target.state is not LineState.IDLE or not endpoint.gateway.usable \
                 or not endpoint.in_service:
             self._failed_attempt(line, dialled, ReleaseCause.BUSY, target)
-            self._feed(line, LineInput.ROUTE_BUSY)
+            self.feed(line, LineInput.ROUTE_BUSY)
             return
-        call = self._new_call(dialled)
+        call = self.new_call(dialled)
         self.lines.add_leg(line, self.machine.new_leg(call, line, True))
         self._set_up(call, target)
 
     def _set_up(self, call: Call, target: Line) -> None:
         """Ring C{target} for C{call}: its leg, then the connections (caller's first)."""
         self.lines.add_leg(target, self.machine.new_leg(call, target, False))
-        self._feed(target, LineInput.INCOMING)
+        self.feed(target, LineInput.INCOMING)
         self.media.reconcile_call(call)
 
     def _call_far_end(self, line: Line) -> None:
@@ -433,8 +376,8 @@ class CallControl:
             return
         self._set_up(call, target)
 
-    def _new_call(self, dialled: str) -> Call:
-        call = Call(f"{self._call_prefix}{next(self._call_ids):x}", self._clock.seconds(), dialled)
+    def new_call(self, dialled: str) -> Call:
+        call = Call(f"{self._call_prefix}{next(self._call_ids):x}", self.clock.seconds(), dialled)
         if self._ladder:
             call.ladder = []
         self._calls[call.call_id] = call
@@ -445,7 +388,7 @@ class CallControl:
 
     def _failed_attempt(self, line: Line, dialled: str, cause: ReleaseCause, target: Optional[Line] = None) -> None:
         """A call that never got a connection still gets its record (its legs hold no line)."""
-        call = self._new_call(dialled)
+        call = self.new_call(dialled)
         self.machine.new_leg(call, line, True)
         if target is not None:
             self.machine.new_leg(call, target, False)
@@ -467,10 +410,10 @@ class CallControl:
         line = leg.line
         if leg.mode is ConnectionMode.SENDRECV and leg.call.state is CallState.CONNECTED:
             if line.state is LineState.ROUTING:
-                self._feed(line, LineInput.ALERTING)
-            self._feed(line, LineInput.ANSWERED)
+                self.feed(line, LineInput.ALERTING)
+            self.feed(line, LineInput.ANSWERED)
         else:
-            self._feed(line, LineInput.ALERTING)
+            self.feed(line, LineInput.ALERTING)
 
     def release(self, call: Call, cause: ReleaseCause) -> None:
         """End a call: delete every connection it holds; its lines follow."""
@@ -481,7 +424,7 @@ class CallControl:
         for leg in list(call.legs):
             line = leg.line
             if leg in line.legs:
-                self._feed(line, LineInput.FAR_END_RELEASED)
+                self.feed(line, LineInput.FAR_END_RELEASED)
         self.media.reconcile_call(call)
 
     def leg_gone(self, leg: Leg, rearmed: bool) -> None:
@@ -502,10 +445,10 @@ class CallControl:
         if action is CallAction.NONE:
             return
         if action is CallAction.ALERTING:
-            call.no_answer = self._no_answer_timeouts.add(call)
+            self.await_answer(call)
         elif action is CallAction.CONNECTED:
             self._cancel_no_answer(call)
-            call.answered = self._clock.seconds()
+            call.answered = self.clock.seconds()
             self.store.call_answered(checkpoint(call))
         elif action is CallAction.RELEASE:
             self._cancel_no_answer(call)
@@ -520,6 +463,10 @@ class CallControl:
         if action is CallAction.CONNECTED or action is CallAction.ALERTING:
             self.media.reconcile_call(call)
 
+    def await_answer(self, call: Call) -> None:
+        """Release C{call} with NO_ANSWER unless it is answered within the no-answer time."""
+        call.no_answer = self._no_answer_timeouts.add(call)
+
     def _cancel_no_answer(self, call: Call) -> None:
         if call.no_answer is not None:
             call.no_answer.cancel()
@@ -531,7 +478,7 @@ class CallControl:
             self.release(call, ReleaseCause.NO_ANSWER)
 
     def _end(self, call: Call) -> None:
-        call.ended = self._clock.seconds()
+        call.ended = self.clock.seconds()
         self._calls.pop(call.call_id, None)
         ended = self._ended
         if len(ended) == ended.maxlen:
@@ -551,68 +498,6 @@ class CallControl:
         for d in deferreds:
             d.callback(None)
 
-    # -- what the registry reports (IRegistryListener) -----------------------
-
-    def endpoints_lost(self, endpoints: Iterable[Endpoint], out_of_service: bool) -> None:
-        """The gateway dropped these endpoints' connections: their calls end, nothing to delete there."""
-        for endpoint in endpoints:
-            line = endpoint.line
-            endpoint.connections.clear()
-            legs = list(line.legs)
-            for leg in legs:
-                self.media.lost(leg)
-                self.lines.remove_leg(line, leg)
-            self.lines.hook_seen(line, Hook.UNKNOWN)
-            self._feed(line, LineInput.RESET)
-            if out_of_service:
-                self._feed(line, LineInput.OUT_OF_SERVICE)
-            for leg in legs:
-                self.release(leg.call, ReleaseCause.GATEWAY_RESTART)
-                self.leg_gone(leg, False)
-
-    def auditing(self, endpoints: Iterable[Endpoint]) -> None:
-        for endpoint in endpoints:
-            if not endpoint.line.legs:
-                self._feed(endpoint.line, LineInput.RESET)
-
-    def audited(self, endpoint: Endpoint, hook: Hook, connection_ids: frozenset[str]) -> bool:
-        line = endpoint.line
-        if hook is not Hook.UNKNOWN:
-            self.lines.hook_seen(line, hook)
-        creating = False
-        for leg in list(line.legs):
-            if leg.state is LegState.CREATING:
-                creating = True
-            elif leg.connection_id is not None and leg.connection_id not in connection_ids:
-                # We thought a call was up; the gateway has no such connection.
-                self.media.lost(leg)
-                self.release(leg.call, ReleaseCause.GATEWAY_RESTART)
-                self.leg_gone(leg, False)
-        if not creating:
-            # (A CRCX in flight here would make its connection look unknown:
-            # the line stays marked, and the next keepalive audits it again.)
-            stale = connection_ids - {leg.connection_id for leg in line.legs}
-            if stale:
-                self.media.delete_stale(line, stale)
-        self._arm_after_audit(line)
-        return not creating
-
-    def _arm_after_audit(self, line: Line) -> None:
-        endpoint = line.endpoint
-        ours = {leg.connection_id for leg in line.legs}
-        endpoint.connections = {k: v for k, v in endpoint.connections.items() if k in ours}
-        if line.legs or line.state is not LineState.UNKNOWN:
-            return
-        self._feed(line, LineInput.OFF_HOOK if line.hook is Hook.OFF else LineInput.ON_HOOK)
-
-    def endpoint_failed(self, endpoint: Endpoint, response: Response) -> None:
-        self._line_error(endpoint.line, response)
-
-    def gateway_down(self, gateway: Gateway) -> None:
-        for endpoint in gateway.endpoints.values():
-            for leg in list(endpoint.line.legs):
-                self.release(leg.call, ReleaseCause.GATEWAY_RESTART)
-
     # -- observers -----------------------------------------------------------
 
     def _line_changed(self, line: Line, previous: LineState) -> None:
@@ -626,112 +511,6 @@ class CallControl:
         if self.events.watched:
             self.events.publish(GatewayStateChanged(self.views.gateway(gateway), previous))
 
-    # -- the operator's actions ----------------------------------------------
-
-    def originate(self, a: str, b: str) -> Deferred[str]:
-        """
-        Click-to-dial: ring C{a} (showing C{b}'s number); when C{a} answers,
-        call C{b} as if C{a} had dialled it.
-        """
-        first = self.registry.endpoint(a)
-        second = self.registry.endpoint(b)
-        for name, endpoint in ((a, first), (b, second)):
-            if endpoint is None:
-                return fail(CallControlError(f"unknown endpoint {name}"))
-            if endpoint.line.state is not LineState.IDLE or not endpoint.gateway.usable \
-                    or not endpoint.in_service:
-                return fail(CallControlError(
-                    f"{name} is busy or out of service ({endpoint.line.state.value})"))
-        assert first is not None and second is not None
-        if first is second:
-            return fail(CallControlError("cannot call a line from itself"))
-        line = first.line
-        call = self._new_call(second.number or str(second.name))
-        call.originated = True
-        call.target = second.line
-        self.lines.add_leg(line, self.machine.new_leg(call, line, True))
-        self._feed(line, LineInput.INCOMING)
-        d: Deferred[str] = Deferred()
-        call.originate_deferred = d
-        call.saved_request = (line.request_id, line.dialling_armed)
-        signals = (cmd.RINGING[0], cmd.caller_id(self._clock.seconds(), second.number, "mgcpswitch"))
-        self._rqnt(line, cmd.OFF_HOOK_EVENTS, signals, call=call).addCallbacks(
-            self._originate_ringing, self._ring_timed_out, (call,), None, (call,)
-        )
-        return d
-
-    def _originate_ringing(self, response: Response, call: Call) -> None:
-        d, call.originate_deferred = call.originate_deferred, None
-        leg = call.caller
-        assert leg is not None
-        line = leg.line
-        code = response.code
-        if code == ReturnCode.ALREADY_OFF_HOOK and call.state is CallState.SETUP \
-                and call.saved_request is not None and call.saved_request[1]:
-            # An idle request with dial tone embedded: the line is dialling
-            # on its own (we could not know).  Our ring request failed as a
-            # whole, so the gateway still runs the old one: leave the line
-            # to it, as if we had never rung.
-            self.lines.restore_request(line, *call.saved_request)
-            self.lines.remove_leg(line, leg)
-            self._feed(line, LineInput.RING_REFUSED)
-            if d is not None:
-                d.errback(CallControlError(f"{line.endpoint.name} is busy (off hook)"))
-            self.release(call, ReleaseCause.BUSY)
-            return
-        if code == ReturnCode.ALREADY_OFF_HOOK and call.state is CallState.SETUP:
-            # The user lifted the handset just as we rang it: that is the
-            # answer (its NTFY may have arrived already, or may follow).
-            self.lines.hook_seen(line, Hook.OFF)
-            if line.state is LineState.RINGING:
-                self._feed(line, LineInput.PICKED_UP)
-            if d is not None:
-                d.callback(call.call_id)
-            return
-        if code >= 300:
-            if d is not None:
-                d.errback(CallControlError(f"cannot ring: {int(code)} {response.comment}"))
-            self.release(call, ReleaseCause.GATEWAY_ERROR)
-            return
-        if call.state is CallState.SETUP:
-            call.no_answer = self._no_answer_timeouts.add(call)
-        if d is not None:
-            d.callback(call.call_id)
-
-    def _ring_timed_out(self, failure: Failure, call: Call) -> None:
-        if failure.trap(TransactionTimeout, TransactionAborted) is TransactionAborted:
-            return  # shutting down
-        self.counters["setup_timeouts"] += 1
-        self.release(call, ReleaseCause.GATEWAY_TIMEOUT)
-
-    def hangup(self, call_id: str) -> Deferred[None]:
-        call = self._calls.get(call_id)
-        if call is None:
-            return fail(CallControlError(f"no call {call_id}"))
-        d: Deferred[None] = Deferred()
-        call.ended_deferreds.append(d)
-        self.release(call, ReleaseCause.ADMIN)
-        return d
-
-    def audit_endpoint(self, name: str) -> Deferred[Endpoint]:
-        """AUEP one endpoint (for the operator); fires with the endpoint, its hook updated."""
-        endpoint = self.registry.endpoint(name)
-        if endpoint is None:
-            return fail(CallControlError(f"unknown endpoint {name}"))
-
-        def audited(response: Response) -> Endpoint:
-            if response.code >= 300:
-                raise CallControlError(f"audit of {name}: {int(response.code)} {response.comment}")
-            states = {event.name for event in response.params.get(P.EVENT_STATES, ())}
-            if "L/hd" in states:
-                self.lines.hook_seen(endpoint.line, Hook.OFF)
-            elif "L/hu" in states:
-                self.lines.hook_seen(endpoint.line, Hook.ON)
-            return endpoint
-
-        command = cmd.auep(self.wire.txid(), endpoint.name)
-        return self.wire.send(endpoint.gateway, command).addCallback(audited)
-
     # -- lookups (the service's views, tests) --------------------------------
 
     def line(self, name: str) -> Optional[Line]:
@@ -744,6 +523,9 @@ class CallControl:
     def calls(self) -> list[Call]:
         """The calls in progress."""
         return list(self._calls.values())
+
+    def in_progress(self, call_id: str) -> Optional[Call]:
+        return self._calls.get(call_id)
 
     def call(self, call_id: str) -> Optional[Call]:
         """A call in progress or recently ended."""

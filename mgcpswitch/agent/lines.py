@@ -8,13 +8,14 @@ digits), what became of the line's calls (ringing, answered, released) and
 what the registry learnt (the gateway lost the line's state, an audit is
 about to tell us the hook).  L{TRANSITIONS} maps every allowed (state,
 input) pair to the next state and the L{Action} the coordinator carries
-out; a pair missing from the table is ignored (and counted), so a late or
-stray notification never corrupts a line.  As in h2, the machine holds
+out, L{ANY_STATE} the two inputs that apply whatever the line does; a pair
+missing from both is ignored (and counted), so a late or stray
+notification never corrupts a line.  As in h2, the machine holds
 very little: its job is the transitions, and it returns what to do as a
 value instead of doing it.
 
 Every row fires in some path of the switch (a test runs those paths and
-checks), so the table is the whole story of a line.
+checks), so the tables are the whole story of a line.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "LineInput",
     "Action",
     "TRANSITIONS",
+    "ANY_STATE",
     "InvalidTransition",
     "transition",
     "Line",
@@ -145,13 +147,13 @@ TRANSITIONS: dict[tuple[LineState, LineInput], tuple[LineState, Action]] = {
     (S.UNKNOWN, LineInput.ON_HOOK): (S.IDLE, Action.ARM_IDLE),
 }
 
-# The gateway may lose a line's state (a restart) or say the endpoint is
-# not there, whatever the line was doing; an audit resets a line that has
-# no call.
-for _state in LineState:
-    TRANSITIONS[(_state, LineInput.RESET)] = (S.UNKNOWN, Action.NONE)
-    TRANSITIONS[(_state, LineInput.OUT_OF_SERVICE)] = (S.OUT_OF_SERVICE, Action.NONE)
-del _state
+# Inputs that apply in every state: the gateway lost the line's state (a
+# restart, an audit starting), or says the endpoint is not there, whatever
+# the line was doing.  A row of TRANSITIONS for the same input wins.
+ANY_STATE: dict[LineInput, tuple[LineState, Action]] = {
+    LineInput.RESET: (S.UNKNOWN, Action.NONE),
+    LineInput.OUT_OF_SERVICE: (S.OUT_OF_SERVICE, Action.NONE),
+}
 
 
 class InvalidTransition(MGCPError):
@@ -165,10 +167,10 @@ class InvalidTransition(MGCPError):
 
 def transition(state: LineState, event: LineInput) -> tuple[LineState, Action]:
     """The next state and action, or L{InvalidTransition}."""
-    try:
-        return TRANSITIONS[(state, event)]
-    except KeyError:
-        raise InvalidTransition(state, event) from None
+    entry = TRANSITIONS.get((state, event)) or ANY_STATE.get(event)
+    if entry is None:
+        raise InvalidTransition(state, event)
+    return entry
 
 
 class Line:
@@ -228,8 +230,10 @@ class LineMachine:
         previous = line.state
         entry = TRANSITIONS.get((previous, event))
         if entry is None:
-            self.ignored += 1
-            return Action.NONE
+            entry = ANY_STATE.get(event)
+            if entry is None:
+                self.ignored += 1
+                return Action.NONE
         if self.fired is not None:
             self.fired(previous, event)
         state = entry[0]

@@ -214,6 +214,8 @@ class Media:
         )
 
     def _modified(self, response: Response, leg: Leg) -> None:
+        if leg.state is not LegState.MODIFYING:
+            return  # lost meanwhile (its gateway restarted)
         call = leg.call
         code = response.code
         self._calls.feed_leg(leg, LegInput.MODIFIED if code < 300 else LegInput.FAILED)
@@ -262,6 +264,8 @@ class Media:
         )
 
     def _deleted(self, response: Response, leg: Leg) -> None:
+        if leg.state is not LegState.DELETING:
+            return  # lost meanwhile (its gateway restarted)
         line = leg.line
         code = response.code
         if code == ReturnCode.ALREADY_ON_HOOK or code == ReturnCode.ALREADY_OFF_HOOK:
@@ -291,7 +295,7 @@ class Media:
     def _delete_stray(self, line: Line, connection_id: str) -> None:
         endpoint = line.endpoint
         self._wire.send(endpoint.gateway, cmd.dlcx(self._wire.txid(), endpoint.name, connection_id=connection_id))\
-            .addErrback(self.command_failed, line)
+            .addErrback(self._wire.command_failed, line)
 
     def delete_stale(self, line: Line, connection_ids: Any) -> None:
         """Connections an audit found that no call of ours holds: one DLCX each."""
@@ -311,6 +315,8 @@ class Media:
             return  # shutting down
         call = leg.call
         state = leg.state
+        if not leg.busy:
+            return  # lost meanwhile (its gateway restarted)
         self._calls.feed_leg(leg, LegInput.TIMED_OUT)
         if state is LegState.DELETING or state is LegState.CREATING:
             # A CRCX may have been executed and its answer lost; a DLCX may
@@ -325,10 +331,3 @@ class Media:
             self._listener.leg_gone(leg, False)
         else:
             self.reconcile(leg)
-
-    def command_failed(self, failure: Failure, line: Line) -> None:
-        """A line command (RQNT, a stray DLCX) got no answer: counted; the line's audit heals it."""
-        if failure.trap(TransactionTimeout, TransactionAborted) is TransactionAborted:
-            return  # shutting down
-        self._counters["line_timeouts"] += 1
-        self.log.info("{line}: command timed out", line=line.endpoint.name)

@@ -153,13 +153,13 @@ class CallControlService(Service):
         return len(self.control.calls())
 
     def originate(self, a: str, b: str) -> Deferred[str]:
-        return self.control.originate(a, b)
+        return self.control.operator.originate(a, b)
 
     def hangup(self, call_id: str) -> Deferred[None]:
-        return self.control.hangup(call_id)
+        return self.control.operator.hangup(call_id)
 
     def audit_endpoint(self, name: str) -> Deferred[EndpointView]:
-        return self.control.audit_endpoint(name).addCallback(self.control.views.endpoint)
+        return self.control.operator.audit_endpoint(name).addCallback(self.control.views.endpoint)
 
     def set_gateway_in_service(self, name: str, in_service: bool) -> Deferred[GatewayView]:
         gateway = self.control.registry.gateway(name)

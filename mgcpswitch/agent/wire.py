@@ -17,7 +17,10 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from ..errors import TransactionAborted, TransactionTimeout
 from ..interfaces import ITransactionSender
 from ..mgcp import Command, Response
 
@@ -25,9 +28,12 @@ __all__ = ["Wire"]
 
 
 class Wire:
-    def __init__(self, clock: IReactorTime, sender: ITransactionSender) -> None:
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, sender: ITransactionSender, counters: Any) -> None:
         self._clock = clock
         self._sender = sender
+        self._counters = counters
         self._holding: Any = None  # the gateway whose NTFY is being handled
         self._held: list[tuple[Command, Deferred[Response]]] = []
 
@@ -48,6 +54,16 @@ class Wire:
         if ladder is not None:
             d.addCallback(_note_answer, self._clock, ladder, gateway)
         return d
+
+    def command_failed(self, failure: Failure, line: Any) -> None:
+        """
+        A line's command (an RQNT, a stray DLCX) got no answer: counted and
+        logged; the line's next audit heals what it left.
+        """
+        if failure.trap(TransactionTimeout, TransactionAborted) is TransactionAborted:
+            return  # shutting down
+        self._counters["line_timeouts"] += 1
+        self.log.info("{line}: command timed out", line=line.endpoint.name)
 
     def collect(self, gateway: Any) -> None:
         """Hold the commands for C{gateway} until L{collected} (an NTFY from it is handled)."""

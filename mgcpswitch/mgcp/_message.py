@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Union
+from typing import Any, Mapping, Union
 
 from ._sdp import SessionDescription
 from ._values import EndpointName, ExtensionName

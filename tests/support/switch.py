@@ -19,7 +19,7 @@ from mgcpswitch.config import parse_settings
 from mgcpswitch.gateway import GatewayConfig, SimulatedGateway
 from mgcpswitch.interfaces import ICallObserver
 from mgcpswitch.mgcp import decode
-from mgcpswitch.testing import MemoryNetwork, MemoryReactor, run_timers
+from mgcpswitch.testing import MemoryNetwork, MemoryReactor
 from mgcpswitch.transaction import TransactionConfig
 
 CA = ("127.0.0.1", 2727)

@@ -1,0 +1,94 @@
+# -*- test-case-name: tests.test_agent_registry -*-
+"""
+What the registry's news means for lines and calls.
+
+The registry knows gateways and endpoints, not calls; when a gateway loses
+its endpoints' state (RSIP restart, forced), an audit begins or answers,
+or a gateway stops answering, L{Resync} decides what becomes of the lines
+and the calls on them: calls whose connections the gateway no longer holds
+end (there is nothing left to delete), connections the gateway holds that
+no call of ours owns are deleted, and every line with no call is armed
+from the hook state the audit reports.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from zope.interface import implementer
+
+from ..mgcp import Response
+from .calls import LegState
+from .lines import Line, LineInput
+from .model import Hook, LineState, ReleaseCause
+from .registry import Endpoint, Gateway, IRegistryListener
+
+__all__ = ["Resync"]
+
+
+@implementer(IRegistryListener)
+class Resync:
+    """The coordinator's listener to the registry (C{control} is the coordinator)."""
+
+    def __init__(self, control: Any) -> None:
+        self._control = control
+
+    def endpoints_lost(self, endpoints: Iterable[Endpoint], out_of_service: bool) -> None:
+        """The gateway dropped these endpoints' connections: their calls end, nothing to delete there."""
+        for endpoint in endpoints:
+            line = endpoint.line
+            endpoint.connections.clear()
+            legs = list(line.legs)
+            for leg in legs:
+                self._control.media.lost(leg)
+                self._control.lines.remove_leg(line, leg)
+            self._control.lines.hook_seen(line, Hook.UNKNOWN)
+            self._control.feed(line, LineInput.RESET)
+            if out_of_service:
+                self._control.feed(line, LineInput.OUT_OF_SERVICE)
+            for leg in legs:
+                self._control.release(leg.call, ReleaseCause.GATEWAY_RESTART)
+                self._control.leg_gone(leg, False)
+
+    def auditing(self, endpoints: Iterable[Endpoint]) -> None:
+        for endpoint in endpoints:
+            if not endpoint.line.legs:
+                self._control.feed(endpoint.line, LineInput.RESET)
+
+    def audited(self, endpoint: Endpoint, hook: Hook, connection_ids: frozenset[str]) -> bool:
+        line = endpoint.line
+        if hook is not Hook.UNKNOWN:
+            self._control.lines.hook_seen(line, hook)
+        creating = False
+        for leg in list(line.legs):
+            if leg.state is LegState.CREATING:
+                creating = True
+            elif leg.connection_id is not None and leg.connection_id not in connection_ids:
+                # We thought a call was up; the gateway has no such connection.
+                self._control.media.lost(leg)
+                self._control.release(leg.call, ReleaseCause.GATEWAY_RESTART)
+                self._control.leg_gone(leg, False)
+        if not creating:
+            # (A CRCX in flight here would make its connection look unknown:
+            # the line stays marked, and the next keepalive audits it again.)
+            stale = connection_ids - {leg.connection_id for leg in line.legs}
+            if stale:
+                self._control.media.delete_stale(line, stale)
+        self._arm_after_audit(line)
+        return not creating
+
+    def _arm_after_audit(self, line: Line) -> None:
+        endpoint = line.endpoint
+        ours = {leg.connection_id for leg in line.legs}
+        endpoint.connections = {k: v for k, v in endpoint.connections.items() if k in ours}
+        if line.legs or line.state is not LineState.UNKNOWN:
+            return
+        self._control.feed(line, LineInput.OFF_HOOK if line.hook is Hook.OFF else LineInput.ON_HOOK)
+
+    def endpoint_failed(self, endpoint: Endpoint, response: Response) -> None:
+        self._control.requests.line_error(endpoint.line, response)
+
+    def gateway_down(self, gateway: Gateway) -> None:
+        for endpoint in gateway.endpoints.values():
+            for leg in list(endpoint.line.legs):
+                self._control.release(leg.call, ReleaseCause.GATEWAY_RESTART)
