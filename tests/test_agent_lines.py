@@ -57,6 +57,7 @@ EXPECTED = {
     (S.REORDER, I.OFF_HOOK): (S.DIAL_TONE, A.DIAL_TONE),
     (S.UNKNOWN, I.OFF_HOOK): (S.DIAL_TONE, A.DIAL_TONE),
     (S.UNKNOWN, I.ON_HOOK): (S.IDLE, A.ARM_IDLE),
+    (S.UNKNOWN, I.RESUMED): (S.CONNECTED, A.NONE),
 }
 # Whatever the state: the gateway lost the line, or says it is not there.
 for _state in LineState:

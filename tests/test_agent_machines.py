@@ -24,6 +24,7 @@ from mgcpswitch.agent.calls import (
 )
 from mgcpswitch.agent.lines import ANY_STATE, TRANSITIONS
 from mgcpswitch.agent.model import CallState, LineState
+from mgcpswitch.agent.store import MemoryStore
 from mgcpswitch.mgcp import Command, ConnectionMode, RestartMethod, Verb, encode
 
 from .support.switch import CA, Switch
@@ -39,10 +40,12 @@ CALLS = {
     (C.ALERTING, CI.RELEASE): (C.RELEASING, CA_.RELEASE),
     (C.CONNECTED, CI.RELEASE): (C.RELEASING, CA_.RELEASE),
     (C.RELEASING, CI.LEGS_GONE): (C.ENDED, CA_.END),
+    (C.SETUP, CI.RESUME): (C.CONNECTED, CA_.NONE),
 }
 LEGS = {
     (L.NEW, LI.CREATE): L.CREATING,
     (L.NEW, LI.DELETE): L.GONE,
+    (L.NEW, LI.ADOPT): L.OPEN,
     (L.CREATING, LI.CREATED): L.OPEN,
     (L.CREATING, LI.FAILED): L.GONE,
     (L.CREATING, LI.TIMED_OUT): L.GONE,
@@ -184,12 +187,15 @@ class EveryRowFires(SynchronousTestCase):
 
     def switch(self, **options: Any) -> Switch:
         s = Switch(start=False, **options)
-        s.control.lines.fired = lambda state, event: self.lines.add((state, event))
-        s.control.machine.fired_call = lambda state, event: self.calls.add((state, event))
-        s.control.machine.fired_leg = lambda state, event: self.legs.add((state, event))
+        self.watch(s)
         s.start()
         self.addCleanup(s.stop)
         return s
+
+    def watch(self, s: Switch) -> None:
+        s.control.lines.fired = lambda state, event: self.lines.add((state, event))
+        s.control.machine.fired_call = lambda state, event: self.calls.add((state, event))
+        s.control.machine.fired_leg = lambda state, event: self.legs.add((state, event))
 
     def test_every_row_fires(self) -> None:
         """Every row of the line, call and leg tables, and every any-state input, fires in some path."""
@@ -472,6 +478,17 @@ class EveryRowFires(SynchronousTestCase):
         s.run(30)
         s.network.set_link(CA, ("127.0.0.3", 2427), loss=0.0)
         s.run(40)
+        self.settle(s)
+
+    def path_agent_restart(self) -> None:
+        """The agent restarts while a call talks: it takes the call back from its checkpoint."""
+        s = self.switch(store=MemoryStore())
+        self.dial(s, "1001", "2001")
+        s.phone("2001").off_hook()
+        s.run(0.5)
+        s.restart_agent(down=1.0, prepare=self.watch)
+        s.run(3.0)
+        self.assertIs(s.line("aaln/1@rgw1").state, LineState.CONNECTED)
         self.settle(s)
 
     def path_operator(self) -> None:

@@ -161,17 +161,57 @@ class RestartMethods(SynchronousTestCase):
 
 class Liveness(SynchronousTestCase):
     def test_keepalive_marks_gateway_down_and_back_up(self) -> None:
-        """A silent gateway is found by the keepalive, marked down, and audited when it answers."""
+        """
+        A silent gateway is found by the keepalive, marked down, and audited
+        when it answers: not heard from for an interval (15 s), probed, and
+        down when the probe's transaction fails (T-MAX, 20 s).
+        """
         s = Switch(lines=2)
         self.addCleanup(s.stop)
         s.network.set_link(("127.0.0.1", 2727), GW1, loss=1.0)
-        s.run(45)
+        s.run(60)
         self.assertEqual(s.control.gateway("rgw1").state, GatewayState.DOWN)
         self.assertGreater(s.control.counters["keepalives"], 0)
         s.network.set_link(("127.0.0.1", 2727), GW1, loss=0.0)
         s.run(40)
         self.assertEqual(s.control.gateway("rgw1").state, GatewayState.UP)
         self.assertTrue(s.idle())
+
+    def test_one_lost_transaction_does_not_take_a_gateway_down(self) -> None:
+        """
+        Every answer to one call's CRCX on rgw2 is lost (its transaction
+        reaches Max2, RFC 3435 §4.3): that call fails, with a record; the
+        gateway is probed, answers, and stays up; the calls talking through
+        it are left alone.
+        """
+        s = Switch(lines=4)
+        self.addCleanup(s.stop)
+        for a, b in (("1001", "2001"), ("1002", "2002")):
+            s.phone(a).off_hook()
+            s.run(0.5)
+            s.phone(a).dial(b, gap=0.05)
+            s.run(1.0)
+            s.phone(b).off_hook()
+            s.run(0.5)
+        lost: set[bytes] = set()
+
+        def crcx_answer(data: bytes) -> bool:
+            if data.startswith(b"CRCX ") and b"aaln/3@rgw2" in data:
+                lost.add(data.split()[1])
+            return data[:3].isdigit() and data.split()[1] in lost
+
+        s.network.drop_next(crcx_answer, count=1000)
+        s.phone("1003").off_hook()
+        s.run(0.5)
+        s.phone("1003").dial("2003", gap=0.05)
+        s.run(30)
+        self.assertEqual(len(s.control.calls()), 2)
+        self.assertEqual([r.cause for r in s.recorder.records], [ReleaseCause.GATEWAY_TIMEOUT])
+        self.assertIs(s.control.gateway("rgw2").state, GatewayState.UP)
+        self.assertGreater(s.control.counters["gateways_suspect"], 0)
+        for n in (1, 2):
+            self.assertEqual(len(s.phone(f"100{n}").connections) + len(s.phone(f"200{n}").connections), 2)
+            self.assertIs(s.line(f"aaln/{n}@rgw2").state, LineState.CONNECTED)
 
     def test_no_keepalive_while_traffic_flows(self) -> None:
         """A gateway heard from within the interval is not polled."""

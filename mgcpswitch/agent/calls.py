@@ -58,6 +58,7 @@ class CallInput(enum.Enum):
     ANSWER = "answer"  # the called party answered
     RELEASE = "release"  # end the call: a party hung up, a failure, the operator
     LEGS_GONE = "legs-gone"  # every leg's connection is deleted
+    RESUME = "resume"  # a talking call taken over from the store (after a restart)
 
 
 class CallAction(enum.Enum):
@@ -76,6 +77,7 @@ CALL_TRANSITIONS: dict[tuple[CallState, CallInput], tuple[CallState, CallAction]
     (C.ALERTING, CallInput.RELEASE): (C.RELEASING, CallAction.RELEASE),
     (C.CONNECTED, CallInput.RELEASE): (C.RELEASING, CallAction.RELEASE),
     (C.RELEASING, CallInput.LEGS_GONE): (C.ENDED, CallAction.END),
+    (C.SETUP, CallInput.RESUME): (C.CONNECTED, CallAction.NONE),
 }
 
 
@@ -100,11 +102,13 @@ class LegInput(enum.Enum):
     FAILED = "failed"  # an error answer
     TIMED_OUT = "timed-out"  # no answer at all
     LOST = "lost"  # the gateway no longer has it (restart, its own DLCX, an audit)
+    ADOPT = "adopt"  # a connection a checkpoint says exists (taken over after a restart)
 
 
 LEG_TRANSITIONS: dict[tuple[LegState, LegInput], LegState] = {
     (LegState.NEW, LegInput.CREATE): LegState.CREATING,
     (LegState.NEW, LegInput.DELETE): LegState.GONE,  # nothing was created
+    (LegState.NEW, LegInput.ADOPT): LegState.OPEN,
     (LegState.CREATING, LegInput.CREATED): LegState.OPEN,
     (LegState.CREATING, LegInput.FAILED): LegState.GONE,
     # The CRCX may have run and its answer been lost: an audit finds it.
@@ -192,7 +196,7 @@ class Call:
     __slots__ = (
         "call_id", "state", "legs", "dialled", "started", "answered", "ended", "cause",
         "ladder", "no_answer", "originated", "target", "originate_deferred",
-        "saved_request", "ended_deferreds",
+        "saved_request", "ended_deferreds", "recovered", "recovered_codec",
     )
 
     def __init__(self, call_id: str, started: float, dialled: str) -> None:
@@ -211,6 +215,21 @@ class Call:
         self.originate_deferred: Any = None
         self.saved_request: Optional[tuple[Optional[str], bool]] = None
         self.ended_deferreds: list[Any] = []
+        self.recovered = False  # taken over from a checkpoint (after a restart)
+        self.recovered_codec: Optional[str] = None
+
+    @property
+    def codec(self) -> Optional[str]:
+        """
+        The call's codec: the first the callee's gateway answered with.
+        Read from the SDP only when a view or record needs it (parsing the
+        media section on every call showed in profiles).
+        """
+        callee = self.callee
+        sdp = callee.local_sdp if callee is not None else None
+        audio = sdp.audio if sdp is not None else None
+        codecs = audio.codecs if audio is not None else ()
+        return codecs[0] if codecs else self.recovered_codec
 
     @property
     def caller(self) -> Optional[Leg]:

@@ -28,7 +28,7 @@ import random
 from collections import Counter, deque
 from typing import Any, Callable, Iterable, Optional
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -59,12 +59,13 @@ from ..mgcp._message import _new_response  # TODO(core): the public fast constru
 from ..timeouts import TimeoutQueue
 from ..transaction import PeerState
 from . import commands as cmd
-from .calls import Call, CallAction, CallInput, CallMachine, Leg, LegState
+from .calls import Call, CallAction, CallInput, CallMachine, Leg, LegInput, LegState
 from .events import EventBus, Views
 from .lines import Action, Line, LineInput, LineMachine
 from .media import ILegListener, Media
 from .operator import Operator
 from .model import (
+    CallCheckpoint,
     CallEnded,
     CallStarted,
     CallState,
@@ -78,7 +79,7 @@ from .model import (
     RouteDecision,
     RouteRequest,
 )
-from .registry import Gateway, Registry
+from .registry import Endpoint, Gateway, Registry
 from .requests import Requests
 from .resync import Resync
 from .store import MemoryStore, checkpoint, gateway_record
@@ -154,8 +155,41 @@ class CallControl:
             Action.RELEASE: self._release_line,
         }
 
-    def start(self) -> None:
-        self.registry.start()
+    def start(self) -> Deferred[None]:
+        """
+        Take back the calls that were talking when the agent last stopped
+        (the store's checkpoints), then start the registry: keepalives, and
+        the audits that find which of those calls are still up.
+        """
+        d = self.store.load()
+        d.addCallback(self.resync.recover)
+        d.addErrback(lambda f: self.log.failure("cannot load the store; starting afresh", f))
+        d.addCallback(lambda _: self.registry.start())
+        return d
+
+    def adopt(self, saved: CallCheckpoint, endpoints: list[Endpoint]) -> Call:
+        """A talking call from a checkpoint: its legs hold their connections again."""
+        call = Call(saved.call_id, saved.started, saved.dialled)
+        call.answered = saved.answered
+        call.recovered = True
+        call.recovered_codec = saved.codec
+        if self._ladder:
+            call.ladder = []
+        self._calls[call.call_id] = call
+        self.counters["calls_recovered"] += 1
+        for leg_saved, endpoint in zip(saved.legs, endpoints):
+            line = endpoint.line
+            leg = self.machine.new_leg(call, line, leg_saved.originating)
+            leg.connection_id = leg_saved.connection_id
+            leg.mode = ConnectionMode(leg_saved.mode) if leg_saved.mode else ConnectionMode.SENDRECV
+            self.machine.feed_leg(leg, LegInput.ADOPT)
+            endpoint.connections[leg.connection_id] = call.call_id  # type: ignore[index]
+            self.lines.add_leg(line, leg)
+            self.feed(line, LineInput.RESUMED)
+        self.machine.feed(call, CallInput.RESUME)
+        if self.events.watched:
+            self.events.publish(CallStarted(self.views.call(call)))
+        return call
 
     def stop(self) -> None:
         self.registry.stop()

@@ -23,6 +23,7 @@ from ..interfaces import ICallObserver
 from ..mgcp import encode
 from .calls import Call, Leg
 from .model import (
+    CallCheckpoint,
     CallRecord,
     CallView,
     ConnectionView,
@@ -35,7 +36,7 @@ from .model import (
 )
 from .registry import Endpoint, Gateway
 
-__all__ = ["EventBus", "Views"]
+__all__ = ["EventBus", "Views", "lost_record"]
 
 
 class EventBus:
@@ -171,7 +172,7 @@ class Views:
             answered=call.answered,
             ended=call.ended,
             cause=call.cause,
-            codec=_codec(call),
+            codec=call.codec,
             ladder=entries,
             ladder_length=len(call.ladder) if call.ladder is not None else 0,
             legs=tuple(_leg_view(leg) for leg in call.legs),
@@ -191,7 +192,7 @@ class Views:
             callee_endpoint=str(b.name) if b is not None else None,
             caller_connection=caller.connection_id,
             callee_connection=callee.connection_id if callee is not None else None,
-            codec=_codec(call),
+            codec=call.codec,
             start=call.started,
             answer=call.answered,
             end=call.ended,
@@ -220,14 +221,21 @@ def _leg_view(leg: Leg) -> LegView:
     )
 
 
-def _codec(call: Call) -> Optional[str]:
-    """
-    The call's codec: the first the callee's gateway answered with.  Read
-    from the SDP only when a view or record needs it (parsing the media
-    section on every call showed in profiles).
-    """
-    callee = call.callee
-    sdp = callee.local_sdp if callee is not None else None
-    audio = sdp.audio if sdp is not None else None
-    codecs = audio.codecs if audio is not None else ()
-    return codecs[0] if codecs else None
+def lost_record(saved: CallCheckpoint, now: float) -> CallRecord:
+    """The record of a call a restarted agent could not take back (it ends now)."""
+    caller = next((leg for leg in saved.legs if leg.originating), saved.legs[0])
+    callee = next((leg for leg in saved.legs if not leg.originating), None)
+    return CallRecord(
+        call_id=saved.call_id,
+        caller=caller.endpoint,
+        callee=callee.endpoint if callee is not None else saved.dialled or None,
+        caller_endpoint=caller.endpoint,
+        callee_endpoint=callee.endpoint if callee is not None else None,
+        caller_connection=caller.connection_id,
+        callee_connection=callee.connection_id if callee is not None else None,
+        codec=saved.codec,
+        start=saved.started,
+        answer=saved.answered,
+        end=now,
+        cause=ReleaseCause.AGENT_RESTART,
+    )

@@ -67,6 +67,7 @@ class LineInput(enum.Enum):
     CLEARED_OFF_HOOK = "cleared-off-hook"  # busy tone
     CLEARED_REORDER = "cleared-reorder"  # reorder tone
     CLEARED_DIALLING = "cleared-dialling"  # a callee off hook before it rang: dial tone
+    RESUMED = "resumed"  # a talking call taken over from the store (after a restart)
     RESET = "reset"  # the gateway lost the line's state, or an audit starts
     OUT_OF_SERVICE = "out-of-service"  # the gateway says the endpoint is not there
 
@@ -145,6 +146,7 @@ TRANSITIONS: dict[tuple[LineState, LineInput], tuple[LineState, Action]] = {
     # (the hook state) arms the line.
     (S.UNKNOWN, LineInput.OFF_HOOK): (S.DIAL_TONE, Action.DIAL_TONE),
     (S.UNKNOWN, LineInput.ON_HOOK): (S.IDLE, Action.ARM_IDLE),
+    (S.UNKNOWN, LineInput.RESUMED): (S.CONNECTED, Action.NONE),
 }
 
 # Inputs that apply in every state: the gateway lost the line's state (a

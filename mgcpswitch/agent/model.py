@@ -102,6 +102,7 @@ class ReleaseCause(enum.Enum):
     GATEWAY_TIMEOUT = "gateway-timeout"  # a gateway did not answer
     GATEWAY_RESTART = "gateway-restart"  # a gateway restarted or went down mid-call
     ADMIN = "admin"  # hung up by the operator
+    AGENT_RESTART = "agent-restart"  # talking when the call agent stopped, gone when it came back
 
 
 def _plain(value: Any) -> Any:
@@ -253,6 +254,7 @@ class CallCheckpoint(_JSON):
     started: float
     answered: Optional[float]
     legs: tuple[LegCheckpoint, ...]
+    codec: Optional[str] = None
 
 
 @dataclass(frozen=True)

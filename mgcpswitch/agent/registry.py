@@ -49,6 +49,11 @@ __all__ = ["Gateway", "Endpoint", "Registry", "IRegistryListener"]
 P = ParamCode
 Address = tuple[str, int]
 
+#: Seconds after start before a gateway that has not registered (RSIP) is
+#: probed and audited: gateways that restart with the agent announce
+#: themselves first, and one that stayed up is resynchronised in seconds.
+STARTUP_PROBE = 1.0
+
 
 class IRegistryListener(Interface):
     """What the registry tells the coordinator (all called after its own state changed)."""
@@ -81,7 +86,7 @@ class Gateway:
     __slots__ = (
         "name", "key", "settings", "address", "allowed", "match_port", "state", "in_service",
         "last_rsip", "last_rsip_at", "last_seen", "keepalive", "keepalive_interval", "profile",
-        "endpoints", "counters", "audit_queue", "audits_in_flight",
+        "endpoints", "counters", "audit_queue", "audits_in_flight", "probing",
     )
 
     def __init__(self, settings: GatewaySettings, profile: Optional[IGatewayProfile],
@@ -104,6 +109,7 @@ class Gateway:
         self.counters: Counter[str] = Counter()
         self.audit_queue: deque[Endpoint] = deque()
         self.audits_in_flight = 0
+        self.probing = False  # a liveness AUEP is in flight
 
     def accepts(self, address: Address) -> bool:
         """Whether a datagram from C{address} may speak for this gateway."""
@@ -188,6 +194,8 @@ class Registry:
         self._by_address: dict[Address, Gateway] = {}
         self._audits_in_flight = 0  # across every gateway
         self._audit_waiting: dict[Gateway, None] = {}  # gateways held by the switch-wide cap
+        self._startup: Optional[IDelayedCall] = None
+        self.ready = False  # audits wait for start (the coordinator has its calls back)
         for gateway_settings in settings.gateways:
             self.add_gateway(gateway_settings, profiles.get(gateway_settings.profile))
 
@@ -355,10 +363,16 @@ class Registry:
 
     # -- audits ----------------------------------------------------------
 
-    def audit(self, gateway: Gateway, endpoints: Iterable[Endpoint]) -> None:
-        """Resynchronise endpoints: their lines are unknown until their audit answers."""
+    def audit(self, gateway: Gateway, endpoints: Iterable[Endpoint], reset: bool = True) -> None:
+        """
+        Resynchronise endpoints: with C{reset} their lines are unknown until
+        their audit answers (the gateway restarted, or was away); without,
+        only lines still unknown are armed by it (a gateway found at start,
+        whose lines may already have been driven since).
+        """
         endpoints = list(endpoints)
-        self._listener.auditing(endpoints)
+        if reset:
+            self._listener.auditing(endpoints)
         queued = set(gateway.audit_queue)  # a gateway back twice must not get two rounds
         gateway.audit_queue.extend(e for e in endpoints if e not in queued)
         self._pump(gateway)
@@ -388,6 +402,8 @@ class Registry:
         storm of restarting gateways is paced too; a gateway waiting for
         the switch-wide budget is resumed when an audit anywhere completes.
         """
+        if not self.ready:
+            return
         limit = self._switch.audit_concurrency
         while gateway.audit_queue and gateway.audits_in_flight < limit:
             if self._audits_in_flight >= 8 * limit:
@@ -432,11 +448,46 @@ class Registry:
     # -- liveness ---------------------------------------------------------
 
     def start(self) -> None:
-        """Begin keepalives; gateways register themselves with RSIP."""
+        """
+        Begin keepalives, and resynchronise at start: gateways register
+        themselves with RSIP when they restart, but a call agent that
+        restarts finds gateways that are up and have nothing to say.  So
+        each gateway not heard from within C{STARTUP_PROBE} seconds is
+        probed (an AUEP, whatever the keepalive setting); one that answers
+        has every endpoint audited (paced as after an RSIP): the stale
+        connections go, idle lines are armed.
+        """
+        self.ready = True
         for gateway in self.gateways.values():
             self._schedule_keepalive(gateway)
+            self._pump(gateway)  # audits asked for before (an RSIP while the store loaded)
+        self._startup = self._clock.callLater(STARTUP_PROBE, self._probe_unheard)
+
+    def _probe_unheard(self) -> None:
+        self._startup = None
+        for gateway in list(self.gateways.values()):
+            if gateway.state is GatewayState.UNKNOWN and gateway.in_service:
+                self.probe(gateway)
+
+    def probe(self, gateway: Gateway) -> None:
+        """A liveness check now (unless one is in flight): an AUEP; no answer means down."""
+        if gateway.probing or not gateway.endpoints:
+            return
+        if gateway.keepalive is not None and gateway.keepalive.active():
+            gateway.keepalive.cancel()
+        gateway.keepalive = None
+        gateway.probing = True
+        self.counters["keepalives"] += 1
+        first = next(iter(gateway.endpoints.values()))
+        command = cmd.auep(self._sender.allocate_transaction_id(), first.name, cmd.KEEPALIVE_INFO)
+        self.send(gateway, command).addCallbacks(
+            self._keepalive_answered, self._keepalive_failed, (gateway,), None, (gateway,)
+        )
 
     def stop(self) -> None:
+        if self._startup is not None and self._startup.active():
+            self._startup.cancel()
+        self._startup = None
         for gateway in self.gateways.values():
             if gateway.keepalive is not None and gateway.keepalive.active():
                 gateway.keepalive.cancel()
@@ -460,39 +511,44 @@ class Registry:
         if recent and gateway.state is GatewayState.UP:
             self._schedule_keepalive(gateway)
             return
-        if not gateway.endpoints:
-            return
-        first = next(iter(gateway.endpoints.values()))
-        self.counters["keepalives"] += 1
-        command = cmd.auep(self._sender.allocate_transaction_id(), first.name, cmd.KEEPALIVE_INFO)
-        self.send(gateway, command).addCallbacks(
-            self._keepalive_answered, self._keepalive_failed, (gateway,), None, (gateway,)
-        )
+        self.probe(gateway)
 
     def _keepalive_answered(self, response: Response, gateway: Gateway) -> None:
+        gateway.probing = False
         gateway.last_seen = self._clock.seconds()
         if gateway.state in (GatewayState.DOWN, GatewayState.UNKNOWN) and gateway.in_service:
-            # Back (or never registered): resynchronise every endpoint.
+            # Back, or found at start without an RSIP: resynchronise every endpoint.
+            back = gateway.state is GatewayState.DOWN
             self.set_state(gateway, GatewayState.REGISTERING)
-            self.audit(gateway, list(gateway.endpoints.values()))
+            self.audit(gateway, list(gateway.endpoints.values()), reset=back)
         self._schedule_keepalive(gateway)
 
     def _keepalive_failed(self, failure: Failure, gateway: Gateway) -> None:
         if failure.trap(TransactionTimeout, TransactionAborted) is TransactionAborted:
             return  # shutting down
+        gateway.probing = False
         self.counters["keepalive_timeouts"] += 1
         self.gateway_down(gateway)
         self._schedule_keepalive(gateway)
 
     def peer_state_changed(self, address: Address, state: PeerState) -> None:
+        """
+        The transaction layer's view of a peer is a hint, not a verdict: a
+        command repeated Max1 or Max2 times (RFC 3435 §4.3) fails that
+        transaction (and at most its call); whether the gateway is down is
+        for a liveness check to say, so one is made at once.  A gateway
+        that answers again after it was found down is resynchronised.
+        """
         gateway = self._by_address.get(tuple(address))  # type: ignore[arg-type]
         if gateway is None:
             return
-        if state is PeerState.DISCONNECTED:
-            self.gateway_down(gateway)
-        elif state is PeerState.REACHABLE and gateway.state is GatewayState.DOWN:
-            self.set_state(gateway, GatewayState.REGISTERING)
-            self.audit(gateway, list(gateway.endpoints.values()))
+        if state is PeerState.REACHABLE:
+            if gateway.state is GatewayState.DOWN and gateway.in_service:
+                self.set_state(gateway, GatewayState.REGISTERING)
+                self.audit(gateway, list(gateway.endpoints.values()))
+        else:
+            self.counters["gateways_suspect"] += 1
+            self.probe(gateway)
 
     def gateway_down(self, gateway: Gateway) -> None:
         if gateway.state is GatewayState.DOWN:

@@ -18,9 +18,10 @@ from typing import Any, Iterable
 from zope.interface import implementer
 
 from ..mgcp import Response
+from .events import lost_record
 from .calls import LegState
 from .lines import Line, LineInput
-from .model import Hook, LineState, ReleaseCause
+from .model import CallState, Hook, LineState, ReleaseCause, StoredState
 from .registry import Endpoint, Gateway, IRegistryListener
 
 __all__ = ["Resync"]
@@ -56,18 +57,25 @@ class Resync:
                 self._control.feed(endpoint.line, LineInput.RESET)
 
     def audited(self, endpoint: Endpoint, hook: Hook, connection_ids: frozenset[str]) -> bool:
+        control = self._control
         line = endpoint.line
         if hook is not Hook.UNKNOWN:
-            self._control.lines.hook_seen(line, hook)
+            control.lines.hook_seen(line, hook)
         creating = False
         for leg in list(line.legs):
+            call = leg.call
             if leg.state is LegState.CREATING:
                 creating = True
             elif leg.connection_id is not None and leg.connection_id not in connection_ids:
                 # We thought a call was up; the gateway has no such connection.
-                self._control.media.lost(leg)
-                self._control.release(leg.call, ReleaseCause.GATEWAY_RESTART)
-                self._control.leg_gone(leg, False)
+                control.media.lost(leg)
+                control.release(call, ReleaseCause.AGENT_RESTART if call.recovered else ReleaseCause.GATEWAY_RESTART)
+                control.leg_gone(leg, False)
+            elif call.recovered and line.state is LineState.CONNECTED:
+                if hook is Hook.ON:
+                    control.feed(line, LineInput.ON_HOOK)  # hung up while we were away
+                else:
+                    control.requests.watch_hang_up(line, call)  # its request, now ours
         if not creating:
             # (A CRCX in flight here would make its connection look unknown:
             # the line stays marked, and the next keepalive audits it again.)
@@ -89,6 +97,30 @@ class Resync:
         self._control.requests.line_error(endpoint.line, response)
 
     def gateway_down(self, gateway: Gateway) -> None:
+        """
+        A gateway failed its liveness check: calls being set up through it
+        are cleared; talking calls stay (their media does not need us) until
+        a party hangs up or the gateway's audit, when it answers again, finds
+        their connections gone.
+        """
         for endpoint in gateway.endpoints.values():
             for leg in list(endpoint.line.legs):
-                self._control.release(leg.call, ReleaseCause.GATEWAY_RESTART)
+                if leg.call.state is not CallState.CONNECTED:
+                    self._control.release(leg.call, ReleaseCause.GATEWAY_RESTART)
+
+    def recover(self, state: StoredState) -> None:
+        """
+        The calls that were talking when the agent stopped: each is taken
+        back as it was (its audit then shows whether it is still up), or,
+        when its endpoints are gone from the configuration or busy, closed
+        with its record.
+        """
+        control = self._control
+        for saved in state.calls:
+            endpoints = [control.registry.endpoint(leg.endpoint) for leg in saved.legs]
+            if all(e is not None and not e.line.legs for e in endpoints) \
+                    and all(leg.connection_id for leg in saved.legs):
+                control.adopt(saved, endpoints)
+            else:
+                control.counters["calls_lost"] += 1
+                control.store.call_ended(lost_record(saved, control.clock.seconds()))

@@ -54,6 +54,7 @@ def checkpoint(call: Call) -> CallCheckpoint:
             )
             for leg in call.legs
         ),
+        codec=call.codec,
     )
 
 
@@ -290,4 +291,5 @@ def _call_checkpoint(data: dict[str, Any]) -> CallCheckpoint:
     return CallCheckpoint(
         call_id=data["call_id"], dialled=data["dialled"], started=data["started"],
         answered=data["answered"], legs=tuple(LegCheckpoint(**leg) for leg in data["legs"]),
+        codec=data.get("codec"),
     )

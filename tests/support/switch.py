@@ -7,7 +7,7 @@ waiting: tests advance the clock.
 from __future__ import annotations
 
 import random
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from zope.interface import implementer
 
@@ -29,7 +29,7 @@ INI = """
 interface = 127.0.0.1
 port = 2727
 observers =
-keepalive_interval = 15
+keepalive_interval = {keepalive}
 no_answer_timeout = {no_answer}
 embedded_dial_tone = {embedded}
 ended_calls_kept = {kept}
@@ -83,6 +83,8 @@ class Switch:
         embedded: bool = False,
         ended_calls_kept: int = 100,
         dynamic: bool = False,
+        keepalive: float = 15.0,
+        store: Any = None,
     ) -> None:
         self.reactor = MemoryReactor()
         self.network = MemoryNetwork(self.reactor, latency=latency, loss=loss, seed=seed)
@@ -90,14 +92,12 @@ class Switch:
         self.settings = parse_settings(INI.format(
             lines=lines, last1=1000 + lines, last2=2000 + lines, no_answer=no_answer,
             rto_max=rto_max, embedded="yes" if embedded else "no", kept=ended_calls_kept,
-            dynamic="yes" if dynamic else "no",
+            dynamic="yes" if dynamic else "no", keepalive=keepalive,
         ))
         self.recorder = Recorder()
-        self.service = CallControlService(
-            self.reactor, self.settings, StaticDialPlan.from_settings(self.settings),
-            {"default": DEFAULT_PROFILE, "osmo-mgw": OSMO_MGW_PROFILE}, [self.recorder],
-            random_source=random.Random(seed),
-        )
+        self.seed = seed
+        self.store = store
+        self.service = self._agent()
         self.control = self.service.control
         extra = gateway_config or {}
         transaction = TransactionConfig(rto_max=rto_max)
@@ -111,6 +111,33 @@ class Switch:
         ), random=random.Random(seed + 2))
         if start:
             self.start()
+
+    def _agent(self) -> CallControlService:
+        return CallControlService(
+            self.reactor, self.settings, StaticDialPlan.from_settings(self.settings),
+            {"default": DEFAULT_PROFILE, "osmo-mgw": OSMO_MGW_PROFILE}, [self.recorder],
+            random_source=random.Random(self.seed), store=self.store,
+        )
+
+    def restart_agent(self, down: float = 0.0, store: Any = None,
+                      prepare: Optional[Callable[[Switch], None]] = None) -> None:
+        """
+        The call agent process dies (no goodbye to the gateways) and a new
+        one starts on the same address after C{down} seconds, with C{store}
+        (default: the one given to the switch, as a database on disk would
+        be) and a new random generator; C{prepare(switch)} runs before the
+        new agent starts.
+        """
+        self.service.stopService()
+        self.network.run(down)
+        self.seed += 100
+        if store is not None:
+            self.store = store
+        self.service = self._agent()
+        self.control = self.service.control
+        if prepare is not None:
+            prepare(self)
+        self.service.startService()
 
     def start(self) -> None:
         self.service.startService()
