@@ -20,7 +20,6 @@ from typing import Any, Callable, Mapping, Optional
 from .errors import ConfigError, ProtocolError
 from .mgcp import DigitMap, DigitMapError, EndpointName
 from .transaction import TransactionConfig
-from .web.settings import WebSettings
 
 __all__ = [
     "Settings",
@@ -28,6 +27,7 @@ __all__ = [
     "GatewaySettings",
     "SimulatorSettings",
     "DemoSettings",
+    "WebSettings",
     "load_settings",
     "parse_settings",
     "DEFAULT_INI",
@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 DEFAULT_DIGIT_MAP = "(xxxx|*xx|0T|00T)"
+DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 
 DEFAULT_INI = """\
 # Embedded defaults: a switch on loopback with two simulated gateways.
@@ -117,6 +118,33 @@ class DemoSettings:
     hold_time: float = 6.0
     answer_delay: float = 2.0
     unknown_number_share: float = 0.1  # some calls dial a number that does not exist
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """
+    Where the web admin listens and who may use it (C{[web]}).  Defined
+    here with the rest of the configuration, not in L{mgcpswitch.web}: the
+    configuration sits below the faces, and call control reads it.
+
+    @ivar listen: a server strports description: C{tcp:PORT:interface=ADDR}
+        or, for HTTPS, C{ssl:PORT:interface=ADDR:privateKey=KEY:certKey=CERT}.
+        Loopback by default.
+    @ivar users_file: a file of C{user:pbkdf2_sha256$...} lines (see
+        L{mgcpswitch.web.auth}); enables HTTP Basic authentication.
+    @ivar tokens: bearer tokens accepted in C{Authorization: Bearer ...}.
+    @ivar realm: the realm named in the HTTP Basic challenge.
+    """
+
+    listen: str = DEFAULT_LISTEN
+    users_file: str | None = None
+    tokens: tuple[str, ...] = ()
+    realm: str = "mgcpswitch"
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether requests must authenticate (a users file or tokens set)."""
+        return bool(self.users_file) or bool(self.tokens)
 
 
 @dataclass(frozen=True)
