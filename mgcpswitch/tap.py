@@ -17,7 +17,7 @@ from twisted.application.service import IServiceCollection, MultiService
 from twisted.python import usage
 
 from .config import Settings, load_settings
-from .errors import ConfigError, MGCPError
+from .errors import ConfigError
 
 __all__ = ["Options", "SwitchService", "makeService", "build_switch"]
 
@@ -91,29 +91,11 @@ def build_switch(
     C{call-control}, C{gateway:NAME}, C{web}, C{demo}.
     """
     from .agent.service import CallControlService
-    from .interfaces import ICallObserverFactory, IDialPlanFactory, IGatewayProfile
-    from .plugin import PluginContext, available, find
+    from .plugin import PluginContext, enable
 
-    context = PluginContext(reactor=reactor, settings=settings)
-    try:
-        dial_plan = find(IDialPlanFactory, settings.switch.dial_plan).build(
-            settings.plugins.get(settings.switch.dial_plan, {}), context
-        )
-        observers = [
-            find(ICallObserverFactory, name).build(settings.plugins.get(name, {}), context)
-            for name in settings.switch.observers
-        ]
-    except MGCPError as e:
-        raise ConfigError(("switch", "dial_plan/observers"), str(e)) from None
-    profiles = available(IGatewayProfile)
-    for gateway in settings.gateways:
-        if gateway.profile not in profiles:
-            raise ConfigError(
-                (f"gateway:{gateway.name}", "profile"),
-                f"no gateway profile {gateway.profile!r}; available: {', '.join(sorted(profiles))}",
-            )
+    plugins = enable(settings, PluginContext(reactor=reactor, settings=settings))
     top = SwitchService(reactor)
-    control = CallControlService(reactor, settings, dial_plan, profiles, observers)
+    control = CallControlService(reactor, settings, plugins.dial_plan, dict(plugins.profiles), plugins.observers)
     control.setServiceParent(top)
     gateways = []
     if simulate and settings.simulator.gateways:

@@ -33,11 +33,14 @@ from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
 
 from mgcpswitch import tap
+from mgcpswitch.agent.cdr import SQLiteCDRWriter
 from mgcpswitch.agent.service import CallControlService
 from mgcpswitch.config import DEFAULT_INI, load_settings, parse_settings
 from mgcpswitch.demo import DemoService
 from mgcpswitch.errors import ConfigError
 from mgcpswitch.gateway import GatewayService
+from mgcpswitch.interfaces import ICallObserverFactory
+from mgcpswitch.plugin import PluginContext, enable, find, read_section
 from mgcpswitch.testing import MemoryReactor
 
 from .support.live import switch_ini, wait_until
@@ -96,7 +99,9 @@ class OptionsTests(Files):
             for part in ("switch", "transactions", "web", "gateways", "simulator", "demo", "dialplan"):
                 self.assertEqual(getattr(settings, part), getattr(embedded, part), part)
             # Its [plugin:cdr-sqlite] section only spells out the plugin's defaults.
-            self.assertEqual(settings.plugins, {"cdr-sqlite": {"path": "mgcpswitch-cdr.sqlite", "batch_size": "200"}})
+            self.assertEqual(list(settings.plugins), ["cdr-sqlite"])
+            cdr = find(ICallObserverFactory, "cdr-sqlite")
+            self.assertEqual(read_section(cdr, settings.plugins["cdr-sqlite"]), read_section(cdr, {}))
 
     def test_port_and_interface(self) -> None:
         """--port/-p and --interface/-i override [switch]; nothing else changes."""
@@ -156,10 +161,10 @@ class OptionsTests(Files):
         """A bad key or value, an unknown section, a missing file: the message names what to fix."""
         cases = [
             (QUIET_INI.replace("[switch]\n", "[switch]\nbogus = 1\n"), "[switch] bogus: unknown key"),
-            (QUIET_INI.replace("port = 2427", "port = 99999"), "[gateway:rgw1] port: 99999 is out of range"),
+            (QUIET_INI.replace("port = 2427", "port = 99999"), "[gateway:rgw1] port: must be between 0 and 65535, not 99999"),
             (QUIET_INI + "\n[nonsense]\nx = 1\n", "[nonsense]: unknown section"),
             (QUIET_INI.replace("numbers = 1001-1008", "numbers = 1001-1007"), "[gateway:rgw1] numbers: 7 numbers"),
-            ("[switch\n", "[{path}]: not a valid INI file"),
+            ("[switch\n", "[{path}]: not a valid INI file: line 1 '[switch' comes before any [section]"),
         ]
         for text, message in cases:
             path = self.write(text)
@@ -254,17 +259,59 @@ class BuildSwitchTests(Files):
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_unknown_plugins(self) -> None:
-        """An unknown dial plan or observer plugin is a ConfigError naming it and what exists."""
+        """An unknown dial plan or observer plugin is a ConfigError naming its key, it and what exists."""
         for key, value, interface in (("dial_plan", "nope-plan", "IDialPlanFactory"),
                                       ("observers", "cdr-sqlite, nope-observer", "ICallObserverFactory")):
             settings = parse_settings(QUIET_INI.replace("observers =\n", f"{key} = {value}\n"))
             with self.assertRaises(ConfigError) as caught:
                 tap.build_switch(MemoryReactor(), settings)
+            self.assertEqual(caught.exception.path, ("switch", key))
             message = str(caught.exception)
-            self.assertTrue(message.startswith("[switch] dial_plan/observers: "), message)
             self.assertIn(interface, message)
             self.assertIn(repr(value.split(", ")[-1]), message)
             self.assertIn("available: ", message)
+
+    def test_plugin_sections(self) -> None:
+        """
+        Every [plugin:NAME] section is read through its plugin's declared
+        keys before anything is built: a bad value, a key the plugin does
+        not declare (a typo that once sent CDRs elsewhere), a missing
+        required key, a section naming no plugin (enabled or not) is a
+        ConfigError naming the section and key.
+        """
+        cdr = QUIET_INI.replace("observers =\n", "observers = cdr-sqlite\n")
+        cases = [
+            (cdr + "[plugin:cdr-sqlite]\nbatch_size = lots\n", ("plugin:cdr-sqlite", "batch_size"),
+             "expected an integer, not 'lots'"),
+            (cdr + "[plugin:cdr-sqlite]\npth = /var/lib/cdr.sqlite\n", ("plugin:cdr-sqlite", "pth"),
+             "unknown key; known keys are: batch_size, flush_interval, path"),
+            (cdr + "[plugin:cdr-sqlite]\nflush_interval = 0\n", ("plugin:cdr-sqlite", "flush_interval"),
+             "must be at least 0.001, not 0"),
+            (QUIET_INI + "[plugin:webhook]\nurl = ftp://example.net/\n", ("plugin:webhook", "url"),
+             "not an http:// or https:// URL"),  # checked though not enabled
+            (QUIET_INI.replace("observers =\n", "observers = webhook\n"), ("plugin:webhook", "url"),
+             "required but missing"),
+            (QUIET_INI + "[plugin:webhok]\nurl = http://example.net/\n", ("plugin:webhok",),
+             "no plugin named 'webhok'; available: cdr-sqlite, static, webhook"),
+            (QUIET_INI + "[plugin:static]\nnumbers = 1\n", ("plugin:static", "numbers"),
+             "unknown key; this section has no keys"),
+        ]
+        for text, path, message in cases:
+            with self.assertRaises(ConfigError) as caught:
+                tap.build_switch(MemoryReactor(), parse_settings(text))
+            self.assertEqual(caught.exception.path, path, text)
+            self.assertIn(message, caught.exception.message)
+
+    def test_plugin_section_values_reach_the_plugin(self) -> None:
+        """The values read from a plugin's section are the ones its object is built with."""
+        settings = parse_settings(
+            QUIET_INI.replace("observers =\n", "observers = cdr-sqlite\n")
+            + "[plugin:cdr-sqlite]\npath = elsewhere.sqlite\nbatch_size = 7\n"
+        )
+        plugins = enable(settings, PluginContext(MemoryReactor(), settings))
+        [writer] = plugins.observers
+        self.assertIsInstance(writer, SQLiteCDRWriter)
+        self.assertEqual((writer.path, writer.batch_size, writer.flush_interval), ("elsewhere.sqlite", 7, 1.0))
 
     def test_unknown_profile(self) -> None:
         """An unknown gateway profile is a ConfigError naming the gateway, the profile and the known ones."""
