@@ -28,7 +28,7 @@ from twisted.internet.task import deferLater
 from twisted.plugin import getPlugins
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
 
@@ -158,24 +158,45 @@ class OptionsTests(Files):
         self.assertRaises(UsageError, parse, "--config", path, "--demo", "--no-simulator")
 
     def test_bad_configuration(self) -> None:
-        """A bad key or value, an unknown section, a missing file: the message names what to fix."""
+        """
+        A bad key or value, an unknown section, a file that is no INI or no
+        UTF-8, a missing file: twistd ends with one line naming the file,
+        section and key (SystemExit with that line: status 1, no usage text).
+        """
         cases = [
-            (QUIET_INI.replace("[switch]\n", "[switch]\nbogus = 1\n"), "[switch] bogus: unknown key"),
-            (QUIET_INI.replace("port = 2427", "port = 99999"), "[gateway:rgw1] port: must be between 0 and 65535, not 99999"),
-            (QUIET_INI + "\n[nonsense]\nx = 1\n", "[nonsense]: unknown section"),
-            (QUIET_INI.replace("numbers = 1001-1008", "numbers = 1001-1007"), "[gateway:rgw1] numbers: 7 numbers"),
-            ("[switch\n", "[{path}]: not a valid INI file: line 1 '[switch' comes before any [section]"),
+            (QUIET_INI.replace("[switch]\n", "[switch]\nbogus = 1\n"), "{path}: [switch] bogus: unknown key"),
+            (QUIET_INI.replace("port = 2427", "port = 99999"), "{path}: [gateway:rgw1] port: must be between"),
+            (QUIET_INI + "\n[nonsense]\nx = 1\n", "{path}: [nonsense]: unknown section"),
+            (QUIET_INI.replace("numbers = 1001-1008", "numbers = 1001-1007"), "{path}: [gateway:rgw1] numbers: 7 numbers"),
+            (QUIET_INI.replace("interface = 127.0.0.1", "interface = 10.1.2.300"),
+             "{path}: [switch] interface: '10.1.2.300' is not an IP address"),
+            ("[switch\n", "[{path}]: not a valid INI file"),
         ]
         for text, message in cases:
             path = self.write(text)
-            with self.assertRaises(UsageError) as caught:
+            with self.assertRaises(SystemExit) as caught:
                 parse("--config", path)
-            self.assertIn("configuration error: " + message.format(path=path), str(caught.exception))
+            self.assertIsInstance(caught.exception.code, str)
+            self.assertTrue(str(caught.exception.code).startswith("mgcpswitch: " + message.format(path=path)),
+                            caught.exception.code)
+            self.assertNotIn("\n", caught.exception.code)
+        path = os.path.join(self.directory, "latin1.ini")
+        with open(path, "wb") as f:
+            f.write(b"[switch]\n# caf\xe9\nport = 2727\n")
+        with self.assertRaises(SystemExit) as caught:
+            parse("--config", path)
+        self.assertEqual(caught.exception.code,
+                         f"mgcpswitch: [{path}]: not UTF-8 text: byte 0xe9 on line 2 cannot be decoded")
         missing = os.path.join(self.directory, "missing.ini")
-        with self.assertRaises(UsageError) as caught:
+        with self.assertRaises(SystemExit) as caught:
             parse("--config", missing)
-        self.assertIn(f"configuration error: [{missing}]: cannot read the configuration", str(caught.exception))
+        self.assertEqual(caught.exception.code,
+                         f"mgcpswitch: [{missing}]: cannot read the configuration: No such file or directory")
+        # Bad command-line values are usage errors.
         self.assertRaises(UsageError, parse, "--frobnicate")
+        with self.assertRaises(UsageError) as usage:
+            parse("--interface", "localhost")
+        self.assertEqual(str(usage.exception), "--interface: 'localhost' is not an IP address")
 
     def test_plugin_is_found(self) -> None:
         """twistd finds the mgcpswitch plugin, which points at mgcpswitch.tap."""
@@ -313,6 +334,38 @@ class BuildSwitchTests(Files):
         self.assertIsInstance(writer, SQLiteCDRWriter)
         self.assertEqual((writer.path, writer.batch_size, writer.flush_interval), ("elsewhere.sqlite", 7, 1.0))
 
+    def test_bad_listen_description(self) -> None:
+        """A [web] listen that strports cannot parse, or whose key file is missing, is [web] listen."""
+        missing = os.path.join(self.directory, "missing.pem")
+        for listen, reason in (("tcp:abc:interface=127.0.0.1", "invalid literal for int()"),
+                               ("bogus:1:interface=127.0.0.1", "Unknown endpoint type: 'bogus'"),
+                               (f"ssl:8443:interface=127.0.0.1:privateKey={missing}",
+                                f"{missing}: No such file or directory")):
+            settings = parse_settings(QUIET_INI.replace("tcp:8080:interface=127.0.0.1", listen))
+            with self.assertRaises(ConfigError) as caught:
+                tap.build_switch(MemoryReactor(), settings)
+            self.assertEqual(caught.exception.path, ("web", "listen"))
+            self.assertIn(reason, caught.exception.message)
+
+    def test_make_service_ends_with_one_line(self) -> None:
+        """
+        makeService (what twistd runs) turns a ConfigError found while
+        building (a plugin's value, an unknown plugin) into one line naming
+        the file, section and key, and status 1: no traceback.
+        """
+        cases = [
+            (QUIET_INI.replace("observers =\n", "observers = cdr-sqlite\n") + "[plugin:cdr-sqlite]\nbatch_size = lots\n",
+             "[plugin:cdr-sqlite] batch_size: expected an integer, not 'lots'"),
+            (QUIET_INI.replace("observers =\n", "observers = nope\n"),
+             "[switch] observers: no ICallObserverFactory plugin named 'nope'; available: cdr-sqlite, webhook"),
+        ]
+        for text, message in cases:
+            path = self.write(text)
+            options = parse("--config", path)
+            with self.assertRaises(SystemExit) as caught:
+                tap.makeService(options)
+            self.assertEqual(caught.exception.code, f"mgcpswitch: {path}: {message}")
+
     def test_unknown_profile(self) -> None:
         """An unknown gateway profile is a ConfigError naming the gateway, the profile and the known ones."""
         settings = parse_settings(QUIET_INI.replace("numbers = 2001-2008", "numbers = 2001-2008\nprofile = fancy"))
@@ -364,6 +417,97 @@ class BuildSwitchTests(Files):
             switch.startService()
             self.addCleanup(switch.stopService)
             self.assertEqual(reactor.when_running, [tap.freeze_startup_objects] if freeze else [])
+
+
+class PortInUse(TestCase):
+    """
+    A port the configuration names is taken (by the test, on 127.0.0.1),
+    with the real reactor: starting fails with a ConfigError naming the
+    section and key (or, from makeService, ends with that one line), and
+    stopping the switch stops what had started.
+    """
+
+    def setUp(self) -> None:
+        self.directory = tempfile.mkdtemp(prefix="mgcpswitch-ports-")
+        self.addCleanup(shutil.rmtree, self.directory, True)
+        self.text, self.ports = switch_ini()
+
+    def hold(self, kind: int) -> int:
+        """A loopback port this test holds until it ends: UDP bound, or TCP listening."""
+        held = socket.socket(socket.AF_INET, kind)
+        self.addCleanup(held.close)
+        held.bind(("127.0.0.1", 0))
+        if kind == socket.SOCK_STREAM:
+            held.listen(1)
+        return int(held.getsockname()[1])
+
+    def settings_with(self, role: str, port: int) -> tuple[str, Any]:
+        """The configuration, with the port of C{role} (agent, gw1, web) replaced: its file and settings."""
+        old = self.ports[role]
+        text = self.text.replace(f"port = {old}\n", f"port = {port}\n").replace(f"tcp:{old}:", f"tcp:{port}:")
+        self.assertNotEqual(text, self.text)
+        path = os.path.join(self.directory, "switch.ini")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path, parse_settings(text, path)
+
+    async def test_agent_port_under_twistd(self) -> None:
+        """makeService's switch ends with one line naming [switch] port when the call agent's UDP port is taken."""
+        held = self.hold(socket.SOCK_DGRAM)
+        path, _ = self.settings_with("agent", held)
+        service = tap.makeService(parse("--config", path, "--no-simulator"))
+        service.freeze_gc = False  # this is the test process: keep collecting
+        self.assertTrue(service.exit_on_error)
+        service.privilegedStartService()  # as twistd does: the admin listens here
+        with self.assertRaises(SystemExit) as caught:
+            service.startService()
+        self.assertEqual(
+            caught.exception.code,
+            f"mgcpswitch: {path}: [switch] port: cannot listen on 127.0.0.1:{held}: Address already in use",
+        )
+        await service.stopService()
+        self.assertEqual([child.name for child in service if child.running], [])
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(probe.close)
+        self.assertRaises(ConnectionRefusedError, probe.connect, ("127.0.0.1", self.ports["web"]))  # admin closed
+
+    def start_refused(self, settings: Any, **options: bool) -> tuple[ConfigError, tap.SwitchService]:
+        """build_switch on the real reactor, started: the ConfigError it fails with, and the switch."""
+        switch = tap.build_switch(reactor, settings, **options)
+        with self.assertRaises(ConfigError) as caught:
+            switch.startService()
+        return caught.exception, switch
+
+    async def test_admin_port(self) -> None:
+        """The admin's TCP port taken: [web] listen; the call agent, started first, is stopped again."""
+        held = self.hold(socket.SOCK_STREAM)
+        error, switch = self.start_refused(self.settings_with("web", held)[1], simulate=False)
+        self.assertEqual(error.path, ("web", "listen"))
+        self.assertEqual(error.message, f"cannot listen on 127.0.0.1:{held}: Address already in use")
+        self.assertTrue(switch.getServiceNamed("call-control").running)
+        await switch.stopService()
+        self.assertFalse(switch.getServiceNamed("call-control").running)
+
+    async def test_simulated_gateway_port(self) -> None:
+        """A simulated gateway's UDP port taken: [gateway:NAME] port."""
+        held = self.hold(socket.SOCK_DGRAM)
+        error, switch = self.start_refused(self.settings_with("gw1", held)[1], web=False)
+        self.assertEqual(error.path, ("gateway:rgw1", "port"))
+        await switch.stopService()
+
+    async def test_interface_not_on_this_host(self) -> None:
+        """An interface address this host does not have: [switch] interface (nothing is sent)."""
+        try:
+            with open("/proc/sys/net/ipv4/ip_nonlocal_bind", encoding="ascii") as f:
+                if f.read().strip() != "0":
+                    raise SkipTest("this host lets sockets bind addresses it does not have")
+        except OSError:
+            pass
+        settings = parse_settings(self.text.replace("interface = 127.0.0.1", "interface = 192.0.2.1"))
+        error, switch = self.start_refused(settings, simulate=False, web=False)
+        self.assertEqual(error.path, ("switch", "interface"))
+        self.assertIn("cannot listen on 192.0.2.1:", error.message)
+        await switch.stopService()
 
 
 # ---------------------------------------------------------------------------
@@ -424,6 +568,49 @@ class Twistd(TestCase):
             except AssertionError:
                 continue
         assert twistd.reason is not None, "twistd did not end"
+
+    async def run_to_the_end(self, config_text: str) -> tuple[str, int | None, bytes]:
+        """Run C{twistd -n mgcpswitch --config FILE}, logging to its stdout; its file, exit code and output."""
+        config = os.path.join(self.directory, f"switch-{len(os.listdir(self.directory))}.ini")
+        with open(config, "w", encoding="utf-8") as f:
+            f.write(config_text)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        command = twistd_command() + ["-n", "--pidfile=", "mgcpswitch", "--config", config]
+        twistd = _Twistd()
+        process = reactor.spawnProcess(twistd, command[0], command, env=env, path=self.directory)
+        self.addCleanup(self.stop, process, twistd)  # should it not end by itself
+        await wait_until(lambda: twistd.reason is not None, 20, "twistd to end")
+        assert twistd.reason is not None
+        return config, getattr(twistd.reason.value, "exitCode", 0), twistd.output
+
+    async def test_twistd_ends_with_one_line(self) -> None:
+        """
+        twistd -n mgcpswitch with a bad plugin value, or with the call
+        agent's port taken (by this test), prints one line naming the file,
+        section and key, no traceback, and exits with status 1.
+        """
+        text, ports = switch_ini()
+        bad = text.replace("observers = \n", "observers = cdr-sqlite\n") + "[plugin:cdr-sqlite]\nbatch_size = lots\n"
+        config, code, output = await self.run_to_the_end(bad)
+        self.assertEqual(
+            (code, output.decode()),
+            (1, f"mgcpswitch: {config}: [plugin:cdr-sqlite] batch_size: expected an integer, not 'lots'\n"),
+        )
+
+        held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(held.close)
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        config, code, output = await self.run_to_the_end(
+            text.replace(f"port = {ports['agent']}\n", f"port = {port}\n")
+        )
+        self.assertEqual(code, 1, output)
+        message = f"mgcpswitch: {config}: [switch] port: cannot listen on 127.0.0.1:{port}: Address already in use"
+        lines = [line for line in output.decode().splitlines() if "mgcpswitch: " in line]
+        self.assertEqual(len(lines), 1, output)
+        self.assertTrue(lines[0].endswith(message), output)  # after the log's time stamp
+        self.assertNotIn(b"Traceback", output)
 
     async def test_twistd_mgcpswitch(self) -> None:
         """
