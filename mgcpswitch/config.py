@@ -459,7 +459,7 @@ _GATEWAY_KEYS = {
 }
 _SIMULATOR_KEYS = _keys_of(SimulatorSettings, {"gateways": names, "media": boolean, "rtp": boolean})
 _DEMO_KEYS = _keys_of(DemoSettings, {
-    "call_interval": number(0.0),
+    "call_interval": number(0.1),  # 0 would place calls on every turn of the reactor
     "hold_time": number(0.0),
     "answer_delay": number(0.0),
     "unknown_number_share": number(0.0, 1.0),

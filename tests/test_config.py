@@ -198,6 +198,7 @@ BAD = [
     ("[gateway:g]\naddress=10.0.0.1\n[gateway:G]\naddress=10.0.0.2", "[gateway:G]", "twice"),
     ("[simulator]\ngateways = nope", "[simulator] gateways", "no [gateway:nope]"),
     ("[demo]\nunknown_number_share = 2", "[demo] unknown_number_share", "between 0 and 1"),
+    ("[demo]\ncall_interval = 0", "[demo] call_interval", "at least 0.1"),
     ("[dialplan]\n9xxx = not an endpoint", "[dialplan] 9xxx", "not an endpoint"),
     ("[switch]\ninterface = 10.1.2.300", "[switch] interface", "'10.1.2.300' is not an IP address"),
     ("[switch]\ninterface = localhost", "[switch] interface", "not an IP address"),

@@ -1,10 +1,12 @@
 """
 C{twistd mgcpswitch}: the options (defaults, every option and flag, the
 refusals), the services L{build_switch} makes (named children, simulated
-gateways configured from the settings, plugins and profiles checked by
-name) on a L{MemoryReactor}, and one real C{twistd -n mgcpswitch} process
-on free loopback ports, polled through its admin until its gateways are up,
-then stopped by its process id.
+gateways configured from the settings, plugins, their sections and
+profiles checked by name) on a L{MemoryReactor}; starting with a port that
+is taken (held by the test on 127.0.0.1); one real C{twistd -n mgcpswitch}
+process on free loopback ports, polled through its admin until its
+gateways are up, then stopped by its process id, and two that must end
+with one line naming what to fix.
 """
 
 from __future__ import annotations
