@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
-import itertools
 import re
 from collections import Counter
 from dataclasses import MISSING, dataclass, field, fields
@@ -365,8 +364,8 @@ def _numbers(value: str) -> tuple[str, ...]:
             out.extend(str(n).zfill(len(low)) for n in range(int(low), int(high) + 1))
         else:
             out.append(low)
-    twice = sorted(n for n, count in Counter(out).items() if count > 1)
-    if twice:
+    if len(set(out)) < len(out):
+        twice = sorted(n for n, count in Counter(out).items() if count > 1)
         raise ValueError(f"{', '.join(twice)} given twice")
     return tuple(out)
 
@@ -524,7 +523,7 @@ def _check_gateways(gateways: list[GatewaySettings]) -> None:
     """Each gateway, address and port, and directory number is configured once."""
     seen_names: dict[str, str] = {}
     seen_addresses: dict[tuple[Any, int], str] = {}
-    seen_numbers: dict[str, tuple[str, GatewaySettings]] = {}
+    seen_numbers: dict[str, GatewaySettings] = {}
     for gateway in gateways:
         s = f"gateway:{gateway.name}"
         if gateway.name.lower() in seen_names:
@@ -538,12 +537,12 @@ def _check_gateways(gateways: list[GatewaySettings]) -> None:
                 "two gateways cannot share an address and port",
             )
         seen_addresses[where] = gateway.name
-        numbers = dict(zip(gateway.numbers, zip(gateway.endpoints, itertools.repeat(gateway))))
-        clashes = sorted(numbers.keys() & seen_numbers.keys())
+        clashes = sorted(seen_numbers.keys() & set(gateway.numbers))
         if clashes:
-            local, other = seen_numbers[clashes[0]]
+            other = seen_numbers[clashes[0]]
+            local = other.endpoints[other.numbers.index(clashes[0])]
             raise ConfigError((s, "numbers"), f"{clashes[0]} is already the number of {other.endpoint_name(local)}")
-        seen_numbers.update(numbers)
+        seen_numbers.update(dict.fromkeys(gateway.numbers, gateway))
 
 
 def _dialplan(items: Mapping[str, str], gateways: list[GatewaySettings], dynamic: bool) -> dict[str, str]:
