@@ -72,7 +72,14 @@ def read_section(factory: Any, items: Mapping[str, str]) -> dict[str, Any]:
     The C{[plugin:NAME]} section of C{factory} read through its declared
     C{keys}: each key's value, or its default.
     """
-    return read_keys(f"plugin:{factory.name}", items, factory.keys)
+    keys = getattr(factory, "keys", None)
+    if keys is None:  # a plugin written before plugins declared their keys
+        raise ConfigError(
+            (f"plugin:{factory.name}",),
+            f"the plugin {factory.name!r} ({type(factory).__module__}) declares no keys: "
+            "it needs a `keys` attribute (docs/PLUGINS.md)",
+        )
+    return read_keys(f"plugin:{factory.name}", items, keys)
 
 
 def build(factory: Any, items: Mapping[str, str], context: PluginContext) -> Any:

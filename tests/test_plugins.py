@@ -125,6 +125,16 @@ class ThirdParty(SynchronousTestCase):
             self.assertEqual(caught.exception.path, ("plugin:calllog", key))
             self.assertIn(reason, str(caught.exception))
 
+    def test_plugin_without_keys(self) -> None:
+        """A plugin written before plugins declared their keys is refused by name, not with a traceback."""
+        self.dropin.add("calllog", example("calllog.py").replace("    keys = {", "    _keys = {"))
+        self.dropin.install()
+        factory = available(ICallObserverFactory)["calllog"]
+        with self.assertRaises(ConfigError) as caught:
+            build(factory, {"path": "x"}, PluginContext(Clock()))
+        self.assertEqual(caught.exception.path, ("plugin:calllog",))
+        self.assertIn("declares no keys", caught.exception.message)
+
     def test_broken_dropin_is_skipped(self) -> None:
         """A drop-in that fails to import is logged; the others still load."""
         self.dropin.add("acme_broken", "import no_such_module_anywhere\n")
