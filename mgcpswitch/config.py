@@ -14,13 +14,13 @@ from __future__ import annotations
 import configparser
 import ipaddress
 import re
-from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping, Optional
+from collections import Counter
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Callable, Mapping, Optional, get_args, get_type_hints
 
 from .errors import ConfigError, ProtocolError
 from .mgcp import DigitMap, DigitMapError, EndpointName
 from .transaction import TransactionConfig
-from .web.settings import WebSettings
 
 __all__ = [
     "Settings",
@@ -28,13 +28,31 @@ __all__ = [
     "GatewaySettings",
     "SimulatorSettings",
     "DemoSettings",
+    "WebSettings",
+    "Key",
+    "KEYS",
+    "REQUIRED",
+    "read_keys",
     "load_settings",
     "parse_settings",
+    "check_web_settings",
+    "text",
+    "optional_text",
+    "boolean",
+    "integer",
+    "number",
+    "optional",
+    "words",
+    "names",
+    "ip_address",
+    "interface",
+    "digit_map",
     "DEFAULT_INI",
     "DEFAULT_DIGIT_MAP",
 ]
 
 DEFAULT_DIGIT_MAP = "(xxxx|*xx|0T|00T)"
+DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 
 DEFAULT_INI = """\
 # Embedded defaults: a switch on loopback with two simulated gateways.
@@ -119,6 +137,33 @@ class DemoSettings:
     unknown_number_share: float = 0.1  # some calls dial a number that does not exist
 
 
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """
+    Where the web admin listens and who may use it (C{[web]}).  Defined
+    here with the rest of the configuration, not in L{mgcpswitch.web}: the
+    configuration sits below the faces, and call control reads it.
+
+    @ivar listen: a server strports description: C{tcp:PORT:interface=ADDR}
+        or, for HTTPS, C{ssl:PORT:interface=ADDR:privateKey=KEY:certKey=CERT}.
+        Loopback by default.
+    @ivar users_file: a file of C{user:pbkdf2_sha256$...} lines (see
+        L{mgcpswitch.web.auth}); enables HTTP Basic authentication.
+    @ivar tokens: bearer tokens accepted in C{Authorization: Bearer ...}.
+    @ivar realm: the realm named in the HTTP Basic challenge.
+    """
+
+    listen: str = DEFAULT_LISTEN
+    users_file: str | None = None
+    tokens: tuple[str, ...] = ()
+    realm: str = "mgcpswitch"
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether requests must authenticate (a users file or tokens set)."""
+        return bool(self.users_file) or bool(self.tokens)
+
+
 @dataclass(frozen=True)
 class Settings:
     switch: SwitchSettings = SwitchSettings()
@@ -139,158 +184,297 @@ class Settings:
 
 
 # ---------------------------------------------------------------------------
-# Value readers: each raises ConfigError naming the section and key.
+# Keys and their readers.  A reader turns the text of one value into the
+# value, or raises ValueError saying what is wrong with it; read_keys adds
+# the section and key to the message.
 
 
-def _bool(section: str, key: str, text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "yes", "true", "on"):
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+#: The default of a L{Key} that must be given.
+REQUIRED: Any = _Required()
+
+
+@dataclass(frozen=True)
+class Key:
+    """
+    One key a section may hold.
+
+    @ivar read: turns the value's text into the value; raises L{ValueError}
+        with the reason when the text is wrong.
+    @ivar default: the value when the key is absent, or L{REQUIRED}.
+    @ivar doc: what the key is for, said when a required key is missing.
+    """
+
+    read: Callable[[str], Any]
+    default: Any = REQUIRED
+    doc: str = ""
+
+
+def read_keys(section: str, items: Mapping[str, str], keys: Mapping[str, Key]) -> dict[str, Any]:
+    """
+    The values of a section: every key of C{keys}, read from C{items} or
+    defaulted.  A key C{keys} does not declare, a missing required key or a
+    value its reader refuses is a L{ConfigError} naming section and key.
+    """
+    for name in items:
+        if name not in keys:
+            known = f"known keys are: {', '.join(sorted(keys))}" if keys else "this section has no keys"
+            raise ConfigError((section, name), f"unknown key; {known}")
+    values: dict[str, Any] = {}
+    for name, key in keys.items():
+        if name in items:
+            values[name] = _read(section, name, key.read, items[name])
+        elif key.default is REQUIRED:
+            raise ConfigError((section, name), "required but missing" + (f": {key.doc}" if key.doc else ""))
+        else:
+            values[name] = key.default
+    return values
+
+
+def _read(section: str, key: str, read: Callable[[str], Any], value: str) -> Any:
+    try:
+        return read(value)
+    except ValueError as e:
+        raise ConfigError((section, key), str(e)) from None
+
+
+def text(value: str) -> str:
+    """Text without its surrounding blanks; empty is refused."""
+    stripped = value.strip()
+    if not stripped:
+        raise ValueError("must not be empty")
+    return stripped
+
+
+def optional_text(value: str) -> str | None:
+    """Text without its surrounding blanks, or None when empty."""
+    return value.strip() or None
+
+
+def boolean(value: str) -> bool:
+    """C{yes}/C{no} (or true/false, on/off, 1/0)."""
+    word = value.strip().lower()
+    if word in ("1", "yes", "true", "on"):
         return True
-    if value in ("0", "no", "false", "off"):
+    if word in ("0", "no", "false", "off"):
         return False
-    raise ConfigError((section, key), f"expected yes or no, not {text!r}")
+    raise ValueError(f"expected yes or no, not {value!r}")
 
 
-def _int(section: str, key: str, text: str, low: int | None = None, high: int | None = None) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise ConfigError((section, key), f"expected an integer, not {text!r}") from None
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ConfigError((section, key), f"{value} is out of range [{low}, {high}]")
+def _bounded(value: Any, low: float | None, high: float | None) -> Any:
+    if low is not None and high is not None and not low <= value <= high:
+        raise ValueError(f"must be between {low:g} and {high:g}, not {value:g}")
+    if low is not None and value < low:
+        raise ValueError(f"must be at least {low:g}, not {value:g}")
+    if high is not None and value > high:
+        raise ValueError(f"must be at most {high:g}, not {value:g}")
     return value
 
 
-def _float(section: str, key: str, text: str, low: float = 0.0) -> float:
+def integer(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+    """A reader of whole numbers between C{low} and C{high} (either may be None)."""
+
+    def read(value: str) -> int:
+        try:
+            result = int(value.strip())
+        except ValueError:
+            raise ValueError(f"expected an integer, not {value!r}") from None
+        return _bounded(result, low, high)  # type: ignore[no-any-return]
+
+    return read
+
+
+def number(low: float | None = 0.0, high: float | None = None) -> Callable[[str], float]:
+    """A reader of numbers (seconds, shares) between C{low} and C{high}."""
+
+    def read(value: str) -> float:
+        try:
+            result = float(value.strip())
+        except ValueError:
+            raise ValueError(f"expected a number, not {value!r}") from None
+        if result != result or result in (float("inf"), float("-inf")):
+            raise ValueError(f"expected a finite number, not {value!r}")
+        return _bounded(result, low, high)  # type: ignore[no-any-return]
+
+    return read
+
+
+def optional(read: Callable[[str], Any]) -> Callable[[str], Any]:
+    """C{read}, or None for an empty value or C{none}."""
+
+    def read_optional(value: str) -> Any:
+        return None if value.strip().lower() in ("", "none") else read(value)
+
+    return read_optional
+
+
+def words(value: str) -> tuple[str, ...]:
+    """Comma- (or line-) separated items, blanks removed."""
+    return tuple(item.strip() for item in value.replace("\n", ",").split(",") if item.strip())
+
+
+def names(value: str) -> tuple[str, ...]:
+    """Like L{words}, but naming one thing twice is refused."""
+    items = words(value)
+    seen: set[str] = set()
+    for item in items:
+        if item.lower() in seen:
+            raise ValueError(f"{item!r} is named twice")
+        seen.add(item.lower())
+    return items
+
+
+def ip_address(value: str) -> str:
+    """An IPv4 or IPv6 address (not a name: resolving one would block the reactor)."""
+    address = value.strip()
     try:
-        value = float(text.strip())
+        ipaddress.ip_address(address)
     except ValueError:
-        raise ConfigError((section, key), f"expected a number of seconds, not {text!r}") from None
-    if value < low:
-        raise ConfigError((section, key), f"must be at least {low}")
-    return value
+        raise ValueError(f"{address!r} is not an IP address") from None
+    return address
 
 
-def _list(text: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in text.replace("\n", ",").split(",") if item.strip())
+def interface(value: str) -> str:
+    """An address to listen on: an IP address of this host, or empty for all of them."""
+    return ip_address(value) if value.strip() else ""
 
 
-def _port(section: str, key: str, text: str) -> int:
-    return _int(section, key, text, 0, 65535)
-
-
-def _digit_map(section: str, key: str, text: str) -> str:
+def digit_map(value: str) -> str:
+    """A digit map (RFC 3435 §2.1.5), in its canonical form."""
     try:
-        return str(DigitMap.parse(text.strip()))
+        return str(DigitMap.parse(value.strip()))
     except DigitMapError as e:
-        raise ConfigError((section, key), f"bad digit map: {e.reason}") from None
+        raise ValueError(f"bad digit map: {e.reason}") from None
 
 
-def _numbers(section: str, key: str, text: str) -> tuple[str, ...]:
-    """C{1001-1008} or C{1001, 1002, 1005}."""
+def _numbers(value: str) -> tuple[str, ...]:
+    """C{1001-1008} or C{1001, 1002, 1005}: directory numbers, each once."""
     out: list[str] = []
-    for item in _list(text):
+    for item in words(value):
         low, dash, high = item.partition("-")
         if not low.isdigit() or (dash and not high.isdigit()):
-            raise ConfigError((section, key), f"bad number or range {item!r}")
+            raise ValueError(f"bad number or range {item!r}")
         if dash:
             if len(low) != len(high) or int(high) < int(low):
-                raise ConfigError((section, key), f"bad range {item!r}")
+                raise ValueError(f"bad range {item!r}")
             out.extend(str(n).zfill(len(low)) for n in range(int(low), int(high) + 1))
         else:
             out.append(low)
+    if len(set(out)) < len(out):
+        twice = sorted(n for n, count in Counter(out).items() if count > 1)
+        raise ValueError(f"{', '.join(twice)} given twice")
     return tuple(out)
 
 
-def _networks(section: str, key: str, text: str) -> tuple[Any, ...]:
+def _networks(value: str) -> tuple[Any, ...]:
     out = []
-    for item in _list(text):
+    for item in words(value):
         try:
             out.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise ConfigError((section, key), f"bad address or network {item!r}") from None
+            raise ValueError(f"bad address or network {item!r}") from None
     return tuple(out)
 
 
-def _is_endpoint(text: str) -> bool:
+def _endpoints(value: str) -> tuple[str, ...]:
+    """Local endpoint names (C{aaln/1, aaln/2}): no wildcards."""
+    endpoints = names(value)
+    for local in endpoints:
+        if not _is_endpoint(f"{local}@x") or "*" in local or "$" in local:
+            raise ValueError(f"bad endpoint name {local!r}")
+    if not endpoints:
+        raise ValueError("name at least one endpoint")
+    return endpoints
+
+
+def _is_endpoint(value: str) -> bool:
     try:
-        EndpointName.parse(text)
+        EndpointName.parse(value)
     except ProtocolError:
         return False
     return True
 
 
-def _known_keys(section: str, items: Mapping[str, str], known: set[str]) -> None:
-    for key in items:
-        if key not in known:
-            raise ConfigError(
-                (section, key), f"unknown key; known keys are: {', '.join(sorted(known))}"
-            )
+def _keys_of(kind: type, readers: Mapping[str, Callable[[str], Any]]) -> dict[str, Key]:
+    """Keys read by C{readers}, with the defaults of the dataclass C{kind}'s fields."""
+    defaults = {f.name: (REQUIRED if f.default is MISSING else f.default) for f in fields(kind)}
+    return {name: Key(read, defaults[name]) for name, read in readers.items()}
+
+
+def _reader_of(kind: Any) -> Callable[[str], Any]:
+    """The reader of a value of type C{kind}: bool, int, float or an Optional of one."""
+    arguments = get_args(kind)
+    if type(None) in arguments:
+        [inner] = [a for a in arguments if a is not type(None)]
+        return optional(_reader_of(inner))
+    readers: dict[Any, Callable[[str], Any]] = {bool: boolean, int: integer(0), float: number()}
+    if kind not in readers:
+        raise TypeError(f"no reader for values of type {kind!r}: give the key its own")
+    return readers[kind]
 
 
 # ---------------------------------------------------------------------------
+# The sections.  KEYS is what etc/mgcpswitch.ini documents, key by key.
 
+_SWITCH_KEYS = _keys_of(SwitchSettings, {
+    "interface": interface,
+    "port": integer(0, 65535),
+    "dynamic_gateways": boolean,
+    "keepalive_interval": number(0.0),
+    "no_answer_timeout": number(1.0),
+    "digit_map": digit_map,
+    "dial_plan": text,
+    "observers": names,
+    "codecs": names,
+    "packetization": integer(1, 1000),
+    "audit_concurrency": integer(1, 10000),
+    "ladder": boolean,
+    "embedded_dial_tone": boolean,
+    "ended_calls_kept": integer(0, 1_000_000),
+})
+_TRANSACTION_KEYS = _keys_of(TransactionConfig, {
+    name: _reader_of(kind) for name, kind in get_type_hints(TransactionConfig).items()
+})
+_WEB_KEYS = _keys_of(WebSettings, {
+    "listen": text, "users_file": optional_text, "tokens": words, "realm": text,
+})
+_GATEWAY_KEYS = {
+    "address": Key(ip_address, REQUIRED, "the gateway's IP address, where commands go"),
+    **_keys_of(GatewaySettings, {
+        "port": integer(0, 65535),
+        "allowed": _networks,  # () here: the gateway's address
+        "match_port": boolean,
+        "endpoints": _endpoints,  # () here: aaln/1 to aaln/LINES
+        "numbers": _numbers,
+        "profile": text,
+        "keepalive_interval": optional(number(0.0)),
+        "digit_map": optional(digit_map),
+    }),
+    "lines": Key(integer(1, 100_000), 8),
+}
+_SIMULATOR_KEYS = _keys_of(SimulatorSettings, {"gateways": names, "media": boolean, "rtp": boolean})
+_DEMO_KEYS = _keys_of(DemoSettings, {
+    "call_interval": number(0.1),  # 0 would place calls on every turn of the reactor
+    "hold_time": number(0.0),
+    "answer_delay": number(0.0),
+    "unknown_number_share": number(0.0, 1.0),
+})
 
-def _switch(items: Mapping[str, str]) -> SwitchSettings:
-    s = "switch"
-    readers: dict[str, Callable[[str, str, str], Any]] = {
-        "interface": lambda s, k, v: v.strip(),
-        "port": _port,
-        "dynamic_gateways": _bool,
-        "keepalive_interval": lambda s, k, v: _float(s, k, v, 0.0),
-        "no_answer_timeout": lambda s, k, v: _float(s, k, v, 1.0),
-        "digit_map": _digit_map,
-        "dial_plan": lambda s, k, v: v.strip(),
-        "observers": lambda s, k, v: _list(v),
-        "codecs": lambda s, k, v: _list(v),
-        "packetization": lambda s, k, v: _int(s, k, v, 1, 1000),
-        "audit_concurrency": lambda s, k, v: _int(s, k, v, 1, 10000),
-        "ladder": _bool,
-        "embedded_dial_tone": _bool,
-        "ended_calls_kept": lambda s, k, v: _int(s, k, v, 0, 1_000_000),
-    }
-    _known_keys(s, items, set(readers))
-    return SwitchSettings(**{k: readers[k](s, k, v) for k, v in items.items()})
-
-
-def _transactions(items: Mapping[str, str]) -> TransactionConfig:
-    s = "transactions"
-    kinds = {f.name: f.type for f in fields(TransactionConfig)}
-    _known_keys(s, items, set(kinds))
-    values: dict[str, Any] = {}
-    for key, text in items.items():
-        kind = str(kinds[key])
-        if "bool" in kind:
-            values[key] = _bool(s, key, text)
-        elif "int" in kind and "float" not in kind:
-            if "Optional" in kind and text.strip().lower() in ("", "none"):
-                values[key] = None
-            else:
-                values[key] = _int(s, key, text, 0)
-        else:
-            if "Optional" in kind and text.strip().lower() in ("", "none"):
-                values[key] = None
-            else:
-                values[key] = _float(s, key, text)
-    try:
-        return TransactionConfig(**values)
-    except ValueError as e:
-        raise ConfigError((s,), str(e)) from None
-
-
-def _web(items: Mapping[str, str]) -> WebSettings:
-    s = "web"
-    _known_keys(s, items, {"listen", "users_file", "tokens", "realm"})
-    values: dict[str, Any] = {}
-    if "listen" in items:
-        values["listen"] = items["listen"].strip()
-    if "users_file" in items:
-        values["users_file"] = items["users_file"].strip() or None
-    if "tokens" in items:
-        values["tokens"] = _list(items["tokens"])
-    if "realm" in items:
-        values["realm"] = items["realm"].strip()
-    return check_web_settings(WebSettings(**values))
+#: The keys of each section (C{[dialplan]} holds patterns, and C{digit_map};
+#: C{[plugin:NAME]} sections are declared by their plugins).
+KEYS: Mapping[str, Mapping[str, Key]] = {
+    "switch": _SWITCH_KEYS,
+    "transactions": _TRANSACTION_KEYS,
+    "web": _WEB_KEYS,
+    "gateway:NAME": _GATEWAY_KEYS,
+    "simulator": _SIMULATOR_KEYS,
+    "demo": _DEMO_KEYS,
+    "dialplan": {"digit_map": Key(digit_map, None)},
+}
 
 
 def check_web_settings(web: WebSettings) -> WebSettings:
@@ -316,81 +500,118 @@ def _loopback_listen(description: str) -> bool:
     return description.startswith("unix:")
 
 
-def _gateway(name: str, items: Mapping[str, str], switch: SwitchSettings) -> GatewaySettings:
+def _gateway(name: str, items: Mapping[str, str]) -> GatewaySettings:
     s = f"gateway:{name}"
-    known = {
-        "address", "port", "allowed", "match_port", "lines", "endpoints", "numbers", "profile",
-        "keepalive_interval", "digit_map",
-    }
-    _known_keys(s, items, known)
     if not name or not _is_endpoint(f"x@{name}"):
         raise ConfigError((s,), f"{name!r} is not a domain name")
-    if "address" not in items:
-        raise ConfigError((s, "address"), "missing: the gateway's IP address")
-    address = items["address"].strip()
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        # Resolving a name would block the reactor (or need the resolver at
-        # every send); an operator who has a name puts its address here.
-        raise ConfigError((s, "address"), f"{address!r} is not an IP address") from None
     if "lines" in items and "endpoints" in items:
         raise ConfigError((s, "endpoints"), "give either lines or endpoints, not both")
-    if "endpoints" in items:
-        endpoints = _list(items["endpoints"])
-        for local in endpoints:
-            if not _is_endpoint(f"{local}@{name}") or "*" in local or "$" in local:
-                raise ConfigError((s, "endpoints"), f"bad endpoint name {local!r}")
-    else:
-        lines = _int(s, "lines", items.get("lines", "8"), 1, 100_000)
-        endpoints = tuple(f"aaln/{n}" for n in range(1, lines + 1))
-    numbers = _numbers(s, "numbers", items["numbers"]) if "numbers" in items else ()
-    if numbers and len(numbers) != len(endpoints):
+    values = read_keys(s, items, _GATEWAY_KEYS)
+    lines = values.pop("lines")
+    if not values["endpoints"]:
+        values["endpoints"] = tuple(f"aaln/{n}" for n in range(1, lines + 1))
+    if values["numbers"] and len(values["numbers"]) != len(values["endpoints"]):
         raise ConfigError(
-            (s, "numbers"), f"{len(numbers)} numbers for {len(endpoints)} endpoints"
+            (s, "numbers"), f"{len(values['numbers'])} numbers for {len(values['endpoints'])} endpoints"
         )
-    if "allowed" in items:
-        allowed = _networks(s, "allowed", items["allowed"])
-    else:
-        allowed = (ipaddress.ip_network(address),)
-    return GatewaySettings(
-        name=name,
-        address=address,
-        port=_port(s, "port", items.get("port", "2427")),
-        allowed=allowed,
-        match_port=_bool(s, "match_port", items.get("match_port", "yes")),
-        endpoints=endpoints,
-        numbers=numbers,
-        profile=items.get("profile", "default").strip(),
-        keepalive_interval=(
-            _float(s, "keepalive_interval", items["keepalive_interval"])
-            if "keepalive_interval" in items else None
-        ),
-        digit_map=_digit_map(s, "digit_map", items["digit_map"]) if "digit_map" in items else None,
-    )
+    if not values["allowed"]:
+        values["allowed"] = (ipaddress.ip_network(values["address"]),)
+    return GatewaySettings(name=name, **values)
+
+
+def _check_gateways(gateways: list[GatewaySettings]) -> None:
+    """Each gateway, address and port, and directory number is configured once."""
+    seen_names: dict[str, str] = {}
+    seen_addresses: dict[tuple[Any, int], str] = {}
+    seen_numbers: dict[str, GatewaySettings] = {}
+    for gateway in gateways:
+        s = f"gateway:{gateway.name}"
+        if gateway.name.lower() in seen_names:
+            raise ConfigError((s,), f"configured twice (also [gateway:{seen_names[gateway.name.lower()]}])")
+        seen_names[gateway.name.lower()] = gateway.name
+        where = (ipaddress.ip_address(gateway.address), gateway.port)
+        if where in seen_addresses:
+            raise ConfigError(
+                (s, "port"),
+                f"{gateway.address} port {gateway.port} is already [gateway:{seen_addresses[where]}]'s: "
+                "two gateways cannot share an address and port",
+            )
+        seen_addresses[where] = gateway.name
+        clashes = sorted(seen_numbers.keys() & set(gateway.numbers))
+        if clashes:
+            other = seen_numbers[clashes[0]]
+            local = other.endpoints[other.numbers.index(clashes[0])]
+            raise ConfigError((s, "numbers"), f"{clashes[0]} is already the number of {other.endpoint_name(local)}")
+        seen_numbers.update(dict.fromkeys(gateway.numbers, gateway))
+
+
+def _dialplan(items: Mapping[str, str], gateways: list[GatewaySettings], dynamic: bool) -> dict[str, str]:
+    """C{[dialplan]}: patterns that are digit maps, routed to configured endpoints."""
+    s = "dialplan"
+    plan: dict[str, str] = {}
+    by_name = {g.name.lower(): g for g in gateways}
+    for pattern, target_text in items.items():
+        if pattern == "digit_map":
+            plan[pattern] = _read(s, pattern, digit_map, target_text)
+            continue
+        _read(s, pattern, digit_map, pattern)  # each pattern is a digit map
+        target = target_text.strip()
+        if not _is_endpoint(target) or "*" in target or "$" in target:
+            raise ConfigError((s, pattern), f"{target!r} is not an endpoint name")
+        local, _, domain = target.rpartition("@")
+        gateway = by_name.get(domain.lower())
+        if gateway is None:
+            if not dynamic:
+                raise ConfigError(
+                    (s, pattern), f"no [gateway:{domain}] section for {target} (and [switch] dynamic_gateways is off)"
+                )
+        elif local.lower() not in {e.lower() for e in gateway.endpoints}:
+            raise ConfigError((s, pattern), f"[gateway:{gateway.name}] has no endpoint {local}")
+        plan[pattern] = target
+    return plan
 
 
 def parse_settings(text: str, source: str = "<string>") -> Settings:
     """Read settings from INI text."""
-    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=(";", "#"))
+    # No DEFAULT section: its keys would silently join every section.
+    parser = configparser.ConfigParser(
+        interpolation=None, inline_comment_prefixes=(";", "#"), default_section="\0"
+    )
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
     try:
         parser.read_string(text, source)
+    except configparser.DuplicateOptionError as e:
+        raise ConfigError((e.section, e.option), f"given twice (line {e.lineno})") from None
+    except configparser.DuplicateSectionError as e:
+        raise ConfigError((e.section,), f"given twice (line {e.lineno})") from None
+    except configparser.MissingSectionHeaderError as e:
+        raise ConfigError(
+            (source,), f"not a valid INI file: line {e.lineno} {e.line.strip()!r} comes before any [section]"
+        ) from None
+    except configparser.ParsingError as e:
+        lineno = e.errors[0][0]
+        line = text.splitlines()[lineno - 1].strip()
+        raise ConfigError((source,), f"not a valid INI file: cannot read line {lineno}: {line!r}") from None
     except configparser.Error as e:
-        raise ConfigError((source,), f"not a valid INI file: {e}") from None
+        raise ConfigError((source,), "not a valid INI file: " + " ".join(str(e).split())) from None
     sections = {name: dict(parser.items(name)) for name in parser.sections()}
-    switch = _switch(sections.pop("switch", {}))
-    transactions = _transactions(sections.pop("transactions", {}))
-    web = _web(sections.pop("web", {}))
-    simulator_items = sections.pop("simulator", {})
-    demo_items = sections.pop("demo", {})
-    dialplan = sections.pop("dialplan", {})
+    switch = SwitchSettings(**read_keys("switch", sections.pop("switch", {}), _SWITCH_KEYS))
+    try:
+        transactions = TransactionConfig(
+            **read_keys("transactions", sections.pop("transactions", {}), _TRANSACTION_KEYS)
+        )
+    except ValueError as e:  # limits that contradict each other
+        raise ConfigError(("transactions",), str(e)) from None
+    web = check_web_settings(WebSettings(**read_keys("web", sections.pop("web", {}), _WEB_KEYS)))
+    simulator = SimulatorSettings(**read_keys("simulator", sections.pop("simulator", {}), _SIMULATOR_KEYS))
+    demo = DemoSettings(**read_keys("demo", sections.pop("demo", {}), _DEMO_KEYS))
+    dialplan_items = sections.pop("dialplan", {})
     gateways = []
     plugins: dict[str, dict[str, str]] = {}
     for name, items in sections.items():
         kind, colon, rest = name.partition(":")
         if colon and kind == "gateway":
-            gateways.append(_gateway(rest.strip(), items, switch))
+            gateways.append(_gateway(rest.strip(), items))
         elif colon and kind == "plugin":
             plugins[rest.strip()] = items
         else:
@@ -399,32 +620,11 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
                 "unknown section; known: switch, transactions, web, simulator, demo, dialplan, "
                 "gateway:NAME, plugin:NAME",
             )
-    names = [g.name.lower() for g in gateways]
-    for gateway in gateways:
-        if names.count(gateway.name.lower()) > 1:
-            raise ConfigError((f"gateway:{gateway.name}",), "configured twice")
-    s = "simulator"
-    _known_keys(s, simulator_items, {"gateways", "media", "rtp"})
-    simulated = _list(simulator_items.get("gateways", ""))
-    for name in simulated:
-        if name.lower() not in names:
-            raise ConfigError((s, "gateways"), f"no [gateway:{name}] section to simulate")
-    simulator = SimulatorSettings(
-        gateways=simulated,
-        media=_bool(s, "media", simulator_items.get("media", "no")),
-        rtp=_bool(s, "rtp", simulator_items.get("rtp", "yes")),
-    )
-    s = "demo"
-    _known_keys(s, demo_items, {f.name for f in fields(DemoSettings)})
-    demo = DemoSettings(**{
-        k: (_float(s, k, v) if k != "unknown_number_share" else _share(s, k, v))
-        for k, v in demo_items.items()
-    })
-    for pattern, target in dialplan.items():
-        if pattern == "digit_map":
-            continue
-        if not _is_endpoint(target.strip()):
-            raise ConfigError(("dialplan", pattern), f"{target!r} is not an endpoint name")
+    _check_gateways(gateways)
+    configured = {g.name.lower() for g in gateways}
+    for simulated in simulator.gateways:
+        if simulated.lower() not in configured:
+            raise ConfigError(("simulator", "gateways"), f"no [gateway:{simulated}] section to simulate")
     return Settings(
         switch=switch,
         transactions=transactions,
@@ -432,26 +632,26 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         gateways=tuple(gateways),
         simulator=simulator,
         demo=demo,
-        dialplan={k: v.strip() for k, v in dialplan.items()},
+        dialplan=_dialplan(dialplan_items, gateways, switch.dynamic_gateways),
         plugins=plugins,
         source=source,
     )
 
 
-def _share(section: str, key: str, text: str) -> float:
-    value = _float(section, key, text)
-    if value > 1:
-        raise ConfigError((section, key), "must be between 0 and 1")
-    return value
-
-
 def load_settings(path: str | None) -> Settings:
-    """Read the INI file at C{path}, or the embedded defaults when None."""
+    """Read the INI file at C{path} (UTF-8), or the embedded defaults when None."""
     if path is None:
         return parse_settings(DEFAULT_INI, "<embedded defaults>")
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise ConfigError((path,), f"cannot read the configuration: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark, as some editors write, is no error
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            (path,), f"not UTF-8 text: byte 0x{data[e.start]:02x} on line {line} cannot be decoded"
+        ) from None
     return parse_settings(text, path)

@@ -19,6 +19,7 @@ __all__ = [
     "IDialPlan",
     "ICallObserver",
     "IGatewayProfile",
+    "IPluginFactory",
     "IDialPlanFactory",
     "ICallObserverFactory",
     "IStore",
@@ -173,30 +174,43 @@ class IGatewayProfile(Interface):
     packetization = Attribute("packetization period in ms to ask for")
 
 
-class IDialPlanFactory(Interface):
+class IPluginFactory(Interface):
     """
-    A dial-plan plugin as found in C{mgcpswitch.plugins}: builds the
-    L{IDialPlan} from its configuration section.
+    What every plugin factory has: its name, the keys of its section, and
+    C{build}.  The switch reads the C{[plugin:NAME]} section through C{keys}
+    before calling C{build}, so an unknown key or a bad value stops it
+    with an error naming the section and key (docs/PLUGINS.md).
     """
 
     name = Attribute("the name the configuration enables it by")
+    keys = Attribute(
+        "the keys its [plugin:NAME] section may hold: a mapping of key name to "
+        "mgcpswitch.config.Key (reader, default or REQUIRED, doc); {} for none"
+    )
 
     def build(settings, context):  # type: ignore[no-untyped-def]
         """
-        @param settings: the C{[plugin:NAME]} section as a mapping of str.
+        @param settings: the C{[plugin:NAME]} section read through C{keys}:
+            a mapping of every declared key to its value (its default when
+            the section does not give it).
         @param context: a L{mgcpswitch.plugin.PluginContext} (reactor,
             configuration of gateways, ...).
-        @return: an L{IDialPlan}.
+        @return: the plugin's object (see the interfaces below).
         """
 
 
-class ICallObserverFactory(Interface):
-    """An observer plugin: builds the L{ICallObserver} from its section."""
+class IDialPlanFactory(IPluginFactory):
+    """
+    A dial-plan plugin as found in C{mgcpswitch.plugins}: C{build} returns
+    the L{IDialPlan}.
+    """
 
-    name = Attribute("the name the configuration enables it by")
 
-    def build(settings, context):  # type: ignore[no-untyped-def]
-        """@return: an L{ICallObserver}; may also provide IService to be started."""
+class ICallObserverFactory(IPluginFactory):
+    """
+    An observer plugin: C{build} returns the L{ICallObserver}, which may
+    also provide IService to be started and stopped with call control.
+    """
 
 
 # ---------------------------------------------------------------------------

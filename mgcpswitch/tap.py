@@ -10,16 +10,28 @@ running reactor; everything below takes it as an argument.
 
 from __future__ import annotations
 
+import errno
 import gc
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
-from twisted.application.service import IServiceCollection, MultiService
+from twisted.application.service import IService, IServiceCollection, MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.error import CannotListenError
 from twisted.python import usage
 
 from .config import Settings, load_settings
-from .errors import ConfigError, MGCPError
+from .errors import ConfigError
 
 __all__ = ["Options", "SwitchService", "makeService", "build_switch"]
+
+
+def exit_with(error: ConfigError, source: str) -> NoReturn:
+    """
+    End twistd with one line naming what to fix (and exit status 1), not a
+    traceback: the configuration file, then the section and key.
+    """
+    where = "" if error.path[0] == source else f"{source}: "
+    raise SystemExit(f"mgcpswitch: {where}{error}")
 
 
 class Options(usage.Options):
@@ -45,21 +57,28 @@ class Options(usage.Options):
     settings: Settings
 
     def postOptions(self) -> None:  # noqa: N802
+        """
+        Read the configuration.  A mistake in the file ends twistd with one
+        line naming it; a bad option value is a usage error.
+        """
         from dataclasses import replace
+
+        from .config import check_web_settings, interface
 
         try:
             settings = load_settings(self["config"])
         except ConfigError as e:
-            raise usage.UsageError(f"configuration error: {e}") from None
+            exit_with(e, self["config"] or "<embedded defaults>")
         switch = settings.switch
         if self["port"] is not None:
             switch = replace(switch, port=self["port"])
         if self["interface"] is not None:
-            switch = replace(switch, interface=self["interface"])
+            try:
+                switch = replace(switch, interface=interface(self["interface"]))
+            except ValueError as e:
+                raise usage.UsageError(f"--interface: {e}") from None
         web = settings.web
         if self["web"] is not None:
-            from .config import check_web_settings
-
             web = replace(web, listen=self["web"])
             try:
                 check_web_settings(web)
@@ -91,30 +110,12 @@ def build_switch(
     C{call-control}, C{gateway:NAME}, C{web}, C{demo}.
     """
     from .agent.service import CallControlService
-    from .interfaces import ICallObserverFactory, IDialPlanFactory, IGatewayProfile
-    from .plugin import PluginContext, available, find
+    from .plugin import PluginContext, enable
 
-    context = PluginContext(reactor=reactor, settings=settings)
-    try:
-        dial_plan = find(IDialPlanFactory, settings.switch.dial_plan).build(
-            settings.plugins.get(settings.switch.dial_plan, {}), context
-        )
-        observers = [
-            find(ICallObserverFactory, name).build(settings.plugins.get(name, {}), context)
-            for name in settings.switch.observers
-        ]
-    except MGCPError as e:
-        raise ConfigError(("switch", "dial_plan/observers"), str(e)) from None
-    profiles = available(IGatewayProfile)
-    for gateway in settings.gateways:
-        if gateway.profile not in profiles:
-            raise ConfigError(
-                (f"gateway:{gateway.name}", "profile"),
-                f"no gateway profile {gateway.profile!r}; available: {', '.join(sorted(profiles))}",
-            )
-    top = SwitchService(reactor)
-    control = CallControlService(reactor, settings, dial_plan, profiles, observers)
-    control.setServiceParent(top)
+    plugins = enable(settings, PluginContext(reactor=reactor, settings=settings))
+    top = SwitchService(reactor, settings.source)
+    control = CallControlService(reactor, settings, plugins.dial_plan, dict(plugins.profiles), plugins.observers)
+    top.add(control, "switch", port="port", address="interface")
     gateways = []
     if simulate and settings.simulator.gateways:
         from .gateway import GatewayConfig, GatewayService, SimulatedGateway
@@ -138,14 +139,18 @@ def build_switch(
                 rtp=settings.simulator.rtp,
             )))
             service.setName(f"gateway:{gateway.name}")
-            service.setServiceParent(top)
+            top.add(service, f"gateway:{gateway.name}", port="port", address="address")
             gateways.append(service)
     if web:
         from .web import build_web_service
 
-        service = build_web_service(control, settings.web, reactor)
+        try:
+            service = build_web_service(control, settings.web, reactor)
+        except (ValueError, OSError) as e:  # strports cannot parse it, or read its key or certificate
+            reason = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) else str(e)
+            raise ConfigError(("web", "listen"), f"{settings.web.listen!r}: {reason}") from None
         service.setName("web")
-        service.setServiceParent(top)
+        top.add(service, "web", port="listen", address="listen")
     if demo:
         from .demo import DemoService
 
@@ -163,37 +168,99 @@ def _connect_address(interface: str) -> str:
 
 
 def makeService(options: Options) -> SwitchService:  # noqa: N802
+    """
+    The switch twistd runs.  A configuration mistake found while building
+    it (a plugin's section, an unknown plugin) or while starting it (a port
+    in use) ends twistd with one line naming the section and key.
+    """
     from twisted.internet import reactor
 
-    service = build_switch(
-        reactor, options.settings, demo=bool(options["demo"]), simulate=not options["no-simulator"]
-    )
+    try:
+        service = build_switch(
+            reactor, options.settings, demo=bool(options["demo"]), simulate=not options["no-simulator"]
+        )
+    except ConfigError as e:
+        exit_with(e, options.settings.source)
     service.freeze_gc = True
+    # A daemon's parent waits for the child's word on a pipe that only an
+    # Exception writes to (SystemExit would leave it waiting for ever): there
+    # the error goes to the parent, which prints it, and to the log.
+    parent = options.parent
+    service.exit_on_error = parent is None or bool(parent.get("nodaemon", True))
     return service
 
 
 class SwitchService(MultiService):
     """
-    The switch's top service.  With C{freeze_gc} (set by the twistd entry
-    point only: a test process must keep collecting what its tests leave),
-    once the reactor runs, what is alive then (modules, classes, the
-    configuration, gateways and their lines) is moved out of the garbage
-    collector's full passes with C{gc.freeze()}.  Those objects live as
-    long as the process; scanning them made each full pass of a
-    10,000-line switch take 25 ms or more, a stall every few seconds under
-    load that showed in p99 call setup.
+    The switch's top service.
+
+    Its children listen on what the configuration names (L{add} records
+    the section and keys); a child that cannot listen makes starting fail
+    with a L{ConfigError} naming them (C{[switch] port: cannot listen on
+    127.0.0.1:2727: Address already in use}).  Stopping stops the children
+    that started (or listen after their privileged start), so a switch that
+    failed to start can be stopped.
+    With C{exit_on_error} (set by the twistd entry point only) that error
+    ends the process with one line instead (twistd -n).
+
+    With C{freeze_gc} (set by the twistd entry point only: a test process
+    must keep collecting what its tests leave), once the reactor runs, what
+    is alive then (modules, classes, the configuration, gateways and their
+    lines) is moved out of the garbage collector's full passes with
+    C{gc.freeze()}.  Those objects live as long as the process; scanning
+    them made each full pass of a 10,000-line switch take 25 ms or more, a
+    stall every few seconds under load that showed in p99 call setup.
     """
 
     freeze_gc = False
+    exit_on_error = False
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, source: str) -> None:
         super().__init__()
         self._reactor = reactor
+        self._source = source  # where the configuration came from, for exit_on_error
+        self._origins: dict[str, tuple[str, str, str]] = {}
+        self._privileged: list[IService] = []  # children whose privileged start is done
+
+    def add(self, service: IService, section: str, *, port: str, address: str) -> None:
+        """Add a child that listens where C{[section] port} and C{address} say."""
+        service.setServiceParent(self)
+        self._origins[service.name] = (section, port, address)
+
+    def privilegedStartService(self) -> None:  # noqa: N802
+        Service.privilegedStartService(self)
+        for child in list(self):
+            self._start(child, child.privilegedStartService)
+            self._privileged.append(child)  # the admin listens from here on
 
     def startService(self) -> None:  # noqa: N802
-        super().startService()
+        Service.startService(self)
+        for child in list(self):
+            self._start(child, child.startService)
         if self.freeze_gc:
             self._reactor.callWhenRunning(freeze_startup_objects)
+
+    def stopService(self) -> Deferred[Any]:  # noqa: N802
+        """Stop the children that run or listen (all of them, unless starting failed)."""
+        Service.stopService(self)
+        started = [child for child in reversed(list(self)) if child.running or child in self._privileged]
+        self._privileged = []
+        return DeferredList([maybeDeferred(child.stopService) for child in started])
+
+    def _start(self, child: IService, start: Any) -> None:
+        try:
+            start()
+        except CannotListenError as e:
+            error = self._cannot_listen(child, e)
+            if self.exit_on_error:
+                exit_with(error, self._source)
+            raise error from None
+
+    def _cannot_listen(self, child: IService, e: CannotListenError) -> ConfigError:
+        section, port, address = self._origins.get(child.name, (child.name, "port", "address"))
+        reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+        key = address if getattr(e.socketError, "errno", None) == errno.EADDRNOTAVAIL else port
+        return ConfigError((section, key), f"cannot listen on {e.interface or '*'}:{e.port}: {reason}")
 
 
 def freeze_startup_objects() -> None:

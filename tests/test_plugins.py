@@ -23,7 +23,8 @@ import mgcpswitch.plugins
 from mgcpswitch.agent.model import CallEnded, CallRecord, CallStarted, ReleaseCause
 from mgcpswitch.errors import ConfigError
 from mgcpswitch.interfaces import ICallObserver, ICallObserverFactory, IDialPlanFactory, IGatewayProfile
-from mgcpswitch.plugin import PluginContext, available
+from mgcpswitch.config import Key
+from mgcpswitch.plugin import PluginContext, available, build
 
 from .support.fake_control import FakeCallControl
 
@@ -103,7 +104,7 @@ class ThirdParty(SynchronousTestCase):
         verifyObject(ICallObserverFactory, factory)
 
         path = os.path.join(self.dropin.top, "calls.jsonl")
-        observer = factory.build({"path": path}, PluginContext(Clock()))
+        observer = build(factory, {"path": path}, PluginContext(Clock()))
         verifyObject(ICallObserver, observer)
         fake = FakeCallControl()
         event = ended_call(fake)
@@ -115,9 +116,24 @@ class ThirdParty(SynchronousTestCase):
         self.assertEqual([json.loads(line) for line in lines], [event.record.to_json()] * 2)
         self.assertEqual(json.loads(lines[0])["cause"], "normal")
 
+        # Its section is read through the keys it declares.
+        for section, key, reason in (({}, "path", "required but missing: the file"),
+                                     ({"pth": path}, "pth", "unknown key; known keys are: path"),
+                                     ({"path": " "}, "path", "must not be empty")):
+            with self.assertRaises(ConfigError) as caught:
+                build(factory, section, PluginContext(Clock()))
+            self.assertEqual(caught.exception.path, ("plugin:calllog", key))
+            self.assertIn(reason, str(caught.exception))
+
+    def test_plugin_without_keys(self) -> None:
+        """A plugin written before plugins declared their keys is refused by name, not with a traceback."""
+        self.dropin.add("calllog", example("calllog.py").replace("    keys = {", "    _keys = {"))
+        self.dropin.install()
+        factory = available(ICallObserverFactory)["calllog"]
         with self.assertRaises(ConfigError) as caught:
-            factory.build({}, PluginContext(Clock()))
-        self.assertEqual(caught.exception.path, ("plugin:calllog", "path"))
+            build(factory, {"path": "x"}, PluginContext(Clock()))
+        self.assertEqual(caught.exception.path, ("plugin:calllog",))
+        self.assertIn("declares no keys", caught.exception.message)
 
     def test_broken_dropin_is_skipped(self) -> None:
         """A drop-in that fails to import is logged; the others still load."""
@@ -140,4 +156,6 @@ class Builtin(SynchronousTestCase):
                 verifyObject(IPlugin, plugin)
                 verifyObject(interface, plugin)
                 self.assertEqual(plugin.name, name)
+                if interface is not IGatewayProfile:
+                    self.assertTrue(all(isinstance(key, Key) for key in plugin.keys.values()), name)
         self.assertLessEqual({"cdr-sqlite", "webhook"}, set(available(ICallObserverFactory)))

@@ -1,10 +1,12 @@
 """
 C{twistd mgcpswitch}: the options (defaults, every option and flag, the
 refusals), the services L{build_switch} makes (named children, simulated
-gateways configured from the settings, plugins and profiles checked by
-name) on a L{MemoryReactor}, and one real C{twistd -n mgcpswitch} process
-on free loopback ports, polled through its admin until its gateways are up,
-then stopped by its process id.
+gateways configured from the settings, plugins, their sections and
+profiles checked by name) on a L{MemoryReactor}; starting with a port that
+is taken (held by the test on 127.0.0.1); one real C{twistd -n mgcpswitch}
+process on free loopback ports, polled through its admin until its
+gateways are up, then stopped by its process id, and two that must end
+with one line naming what to fix.
 """
 
 from __future__ import annotations
@@ -28,16 +30,19 @@ from twisted.internet.task import deferLater
 from twisted.plugin import getPlugins
 from twisted.python.failure import Failure
 from twisted.python.usage import UsageError
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.server import Site
 
 from mgcpswitch import tap
+from mgcpswitch.agent.cdr import SQLiteCDRWriter
 from mgcpswitch.agent.service import CallControlService
 from mgcpswitch.config import DEFAULT_INI, load_settings, parse_settings
 from mgcpswitch.demo import DemoService
 from mgcpswitch.errors import ConfigError
 from mgcpswitch.gateway import GatewayService
+from mgcpswitch.interfaces import ICallObserverFactory
+from mgcpswitch.plugin import PluginContext, enable, find, read_section
 from mgcpswitch.testing import MemoryReactor
 
 from .support.live import switch_ini, wait_until
@@ -96,7 +101,9 @@ class OptionsTests(Files):
             for part in ("switch", "transactions", "web", "gateways", "simulator", "demo", "dialplan"):
                 self.assertEqual(getattr(settings, part), getattr(embedded, part), part)
             # Its [plugin:cdr-sqlite] section only spells out the plugin's defaults.
-            self.assertEqual(settings.plugins, {"cdr-sqlite": {"path": "mgcpswitch-cdr.sqlite", "batch_size": "200"}})
+            self.assertEqual(list(settings.plugins), ["cdr-sqlite"])
+            cdr = find(ICallObserverFactory, "cdr-sqlite")
+            self.assertEqual(read_section(cdr, settings.plugins["cdr-sqlite"]), read_section(cdr, {}))
 
     def test_port_and_interface(self) -> None:
         """--port/-p and --interface/-i override [switch]; nothing else changes."""
@@ -153,24 +160,45 @@ class OptionsTests(Files):
         self.assertRaises(UsageError, parse, "--config", path, "--demo", "--no-simulator")
 
     def test_bad_configuration(self) -> None:
-        """A bad key or value, an unknown section, a missing file: the message names what to fix."""
+        """
+        A bad key or value, an unknown section, a file that is no INI or no
+        UTF-8, a missing file: twistd ends with one line naming the file,
+        section and key (SystemExit with that line: status 1, no usage text).
+        """
         cases = [
-            (QUIET_INI.replace("[switch]\n", "[switch]\nbogus = 1\n"), "[switch] bogus: unknown key"),
-            (QUIET_INI.replace("port = 2427", "port = 99999"), "[gateway:rgw1] port: 99999 is out of range"),
-            (QUIET_INI + "\n[nonsense]\nx = 1\n", "[nonsense]: unknown section"),
-            (QUIET_INI.replace("numbers = 1001-1008", "numbers = 1001-1007"), "[gateway:rgw1] numbers: 7 numbers"),
+            (QUIET_INI.replace("[switch]\n", "[switch]\nbogus = 1\n"), "{path}: [switch] bogus: unknown key"),
+            (QUIET_INI.replace("port = 2427", "port = 99999"), "{path}: [gateway:rgw1] port: must be between"),
+            (QUIET_INI + "\n[nonsense]\nx = 1\n", "{path}: [nonsense]: unknown section"),
+            (QUIET_INI.replace("numbers = 1001-1008", "numbers = 1001-1007"), "{path}: [gateway:rgw1] numbers: 7 numbers"),
+            (QUIET_INI.replace("interface = 127.0.0.1", "interface = 10.1.2.300"),
+             "{path}: [switch] interface: '10.1.2.300' is not an IP address"),
             ("[switch\n", "[{path}]: not a valid INI file"),
         ]
         for text, message in cases:
             path = self.write(text)
-            with self.assertRaises(UsageError) as caught:
+            with self.assertRaises(SystemExit) as caught:
                 parse("--config", path)
-            self.assertIn("configuration error: " + message.format(path=path), str(caught.exception))
+            self.assertIsInstance(caught.exception.code, str)
+            self.assertTrue(str(caught.exception.code).startswith("mgcpswitch: " + message.format(path=path)),
+                            caught.exception.code)
+            self.assertNotIn("\n", caught.exception.code)
+        path = os.path.join(self.directory, "latin1.ini")
+        with open(path, "wb") as f:
+            f.write(b"[switch]\n# caf\xe9\nport = 2727\n")
+        with self.assertRaises(SystemExit) as caught:
+            parse("--config", path)
+        self.assertEqual(caught.exception.code,
+                         f"mgcpswitch: [{path}]: not UTF-8 text: byte 0xe9 on line 2 cannot be decoded")
         missing = os.path.join(self.directory, "missing.ini")
-        with self.assertRaises(UsageError) as caught:
+        with self.assertRaises(SystemExit) as caught:
             parse("--config", missing)
-        self.assertIn(f"configuration error: [{missing}]: cannot read the configuration", str(caught.exception))
+        self.assertEqual(caught.exception.code,
+                         f"mgcpswitch: [{missing}]: cannot read the configuration: No such file or directory")
+        # Bad command-line values are usage errors.
         self.assertRaises(UsageError, parse, "--frobnicate")
+        with self.assertRaises(UsageError) as usage:
+            parse("--interface", "localhost")
+        self.assertEqual(str(usage.exception), "--interface: 'localhost' is not an IP address")
 
     def test_plugin_is_found(self) -> None:
         """twistd finds the mgcpswitch plugin, which points at mgcpswitch.tap."""
@@ -254,17 +282,91 @@ class BuildSwitchTests(Files):
         self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_unknown_plugins(self) -> None:
-        """An unknown dial plan or observer plugin is a ConfigError naming it and what exists."""
+        """An unknown dial plan or observer plugin is a ConfigError naming its key, it and what exists."""
         for key, value, interface in (("dial_plan", "nope-plan", "IDialPlanFactory"),
                                       ("observers", "cdr-sqlite, nope-observer", "ICallObserverFactory")):
             settings = parse_settings(QUIET_INI.replace("observers =\n", f"{key} = {value}\n"))
             with self.assertRaises(ConfigError) as caught:
                 tap.build_switch(MemoryReactor(), settings)
+            self.assertEqual(caught.exception.path, ("switch", key))
             message = str(caught.exception)
-            self.assertTrue(message.startswith("[switch] dial_plan/observers: "), message)
             self.assertIn(interface, message)
             self.assertIn(repr(value.split(", ")[-1]), message)
             self.assertIn("available: ", message)
+
+    def test_plugin_sections(self) -> None:
+        """
+        Every [plugin:NAME] section is read through its plugin's declared
+        keys before anything is built: a bad value, a key the plugin does
+        not declare (a typo that once sent CDRs elsewhere), a missing
+        required key, a section naming no plugin (enabled or not) is a
+        ConfigError naming the section and key.
+        """
+        cdr = QUIET_INI.replace("observers =\n", "observers = cdr-sqlite\n")
+        cases = [
+            (cdr + "[plugin:cdr-sqlite]\nbatch_size = lots\n", ("plugin:cdr-sqlite", "batch_size"),
+             "expected an integer, not 'lots'"),
+            (cdr + "[plugin:cdr-sqlite]\npth = /var/lib/cdr.sqlite\n", ("plugin:cdr-sqlite", "pth"),
+             "unknown key; known keys are: batch_size, flush_interval, path"),
+            (cdr + "[plugin:cdr-sqlite]\nflush_interval = 0\n", ("plugin:cdr-sqlite", "flush_interval"),
+             "must be at least 0.001, not 0"),
+            (QUIET_INI + "[plugin:webhook]\nurl = ftp://example.net/\n", ("plugin:webhook", "url"),
+             "not an http:// or https:// URL"),  # checked though not enabled
+            (QUIET_INI.replace("observers =\n", "observers = webhook\n"), ("plugin:webhook", "url"),
+             "required but missing"),
+            (QUIET_INI + "[plugin:webhok]\nurl = http://example.net/\n", ("plugin:webhok",),
+             "no plugin named 'webhok'; available: cdr-sqlite, static, webhook"),
+            (QUIET_INI + "[plugin:static]\nnumbers = 1\n", ("plugin:static", "numbers"),
+             "unknown key; this section has no keys"),
+        ]
+        for text, path, message in cases:
+            with self.assertRaises(ConfigError) as caught:
+                tap.build_switch(MemoryReactor(), parse_settings(text))
+            self.assertEqual(caught.exception.path, path, text)
+            self.assertIn(message, caught.exception.message)
+
+    def test_plugin_section_values_reach_the_plugin(self) -> None:
+        """The values read from a plugin's section are the ones its object is built with."""
+        settings = parse_settings(
+            QUIET_INI.replace("observers =\n", "observers = cdr-sqlite\n")
+            + "[plugin:cdr-sqlite]\npath = elsewhere.sqlite\nbatch_size = 7\n"
+        )
+        plugins = enable(settings, PluginContext(MemoryReactor(), settings))
+        [writer] = plugins.observers
+        self.assertIsInstance(writer, SQLiteCDRWriter)
+        self.assertEqual((writer.path, writer.batch_size, writer.flush_interval), ("elsewhere.sqlite", 7, 1.0))
+
+    def test_bad_listen_description(self) -> None:
+        """A [web] listen that strports cannot parse, or whose key file is missing, is [web] listen."""
+        missing = os.path.join(self.directory, "missing.pem")
+        for listen, reason in (("tcp:abc:interface=127.0.0.1", "invalid literal for int()"),
+                               ("bogus:1:interface=127.0.0.1", "Unknown endpoint type: 'bogus'"),
+                               (f"ssl:8443:interface=127.0.0.1:privateKey={missing}",
+                                f"{missing}: No such file or directory")):
+            settings = parse_settings(QUIET_INI.replace("tcp:8080:interface=127.0.0.1", listen))
+            with self.assertRaises(ConfigError) as caught:
+                tap.build_switch(MemoryReactor(), settings)
+            self.assertEqual(caught.exception.path, ("web", "listen"))
+            self.assertIn(reason, caught.exception.message)
+
+    def test_make_service_ends_with_one_line(self) -> None:
+        """
+        makeService (what twistd runs) turns a ConfigError found while
+        building (a plugin's value, an unknown plugin) into one line naming
+        the file, section and key, and status 1: no traceback.
+        """
+        cases = [
+            (QUIET_INI.replace("observers =\n", "observers = cdr-sqlite\n") + "[plugin:cdr-sqlite]\nbatch_size = lots\n",
+             "[plugin:cdr-sqlite] batch_size: expected an integer, not 'lots'"),
+            (QUIET_INI.replace("observers =\n", "observers = nope\n"),
+             "[switch] observers: no ICallObserverFactory plugin named 'nope'; available: cdr-sqlite, webhook"),
+        ]
+        for text, message in cases:
+            path = self.write(text)
+            options = parse("--config", path)
+            with self.assertRaises(SystemExit) as caught:
+                tap.makeService(options)
+            self.assertEqual(caught.exception.code, f"mgcpswitch: {path}: {message}")
 
     def test_unknown_profile(self) -> None:
         """An unknown gateway profile is a ConfigError naming the gateway, the profile and the known ones."""
@@ -317,6 +419,97 @@ class BuildSwitchTests(Files):
             switch.startService()
             self.addCleanup(switch.stopService)
             self.assertEqual(reactor.when_running, [tap.freeze_startup_objects] if freeze else [])
+
+
+class PortInUse(TestCase):
+    """
+    A port the configuration names is taken (by the test, on 127.0.0.1),
+    with the real reactor: starting fails with a ConfigError naming the
+    section and key (or, from makeService, ends with that one line), and
+    stopping the switch stops what had started.
+    """
+
+    def setUp(self) -> None:
+        self.directory = tempfile.mkdtemp(prefix="mgcpswitch-ports-")
+        self.addCleanup(shutil.rmtree, self.directory, True)
+        self.text, self.ports = switch_ini()
+
+    def hold(self, kind: int) -> int:
+        """A loopback port this test holds until it ends: UDP bound, or TCP listening."""
+        held = socket.socket(socket.AF_INET, kind)
+        self.addCleanup(held.close)
+        held.bind(("127.0.0.1", 0))
+        if kind == socket.SOCK_STREAM:
+            held.listen(1)
+        return int(held.getsockname()[1])
+
+    def settings_with(self, role: str, port: int) -> tuple[str, Any]:
+        """The configuration, with the port of C{role} (agent, gw1, web) replaced: its file and settings."""
+        old = self.ports[role]
+        text = self.text.replace(f"port = {old}\n", f"port = {port}\n").replace(f"tcp:{old}:", f"tcp:{port}:")
+        self.assertNotEqual(text, self.text)
+        path = os.path.join(self.directory, "switch.ini")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path, parse_settings(text, path)
+
+    async def test_agent_port_under_twistd(self) -> None:
+        """makeService's switch ends with one line naming [switch] port when the call agent's UDP port is taken."""
+        held = self.hold(socket.SOCK_DGRAM)
+        path, _ = self.settings_with("agent", held)
+        service = tap.makeService(parse("--config", path, "--no-simulator"))
+        service.freeze_gc = False  # this is the test process: keep collecting
+        self.assertTrue(service.exit_on_error)
+        service.privilegedStartService()  # as twistd does: the admin listens here
+        with self.assertRaises(SystemExit) as caught:
+            service.startService()
+        self.assertEqual(
+            caught.exception.code,
+            f"mgcpswitch: {path}: [switch] port: cannot listen on 127.0.0.1:{held}: Address already in use",
+        )
+        await service.stopService()
+        self.assertEqual([child.name for child in service if child.running], [])
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(probe.close)
+        self.assertRaises(ConnectionRefusedError, probe.connect, ("127.0.0.1", self.ports["web"]))  # admin closed
+
+    def start_refused(self, settings: Any, **options: bool) -> tuple[ConfigError, tap.SwitchService]:
+        """build_switch on the real reactor, started: the ConfigError it fails with, and the switch."""
+        switch = tap.build_switch(reactor, settings, **options)
+        with self.assertRaises(ConfigError) as caught:
+            switch.startService()
+        return caught.exception, switch
+
+    async def test_admin_port(self) -> None:
+        """The admin's TCP port taken: [web] listen; the call agent, started first, is stopped again."""
+        held = self.hold(socket.SOCK_STREAM)
+        error, switch = self.start_refused(self.settings_with("web", held)[1], simulate=False)
+        self.assertEqual(error.path, ("web", "listen"))
+        self.assertEqual(error.message, f"cannot listen on 127.0.0.1:{held}: Address already in use")
+        self.assertTrue(switch.getServiceNamed("call-control").running)
+        await switch.stopService()
+        self.assertFalse(switch.getServiceNamed("call-control").running)
+
+    async def test_simulated_gateway_port(self) -> None:
+        """A simulated gateway's UDP port taken: [gateway:NAME] port."""
+        held = self.hold(socket.SOCK_DGRAM)
+        error, switch = self.start_refused(self.settings_with("gw1", held)[1], web=False)
+        self.assertEqual(error.path, ("gateway:rgw1", "port"))
+        await switch.stopService()
+
+    async def test_interface_not_on_this_host(self) -> None:
+        """An interface address this host does not have: [switch] interface (nothing is sent)."""
+        try:
+            with open("/proc/sys/net/ipv4/ip_nonlocal_bind", encoding="ascii") as f:
+                if f.read().strip() != "0":
+                    raise SkipTest("this host lets sockets bind addresses it does not have")
+        except OSError:
+            pass
+        settings = parse_settings(self.text.replace("interface = 127.0.0.1", "interface = 192.0.2.1"))
+        error, switch = self.start_refused(settings, simulate=False, web=False)
+        self.assertEqual(error.path, ("switch", "interface"))
+        self.assertIn("cannot listen on 192.0.2.1:", error.message)
+        await switch.stopService()
 
 
 # ---------------------------------------------------------------------------
@@ -377,6 +570,49 @@ class Twistd(TestCase):
             except AssertionError:
                 continue
         assert twistd.reason is not None, "twistd did not end"
+
+    async def run_to_the_end(self, config_text: str) -> tuple[str, int | None, bytes]:
+        """Run C{twistd -n mgcpswitch --config FILE}, logging to its stdout; its file, exit code and output."""
+        config = os.path.join(self.directory, f"switch-{len(os.listdir(self.directory))}.ini")
+        with open(config, "w", encoding="utf-8") as f:
+            f.write(config_text)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        command = twistd_command() + ["-n", "--pidfile=", "mgcpswitch", "--config", config]
+        twistd = _Twistd()
+        process = reactor.spawnProcess(twistd, command[0], command, env=env, path=self.directory)
+        self.addCleanup(self.stop, process, twistd)  # should it not end by itself
+        await wait_until(lambda: twistd.reason is not None, 20, "twistd to end")
+        assert twistd.reason is not None
+        return config, getattr(twistd.reason.value, "exitCode", 0), twistd.output
+
+    async def test_twistd_ends_with_one_line(self) -> None:
+        """
+        twistd -n mgcpswitch with a bad plugin value, or with the call
+        agent's port taken (by this test), prints one line naming the file,
+        section and key, no traceback, and exits with status 1.
+        """
+        text, ports = switch_ini()
+        bad = text.replace("observers = \n", "observers = cdr-sqlite\n") + "[plugin:cdr-sqlite]\nbatch_size = lots\n"
+        config, code, output = await self.run_to_the_end(bad)
+        self.assertEqual(
+            (code, output.decode()),
+            (1, f"mgcpswitch: {config}: [plugin:cdr-sqlite] batch_size: expected an integer, not 'lots'\n"),
+        )
+
+        held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(held.close)
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        config, code, output = await self.run_to_the_end(
+            text.replace(f"port = {ports['agent']}\n", f"port = {port}\n")
+        )
+        self.assertEqual(code, 1, output)
+        message = f"mgcpswitch: {config}: [switch] port: cannot listen on 127.0.0.1:{port}: Address already in use"
+        lines = [line for line in output.decode().splitlines() if "mgcpswitch: " in line]
+        self.assertEqual(len(lines), 1, output)
+        self.assertTrue(lines[0].endswith(message), output)  # after the log's time stamp
+        self.assertNotIn(b"Traceback", output)
 
     async def test_twistd_mgcpswitch(self) -> None:
         """

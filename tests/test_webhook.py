@@ -22,8 +22,8 @@ from zope.interface.verify import verifyObject
 from mgcpswitch.agent.model import CallEnded, CallRecord, CallStarted, ReleaseCause
 from mgcpswitch.errors import ConfigError
 from mgcpswitch.interfaces import ICallObserver, ICallObserverFactory
-from mgcpswitch.plugin import PluginContext, available, find
-from mgcpswitch.plugins.webhook import WebhookObserver, parse_settings, webhook
+from mgcpswitch.plugin import PluginContext, available, build, find, read_section
+from mgcpswitch.plugins.webhook import WebhookObserver, webhook
 
 from .support.fake_control import FakeCallControl
 
@@ -86,7 +86,7 @@ class Plugin(SynchronousTestCase):
         self.assertIn("webhook", available(ICallObserverFactory))
         verifyObject(IPlugin, webhook)
         verifyObject(ICallObserverFactory, webhook)
-        observer = webhook.build({"url": URL}, PluginContext(Clock(), extras={"http_client": Hand()}))
+        observer = build(webhook, {"url": URL}, PluginContext(Clock(), extras={"http_client": Hand()}))
         verifyObject(ICallObserver, observer)
         verifyObject(IService, observer)
         self.assertEqual(observer.name, "webhook")
@@ -95,14 +95,15 @@ class Plugin(SynchronousTestCase):
         """Without an injected client it makes a treq HTTPClient on the context's reactor."""
         from twisted.internet.testing import MemoryReactorClock
 
-        observer = webhook.build({"url": URL, "timeout": "2"}, PluginContext(MemoryReactorClock()))
+        observer = build(webhook, {"url": URL, "timeout": "2"}, PluginContext(MemoryReactorClock()))
         self.assertEqual(type(observer.http).__name__, "HTTPClient")
         self.assertEqual(observer.timeout, 2.0)
 
     def test_settings(self) -> None:
         """Settings are checked, each error naming its key."""
         self.assertEqual(
-            parse_settings({"url": URL, "events": "call-ended, call-started", "queue": "5", "authorization": "Bearer x"}),
+            read_section(webhook, {"url": URL, "events": "call-ended, call-started", "queue": "5",
+                                   "authorization": "Bearer x"}),
             {"url": URL, "events": frozenset({"call-ended", "call-started"}), "timeout": 5.0, "queue": 5,
              "concurrency": 2, "authorization": "Bearer x"},
         )
@@ -110,13 +111,14 @@ class Plugin(SynchronousTestCase):
             ({}, "url", "required"),
             ({"url": "ftp://x/"}, "url", "not an http"),
             ({"url": URL, "events": "call-ended, call-exploded"}, "events", "call-exploded"),
-            ({"url": URL, "timeout": "soon"}, "timeout", "not a float"),
+            ({"url": URL, "timeout": "soon"}, "timeout", "expected a number"),
             ({"url": URL, "queue": "0"}, "queue", "at least 1"),
-            ({"url": URL, "concurrency": "1.5"}, "concurrency", "not a int"),
+            ({"url": URL, "concurrency": "1.5"}, "concurrency", "expected an integer"),
+            ({"url": URL, "path": "/tmp"}, "path", "unknown key"),
         ]
         for settings, key, message in cases:
             with self.assertRaises(ConfigError) as caught:
-                parse_settings(settings)
+                read_section(webhook, settings)
             self.assertEqual(caught.exception.path, ("plugin:webhook", key))
             self.assertIn(message, str(caught.exception))
 
@@ -130,8 +132,8 @@ class Posting(SynchronousTestCase):
         self.log = Capture(self)
 
     def observer(self, **settings: str) -> WebhookObserver:
-        return webhook.build(  # type: ignore[no-any-return]
-            {"url": URL, **settings}, PluginContext(self.clock, extras={"http_client": self.stub})
+        return build(  # type: ignore[no-any-return]
+            webhook, {"url": URL, **settings}, PluginContext(self.clock, extras={"http_client": self.stub})
         )
 
     def test_posts_call_record(self) -> None:

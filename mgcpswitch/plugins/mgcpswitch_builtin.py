@@ -10,14 +10,18 @@ from twisted.plugin import IPlugin
 from zope.interface import implementer
 
 from mgcpswitch.agent.profiles import DEFAULT_PROFILE, OSMO_MGW_PROFILE
+from mgcpswitch.config import Key, integer, number, text
 from mgcpswitch.interfaces import ICallObserverFactory, IDialPlanFactory
 
 
 @implementer(IPlugin, IDialPlanFactory)
 class StaticDialPlanFactory:
-    name = "static"
+    """The gateways' C{numbers} and the C{[dialplan]} section; no section of its own."""
 
-    def build(self, settings: Mapping[str, str], context: Any) -> Any:
+    name = "static"
+    keys: Mapping[str, Key] = {}
+
+    def build(self, settings: Mapping[str, Any], context: Any) -> Any:
         from mgcpswitch.agent.dialplan import StaticDialPlan
 
         return StaticDialPlan.from_settings(context.settings)
@@ -25,18 +29,23 @@ class StaticDialPlanFactory:
 
 @implementer(IPlugin, ICallObserverFactory)
 class SQLiteCDRFactory:
-    """C{[plugin:cdr-sqlite]}: C{path} (default mgcpswitch-cdr.sqlite), C{batch_size}."""
+    """C{[plugin:cdr-sqlite]}: one row per ended call in an SQLite file, written in batches."""
 
     name = "cdr-sqlite"
+    keys: Mapping[str, Key] = {
+        "path": Key(text, "mgcpswitch-cdr.sqlite", "the SQLite file (created if missing)"),
+        "batch_size": Key(integer(1, 100_000), 200, "records written in one transaction at most"),
+        "flush_interval": Key(number(0.001), 1.0, "seconds a record may wait for its batch"),
+    }
 
-    def build(self, settings: Mapping[str, str], context: Any) -> Any:
+    def build(self, settings: Mapping[str, Any], context: Any) -> Any:
         from mgcpswitch.agent.cdr import SQLiteCDRWriter
 
         return SQLiteCDRWriter(
             context.reactor,
-            settings.get("path", "mgcpswitch-cdr.sqlite"),
-            batch_size=int(settings.get("batch_size", "200")),
-            flush_interval=float(settings.get("flush_interval", "1.0")),
+            settings["path"],
+            batch_size=settings["batch_size"],
+            flush_interval=settings["flush_interval"],
         )
 
 

@@ -43,7 +43,7 @@ from mgcpswitch.agent.model import (
     EndpointStateChanged,
     GatewayStateChanged,
 )
-from mgcpswitch.errors import ConfigError
+from mgcpswitch.config import REQUIRED, Key, integer, names, number, optional_text
 from mgcpswitch.interfaces import ICallObserver, ICallObserverFactory
 
 __all__ = ["WebhookObserver", "WebhookPlugin", "webhook", "EVENT_NAMES"]
@@ -186,42 +186,22 @@ class WebhookObserver(Service):
         return DeferredList(list(self._in_flight))
 
 
-def _setting(settings: Mapping[str, str], key: str, kind: type, default: Any, minimum: float) -> Any:
-    text = settings.get(key)
-    if text is None or not str(text).strip():
-        return default
-    try:
-        value = kind(str(text).strip())
-    except ValueError:
-        raise ConfigError(("plugin:webhook", key), f"{text!r} is not a {kind.__name__}") from None
-    if value < minimum:
-        raise ConfigError(("plugin:webhook", key), f"must be at least {minimum}")
-    return value
-
-
-def parse_settings(settings: Mapping[str, str]) -> dict[str, Any]:
-    """The C{[plugin:webhook]} section into keyword arguments; L{ConfigError} names the key."""
-    url = (settings.get("url") or "").strip()
-    if not url:
-        raise ConfigError(("plugin:webhook", "url"), "the URL to post to is required")
+def _url(value: str) -> str:
+    url = value.strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(("plugin:webhook", "url"), f"{url!r} is not an http:// or https:// URL")
-    events = frozenset(e.strip() for e in (settings.get("events") or "call-ended").split(",") if e.strip())
+        raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    return url
+
+
+def _events(value: str) -> frozenset[str]:
+    events = frozenset(names(value))
     unknown = sorted(events - EVENT_NAMES - {"*"})
     if unknown or not events:
-        raise ConfigError(
-            ("plugin:webhook", "events"),
-            f"unknown events {', '.join(unknown) or '(none given)'}; choose from {', '.join(sorted(EVENT_NAMES))} or *",
+        raise ValueError(
+            f"unknown events {', '.join(unknown) or '(none given)'}; choose from {', '.join(sorted(EVENT_NAMES))} or *"
         )
-    return {
-        "url": url,
-        "events": events,
-        "timeout": _setting(settings, "timeout", float, 5.0, 0.001),
-        "queue": _setting(settings, "queue", int, 1000, 1),
-        "concurrency": _setting(settings, "concurrency", int, 2, 1),
-        "authorization": (settings.get("authorization") or "").strip() or None,
-    }
+    return events
 
 
 @implementer(IPlugin, ICallObserverFactory)
@@ -229,9 +209,17 @@ class WebhookPlugin:
     """Builds a L{WebhookObserver} from C{[plugin:webhook]}."""
 
     name = "webhook"
+    keys: Mapping[str, Key] = {
+        "url": Key(_url, REQUIRED, "the http:// or https:// URL to post to"),
+        "events": Key(_events, frozenset({"call-ended"}), "events to post, comma-separated, or *"),
+        "timeout": Key(number(0.001), 5.0, "seconds per POST, body included"),
+        "queue": Key(integer(1), 1000, "events waiting beyond this are dropped"),
+        "concurrency": Key(integer(1), 2, "POSTs in flight at once"),
+        "authorization": Key(optional_text, None, "the Authorization header to send"),
+    }
 
-    def build(self, settings: Mapping[str, str], context: Any) -> WebhookObserver:
-        options = parse_settings(settings)
+    def build(self, settings: Mapping[str, Any], context: Any) -> WebhookObserver:
+        options = dict(settings)
         http = context.extras.get("http_client")
         if http is None:
             from treq.client import HTTPClient
