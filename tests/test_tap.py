@@ -334,7 +334,8 @@ class BuildSwitchTests(Files):
         plugins = enable(settings, PluginContext(MemoryReactor(), settings))
         [writer] = plugins.observers
         self.assertIsInstance(writer, SQLiteCDRWriter)
-        self.assertEqual((writer.path, writer.batch_size, writer.flush_interval), ("elsewhere.sqlite", 7, 1.0))
+        store = writer.store
+        self.assertEqual((store.path, store.batch_size, store.flush_interval), ("elsewhere.sqlite", 7, 1.0))
 
     def test_bad_listen_description(self) -> None:
         """A [web] listen that strports cannot parse, or whose key file is missing, is [web] listen."""
