@@ -58,13 +58,14 @@ class Options(usage.Options):
             switch = replace(switch, interface=self["interface"])
         web = settings.web
         if self["web"] is not None:
-            from .config import check_web_settings
-
             web = replace(web, listen=self["web"])
-            try:
-                check_web_settings(web)
-            except ConfigError as e:
-                raise usage.UsageError(f"--web: {e}") from None
+        # Decided on the endpoint Twisted builds from the description, not on its text.
+        from .web.listen import check_exposure
+
+        try:
+            check_exposure(web)
+        except ConfigError as e:
+            raise usage.UsageError(f"--web: {e}" if self["web"] is not None else f"configuration error: {e}") from None
         transactions = settings.transactions
         if self["trace"]:
             transactions = replace(transactions, trace=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 from twisted.web import pages
@@ -20,6 +20,7 @@ from twisted.web.server import Site
 from ..interfaces import ICallControl
 from .api import ApiRoot
 from .auth import protect, thread_runner
+from .listen import check_exposure, listen_endpoint
 from .metrics import MetricsResource, make_registry
 from .settings import WebSettings
 
@@ -105,7 +106,14 @@ def make_site(call_control: ICallControl, settings: WebSettings, reactor: Any) -
 
 
 def build_web_service(call_control: ICallControl, settings: WebSettings, reactor: Any) -> IService:
-    """The admin as a service listening on C{settings.listen}."""
-    service = strports.service(settings.listen, make_site(call_control, settings, reactor), reactor=reactor)
+    """
+    The admin as a service listening on C{settings.listen}.
+    @raise mgcpswitch.errors.ConfigError: the description does not parse,
+        or it would expose the admin beyond loopback without authentication
+        (decided on the endpoint Twisted builds: see L{mgcpswitch.web.listen}).
+    """
+    check_exposure(settings)
+    site = make_site(call_control, settings, reactor)
+    service = StreamServerEndpointService(listen_endpoint(reactor, settings.listen), site)
     service.setName("web")
     return service
