@@ -134,6 +134,14 @@ class Routes(WebCase):
         self.assertError(self.request("GET", f"/api/gateways/{GW1}/reboot"), 404, "not-found")
         self.assertEqual(self.fake.actions, [])
 
+    def test_deeply_nested_json(self) -> None:
+        """30,000 nested arrays (issue 16) are a 400 with a reason on every JSON route, not a 500."""
+        deep = b"[" * 30_000
+        for path in (f"/api/gateways/{GW1}/service", "/api/calls", f"/api/endpoints/{A1}/audit"):
+            answer = self.request("POST", path, data=deep, headers={"content-type": "application/json"})
+            self.assertError(answer, 400, "bad-request", "nests too deeply")
+        self.assertEqual(self.fake.actions, [])
+
     def test_gateway_service_conflict(self) -> None:
         """Call control refusing is 409 with its reason."""
         self.fake.fail_next = CallControlError("gateway is restarting")

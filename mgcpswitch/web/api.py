@@ -248,6 +248,8 @@ def read_json(request: Any, *, required: bool = True) -> dict[str, Any]:
         value = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise bad_request(f"malformed JSON body: {e}") from None
+    except RecursionError:  # json recurses per level: [[[[... 30,000 deep
+        raise bad_request("the JSON body nests too deeply") from None
     if not isinstance(value, dict):
         raise bad_request("the body must be a JSON object")
     return value
