@@ -26,7 +26,9 @@ Exit codes: 0 done, 1 the switch refused (its reason is printed), 2 usage,
 from __future__ import annotations
 
 import argparse
+import base64
 import getpass
+import io
 import json
 import os
 import sys
@@ -35,17 +37,22 @@ from contextlib import redirect_stderr, redirect_stdout
 from typing import Any, Callable, Mapping, Sequence, TextIO
 from urllib.parse import quote, urlsplit
 
-from treq.client import HTTPClient
-from twisted.internet.defer import CancelledError, ensureDeferred
+from hyperlink import DecodedURL
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, ensureDeferred
 from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.task import react
 from twisted.web.client import (
     Agent,
     BrowserLikePolicyForHTTPS,
+    FileBodyProducer,
     HTTPConnectionPool,
+    ResponseDone,
     ResponseFailed,
     ResponseNeverReceived,
 )
+from twisted.internet.protocol import Protocol
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
 
 __all__ = ["main", "run", "format_table", "EXIT_OK", "EXIT_API", "EXIT_USAGE", "EXIT_UNREACHABLE", "EXIT_AUTH"]
 
@@ -67,7 +74,11 @@ class CtlError(Exception):
 
 
 class Client:
-    """The admin API over treq, with errors turned into L{CtlError}."""
+    """
+    The admin API over Twisted's L{Agent}, with errors turned into
+    L{CtlError}.  (Not treq: its URL handling runs the host through IDNA,
+    which fails on an IPv6 literal such as C{http://[::1]:8080}.)
+    """
 
     def __init__(
         self,
@@ -84,27 +95,30 @@ class Client:
         self.reactor = reactor
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self.auth = (user, password or "") if user else None
-        self.headers = {"Accept": ["application/json"]}
-        if token:
-            self.headers["Authorization"] = ["Bearer " + token]
+        self.headers = Headers({b"accept": [b"application/json"]})
+        if user:
+            pair = base64.b64encode(f"{user}:{password or ''}".encode("utf-8"))
+            self.headers.setRawHeaders(b"authorization", [b"Basic " + pair])
+        elif token:
+            self.headers.setRawHeaders(b"authorization", [b"Bearer " + token.encode("utf-8")])
         if pool is None:
             pool = HTTPConnectionPool(reactor, persistent=False)
-        agent = Agent(reactor, contextFactory=_tls_policy(cacert), connectTimeout=timeout, pool=pool)
-        self.http = HTTPClient(agent)
+        self.agent = Agent(reactor, contextFactory=_tls_policy(cacert), connectTimeout=timeout, pool=pool)
 
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
-        kwargs: dict[str, Any] = {}
+    async def fetch(self, method: str, path: str, body: Any = None) -> tuple[Any, bytes]:
+        """The response and its whole body; L{CtlError} for the network and for authentication."""
+        headers = self.headers.copy()
+        producer = None
         if body is not None:
-            kwargs["json"] = body
-        if self.auth is not None:
-            kwargs["auth"] = self.auth
+            headers.setRawHeaders(b"content-type", [b"application/json"])
+            producer = FileBodyProducer(io.BytesIO(json.dumps(body).encode("utf-8")))
         try:
-            response = await self.http.request(
-                method, self.url + path, headers=self.headers, timeout=self.timeout, reactor=self.reactor, **kwargs
-            )
-            data = await response.content()
-        except (ConnectError, DNSLookupError, CancelledError, ResponseNeverReceived, ResponseFailed) as e:
+            d = self.agent.request(method.encode("ascii"), _uri(self.url + path), headers, producer)
+            response = await d.addTimeout(self.timeout, self.reactor)
+            data = await _read_body(response).addTimeout(self.timeout, self.reactor)
+        except (
+            ConnectError, DNSLookupError, CancelledError, TimeoutError, ResponseNeverReceived, ResponseFailed
+        ) as e:
             reason = _network_reason(e)
             if reason is None:
                 raise CtlError(
@@ -113,9 +127,17 @@ class Client:
             raise CtlError(EXIT_UNREACHABLE, f"cannot reach the switch at {self.url}: {reason}") from None
         if response.code in (401, 403):
             raise CtlError(EXIT_AUTH, f"authentication failed ({response.code}): check --user/--password or --token")
+        if response.code == 429:
+            retry = (response.headers.getRawHeaders(b"retry-after") or [b"?"])[0].decode("ascii", "replace")
+            raise CtlError(EXIT_AUTH, f"too many failed logins (429): {_reason(data)}; retry in {retry} s")
+        return response, data
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        """The JSON answer to a request; L{CtlError} with the switch's reason for a refusal."""
+        response, data = await self.fetch(method, path, body)
         try:
             answer = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise CtlError(
                 EXIT_API,
                 f"unexpected answer from {self.url} ({response.code}, not JSON): is this the mgcpswitch admin?",
@@ -124,6 +146,48 @@ class Client:
             reason = answer.get("reason", "") if isinstance(answer, dict) else ""
             raise CtlError(EXIT_API, f"the switch refused ({response.code}): {reason or response.phrase.decode()}")
         return answer
+
+
+class _Body(Protocol):
+    """Collects a response body; C{done} fires with it (or fails as the transfer did)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.done: Deferred[bytes] = Deferred(lambda d: self.transport.stopProducing())
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self.chunks.append(data)
+
+    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+        if self.done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self.chunks))
+        else:
+            self.done.errback(reason)
+
+
+def _read_body(response: Any) -> Deferred[bytes]:
+    body = _Body()
+    response.deliverBody(body)
+    return body.done
+
+
+def _uri(url: str) -> bytes:
+    """The request URI: as given when ASCII, else with the host in IDNA and the rest percent-encoded."""
+    try:
+        return url.encode("ascii")
+    except UnicodeEncodeError:
+        return DecodedURL.from_text(url).to_uri().to_text().encode("ascii")
+
+
+def _reason(data: bytes) -> str:
+    """The C{reason} of a JSON error body, or a placeholder."""
+    try:
+        answer = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return "(no reason given)"
+    return str(answer.get("reason", "")) if isinstance(answer, dict) else "(no reason given)"
 
 
 def _tls_policy(cacert: str | None) -> Any:

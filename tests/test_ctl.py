@@ -26,6 +26,7 @@ from mgcpswitch.web.auth import PasswordHash, hash_password
 
 from .support.fake_control import GW1, GW2, FakeCallControl
 from .support.loopback import closed_port, serve
+from .support.web import require_ipv6, serve_on
 
 A1, A3, A4 = (f"aaln/{n}@{GW1}" for n in (1, 3, 4))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -208,6 +209,21 @@ class Failing(TestCase):
         self.assertEqual(code, 1)
         self.assertIn("not JSON): is this the mgcpswitch admin?", err)
 
+    async def test_deeply_nested_answer(self) -> None:
+        """An answer of 30,000 nested arrays is 'not JSON' (status 1), not a RecursionError."""
+
+        class Deep(Resource):
+            isLeaf = True
+
+            def render(self, request: Any) -> bytes:
+                request.setHeader(b"content-type", b"application/json")
+                return b"[" * 30_000
+
+        url = serve(self, Site(Deep()))
+        code, _, err = await self.run_ctl("--url", url, "gateways")
+        self.assertEqual(code, 1)
+        self.assertIn("not JSON): is this the mgcpswitch admin?", err)
+
     async def test_usage(self) -> None:
         """Usage errors are status 2, help is 0."""
         self.assertEqual((await self.run_ctl("frobnicate"))[0], 2)
@@ -232,6 +248,29 @@ class Failing(TestCase):
         )
         self.assertEqual((result.returncode, result.stdout), (3, ""))
         self.assertIn("connection refused", result.stderr)
+
+
+class IPv6(TestCase):
+    timeout = 20
+
+    async def test_ipv6_literal_url(self) -> None:
+        """mgcpctl --url http://[::1]:PORT talks to an admin listening on ::1 (issue 17: an IDNA crash before)."""
+        require_ipv6()
+        site = make_site(FakeCallControl(reactor), WebSettings(listen=r"tcp6:0:interface=\:\:1"), reactor)
+        port = await serve_on(self, site, r"tcp6:0:interface=\:\:1")
+        self.assertEqual(port.getHost().host, "::1")
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        self.addCleanup(pool.closeCachedConnections)
+        for url in (f"http://[::1]:{port.getHost().port}", f"http://[::1]:{port.getHost().port}/"):
+            out, err = io.StringIO(), io.StringIO()
+            code = await ctl.run(reactor, ["--url", url, "gateways"], out, err, env={}, stdin=io.StringIO(""), pool=pool)
+            self.assertEqual((code, err.getvalue()), (0, ""))
+            self.assertIn(GW1, out.getvalue())
+        out, err = io.StringIO(), io.StringIO()
+        url = f"http://[::1]:{port.getHost().port}"
+        code = await ctl.run(reactor, ["--url", url, "call", "show", "c1"], out, err, env={}, pool=pool)
+        self.assertEqual((code, err.getvalue()), (0, ""))
+        self.assertIn("CRCX 1001", out.getvalue())
 
 
 class Authenticating(CtlCase):

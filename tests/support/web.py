@@ -6,11 +6,18 @@ import base64
 import json
 import os
 import shutil
+import socket
 import tempfile
 from typing import Any
 
+from twisted.internet import reactor
+from twisted.trial.unittest import SkipTest
+
 from mgcpswitch.web import WebSettings
 from mgcpswitch.web.auth import hash_password
+from mgcpswitch.web.listen import listen_endpoint
+
+from .loopback import TrackingFactory
 
 
 class Answer:
@@ -67,3 +74,36 @@ def users_file(testcase: Any) -> str:
     with open(path, "w") as f:
         f.write("# the admins\n\nalice:" + hash_password("wonderland", iterations=1000) + "\n")
     return path
+
+
+def has_ipv6_loopback() -> bool:
+    """Whether this machine can bind ::1 (containers often have no IPv6)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def require_ipv6() -> None:
+    """Skip, saying so loudly, on a machine without ::1."""
+    if not has_ipv6_loopback():
+        raise SkipTest("IPV6 TEST SKIPPED: this machine cannot bind ::1 (no IPv6 loopback)")
+
+
+async def serve_on(testcase: Any, site: Any, description: str) -> Any:
+    """
+    Serve C{site} on a strports description (as the admin would listen)
+    until the test ends; return the listening port.
+    """
+    factory = TrackingFactory(site)
+    port = await listen_endpoint(reactor, description).listen(factory)
+
+    async def stop() -> None:
+        await port.stopListening()
+        factory.abort_all()
+        await factory.all_closed().addTimeout(10, reactor)
+
+    testcase.addCleanup(stop)
+    return port
