@@ -20,10 +20,9 @@ from twisted.web.client import HTTPConnectionPool
 
 from mgcpswitch import ctl
 from mgcpswitch.web import WebSettings, build_web_service, make_site
-from mgcpswitch.web.listen import listen_endpoint
 
 from .support.fake_control import GW1, FakeCallControl
-from .support.loopback import TrackingFactory
+from .support.web import serve_on
 
 OPENSSL = shutil.which("openssl")
 
@@ -56,15 +55,7 @@ class HTTPS(TestCase):
 
     async def listen(self) -> str:
         description = f"ssl:0:interface=127.0.0.1:privateKey={self.key}:certKey={self.cert}"
-        factory = TrackingFactory(make_site(self.fake, WebSettings(listen=description), reactor))
-        port = await listen_endpoint(reactor, description).listen(factory)
-
-        async def stop() -> None:
-            await port.stopListening()
-            factory.abort_all()
-            await factory.all_closed().addTimeout(10, reactor)
-
-        self.addCleanup(stop)
+        port = await serve_on(self, make_site(self.fake, WebSettings(listen=description), reactor), description)
         return f"https://127.0.0.1:{port.getHost().port}"
 
     async def ctl(self, *argv: str) -> tuple[int, str, str]:
