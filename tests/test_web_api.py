@@ -26,43 +26,9 @@ from mgcpswitch.web.api import EventsResource, EventStream
 from mgcpswitch.web.auth import PasswordFileError
 
 from .support.fake_control import GW1, GW2, FakeCallControl
-from .support.web import TOKEN, Answer, AuthSetup, basic
+from .support.web import TOKEN, AuthSetup, WebCase, basic
 
 A1, A2, A3, A4 = (f"aaln/{n}@{GW1}" for n in (1, 2, 3, 4))
-
-
-class WebCase(SynchronousTestCase):
-    settings = WebSettings()
-
-    def setUp(self) -> None:
-        self.fake = FakeCallControl()
-        self.clock = self.fake.clock
-        self.site = make_site(self.fake, self.settings, self.clock)
-        self.stub = StubTreq(self.site.resource)
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Answer:
-        """Send a request through the stub and return the whole answer."""
-        done: list[Any] = []
-        d = self.stub.request(method, "http://admin.test" + path, **kwargs)
-
-        def read(response: Any) -> Deferred:
-            return response.content().addCallback(lambda body: Answer(response.code, response.headers, body))
-
-        d.addCallback(read).addBoth(done.append)
-        self.stub.flush()
-        self.assertEqual(len(done), 1, f"no answer to {method} {path}")
-        if not isinstance(done[0], Answer):
-            done[0].raiseException()
-        return done[0]
-
-    def assertError(self, answer: Answer, code: int, error: str, reason_part: str = "") -> dict[str, Any]:
-        body = answer.json()
-        self.assertEqual((answer.code, body["error"]), (code, error), body)
-        self.assertIn(reason_part, body["reason"])
-        return body  # type: ignore[no-any-return]
-
-    def post(self, path: str, body: Any = None, **kwargs: Any) -> Answer:
-        return self.request("POST", path, json=body if body is not None else {}, **kwargs)
 
 
 class Building(SynchronousTestCase):

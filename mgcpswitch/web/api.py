@@ -34,12 +34,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.web.http import RESPONSES
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
@@ -68,10 +69,13 @@ Body = Any
 Handler = Callable[[Any], Awaitable[Any]]
 
 
-class ApiError(Exception):
-    """An answer other than success: a status code, a short error name and a reason."""
+Headers = Mapping[bytes, "bytes | Sequence[bytes]"]  # a list of values sends the header once per value
 
-    def __init__(self, code: int, error: str, reason: str, headers: Mapping[bytes, bytes] | None = None) -> None:
+
+class ApiError(Exception):
+    """An answer other than success: a status code, a short error name, a reason, and headers."""
+
+    def __init__(self, code: int, error: str, reason: str, headers: Headers | None = None) -> None:
         super().__init__(reason)
         self.code = code
         self.error = error
@@ -106,24 +110,46 @@ def encode_body(body: Body) -> tuple[bytes, bytes]:
     return b"application/json; charset=utf-8", json.dumps(body, separators=(",", ":")).encode("ascii") + b"\n"
 
 
-def send(
-    request: Any, code: int, content_type: bytes, data: bytes, headers: Mapping[bytes, bytes] | None = None
-) -> None:
+def _header_lines(content_type: bytes, data: bytes, headers: Headers | None) -> list[tuple[bytes, list[bytes]]]:
+    """Every answer's headers: the caller's, then the body's type and length, never cached, never sniffed."""
+    lines = [(name, [value] if isinstance(value, bytes) else list(value)) for name, value in (headers or {}).items()]
+    return lines + [
+        (b"content-type", [content_type]),
+        (b"cache-control", [b"no-store"]),
+        (b"x-content-type-options", [b"nosniff"]),
+        (b"content-length", [b"%d" % len(data)]),
+    ]
+
+
+def send(request: Any, code: int, content_type: bytes, data: bytes, headers: Headers | None = None) -> None:
     """Answer C{request} and finish it; do nothing if the client has gone meanwhile."""
     if getattr(request, "channel", None) is None:
         return
     request.setResponseCode(code)
-    for name, value in (headers or {}).items():
-        request.setHeader(name, value)
-    request.setHeader(b"content-type", content_type)
-    request.setHeader(b"cache-control", b"no-store")
-    request.setHeader(b"x-content-type-options", b"nosniff")
-    request.setHeader(b"content-length", b"%d" % len(data))
+    for name, values in _header_lines(content_type, data, headers):
+        request.responseHeaders.setRawHeaders(name, values)
     request.write(data)
     request.finish()
 
 
-def write_json(request: Any, code: int, body: Body, headers: Mapping[bytes, bytes] | None = None) -> None:
+def raw_answer(error: ApiError) -> bytes:
+    """
+    C{error} as a whole HTTP/1.1 response that closes the connection: for
+    a request refused before Twisted's L{Request} is ready to answer it
+    (see L{mgcpswitch.web.site.AdminRequest}).
+    """
+    content_type, data = encode_body(error_body(error.error, error.reason))
+    head = [b"HTTP/1.1 %d %s" % (error.code, RESPONSES.get(error.code, b"Error"))]
+    for name, values in _header_lines(content_type, data, {**error.headers, b"connection": b"close"}):
+        head.extend(name + b": " + value for value in values)
+    return b"\r\n".join(head) + b"\r\n\r\n" + data
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload-too-large", f"the body is larger than {limit} bytes")
+
+
+def write_json(request: Any, code: int, body: Body, headers: Headers | None = None) -> None:
     """Answer C{request} with C{body} as JSON (or L{Raw})."""
     send(request, code, *encode_body(body), headers)
 
@@ -153,7 +179,7 @@ class JSONResource(Resource):
         return NOT_DONE_YET
 
     async def _respond(self, request: Any) -> None:
-        headers: Mapping[bytes, bytes] = {}
+        headers: Headers = {}
         try:
             result = await self._handle(request)
             if result is STREAMING:
@@ -239,7 +265,7 @@ def read_json(request: Any, *, required: bool = True) -> dict[str, Any]:
     request.content.seek(0)
     data = request.content.read(MAX_BODY + 1)
     if len(data) > MAX_BODY:
-        raise ApiError(413, "payload-too-large", f"the body is larger than {MAX_BODY} bytes")
+        raise too_large(MAX_BODY)
     if not data.strip():
         if required:
             raise bad_request("the body is empty; expected a JSON object")

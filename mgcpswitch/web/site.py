@@ -3,28 +3,39 @@
 The admin site: the JSON API, the HTML page and C{/metrics} under one
 root, behind authentication when the settings ask for it, served by a
 strports description.
+
+Its requests (L{AdminRequest}) are refused on their headers when they
+announce a body the admin will not take: no valid credentials (what
+L{AuthenticatedResource.precheck} can tell without deriving a hash), a
+throttled password guess, or more than C{max_body} bytes.  The answer
+(401, 429 or 413, with its JSON reason) goes out at once and the
+connection closes; nothing of the body is stored.  A body that is
+accepted is kept in memory, never in a temporary file, and is cut off at
+C{max_body} bytes also when it comes chunked.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from io import BytesIO
+from typing import Any, Callable, Optional
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.web import pages
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
 
 from ..interfaces import ICallControl
-from .api import ApiRoot
-from .auth import protect, thread_runner
+from .api import MAX_BODY, ApiError, ApiRoot, raw_answer, too_large
+from .auth import AuthenticatedResource, protect, thread_runner
 from .listen import check_exposure, listen_endpoint
 from .metrics import MetricsResource, make_registry
 from .settings import WebSettings
 
-__all__ = ["STATIC", "make_root", "make_site", "build_web_service"]
+__all__ = ["STATIC", "AdminRequest", "AdminSite", "make_root", "make_site", "build_web_service"]
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
@@ -95,14 +106,96 @@ def make_root(call_control: ICallControl, settings: WebSettings, reactor: IReact
     return protect(root, settings, reactor, thread_runner(reactor))
 
 
-def make_site(call_control: ICallControl, settings: WebSettings, reactor: Any) -> Site:
+class AdminRequest(Request):
+    """
+    A request that may be refused on its headers, before its body is read.
+
+    Twisted's L{Request} stores a body as it arrives (in a temporary file
+    past 100 kB) and renders the resource, where authentication happens,
+    only once all of it is in: an unauthenticated POST announcing 10 GB
+    filled a temporary file before its 401.  Here, when the headers are in
+    and announce a body (L{gotLength}), the site's L{AdminSite.early_refusal}
+    decides; a refused request is answered at once, the connection closed,
+    and what of its body still arrives is dropped.
+    """
+
+    log = Logger()
+    refused = False
+
+    def gotLength(self, length: Optional[int]) -> None:  # noqa: N802
+        self.content = BytesIO()
+        self._received = 0
+        if length == 0:
+            return  # nothing to protect: the resource answers as usual
+        error = self.channel.site.early_refusal(self, length)
+        if error is not None:
+            self._refuse(error)
+
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802
+        if self.refused:
+            return
+        self._received += len(data)
+        if self._received > self.channel.site.max_body:  # chunked, or longer than announced
+            self._refuse(too_large(self.channel.site.max_body))
+            return
+        self.content.write(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802
+        if not self.refused:
+            super().requestReceived(command, path, version)
+
+    def _refuse(self, error: ApiError) -> None:
+        self.refused = True
+        self.content = BytesIO()
+        self.requestHeaders.removeHeader(b"expect")  # no "100 Continue" after the refusal
+        self.log.info(
+            "admin: refused a request body from {client} before reading it: {code} {reason}",
+            client=str(self.getClientAddress()), code=error.code, reason=error.reason,
+        )
+        channel = self.channel
+        channel.transport.write(raw_answer(error))
+        channel.loseConnection()
+
+
+class AdminSite(Site):
+    """
+    The admin's L{Site}: its requests are L{AdminRequest}s, refused early
+    by C{gate} (L{AuthenticatedResource.precheck}, or None without
+    authentication) and by C{max_body}.
+    """
+
+    requestFactory = AdminRequest
+    displayTracebacks = False
+
+    def __init__(
+        self,
+        resource: Any,
+        reactor: Any,
+        gate: Callable[[Any], ApiError | None] | None = None,
+        max_body: int = MAX_BODY,
+    ) -> None:
+        super().__init__(resource, reactor=reactor)
+        self.gate = gate
+        self.max_body = max_body
+
+    def early_refusal(self, request: AdminRequest, length: Optional[int]) -> ApiError | None:
+        """Why a request announcing a body of C{length} bytes (None: chunked) is refused, or None."""
+        if self.gate is not None:
+            error = self.gate(request)
+            if error is not None:
+                return error
+        if length is not None and length > self.max_body:
+            return too_large(self.max_body)
+        return None
+
+
+def make_site(call_control: ICallControl, settings: WebSettings, reactor: Any) -> AdminSite:
     """
     The admin L{Site} on C{reactor} (a real one, or a L{Clock} in tests).
     @raise mgcpswitch.web.auth.PasswordFileError: the users file is bad.
     """
-    site = Site(make_root(call_control, settings, reactor), reactor=reactor)
-    site.displayTracebacks = False
-    return site
+    root = make_root(call_control, settings, reactor)
+    return AdminSite(root, reactor, root.precheck if isinstance(root, AuthenticatedResource) else None)
 
 
 def build_web_service(call_control: ICallControl, settings: WebSettings, reactor: Any) -> IService:

@@ -10,13 +10,16 @@ import socket
 import tempfile
 from typing import Any
 
+from treq.testing import StubTreq
 from twisted.internet import reactor
-from twisted.trial.unittest import SkipTest
+from twisted.internet.defer import Deferred
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from mgcpswitch.web import WebSettings
+from mgcpswitch.web import WebSettings, make_site
 from mgcpswitch.web.auth import hash_password
 from mgcpswitch.web.listen import listen_endpoint
 
+from .fake_control import FakeCallControl
 from .loopback import TrackingFactory
 
 
@@ -36,6 +39,42 @@ class Answer:
         """The JSON body; a response without the JSON content type fails the test."""
         assert self.header("content-type") == "application/json; charset=utf-8", (self.code, self.body)
         return json.loads(self.body)
+
+
+class WebCase(SynchronousTestCase):
+    """The admin of a L{FakeCallControl} on a L{Clock}, through L{StubTreq}."""
+
+    settings = WebSettings()
+
+    def setUp(self) -> None:
+        self.fake = FakeCallControl()
+        self.clock = self.fake.clock
+        self.site = make_site(self.fake, self.settings, self.clock)
+        self.stub = StubTreq(self.site.resource)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Answer:
+        """Send a request through the stub and return the whole answer."""
+        done: list[Any] = []
+        d = self.stub.request(method, "http://admin.test" + path, **kwargs)
+
+        def read(response: Any) -> Deferred:
+            return response.content().addCallback(lambda body: Answer(response.code, response.headers, body))
+
+        d.addCallback(read).addBoth(done.append)
+        self.stub.flush()
+        self.assertEqual(len(done), 1, f"no answer to {method} {path}")
+        if not isinstance(done[0], Answer):
+            done[0].raiseException()
+        return done[0]
+
+    def assertError(self, answer: Answer, code: int, error: str, reason_part: str = "") -> dict[str, Any]:
+        body = answer.json()
+        self.assertEqual((answer.code, body["error"]), (code, error), body)
+        self.assertIn(reason_part, body["reason"])
+        return body  # type: ignore[no-any-return]
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> Answer:
+        return self.request("POST", path, json=body if body is not None else {}, **kwargs)
 
 
 #: What a 401 from the admin offers, in order.
