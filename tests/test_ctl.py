@@ -9,13 +9,17 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.trial.unittest import TestCase
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
@@ -248,6 +252,97 @@ class Failing(TestCase):
         )
         self.assertEqual((result.returncode, result.stdout), (3, ""))
         self.assertIn("connection refused", result.stderr)
+
+
+def _python_without_twisted() -> str | None:
+    """A system Python that cannot import Twisted (as after the quick start), or None."""
+    for candidate in ("/usr/bin/python3", shutil.which("python3", path=os.defpath)):
+        if candidate and os.access(candidate, os.X_OK):
+            found = subprocess.run([candidate, "-c", "import twisted"], capture_output=True, timeout=30,
+                                   env=_clean_env(), cwd="/")
+            if found.returncode != 0:
+                return candidate
+    return None
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a new shell: no virtualenv, no PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env["PATH"] = os.defpath
+    return {**env, **extra}
+
+
+def _readme_commands() -> list[str]:
+    """The mgcpctl command lines of the README's shell blocks, without their comments."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.DOTALL):
+        for line in block.splitlines():
+            if "mgcpctl" in line.split("#")[0].split(" ")[0]:
+                commands.append(line.split("  #")[0].strip())
+    return commands
+
+
+class AsWritten(CtlCase):
+    """mgcpctl as a new user runs it after the quick start (issue 17)."""
+
+    timeout = 60
+
+    async def test_readme_examples(self) -> None:
+        """The README's read-only mgcpctl examples run exactly as written, from the checkout, in a new shell."""
+        commands = _readme_commands()
+        self.assertTrue(commands, "no mgcpctl example in the README")
+        for command in commands:
+            self.assertTrue(command.startswith(".venv/bin/mgcpctl "), f"{command!r}: not what the quick start installs")
+        program = os.path.join(ROOT, ".venv", "bin", "mgcpctl")
+        if not os.access(program, os.X_OK):
+            raise SkipTest(f"README TEST SKIPPED: {program} is missing: run the suite with scripts/run-tests")
+        ran = 0
+        for command in commands:
+            argv = shlex.split(command)
+            if argv[-1] not in ("gateways", "calls", "stats"):
+                continue  # the examples that act (call, hang up, audit) name lines of the default switch
+            out, err, code = await getProcessOutputAndValue(
+                argv[0], argv[1:], env=_clean_env(MGCPCTL_URL=self.url), path=ROOT, reactor=reactor
+            )
+            self.assertEqual((code, err), (0, b""), command)
+            self.assertIn(b"gw1.example.net" if argv[-1] == "gateways" else b"c1" if argv[-1] == "calls" else b"active",
+                          out, command)
+            ran += 1
+        self.assertGreaterEqual(ran, 3)
+
+    async def test_script_under_system_python(self) -> None:
+        """scripts/mgcpctl run by a python3 without Twisted runs itself again with the checkout's .venv."""
+        python = _python_without_twisted()
+        if python is None:
+            raise SkipTest("SCRIPT TEST SKIPPED: every python3 on this machine has Twisted; nothing to show")
+        if not os.access(os.path.join(ROOT, ".venv", "bin", "python"), os.X_OK):
+            raise SkipTest("SCRIPT TEST SKIPPED: no .venv in the checkout: run the suite with scripts/run-tests")
+        out, err, code = await getProcessOutputAndValue(
+            python, [os.path.join("scripts", "mgcpctl"), "--url", self.url, "gateways"],
+            env=_clean_env(), path=ROOT, reactor=reactor,
+        )
+        self.assertEqual((code, err), (0, b""))
+        self.assertIn(GW1.encode(), out)
+
+    async def test_script_without_venv(self) -> None:
+        """Without a .venv to use, scripts/mgcpctl says how to make one (status 2), no traceback."""
+        python = _python_without_twisted()
+        if python is None:
+            raise SkipTest("SCRIPT TEST SKIPPED: every python3 on this machine has Twisted; nothing to show")
+        directory = tempfile.mkdtemp(prefix="mgcpctl-novenv-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        os.mkdir(os.path.join(directory, "scripts"))
+        shutil.copy(os.path.join(ROOT, "scripts", "mgcpctl"), os.path.join(directory, "scripts", "mgcpctl"))
+        shutil.copytree(os.path.join(ROOT, "mgcpswitch"), os.path.join(directory, "mgcpswitch"))
+        out, err, code = await getProcessOutputAndValue(
+            python, [os.path.join(directory, "scripts", "mgcpctl"), "gateways"], env=_clean_env(), path=directory,
+            reactor=reactor,
+        )
+        self.assertEqual((code, out), (2, b""))
+        self.assertIn(b"python3 -m venv .venv && .venv/bin/pip install .", err)
+        self.assertNotIn(b"Traceback", err)
 
 
 class IPv6(TestCase):
