@@ -6,6 +6,7 @@ mgcpctl: the switch from a terminal, through the admin's JSON API.
     mgcpctl endpoints [--gateway NAME]
     mgcpctl calls
     mgcpctl call show ID [--messages]
+    mgcpctl call ID --pcap FILE       (the ladder as a pcap; FILE - is stdout)
     mgcpctl call A B                  (also: mgcpctl originate A B)
     mgcpctl hangup ID
     mgcpctl audit ENDPOINT
@@ -416,6 +417,14 @@ async def _do(client: Client, args: argparse.Namespace, out: TextIO) -> None:
         show(await client.call("GET", "/api/endpoints" + query), _endpoints)
     elif command == "calls":
         show(await client.call("GET", "/api/calls"), _calls)
+    elif command == "call" and args.pcap is not None:
+        call_id = args.second if args.first == "show" else args.first
+        response, data = await client.fetch("GET", f"/api/calls/{_ep(call_id)}/ladder.pcap")
+        if response.code >= 400:
+            raise CtlError(EXIT_API, f"the switch refused ({response.code}): {_reason(data)}")
+        _write_file(args.pcap, data)
+        if args.pcap != "-":
+            print(f"call {call_id}: {_packets(data)} datagrams written to {args.pcap}", file=out)
     elif command == "call" and args.first == "show":
         show(await client.call("GET", "/api/calls/" + _ep(args.second)), lambda c: _call(c, args.messages))
     elif command in ("call", "originate"):
@@ -433,6 +442,29 @@ async def _do(client: Client, args: argparse.Namespace, out: TextIO) -> None:
         show(answer, lambda g: f"{g['name']}: {'in service' if g['in_service'] else 'out of service'} ({g['state']})")
     elif command == "stats":
         show(await client.call("GET", "/api/stats"), _stats)
+
+
+def _write_file(path: str, data: bytes) -> None:
+    """C{data} into C{path}, or to stdout for C{-}."""
+    if path == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise CtlError(EXIT_USAGE, f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _packets(data: bytes) -> int:
+    """How many records a classic pcap holds (24-byte header, 16-byte record headers)."""
+    count, offset = 0, 24
+    while offset + 16 <= len(data):
+        offset += 16 + int.from_bytes(data[offset + 8:offset + 12], "little")
+        count += 1
+    return count
 
 
 def _hash_password(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
@@ -487,10 +519,15 @@ def _parser() -> argparse.ArgumentParser:
     command("gateways", "list the gateways")
     command("endpoints", "list the endpoints").add_argument("--gateway", help="of this gateway only")
     command("calls", "list calls in progress and recently ended")
-    call = command("call", "'call show ID': a call and its MGCP ladder; 'call A B': ring A, then connect it to B")
-    call.add_argument("first", metavar="show|A")
-    call.add_argument("second", metavar="ID|B")
+    call = command(
+        "call",
+        "'call show ID': a call and its MGCP ladder; 'call ID --pcap FILE': the ladder as a pcap; "
+        "'call A B': ring A, then connect it to B",
+    )
+    call.add_argument("first", metavar="show|ID|A")
+    call.add_argument("second", metavar="ID|B", nargs="?")
     call.add_argument("--messages", action="store_true", help="with 'show': print every message in full")
+    call.add_argument("--pcap", metavar="FILE", help="write the call's ladder as a pcap (- for stdout), for Wireshark")
     originate = command("originate", "ring endpoint A; when it answers, ring B and connect them")
     originate.add_argument("first", metavar="A")
     originate.add_argument("second", metavar="B")
@@ -505,6 +542,21 @@ def _parser() -> argparse.ArgumentParser:
     hashing.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin")
     hashing.add_argument("--iterations", type=int, help="PBKDF2 iterations (default 600000)")
     return parser
+
+
+def _call_usage(args: argparse.Namespace) -> str | None:
+    """What is wrong with the arguments of 'call', if anything."""
+    if args.pcap is not None:
+        if args.messages:
+            return "--messages goes with 'call show ID', not with --pcap"
+        if (args.first == "show") != (args.second is not None):
+            return "use 'call ID --pcap FILE'"
+        return None
+    if args.second is None:
+        return "use 'call show ID', 'call ID --pcap FILE' or 'call A B'"
+    if args.first != "show" and args.messages:
+        return "--messages goes with 'call show ID'"
+    return None
 
 
 async def run(
@@ -526,9 +578,11 @@ async def run(
             args = _parser().parse_args(list(argv))
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else EXIT_USAGE
-    if args.command == "call" and args.first != "show" and args.messages:
-        print("mgcpctl: --messages goes with 'call show ID'", file=err)
-        return EXIT_USAGE
+    if args.command == "call":
+        problem = _call_usage(args)
+        if problem:
+            print(f"mgcpctl: {problem}", file=err)
+            return EXIT_USAGE
     if args.command == "hash-password":
         return _hash_password(args, out, err, sys.stdin if stdin is None else stdin)
 

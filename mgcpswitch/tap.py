@@ -144,7 +144,8 @@ def build_switch(
     if web:
         from .web import build_web_service
 
-        service = build_web_service(control, settings.web, reactor)
+        # Where the call agent listens, for the admin's flows and pcaps of ladders that lack it.
+        service = build_web_service(control, settings.web, reactor, agent=lambda: control.address)
         service.setName("web")
         service.setServiceParent(top)
     if demo:

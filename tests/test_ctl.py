@@ -30,7 +30,7 @@ from mgcpswitch.web.auth import PasswordHash, hash_password
 
 from .support.fake_control import GW1, GW2, FakeCallControl
 from .support.loopback import closed_port, serve
-from .support.web import require_ipv6, serve_on
+from .support.web import flow_call, require_ipv6, require_tshark, serve_on, tshark_frames
 
 A1, A3, A4 = (f"aaln/{n}@{GW1}" for n in (1, 3, 4))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -122,6 +122,46 @@ class Reading(CtlCase):
         self.assertEqual([g["name"] for g in json.loads(out)["gateways"]], [GW1, GW2])
         code, out, _ = await self.ctl("calls", "--json")
         self.assertEqual({c["call_id"] for c in json.loads(out)["calls"]}, {"c0", "c1"})
+
+
+class Pcap(CtlCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.started = self.fake.clock.seconds() - 10
+        self.fake.calls["c9"] = flow_call(self.started)
+        self.directory = tempfile.mkdtemp(prefix="mgcpctl-pcap-")
+        self.addCleanup(shutil.rmtree, self.directory, True)
+
+    async def test_call_pcap(self) -> None:
+        """call ID --pcap FILE writes the ladder as a pcap that tshark reads as MGCP."""
+        require_tshark()
+        path = os.path.join(self.directory, "c9.pcap")
+        code, out, err = await self.ctl("call", "c9", "--pcap", path)
+        self.assertEqual((code, out, err), (0, f"call c9: 9 datagrams written to {path}\n", ""))
+        frames = tshark_frames(path)
+        self.assertEqual([f["mgcp.transid"] for f in frames],
+                         [["2001"], ["2001"], ["2001"], ["2002"], ["2002"], ["77"], ["77", "2003"], ["2003"], ["2004"]])
+        self.assertEqual(frames[0]["mgcp.req.verb"], ["CRCX"])
+        code, out, _ = await self.ctl("call", "show", "c9", "--pcap", path)  # 'show' may be kept
+        self.assertEqual(code, 0)
+
+    async def test_errors(self) -> None:
+        """An unknown call is the switch's 404; bad arguments and unwritable files are usage errors."""
+        path = os.path.join(self.directory, "x.pcap")
+        code, _, err = await self.ctl("call", "nope", "--pcap", path)
+        self.assertEqual((code, err), (1, "mgcpctl: the switch refused (404): unknown call 'nope'\n"))
+        self.assertFalse(os.path.exists(path))
+        for argv, message in (
+            (("call", "c9"), "use 'call show ID'"),
+            (("call", "c9", "--pcap", path, "--messages"), "--messages goes with"),
+            (("call", "c9", A3, "--pcap", path), "use 'call ID --pcap FILE'"),
+        ):
+            code, _, err = await self.ctl(*argv)
+            self.assertEqual(code, 2, argv)
+            self.assertIn(message, err)
+        code, _, err = await self.ctl("call", "c9", "--pcap", os.path.join(self.directory, "no", "such", "dir"))
+        self.assertEqual(code, 2)
+        self.assertIn("cannot write", err)
 
 
 class Acting(CtlCase):

@@ -24,9 +24,11 @@ runs to the first segment holding C{@}):
     GET    /api/calls                        calls (without ladders)
     POST   /api/calls                        {"from": EP, "to": EP} -> 201
     GET    /api/calls/ID                     one call with its MGCP ladder
+    GET    /api/calls/ID/flow                its ladder as a flow graph (columns, messages)
+    GET    /api/calls/ID/ladder.pcap         its ladder as a pcap (UDP, real addresses and times)
     DELETE /api/calls/ID                     hang it up
     GET    /api/stats                        transactions, calls, gateways
-    GET    /api/events                       server-sent events
+    GET    /api/events                       server-sent events (and a C{stats} sample a second)
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ from ..agent.model import CallState, CallView, EndpointView, GatewayState, Gatew
 from ..errors import CallControlError, TransactionFailed, TransactionTimeout
 from ..interfaces import ICallControl
 from ..mgcp import EndpointName, RemoteProtocolError
+from .flow import build_flow
+from .pcap import CONTENT_TYPE as PCAP, pcap
 
 __all__ = [
     "ApiError",
@@ -64,6 +68,10 @@ __all__ = [
 MAX_BODY = 64 * 1024
 KEEPALIVE_INTERVAL = 15.0
 MAX_STREAMS = 64
+STATS_INTERVAL = 1.0  # seconds between the event stream's "stats" samples (the page's live chart)
+
+#: Where the call agent listens, for flows whose ladder did not record it.
+AgentAddress = Callable[[], "tuple[str, int] | None"]
 
 Body = Any
 Handler = Callable[[Any], Awaitable[Any]]
@@ -326,6 +334,57 @@ def active_calls(calls: Iterable[CallView]) -> int:
     return sum(1 for c in calls if c.state is not CallState.ENDED)
 
 
+def stats_json(control: ICallControl, now: float) -> dict[str, Any]:
+    """C{GET /api/stats}: transactions, calls, gateways and endpoints."""
+    views = control.list_gateways()
+    gateways: dict[str, int] = {s.value: 0 for s in GatewayState}
+    for g in views:
+        gateways[g.state.value] += 1
+    endpoints = control.list_endpoints()
+    return {
+        "now": now,
+        "transactions": control.transaction_stats(),
+        "calls": {"active": active_calls(control.list_calls()), "outcomes": dict(control.call_outcomes())},
+        "gateways": gateways,
+        "endpoints": {"total": len(endpoints), "registered": registered_endpoints(views, endpoints)},
+    }
+
+
+def snapshot(control: ICallControl, now: float) -> dict[str, Any]:
+    """Everything the admin page shows, as the API gives it: rendered with the page."""
+    return {
+        "now": now,
+        "gateways": [g.to_json() for g in control.list_gateways()],
+        "endpoints": [e.to_json() for e in control.list_endpoints()],
+        "calls": [call_json(c, ladder=False) for c in control.list_calls()],
+        "stats": stats_json(control, now),
+    }
+
+
+def live_figures(control: ICallControl, now: float) -> dict[str, Any]:
+    """
+    One sample for the page's live chart: calls in progress, and running
+    totals of calls started and of MGCP transactions (commands sent and
+    received), from which the page draws calls/s and transactions/s.
+    """
+    calls = control.list_calls()
+    active = active_calls(calls)
+    counters: Mapping[str, int] = control.transaction_stats().get("counters", {})
+    transactions = sum(v for k, v in counters.items() if k.startswith(("commands_sent ", "commands_received ")))
+    return {
+        "now": now,
+        "active_calls": active,
+        "calls": active + sum(control.call_outcomes().values()),
+        "transactions": transactions,
+    }
+
+
+def call_flow(control: ICallControl, view: CallView, agent: AgentAddress | None) -> dict[str, Any]:
+    """A call and its ladder as a flow graph (see L{mgcpswitch.web.flow})."""
+    flow = build_flow(view, {g.name: g for g in control.list_gateways()}, agent() if agent else None)
+    return dict(flow.to_json(), call=call_json(view, ladder=False))
+
+
 class _ControlResource(JSONResource):
     def __init__(self, control: ICallControl, clock: IReactorTime) -> None:
         super().__init__()
@@ -418,12 +477,20 @@ class EndpointsResource(_ControlResource):
 
 
 class CallsResource(_ControlResource):
+    def __init__(self, control: ICallControl, clock: IReactorTime, agent: AgentAddress | None = None) -> None:
+        super().__init__(control, clock)
+        self.agent = agent
+
     def routes(self, path: tuple[str, ...]) -> Mapping[bytes, Handler]:
         match path:
             case ():
                 return {b"GET": self.list, b"POST": self.originate}
             case (call_id,):
                 return {b"GET": partial(self.show, call_id), b"DELETE": partial(self.hangup, call_id)}
+            case (call_id, "flow"):
+                return {b"GET": partial(self.flow, call_id)}
+            case (call_id, "ladder.pcap"):
+                return {b"GET": partial(self.pcap, call_id)}
         raise not_found(f"no such route: /api/calls/{'/'.join(path)}")
 
     def _call(self, call_id: str) -> CallView:
@@ -438,6 +505,16 @@ class CallsResource(_ControlResource):
 
     async def show(self, call_id: str, request: Any) -> tuple[int, Body]:
         return 200, dict(call_json(self._call(call_id), ladder=True), now=self.now())
+
+    async def flow(self, call_id: str, request: Any) -> tuple[int, Body]:
+        return 200, dict(call_flow(self.control, self._call(call_id), self.agent), now=self.now())
+
+    async def pcap(self, call_id: str, request: Any) -> tuple[int, Body]:
+        view = self._call(call_id)
+        flow = build_flow(view, {g.name: g for g in self.control.list_gateways()}, self.agent() if self.agent else None)
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in call_id)
+        request.setHeader(b"content-disposition", f'attachment; filename="call-{name}.pcap"'.encode("ascii"))
+        return 200, Raw(PCAP, pcap(flow.datagrams))
 
     async def originate(self, request: Any) -> tuple[int, Body]:
         body = read_json(request)
@@ -472,21 +549,7 @@ class StatsResource(_ControlResource):
         return {b"GET": self.stats}
 
     async def stats(self, request: Any) -> tuple[int, Body]:
-        views = self.control.list_gateways()
-        gateways: dict[str, int] = {s.value: 0 for s in GatewayState}
-        for g in views:
-            gateways[g.state.value] += 1
-        endpoints = self.control.list_endpoints()
-        return 200, {
-            "now": self.now(),
-            "transactions": self.control.transaction_stats(),
-            "calls": {
-                "active": active_calls(self.control.list_calls()),
-                "outcomes": dict(self.control.call_outcomes()),
-            },
-            "gateways": gateways,
-            "endpoints": {"total": len(endpoints), "registered": registered_endpoints(views, endpoints)},
-        }
+        return 200, stats_json(self.control, self.now())
 
 
 def encode_event(event: Any) -> bytes:
@@ -558,6 +621,11 @@ class EventStream:
             return
         self.request.write(frame)
 
+    def offer(self, frame: bytes) -> None:
+        """Send C{frame} unless the reader is behind (a sample is not worth a resync)."""
+        if not self.closed and not self.paused:
+            self.request.write(frame)
+
     def _ping(self) -> None:
         if not self.paused:
             self.request.write(b": keepalive\n\n")
@@ -591,7 +659,11 @@ class EventStream:
 
 
 class EventsResource(_ControlResource):
-    """C{GET /api/events}: call and gateway changes as server-sent events."""
+    """
+    C{GET /api/events}: call and gateway changes as server-sent events,
+    and every C{stats_interval} seconds a C{stats} event (L{live_figures})
+    for the page's live chart, computed once for all streams.
+    """
 
     def __init__(
         self,
@@ -599,11 +671,15 @@ class EventsResource(_ControlResource):
         clock: IReactorTime,
         keepalive: float = KEEPALIVE_INTERVAL,
         max_streams: int = MAX_STREAMS,
+        stats_interval: float = STATS_INTERVAL,
     ) -> None:
         super().__init__(control, clock)
         self.keepalive = keepalive
         self.max_streams = max_streams
         self.streams: set[EventStream] = set()
+        self._sampler = LoopingCall(self._sample)
+        self._sampler.clock = clock
+        self.stats_interval = stats_interval
 
     def routes(self, path: tuple[str, ...]) -> Mapping[bytes, Handler]:
         if path:
@@ -617,10 +693,27 @@ class EventsResource(_ControlResource):
             return STREAMING  # the client left while we were authenticating it
         if len(self.streams) >= self.max_streams:
             raise ApiError(503, "too-many-streams", f"already {len(self.streams)} event streams open")
-        stream = EventStream(request, self.control, self.clock, self.keepalive, self.streams.discard)
+        stream = EventStream(request, self.control, self.clock, self.keepalive, self._closed)
         self.streams.add(stream)
         stream.start()
+        stream.offer(self._frame())  # the chart's first point, at once
+        if not self._sampler.running:
+            self._sampler.start(self.stats_interval, now=False)
         return STREAMING
+
+    def _frame(self) -> bytes:
+        data = json.dumps(live_figures(self.control, self.now()), separators=(",", ":"))
+        return b"event: stats\ndata: %s\n\n" % data.encode("ascii")
+
+    def _sample(self) -> None:
+        frame = self._frame()
+        for stream in list(self.streams):
+            stream.offer(frame)
+
+    def _closed(self, stream: EventStream) -> None:
+        self.streams.discard(stream)
+        if not self.streams and self._sampler.running:
+            self._sampler.stop()
 
 
 _ROUTES = [
@@ -634,9 +727,11 @@ _ROUTES = [
     ("GET", "/api/calls", "calls in progress and recently ended"),
     ("POST", "/api/calls", 'originate: {"from": ENDPOINT, "to": ENDPOINT}'),
     ("GET", "/api/calls/ID", "one call with its MGCP ladder"),
+    ("GET", "/api/calls/ID/flow", "its ladder as a flow graph: columns (agent, endpoints) and messages"),
+    ("GET", "/api/calls/ID/ladder.pcap", "its ladder as a pcap for Wireshark (UDP, real addresses and times)"),
     ("DELETE", "/api/calls/ID", "hang it up"),
     ("GET", "/api/stats", "transaction, call and gateway statistics"),
-    ("GET", "/api/events", "server-sent events of call and gateway changes"),
+    ("GET", "/api/events", "server-sent events of call and gateway changes, and live stats samples"),
     ("GET", "/metrics", "Prometheus metrics"),
 ]
 
@@ -665,14 +760,20 @@ class _Unknown(JSONResource):
 class ApiRoot(Resource):
     """C{/api}: the JSON resources by (bytes) child name."""
 
-    def __init__(self, control: ICallControl, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        control: ICallControl,
+        clock: IReactorTime,
+        agent: AgentAddress | None = None,
+        stats_interval: float = STATS_INTERVAL,
+    ) -> None:
         super().__init__()
         self.index = IndexResource()
         self.putChild(b"gateways", GatewaysResource(control, clock))
         self.putChild(b"endpoints", EndpointsResource(control, clock))
-        self.putChild(b"calls", CallsResource(control, clock))
+        self.putChild(b"calls", CallsResource(control, clock, agent))
         self.putChild(b"stats", StatsResource(control, clock))
-        self.putChild(b"events", EventsResource(control, clock))
+        self.putChild(b"events", EventsResource(control, clock, stats_interval=stats_interval))
 
     def getChild(self, path: bytes, request: Any) -> Resource:
         if path == b"":

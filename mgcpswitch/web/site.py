@@ -29,27 +29,19 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from ..interfaces import ICallControl
-from .api import MAX_BODY, ApiError, ApiRoot, raw_answer, too_large
+from .api import MAX_BODY, STATS_INTERVAL, AgentAddress, ApiError, ApiRoot, raw_answer, too_large
 from .auth import AuthenticatedResource, protect, thread_runner
 from .listen import check_exposure, listen_endpoint
 from .metrics import MetricsResource, make_registry
+from .page import PAGE_HEADERS, CallPages, IndexPage, Template
 from .settings import WebSettings
 
 __all__ = ["STATIC", "AdminRequest", "AdminSite", "make_root", "make_site", "build_web_service"]
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
-# The page loads nothing from elsewhere and runs no inline script.
-_PAGE_HEADERS = {
-    b"content-security-policy": b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
-    b"x-content-type-options": b"nosniff",
-    b"referrer-policy": b"no-referrer",
-    b"cache-control": b"no-cache",
-}
-
-
 class _Asset(Resource):
-    """One file of the page (read once, at start)."""
+    """One file of the pages (read once, at start)."""
 
     isLeaf = True
 
@@ -61,13 +53,12 @@ class _Asset(Resource):
 
     def render_GET(self, request: Any) -> bytes:
         request.setHeader(b"content-type", self.content_type)
-        for name, value in _PAGE_HEADERS.items():
+        for name, value in PAGE_HEADERS.items():
             request.setHeader(name, value)
         return self.body
 
 
 _TYPES = {
-    ".html": b"text/html; charset=utf-8",
     ".js": b"text/javascript; charset=utf-8",
     ".css": b"text/css; charset=utf-8",
 }
@@ -95,13 +86,20 @@ class _Root(Resource):
         return pages.notFound("Not found", "Try / for the admin page or /api for the JSON API.")
 
 
-def make_root(call_control: ICallControl, settings: WebSettings, reactor: IReactorTime) -> Any:
+def make_root(
+    call_control: ICallControl,
+    settings: WebSettings,
+    reactor: IReactorTime,
+    agent: AgentAddress | None = None,
+    stats_interval: float = STATS_INTERVAL,
+) -> Any:
     """The admin's resource tree, authentication included."""
     control = ICallControl(call_control)
     root = _Root()
-    root.putChild(b"", _Asset(os.path.join(STATIC, "index.html"), _TYPES[".html"]))
+    root.putChild(b"", IndexPage(Template(os.path.join(STATIC, "index.html")), control, reactor))
+    root.putChild(b"calls", CallPages(Template(os.path.join(STATIC, "call.html")), control, reactor, agent))
     root.putChild(b"static", _Static(STATIC))
-    root.putChild(b"api", ApiRoot(control, reactor))
+    root.putChild(b"api", ApiRoot(control, reactor, agent, stats_interval))
     root.putChild(b"metrics", MetricsResource(make_registry(control)))
     return protect(root, settings, reactor, thread_runner(reactor))
 
@@ -189,16 +187,28 @@ class AdminSite(Site):
         return None
 
 
-def make_site(call_control: ICallControl, settings: WebSettings, reactor: Any) -> AdminSite:
+def make_site(
+    call_control: ICallControl,
+    settings: WebSettings,
+    reactor: Any,
+    *,
+    agent: AgentAddress | None = None,
+    stats_interval: float = STATS_INTERVAL,
+) -> AdminSite:
     """
     The admin L{Site} on C{reactor} (a real one, or a L{Clock} in tests).
+    C{agent} tells where the call agent listens, for the flows and pcaps of
+    ladders that did not record it; C{stats_interval} paces the event
+    stream's C{stats} samples.
     @raise mgcpswitch.web.auth.PasswordFileError: the users file is bad.
     """
-    root = make_root(call_control, settings, reactor)
+    root = make_root(call_control, settings, reactor, agent, stats_interval)
     return AdminSite(root, reactor, root.precheck if isinstance(root, AuthenticatedResource) else None)
 
 
-def build_web_service(call_control: ICallControl, settings: WebSettings, reactor: Any) -> IService:
+def build_web_service(
+    call_control: ICallControl, settings: WebSettings, reactor: Any, *, agent: AgentAddress | None = None
+) -> IService:
     """
     The admin as a service listening on C{settings.listen}.
     @raise mgcpswitch.errors.ConfigError: the description does not parse,
@@ -206,7 +216,7 @@ def build_web_service(call_control: ICallControl, settings: WebSettings, reactor
         (decided on the endpoint Twisted builds: see L{mgcpswitch.web.listen}).
     """
     check_exposure(settings)
-    site = make_site(call_control, settings, reactor)
+    site = make_site(call_control, settings, reactor, agent=agent)
     service = StreamServerEndpointService(listen_endpoint(reactor, settings.listen), site)
     service.setName("web")
     return service
