@@ -130,7 +130,7 @@ class Client:
             raise CtlError(EXIT_AUTH, f"authentication failed ({response.code}): check --user/--password or --token")
         if response.code == 429:
             retry = (response.headers.getRawHeaders(b"retry-after") or [b"?"])[0].decode("ascii", "replace")
-            raise CtlError(EXIT_AUTH, f"too many failed logins (429): {_reason(data)}; retry in {retry} s")
+            raise CtlError(EXIT_AUTH, f"too many failed logins (429): retry in {retry} s")
         return response, data
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:

@@ -27,6 +27,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 from mgcpswitch import ctl
 from mgcpswitch.web import WebSettings, make_site
 from mgcpswitch.web.auth import PasswordHash, hash_password
+from mgcpswitch.web.throttle import SOURCE_BURST
 
 from .support.fake_control import GW1, GW2, FakeCallControl
 from .support.loopback import closed_port, serve
@@ -75,6 +76,9 @@ class Reading(CtlCase):
         self.assertIn("restart, 1m30s ago", lines[1])
         self.assertIn("127.0.0.1:2427", lines[1])
         self.assertIn("never", lines[2])
+        # CALLS is the view's active_calls: one call, though two of gw1's lines are in it.
+        calls = lines[0].index("CALLS")
+        self.assertEqual([line[calls:].split()[0] for line in lines[1:]], ["1", "0"])
 
     async def test_endpoints(self) -> None:
         """endpoints, of all gateways or of one."""
@@ -428,6 +432,14 @@ class Authenticating(CtlCase):
         """A wrong password or token: status 4."""
         self.assertEqual((await self.ctl("--user", "alice", "--password", "x", "calls"))[0], 4)
         self.assertEqual((await self.ctl("--token", "tok-2", "calls"))[0], 4)
+
+    async def test_throttled(self) -> None:
+        """Past the allowance of wrong passwords the switch answers 429: status 4 with when to retry."""
+        for _ in range(SOURCE_BURST):
+            self.assertEqual((await self.ctl("--user", "alice", "--password", "x", "calls"))[0], 4)
+        code, out, err = await self.ctl("--user", "alice", "--password", "x", "calls")
+        self.assertEqual((code, out), (4, ""))
+        self.assertEqual(err, "mgcpctl: too many failed logins (429): retry in 5 s\n")
 
     async def test_good_credentials(self) -> None:
         """User and password, from options or the environment, or a token."""
