@@ -114,15 +114,17 @@ class AdminRequest(Request):
     filled a temporary file before its 401.  Here, when the headers are in
     and announce a body (L{gotLength}), the site's L{AdminSite.early_refusal}
     decides; a refused request is answered at once, the connection closed,
-    and what of its body still arrives is dropped.
+    and what of its body still arrives is dropped.  (The answer is written
+    as HTTP/1.1 on the connection: the admin speaks nothing else, its TLS
+    offering no ALPN, hence no HTTP/2.)
     """
 
     log = Logger()
     refused = False
+    _received = 0
 
     def gotLength(self, length: Optional[int]) -> None:  # noqa: N802
         self.content = BytesIO()
-        self._received = 0
         if length == 0:
             return  # nothing to protect: the resource answers as usual
         error = self.channel.site.early_refusal(self, length)
