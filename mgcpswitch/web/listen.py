@@ -99,8 +99,8 @@ def parse_listen(description: str) -> Listening | None:
         raise ConfigError(_KEY, f"{description!r} is not a usable strports description: {e}") from None
     outcome: list[Any] = []
     endpoint.listen(Factory()).addBoth(outcome.append)
-    if outcome and isinstance(outcome[0], Failure) and outcome[0].check(_Recorded):
-        return outcome[0].value.listening  # type: ignore[no-any-return]
+    if outcome and isinstance(outcome[0], Failure) and isinstance(outcome[0].value, _Recorded):
+        return outcome[0].value.listening
     return None
 
 

@@ -37,9 +37,12 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _addresses(source: str, destination: str) -> tuple[ipaddress._BaseAddress, ipaddress._BaseAddress]:
-    a = ipaddress.ip_address(source.partition("%")[0])
-    b = ipaddress.ip_address(destination.partition("%")[0])
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _addresses(source: str, destination: str) -> tuple[IP, IP]:
+    a: IP = ipaddress.ip_address(source.partition("%")[0])
+    b: IP = ipaddress.ip_address(destination.partition("%")[0])
     if a.version != b.version:
         a, b = (ipaddress.IPv6Address(f"::ffff:{x}") if x.version == 4 else x for x in (a, b))
     return a, b
