@@ -80,11 +80,8 @@ class Options(usage.Options):
         web = settings.web
         if self["web"] is not None:
             web = replace(web, listen=self["web"])
-        # Decided on the endpoint Twisted builds from the description, not on its text.
-        from .web.listen import check_exposure
-
         try:
-            check_exposure(web)
+            check_web_settings(web)
         except ConfigError as e:
             raise usage.UsageError(f"--web: {e}" if self["web"] is not None else f"configuration error: {e}") from None
         transactions = settings.transactions

@@ -220,5 +220,8 @@ def build_web_service(
     check_exposure(settings)
     site = make_site(call_control, settings, reactor, agent=agent)
     service = StreamServerEndpointService(listen_endpoint(reactor, settings.listen), site)
+    # A port in use must fail the start at once (and name [web] listen), as
+    # twisted.application.strports.service arranges with this same flag.
+    service._raiseSynchronously = True
     service.setName("web")
     return service
