@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
-import re
 from collections import Counter
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, Mapping, Optional, get_args, get_type_hints
@@ -478,26 +477,15 @@ KEYS: Mapping[str, Mapping[str, Key]] = {
 
 
 def check_web_settings(web: WebSettings) -> WebSettings:
-    """Refuse an admin reachable beyond loopback without authentication."""
-    if not web.auth_required and not _loopback_listen(web.listen):
-        raise ConfigError(
-            ("web", "listen"),
-            f"{web.listen!r} is not on a loopback interface: configure users_file or tokens "
-            "before exposing the admin",
-        )
+    """
+    Refuse an admin reachable beyond loopback without authentication,
+    decided on the endpoint Twisted builds from C{listen} (see
+    L{mgcpswitch.listen}), not on its text.
+    """
+    from .listen import check_exposure
+
+    check_exposure(web)
     return web
-
-
-def _loopback_listen(description: str) -> bool:
-    """Whether a strports description binds only a loopback address."""
-    for part in re.split(r"(?<!\\):", description):  # a ":" in a value is escaped: interface=\:\:1
-        if part.startswith("interface="):
-            address = part.partition("=")[2].strip("[]").replace("\\", "")
-            try:
-                return ipaddress.ip_address(address).is_loopback
-            except ValueError:
-                return address == "localhost"
-    return description.startswith("unix:")
 
 
 def _gateway(name: str, items: Mapping[str, str]) -> GatewaySettings:

@@ -6,6 +6,7 @@ mgcpctl: the switch from a terminal, through the admin's JSON API.
     mgcpctl endpoints [--gateway NAME]
     mgcpctl calls
     mgcpctl call show ID [--messages]
+    mgcpctl call ID --pcap FILE       (the ladder as a pcap; FILE - is stdout)
     mgcpctl call A B                  (also: mgcpctl originate A B)
     mgcpctl hangup ID
     mgcpctl audit ENDPOINT
@@ -26,7 +27,9 @@ Exit codes: 0 done, 1 the switch refused (its reason is printed), 2 usage,
 from __future__ import annotations
 
 import argparse
+import base64
 import getpass
+import io
 import json
 import os
 import sys
@@ -35,17 +38,22 @@ from contextlib import redirect_stderr, redirect_stdout
 from typing import Any, Callable, Mapping, Sequence, TextIO
 from urllib.parse import quote, urlsplit
 
-from treq.client import HTTPClient
-from twisted.internet.defer import CancelledError, ensureDeferred
+from hyperlink import DecodedURL
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, ensureDeferred
 from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.internet.task import react
 from twisted.web.client import (
     Agent,
     BrowserLikePolicyForHTTPS,
+    FileBodyProducer,
     HTTPConnectionPool,
+    ResponseDone,
     ResponseFailed,
     ResponseNeverReceived,
 )
+from twisted.internet.protocol import Protocol
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
 
 __all__ = ["main", "run", "format_table", "EXIT_OK", "EXIT_API", "EXIT_USAGE", "EXIT_UNREACHABLE", "EXIT_AUTH"]
 
@@ -67,7 +75,11 @@ class CtlError(Exception):
 
 
 class Client:
-    """The admin API over treq, with errors turned into L{CtlError}."""
+    """
+    The admin API over Twisted's L{Agent}, with errors turned into
+    L{CtlError}.  (Not treq: its URL handling runs the host through IDNA,
+    which fails on an IPv6 literal such as C{http://[::1]:8080}.)
+    """
 
     def __init__(
         self,
@@ -84,27 +96,30 @@ class Client:
         self.reactor = reactor
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self.auth = (user, password or "") if user else None
-        self.headers = {"Accept": ["application/json"]}
-        if token:
-            self.headers["Authorization"] = ["Bearer " + token]
+        self.headers = Headers({b"accept": [b"application/json"]})
+        if user:
+            pair = base64.b64encode(f"{user}:{password or ''}".encode("utf-8"))
+            self.headers.setRawHeaders(b"authorization", [b"Basic " + pair])
+        elif token:
+            self.headers.setRawHeaders(b"authorization", [b"Bearer " + token.encode("utf-8")])
         if pool is None:
             pool = HTTPConnectionPool(reactor, persistent=False)
-        agent = Agent(reactor, contextFactory=_tls_policy(cacert), connectTimeout=timeout, pool=pool)
-        self.http = HTTPClient(agent)
+        self.agent = Agent(reactor, contextFactory=_tls_policy(cacert), connectTimeout=timeout, pool=pool)
 
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
-        kwargs: dict[str, Any] = {}
+    async def fetch(self, method: str, path: str, body: Any = None) -> tuple[Any, bytes]:
+        """The response and its whole body; L{CtlError} for the network and for authentication."""
+        headers = self.headers.copy()
+        producer = None
         if body is not None:
-            kwargs["json"] = body
-        if self.auth is not None:
-            kwargs["auth"] = self.auth
+            headers.setRawHeaders(b"content-type", [b"application/json"])
+            producer = FileBodyProducer(io.BytesIO(json.dumps(body).encode("utf-8")))
         try:
-            response = await self.http.request(
-                method, self.url + path, headers=self.headers, timeout=self.timeout, reactor=self.reactor, **kwargs
-            )
-            data = await response.content()
-        except (ConnectError, DNSLookupError, CancelledError, ResponseNeverReceived, ResponseFailed) as e:
+            d = self.agent.request(method.encode("ascii"), _uri(self.url + path), headers, producer)
+            response = await d.addTimeout(self.timeout, self.reactor)
+            data = await _read_body(response).addTimeout(self.timeout, self.reactor)
+        except (
+            ConnectError, DNSLookupError, CancelledError, TimeoutError, ResponseNeverReceived, ResponseFailed
+        ) as e:
             reason = _network_reason(e)
             if reason is None:
                 raise CtlError(
@@ -113,9 +128,17 @@ class Client:
             raise CtlError(EXIT_UNREACHABLE, f"cannot reach the switch at {self.url}: {reason}") from None
         if response.code in (401, 403):
             raise CtlError(EXIT_AUTH, f"authentication failed ({response.code}): check --user/--password or --token")
+        if response.code == 429:
+            retry = (response.headers.getRawHeaders(b"retry-after") or [b"?"])[0].decode("ascii", "replace")
+            raise CtlError(EXIT_AUTH, f"too many failed logins (429): retry in {retry} s")
+        return response, data
+
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        """The JSON answer to a request; L{CtlError} with the switch's reason for a refusal."""
+        response, data = await self.fetch(method, path, body)
         try:
             answer = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise CtlError(
                 EXIT_API,
                 f"unexpected answer from {self.url} ({response.code}, not JSON): is this the mgcpswitch admin?",
@@ -124,6 +147,48 @@ class Client:
             reason = answer.get("reason", "") if isinstance(answer, dict) else ""
             raise CtlError(EXIT_API, f"the switch refused ({response.code}): {reason or response.phrase.decode()}")
         return answer
+
+
+class _Body(Protocol):
+    """Collects a response body; C{done} fires with it (or fails as the transfer did)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.done: Deferred[bytes] = Deferred(lambda d: self.transport.stopProducing())
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        self.chunks.append(data)
+
+    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+        if self.done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self.chunks))
+        else:
+            self.done.errback(reason)
+
+
+def _read_body(response: Any) -> Deferred[bytes]:
+    body = _Body()
+    response.deliverBody(body)
+    return body.done
+
+
+def _uri(url: str) -> bytes:
+    """The request URI: as given when ASCII, else with the host in IDNA and the rest percent-encoded."""
+    try:
+        return url.encode("ascii")
+    except UnicodeEncodeError:
+        return DecodedURL.from_text(url).to_uri().to_text().encode("ascii")
+
+
+def _reason(data: bytes) -> str:
+    """The C{reason} of a JSON error body, or a placeholder."""
+    try:
+        answer = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return "(no reason given)"
+    return str(answer.get("reason", "")) if isinstance(answer, dict) else "(no reason given)"
 
 
 def _tls_policy(cacert: str | None) -> Any:
@@ -352,6 +417,14 @@ async def _do(client: Client, args: argparse.Namespace, out: TextIO) -> None:
         show(await client.call("GET", "/api/endpoints" + query), _endpoints)
     elif command == "calls":
         show(await client.call("GET", "/api/calls"), _calls)
+    elif command == "call" and args.pcap is not None:
+        call_id = args.second if args.first == "show" else args.first
+        response, data = await client.fetch("GET", f"/api/calls/{_ep(call_id)}/ladder.pcap")
+        if response.code >= 400:
+            raise CtlError(EXIT_API, f"the switch refused ({response.code}): {_reason(data)}")
+        _write_file(args.pcap, data)
+        if args.pcap != "-":
+            print(f"call {call_id}: {_packets(data)} datagrams written to {args.pcap}", file=out)
     elif command == "call" and args.first == "show":
         show(await client.call("GET", "/api/calls/" + _ep(args.second)), lambda c: _call(c, args.messages))
     elif command in ("call", "originate"):
@@ -369,6 +442,29 @@ async def _do(client: Client, args: argparse.Namespace, out: TextIO) -> None:
         show(answer, lambda g: f"{g['name']}: {'in service' if g['in_service'] else 'out of service'} ({g['state']})")
     elif command == "stats":
         show(await client.call("GET", "/api/stats"), _stats)
+
+
+def _write_file(path: str, data: bytes) -> None:
+    """C{data} into C{path}, or to stdout for C{-}."""
+    if path == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise CtlError(EXIT_USAGE, f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _packets(data: bytes) -> int:
+    """How many records a classic pcap holds (24-byte header, 16-byte record headers)."""
+    count, offset = 0, 24
+    while offset + 16 <= len(data):
+        offset += 16 + int.from_bytes(data[offset + 8:offset + 12], "little")
+        count += 1
+    return count
 
 
 def _hash_password(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
@@ -423,10 +519,15 @@ def _parser() -> argparse.ArgumentParser:
     command("gateways", "list the gateways")
     command("endpoints", "list the endpoints").add_argument("--gateway", help="of this gateway only")
     command("calls", "list calls in progress and recently ended")
-    call = command("call", "'call show ID': a call and its MGCP ladder; 'call A B': ring A, then connect it to B")
-    call.add_argument("first", metavar="show|A")
-    call.add_argument("second", metavar="ID|B")
+    call = command(
+        "call",
+        "'call show ID': a call and its MGCP ladder; 'call ID --pcap FILE': the ladder as a pcap; "
+        "'call A B': ring A, then connect it to B",
+    )
+    call.add_argument("first", metavar="show|ID|A")
+    call.add_argument("second", metavar="ID|B", nargs="?")
     call.add_argument("--messages", action="store_true", help="with 'show': print every message in full")
+    call.add_argument("--pcap", metavar="FILE", help="write the call's ladder as a pcap (- for stdout), for Wireshark")
     originate = command("originate", "ring endpoint A; when it answers, ring B and connect them")
     originate.add_argument("first", metavar="A")
     originate.add_argument("second", metavar="B")
@@ -441,6 +542,21 @@ def _parser() -> argparse.ArgumentParser:
     hashing.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin")
     hashing.add_argument("--iterations", type=int, help="PBKDF2 iterations (default 600000)")
     return parser
+
+
+def _call_usage(args: argparse.Namespace) -> str | None:
+    """What is wrong with the arguments of 'call', if anything."""
+    if args.pcap is not None:
+        if args.messages:
+            return "--messages goes with 'call show ID', not with --pcap"
+        if (args.first == "show") != (args.second is not None):
+            return "use 'call ID --pcap FILE'"
+        return None
+    if args.second is None:
+        return "use 'call show ID', 'call ID --pcap FILE' or 'call A B'"
+    if args.first != "show" and args.messages:
+        return "--messages goes with 'call show ID'"
+    return None
 
 
 async def run(
@@ -462,9 +578,11 @@ async def run(
             args = _parser().parse_args(list(argv))
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else EXIT_USAGE
-    if args.command == "call" and args.first != "show" and args.messages:
-        print("mgcpctl: --messages goes with 'call show ID'", file=err)
-        return EXIT_USAGE
+    if args.command == "call":
+        problem = _call_usage(args)
+        if problem:
+            print(f"mgcpctl: {problem}", file=err)
+            return EXIT_USAGE
     if args.command == "hash-password":
         return _hash_password(args, out, err, sys.stdin if stdin is None else stdin)
 

@@ -80,10 +80,10 @@ class Options(usage.Options):
         web = settings.web
         if self["web"] is not None:
             web = replace(web, listen=self["web"])
-            try:
-                check_web_settings(web)
-            except ConfigError as e:
-                raise usage.UsageError(f"--web: {e}") from None
+        try:
+            check_web_settings(web)
+        except ConfigError as e:
+            raise usage.UsageError(f"--web: {e}" if self["web"] is not None else f"configuration error: {e}") from None
         transactions = settings.transactions
         if self["trace"]:
             transactions = replace(transactions, trace=True)
@@ -145,7 +145,8 @@ def build_switch(
         from .web import build_web_service
 
         try:
-            service = build_web_service(control, settings.web, reactor)
+            # Where the call agent listens, for the admin's flows and pcaps of ladders that lack it.
+            service = build_web_service(control, settings.web, reactor, agent=lambda: control.address)
         except (ValueError, OSError) as e:  # strports cannot parse it, or read its key or certificate
             reason = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) else str(e)
             raise ConfigError(("web", "listen"), f"{settings.web.listen!r}: {reason}") from None

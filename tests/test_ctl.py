@@ -9,13 +9,17 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.trial.unittest import TestCase
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
@@ -23,9 +27,11 @@ from twisted.web.server import NOT_DONE_YET, Site
 from mgcpswitch import ctl
 from mgcpswitch.web import WebSettings, make_site
 from mgcpswitch.web.auth import PasswordHash, hash_password
+from mgcpswitch.web.throttle import SOURCE_BURST
 
 from .support.fake_control import GW1, GW2, FakeCallControl
 from .support.loopback import closed_port, serve
+from .support.web import flow_call, require_ipv6, require_tshark, serve_on, tshark_frames
 
 A1, A3, A4 = (f"aaln/{n}@{GW1}" for n in (1, 3, 4))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,6 +76,9 @@ class Reading(CtlCase):
         self.assertIn("restart, 1m30s ago", lines[1])
         self.assertIn("127.0.0.1:2427", lines[1])
         self.assertIn("never", lines[2])
+        # CALLS is the view's active_calls: one call, though two of gw1's lines are in it.
+        calls = lines[0].index("CALLS")
+        self.assertEqual([line[calls:].split()[0] for line in lines[1:]], ["1", "0"])
 
     async def test_endpoints(self) -> None:
         """endpoints, of all gateways or of one."""
@@ -117,6 +126,46 @@ class Reading(CtlCase):
         self.assertEqual([g["name"] for g in json.loads(out)["gateways"]], [GW1, GW2])
         code, out, _ = await self.ctl("calls", "--json")
         self.assertEqual({c["call_id"] for c in json.loads(out)["calls"]}, {"c0", "c1"})
+
+
+class Pcap(CtlCase):
+    def setUp(self) -> None:
+        super().setUp()
+        self.started = self.fake.clock.seconds() - 10
+        self.fake.calls["c9"] = flow_call(self.started)
+        self.directory = tempfile.mkdtemp(prefix="mgcpctl-pcap-")
+        self.addCleanup(shutil.rmtree, self.directory, True)
+
+    async def test_call_pcap(self) -> None:
+        """call ID --pcap FILE writes the ladder as a pcap that tshark reads as MGCP."""
+        require_tshark()
+        path = os.path.join(self.directory, "c9.pcap")
+        code, out, err = await self.ctl("call", "c9", "--pcap", path)
+        self.assertEqual((code, out, err), (0, f"call c9: 9 datagrams written to {path}\n", ""))
+        frames = tshark_frames(path)
+        self.assertEqual([f["mgcp.transid"] for f in frames],
+                         [["2001"], ["2001"], ["2001"], ["2002"], ["2002"], ["77"], ["77", "2003"], ["2003"], ["2004"]])
+        self.assertEqual(frames[0]["mgcp.req.verb"], ["CRCX"])
+        code, out, _ = await self.ctl("call", "show", "c9", "--pcap", path)  # 'show' may be kept
+        self.assertEqual(code, 0)
+
+    async def test_errors(self) -> None:
+        """An unknown call is the switch's 404; bad arguments and unwritable files are usage errors."""
+        path = os.path.join(self.directory, "x.pcap")
+        code, _, err = await self.ctl("call", "nope", "--pcap", path)
+        self.assertEqual((code, err), (1, "mgcpctl: the switch refused (404): unknown call 'nope'\n"))
+        self.assertFalse(os.path.exists(path))
+        for argv, message in (
+            (("call", "c9"), "use 'call show ID'"),
+            (("call", "c9", "--pcap", path, "--messages"), "--messages goes with"),
+            (("call", "c9", A3, "--pcap", path), "use 'call ID --pcap FILE'"),
+        ):
+            code, _, err = await self.ctl(*argv)
+            self.assertEqual(code, 2, argv)
+            self.assertIn(message, err)
+        code, _, err = await self.ctl("call", "c9", "--pcap", os.path.join(self.directory, "no", "such", "dir"))
+        self.assertEqual(code, 2)
+        self.assertIn("cannot write", err)
 
 
 class Acting(CtlCase):
@@ -208,6 +257,21 @@ class Failing(TestCase):
         self.assertEqual(code, 1)
         self.assertIn("not JSON): is this the mgcpswitch admin?", err)
 
+    async def test_deeply_nested_answer(self) -> None:
+        """An answer of 30,000 nested arrays is 'not JSON' (status 1), not a RecursionError."""
+
+        class Deep(Resource):
+            isLeaf = True
+
+            def render(self, request: Any) -> bytes:
+                request.setHeader(b"content-type", b"application/json")
+                return b"[" * 30_000
+
+        url = serve(self, Site(Deep()))
+        code, _, err = await self.run_ctl("--url", url, "gateways")
+        self.assertEqual(code, 1)
+        self.assertIn("not JSON): is this the mgcpswitch admin?", err)
+
     async def test_usage(self) -> None:
         """Usage errors are status 2, help is 0."""
         self.assertEqual((await self.run_ctl("frobnicate"))[0], 2)
@@ -234,6 +298,120 @@ class Failing(TestCase):
         self.assertIn("connection refused", result.stderr)
 
 
+def _python_without_twisted() -> str | None:
+    """A system Python that cannot import Twisted (as after the quick start), or None."""
+    for candidate in ("/usr/bin/python3", shutil.which("python3", path=os.defpath)):
+        if candidate and os.access(candidate, os.X_OK):
+            found = subprocess.run([candidate, "-c", "import twisted"], capture_output=True, timeout=30,
+                                   env=_clean_env(), cwd="/")
+            if found.returncode != 0:
+                return candidate
+    return None
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a new shell: no virtualenv, no PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env["PATH"] = os.defpath
+    return {**env, **extra}
+
+
+def _readme_commands() -> list[str]:
+    """The mgcpctl command lines of the README's shell blocks, without their comments."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.DOTALL):
+        for line in block.splitlines():
+            if "mgcpctl" in line.split("#")[0].split(" ")[0]:
+                commands.append(line.split("  #")[0].strip())
+    return commands
+
+
+class AsWritten(CtlCase):
+    """mgcpctl as a new user runs it after the quick start (issue 17)."""
+
+    timeout = 60
+
+    async def test_readme_examples(self) -> None:
+        """The README's read-only mgcpctl examples run exactly as written, from the checkout, in a new shell."""
+        commands = _readme_commands()
+        self.assertTrue(commands, "no mgcpctl example in the README")
+        for command in commands:
+            self.assertTrue(command.startswith(".venv/bin/mgcpctl "), f"{command!r}: not what the quick start installs")
+        program = os.path.join(ROOT, ".venv", "bin", "mgcpctl")
+        if not os.access(program, os.X_OK):
+            raise SkipTest(f"README TEST SKIPPED: {program} is missing: run the suite with scripts/run-tests")
+        ran = 0
+        for command in commands:
+            argv = shlex.split(command)
+            if argv[-1] not in ("gateways", "calls", "stats"):
+                continue  # the examples that act (call, hang up, audit) name lines of the default switch
+            out, err, code = await getProcessOutputAndValue(
+                argv[0], argv[1:], env=_clean_env(MGCPCTL_URL=self.url), path=ROOT, reactor=reactor
+            )
+            self.assertEqual((code, err), (0, b""), command)
+            self.assertIn(b"gw1.example.net" if argv[-1] == "gateways" else b"c1" if argv[-1] == "calls" else b"active",
+                          out, command)
+            ran += 1
+        self.assertGreaterEqual(ran, 3)
+
+    async def test_script_under_system_python(self) -> None:
+        """scripts/mgcpctl run by a python3 without Twisted runs itself again with the checkout's .venv."""
+        python = _python_without_twisted()
+        if python is None:
+            raise SkipTest("SCRIPT TEST SKIPPED: every python3 on this machine has Twisted; nothing to show")
+        if not os.access(os.path.join(ROOT, ".venv", "bin", "python"), os.X_OK):
+            raise SkipTest("SCRIPT TEST SKIPPED: no .venv in the checkout: run the suite with scripts/run-tests")
+        out, err, code = await getProcessOutputAndValue(
+            python, [os.path.join("scripts", "mgcpctl"), "--url", self.url, "gateways"],
+            env=_clean_env(), path=ROOT, reactor=reactor,
+        )
+        self.assertEqual((code, err), (0, b""))
+        self.assertIn(GW1.encode(), out)
+
+    async def test_script_without_venv(self) -> None:
+        """Without a .venv to use, scripts/mgcpctl says how to make one (status 2), no traceback."""
+        python = _python_without_twisted()
+        if python is None:
+            raise SkipTest("SCRIPT TEST SKIPPED: every python3 on this machine has Twisted; nothing to show")
+        directory = tempfile.mkdtemp(prefix="mgcpctl-novenv-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        os.mkdir(os.path.join(directory, "scripts"))
+        shutil.copy(os.path.join(ROOT, "scripts", "mgcpctl"), os.path.join(directory, "scripts", "mgcpctl"))
+        shutil.copytree(os.path.join(ROOT, "mgcpswitch"), os.path.join(directory, "mgcpswitch"))
+        out, err, code = await getProcessOutputAndValue(
+            python, [os.path.join(directory, "scripts", "mgcpctl"), "gateways"], env=_clean_env(), path=directory,
+            reactor=reactor,
+        )
+        self.assertEqual((code, out), (2, b""))
+        self.assertIn(b"python3 -m venv .venv && .venv/bin/pip install .", err)
+        self.assertNotIn(b"Traceback", err)
+
+
+class IPv6(TestCase):
+    timeout = 20
+
+    async def test_ipv6_literal_url(self) -> None:
+        """mgcpctl --url http://[::1]:PORT talks to an admin listening on ::1 (issue 17: an IDNA crash before)."""
+        require_ipv6()
+        site = make_site(FakeCallControl(reactor), WebSettings(listen=r"tcp6:0:interface=\:\:1"), reactor)
+        port = await serve_on(self, site, r"tcp6:0:interface=\:\:1")
+        self.assertEqual(port.getHost().host, "::1")
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        self.addCleanup(pool.closeCachedConnections)
+        for url in (f"http://[::1]:{port.getHost().port}", f"http://[::1]:{port.getHost().port}/"):
+            out, err = io.StringIO(), io.StringIO()
+            code = await ctl.run(reactor, ["--url", url, "gateways"], out, err, env={}, stdin=io.StringIO(""), pool=pool)
+            self.assertEqual((code, err.getvalue()), (0, ""))
+            self.assertIn(GW1, out.getvalue())
+        out, err = io.StringIO(), io.StringIO()
+        url = f"http://[::1]:{port.getHost().port}"
+        code = await ctl.run(reactor, ["--url", url, "call", "show", "c1"], out, err, env={}, pool=pool)
+        self.assertEqual((code, err.getvalue()), (0, ""))
+        self.assertIn("CRCX 1001", out.getvalue())
+
+
 class Authenticating(CtlCase):
     def setUp(self) -> None:
         directory = tempfile.mkdtemp()
@@ -254,6 +432,14 @@ class Authenticating(CtlCase):
         """A wrong password or token: status 4."""
         self.assertEqual((await self.ctl("--user", "alice", "--password", "x", "calls"))[0], 4)
         self.assertEqual((await self.ctl("--token", "tok-2", "calls"))[0], 4)
+
+    async def test_throttled(self) -> None:
+        """Past the allowance of wrong passwords the switch answers 429: status 4 with when to retry."""
+        for _ in range(SOURCE_BURST):
+            self.assertEqual((await self.ctl("--user", "alice", "--password", "x", "calls"))[0], 4)
+        code, out, err = await self.ctl("--user", "alice", "--password", "x", "calls")
+        self.assertEqual((code, out), (4, ""))
+        self.assertEqual(err, "mgcpctl: too many failed logins (429): retry in 5 s\n")
 
     async def test_good_credentials(self) -> None:
         """User and password, from options or the environment, or a token."""

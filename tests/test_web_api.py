@@ -26,43 +26,9 @@ from mgcpswitch.web.api import EventsResource, EventStream
 from mgcpswitch.web.auth import PasswordFileError
 
 from .support.fake_control import GW1, GW2, FakeCallControl
-from .support.web import TOKEN, Answer, AuthSetup, basic
+from .support.web import TOKEN, AuthSetup, WebCase, basic
 
 A1, A2, A3, A4 = (f"aaln/{n}@{GW1}" for n in (1, 2, 3, 4))
-
-
-class WebCase(SynchronousTestCase):
-    settings = WebSettings()
-
-    def setUp(self) -> None:
-        self.fake = FakeCallControl()
-        self.clock = self.fake.clock
-        self.site = make_site(self.fake, self.settings, self.clock)
-        self.stub = StubTreq(self.site.resource)
-
-    def request(self, method: str, path: str, **kwargs: Any) -> Answer:
-        """Send a request through the stub and return the whole answer."""
-        done: list[Any] = []
-        d = self.stub.request(method, "http://admin.test" + path, **kwargs)
-
-        def read(response: Any) -> Deferred:
-            return response.content().addCallback(lambda body: Answer(response.code, response.headers, body))
-
-        d.addCallback(read).addBoth(done.append)
-        self.stub.flush()
-        self.assertEqual(len(done), 1, f"no answer to {method} {path}")
-        if not isinstance(done[0], Answer):
-            done[0].raiseException()
-        return done[0]
-
-    def assertError(self, answer: Answer, code: int, error: str, reason_part: str = "") -> dict[str, Any]:
-        body = answer.json()
-        self.assertEqual((answer.code, body["error"]), (code, error), body)
-        self.assertIn(reason_part, body["reason"])
-        return body  # type: ignore[no-any-return]
-
-    def post(self, path: str, body: Any = None, **kwargs: Any) -> Answer:
-        return self.request("POST", path, json=body if body is not None else {}, **kwargs)
 
 
 class Building(SynchronousTestCase):
@@ -132,6 +98,14 @@ class Routes(WebCase):
         self.assertError(answer, 405, "method-not-allowed", "POST")
         self.assertEqual(answer.header("allow"), "POST")
         self.assertError(self.request("GET", f"/api/gateways/{GW1}/reboot"), 404, "not-found")
+        self.assertEqual(self.fake.actions, [])
+
+    def test_deeply_nested_json(self) -> None:
+        """30,000 nested arrays (issue 16) are a 400 with a reason on every JSON route, not a 500."""
+        deep = b"[" * 30_000
+        for path in (f"/api/gateways/{GW1}/service", "/api/calls", f"/api/endpoints/{A1}/audit"):
+            answer = self.request("POST", path, data=deep, headers={"content-type": "application/json"})
+            self.assertError(answer, 400, "bad-request", "nests too deeply")
         self.assertEqual(self.fake.actions, [])
 
     def test_gateway_service_conflict(self) -> None:
@@ -318,11 +292,13 @@ class Routes(WebCase):
         self.assertEqual(page.code, 200)
         self.assertEqual(page.header("content-type"), "text/html; charset=utf-8")
         self.assertIn("default-src 'self'", page.header("content-security-policy") or "")
-        for element in (b'id="gateways"', b'id="endpoints"', b'id="calls"', b'id="call-button"', b'id="ladder"'):
+        for element in (b'id="gateways"', b'id="endpoints"', b'id="calls"', b'id="call-button"', b'id="chart-section"'):
             self.assertIn(element, page.body)
-        script = self.request("GET", "/static/app.js")
-        self.assertEqual(script.header("content-type"), "text/javascript; charset=utf-8")
-        self.assertIn(b"EventSource", script.body)
+        for name in ("app.js", "call.js", "common.js"):
+            script = self.request("GET", "/static/" + name)
+            self.assertEqual(script.header("content-type"), "text/javascript; charset=utf-8")
+        self.assertIn(b"EventSource", self.request("GET", "/static/common.js").body)
+        self.assertEqual(self.request("GET", "/static/index.html").code, 404)  # a template, served as /
         self.assertEqual(self.request("GET", "/static/style.css").header("content-type"), "text/css; charset=utf-8")
 
 
@@ -396,16 +372,46 @@ class Events(WebCase):
         self.assertEqual(json.loads(frames[1].split(b"data: ")[1])["previous"], "up")
 
     def test_keepalive_and_unsubscribe(self) -> None:
-        """A comment every 15 s on the clock; leaving unsubscribes and stops it."""
+        """A comment every 15 s on the clock; leaving unsubscribes and stops it (and the stats samples)."""
         response, chunks = self.open_stream()
         del chunks[:]
         self.clock.advance(15)
         self.stub.flush()
-        self.assertEqual(b"".join(chunks), b": keepalive\n\n")
-        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        frames = b"".join(chunks).split(b"\n\n")
+        self.assertEqual([f for f in frames if not f.startswith(b"event: stats\n")], [b": keepalive", b""])
+        self.assertEqual(len(self.clock.getDelayedCalls()), 2)  # the keepalive and the stats sampler
         response.transport.stopProducing()  # the client hangs up
         self.stub.flush()
         self.assertEqual(self.fake.observers, [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def samples(self, chunks: list[bytes]) -> list[dict[str, Any]]:
+        frames = b"".join(chunks).split(b"\n\n")
+        return [json.loads(f.split(b"data: ", 1)[1]) for f in frames if f.startswith(b"event: stats\n")]
+
+    def test_stats_samples(self) -> None:
+        """A stats sample at once, then one a second: calls in progress, calls started and transactions so far."""
+        response, chunks = self.open_stream()
+        first = self.samples(chunks)
+        # c1 is in progress; 4 calls ended (normal 3, busy 1); 28 commands sent and received.
+        self.assertEqual(first, [{"now": self.clock.seconds(), "active_calls": 1, "calls": 5, "transactions": 28}])
+        del chunks[:]
+        self.post("/api/calls", {"from": A3, "to": A4})
+        self.fake.stats["counters"]["commands_sent CRCX"] += 10
+        self.clock.advance(1)
+        self.stub.flush()
+        self.assertEqual(self.samples(chunks), [
+            {"now": self.clock.seconds(), "active_calls": 2, "calls": 6, "transactions": 38},
+        ])
+        second, more = self.open_stream()
+        del chunks[:], more[:]
+        self.clock.advance(1)
+        self.stub.flush()
+        self.assertEqual(len(self.samples(chunks)), 1)
+        self.assertEqual(self.samples(chunks), self.samples(more))  # one sampler for every stream
+        response.transport.stopProducing()
+        second.transport.stopProducing()
+        self.stub.flush()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_live_actions(self) -> None:

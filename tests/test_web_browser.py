@@ -3,8 +3,9 @@ The admin page in a real headless Chromium against a REAL running switch:
 call control, two simulated gateways of eight lines and the web admin, all
 on loopback UDP/TCP in this process (tests/support/live.py), the phones
 answering when they ring.  Through the page's buttons: originate a call
-between two lines, see it listed and connected, hang it up, see it gone; a
-screenshot is written under the test's temporary directory.  At the end the
+between two lines, see it listed and connected, open its page and see its
+real MGCP flow drawn, hang it up, see it gone; screenshots are written
+under the test's temporary directory.  At the end the
 phones hang up and all 16 lines are idle with no connection on either
 gateway.  Chromium and chromedriver are stopped by their process ids
 (tests/support/browser.py); the test skips, saying so loudly, when they are
@@ -91,6 +92,30 @@ class AdminPageOnARealSwitch(TestCase):
             what=f"{B} connected on the page",
         )
         await browser.screenshot(os.path.join(self.directory, "call-connected.png"))
+
+        # The call's page draws its real MGCP flow, between real addresses and ports.
+        await browser.click(call + " a")
+        await browser.wait_for_text("#call-id", call_id)
+        ladder = switch.control.get_call(call_id).ladder
+        await browser.wait_until(f"document.querySelectorAll('#flow g.message').length >= {len(ladder)}",
+                                 what="every message of the ladder drawn")
+        columns = await browser.execute(
+            "return Array.from(document.querySelectorAll('#flow g.column')).map(g => "
+            "[g.dataset.key, g.querySelector('.address').textContent])"
+        )
+        self.assertEqual(dict(columns), {
+            A: f"127.0.0.1:{switch.ports['gw1']}", "agent": f"127.0.0.1:{switch.ports['agent']}",
+            B: f"127.0.0.1:{switch.ports['gw2']}",
+        })
+        arrows = await browser.execute(
+            "return Array.from(document.querySelectorAll('#flow g.message')).map(g => "
+            "[g.dataset.label, g.dataset.source, g.dataset.target])"
+        )
+        self.assertIn(["CRCX", "agent", A], [[label.split()[0], s, t] for label, s, t in arrows])
+        self.assertIn(["CRCX", "agent", B], [[label.split()[0], s, t] for label, s, t in arrows])
+        await browser.screenshot(os.path.join(self.directory, "call-flow.png"))
+        await browser.get(switch.url + "/")
+        await browser.wait_for_text("#status", "live")
 
         await browser.click(call + ' button[data-action="hangup"]')
         await browser.wait_for_absence(call)

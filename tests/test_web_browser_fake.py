@@ -1,9 +1,12 @@
 """
-The admin page in a real headless Chromium, against a fake call control
-served on a loopback port: the tables fill, the Call button originates,
-the call appears live (server-sent events), its ladder opens on click,
-Hang up removes it, and a screenshot is written.  Proves the browser
-helper (tests/support/browser.py) before the test against the real switch.
+The admin pages in a real headless Chromium, against a fake call control
+served on a loopback port: the tables are drawn from the embedded state
+before the first paint, the Call button originates, the call appears live
+(server-sent events), its page draws its MGCP flow as a sequence diagram
+(columns, arrows, retransmissions, piggybacked datagrams), Hang up removes
+it, the live chart plots the stream's samples, and screenshots are
+written.  Proves the browser helper (tests/support/browser.py) before the
+test against the real switch.
 """
 
 from __future__ import annotations
@@ -15,12 +18,17 @@ import tempfile
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
+import json
+from dataclasses import replace
+
+from mgcpswitch.agent.model import CallStateChanged, LadderEntry
 from mgcpswitch.web import WebSettings, make_site
 from mgcpswitch.web.auth import hash_password
 
 from .support.browser import Browser, require_browser
 from .support.fake_control import GW1, GW2, FakeCallControl
 from .support.loopback import serve
+from .support.web import FLOW, flow_call
 
 A3, A4 = f"aaln/3@{GW1}", f"aaln/4@{GW1}"
 
@@ -65,11 +73,14 @@ class AdminPage(TestCase):
         self.fake.connect("call-1")  # what the lines would do: both answer
         await browser.wait_for_text(row("calls", "call-id", "call-1"), "connected")
 
-        await browser.click(row("calls", "call-id", "call-1") + ' button[data-action="ladder"]')
-        await browser.wait_for_text("#ladder-title", "call-1")
-        await browser.wait_until("document.querySelectorAll('#ladder tbody tr').length === 2", what="a ladder of 2")
-        self.assertIn("CRCX 1001", await browser.text("#ladder tbody tr"))
         await browser.screenshot(os.path.join(self.directory, "call-connected.png"))
+        await browser.click(row("calls", "call-id", "call-1") + " a")  # the call's page
+        await browser.wait_for_text("#call-id", "call-1")
+        await browser.wait_until("document.querySelectorAll('#flow g.message').length === 2", what="a flow of 2")
+        self.assertEqual(await browser.execute(
+            "return Array.from(document.querySelectorAll('#flow g.message')).map(g => g.dataset.label)"
+        ), ["CRCX 1001", "200 1001 OK"])
+        await browser.get(self.url + "/")
 
         await browser.click(row("calls", "call-id", "call-1") + ' button[data-action="hangup"]')
         await browser.wait_for_absence(row("calls", "call-id", "call-1"))
@@ -88,6 +99,76 @@ class AdminPage(TestCase):
             self.fake.actions[-2:], [("in_service", GW1, False), ("audit", A3)]
         )
 
+    async def test_first_paint(self) -> None:
+        """Both pages are drawn from the state they embed before the first paint and before any API request."""
+        self.fake.calls["c9"] = flow_call(reactor.seconds() - 5)
+        browser = await Browser.start(reactor, self.directory)
+        self.addCleanup(browser.stop)
+        for path, table in (("/", "#gateways tbody tr"), ("/calls/c9", "#flow g.message")):
+            await browser.get(self.url + path)
+            await browser.wait_until("performance.getEntriesByType('paint').length > 0", what="a paint")
+            drawn, paint, api = await browser.execute(
+                "const paint = performance.getEntriesByType('paint')[0];"
+                "const api = performance.getEntriesByType('resource').filter(r => r.name.includes('/api/'));"
+                "return [Number(document.body.dataset.drawnAt), paint.startTime, api.map(r => r.startTime)];"
+            )
+            self.assertLess(drawn, paint, path)
+            self.assertTrue(all(start > drawn for start in api), (path, drawn, api))
+            self.assertGreater(await browser.execute(f"return document.querySelectorAll({json.dumps(table)}).length"), 0)
+        await browser.get(self.url + "/")
+        self.assertEqual(await browser.text(row("gateways", "gateway", GW1) + " td:nth-child(5)"), "1")
+
+    async def test_call_flow_diagram(self) -> None:
+        """A call's page draws its ladder: endpoints and agent as columns, an arrow per message, marks, the text."""
+        started = reactor.seconds() - 5
+        self.fake.calls["c9"] = flow_call(started)
+        browser = await Browser.start(reactor, self.directory)
+        self.addCleanup(browser.stop)
+        await browser.get(self.url + "/calls/c9")
+        await browser.wait_until("document.querySelectorAll('#flow g.message').length === 10", what="10 arrows")
+        columns = await browser.execute(
+            "return Array.from(document.querySelectorAll('#flow g.column')).map(g => "
+            "[g.dataset.key, g.querySelector('line').getAttribute('x1'), g.querySelector('.address').textContent])"
+        )
+        self.assertEqual([(key, address) for key, _, address in columns], [
+            (A3, "127.0.0.1:2427"),
+            ("agent", "127.0.0.1:2727"), (f"aaln/1@{GW2}", "127.0.0.2:2427"),
+        ])
+        x = {key: float(x1) for key, x1, _ in columns}
+        arrows = await browser.execute(
+            "return Array.from(document.querySelectorAll('#flow g.message')).map(g => {"
+            " const line = g.querySelector('line.arrow');"
+            " return [g.dataset.label, g.dataset.source, g.dataset.target, g.classList.contains('retransmission'),"
+            "  g.classList.contains('piggybacked'), Number(line.getAttribute('x1')), Number(line.getAttribute('x2')),"
+            "  getComputedStyle(line).strokeDasharray, g.querySelector('text.time').textContent]; })"
+        )
+        self.assertEqual([tuple(a[:5]) for a in arrows], FLOW)
+        for label, source, target, again, _, x1, x2, dashes, _ in arrows:
+            self.assertEqual((x1, x2), (x[source], x[target]), label)
+            self.assertEqual(dashes != "none", again, label)
+        self.assertEqual([a[8] for a in arrows][:3], ["+0.000 s", "+0.200 s", "+0.250 s"])
+        brackets = await browser.execute(
+            "return Array.from(document.querySelectorAll('#flow g.piggyback')).map(g => g.dataset.datagram)"
+        )
+        self.assertEqual(brackets, ["6"])
+        self.assertIn("ladder.pcap", await browser.execute("return document.querySelector('#pcap').href"))
+
+        await browser.click('#flow g.message[data-index="5"] text.label')
+        await browser.wait_for_text("#message-text", "NTFY 77")
+        self.assertIn(f"aaln/1@{GW2} → call agent", await browser.text("#text-title"))
+        await browser.screenshot(os.path.join(self.directory, "call-flow.png"))
+
+        # The call goes on: the page redraws from the event stream.
+        await browser.wait_for_text("#status", "live")
+        before = self.fake.calls["c9"]
+        after = replace(before, ladder=before.ladder + (
+            LadderEntry(started + 1, "out", GW1, "", "DLCX 2005 aaln/3@gw1.example.net MGCP 1.0\r\n"),))
+        self.fake.calls["c9"] = after
+        self.fake.emit(CallStateChanged(after, before.state))
+        await browser.wait_until("document.querySelectorAll('#flow g.message').length === 11", what="11 arrows")
+        self.assertEqual(await browser.execute(
+            "return document.querySelector('#flow g.message[data-index=\"10\"]').dataset.label"), "DLCX 2005")
+
     async def test_refusals_are_shown(self) -> None:
         """A refused originate shows the API's reason on the page."""
         browser = await Browser.start(reactor, self.directory)
@@ -99,6 +180,45 @@ class AdminPage(TestCase):
         await browser.click("#call-button")
         await browser.wait_for_text("#message", "busy")
         self.assertEqual(await browser.execute("return document.querySelector('#message').dataset.kind"), "error")
+
+
+class LiveChart(TestCase):
+    timeout = 90
+
+    def setUp(self) -> None:
+        require_browser()
+        self.fake = FakeCallControl(reactor)
+        # Samples five times a second, so that the test sees several soon.
+        self.url = serve(self, make_site(self.fake, WebSettings(), reactor, stats_interval=0.2))
+        self.directory = tempfile.mkdtemp(prefix="mgcpswitch-browser-")
+        if not os.environ.get("MGCPSWITCH_KEEP_BROWSER_FILES"):
+            self.addCleanup(shutil.rmtree, self.directory, True)
+
+    async def test_chart_follows_the_stream(self) -> None:
+        """Calls in progress, calls/s and transactions/s are plotted from the stream's stats samples."""
+        browser = await Browser.start(reactor, self.directory)
+        self.addCleanup(browser.stop)
+        await browser.get(self.url + "/")
+        await browser.wait_until("Number(document.querySelector('#chart-active').dataset.points) >= 3",
+                                 what="three samples")
+        self.assertEqual(await browser.text("#chart-active .value"), "1")
+        self.fake.originate(A3, A4)
+        self.fake.stats["counters"]["commands_sent CRCX"] += 100
+        await browser.wait_for_text("#chart-active .value", "2")
+        await browser.wait_until(
+            "document.querySelector('#chart-transactions').title.match(/peak (\\S+)/)[1] > 0"
+            " && document.querySelector('#chart-calls').title.match(/peak (\\S+)/)[1] > 0",
+            what="a rise in calls/s and transactions/s",
+        )
+        points = await browser.execute(
+            "return Array.from(document.querySelectorAll('figure.chart')).map(f => "
+            "[f.dataset.series, Number(f.dataset.points), f.querySelector('polyline').getAttribute('points')"
+            ".split(' ').filter(Boolean).length])"
+        )
+        for series, count, drawn in points:
+            self.assertEqual(count, drawn, series)
+            self.assertGreater(count, 2, series)
+        await browser.screenshot(os.path.join(self.directory, "chart.png"))
 
 
 class AdminPageWithBasicAuth(TestCase):

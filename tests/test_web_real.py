@@ -150,14 +150,14 @@ class RealCase(SynchronousTestCase):
             reader.transport.stopProducing()
             self.stub.flush()
 
-    def frames(self, reader: _Reader) -> list[tuple[str, Any]]:
-        """The events received so far: (name, data), keepalive comments left out."""
+    def frames(self, reader: _Reader, stats: bool = False) -> list[tuple[str, Any]]:
+        """The events received so far: (name, data), keepalive comments (and stats samples) left out."""
         out = []
         for frame in b"".join(reader.chunks).split(b"\n\n"):
             lines = frame.decode().split("\n")
             name = [line[len("event: "):] for line in lines if line.startswith("event: ")]
             data = [line[len("data: "):] for line in lines if line.startswith("data: ")]
-            if name:
+            if name and (stats or name[0] != "stats"):
                 out.append((name[0], json.loads(data[0])))
         return out
 
@@ -180,9 +180,9 @@ class Reading(RealCase):
             for placeholder, value in real.items():
                 path = path.replace(placeholder, value)
             methods.setdefault(path, set()).add(route["method"])
-        self.assertEqual(len(routes), 14)
+        self.assertEqual(len(routes), 16)
         for path, allowed in methods.items():
-            if path in ("/api/events", "/api/calls/x"):
+            if path in ("/api/events", "/api/calls/x", "/api/calls/x/flow", "/api/calls/x/ladder.pcap"):
                 continue  # the stream never ends; there is no call x (both below)
             if "GET" in allowed:
                 answer = self.request("GET", path)
@@ -192,7 +192,8 @@ class Reading(RealCase):
                 answer = self.request(method, path, data=b"{nope", headers={"content-type": "application/json"})
                 self.assertNotIn(answer.code, (404, 405), (method, path, answer.body))
         self.assertEqual(self.request("HEAD", "/api/events").code, 200)
-        self.assertError(self.request("GET", "/api/calls/x"), 404, "not-found", "'x'")
+        for path in ("/api/calls/x", "/api/calls/x/flow", "/api/calls/x/ladder.pcap"):
+            self.assertError(self.request("GET", path), 404, "not-found", "'x'")
 
     def test_gateways_up_after_registration(self) -> None:
         """Both gateways registered (RSIP restart), audited and up, with their real counters."""
@@ -725,6 +726,9 @@ class Events(RealCase):
         reader = self.open_stream()
         self.assertTrue(b"".join(reader.chunks).startswith(b"retry: 3000\n"))
         self.assertEqual(self.frames(reader), [])
+        [(_, sample)] = self.frames(reader, stats=True)
+        self.assertEqual(sample["active_calls"], 0)
+        self.assertGreater(sample["transactions"], 16)  # at least the 16 audits of registration
         call_id, first, second = self.connect()
         self.request("DELETE", f"/api/calls/{call_id}")
         first.on_hook()

@@ -1,8 +1,9 @@
 """
 The HTTPS worked example of docs/ADMIN.md: a self-signed certificate made
 with the documented C{openssl req} command, the admin listening on an
-C{ssl:} strports description, and mgcpctl trusting it with C{--cacert}
-(and refusing it without).
+C{ssl:} strports description (key and certificate handed to pyOpenSSL as
+C{cryptography} objects, so no deprecation warning), and mgcpctl trusting
+it with C{--cacert} (and refusing it without).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import subprocess
 import tempfile
 
 from twisted.internet import reactor
-from twisted.internet.endpoints import serverFromString
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web.client import HTTPConnectionPool
 
@@ -22,7 +22,7 @@ from mgcpswitch import ctl
 from mgcpswitch.web import WebSettings, build_web_service, make_site
 
 from .support.fake_control import GW1, FakeCallControl
-from .support.loopback import TrackingFactory
+from .support.web import serve_on
 
 OPENSSL = shutil.which("openssl")
 
@@ -55,15 +55,7 @@ class HTTPS(TestCase):
 
     async def listen(self) -> str:
         description = f"ssl:0:interface=127.0.0.1:privateKey={self.key}:certKey={self.cert}"
-        factory = TrackingFactory(make_site(self.fake, WebSettings(listen=description), reactor))
-        port = await serverFromString(reactor, description).listen(factory)
-
-        async def stop() -> None:
-            await port.stopListening()
-            factory.abort_all()
-            await factory.all_closed().addTimeout(10, reactor)
-
-        self.addCleanup(stop)
+        port = await serve_on(self, make_site(self.fake, WebSettings(listen=description), reactor), description)
         return f"https://127.0.0.1:{port.getHost().port}"
 
     async def ctl(self, *argv: str) -> tuple[int, str, str]:
@@ -81,6 +73,14 @@ class HTTPS(TestCase):
         self.assertIn(GW1, out)
         code, _, err = await self.ctl("--url", url.replace("127.0.0.1", "localhost"), "--cacert", self.cert, "calls")
         self.assertEqual((code, err), (0, ""))
+
+    async def test_no_pyopenssl_deprecations(self) -> None:
+        """The admin's TLS hands pyOpenSSL cryptography objects: no deprecation warning at the handshake."""
+        url = await self.listen()
+        code, _, err = await self.ctl("--url", url, "--cacert", self.cert, "stats")
+        self.assertEqual((code, err), (0, ""))
+        deprecated = [w["message"] for w in self.flushWarnings() if "pyOpenSSL" in str(w["message"])]
+        self.assertEqual(deprecated, [])
 
     async def test_untrusted(self) -> None:
         """Without --cacert the certificate is refused: unreachable, with the hint."""

@@ -170,10 +170,10 @@ class LadderEntry(_JSON):
     gateway: str
     summary: str  # "CRCX 1204 aaln/1@gw" or "200 1204 OK"
     text: str  # the message
-    local: Optional[str] = None  # "host:port" of the call agent
-    remote: Optional[str] = None  # "host:port" of the gateway
-    retransmission: bool = False
-    piggybacked: bool = False
+    local: Optional[str] = None  # "host:port" of the agent's socket, when recorded
+    remote: Optional[str] = None  # "host:port" of the gateway, when recorded
+    retransmission: bool = False  # the same message sent again
+    piggybacked: bool = False  # travelled in one datagram with others
 
 
 @dataclass(frozen=True)

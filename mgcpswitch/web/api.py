@@ -24,9 +24,11 @@ runs to the first segment holding C{@}):
     GET    /api/calls                        calls (without ladders)
     POST   /api/calls                        {"from": EP, "to": EP} -> 201
     GET    /api/calls/ID                     one call with its MGCP ladder
+    GET    /api/calls/ID/flow                its ladder as a flow graph (columns, messages)
+    GET    /api/calls/ID/ladder.pcap         its ladder as a pcap (UDP, real addresses and times)
     DELETE /api/calls/ID                     hang it up
     GET    /api/stats                        transactions, calls, gateways
-    GET    /api/events                       server-sent events
+    GET    /api/events                       server-sent events (and a C{stats} sample a second)
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Awaitable, Callable, Iterable, Mapping
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.web.http import RESPONSES
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
@@ -48,6 +51,8 @@ from ..agent.model import CallState, CallView, EndpointView, GatewayState, Gatew
 from ..errors import CallControlError, TransactionFailed, TransactionTimeout
 from ..interfaces import ICallControl
 from ..mgcp import EndpointName, RemoteProtocolError
+from .flow import build_flow
+from .pcap import CONTENT_TYPE as PCAP, pcap
 
 __all__ = [
     "ApiError",
@@ -63,15 +68,22 @@ __all__ = [
 MAX_BODY = 64 * 1024
 KEEPALIVE_INTERVAL = 15.0
 MAX_STREAMS = 64
+STATS_INTERVAL = 1.0  # seconds between the event stream's "stats" samples (the page's live chart)
+
+#: Where the call agent listens, for flows whose ladder did not record it.
+AgentAddress = Callable[[], "tuple[str, int] | None"]
 
 Body = Any
 Handler = Callable[[Any], Awaitable[Any]]
 
 
-class ApiError(Exception):
-    """An answer other than success: a status code, a short error name and a reason."""
+Headers = Mapping[bytes, "bytes | Sequence[bytes]"]  # a list of values sends the header once per value
 
-    def __init__(self, code: int, error: str, reason: str, headers: Mapping[bytes, bytes] | None = None) -> None:
+
+class ApiError(Exception):
+    """An answer other than success: a status code, a short error name, a reason, and headers."""
+
+    def __init__(self, code: int, error: str, reason: str, headers: Headers | None = None) -> None:
         super().__init__(reason)
         self.code = code
         self.error = error
@@ -106,24 +118,46 @@ def encode_body(body: Body) -> tuple[bytes, bytes]:
     return b"application/json; charset=utf-8", json.dumps(body, separators=(",", ":")).encode("ascii") + b"\n"
 
 
-def send(
-    request: Any, code: int, content_type: bytes, data: bytes, headers: Mapping[bytes, bytes] | None = None
-) -> None:
+def _header_lines(content_type: bytes, data: bytes, headers: Headers | None) -> list[tuple[bytes, list[bytes]]]:
+    """Every answer's headers: the caller's, then the body's type and length, never cached, never sniffed."""
+    lines = [(name, [value] if isinstance(value, bytes) else list(value)) for name, value in (headers or {}).items()]
+    return lines + [
+        (b"content-type", [content_type]),
+        (b"cache-control", [b"no-store"]),
+        (b"x-content-type-options", [b"nosniff"]),
+        (b"content-length", [b"%d" % len(data)]),
+    ]
+
+
+def send(request: Any, code: int, content_type: bytes, data: bytes, headers: Headers | None = None) -> None:
     """Answer C{request} and finish it; do nothing if the client has gone meanwhile."""
     if getattr(request, "channel", None) is None:
         return
     request.setResponseCode(code)
-    for name, value in (headers or {}).items():
-        request.setHeader(name, value)
-    request.setHeader(b"content-type", content_type)
-    request.setHeader(b"cache-control", b"no-store")
-    request.setHeader(b"x-content-type-options", b"nosniff")
-    request.setHeader(b"content-length", b"%d" % len(data))
+    for name, values in _header_lines(content_type, data, headers):
+        request.responseHeaders.setRawHeaders(name, values)
     request.write(data)
     request.finish()
 
 
-def write_json(request: Any, code: int, body: Body, headers: Mapping[bytes, bytes] | None = None) -> None:
+def raw_answer(error: ApiError) -> bytes:
+    """
+    C{error} as a whole HTTP/1.1 response that closes the connection: for
+    a request refused before Twisted's L{Request} is ready to answer it
+    (see L{mgcpswitch.web.site.AdminRequest}).
+    """
+    content_type, data = encode_body(error_body(error.error, error.reason))
+    head = [b"HTTP/1.1 %d %s" % (error.code, RESPONSES.get(error.code, b"Error"))]
+    for name, values in _header_lines(content_type, data, {**error.headers, b"connection": b"close"}):
+        head.extend(name + b": " + value for value in values)
+    return b"\r\n".join(head) + b"\r\n\r\n" + data
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload-too-large", f"the body is larger than {limit} bytes")
+
+
+def write_json(request: Any, code: int, body: Body, headers: Headers | None = None) -> None:
     """Answer C{request} with C{body} as JSON (or L{Raw})."""
     send(request, code, *encode_body(body), headers)
 
@@ -153,7 +187,7 @@ class JSONResource(Resource):
         return NOT_DONE_YET
 
     async def _respond(self, request: Any) -> None:
-        headers: Mapping[bytes, bytes] = {}
+        headers: Headers = {}
         try:
             result = await self._handle(request)
             if result is STREAMING:
@@ -239,7 +273,7 @@ def read_json(request: Any, *, required: bool = True) -> dict[str, Any]:
     request.content.seek(0)
     data = request.content.read(MAX_BODY + 1)
     if len(data) > MAX_BODY:
-        raise ApiError(413, "payload-too-large", f"the body is larger than {MAX_BODY} bytes")
+        raise too_large(MAX_BODY)
     if not data.strip():
         if required:
             raise bad_request("the body is empty; expected a JSON object")
@@ -248,6 +282,8 @@ def read_json(request: Any, *, required: bool = True) -> dict[str, Any]:
         value = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise bad_request(f"malformed JSON body: {e}") from None
+    except RecursionError:  # json recurses per level: [[[[... 30,000 deep
+        raise bad_request("the JSON body nests too deeply") from None
     if not isinstance(value, dict):
         raise bad_request("the body must be a JSON object")
     return value
@@ -296,6 +332,57 @@ def registered_endpoints(gateways: Iterable[GatewayView], endpoints: Iterable[En
 
 def active_calls(calls: Iterable[CallView]) -> int:
     return sum(1 for c in calls if c.state is not CallState.ENDED)
+
+
+def stats_json(control: ICallControl, now: float) -> dict[str, Any]:
+    """C{GET /api/stats}: transactions, calls, gateways and endpoints."""
+    views = control.list_gateways()
+    gateways: dict[str, int] = {s.value: 0 for s in GatewayState}
+    for g in views:
+        gateways[g.state.value] += 1
+    endpoints = control.list_endpoints()
+    return {
+        "now": now,
+        "transactions": control.transaction_stats(),
+        "calls": {"active": active_calls(control.list_calls()), "outcomes": dict(control.call_outcomes())},
+        "gateways": gateways,
+        "endpoints": {"total": len(endpoints), "registered": registered_endpoints(views, endpoints)},
+    }
+
+
+def snapshot(control: ICallControl, now: float) -> dict[str, Any]:
+    """Everything the admin page shows, as the API gives it: rendered with the page."""
+    return {
+        "now": now,
+        "gateways": [g.to_json() for g in control.list_gateways()],
+        "endpoints": [e.to_json() for e in control.list_endpoints()],
+        "calls": [call_json(c, ladder=False) for c in control.list_calls()],
+        "stats": stats_json(control, now),
+    }
+
+
+def live_figures(control: ICallControl, now: float) -> dict[str, Any]:
+    """
+    One sample for the page's live chart: calls in progress, and running
+    totals of calls started and of MGCP transactions (commands sent and
+    received), from which the page draws calls/s and transactions/s.
+    """
+    calls = control.list_calls()
+    active = active_calls(calls)
+    counters: Mapping[str, int] = control.transaction_stats().get("counters", {})
+    transactions = sum(v for k, v in counters.items() if k.startswith(("commands_sent ", "commands_received ")))
+    return {
+        "now": now,
+        "active_calls": active,
+        "calls": active + sum(control.call_outcomes().values()),
+        "transactions": transactions,
+    }
+
+
+def call_flow(control: ICallControl, view: CallView, agent: AgentAddress | None) -> dict[str, Any]:
+    """A call and its ladder as a flow graph (see L{mgcpswitch.web.flow})."""
+    flow = build_flow(view, {g.name: g for g in control.list_gateways()}, agent() if agent else None)
+    return dict(flow.to_json(), call=call_json(view, ladder=False))
 
 
 class _ControlResource(JSONResource):
@@ -390,12 +477,20 @@ class EndpointsResource(_ControlResource):
 
 
 class CallsResource(_ControlResource):
+    def __init__(self, control: ICallControl, clock: IReactorTime, agent: AgentAddress | None = None) -> None:
+        super().__init__(control, clock)
+        self.agent = agent
+
     def routes(self, path: tuple[str, ...]) -> Mapping[bytes, Handler]:
         match path:
             case ():
                 return {b"GET": self.list, b"POST": self.originate}
             case (call_id,):
                 return {b"GET": partial(self.show, call_id), b"DELETE": partial(self.hangup, call_id)}
+            case (call_id, "flow"):
+                return {b"GET": partial(self.flow, call_id)}
+            case (call_id, "ladder.pcap"):
+                return {b"GET": partial(self.pcap, call_id)}
         raise not_found(f"no such route: /api/calls/{'/'.join(path)}")
 
     def _call(self, call_id: str) -> CallView:
@@ -410,6 +505,16 @@ class CallsResource(_ControlResource):
 
     async def show(self, call_id: str, request: Any) -> tuple[int, Body]:
         return 200, dict(call_json(self._call(call_id), ladder=True), now=self.now())
+
+    async def flow(self, call_id: str, request: Any) -> tuple[int, Body]:
+        return 200, dict(call_flow(self.control, self._call(call_id), self.agent), now=self.now())
+
+    async def pcap(self, call_id: str, request: Any) -> tuple[int, Body]:
+        view = self._call(call_id)
+        flow = build_flow(view, {g.name: g for g in self.control.list_gateways()}, self.agent() if self.agent else None)
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in call_id)
+        request.setHeader(b"content-disposition", f'attachment; filename="call-{name}.pcap"'.encode("ascii"))
+        return 200, Raw(PCAP, pcap(flow.datagrams))
 
     async def originate(self, request: Any) -> tuple[int, Body]:
         body = read_json(request)
@@ -444,21 +549,7 @@ class StatsResource(_ControlResource):
         return {b"GET": self.stats}
 
     async def stats(self, request: Any) -> tuple[int, Body]:
-        views = self.control.list_gateways()
-        gateways: dict[str, int] = {s.value: 0 for s in GatewayState}
-        for g in views:
-            gateways[g.state.value] += 1
-        endpoints = self.control.list_endpoints()
-        return 200, {
-            "now": self.now(),
-            "transactions": self.control.transaction_stats(),
-            "calls": {
-                "active": active_calls(self.control.list_calls()),
-                "outcomes": dict(self.control.call_outcomes()),
-            },
-            "gateways": gateways,
-            "endpoints": {"total": len(endpoints), "registered": registered_endpoints(views, endpoints)},
-        }
+        return 200, stats_json(self.control, self.now())
 
 
 def encode_event(event: Any) -> bytes:
@@ -530,6 +621,11 @@ class EventStream:
             return
         self.request.write(frame)
 
+    def offer(self, frame: bytes) -> None:
+        """Send C{frame} unless the reader is behind (a sample is not worth a resync)."""
+        if not self.closed and not self.paused:
+            self.request.write(frame)
+
     def _ping(self) -> None:
         if not self.paused:
             self.request.write(b": keepalive\n\n")
@@ -563,7 +659,11 @@ class EventStream:
 
 
 class EventsResource(_ControlResource):
-    """C{GET /api/events}: call and gateway changes as server-sent events."""
+    """
+    C{GET /api/events}: call and gateway changes as server-sent events,
+    and every C{stats_interval} seconds a C{stats} event (L{live_figures})
+    for the page's live chart, computed once for all streams.
+    """
 
     def __init__(
         self,
@@ -571,11 +671,15 @@ class EventsResource(_ControlResource):
         clock: IReactorTime,
         keepalive: float = KEEPALIVE_INTERVAL,
         max_streams: int = MAX_STREAMS,
+        stats_interval: float = STATS_INTERVAL,
     ) -> None:
         super().__init__(control, clock)
         self.keepalive = keepalive
         self.max_streams = max_streams
         self.streams: set[EventStream] = set()
+        self._sampler = LoopingCall(self._sample)
+        self._sampler.clock = clock
+        self.stats_interval = stats_interval
 
     def routes(self, path: tuple[str, ...]) -> Mapping[bytes, Handler]:
         if path:
@@ -589,10 +693,27 @@ class EventsResource(_ControlResource):
             return STREAMING  # the client left while we were authenticating it
         if len(self.streams) >= self.max_streams:
             raise ApiError(503, "too-many-streams", f"already {len(self.streams)} event streams open")
-        stream = EventStream(request, self.control, self.clock, self.keepalive, self.streams.discard)
+        stream = EventStream(request, self.control, self.clock, self.keepalive, self._closed)
         self.streams.add(stream)
         stream.start()
+        stream.offer(self._frame())  # the chart's first point, at once
+        if not self._sampler.running:
+            self._sampler.start(self.stats_interval, now=False)
         return STREAMING
+
+    def _frame(self) -> bytes:
+        data = json.dumps(live_figures(self.control, self.now()), separators=(",", ":"))
+        return b"event: stats\ndata: %s\n\n" % data.encode("ascii")
+
+    def _sample(self) -> None:
+        frame = self._frame()
+        for stream in list(self.streams):
+            stream.offer(frame)
+
+    def _closed(self, stream: EventStream) -> None:
+        self.streams.discard(stream)
+        if not self.streams and self._sampler.running:
+            self._sampler.stop()
 
 
 _ROUTES = [
@@ -606,9 +727,11 @@ _ROUTES = [
     ("GET", "/api/calls", "calls in progress and recently ended"),
     ("POST", "/api/calls", 'originate: {"from": ENDPOINT, "to": ENDPOINT}'),
     ("GET", "/api/calls/ID", "one call with its MGCP ladder"),
+    ("GET", "/api/calls/ID/flow", "its ladder as a flow graph: columns (agent, endpoints) and messages"),
+    ("GET", "/api/calls/ID/ladder.pcap", "its ladder as a pcap for Wireshark (UDP, real addresses and times)"),
     ("DELETE", "/api/calls/ID", "hang it up"),
     ("GET", "/api/stats", "transaction, call and gateway statistics"),
-    ("GET", "/api/events", "server-sent events of call and gateway changes"),
+    ("GET", "/api/events", "server-sent events of call and gateway changes, and live stats samples"),
     ("GET", "/metrics", "Prometheus metrics"),
 ]
 
@@ -637,14 +760,20 @@ class _Unknown(JSONResource):
 class ApiRoot(Resource):
     """C{/api}: the JSON resources by (bytes) child name."""
 
-    def __init__(self, control: ICallControl, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        control: ICallControl,
+        clock: IReactorTime,
+        agent: AgentAddress | None = None,
+        stats_interval: float = STATS_INTERVAL,
+    ) -> None:
         super().__init__()
         self.index = IndexResource()
         self.putChild(b"gateways", GatewaysResource(control, clock))
         self.putChild(b"endpoints", EndpointsResource(control, clock))
-        self.putChild(b"calls", CallsResource(control, clock))
+        self.putChild(b"calls", CallsResource(control, clock, agent))
         self.putChild(b"stats", StatsResource(control, clock))
-        self.putChild(b"events", EventsResource(control, clock))
+        self.putChild(b"events", EventsResource(control, clock, stats_interval=stats_interval))
 
     def getChild(self, path: bytes, request: Any) -> Resource:
         if path == b"":

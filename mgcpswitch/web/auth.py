@@ -20,7 +20,15 @@ Deriving a PBKDF2 hash is deliberately slow (about a quarter of a second
 at the default iterations), so it runs off the reactor thread when the
 reactor has threads, and a successful check is remembered for a few
 minutes (under an HMAC with a per-process key) so that a browser sending
-Basic credentials with every request does not pay it each time.
+Basic credentials with every request does not pay it each time.  Wrong
+guesses are throttled per source and per user name
+(L{mgcpswitch.web.throttle}): past the allowance a guess is answered 429
+with C{Retry-After} before any PBKDF2 is derived.
+
+L{AuthenticatedResource.precheck} is what can be refused from the headers
+alone (no credentials, an unknown scheme, a wrong token, a throttled
+guess): the admin's request refuses a body with it before reading the body
+(L{mgcpswitch.web.site.AdminRequest}).
 """
 
 from __future__ import annotations
@@ -51,8 +59,9 @@ from twisted.web.util import DeferredResource
 from zope.interface import Attribute, implementer
 
 from ..errors import ConfigError
-from .api import error_body, write_json
+from .api import ApiError, error_body, write_json
 from .settings import WebSettings
+from .throttle import GuessThrottle, source_key
 
 __all__ = [
     "SCHEME",
@@ -62,6 +71,10 @@ __all__ = [
     "hash_password",
     "load_password_file",
     "PasswordFileChecker",
+    "ISourcedCredentials",
+    "BasicCredentials",
+    "BasicFromSourceFactory",
+    "LoginThrottled",
     "IBearerToken",
     "BearerToken",
     "BearerCredentialFactory",
@@ -184,9 +197,52 @@ def thread_runner(reactor: Any) -> Runner:
     return run
 
 
+class ISourcedCredentials(ICredentials):
+    """Credentials that know where they came from, for throttling guesses."""
+
+    source = Attribute("the client's source key (L{mgcpswitch.web.throttle.source_key})")
+
+
+@implementer(IUsernamePassword, ISourcedCredentials)
+@dataclass(frozen=True, slots=True)
+class BasicCredentials:
+    """An HTTP Basic user name and password, and the source that sent them."""
+
+    username: bytes
+    password: bytes
+    source: str
+
+    def checkPassword(self, password: bytes) -> bool:  # noqa: N802
+        return hmac.compare_digest(self.password, password)
+
+
+class BasicFromSourceFactory(BasicCredentialFactory):
+    """Twisted's Basic factory, whose credentials carry the client's source."""
+
+    def decode(self, response: bytes, request: Any) -> BasicCredentials:
+        credentials = super().decode(response, request)
+        return BasicCredentials(credentials.username, credentials.password, source_key(request.getClientAddress()))
+
+
+class LoginThrottled(LoginFailed):
+    """Too many wrong guesses: try again in C{retry_after} seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed logins; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+def _source(credentials: Any) -> str:
+    return credentials.source if ISourcedCredentials.providedBy(credentials) else ""
+
+
 @implementer(ICredentialsChecker)
 class PasswordFileChecker:
-    """Checks user names and passwords against L{PasswordHash}es."""
+    """
+    Checks user names and passwords against L{PasswordHash}es: a
+    remembered success at once, else through C{throttle} (a refused guess
+    costs no PBKDF2), else by deriving the hash with C{run}.
+    """
 
     credentialInterfaces = (IUsernamePassword,)
 
@@ -197,12 +253,14 @@ class PasswordFileChecker:
         run: Runner = _synchronous,
         remember: float = 300.0,
         remember_max: int = 128,
+        throttle: GuessThrottle | None = None,
     ) -> None:
         self.users = dict(users)
         self.clock = clock
         self.run = run
         self.remember = remember
         self.remember_max = remember_max
+        self.throttle = GuessThrottle(clock) if throttle is None else throttle
         self._key = os.urandom(32)
         self._remembered: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
         # Unknown users cost as much as known ones.
@@ -210,26 +268,43 @@ class PasswordFileChecker:
         self._decoy = PasswordHash(iterations, b"mgcpswitch-decoy", bytes(32))
 
     @classmethod
-    def from_file(cls, filename: str, clock: IReactorTime, run: Runner = _synchronous) -> PasswordFileChecker:
-        return cls(load_password_file(filename), clock, run)
+    def from_file(
+        cls, filename: str, clock: IReactorTime, run: Runner = _synchronous, throttle: GuessThrottle | None = None
+    ) -> PasswordFileChecker:
+        return cls(load_password_file(filename), clock, run, throttle=throttle)
+
+    def remembered(self, credentials: Any) -> str | None:
+        """The user, if these credentials were verified in the last few minutes."""
+        try:
+            user = credentials.username.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        remembered = self._remembered.get(self._memo(user, credentials.password))
+        return remembered[0] if remembered is not None and remembered[1] > self.clock.seconds() else None
+
+    def _memo(self, user: str, password: bytes) -> bytes:
+        return hmac.new(self._key, user.encode("utf-8") + b"\0" + password, hashlib.sha256).digest()
 
     def requestAvatarId(self, credentials: Any) -> Deferred:
         try:
             user = credentials.username.decode("utf-8")
         except UnicodeDecodeError:
             return fail(UnauthorizedLogin("user name is not UTF-8"))
+        if self.remembered(credentials) is not None:
+            return succeed(user)
+        source = _source(credentials)
+        wait = self.throttle.admit(source, user)
+        if wait:
+            return fail(LoginThrottled(wait))
         password = credentials.password
-        key = hmac.new(self._key, user.encode("utf-8") + b"\0" + password, hashlib.sha256).digest()
-        now = self.clock.seconds()
-        remembered = self._remembered.get(key)
-        if remembered is not None and remembered[1] > now:
-            return succeed(remembered[0])
         stored = self.users.get(user)
         d = self.run((stored or self._decoy).verify, password)
 
         def checked(ok: bool) -> str:
             if not ok or stored is None:
                 raise UnauthorizedLogin("bad user name or password")
+            self.throttle.succeeded(source, user)
+            key = self._memo(user, password)
             self._remembered[key] = (user, self.clock.seconds() + self.remember)
             self._remembered.move_to_end(key)
             while len(self._remembered) > self.remember_max:
@@ -308,22 +383,17 @@ def _quoted(value: str | bytes) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class _Refusal(Resource):
-    """A 401 with the challenges and a JSON reason."""
+class ErrorResource(Resource):
+    """Answers every request with an L{ApiError} (its code, headers and JSON reason)."""
 
     isLeaf = True
 
-    def __init__(self, factories: Sequence[Any], reason: str) -> None:
+    def __init__(self, error: ApiError) -> None:
         super().__init__()
-        self.factories = factories
-        self.reason = reason
+        self.error = error
 
     def render(self, request: Any) -> int:
-        for factory in self.factories:
-            params = ", ".join(f"{k}={_quoted(v)}" for k, v in factory.getChallenge(request).items())
-            scheme = factory.scheme.decode("ascii").capitalize()
-            request.responseHeaders.addRawHeader(b"www-authenticate", f"{scheme} {params}".encode("utf-8"))
-        write_json(request, 401, error_body("unauthorized", self.reason))
+        write_json(request, self.error.code, error_body(self.error.error, self.error.reason), self.error.headers)
         return NOT_DONE_YET
 
 
@@ -331,15 +401,17 @@ class _Refusal(Resource):
 class AuthenticatedResource:
     """
     Renders C{resource} only for requests whose C{Authorization} header
-    the portal accepts; everything else gets a JSON 401 with the challenges.
+    the portal accepts; everything else gets a JSON 401 with the challenges
+    (or a 429 when guessing passwords too fast).
     """
 
     isLeaf = False
     log = Logger()
 
-    def __init__(self, portal: Portal, factories: Sequence[Any]) -> None:
+    def __init__(self, portal: Portal, factories: Sequence[Any], passwords: PasswordFileChecker | None = None) -> None:
         self.portal = portal
         self.factories = list(factories)
+        self.passwords = passwords
 
     def getChildWithDefault(self, path: bytes, request: Any) -> Any:
         # Consume nothing: put the segment back for the avatar to traverse.
@@ -352,7 +424,62 @@ class AuthenticatedResource:
     def putChild(self, path: bytes, child: Any) -> None:
         raise NotImplementedError("put children on the protected resource")
 
-    def _refuse(self, request: Any, reason: str, detail: str) -> Deferred:
+    def unauthorized(self, request: Any, reason: str) -> ApiError:
+        """A 401 with every scheme's challenge."""
+        challenges = []
+        for factory in self.factories:
+            params = ", ".join(f"{k}={_quoted(v)}" for k, v in factory.getChallenge(request).items())
+            scheme = factory.scheme.decode("ascii").capitalize()
+            challenges.append(f"{scheme} {params}".encode("utf-8"))
+        return ApiError(401, "unauthorized", reason, {b"www-authenticate": challenges})
+
+    def _credentials(self, request: Any) -> Any:
+        """The credentials of the C{Authorization} header, or the L{ApiError} (401) refusing them."""
+        header = request.getHeader(b"authorization")
+        if not header:
+            return self.unauthorized(request, "authentication required")
+        scheme, _, rest = header.strip().partition(b" ")
+        factory = next((f for f in self.factories if f.scheme == scheme.lower()), None)
+        if factory is None:
+            return self.unauthorized(
+                request,
+                "unsupported authorization scheme; use "
+                + " or ".join(f.scheme.decode("ascii").capitalize() for f in self.factories),
+            )
+        try:
+            return factory.decode(rest.strip(), request)
+        except LoginFailed:
+            return self.unauthorized(request, "malformed credentials")
+
+    def precheck(self, request: Any) -> ApiError | None:
+        """
+        What the headers alone refuse, without deriving any hash: no or
+        malformed credentials, a wrong bearer token (checked now: it is
+        cheap), a password guess the throttle refuses.  None when the
+        request may go on (a password not remembered is checked once the
+        body, bounded, has arrived).
+        """
+        credentials = self._credentials(request)
+        if isinstance(credentials, ApiError):
+            return credentials
+        if IUsernamePassword.providedBy(credentials):
+            if self.passwords is None or self.passwords.remembered(credentials) is not None:
+                return None
+            try:
+                user = credentials.username.decode("utf-8")
+            except UnicodeDecodeError:
+                return self.unauthorized(request, "bad credentials")
+            wait = self.passwords.throttle.wait(_source(credentials), user)
+            return _too_many(LoginThrottled(wait)) if wait else None
+        outcome: list[Any] = []
+        self.portal.login(credentials, None, IResource).addBoth(outcome.append)
+        if outcome and isinstance(outcome[0], Failure):
+            if outcome[0].check(UnauthorizedLogin, LoginFailed):
+                return self.unauthorized(request, "bad credentials")
+            outcome[0].raiseException()
+        return None
+
+    def _refuse(self, request: Any, error: ApiError, detail: str) -> Resource:
         self.log.info(
             "admin: refused {method} {uri} from {client}: {detail}",
             method=request.method.decode("ascii", "replace"),
@@ -360,48 +487,32 @@ class AuthenticatedResource:
             client=str(request.getClientAddress()),
             detail=detail,
         )
-        return succeed(_Refusal(self.factories, reason))
+        return ErrorResource(error)
 
     def _authorize(self, request: Any) -> Deferred:
-        header = request.getHeader(b"authorization")
-        if not header:
-            return self._refuse(request, "authentication required", "no credentials")
-        scheme, _, rest = header.strip().partition(b" ")
-        factory = next((f for f in self.factories if f.scheme == scheme.lower()), None)
-        if factory is None:
-            return self._refuse(
-                request,
-                "unsupported authorization scheme; use "
-                + " or ".join(f.scheme.decode("ascii").capitalize() for f in self.factories),
-                "unsupported scheme",
-            )
-        try:
-            credentials = factory.decode(rest.strip(), request)
-        except LoginFailed:
-            return self._refuse(request, "malformed credentials", "malformed " + factory.scheme.decode("ascii"))
+        credentials = self._credentials(request)
+        if isinstance(credentials, ApiError):
+            return succeed(self._refuse(request, credentials, credentials.reason))
         d = self.portal.login(credentials, None, IResource)
 
-        def refused(failure: Failure) -> Deferred:
+        def refused(failure: Failure) -> Resource:
+            if failure.check(LoginThrottled):
+                return self._refuse(request, _too_many(failure.value), str(failure.value))
             failure.trap(UnauthorizedLogin, LoginFailed)
-            return self._refuse(request, "bad credentials", str(failure.value))
+            return self._refuse(request, self.unauthorized(request, "bad credentials"), str(failure.value))
 
         def broken(failure: Failure) -> Resource:
             self.log.failure("admin: checking credentials failed", failure=failure)
-            return _ErrorResource(500, "internal-error", "checking credentials failed; see the switch's log")
+            return ErrorResource(ApiError(500, "internal-error", "checking credentials failed; see the switch's log"))
 
         return d.addCallback(lambda result: result[1]).addErrback(refused).addErrback(broken)
 
 
-class _ErrorResource(Resource):
-    isLeaf = True
-
-    def __init__(self, code: int, error: str, reason: str) -> None:
-        super().__init__()
-        self.code, self.error, self.reason = code, error, reason
-
-    def render(self, request: Any) -> int:
-        write_json(request, self.code, error_body(self.error, self.reason))
-        return NOT_DONE_YET
+def _too_many(throttled: LoginThrottled) -> ApiError:
+    return ApiError(
+        429, "too-many-requests", f"too many failed logins; retry in {throttled.retry_after} s",
+        {b"retry-after": b"%d" % throttled.retry_after},
+    )
 
 
 def protect(resource: IResource, settings: WebSettings, clock: IReactorTime, run: Runner = _synchronous) -> Any:
@@ -414,10 +525,12 @@ def protect(resource: IResource, settings: WebSettings, clock: IReactorTime, run
         return resource
     checkers: list[Any] = []
     factories: list[Any] = []
+    passwords = None
     if settings.users_file:
-        checkers.append(PasswordFileChecker.from_file(settings.users_file, clock, run))
-        factories.append(BasicCredentialFactory(settings.realm.encode("utf-8")))
+        passwords = PasswordFileChecker.from_file(settings.users_file, clock, run)
+        checkers.append(passwords)
+        factories.append(BasicFromSourceFactory(settings.realm.encode("utf-8")))
     if settings.tokens:
         checkers.append(TokenChecker(settings.tokens))
         factories.append(BearerCredentialFactory(settings.realm))
-    return AuthenticatedResource(Portal(AdminRealm(resource), checkers), factories)
+    return AuthenticatedResource(Portal(AdminRealm(resource), checkers), factories, passwords)

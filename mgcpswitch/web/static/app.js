@@ -1,71 +1,28 @@
-// mgcpswitch admin page: tables kept live from /api/events (server-sent
-// events), with a full refresh every 15 s as a fallback, and buttons that
-// call the JSON API.  Plain JavaScript, no framework, no build step.
+// mgcpswitch admin page: drawn from the state the server embedded in it
+// (before the first paint: the script is render-blocking), then kept live
+// from /api/events (server-sent events), with a full refresh every 15 s as
+// a fallback; buttons call the JSON API; a small chart plots the stream's
+// "stats" samples.  Plain JavaScript, no framework, no build step.
 "use strict";
 
 (function () {
   const REFRESH_SECONDS = 15;
+  const CHART_SAMPLES = 61;  // one a second: the last minute
+
+  const { $, api, embedded, say, clockTime, duration, quote } = window.mgcpswitch;
 
   const state = {
     gateways: new Map(),   // name -> gateway view
     endpoints: new Map(),  // name -> endpoint view
     calls: new Map(),      // call_id -> call view (without ladder)
     offset: 0,             // server clock minus ours, in seconds
-    ladderCall: null,      // the call whose ladder is shown
+    samples: [],           // the event stream's stats samples, oldest first
   };
-
-  const $ = (selector) => document.querySelector(selector);
-
-  // -- talking to the API -------------------------------------------------
-
-  async function api(method, path, body) {
-    const options = { method: method, headers: { "Accept": "application/json" } };
-    if (method === "POST") {
-      options.headers["Content-Type"] = "application/json";
-      options.body = JSON.stringify(body || {});
-    }
-    // location.origin, not a relative URL: if the page was opened as
-    // http://user:password@host/, fetch refuses URLs that carry credentials.
-    const response = await fetch(location.origin + path, options);
-    let data = null;
-    try {
-      data = await response.json();
-    } catch (e) {
-      data = null;
-    }
-    if (!response.ok) {
-      const reason = data && data.reason ? data.reason : response.status + " " + response.statusText;
-      throw new Error(reason);
-    }
-    return data;
-  }
-
-  const quote = encodeURIComponent;
-
-  function say(text, kind) {
-    const message = $("#message");
-    message.textContent = text;
-    message.dataset.kind = kind || "ok";
-    message.hidden = false;
-  }
 
   // -- formatting ---------------------------------------------------------
 
   function serverNow() {
     return Date.now() / 1000 + state.offset;
-  }
-
-  function clockTime(seconds) {
-    if (seconds === null || seconds === undefined) return "";
-    return new Date(seconds * 1000).toLocaleTimeString();
-  }
-
-  function duration(seconds) {
-    if (seconds === null || seconds === undefined || seconds < 0) return "";
-    seconds = Math.round(seconds);
-    const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
-    const two = (n) => String(n).padStart(2, "0");
-    return h ? h + ":" + two(m) + ":" + two(s) : m + ":" + two(s);
   }
 
   function ago(seconds) {
@@ -104,10 +61,22 @@
     for (const row of existing.values()) row.remove();
   }
 
-  // A cell is text, {text, cls, state}, or {button, action, title}.
+  // A cell is text, {text, cls, state}, {button, action, title} or {link, href, title}.
   function setCell(td, cell) {
     if (cell === null || cell === undefined) cell = "";
     if (typeof cell !== "object") cell = { text: String(cell) };
+    if (cell.link !== undefined) {
+      let link = td.firstElementChild;
+      if (!link || link.tagName !== "A") {
+        td.textContent = "";
+        link = document.createElement("a");
+        td.appendChild(link);
+      }
+      if (link.textContent !== cell.link) link.textContent = cell.link;
+      if (link.getAttribute("href") !== cell.href) link.setAttribute("href", cell.href);
+      if (cell.title) link.title = cell.title;
+      return;
+    }
     if (cell.button !== undefined) {
       let button = td.firstElementChild;
       if (!button || button.tagName !== "BUTTON") {
@@ -194,8 +163,9 @@
     const calls = Array.from(state.calls.values()).sort((a, b) => a.started - b.started);
     const active = calls.filter((c) => c.state !== "ended");
     const ended = calls.filter((c) => c.state === "ended").reverse();
+    const page = (c) => ({ link: c.call_id, href: "/calls/" + quote(c.call_id), title: "the call's MGCP flow" });
     syncRows($("#calls"), active, (c) => c.call_id, (c) => [
-      { button: c.call_id, action: "ladder", cls: "link", title: "show the MGCP ladder" },
+      page(c),
       { text: c.state, cls: "state", state: c.state },
       c.caller,
       c.callee || "",
@@ -207,11 +177,10 @@
     ], (row, c) => {
       row.dataset.callId = c.call_id;
       row.dataset.state = c.state;
-      row.classList.toggle("selected", c.call_id === state.ladderCall);
     });
     $("#calls-empty").hidden = active.length > 0;
     syncRows($("#recent-calls"), ended, (c) => c.call_id, (c) => [
-      { button: c.call_id, action: "ladder", cls: "link", title: "show the MGCP ladder" },
+      page(c),
       c.caller,
       c.callee || "",
       clockTime(c.started),
@@ -246,57 +215,45 @@
       " · timeouts " + (counters.timeouts || 0);
   }
 
-  // -- the ladder ---------------------------------------------------------
+  // -- the live chart -------------------------------------------------------
 
-  async function showLadder(callId) {
-    let call;
-    try {
-      call = await api("GET", "/api/calls/" + quote(callId));
-    } catch (e) {
-      say("cannot show call " + callId + ": " + e.message, "error");
-      return;
-    }
-    state.ladderCall = callId;
-    $("#ladder-section").hidden = false;
-    $("#ladder-section").dataset.callId = callId;
-    $("#ladder-title").textContent = "Call " + call.call_id;
-    $("#ladder-summary").textContent =
-      call.caller + " \u2192 " + (call.callee || "?") + " \u00b7 " + call.state +
-      (call.cause ? " (" + call.cause + ")" : "") + (call.codec ? " \u00b7 " + call.codec : "");
-    const tbody = $("#ladder").tBodies[0];
-    tbody.textContent = "";
-    for (const entry of call.ladder) {
-      const row = document.createElement("tr");
-      row.dataset.direction = entry.direction;
-      const time = document.createElement("td");
-      time.className = "number";
-      time.textContent = "+" + (entry.time - call.started).toFixed(3) + " s";
-      const agent = document.createElement("td");
-      agent.textContent = "agent";
-      const arrow = document.createElement("td");
-      arrow.className = "arrow";
-      arrow.textContent = entry.direction === "out" ? "\u2500\u2500\u2500\u2500\u25b6" : "\u25c0\u2500\u2500\u2500\u2500";
-      const gateway = document.createElement("td");
-      gateway.textContent = entry.gateway;
-      const message = document.createElement("td");
-      const details = document.createElement("details");
-      const summary = document.createElement("summary");
-      summary.textContent = entry.summary;
-      const pre = document.createElement("pre");
-      pre.textContent = entry.text;
-      details.append(summary, pre);
-      message.title = entry.text;
-      message.appendChild(details);
-      row.append(time, agent, arrow, gateway, message);
-      tbody.appendChild(row);
-    }
-    renderCalls();
+  // Each sample: {now, active_calls, calls, transactions}; calls and
+  // transactions are running totals, plotted as rates between samples.
+  function addSample(sample) {
+    const samples = state.samples;
+    if (samples.length && sample.now <= samples[samples.length - 1].now) return;
+    samples.push(sample);
+    if (samples.length > CHART_SAMPLES) samples.shift();
+    renderChart();
   }
 
-  function hideLadder() {
-    state.ladderCall = null;
-    $("#ladder-section").hidden = true;
-    renderCalls();
+  function series() {
+    const samples = state.samples;
+    const rate = (key) => samples.slice(1).map((s, i) => (s[key] - samples[i][key]) / (s.now - samples[i].now));
+    return {
+      active: samples.map((s) => s.active_calls),
+      calls: rate("calls"),
+      transactions: rate("transactions"),
+    };
+  }
+
+  function renderChart() {
+    const values = series();
+    for (const figure of document.querySelectorAll("figure.chart")) {
+      const points = values[figure.dataset.series];
+      const svg = figure.querySelector("svg");
+      const [width, height] = svg.getAttribute("viewBox").split(" ").slice(2).map(Number);
+      const top = Math.max(1, ...points);
+      const step = width / (CHART_SAMPLES - 1);
+      const start = width - step * (points.length - 1);
+      figure.querySelector("polyline").setAttribute("points", points.map((v, i) =>
+        (start + i * step).toFixed(1) + "," + (height - 2 - (height - 4) * v / top).toFixed(1)).join(" "));
+      const last = points.length ? points[points.length - 1] : null;
+      figure.querySelector(".value").textContent = last === null ? "\u2013"
+        : figure.dataset.series === "active" ? String(last) : last.toFixed(1);
+      figure.dataset.points = String(points.length);
+      figure.title = "peak " + (figure.dataset.series === "active" ? top : top.toFixed(1)) + " over the last minute";
+    }
   }
 
   // -- actions ------------------------------------------------------------
@@ -320,10 +277,6 @@
         state.gateways.set(view.name, view);
         renderGateways();
         say(name + (inService ? " is back in service" : " is out of service"));
-      } else if (action === "ladder") {
-        await showLadder(row.dataset.callId);
-      } else if (action === "ladder-close") {
-        hideLadder();
       }
     } catch (e) {
       say(action + " failed: " + e.message, "error");
@@ -343,6 +296,19 @@
 
   // -- keeping up to date -------------------------------------------------
 
+  // A snapshot: the page's embedded state, or the API's answers, at one instant.
+  function apply(snapshot) {
+    state.offset = snapshot.now - Date.now() / 1000;
+    state.gateways = new Map(snapshot.gateways.map((g) => [g.name, g]));
+    state.endpoints = new Map(snapshot.endpoints.map((e) => [e.name, e]));
+    state.calls = new Map(snapshot.calls.map((c) => [c.call_id, c]));
+    renderGateways();
+    renderEndpoints();
+    renderCalls();
+    renderStats(snapshot.stats);
+    document.body.dataset.loaded = "true";
+  }
+
   async function refresh() {
     try {
       const [gateways, endpoints, calls, stats] = await Promise.all([
@@ -351,15 +317,8 @@
         api("GET", "/api/calls"),
         api("GET", "/api/stats"),
       ]);
-      state.offset = gateways.now - Date.now() / 1000;
-      state.gateways = new Map(gateways.gateways.map((g) => [g.name, g]));
-      state.endpoints = new Map(endpoints.endpoints.map((e) => [e.name, e]));
-      state.calls = new Map(calls.calls.map((c) => [c.call_id, c]));
-      renderGateways();
-      renderEndpoints();
-      renderCalls();
-      renderStats(stats);
-      document.body.dataset.loaded = "true";
+      apply({ now: gateways.now, gateways: gateways.gateways, endpoints: endpoints.endpoints,
+              calls: calls.calls, stats: stats });
     } catch (e) {
       say("cannot refresh: " + e.message, "error");
     }
@@ -372,10 +331,10 @@
   }
 
   function listen() {
-    const source = new EventSource(location.origin + "/api/events");
+    const source = window.mgcpswitch.events();
     source.onopen = () => {
       setStatus("live");
-      refresh();
+      refresh();  // what changed between the snapshot and the stream
     };
     source.onerror = () => setStatus("reconnecting");
     let countsTimer = null;
@@ -383,7 +342,6 @@
       const data = JSON.parse(message.data);
       state.calls.set(data.call.call_id, data.call);
       renderCalls();
-      if (state.ladderCall === data.call.call_id) showLadder(data.call.call_id);
       // Call counts per gateway and in the header come with the full state:
       // refresh it soon after calls start or end (at most once a second).
       if (message.type !== "call-state-changed" && countsTimer === null) {
@@ -404,21 +362,21 @@
       renderEndpoints();
     });
     source.addEventListener("resync", refresh);
+    source.addEventListener("stats", (message) => addSample(JSON.parse(message.data)));
   }
 
   document.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-action]");
-    if (button) {
-      act(button.dataset.action, button.closest("tr") || button);
-      return;
-    }
-    const row = event.target.closest("#calls tbody tr");
-    if (row && !event.target.closest("details")) showLadder(row.dataset.callId);
+    if (button) act(button.dataset.action, button.closest("tr") || button);
   });
+
+  // Deferred and render-blocking: the document is parsed, nothing is painted yet.
+  apply(embedded("initial-state"));
+  renderChart();
+  document.body.dataset.drawnAt = String(performance.now());
 
   document.addEventListener("DOMContentLoaded", () => {
     $("#originate").addEventListener("submit", originate);
-    refresh();
     listen();
     setInterval(refresh, REFRESH_SECONDS * 1000);
     setInterval(tickDurations, 1000);
