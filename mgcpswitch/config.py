@@ -41,6 +41,8 @@ __all__ = [
     "integer",
     "number",
     "optional",
+    "one_of",
+    "notified_entity",
     "words",
     "names",
     "ip_address",
@@ -94,6 +96,9 @@ class GatewaySettings:
     keepalive_interval: Optional[float] = None  # None: the switch's
     digit_map: Optional[str] = None
     dynamic: bool = False  # learned at run time ([switch] dynamic_gateways), not configured
+    # Served by another call agent: its RSIPs are answered 521 with this
+    # notified entity in N: (RFC 3435 §2.3.12), so it re-registers there.
+    redirect: Optional[str] = None
 
     def endpoint_name(self, local: str) -> str:
         return f"{local}@{self.name}"
@@ -115,6 +120,9 @@ class SwitchSettings:
     ladder: bool = True  # keep each call's MGCP messages for the admin
     embedded_dial_tone: bool = False  # idle lines get dial tone from an embedded request
     ended_calls_kept: int = 100
+    # What a caller hears when the line called cannot take calls now (out of
+    # service, restarting, its gateway draining or away): busy or reorder.
+    unavailable_tone: str = "busy"
 
 
 @dataclass(frozen=True)
@@ -311,6 +319,32 @@ def optional(read: Callable[[str], Any]) -> Callable[[str], Any]:
     return read_optional
 
 
+def one_of(*choices: str) -> Callable[[str], str]:
+    """One of C{choices} (case-insensitive)."""
+
+    def read_choice(value: str) -> str:
+        word = value.strip().lower()
+        if word not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, not {value.strip()!r}")
+        return word
+
+    return read_choice
+
+
+def notified_entity(value: str) -> str:
+    """A notified entity, C{[name@]host[:port]} (RFC 3435 §3.2.1.3), as text."""
+    from .mgcp import NotifiedEntity
+
+    text = value.strip()
+    try:
+        entity = NotifiedEntity.parse(text)
+    except ProtocolError:
+        entity = None
+    if entity is None or not text:
+        raise ValueError(f"expected a notified entity like ca@192.0.2.7:2727, not {text!r}")
+    return text
+
+
 def words(value: str) -> tuple[str, ...]:
     """Comma- (or line-) separated items, blanks removed."""
     return tuple(item.strip() for item in value.replace("\n", ",").split(",") if item.strip())
@@ -434,6 +468,7 @@ _SWITCH_KEYS = _keys_of(SwitchSettings, {
     "ladder": boolean,
     "embedded_dial_tone": boolean,
     "ended_calls_kept": integer(0, 1_000_000),
+    "unavailable_tone": one_of("busy", "reorder"),
 })
 _TRANSACTION_KEYS = _keys_of(TransactionConfig, {
     name: _reader_of(kind) for name, kind in get_type_hints(TransactionConfig).items()
@@ -452,6 +487,7 @@ _GATEWAY_KEYS = {
         "profile": text,
         "keepalive_interval": optional(number(0.0)),
         "digit_map": optional(digit_map),
+        "redirect": optional(notified_entity),
     }),
     "lines": Key(integer(1, 100_000), 8),
 }

@@ -62,6 +62,7 @@ EXPECTED = {
 # Whatever the state: the gateway lost the line, or says it is not there.
 for _state in LineState:
     EXPECTED[(_state, I.RESET)] = (S.UNKNOWN, A.NONE)
+    EXPECTED[(_state, I.RESTARTING)] = (S.RESTARTING, A.NONE)
     EXPECTED[(_state, I.OUT_OF_SERVICE)] = (S.OUT_OF_SERVICE, A.NONE)
 
 

@@ -441,6 +441,8 @@ class EveryRowFires(SynchronousTestCase):
         s.phone("1002").on_hook()
         s.run(1.0)
         self.settle(s)
+        s.gw2.restart(RestartMethod.RESTART, delay=2)  # its lines restart for 2 s
+        s.run(3.0)
         self.dial(s, "1004", "2004")
         s.run(0.5)
         s.gw2.restart(RestartMethod.FORCED)

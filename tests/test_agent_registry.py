@@ -99,7 +99,11 @@ class RestartMethods(SynchronousTestCase):
         self.assertEqual(s.control.gateway("rgw1").state, GatewayState.UP)
 
     def test_disconnected_keeps_calls_and_resynchronises(self) -> None:
-        """RSIP disconnected: calls whose connections the audit still finds stay up."""
+        """
+        RSIP disconnected: RD says how long the endpoints were disconnected
+        (RFC 3435 §2.3.12), so they are audited at once, whatever it says;
+        calls whose connections the audit still finds stay up.
+        """
         s = self.s
         caller = s.phone("1001")
         caller.off_hook()
@@ -108,13 +112,74 @@ class RestartMethods(SynchronousTestCase):
         s.run(1.0)
         s.phone("2002").off_hook()
         s.run(0.5)
-        self.rsip("*@rgw1", "disconnected", delay=5)
-        s.run(6.0)
+        audits = s.control.counters["audits"]
+        self.rsip("*@rgw1", "disconnected", delay=300)  # RD: it was cut off for 300 s
+        s.run(1.0)  # audited at once, not in 300 s (RFC 3435 §2.3.12)
+        self.assertEqual(s.control.counters["audits"] - audits, 4)
+        self.assertIs(s.control.gateway("rgw1").state, GatewayState.UP)
         self.assertEqual(len(caller.connections), 1)
         self.assertEqual(len(s.control.calls()), 1)
         caller.on_hook()
         s.phone("2002").on_hook()
         s.run(1.0)
+        self.assertTrue(s.idle())
+
+    def test_graceful_delay_ends_out_of_service(self) -> None:
+        """
+        RSIP graceful with RD 10 (RFC 3435 §2.3.12): the gateway takes no
+        new call meanwhile (a refused call still gets its record), a call in
+        progress goes on, and when the delay ends its endpoints are out of
+        service until a later restart.
+        """
+        s = self.s
+        caller = s.phone("1001")
+        caller.off_hook()
+        s.run(0.5)
+        caller.dial("2001", gap=0.05)
+        s.run(1.0)
+        s.phone("2001").off_hook()
+        s.run(0.5)
+        self.rsip("*@rgw1", "graceful", delay=10)
+        other = s.phone("1002")
+        other.off_hook()
+        s.run(0.5)
+        other.dial("2002", gap=0.05)
+        s.run(1.0)
+        self.assertIn("L/bz", other.signals)
+        self.assertEqual(s.recorder.records[-1].cause, ReleaseCause.UNAVAILABLE)
+        self.assertEqual(len(caller.connections), 1)  # untouched until the delay ends
+        s.run(10)
+        self.assertIs(s.control.gateway("rgw1").state, GatewayState.DOWN)
+        self.assertIs(s.line("aaln/3@rgw1").state, LineState.OUT_OF_SERVICE)
+        self.assertEqual(s.recorder.records[-1].cause, ReleaseCause.GATEWAY_RESTART)
+        self.rsip("*@rgw1", "restart")
+        s.run(1.0)
+        for phone in ("1001", "1002", "2001"):
+            s.phone(phone).on_hook()
+        s.run(1.0)
+        self.assertTrue(s.idle())
+
+    def test_restart_with_a_delay(self) -> None:
+        """
+        RSIP restart with RD 20: the endpoints are out until the delay ends
+        (RFC 3435 §2.3.12): they show restarting, a caller gets the
+        configured tone and a record saying unavailable; the gateway's RSIP
+        at the end (or, without it, the delay's end) brings them back.
+        """
+        s = self.s
+        self.rsip("*@rgw1", "restart", delay=20)
+        s.run(0.5)
+        self.assertIs(s.line("aaln/2@rgw1").state, LineState.RESTARTING)
+        caller = s.phone("2001")
+        caller.off_hook()
+        s.run(0.5)
+        caller.dial("1002", gap=0.05)
+        s.run(1.0)
+        self.assertIn("L/bz", caller.signals)  # [switch] unavailable_tone = busy, the default
+        self.assertEqual(s.recorder.records[-1].cause, ReleaseCause.UNAVAILABLE)
+        caller.on_hook()
+        s.run(20)
+        self.assertIs(s.line("aaln/2@rgw1").state, LineState.IDLE)
         self.assertTrue(s.idle())
 
     def test_unsupported_extension_method(self) -> None:
@@ -259,3 +324,91 @@ class DynamicGateways(SynchronousTestCase):
         s.run(2.0)
         self.assertIsNone(s.service.get_gateway("rgw9"))
         self.assertGreater(s.control.counters["dropped_unknown_source"], 0)
+
+
+class ProtocolEdges(SynchronousTestCase):
+    def test_unavailable_tone_reorder(self) -> None:
+        """With [switch] unavailable_tone = reorder, a call to a line that is out gets reorder, not busy."""
+        s = Switch(lines=2, switch_extra="unavailable_tone = reorder")
+        self.addCleanup(s.stop)
+        d = s.gw1.protocol.send_command(
+            Command.create(Verb.RSIP, 0, "*@rgw1", restart_method="forced"), ("127.0.0.1", 2727))
+        s.run(0.5)
+        self.successResultOf(d)
+        caller = s.phone("2001")
+        caller.off_hook()
+        s.run(0.5)
+        caller.dial("1001", gap=0.05)
+        s.run(1.0)
+        self.assertIn("L/ro", caller.signals)
+        self.assertEqual(s.recorder.records[-1].cause, ReleaseCause.UNAVAILABLE)
+
+    def test_redirect_to_the_gateways_own_call_agent(self) -> None:
+        """
+        A gateway configured as another call agent's ([gateway:NAME]
+        redirect) is answered 521 with that agent in N: (RFC 3435
+        §2.3.12, §3.3.8); the gateway redoes its restart there.
+        """
+        from mgcpswitch.agent.dialplan import StaticDialPlan
+        from mgcpswitch.agent.service import CallControlService
+        from mgcpswitch.config import parse_settings
+
+        s = Switch(lines=2, start=False, rgw2_extra="redirect = ca2@127.0.0.5:2727")
+        self.addCleanup(s.stop)
+        other = parse_settings(
+            "[switch]\ninterface = 127.0.0.5\nport = 2727\nobservers =\n"
+            "[gateway:rgw2]\naddress = 127.0.0.3\nlines = 2\nnumbers = 2001-2002\n"
+        )
+        second = CallControlService(s.reactor, other, StaticDialPlan.from_settings(other), s.profiles)
+        second.startService()
+        self.addCleanup(second.stopService)
+        s.start()
+        s.run(2.0)
+        self.assertIs(second.control.gateway("rgw2").state, GatewayState.UP)
+        self.assertIs(s.control.gateway("rgw2").state, GatewayState.UNKNOWN)
+        self.assertEqual(s.control.counters["rsip_redirected"], 1)
+        self.assertEqual(s.gw2.line(1).notified_entity.domain, "127.0.0.5")
+
+    def test_ncs_gateways_are_spoken_to_in_ncs(self) -> None:
+        """
+        A gateway that registers as MGCP 1.0 NCS 1.0 (RFC 3435 §3.2.1: a
+        profile after the version) gets its commands in that profile.
+        """
+        s = Switch(lines=2)
+        self.addCleanup(s.stop)
+        before = len(s.network.log)
+        s.gw1.protocol.transport.write(b"RSIP 4321 *@rgw1 MGCP 1.0 NCS 1.0\r\nRM: restart\r\n", ("127.0.0.1", 2727))
+        s.run(1.0)
+        sent = [d.data.split(b"\r\n", 1)[0] for d in s.network.log[before:]
+                if d.destination == GW1 and d.data[:4].isalpha()]
+        self.assertEqual(len(sent), 2)  # the audits of its two lines
+        for line in sent:
+            self.assertTrue(line.endswith(b" MGCP 1.0 NCS 1.0"), line)
+
+    def test_a_gateways_profile_limits_its_codecs(self) -> None:
+        """
+        A gateway whose profile has PCMA only is asked for PCMA in LCO and
+        offered only PCMA in the SDP the switch sends it, so the call is
+        set up in a codec both ends have.
+        """
+        from mgcpswitch.agent.profiles import GatewayProfile
+
+        s = Switch(lines=2, rgw2_extra="profile = alaw", profiles={"alaw": GatewayProfile("alaw", codecs=("PCMA",))})
+        self.addCleanup(s.stop)
+        caller = s.phone("1001")
+        caller.off_hook()
+        s.run(0.5)
+        caller.dial("2001", gap=0.05)
+        s.run(1.0)
+        [crcx] = [d.data for d in s.network.log if d.data.startswith(b"CRCX ") and d.destination[0] == "127.0.0.3"]
+        self.assertIn(b"L: p:20, a:PCMA\r\n", crcx)
+        self.assertIn(b"m=audio ", crcx)
+        m_line = [line for line in crcx.split(b"\r\n") if line.startswith(b"m=audio")][0]
+        self.assertEqual(m_line.split()[3:], [b"8"])  # PCMA only (the caller offered 0 and 8)
+        s.phone("2001").off_hook()
+        s.run(0.5)
+        self.assertEqual(s.service.list_calls()[0].codec, "PCMA")
+        caller.on_hook()
+        s.phone("2001").on_hook()
+        s.run(1.0)
+        self.assertTrue(s.idle())

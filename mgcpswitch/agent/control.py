@@ -48,7 +48,6 @@ from ..interfaces import (
 from ..mgcp import (
     Command,
     ConnectionMode,
-    LocalConnectionOptions,
     ParamCode,
     Parameters,
     Response,
@@ -135,11 +134,12 @@ class CallControl:
         self.wire = Wire(clock, sender, self.counters)
         self.media = Media(
             self.wire, self.lines, self.machine, self.registry, self,
-            LocalConnectionOptions.create(packetization=switch.packetization, codecs=switch.codecs),
             cmd.DIALLING_ON_OFF_HOOK if switch.embedded_dial_tone else cmd.OFF_HOOK_EVENTS,
             self.counters, clock,
         )
         self._ladder = switch.ladder
+        # What a caller hears when the line it calls cannot take calls now.
+        self._unavailable = LineInput.ROUTE_FAILED if switch.unavailable_tone == "reorder" else LineInput.ROUTE_BUSY
         self._calls: dict[str, Call] = {}
         self._ended: deque[Call] = deque(maxlen=max(switch.ended_calls_kept, 1))
         self._no_answer_timeouts = TimeoutQueue(clock, switch.no_answer_timeout, self._no_answer)
@@ -361,10 +361,12 @@ class CallControl:
 
     def _route(self, line: Line, digits: str) -> None:
         endpoint = line.endpoint
-        if not endpoint.gateway.usable:
-            self.feed(line, LineInput.ROUTE_FAILED)
-            return
         dialled = digits.rstrip("T")
+        if not endpoint.gateway.usable:
+            # Its own gateway takes no new calls (draining, away): refused, with a record.
+            self._failed_attempt(line, dialled, ReleaseCause.UNAVAILABLE)
+            self.feed(line, self._unavailable)
+            return
         request = RouteRequest(str(endpoint.name), dialled, endpoint.number)
         maybeDeferred(self._dial_plan.route, request).addCallbacks(
             self._routed, self._route_failed, (line, dialled), None, (line,)
@@ -385,8 +387,11 @@ class CallControl:
             self.feed(line, LineInput.ROUTE_FAILED)
             return
         target = endpoint.line
-        if target is line or target.state is not LineState.IDLE or not endpoint.gateway.usable \
-                or not endpoint.in_service:
+        if target is not line and not available(endpoint):
+            self._failed_attempt(line, dialled, ReleaseCause.UNAVAILABLE, target)
+            self.feed(line, self._unavailable)
+            return
+        if target is line or target.state is not LineState.IDLE:
             self._failed_attempt(line, dialled, ReleaseCause.BUSY, target)
             self.feed(line, LineInput.ROUTE_BUSY)
             return
@@ -573,3 +578,11 @@ class CallControl:
     def recent_calls(self) -> list[Call]:
         """The calls in progress, then the recently ended ones."""
         return list(self._calls.values()) + list(self._ended)
+
+
+def available(endpoint: Endpoint) -> bool:
+    """Whether a line can be called at all now (busy or not): in service, on a gateway that takes calls."""
+    return endpoint.gateway.usable and endpoint.in_service and endpoint.line.state not in _AWAY
+
+
+_AWAY = frozenset((LineState.UNKNOWN, LineState.OUT_OF_SERVICE, LineState.RESTARTING))

@@ -69,6 +69,7 @@ class LineInput(enum.Enum):
     CLEARED_DIALLING = "cleared-dialling"  # a callee off hook before it rang: dial tone
     RESUMED = "resumed"  # a talking call taken over from the store (after a restart)
     RESET = "reset"  # the gateway lost the line's state, or an audit starts
+    RESTARTING = "restarting"  # the gateway restarts the endpoint, back after a delay
     OUT_OF_SERVICE = "out-of-service"  # the gateway says the endpoint is not there
 
 
@@ -150,10 +151,11 @@ TRANSITIONS: dict[tuple[LineState, LineInput], tuple[LineState, Action]] = {
 }
 
 # Inputs that apply in every state: the gateway lost the line's state (a
-# restart, an audit starting), or says the endpoint is not there, whatever
-# the line was doing.  A row of TRANSITIONS for the same input wins.
+# restart, an audit starting), restarts it with a delay, or says the
+# endpoint is not there, whatever the line was doing.  A row of TRANSITIONS for the same input wins.
 ANY_STATE: dict[LineInput, tuple[LineState, Action]] = {
     LineInput.RESET: (S.UNKNOWN, Action.NONE),
+    LineInput.RESTARTING: (S.RESTARTING, Action.NONE),
     LineInput.OUT_OF_SERVICE: (S.OUT_OF_SERVICE, Action.NONE),
 }
 

@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import Interface
 
 from ..errors import TransactionAborted, TransactionTimeout
-from ..mgcp import ConnectionMode, LocalConnectionOptions, ParamCode, Response, ReturnCode
+from ..mgcp import ConnectionMode, ParamCode, Response, ReturnCode, SessionDescription
 from . import commands as cmd
 from .calls import CallMachine, Leg, LegInput, LegState, Tone, wanted
 from .lines import Line, LineMachine
@@ -35,7 +35,7 @@ from .model import GatewayState, Hook, ReleaseCause
 from .registry import Registry
 from .wire import Wire
 
-__all__ = ["Media", "ILegListener"]
+__all__ = ["Media", "ILegListener", "restrict_codecs"]
 
 P = ParamCode
 _SIGNALS = {Tone.NONE: cmd.NO_SIGNALS, Tone.RINGBACK: cmd.RINGBACK}
@@ -73,7 +73,6 @@ class Media:
         calls: CallMachine,
         registry: Registry,
         listener: ILegListener,
-        options: LocalConnectionOptions,
         idle_events: tuple[Any, ...],
         counters: Any,
         clock: Any,
@@ -83,7 +82,6 @@ class Media:
         self._calls = calls
         self._registry = registry
         self._listener = listener
-        self._options = options
         self.idle_events = idle_events
         self._counters = counters
         self._clock = clock
@@ -149,11 +147,20 @@ class Media:
             number = peer.line.endpoint.number if peer is not None else None
             events = cmd.OFF_HOOK_EVENTS
             signals = (cmd.RINGING[0], cmd.caller_id(self._clock.seconds(), number, None))
+        gateway = endpoint.gateway
+        offer = remote
+        if remote is not None and gateway.codecs is not None:
+            offer = restrict_codecs(remote, gateway.codecs)
+            if offer is None:
+                self._calls.feed_leg(leg, LegInput.DELETE)  # nothing to create
+                self._listener.release(call, ReleaseCause.CODEC_MISMATCH)
+                self._listener.leg_gone(leg, False)
+                return
         self._calls.feed_leg(leg, LegInput.CREATE)
         leg.mode = mode
-        leg.remote_sdp = remote
+        leg.remote_sdp = remote  # what the peer offered: compared by identity with what it offers next
         command = cmd.crcx(
-            self._wire.txid(), endpoint.name, call.call_id, mode, self._options, sdp=remote,
+            self._wire.txid(), endpoint.name, call.call_id, mode, gateway.options, sdp=offer,
             request_id=self._lines.new_request(line), events=events, signals=signals,
         )
         self._wire.send(endpoint.gateway, command, call).addCallbacks(
@@ -205,6 +212,9 @@ class Media:
         leg.tone = tone
         if sdp is not None:
             leg.remote_sdp = sdp
+            codecs = endpoint.gateway.codecs
+            if codecs is not None:
+                sdp = restrict_codecs(sdp, codecs) or sdp  # no codec in common: its answer says so
         command = cmd.mdcx(
             self._wire.txid(), endpoint.name, call.call_id, leg.connection_id, mode, sdp=sdp,  # type: ignore[arg-type]
             request_id=self._lines.new_request(line), events=cmd.HANG_UP_EVENTS, signals=_SIGNALS[tone],
@@ -331,3 +341,35 @@ class Media:
             self._listener.leg_gone(leg, False)
         else:
             self.reconcile(leg)
+
+
+def restrict_codecs(sdp: SessionDescription, codecs: frozenset[str]) -> Optional[SessionDescription]:
+    """
+    C{sdp} offering only the formats whose encoding is in C{codecs} (upper
+    case), keeping telephone-event (RFC 4733 DTMF) and what the formats'
+    rtpmap/fmtp lines say; None when no codec is left.  A gateway profile
+    lists what its gateway can do, so the switch offers it nothing else.
+    """
+    audio = sdp.audio
+    if audio is None:
+        return sdp
+    maps = audio.rtpmaps
+    keep = [f for f in audio.formats
+            if f.isdigit() and int(f) in maps and maps[int(f)].encoding.upper() in codecs]
+    if not keep:
+        return None
+    keep += [f for f in audio.formats if f.isdigit() and int(f) in maps and f not in keep
+             and maps[int(f)].encoding.lower() == "telephone-event"]
+    if len(keep) == len(audio.formats):
+        return sdp
+    dropped = {f for f in audio.formats if f not in keep}
+    lines = []
+    for line in sdp.lines:
+        if line.startswith("m=audio "):
+            fields = line.split(" ")
+            line = " ".join(fields[:3] + [f for f in fields[3:] if f in keep])
+        elif line.startswith(("a=rtpmap:", "a=fmtp:")):
+            if line.partition(":")[2].partition(" ")[0] in dropped:
+                continue
+        lines.append(line)
+    return SessionDescription(tuple(lines))

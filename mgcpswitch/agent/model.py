@@ -69,6 +69,7 @@ class LineState(enum.Enum):
     BUSY = "busy"  # hearing busy tone
     REORDER = "reorder"  # hearing reorder tone
     RELEASING = "releasing"
+    RESTARTING = "restarting"  # the gateway restarts it, back after the RSIP's delay
     OUT_OF_SERVICE = "out-of-service"
 
 
@@ -103,6 +104,8 @@ class ReleaseCause(enum.Enum):
     GATEWAY_RESTART = "gateway-restart"  # a gateway restarted or went down mid-call
     ADMIN = "admin"  # hung up by the operator
     AGENT_RESTART = "agent-restart"  # talking when the call agent stopped, gone when it came back
+    UNAVAILABLE = "unavailable"  # a party's line or gateway could not take calls (out of service, restarting, draining)
+    CODEC_MISMATCH = "codec-mismatch"  # the parties' gateways have no codec in common
 
 
 def _plain(value: Any) -> Any:

@@ -17,6 +17,7 @@ what that means for lines and calls.
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 from collections import Counter, deque
 from typing import Any, Callable, Iterable, Optional
@@ -31,7 +32,9 @@ from ..config import GatewaySettings, Settings
 from ..errors import RemoteProtocolError, TransactionAborted, TransactionTimeout
 from ..interfaces import IDialPlan, IGatewayProfile, ITransactionSender
 from ..mgcp import (
+    DEFAULT_VERSION,
     Command,
+    LocalConnectionOptions,
     DigitMap,
     EndpointName,
     ParamCode,
@@ -44,7 +47,7 @@ from . import commands as cmd
 from .lines import Line
 from .model import GatewayState, Hook, LineState
 
-__all__ = ["Gateway", "Endpoint", "Registry", "IRegistryListener"]
+__all__ = ["Gateway", "Endpoint", "Registry", "IRegistryListener", "Outage", "in_profile"]
 
 P = ParamCode
 Address = tuple[str, int]
@@ -55,13 +58,23 @@ Address = tuple[str, int]
 STARTUP_PROBE = 1.0
 
 
+class Outage(enum.Enum):
+    """Until when endpoints whose state the gateway lost are away."""
+
+    __hash__ = object.__hash__
+    RESTARTED = "restarted"  # back now: audited
+    RESTARTING = "restarting"  # back when the restart delay ends
+    OUT_OF_SERVICE = "out-of-service"  # until a later restart
+
+
 class IRegistryListener(Interface):
     """What the registry tells the coordinator (all called after its own state changed)."""
 
-    def endpoints_lost(endpoints, out_of_service):  # type: ignore[no-untyped-def]
+    def endpoints_lost(endpoints, outage):  # type: ignore[no-untyped-def]
         """
-        The gateway dropped these endpoints' connections (RSIP restart or
-        forced); with C{out_of_service} they are gone until a later restart.
+        The gateway dropped these endpoints' connections (an RSIP restart
+        or forced, a graceful restart's delay ending): an L{Outage} says
+        until when.
         """
 
     def auditing(endpoints):  # type: ignore[no-untyped-def]
@@ -86,7 +99,8 @@ class Gateway:
     __slots__ = (
         "name", "key", "settings", "address", "allowed", "match_port", "state", "in_service",
         "last_rsip", "last_rsip_at", "last_seen", "keepalive", "keepalive_interval", "profile",
-        "endpoints", "counters", "audit_queue", "audits_in_flight", "probing",
+        "endpoints", "counters", "audit_queue", "audits_in_flight", "probing", "timer",
+        "version", "options", "codecs",
     )
 
     def __init__(self, settings: GatewaySettings, profile: Optional[IGatewayProfile],
@@ -110,6 +124,11 @@ class Gateway:
         self.audit_queue: deque[Endpoint] = deque()
         self.audits_in_flight = 0
         self.probing = False  # a liveness AUEP is in flight
+        self.timer: Optional[IDelayedCall] = None  # a restart's or graceful restart's delay
+        self.version = DEFAULT_VERSION  # MGCP 1.0, or the profile it registered with (NCS 1.0)
+        # What to ask of it in LCO, and the codecs to offer it (None: any).
+        self.options: Optional[LocalConnectionOptions] = None
+        self.codecs: Optional[frozenset[str]] = None
 
     def accepts(self, address: Address) -> bool:
         """Whether a datagram from C{address} may speak for this gateway."""
@@ -195,6 +214,7 @@ class Registry:
         self._audits_in_flight = 0  # across every gateway
         self._audit_waiting: dict[Gateway, None] = {}  # gateways held by the switch-wide cap
         self._startup: Optional[IDelayedCall] = None
+        self._lco: dict[tuple[tuple[str, ...], int], LocalConnectionOptions] = {}
         self.ready = False  # audits wait for start (the coordinator has its calls back)
         for gateway_settings in settings.gateways:
             self.add_gateway(gateway_settings, profiles.get(gateway_settings.profile))
@@ -206,6 +226,14 @@ class Registry:
         if interval is None:
             interval = self._switch.keepalive_interval
         gateway = Gateway(settings, profile, interval)
+        # The codecs to ask of it: the switch's, in its order, that its
+        # profile says it has (or, with none in common, the profile's own).
+        switch = self._switch
+        able = tuple(getattr(profile, "codecs", ()) or switch.codecs)
+        codecs = tuple(c for c in switch.codecs if c.upper() in {a.upper() for a in able}) or able
+        gateway.options = self._options(codecs, switch.packetization)
+        if {c.upper() for c in codecs} != {c.upper() for c in switch.codecs}:
+            gateway.codecs = frozenset(c.upper() for c in codecs)
         self.gateways[gateway.key] = gateway
         self._by_address[gateway.address] = gateway
         own_map = DigitMap.parse(settings.digit_map) if settings.digit_map else None
@@ -218,6 +246,14 @@ class Registry:
             if set_options is not None:
                 set_options(gateway.address, response_acks=False)
         return gateway
+
+    def _options(self, codecs: tuple[str, ...], packetization: int) -> LocalConnectionOptions:
+        """One LCO value per distinct (codecs, packetization): the codec memoises its text by identity."""
+        key = (codecs, packetization)
+        options = self._lco.get(key)
+        if options is None:
+            options = self._lco[key] = LocalConnectionOptions.create(packetization=packetization, codecs=codecs)
+        return options
 
     def _add_endpoint(self, gateway: Gateway, name: EndpointName, number: Optional[str],
                       digit_map: DigitMap) -> Endpoint:
@@ -288,7 +324,7 @@ class Registry:
 
     def send(self, gateway: Gateway, command: Command) -> Deferred[Response]:
         gateway.counters["commands_sent"] += 1
-        return self._sender.send_command(command, gateway.address)
+        return self._sender.send_command(in_profile(gateway, command), gateway.address)
 
     # -- gateways learnt at run time -------------------------------------
 
@@ -320,13 +356,26 @@ class Registry:
     # -- RSIP ------------------------------------------------------------
 
     def restart_in_progress(self, gateway: Gateway, command: Command) -> Response:
-        """An RSIP (RFC 3435 §2.3.12): what it means for the gateway and its endpoints."""
+        """
+        An RSIP (RFC 3435 §2.3.12): what it means for the gateway and its
+        endpoints.  C{restart} with a delay: the endpoints are restarting
+        (out of service until the delay ends, when the gateway should say
+        so again; they are audited then anyway).  C{graceful} with a delay:
+        out of service when it ends.  C{disconnected}: RD says how long the
+        gateway was cut off, so the audit starts at once.  A gateway served
+        by another call agent is redirected there (521 with N:).
+        """
+        redirect = gateway.settings.redirect
+        if redirect is not None:
+            self.counters["rsip_redirected"] += 1
+            return Response.create(521, command.transaction_id, "Redirected", notified_entity=redirect)
         method = command.params.get(P.RESTART_METHOD)
         if not isinstance(method, RestartMethod):
             raise RemoteProtocolError(518, f"unsupported restart method {method}")
         delay = command.params.get(P.RESTART_DELAY, 0)
         gateway.last_rsip = method.value
         gateway.last_rsip_at = self._clock.seconds()
+        gateway.version = command.version  # NCS 1.0 gateways are spoken to in NCS
         local = command.endpoint.rpartition("@")[0].lower()
         if "*" in local:
             endpoints = [e for e in gateway.endpoints.values() if command.endpoint.matches(str(e.name))]
@@ -340,26 +389,47 @@ class Registry:
             "{gateway}: RSIP {method} for {count} endpoint(s), delay {delay}",
             gateway=gateway.name, method=method.value, count=len(endpoints), delay=delay,
         )
+        whole = len(endpoints) == len(gateway.endpoints)
+        if method is not RestartMethod.DISCONNECTED:
+            self._cancel(gateway)
         if method is RestartMethod.GRACEFUL:
             self.set_state(gateway, GatewayState.DRAINING)
+            if delay:
+                gateway.timer = self._clock.callLater(delay, self._drained, gateway, endpoints, whole)
         elif method is RestartMethod.CANCEL_GRACEFUL:
             if gateway.state is GatewayState.DRAINING:
                 self.set_state(gateway, GatewayState.UP)
         elif method is RestartMethod.FORCED:
-            self._listener.endpoints_lost(endpoints, True)
-            if len(endpoints) == len(gateway.endpoints):
+            self._listener.endpoints_lost(endpoints, Outage.OUT_OF_SERVICE)
+            if whole:
                 self.set_state(gateway, GatewayState.DOWN)
         else:  # restart, disconnected
             self.set_state(gateway, GatewayState.REGISTERING)
             if method is RestartMethod.RESTART:
-                self._listener.endpoints_lost(endpoints, False)
+                self._listener.endpoints_lost(endpoints, Outage.RESTARTING if delay else Outage.RESTARTED)
+            else:
+                delay = 0  # RD: how long it was disconnected, not how long to wait
             # Audit after our 200 is on its way (a gateway may answer 405 to
             # commands until its restart procedure has completed, §4.4.6).
             if gateway.settings.dynamic and "*" in local:
-                self._clock.callLater(delay, self._discover, gateway)
+                gateway.timer = self._clock.callLater(delay, self._discover, gateway)
             else:
-                self._clock.callLater(delay, self.audit, gateway, endpoints)
+                gateway.timer = self._clock.callLater(delay, self.audit, gateway, endpoints)
         return Response(ReturnCode.OK, command.transaction_id, "OK")
+
+    def _drained(self, gateway: Gateway, endpoints: list[Endpoint], whole: bool) -> None:
+        """A graceful restart's delay ended: its endpoints are out of service until a restart."""
+        gateway.timer = None
+        self.counters["graceful_expired"] += 1
+        self._listener.endpoints_lost(endpoints, Outage.OUT_OF_SERVICE)
+        if whole:
+            self.set_state(gateway, GatewayState.DOWN)
+
+    @staticmethod
+    def _cancel(gateway: Gateway) -> None:
+        if gateway.timer is not None and gateway.timer.active():
+            gateway.timer.cancel()
+        gateway.timer = None
 
     # -- audits ----------------------------------------------------------
 
@@ -466,7 +536,7 @@ class Registry:
     def _probe_unheard(self) -> None:
         self._startup = None
         for gateway in list(self.gateways.values()):
-            if gateway.state is GatewayState.UNKNOWN and gateway.in_service:
+            if gateway.state is GatewayState.UNKNOWN and gateway.in_service and gateway.settings.redirect is None:
                 self.probe(gateway)
 
     def probe(self, gateway: Gateway) -> None:
@@ -492,9 +562,10 @@ class Registry:
             if gateway.keepalive is not None and gateway.keepalive.active():
                 gateway.keepalive.cancel()
             gateway.keepalive = None
+            self._cancel(gateway)
 
     def _schedule_keepalive(self, gateway: Gateway) -> None:
-        if gateway.keepalive_interval > 0:
+        if gateway.keepalive_interval > 0 and gateway.settings.redirect is None:
             gateway.keepalive = self._clock.callLater(gateway.keepalive_interval, self._keepalive, gateway)
 
     def _keepalive(self, gateway: Gateway) -> None:
@@ -571,3 +642,15 @@ def _unarmed(endpoint: Endpoint) -> bool:
     """An endpoint whose line was left unknown with no call (its audit failed)."""
     line = endpoint.line
     return line.state is LineState.UNKNOWN and not line.legs
+
+
+def in_profile(gateway: Gateway, command: Command) -> Command:
+    """
+    C{command} in the protocol version the gateway registered with: a
+    gateway that says C{MGCP 1.0 NCS 1.0} (a profile, RFC 3435 §3.2.1) is
+    spoken to in it.
+    """
+    if gateway.version is DEFAULT_VERSION:
+        return command
+    return Command(command.verb, command.transaction_id, command.endpoint, command.params, command.sdp,
+                   gateway.version)

@@ -22,7 +22,7 @@ from .events import lost_record
 from .calls import LegState
 from .lines import Line, LineInput
 from .model import CallState, Hook, LineState, ReleaseCause, StoredState
-from .registry import Endpoint, Gateway, IRegistryListener
+from .registry import Endpoint, Gateway, IRegistryListener, Outage
 
 __all__ = ["Resync"]
 
@@ -34,22 +34,25 @@ class Resync:
     def __init__(self, control: Any) -> None:
         self._control = control
 
-    def endpoints_lost(self, endpoints: Iterable[Endpoint], out_of_service: bool) -> None:
+    def endpoints_lost(self, endpoints: Iterable[Endpoint], outage: Outage) -> None:
         """The gateway dropped these endpoints' connections: their calls end, nothing to delete there."""
+        control = self._control
         for endpoint in endpoints:
             line = endpoint.line
             endpoint.connections.clear()
             legs = list(line.legs)
             for leg in legs:
-                self._control.media.lost(leg)
-                self._control.lines.remove_leg(line, leg)
-            self._control.lines.hook_seen(line, Hook.UNKNOWN)
-            self._control.feed(line, LineInput.RESET)
-            if out_of_service:
-                self._control.feed(line, LineInput.OUT_OF_SERVICE)
+                control.media.lost(leg)
+                control.lines.remove_leg(line, leg)
+            control.lines.hook_seen(line, Hook.UNKNOWN)
+            control.feed(line, LineInput.RESET)
+            if outage is Outage.RESTARTING:
+                control.feed(line, LineInput.RESTARTING)
+            elif outage is Outage.OUT_OF_SERVICE:
+                control.feed(line, LineInput.OUT_OF_SERVICE)
             for leg in legs:
-                self._control.release(leg.call, ReleaseCause.GATEWAY_RESTART)
-                self._control.leg_gone(leg, False)
+                control.release(leg.call, ReleaseCause.GATEWAY_RESTART)
+                control.leg_gone(leg, False)
 
     def auditing(self, endpoints: Iterable[Endpoint]) -> None:
         for endpoint in endpoints:

@@ -22,7 +22,8 @@ from twisted.python.failure import Failure
 
 from ..errors import TransactionAborted, TransactionTimeout
 from ..interfaces import ITransactionSender
-from ..mgcp import Command, Response
+from ..mgcp import DEFAULT_VERSION, Command, Response
+from .registry import in_profile
 
 __all__ = ["Wire"]
 
@@ -43,6 +44,8 @@ class Wire:
     def send(self, gateway: Any, command: Command, call: Any = None) -> Deferred[Response]:
         """Send C{command} to C{gateway}; the Deferred fires with its final response."""
         gateway.counters["commands_sent"] += 1
+        if gateway.version is not DEFAULT_VERSION:
+            command = in_profile(gateway, command)
         ladder = call.ladder if call is not None else None
         if ladder is not None:
             ladder.append((self._clock.seconds(), "out", gateway, command))

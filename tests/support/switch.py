@@ -34,6 +34,7 @@ no_answer_timeout = {no_answer}
 embedded_dial_tone = {embedded}
 ended_calls_kept = {kept}
 dynamic_gateways = {dynamic}
+{switch_extra}
 
 [transactions]
 rto_max = {rto_max}
@@ -47,6 +48,7 @@ numbers = 1001-{last1}
 address = 127.0.0.3
 lines = {lines}
 numbers = 2001-{last2}
+{rgw2_extra}
 """
 
 
@@ -85,6 +87,9 @@ class Switch:
         dynamic: bool = False,
         keepalive: float = 15.0,
         store: Any = None,
+        switch_extra: str = "",
+        rgw2_extra: str = "",
+        profiles: Optional[dict[str, Any]] = None,
     ) -> None:
         self.reactor = MemoryReactor()
         self.network = MemoryNetwork(self.reactor, latency=latency, loss=loss, seed=seed)
@@ -93,7 +98,9 @@ class Switch:
             lines=lines, last1=1000 + lines, last2=2000 + lines, no_answer=no_answer,
             rto_max=rto_max, embedded="yes" if embedded else "no", kept=ended_calls_kept,
             dynamic="yes" if dynamic else "no", keepalive=keepalive,
+            switch_extra=switch_extra, rgw2_extra=rgw2_extra,
         ))
+        self.profiles = {"default": DEFAULT_PROFILE, "osmo-mgw": OSMO_MGW_PROFILE, **(profiles or {})}
         self.recorder = Recorder()
         self.seed = seed
         self.store = store
@@ -115,7 +122,7 @@ class Switch:
     def _agent(self) -> CallControlService:
         return CallControlService(
             self.reactor, self.settings, StaticDialPlan.from_settings(self.settings),
-            {"default": DEFAULT_PROFILE, "osmo-mgw": OSMO_MGW_PROFILE}, [self.recorder],
+            self.profiles, [self.recorder],
             random_source=random.Random(self.seed), store=self.store,
         )
 
