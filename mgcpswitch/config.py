@@ -26,6 +26,7 @@ __all__ = [
     "SwitchSettings",
     "GatewaySettings",
     "SimulatorSettings",
+    "StoreSettings",
     "DemoSettings",
     "WebSettings",
     "Key",
@@ -113,7 +114,7 @@ class SwitchSettings:
     no_answer_timeout: float = 60.0
     digit_map: str = DEFAULT_DIGIT_MAP
     dial_plan: str = "static"
-    observers: tuple[str, ...] = ("cdr-sqlite",)
+    observers: tuple[str, ...] = ()
     codecs: tuple[str, ...] = ("PCMU", "PCMA")
     packetization: int = 20
     audit_concurrency: int = 16  # audits/RQNTs in flight per gateway after a restart
@@ -132,6 +133,21 @@ class SimulatorSettings:
     gateways: tuple[str, ...] = ()
     media: bool = False
     rtp: bool = True
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """
+    Where call control keeps what must outlive it (C{[store]}): gateway
+    registrations, a checkpoint of each answered call, and the CDRs.
+    """
+
+    # sqlite:PATH (the embedded default), memory (nothing survives a
+    # restart), or a postgresql:// URL (agents sharing state).
+    url: str = "sqlite:mgcpswitch.sqlite"
+    batch_size: int = 200  # rows per write, at most
+    flush_interval: float = 1.0  # seconds a row may wait for its batch
+    retry_for: float = 60.0  # seconds a failed batch is retried before its rows count as lost
 
 
 @dataclass(frozen=True)
@@ -179,6 +195,7 @@ class Settings:
     gateways: tuple[GatewaySettings, ...] = ()
     simulator: SimulatorSettings = SimulatorSettings()
     demo: DemoSettings = DemoSettings()
+    store: StoreSettings = StoreSettings()
     dialplan: Mapping[str, str] = field(default_factory=dict)  # pattern -> endpoint
     plugins: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     source: str = "<embedded defaults>"
@@ -345,6 +362,15 @@ def notified_entity(value: str) -> str:
     return text
 
 
+def store_url(value: str) -> str:
+    """C{sqlite:PATH}, C{memory}, or a C{postgresql://} URL."""
+    text = value.strip()
+    if text == "memory" or (text.startswith("sqlite:") and text[7:].strip()) \
+            or text.startswith(("postgresql://", "postgres://")):
+        return text
+    raise ValueError(f"expected sqlite:PATH, memory or postgresql://..., not {text!r}")
+
+
 def words(value: str) -> tuple[str, ...]:
     """Comma- (or line-) separated items, blanks removed."""
     return tuple(item.strip() for item in value.replace("\n", ",").split(",") if item.strip())
@@ -492,6 +518,12 @@ _GATEWAY_KEYS = {
     "lines": Key(integer(1, 100_000), 8),
 }
 _SIMULATOR_KEYS = _keys_of(SimulatorSettings, {"gateways": names, "media": boolean, "rtp": boolean})
+_STORE_KEYS = _keys_of(StoreSettings, {
+    "url": store_url,
+    "batch_size": integer(1, 1_000_000),
+    "flush_interval": number(0.001),
+    "retry_for": number(0.0),
+})
 _DEMO_KEYS = _keys_of(DemoSettings, {
     "call_interval": number(0.1),  # 0 would place calls on every turn of the reactor
     "hold_time": number(0.0),
@@ -508,6 +540,7 @@ KEYS: Mapping[str, Mapping[str, Key]] = {
     "gateway:NAME": _GATEWAY_KEYS,
     "simulator": _SIMULATOR_KEYS,
     "demo": _DEMO_KEYS,
+    "store": _STORE_KEYS,
     "dialplan": {"digit_map": Key(digit_map, None)},
 }
 
@@ -629,6 +662,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
     web = check_web_settings(WebSettings(**read_keys("web", sections.pop("web", {}), _WEB_KEYS)))
     simulator = SimulatorSettings(**read_keys("simulator", sections.pop("simulator", {}), _SIMULATOR_KEYS))
     demo = DemoSettings(**read_keys("demo", sections.pop("demo", {}), _DEMO_KEYS))
+    store = StoreSettings(**read_keys("store", sections.pop("store", {}), _STORE_KEYS))
     dialplan_items = sections.pop("dialplan", {})
     gateways = []
     plugins: dict[str, dict[str, str]] = {}
@@ -641,7 +675,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         else:
             raise ConfigError(
                 (name,),
-                "unknown section; known: switch, transactions, web, simulator, demo, dialplan, "
+                "unknown section; known: switch, transactions, web, simulator, demo, store, dialplan, "
                 "gateway:NAME, plugin:NAME",
             )
     _check_gateways(gateways)
@@ -656,6 +690,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         gateways=tuple(gateways),
         simulator=simulator,
         demo=demo,
+        store=store,
         dialplan=_dialplan(dialplan_items, gateways, switch.dynamic_gateways),
         plugins=plugins,
         source=source,

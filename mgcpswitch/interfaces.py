@@ -245,3 +245,9 @@ class IStore(Interface):
 
     def flush():  # type: ignore[no-untyped-def]
         """A Deferred firing when everything queued so far is written."""
+
+    def stats():  # type: ignore[no-untyped-def]
+        """
+        A JSON-able dict: C{kind}, and counts such as C{rows_written},
+        C{batches_failed}, C{rows_lost} (given up on) and C{waiting}.
+        """

@@ -110,11 +110,15 @@ def build_switch(
     C{call-control}, C{gateway:NAME}, C{web}, C{demo}.
     """
     from .agent.service import CallControlService
+    from .agent.store import build_store
     from .plugin import PluginContext, enable
 
     plugins = enable(settings, PluginContext(reactor=reactor, settings=settings))
+    store = build_store(reactor, settings.store)
     top = SwitchService(reactor, settings.source)
-    control = CallControlService(reactor, settings, plugins.dial_plan, dict(plugins.profiles), plugins.observers)
+    control = CallControlService(
+        reactor, settings, plugins.dial_plan, dict(plugins.profiles), plugins.observers, store=store
+    )
     top.add(control, "switch", port="port", address="interface")
     gateways = []
     if simulate and settings.simulator.gateways:

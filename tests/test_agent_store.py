@@ -146,3 +146,85 @@ class SQLite(TestCase):
         self.assertEqual(state.calls, (checkpoint(1),))
         rows = yield again.records()
         self.assertEqual([r["call_id"] for r in rows], ["c2", "c3"])
+
+
+class Durability(TestCase):
+    """The database is checked at start, and a write it refuses is retried, not dropped (issue 16)."""
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.directory = tempfile.mkdtemp(prefix="store.")
+        self.addCleanup(shutil.rmtree, self.directory, True)
+        self.path = os.path.join(self.directory, "switch.sqlite")
+
+    def test_unusable_files_are_refused_at_start(self) -> None:
+        """A file that is not a database, a corrupt one, or a missing directory: [store] url, at once."""
+        from mgcpswitch.agent.store import build_store
+        from mgcpswitch.config import StoreSettings
+        from mgcpswitch.errors import ConfigError
+
+        text = os.path.join(self.directory, "notes.txt")
+        with open(text, "w") as f:
+            f.write("these are not the rows you are looking for\n" * 100)
+        corrupt = os.path.join(self.directory, "corrupt.sqlite")
+        with open(corrupt, "wb") as f:
+            f.write(b"SQLite format 3\x00" + b"\xff" * 4000)
+        missing = os.path.join(self.directory, "no", "such", "dir", "x.sqlite")
+        for path in (text, corrupt, missing):
+            with self.assertRaises(ConfigError) as caught:
+                build_store(Clock(), StoreSettings(url=f"sqlite:{path}"))
+            self.assertEqual(caught.exception.path, ("store", "url"))
+            self.assertIn(path, caught.exception.message)
+        self.assertIsInstance(build_store(Clock(), StoreSettings(url=f"sqlite:{self.path}")), SQLiteStore)
+
+    @inlineCallbacks
+    def test_a_locked_database_delays_rows_without_losing_them(self) -> Any:
+        """
+        Another process holds the database locked: the batch fails, is
+        kept with the rows queued after it, and written once the lock goes.
+        """
+        import sqlite3
+
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+
+        store = SQLiteStore(reactor, self.path, flush_interval=0.05, retry_for=30.0, busy_timeout=0.05)
+        store.check()
+        store.startService()
+        self.addCleanup(lambda: store.stopService() if store.running else None)
+        locker = sqlite3.connect(self.path, timeout=0)
+        locker.execute("BEGIN EXCLUSIVE")
+        for n in range(3):
+            store.call_ended(record(n))
+        yield deferLater(reactor, 0.6, lambda: None)
+        self.assertGreaterEqual(store.stats()["batches_failed"], 1)
+        self.assertEqual(store.stats().get("rows_lost", 0), 0)
+        store.call_ended(record(3))  # joins the waiting batch
+        locker.rollback()
+        locker.close()
+        yield deferLater(reactor, 1.5, lambda: None)
+        rows = yield store.records()
+        self.assertEqual([r["call_id"] for r in rows], ["c0", "c1", "c2", "c3"])
+        self.assertEqual(store.stats().get("rows_lost", 0), 0)
+
+    @inlineCallbacks
+    def test_rows_refused_for_too_long_are_counted_lost(self) -> Any:
+        """Past retry_for, a refused batch is given up and its rows counted (for /api/stats and /metrics)."""
+        import sqlite3
+
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+
+        store = SQLiteStore(reactor, self.path, flush_interval=0.05, retry_for=0.5, busy_timeout=0.05)
+        store.check()
+        store.startService()
+        self.addCleanup(lambda: store.stopService() if store.running else None)
+        locker = sqlite3.connect(self.path, timeout=0)
+        locker.execute("BEGIN EXCLUSIVE")
+        self.addCleanup(locker.close)
+        store.call_ended(record(1))
+        store.call_ended(record(2))
+        yield deferLater(reactor, 2.0, lambda: None)
+        self.assertEqual(store.stats()["rows_lost"], 2)
+        self.assertEqual(store.stats()["cdrs_lost"], 2)

@@ -54,6 +54,8 @@ class FullCallOverUDP(TestCase):
 interface = 127.0.0.1
 port = {agent}
 observers =
+[store]
+url = memory
 [gateway:udp1]
 address = 127.0.0.1
 port = {gw1}

@@ -51,7 +51,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ETC_INI = os.path.join(ROOT, "etc", "mgcpswitch.ini")
 
 # A switch on loopback with two simulated gateways and no CDR file.
-QUIET_INI = DEFAULT_INI.replace("port = 2727\n", "port = 2727\nobservers =\n")
+QUIET_INI = "[store]\nurl = memory\n\n" + DEFAULT_INI.replace("port = 2727\n", "port = 2727\nobservers =\n")
 
 
 def parse(*args: str) -> tap.Options:
@@ -87,7 +87,8 @@ class OptionsTests(Files):
         self.assertEqual([(g.name, g.address, g.port, len(g.endpoints), g.numbers[0]) for g in settings.gateways],
                          [("rgw1", "127.0.0.1", 2427, 8, "1001"), ("rgw2", "127.0.0.1", 2428, 8, "2001")])
         self.assertEqual(settings.simulator.gateways, ("rgw1", "rgw2"))
-        self.assertEqual(settings.switch.observers, ("cdr-sqlite",))
+        self.assertEqual(settings.switch.observers, ())
+        self.assertEqual(settings.store.url, "sqlite:mgcpswitch.sqlite")
         self.assertEqual((settings.switch.dial_plan, settings.transactions.trace), ("static", False))
         self.assertEqual((options["config"], options["demo"], options["no-simulator"], options["trace"]),
                          (None, 0, 0, 0))
@@ -98,12 +99,9 @@ class OptionsTests(Files):
             settings = parse(flag, ETC_INI).settings
             self.assertEqual(settings.source, ETC_INI)
             embedded = load_settings(None)
-            for part in ("switch", "transactions", "web", "gateways", "simulator", "demo", "dialplan"):
+            for part in ("switch", "transactions", "web", "gateways", "simulator", "demo", "store", "dialplan"):
                 self.assertEqual(getattr(settings, part), getattr(embedded, part), part)
-            # Its [plugin:cdr-sqlite] section only spells out the plugin's defaults.
-            self.assertEqual(list(settings.plugins), ["cdr-sqlite"])
-            cdr = find(ICallObserverFactory, "cdr-sqlite")
-            self.assertEqual(read_section(cdr, settings.plugins["cdr-sqlite"]), read_section(cdr, {}))
+            self.assertEqual(list(settings.plugins), [])
 
     def test_port_and_interface(self) -> None:
         """--port/-p and --interface/-i override [switch]; nothing else changes."""
@@ -363,6 +361,10 @@ class BuildSwitchTests(Files):
              "[plugin:cdr-sqlite] batch_size: expected an integer, not 'lots'"),
             (QUIET_INI.replace("observers =\n", "observers = nope\n"),
              "[switch] observers: no ICallObserverFactory plugin named 'nope'; available: cdr-sqlite, webhook"),
+            # The store is opened at start: a directory that does not exist stops it (issue 16).
+            (QUIET_INI.replace("url = memory", f"url = sqlite:{self.directory}/no/such/x.sqlite"),
+             f"[store] url: cannot use 'sqlite:{self.directory}/no/such/x.sqlite': "
+             f"{self.directory}/no/such/x.sqlite: unable to open database file"),
         ]
         for text, message in cases:
             path = self.write(text)

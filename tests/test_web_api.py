@@ -500,6 +500,15 @@ class Metrics(WebCase):
         self.assertEqual(samples["mgcp_transaction_events_total,event=duplicates"], 2)
         self.assertEqual(samples["mgcp_transactions_pending"], 1)
 
+    def test_store(self) -> None:
+        """The store's written, failed, lost and waiting rows (issue 16: what is finally lost is counted)."""
+        samples = self.scrape()
+        self.assertEqual(samples["mgcp_store_rows_written_total"], 40)
+        self.assertEqual(samples["mgcp_store_batches_failed_total"], 2)
+        self.assertEqual(samples["mgcp_store_rows_lost_total"], 3)
+        self.assertEqual(samples["mgcp_store_cdrs_lost_total"], 1)
+        self.assertEqual(samples["mgcp_store_rows_waiting"], 4)
+
     def test_latency_histogram(self) -> None:
         """Per-bucket counts become cumulative buckets, +Inf last."""
         samples = self.scrape()

@@ -93,6 +93,9 @@ class CallControlService(Service):
 
     def startService(self) -> None:  # noqa: N802
         super().startService()
+        store = self.control.store
+        if IService.providedBy(store) and not store.running:
+            store.startService()
         for observer in self._observers:
             if IService.providedBy(observer) and not observer.running:
                 observer.startService()
@@ -116,6 +119,9 @@ class CallControlService(Service):
         for observer in self._observers:
             if IService.providedBy(observer) and observer.running:
                 ds.append(maybeDeferred(observer.stopService))
+        store = self.control.store
+        if IService.providedBy(store) and store.running:
+            ds.append(maybeDeferred(store.stopService))  # flushes what is queued
         return DeferredList(ds)
 
     # -- ICallControl --------------------------------------------------------
@@ -171,6 +177,7 @@ class CallControlService(Service):
     def transaction_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = self.protocol.transactions.snapshot()
         stats["call_control"] = dict(self.control.counters)
+        stats["store"] = self.control.store.stats()
         return stats
 
     def call_outcomes(self) -> dict[str, int]:

@@ -14,7 +14,8 @@ agents sharing state) implements the same interface.
 from __future__ import annotations
 
 import json
-from collections import deque
+import sqlite3
+from collections import Counter, deque
 from typing import Any, Optional
 
 from twisted.application.service import Service
@@ -35,7 +36,7 @@ from .model import (
     StoredState,
 )
 
-__all__ = ["MemoryStore", "SQLiteStore", "checkpoint", "gateway_record", "SCHEMA"]
+__all__ = ["MemoryStore", "SQLiteStore", "StoreUnusable", "build_store", "checkpoint", "gateway_record", "SCHEMA"]
 
 
 def checkpoint(call: Call) -> CallCheckpoint:
@@ -92,6 +93,9 @@ class MemoryStore:
 
     def flush(self) -> Deferred[None]:
         return succeed(None)
+
+    def stats(self) -> dict[str, Any]:
+        return {"kind": "memory", "calls": len(self.calls), "rows_lost": 0}
 
 
 SCHEMA = (
@@ -160,12 +164,33 @@ class _Batch:
     def __len__(self) -> int:
         return len(self.cdrs) + len(self.calls) + len(self.ended) + len(self.gateways)
 
+    def rows(self) -> int:
+        """Rows of data (CDRs, checkpoints, registrations), not counting deletions."""
+        return len(self.cdrs) + len(self.calls) + len(self.gateways)
+
+    def merge(self, later: _Batch) -> None:
+        """Take the rows queued after this batch (a retry writes both, in order)."""
+        self.cdrs += later.cdrs
+        for call_id, text in later.calls.items():
+            self.calls[call_id] = text
+        for ended in later.ended:
+            self.calls.pop(ended[0], None)
+        self.ended += later.ended
+        self.gateways.update(later.gateways)
+
+
+class StoreUnusable(Exception):
+    """The store's database cannot be used (not a database, no such directory, ...)."""
+
 
 @implementer(IStore)
 class SQLiteStore(Service):
     """
     The embedded store: one SQLite file, written through adbapi's thread
-    pool (one connection: SQLite serialises writers anyway).
+    pool (one connection: SQLite serialises writers anyway).  A batch the
+    database refuses (locked by another process, disk full) is kept and
+    retried, with backoff, for C{retry_for} seconds; the rows queued
+    meanwhile join it; what is still unwritten then is counted lost.
     """
 
     name = "store-sqlite"
@@ -173,30 +198,58 @@ class SQLiteStore(Service):
 
     def __init__(
         self, clock: IReactorTime, path: str, batch_size: int = 200, flush_interval: float = 1.0,
-        pool: Optional[adbapi.ConnectionPool] = None,
+        pool: Optional[adbapi.ConnectionPool] = None, retry_for: float = 60.0,
+        busy_timeout: float = 5.0,
     ) -> None:
+        """
+        @param busy_timeout: how long one write waits for another process's
+            lock before it fails (and is retried later).
+        """
         self._clock = clock
         self.path = path
+        self.busy_timeout = busy_timeout
         self.batch_size = batch_size
         self.flush_interval = flush_interval
+        self.retry_for = retry_for
         self._pool = pool
         self._batch = _Batch()
         self._timer: Optional[IDelayedCall] = None
         self._flushing: Optional[Deferred[None]] = None
+        self._failed: Optional[_Batch] = None  # a batch waiting to be written again
+        self._failing_since: Optional[float] = None
+        self._retry_delay = 0.0
         self.written = 0  # CDRs on disk
+        self.counters: Counter[str] = Counter()
+
+    def check(self) -> None:
+        """
+        Open the database now, in this thread, and make its tables: a file
+        that is not an SQLite database, or a directory that does not exist,
+        is refused at start (L{StoreUnusable}) rather than at the first write.
+        """
+        try:
+            connection = sqlite3.connect(self.path)
+            try:
+                _create_schema(connection.cursor())
+                connection.execute("SELECT count(*) FROM cdr").fetchone()
+                connection.commit()
+            finally:
+                connection.close()
+        except sqlite3.Error as e:
+            raise StoreUnusable(f"{self.path}: {e}") from None
 
     def _get_pool(self) -> adbapi.ConnectionPool:
         if self._pool is None:
             self._pool = adbapi.ConnectionPool(
-                "sqlite3", self.path, check_same_thread=False, cp_min=1, cp_max=1,
-                cp_openfun=_create_schema,
+                "sqlite3", self.path, check_same_thread=False, timeout=self.busy_timeout,
+                cp_min=1, cp_max=1, cp_openfun=_create_schema,
             )
         return self._pool
 
     def _queued(self) -> None:
-        if len(self._batch) >= self.batch_size:
+        if len(self._batch) >= self.batch_size and self._failed is None:
             self.flush()
-        elif self._timer is None:
+        elif self._timer is None and self._failed is None:
             self._timer = self._clock.callLater(self.flush_interval, self.flush)
 
     def gateway_changed(self, record: GatewayRecord) -> None:
@@ -215,11 +268,14 @@ class SQLiteStore(Service):
         self._queued()
 
     def flush(self) -> Deferred[None]:
-        """Write what is queued; fires when it is on disk."""
+        """Write what is queued; fires when it is on disk (or, failing, kept for a retry)."""
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
         batch, self._batch = self._batch, _Batch()
+        if self._failed is not None:
+            self._failed.merge(batch)
+            batch, self._failed = self._failed, None
         if not len(batch):
             return self._flushing if self._flushing is not None else succeed(None)
 
@@ -235,16 +291,46 @@ class SQLiteStore(Service):
                 cursor.executemany(_INSERT_CDR, batch.cdrs)
 
         d = self._get_pool().runInteraction(write)
-
-        def done(_: Any) -> None:
-            self.written += len(batch.cdrs)
-
-        def failed(failure: Any) -> None:
-            self.log.failure("cannot write {count} rows to {path}", failure, count=len(batch), path=self.path)
-
-        d.addCallbacks(done, failed)
+        d.addCallbacks(self._written, self._write_failed, (batch,), None, (batch,))
         self._flushing = d
         return d
+
+    def _written(self, _: Any, batch: _Batch) -> None:
+        self.written += len(batch.cdrs)
+        self.counters["rows_written"] += batch.rows()
+        self.counters["batches_written"] += 1
+        self._failing_since = None
+        self._retry_delay = 0.0
+
+    def _write_failed(self, failure: Any, batch: _Batch) -> None:
+        now = self._clock.seconds()
+        self.counters["batches_failed"] += 1
+        if self._failing_since is None:
+            self._failing_since = now
+        if now - self._failing_since >= self.retry_for:
+            self.counters["rows_lost"] += batch.rows()
+            self.counters["cdrs_lost"] += len(batch.cdrs)
+            self.log.error(
+                "gave up writing {count} rows to {path} after {seconds} s: {error}",
+                count=batch.rows(), path=self.path, seconds=self.retry_for, error=failure.getErrorMessage(),
+            )
+            self._failing_since = None
+            self._retry_delay = 0.0
+            return
+        self._retry_delay = min(max(self._retry_delay * 2, 0.5), 10.0)
+        self.log.warn(
+            "cannot write {count} rows to {path} ({error}); again in {delay} s",
+            count=len(batch), path=self.path, error=failure.getErrorMessage(), delay=self._retry_delay,
+        )
+        self._failed = batch
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = self._clock.callLater(self._retry_delay, self.flush)
+
+    def stats(self) -> dict[str, Any]:
+        """Rows written, failed batches, rows lost (given up on), rows waiting."""
+        waiting = self._batch.rows() + (self._failed.rows() if self._failed is not None else 0)
+        return {"kind": "sqlite", "path": self.path, "waiting": waiting, **self.counters}
 
     def load(self) -> Deferred[StoredState]:
         def read(cursor: Any) -> StoredState:
@@ -273,6 +359,13 @@ class SQLiteStore(Service):
         d = self.flush()
 
         def close(_: Any) -> None:
+            if self._timer is not None and self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+            if self._failed is not None:  # stopping: what is still refused is lost
+                self.counters["rows_lost"] += self._failed.rows()
+                self.counters["cdrs_lost"] += len(self._failed.cdrs)
+                self._failed = None
             if self._pool is not None:
                 self._pool.close()
                 self._pool = None
@@ -293,3 +386,25 @@ def _call_checkpoint(data: dict[str, Any]) -> CallCheckpoint:
         answered=data["answered"], legs=tuple(LegCheckpoint(**leg) for leg in data["legs"]),
         codec=data.get("codec"),
     )
+
+
+def build_store(clock: IReactorTime, settings: Any) -> IStore:
+    """
+    The store C{[store]} asks for (a L{mgcpswitch.config.StoreSettings}),
+    checked now: an SQLite file that cannot be used is a L{ConfigError}
+    naming C{[store] url}.
+    """
+    from ..errors import ConfigError
+
+    url = settings.url
+    if url == "memory":
+        return MemoryStore()
+    if url.startswith("sqlite:"):
+        store = SQLiteStore(clock, url[len("sqlite:"):], settings.batch_size, settings.flush_interval,
+                            retry_for=settings.retry_for)
+        try:
+            store.check()
+        except StoreUnusable as e:
+            raise ConfigError(("store", "url"), f"cannot use {url!r}: {e}") from None
+        return store
+    raise ConfigError(("store", "url"), f"{url!r}: PostgreSQL stores are not available in this build")

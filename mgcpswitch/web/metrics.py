@@ -83,6 +83,26 @@ class SwitchCollector:
             "mgcp_transactions_pending", "Commands awaiting their final response",
             value=snapshot.get("pending", 0),
         )
+        store: Mapping[str, Any] = snapshot.get("store", {})
+        yield CounterMetricFamily(
+            "mgcp_store_rows_written", "Rows (CDRs, call checkpoints, registrations) the store wrote",
+            value=store.get("rows_written", 0),
+        )
+        yield CounterMetricFamily(
+            "mgcp_store_batches_failed", "Batches the store's database refused (each is retried)",
+            value=store.get("batches_failed", 0),
+        )
+        yield CounterMetricFamily(
+            "mgcp_store_rows_lost", "Rows given up on after the store's retries ran out",
+            value=store.get("rows_lost", 0),
+        )
+        yield CounterMetricFamily(
+            "mgcp_store_cdrs_lost", "Call detail records given up on after the store's retries ran out",
+            value=store.get("cdrs_lost", 0),
+        )
+        yield GaugeMetricFamily(
+            "mgcp_store_rows_waiting", "Rows queued for the store's next write", value=store.get("waiting", 0),
+        )
 
         gateways = self.control.list_gateways()
         by_state = {state.value: 0 for state in GatewayState}

@@ -57,6 +57,7 @@ SNAPSHOT: dict[str, Any] = {
         "duplicates": 2,
     },
     "pending": 1,
+    "store": {"kind": "sqlite", "rows_written": 40, "batches_failed": 2, "rows_lost": 3, "cdrs_lost": 1, "waiting": 4},
     "history": 5,
     "executing": 0,
     "queued_incoming": 0,

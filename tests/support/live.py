@@ -38,6 +38,9 @@ observers = {observers}
 keepalive_interval = 15
 no_answer_timeout = 30
 
+[store]
+url = memory
+
 [web]
 listen = tcp:{web}:interface=127.0.0.1
 {web_extra}
