@@ -41,8 +41,7 @@ from mgcpswitch.config import DEFAULT_INI, load_settings, parse_settings
 from mgcpswitch.demo import DemoService
 from mgcpswitch.errors import ConfigError
 from mgcpswitch.gateway import GatewayService
-from mgcpswitch.interfaces import ICallObserverFactory
-from mgcpswitch.plugin import PluginContext, enable, find, read_section
+from mgcpswitch.plugin import PluginContext, enable
 from mgcpswitch.testing import MemoryReactor
 
 from .support.live import switch_ini, wait_until
