@@ -123,9 +123,9 @@ class CallControl:
         self.counters: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
         self.store: IStore = store if store is not None else MemoryStore(switch.ended_calls_kept)
-        self.events = EventBus(clock, observers, self.counters)
+        self.events = EventBus(clock, observers, self.counters, self._watching)
         self.views = Views()
-        self.lines = LineMachine(rng.randrange(1, 1 << 24), changed=self._line_changed)
+        self.lines = LineMachine(rng.randrange(1, 1 << 24))
         self.machine = CallMachine()
         self.resync = Resync(self)
         self.registry = Registry(
@@ -522,9 +522,13 @@ class CallControl:
         ended = self._ended
         if len(ended) == ended.maxlen:
             # The call about to drop off the list of ended calls lets go of
-            # its legs: each leg points back at its call, and that cycle
-            # kept every finished call for the garbage collector's passes.
-            ended[0].legs = []
+            # its legs, and they of each other: each leg points back at its
+            # call and at its peer, and those cycles kept every finished call
+            # for the garbage collector's passes.
+            gone = ended[0]
+            for leg in gone.legs:
+                leg.peer = None
+            gone.legs = []
         ended.append(call)
         cause = call.cause or ReleaseCause.NORMAL
         self.outcomes[cause.value] += 1
@@ -539,11 +543,16 @@ class CallControl:
 
     # -- observers -----------------------------------------------------------
 
+    def _watching(self, subscribers: bool) -> None:
+        """
+        Endpoint changes go to live subscribers (the admin's event stream)
+        only, and only while there are some: building a view per transition
+        would cost ten per call.
+        """
+        self.lines.changed = self._line_changed if subscribers else None
+
     def _line_changed(self, line: Line, previous: LineState) -> None:
-        # Endpoint changes go to live subscribers (the admin's event stream)
-        # only: building a view per transition would cost ten per call.
-        if self.events.subscribers:
-            self.events.publish(EndpointStateChanged(self.views.endpoint(line.endpoint), previous))
+        self.events.publish(EndpointStateChanged(self.views.endpoint(line.endpoint), previous))
 
     def _gateway_changed(self, gateway: Gateway, previous: GatewayState) -> None:
         self.store.gateway_changed(gateway_record(gateway))

@@ -48,18 +48,22 @@ class EventBus:
 
     log = Logger()
 
-    def __init__(self, clock: IReactorTime, observers: Iterable[ICallObserver], counters: Counter[str]) -> None:
+    def __init__(
+        self, clock: IReactorTime, observers: Iterable[ICallObserver], counters: Counter[str],
+        subscribed: Callable[[bool], None] = lambda _: None,
+    ) -> None:
+        """
+        @param subscribed: told C{True} when the first subscriber comes and
+            C{False} when the last goes (endpoint events are made only then).
+        """
         self._clock = clock
         self.observers = [ICallObserver(o) for o in observers]
         self.subscribers: list[Callable[[Any], None]] = []
+        self._subscribed = subscribed
         self._counters = counters
         self._events: list[Any] = []
         self._delivery: Optional[IDelayedCall] = None
-
-    @property
-    def watched(self) -> bool:
-        """Whether anyone listens (views are built only then)."""
-        return bool(self.observers or self.subscribers)
+        self.watched = bool(self.observers)  # anyone listens: views are built only then
 
     def publish(self, event: Any) -> None:
         """Queue an event; it is delivered on a later turn, after the change."""
@@ -86,13 +90,20 @@ class EventBus:
 
     def add_observer(self, observer: ICallObserver) -> None:
         self.observers.append(ICallObserver(observer))
+        self.watched = True
 
     def subscribe(self, subscriber: Callable[[Any], None]) -> Callable[[], None]:
         self.subscribers.append(subscriber)
+        self.watched = True
+        if len(self.subscribers) == 1:
+            self._subscribed(True)
 
         def unsubscribe() -> None:
             if subscriber in self.subscribers:
                 self.subscribers.remove(subscriber)
+                self.watched = bool(self.observers or self.subscribers)
+                if not self.subscribers:
+                    self._subscribed(False)
 
         return unsubscribe
 

@@ -213,19 +213,15 @@ class Line:
 
 class LineMachine:
     """
-    Feeds inputs to lines.  C{changed(line, previous)} is called after a
-    transition that changed the state (for the live event stream);
+    Feeds inputs to lines.  C{changed(line, previous)}, when set, is called
+    after a transition that changed the state (for the live event stream);
     C{fired}, when set to a callable, sees every (state, input) pair that
     matched a row (tests use it to show every row fires).
     """
 
-    def __init__(
-        self,
-        request_start: int,
-        changed: Optional[Callable[[Line, LineState], None]] = None,
-    ) -> None:
+    def __init__(self, request_start: int) -> None:
         self._requests = itertools.count(request_start)
-        self._changed = changed
+        self.changed: Optional[Callable[[Line, LineState], None]] = None
         self.ignored = 0
         self.fired: Optional[Callable[[LineState, LineInput], None]] = None
 
@@ -243,8 +239,8 @@ class LineMachine:
         state = entry[0]
         if state is not previous:
             line.state = state
-            if self._changed is not None:
-                self._changed(line, previous)
+            if self.changed is not None:
+                self.changed(line, previous)
         return entry[1]
 
     @staticmethod
