@@ -585,3 +585,18 @@ class _Sink:
 
     def doStop(self) -> None:  # noqa: N802
         pass
+
+
+class Codec(SynchronousTestCase):
+    def test_first_codec(self) -> None:
+        """The call's codec is the first format of the callee's answer: static, mapped, or none."""
+        from mgcpswitch.agent.calls import first_codec
+        from mgcpswitch.mgcp import SessionDescription
+
+        def sdp(m: str, *attributes: str) -> SessionDescription:
+            return SessionDescription.parse("v=0\nc=IN IP4 192.0.2.1\nm=" + m + "\n" + "".join(a + "\n" for a in attributes))
+
+        self.assertEqual(first_codec(sdp("audio 4000 RTP/AVP 8 0")), "PCMA")
+        self.assertEqual(first_codec(sdp("audio 4000 RTP/AVP 97 0", "a=rtpmap:97 opus/48000/2")), "opus")
+        self.assertIsNone(first_codec(sdp("audio 4000 RTP/AVP 97")))
+        self.assertIsNone(first_codec(sdp("video 4000 RTP/AVP 31")))

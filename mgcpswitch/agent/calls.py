@@ -31,7 +31,7 @@ import enum
 from typing import Any, Callable, Optional
 
 from ..errors import MGCPError
-from ..mgcp import ConnectionMode, SessionDescription
+from ..mgcp import STATIC_PAYLOAD_TYPES, ConnectionMode, SessionDescription
 from .model import CallState, ReleaseCause
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "CallMachine",
     "InvalidCallTransition",
     "wanted",
+    "first_codec",
 ]
 
 C = CallState
@@ -196,7 +197,7 @@ class Call:
     __slots__ = (
         "call_id", "state", "legs", "dialled", "started", "answered", "ended", "cause",
         "ladder", "no_answer", "originated", "target", "originate_deferred",
-        "saved_request", "ended_deferreds", "recovered", "recovered_codec",
+        "saved_request", "ended_deferreds", "recovered", "recovered_codec", "live", "_codec",
     )
 
     def __init__(self, call_id: str, started: float, dialled: str) -> None:
@@ -217,19 +218,21 @@ class Call:
         self.ended_deferreds: list[Any] = []
         self.recovered = False  # taken over from a checkpoint (after a restart)
         self.recovered_codec: Optional[str] = None
+        self.live = True  # not releasing nor ended (kept by the call machine with the state)
+        self._codec: Optional[str] = None
 
     @property
     def codec(self) -> Optional[str]:
         """
         The call's codec: the first the callee's gateway answered with.
-        Read from the SDP only when a view or record needs it (parsing the
-        media section on every call showed in profiles).
+        Read from the SDP only when a view or record needs it, and from its
+        lines (parsing the media section on every call showed in profiles).
         """
-        callee = self.callee
-        sdp = callee.local_sdp if callee is not None else None
-        audio = sdp.audio if sdp is not None else None
-        codecs = audio.codecs if audio is not None else ()
-        return codecs[0] if codecs else self.recovered_codec
+        if self._codec is None:
+            callee = self.callee
+            sdp = callee.local_sdp if callee is not None else None
+            self._codec = first_codec(sdp) if sdp is not None else self.recovered_codec
+        return self._codec
 
     @property
     def caller(self) -> Optional[Leg]:
@@ -244,11 +247,6 @@ class Call:
             if not leg.originating:
                 return leg
         return None
-
-    @property
-    def live(self) -> bool:
-        state = self.state
-        return state is not CallState.RELEASING and state is not CallState.ENDED
 
     def __repr__(self) -> str:
         return f"<Call {self.call_id} {self.state.value} {len(self.legs)} legs>"
@@ -272,7 +270,8 @@ class CallMachine:
             return CallAction.NONE
         if self.fired_call is not None:
             self.fired_call(call.state, event)
-        call.state = entry[0]
+        state = call.state = entry[0]
+        call.live = state is not CallState.RELEASING and state is not CallState.ENDED
         return entry[1]
 
     def feed_leg(self, leg: Leg, event: LegInput) -> bool:
@@ -317,3 +316,26 @@ def wanted(leg: Leg) -> tuple[ConnectionMode, Optional[SessionDescription], Tone
             Tone.RINGBACK if state is CallState.ALERTING else Tone.NONE,
         )
     return ConnectionMode.SENDRECV, remote, Tone.NONE
+
+
+def first_codec(sdp: SessionDescription) -> Optional[str]:
+    """
+    The encoding of the first format of C{sdp}'s audio stream: a static
+    payload type's name, or its C{a=rtpmap}'s; None when there is none.
+    """
+    lines = sdp.lines
+    for line in lines:
+        if line.startswith("m=audio "):
+            fields = line.split(" ", 4)
+            if len(fields) < 4 or not fields[3].isdigit():
+                return None
+            pt = fields[3]
+            break
+    else:
+        return None
+    prefix = f"a=rtpmap:{pt} "
+    for line in lines:
+        if line.startswith(prefix):
+            return line[len(prefix):].partition("/")[0].strip() or None
+    static = STATIC_PAYLOAD_TYPES.get(int(pt))
+    return static[0] if static is not None else None

@@ -307,6 +307,7 @@ class CallControl:
         self.requests.watch_hang_up(line, call)
         if leg.state is LegState.OPEN or leg.state is LegState.MODIFYING:
             self._call_input(call, CallInput.ANSWER)
+            self.media.reconcile_call(call)
         # else: answered before its CRCX answer arrived: connection_open connects.
 
     def _release_line(self, line: Line) -> None:
@@ -499,8 +500,6 @@ class CallControl:
             return
         if self.events.watched:
             self.events.publish(CallStateChanged(self.views.call(call), previous))
-        if action is CallAction.CONNECTED or action is CallAction.ALERTING:
-            self.media.reconcile_call(call)
 
     def await_answer(self, call: Call) -> None:
         """Release C{call} with NO_ANSWER unless it is answered within the no-answer time."""

@@ -110,8 +110,8 @@ class Media:
     def reconcile(self, leg: Leg) -> None:
         """Send what C{leg}'s connection needs now, if nothing is in flight on it."""
         state = leg.state
-        if state is LegState.GONE or leg.busy:
-            return
+        if state is not LegState.OPEN and state is not LegState.NEW:
+            return  # gone, or a command is in flight: its answer reconciles again
         call = leg.call
         if not call.live:
             if state is LegState.NEW:
