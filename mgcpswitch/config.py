@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
+import re
 from collections import Counter
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Callable, Mapping, Optional, get_args, get_type_hints
 
 from .errors import ConfigError, ProtocolError
@@ -27,6 +28,8 @@ __all__ = [
     "GatewaySettings",
     "SimulatorSettings",
     "StoreSettings",
+    "ServiceSettings",
+    "LineServices",
     "DemoSettings",
     "WebSettings",
     "Key",
@@ -136,6 +139,57 @@ class SimulatorSettings:
 
 
 @dataclass(frozen=True)
+class LineServices:
+    """
+    A line's services and settings: what the configuration gives, then
+    what its user (star codes) or the operator (the admin) changed.
+    """
+
+    name: Optional[str] = None  # shown as caller ID name to the parties it calls
+    private: bool = False  # its number and name are withheld (caller ID "P")
+    call_waiting: bool = True
+    three_way: bool = True
+    transfer: bool = True
+    transfer_on_hangup: bool = False  # the initiator of a three-way call hangs up: the other two stay
+    forward_always: Optional[str] = None  # numbers calls are forwarded to
+    forward_busy: Optional[str] = None
+    forward_no_answer: Optional[str] = None
+    dnd: bool = False  # do not disturb: callers hear busy (or are forwarded on busy)
+    message_waiting: bool = False  # the visual indicator, and stutter dial tone
+
+    @property
+    def flash(self) -> bool:
+        """Whether the line uses hook-flash at all (so it is asked for during calls)."""
+        return self.call_waiting or self.three_way or self.transfer
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """The services' feature codes and limits (C{[services]}); lines' defaults too."""
+
+    cancel_waiting: str = "*70"  # before a number: no call waiting during that call
+    forward_always_on: str = "*72"  # then the number to forward to
+    forward_always_off: str = "*73"
+    forward_busy_on: str = "*90"
+    forward_busy_off: str = "*91"
+    forward_no_answer_on: str = "*92"
+    forward_no_answer_off: str = "*93"
+    dnd_on: str = "*78"
+    dnd_off: str = "*79"
+    # Forwarding stops after this many hops (a chain of forwards longer than
+    # a few is a mistake, and each hop rings someone): the caller hears
+    # reorder, the record says forward-loop.  A loop is refused at once.
+    forward_limit: int = 5
+    forward_no_answer_after: float = 20.0  # seconds of ringing before a no-answer forward
+    recall_timeout: float = 60.0  # how long a line is rung back for a held call
+    flash_digit_map: Optional[str] = None  # digits after a flash; default: the line's digit map
+    lines: LineServices = LineServices()  # every line's services unless its [line:ENDPOINT] says
+
+
+@dataclass(frozen=True)
 class StoreSettings:
     """
     Where call control keeps what must outlive it (C{[store]}): gateway
@@ -196,6 +250,8 @@ class Settings:
     simulator: SimulatorSettings = SimulatorSettings()
     demo: DemoSettings = DemoSettings()
     store: StoreSettings = StoreSettings()
+    services: ServiceSettings = ServiceSettings()
+    lines: Mapping[str, LineServices] = field(default_factory=dict)  # by endpoint name, lower case
     dialplan: Mapping[str, str] = field(default_factory=dict)  # pattern -> endpoint
     plugins: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     source: str = "<embedded defaults>"
@@ -518,6 +574,78 @@ _GATEWAY_KEYS = {
     "lines": Key(integer(1, 100_000), 8),
 }
 _SIMULATOR_KEYS = _keys_of(SimulatorSettings, {"gateways": names, "media": boolean, "rtp": boolean})
+def feature_code(value: str) -> str:
+    """A star code: * or # then one to three digits."""
+    text = value.strip()
+    if re.fullmatch(r"[*#][0-9]{1,3}", text) is None:
+        raise ValueError(f"expected a feature code like *72, not {text!r}")
+    return text
+
+
+def directory_number(value: str) -> Optional[str]:
+    """A number to forward to (digits, * and #), or none."""
+    text = value.strip()
+    if text.lower() in ("", "none"):
+        return None
+    if re.fullmatch(r"[0-9*#]{1,32}", text) is None:
+        raise ValueError(f"expected a number of digits, not {text!r}")
+    return text
+
+
+_LINE_DEFAULT_KEYS = {
+    "call_waiting": boolean, "three_way": boolean, "transfer": boolean, "transfer_on_hangup": boolean,
+}
+_SERVICE_KEYS = {
+    **_keys_of(ServiceSettings, {
+        "cancel_waiting": feature_code,
+        "forward_always_on": feature_code,
+        "forward_always_off": feature_code,
+        "forward_busy_on": feature_code,
+        "forward_busy_off": feature_code,
+        "forward_no_answer_on": feature_code,
+        "forward_no_answer_off": feature_code,
+        "dnd_on": feature_code,
+        "dnd_off": feature_code,
+        "forward_limit": integer(1, 20),
+        "forward_no_answer_after": number(1.0),
+        "recall_timeout": number(1.0),
+        "flash_digit_map": optional(digit_map),
+    }),
+    **_keys_of(LineServices, _LINE_DEFAULT_KEYS),
+}
+_LINE_KEYS = _keys_of(LineServices, {
+    "name": optional_text,
+    "private": boolean,
+    **_LINE_DEFAULT_KEYS,
+    "forward_always": directory_number,
+    "forward_busy": directory_number,
+    "forward_no_answer": directory_number,
+    "dnd": boolean,
+    "message_waiting": boolean,
+})
+
+
+def _services(items: Mapping[str, str]) -> ServiceSettings:
+    values = read_keys("services", items, _SERVICE_KEYS)
+    lines = LineServices(**{k: values.pop(k) for k in _LINE_DEFAULT_KEYS})
+    codes = [values[k] for k in values if k.endswith(("_on", "_off")) or k == "cancel_waiting"]
+    for code in codes:
+        if codes.count(code) > 1:
+            raise ConfigError(("services",), f"feature code {code} is given to two services")
+    return ServiceSettings(**values, lines=lines)
+
+
+def _line(name: str, items: Mapping[str, str], defaults: LineServices,
+          gateways: list[GatewaySettings]) -> tuple[str, LineServices]:
+    section = f"line:{name}"
+    endpoints = {g.endpoint_name(e).lower() for g in gateways for e in g.endpoints}
+    if name.lower() not in endpoints:
+        raise ConfigError((section,), f"no configured gateway has an endpoint {name!r}")
+    values = read_keys(section, items, {k: Key(key.read, getattr(defaults, k), key.doc)
+                                        for k, key in _LINE_KEYS.items()})
+    return name.lower(), LineServices(**values)
+
+
 _STORE_KEYS = _keys_of(StoreSettings, {
     "url": store_url,
     "batch_size": integer(1, 1_000_000),
@@ -541,6 +669,8 @@ KEYS: Mapping[str, Mapping[str, Key]] = {
     "simulator": _SIMULATOR_KEYS,
     "demo": _DEMO_KEYS,
     "store": _STORE_KEYS,
+    "services": _SERVICE_KEYS,
+    "line:ENDPOINT": _LINE_KEYS,
     "dialplan": {"digit_map": Key(digit_map, None)},
 }
 
@@ -663,22 +793,27 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
     simulator = SimulatorSettings(**read_keys("simulator", sections.pop("simulator", {}), _SIMULATOR_KEYS))
     demo = DemoSettings(**read_keys("demo", sections.pop("demo", {}), _DEMO_KEYS))
     store = StoreSettings(**read_keys("store", sections.pop("store", {}), _STORE_KEYS))
+    services = _services(sections.pop("services", {}))
     dialplan_items = sections.pop("dialplan", {})
     gateways = []
     plugins: dict[str, dict[str, str]] = {}
+    line_sections: dict[str, Mapping[str, str]] = {}
     for name, items in sections.items():
         kind, colon, rest = name.partition(":")
         if colon and kind == "gateway":
             gateways.append(_gateway(rest.strip(), items))
         elif colon and kind == "plugin":
             plugins[rest.strip()] = items
+        elif colon and kind == "line":
+            line_sections[rest.strip()] = items
         else:
             raise ConfigError(
                 (name,),
-                "unknown section; known: switch, transactions, web, simulator, demo, store, dialplan, "
-                "gateway:NAME, plugin:NAME",
+                "unknown section; known: switch, transactions, web, simulator, demo, store, services, "
+                "dialplan, gateway:NAME, line:ENDPOINT, plugin:NAME",
             )
     _check_gateways(gateways)
+    lines = dict(_line(name, items, services.lines, gateways) for name, items in line_sections.items())
     configured = {g.name.lower() for g in gateways}
     for simulated in simulator.gateways:
         if simulated.lower() not in configured:
@@ -691,6 +826,8 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         simulator=simulator,
         demo=demo,
         store=store,
+        services=services,
+        lines=lines,
         dialplan=_dialplan(dialplan_items, gateways, switch.dynamic_gateways),
         plugins=plugins,
         source=source,

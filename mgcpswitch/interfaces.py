@@ -236,11 +236,14 @@ class IStore(Interface):
     def call_ended(record):  # type: ignore[no-untyped-def]
         """A call ended (its L{mgcpswitch.agent.model.CallRecord}); its checkpoint goes."""
 
+    def line_changed(record):  # type: ignore[no-untyped-def]
+        """A line's services changed (a L{mgcpswitch.agent.model.LineRecord}): kept over the configuration's."""
+
     def load():  # type: ignore[no-untyped-def]
         """
         A Deferred firing with the L{mgcpswitch.agent.model.StoredState}:
-        the gateways and the calls that were talking, for an agent that
-        starts (or takes over) after another stopped.
+        the gateways, the calls that were talking and the lines' services,
+        for an agent that starts (or takes over) after another stopped.
         """
 
     def flush():  # type: ignore[no-untyped-def]

@@ -69,7 +69,7 @@ class Restart(SynchronousTestCase):
         self.assertEqual((call.call_id, call.state, call.answered), (before.call_id, CallState.CONNECTED, before.answered))
         self.assertIs(s.line("aaln/1@rgw1").state, LineState.CONNECTED)
         self.assertEqual(len(a.connections) + len(b.connections), 2)
-        self.assertEqual([str(r.name) for r in a.requested_events], ["L/hu"])
+        self.assertEqual([str(r.name) for r in a.requested_events], ["L/hu", "L/hf"])  # and its flash
         b.on_hook()
         s.run(0.5)
         self.assertIn("L/bz", a.signals)

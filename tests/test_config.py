@@ -51,7 +51,7 @@ def documented_keys(path: str) -> dict[str, set[str]]:
         for line in f:
             header = re.match(r"#?\s*\[([^\]]+)\]\s*(?:[;#].*)?$", line.strip())
             if header:
-                section = re.sub(r"^gateway:.*", "gateway:NAME", header.group(1))
+                section = re.sub(r"^line:.*", "line:ENDPOINT", re.sub(r"^gateway:.*", "gateway:NAME", header.group(1)))
                 continue
             key = re.match(r"#?\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(?!=)", line.strip())
             if key and section:

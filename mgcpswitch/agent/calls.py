@@ -152,11 +152,14 @@ class Leg:
         applied state, compared with L{wanted}).
     @ivar rearm: the request (events, signals) the leg's DLCX carried, or
         None: what the line runs once the connection is gone.
+    @ivar held, waiting, conference, consultation: what the line's
+        services made of the leg (see L{mgcpswitch.agent.services}).
     """
 
     __slots__ = (
         "call", "line", "originating", "state", "peer", "connection_id", "local_sdp",
-        "remote_sdp", "mode", "tone", "stats", "rearm",
+        "remote_sdp", "mode", "tone", "stats", "rearm", "held", "waiting", "conference",
+        "consultation", "dropped", "mgcp_call_id",
     )
 
     def __init__(self, call: Call, line: Any, originating: bool) -> None:
@@ -172,6 +175,15 @@ class Leg:
         self.tone = Tone.NONE
         self.stats: dict[str, int] = {}
         self.rearm: Optional[tuple[Any, Any]] = None
+        # What the line's services made of it (written by the call machine):
+        self.held = False  # on hold: its connection inactive
+        self.waiting = False  # a call waiting for its line to answer (it rings with L/wt)
+        self.conference = False  # mixed with the line's other call (three-way: confrnce)
+        self.consultation = False  # placed by its line while another call was held
+        self.dropped = False  # leaves a call that goes on (a no-answer forward rings someone else)
+        # The CallId its connection was created with: a transfer moves the
+        # leg to a new call, and the gateway knows the connection by it.
+        self.mgcp_call_id = call.call_id
 
     @property
     def busy(self) -> bool:
@@ -198,6 +210,8 @@ class Call:
         "call_id", "state", "legs", "dialled", "started", "answered", "ended", "cause",
         "ladder", "no_answer", "originated", "target", "originate_deferred",
         "saved_request", "ended_deferreds", "recovered", "recovered_codec", "live", "_codec",
+        "no_waiting", "forwarded_from", "forwards", "transferred_by", "related", "forward_timer",
+        "former",
     )
 
     def __init__(self, call_id: str, started: float, dialled: str) -> None:
@@ -220,6 +234,13 @@ class Call:
         self.recovered_codec: Optional[str] = None
         self.live = True  # not releasing nor ended (kept by the call machine with the state)
         self._codec: Optional[str] = None
+        self.no_waiting = False  # its caller dialled *70: its line takes no waiting call meanwhile
+        self.forwarded_from: Optional[str] = None  # the endpoint first called
+        self.forwards = 0  # how many times it was forwarded (bounded)
+        self.transferred_by: Optional[str] = None
+        self.related: tuple[str, ...] = ()
+        self.forward_timer: Any = None  # forwarding on no answer
+        self.former: list[Leg] = []  # legs moved to another call (a transfer): still its parties
 
     @property
     def codec(self) -> Optional[str]:
@@ -239,11 +260,18 @@ class Call:
         for leg in self.legs:
             if leg.originating:
                 return leg
+        for leg in self.former:
+            if leg.originating:
+                return leg
         return None
 
     @property
     def callee(self) -> Optional[Leg]:
-        for leg in self.legs:
+        """The party called: the newest terminating leg (a forward replaces the first)."""
+        for leg in reversed(self.legs):
+            if not leg.originating:
+                return leg
+        for leg in self.former:
             if not leg.originating:
                 return leg
         return None
@@ -285,6 +313,48 @@ class CallMachine:
         return True
 
     @staticmethod
+    def mark(leg: Leg, *, held: Optional[bool] = None, waiting: Optional[bool] = None,
+             conference: Optional[bool] = None, consultation: Optional[bool] = None,
+             dropped: Optional[bool] = None) -> None:
+        """What a line's services make of a leg (its media follows through L{wanted})."""
+        if dropped is not None:
+            leg.dropped = dropped
+            if dropped and leg.peer is not None:  # its peer will pair with the leg that replaces it
+                if leg.peer.peer is leg:
+                    leg.peer.peer = None
+                leg.peer = None
+        if held is not None:
+            leg.held = held
+        if waiting is not None:
+            leg.waiting = waiting
+        if conference is not None:
+            leg.conference = conference
+        if consultation is not None:
+            leg.consultation = consultation
+
+    @staticmethod
+    def move(leg: Leg, call: Call, originating: bool) -> None:
+        """
+        Move C{leg} to C{call} (a transfer): it leaves its call, takes the
+        side given, and pairs with the first unpaired leg of the other side.
+        """
+        old = leg.call
+        if leg in old.legs:
+            old.legs.remove(leg)
+            old.former.append(leg)
+        if leg.peer is not None and leg.peer.peer is leg:
+            leg.peer.peer = None
+        leg.peer = None
+        leg.call = call
+        leg.originating = originating
+        for other in call.legs:
+            if other.originating is not originating and other.peer is None:
+                other.peer = leg
+                leg.peer = other
+                break
+        call.legs.append(leg)
+
+    @staticmethod
     def new_leg(call: Call, line: Any, originating: bool) -> Leg:
         """A leg of C{call} on C{line}, paired with the call's first leg of the other side."""
         leg = Leg(call, line, originating)
@@ -307,6 +377,10 @@ def wanted(leg: Leg) -> tuple[ConnectionMode, Optional[SessionDescription], Tone
     call = leg.call
     peer = leg.peer
     remote = peer.local_sdp if peer is not None else None
+    if leg.held or leg.waiting:
+        return ConnectionMode.INACTIVE, remote, Tone.NONE
+    if leg.conference:
+        return ConnectionMode.CONFRNCE, remote, Tone.NONE
     state = call.state
     if state is CallState.CONNECTED:
         return ConnectionMode.SENDRECV, remote, Tone.NONE

@@ -53,8 +53,19 @@ OFF_HOOK_EVENTS = parse_requested_events("L/hd(N)")
 DIALLING_ON_OFF_HOOK = parse_requested_events("L/hd(A,E(R(L/hu(N),D/[0-9#*T](D)),S(L/dl)))")
 HANG_UP_EVENTS = parse_requested_events("L/hu(N)")
 DIALLING_EVENTS = parse_requested_events("L/hu(N), D/[0-9#*T](D)")
+# Lines with services (call waiting, three-way, transfer) are also asked
+# for the hook-flash while in a call, and while dialling after one.
+HANG_UP_FLASH_EVENTS = parse_requested_events("L/hu(N), L/hf(N)")
+DIALLING_FLASH_EVENTS = parse_requested_events("L/hu(N), L/hf(N), D/[0-9#*T](D)")
+# The idle request with stutter dial tone embedded (a message waits).
+DIALLING_ON_OFF_HOOK_STUTTER = parse_requested_events("L/hd(A,E(R(L/hu(N),D/[0-9#*T](D)),S(L/sl)))")
 NO_SIGNALS: tuple[SignalRequest, ...] = ()
 DIAL_TONE = parse_signal_requests("L/dl")
+STUTTER_DIAL_TONE = parse_signal_requests("L/sl")  # a message waits; recall dial tone after a flash
+CALL_WAITING_TONE = parse_signal_requests("L/wt")
+CONFIRMATION_TONE = parse_signal_requests("G/cf")  # RFC 3660 puts it in the generic package
+MWI_ON = parse_signal_requests("L/vmwi(+)")
+MWI_OFF = parse_signal_requests("L/vmwi(-)")
 RINGBACK = parse_signal_requests("G/rt")
 BUSY_TONE = parse_signal_requests("L/bz")
 REORDER_TONE = parse_signal_requests("L/ro")
@@ -155,15 +166,18 @@ def auep(txid: int, endpoint: EndpointName, info: tuple[ParamCode, ...] = AUDIT_
     return _command(Verb.AUEP, txid, endpoint, items)
 
 
-def caller_id(now: float, number: Optional[str], name: Optional[str]) -> SignalRequest:
+def caller_id(now: float, number: Optional[str], name: Optional[str], private: bool = False) -> SignalRequest:
     """
     C{L/ci(time, number, name)} (RFC 3660 §2.4): time as MM/DD/HH/MM from
-    the reactor clock (UTC); a missing number or name is C{O} (unavailable).
+    the reactor clock (UTC); a missing number or name is C{O} (unavailable),
+    a withheld one C{P} (private).
     """
     t = time.gmtime(now)
     stamp = f"{t.tm_mon:02d}/{t.tm_mday:02d}/{t.tm_hour:02d}/{t.tm_min:02d}"
     from ..mgcp import EventName
 
+    if private:
+        return SignalRequest(EventName("L/ci"), (stamp, "P", "P"))
     return SignalRequest(
         EventName("L/ci"),
         (stamp, f'"{number}"' if number else "O", f'"{name}"' if name else "O"),

@@ -81,6 +81,7 @@ from .model import (
 from .registry import Endpoint, Gateway, Registry
 from .requests import Requests
 from .resync import Resync
+from .services import Services
 from .store import MemoryStore, checkpoint, gateway_record
 from .wire import Wire
 
@@ -116,7 +117,7 @@ class CallControl:
         self.clock = clock
         self.settings = settings
         switch = settings.switch
-        self._dial_plan = IDialPlan(dial_plan)
+        self.dial_plan = IDialPlan(dial_plan)
         rng = random_source or random.Random()
         self._call_prefix = format(rng.getrandbits(32), "08x")
         self._call_ids = itertools.count(1)
@@ -129,7 +130,7 @@ class CallControl:
         self.machine = CallMachine()
         self.resync = Resync(self)
         self.registry = Registry(
-            clock, settings, self._dial_plan, profiles, sender, self.resync, self.counters, self._gateway_changed
+            clock, settings, self.dial_plan, profiles, sender, self.resync, self.counters, self._gateway_changed
         )
         self.wire = Wire(clock, sender, self.counters)
         self.media = Media(
@@ -143,7 +144,9 @@ class CallControl:
         self._calls: dict[str, Call] = {}
         self._ended: deque[Call] = deque(maxlen=max(switch.ended_calls_kept, 1))
         self._no_answer_timeouts = TimeoutQueue(clock, switch.no_answer_timeout, self._no_answer)
-        self.requests = Requests(self.wire, self.lines, self.feed, self.media.idle_events, self.counters)
+        self.services = Services(self, settings.services)
+        self.requests = Requests(self.wire, self.lines, self.feed, self.media.idle_events, self.counters,
+                                 self.services.flash_digit_map)
         self.operator = Operator(self)
         self._actions: dict[Action, Callable[[Line], None]] = {
             Action.DIAL_TONE: self.requests.dial_tone,
@@ -153,6 +156,13 @@ class CallControl:
             Action.ANSWER: self._answer,
             Action.CALL_FAR_END: self._call_far_end,
             Action.RELEASE: self._release_line,
+            Action.FLASH: self.services.flash,
+            Action.RECALL_DIAL_TONE: self.requests.recall_dial_tone,
+            Action.WATCH_CALL: self.requests.watch_call,
+            Action.RING: self._ring_again,
+            Action.ANSWER_RECALL: self.services.answer_recall,
+            Action.STUTTER_DIAL_TONE: self.requests.stutter_dial_tone,
+            Action.CONFIRM_TONE: self.requests.confirm,
         }
 
     def start(self) -> Deferred[None]:
@@ -181,6 +191,7 @@ class CallControl:
             line = endpoint.line
             leg = self.machine.new_leg(call, line, leg_saved.originating)
             leg.connection_id = leg_saved.connection_id
+            leg.mgcp_call_id = leg_saved.call_id or call.call_id
             leg.mode = ConnectionMode(leg_saved.mode) if leg_saved.mode else ConnectionMode.SENDRECV
             self.machine.feed_leg(leg, LegInput.ADOPT)
             endpoint.connections[leg.connection_id] = call.call_id  # type: ignore[index]
@@ -193,6 +204,7 @@ class CallControl:
 
     def stop(self) -> None:
         self.registry.stop()
+        self.services.stop()
         self._no_answer_timeouts.stop()
         for call in self._calls.values():
             call.no_answer = None
@@ -248,6 +260,9 @@ class CallControl:
                     self.lines.hook_seen(line, Hook.ON)
                     self.feed(line, LineInput.ON_HOOK)
                     digits = []
+                else:  # L/hf
+                    self.lines.noted(line, name)
+                    self.feed(line, LineInput.FLASH)
             if digits:
                 self._digits(line, "".join(digits))
         finally:
@@ -312,6 +327,8 @@ class CallControl:
 
     def _release_line(self, line: Line) -> None:
         """The line hung up (or its call is being released): release its call."""
+        if line.hook is Hook.ON and self.services.hang_up(line):
+            return  # it held several calls: the services decided
         leg = line.leg
         if leg is None:
             self._line_free(line, None, False)  # nothing to release (a late event)
@@ -363,14 +380,20 @@ class CallControl:
     def _route(self, line: Line, digits: str) -> None:
         endpoint = line.endpoint
         dialled = digits.rstrip("T")
+        no_waiting = False
+        feature = self.services.feature(line, dialled)
+        if feature:
+            return  # a star code: the services took it
+        if feature is None:
+            no_waiting = True  # *70 NUMBER: this call is not interrupted by call waiting
         if not endpoint.gateway.usable:
             # Its own gateway takes no new calls (draining, away): refused, with a record.
             self._failed_attempt(line, dialled, ReleaseCause.UNAVAILABLE)
             self.feed(line, self._unavailable)
             return
         request = RouteRequest(str(endpoint.name), dialled, endpoint.number)
-        maybeDeferred(self._dial_plan.route, request).addCallbacks(
-            self._routed, self._route_failed, (line, dialled), None, (line,)
+        maybeDeferred(self.dial_plan.route, request).addCallbacks(
+            self._routed, self._route_failed, (line, dialled, no_waiting), None, (line,)
         )
 
     def _route_failed(self, failure: Failure, line: Line) -> None:
@@ -379,32 +402,77 @@ class CallControl:
         if line.state is LineState.ROUTING:
             self.feed(line, LineInput.ROUTE_FAILED)
 
-    def _routed(self, decision: RouteDecision, line: Line, dialled: str) -> None:
+    def _routed(self, decision: RouteDecision, line: Line, dialled: str, no_waiting: bool) -> None:
         if line.state is not LineState.ROUTING:
             return  # the caller hung up while the dial plan thought
         endpoint = self.registry.endpoint(decision.target) if decision.target else None
         if endpoint is None:
-            self._failed_attempt(line, dialled, decision.cause or ReleaseCause.UNKNOWN_NUMBER)
-            self.feed(line, LineInput.ROUTE_FAILED)
+            self.refuse(line, dialled, decision.cause or ReleaseCause.UNKNOWN_NUMBER)
             return
-        target = endpoint.line
-        if target is not line and not available(endpoint):
-            self._failed_attempt(line, dialled, ReleaseCause.UNAVAILABLE, target)
-            self.feed(line, self._unavailable)
-            return
-        if target is line or target.state is not LineState.IDLE:
-            self._failed_attempt(line, dialled, ReleaseCause.BUSY, target)
+        self.services.deliver(line, dialled, endpoint, no_waiting=no_waiting)
+
+    def refuse(self, line: Line, dialled: str, cause: ReleaseCause, target: Optional[Line] = None) -> None:
+        """A call that cannot be placed: its record, and the tone its cause gets."""
+        self._failed_attempt(line, dialled, cause, target)
+        if cause is ReleaseCause.BUSY or cause is ReleaseCause.DND:
             self.feed(line, LineInput.ROUTE_BUSY)
-            return
+        elif cause is ReleaseCause.UNAVAILABLE:
+            self.feed(line, self._unavailable)
+        else:
+            self.feed(line, LineInput.ROUTE_FAILED)
+
+    def place(self, line: Line, dialled: str, target: Line, waiting: bool = False) -> Call:
+        """A call from C{line} to C{target}: rung, or waiting for it (call waiting)."""
         call = self.new_call(dialled)
-        self.lines.add_leg(line, self.machine.new_leg(call, line, True))
+        leg = self.machine.new_leg(call, line, True)
+        if any(other.held for other in line.legs):
+            self.machine.mark(leg, consultation=True)  # dialled while another call was held
+        self.lines.add_leg(line, leg)
+        self._set_up(call, target, waiting)
+        return call
+
+    def _set_up(self, call: Call, target: Line, waiting: bool = False) -> None:
+        """Ring C{target} for C{call} (or make the call wait for it): its leg, then the connections."""
+        leg = self.machine.new_leg(call, target, False)
+        self.lines.add_leg(target, leg)
+        if waiting:
+            self.machine.mark(leg, waiting=True)
+            self.counters["calls_waiting"] += 1
+        else:
+            self.feed(target, LineInput.INCOMING)
+        self.media.reconcile_call(call)
+
+    def answer(self, leg: Leg) -> None:
+        """A waiting (or recalled) call is answered; one still being created is connected when it is."""
+        if leg.state is LegState.OPEN or leg.state is LegState.MODIFYING:
+            self._call_input(leg.call, CallInput.ANSWER)
+
+    def retarget(self, call: Call, old: Leg, target: Line) -> None:
+        """The call rings C{target} instead of C{old}'s line (forward on no answer)."""
+        self.machine.mark(old, dropped=True)
+        self.feed(old.line, LineInput.DROPPED)
         self._set_up(call, target)
 
-    def _set_up(self, call: Call, target: Line) -> None:
-        """Ring C{target} for C{call}: its leg, then the connections (caller's first)."""
-        self.lines.add_leg(target, self.machine.new_leg(call, target, False))
-        self.feed(target, LineInput.INCOMING)
+    def join(self, a: Leg, b: Leg, template: Call, line: Line) -> Call:
+        """
+        A transfer: C{a} and C{b} (the far parties of C{line}'s two calls)
+        in a new call, ringing still or talking as C{template} is.
+        """
+        call = self.new_call(template.dialled)
+        call.transferred_by = str(line.endpoint.name)
+        self.machine.move(a, call, True)
+        self.machine.move(b, call, False)
+        self._call_input(call, CallInput.ALERT)
+        if template.state is CallState.CONNECTED:
+            self._call_input(call, CallInput.ANSWER)
+        elif a.line.state is LineState.CONNECTED:
+            self.feed(a.line, LineInput.TRANSFERRED)  # it hears ringback now
         self.media.reconcile_call(call)
+        return call
+
+    def _ring_again(self, line: Line) -> None:
+        self.requests.ring(line)
+        self.services.ringing_again(line)
 
     def _call_far_end(self, line: Line) -> None:
         """The first party of an originated call answered: now call the second."""
@@ -440,7 +508,7 @@ class CallControl:
         if not leg.originating:
             call = leg.call
             self._call_input(call, CallInput.ALERT)
-            if leg.line.state is LineState.CONNECTED:
+            if leg.line.state is LineState.CONNECTED and not leg.waiting and leg.line.active is leg:
                 # The callee answered while its CRCX was answered: no ringback.
                 self._call_input(call, CallInput.ANSWER)
 
@@ -463,15 +531,25 @@ class CallControl:
         self._call_input(call, CallInput.RELEASE)
         for leg in list(call.legs):
             line = leg.line
-            if leg in line.legs:
+            if leg in line.legs and not leg.conference and (len(line.legs) == 1 or line.active is leg):
                 self.feed(line, LineInput.FAR_END_RELEASED)
+        if call.forward_timer is not None:
+            call.forward_timer.cancel()
+            call.forward_timer = None
         self.media.reconcile_call(call)
 
     def leg_gone(self, leg: Leg, rearmed: bool) -> None:
         line = leg.line
-        if leg in line.legs and self.lines.remove_leg(line, leg):
-            self._line_free(line, leg, rearmed)
+        if leg in line.legs:
+            if self.lines.remove_leg(line, leg):
+                if not self.services.line_empty(line):
+                    self._line_free(line, leg, rearmed)
+            else:
+                self.services.leg_left(line, leg)
         call = leg.call
+        if leg.dropped:
+            call.legs.remove(leg)  # the call goes on with the leg that replaced it
+            call.former.append(leg)
         for other in call.legs:
             if other.state is not LegState.GONE:
                 return
@@ -525,9 +603,10 @@ class CallControl:
             # call and at its peer, and those cycles kept every finished call
             # for the garbage collector's passes.
             gone = ended[0]
-            for leg in gone.legs:
+            for leg in gone.legs + gone.former:
                 leg.peer = None
             gone.legs = []
+            gone.former = []
         ended.append(call)
         cause = call.cause or ReleaseCause.NORMAL
         self.outcomes[cause.value] += 1
@@ -586,11 +665,3 @@ class CallControl:
     def recent_calls(self) -> list[Call]:
         """The calls in progress, then the recently ended ones."""
         return list(self._calls.values()) + list(self._ended)
-
-
-def available(endpoint: Endpoint) -> bool:
-    """Whether a line can be called at all now (busy or not): in service, on a gateway that takes calls."""
-    return endpoint.gateway.usable and endpoint.in_service and endpoint.line.state not in _AWAY
-
-
-_AWAY = frozenset((LineState.UNKNOWN, LineState.OUT_OF_SERVICE, LineState.RESTARTING))

@@ -166,6 +166,11 @@ class Views:
             connections=tuple(connections),
             number=endpoint.number,
             last_event=line.last_event,
+            calls=tuple(leg.call.call_id for leg in line.legs),
+            held=tuple(leg.call.call_id for leg in line.legs if leg.held),
+            waiting=tuple(leg.call.call_id for leg in line.legs if leg.waiting),
+            conference=any(leg.conference for leg in line.legs),
+            services=endpoint.services,
         )
 
     def call(self, call: Call, ladder: bool = False) -> CallView:
@@ -210,6 +215,9 @@ class Views:
             cause=call.cause or ReleaseCause.NORMAL,
             caller_stats=dict(caller.stats),
             callee_stats=dict(callee.stats) if callee is not None else {},
+            forwarded_from=call.forwarded_from,
+            transferred_by=call.transferred_by,
+            related=call.related,
         )
 
     def _ladder_entry(self, time: float, direction: str, gateway: Gateway, message: Any) -> LadderEntry:

@@ -68,6 +68,19 @@ class LineInput(enum.Enum):
     CLEARED_REORDER = "cleared-reorder"  # reorder tone
     CLEARED_DIALLING = "cleared-dialling"  # a callee off hook before it rang: dial tone
     RESUMED = "resumed"  # a talking call taken over from the store (after a restart)
+    # Services (hook-flash, call waiting, three-way, transfer, recall, star codes):
+    FLASH = "flash"  # NTFY L/hf: the services decide what it means now
+    HOLD = "hold"  # the talking call is put on hold: recall dial tone to dial another
+    RETRIEVED = "retrieved"  # a held or waiting call becomes the one the line talks to
+    JOINED = "joined"  # the held call and the consultation call are mixed (three-way)
+    PARTY_LEFT = "party-left"  # one of a three-way call's parties left: back to a two-party call
+    ACTIVE_GONE = "active-gone"  # the talking call ended; held or waiting calls remain (off hook)
+    RECALL = "recall"  # on hook with held or waiting calls: ring the line for them
+    HELD_GONE = "held-gone"  # the last held or waiting call ended
+    TRANSFERRED = "transferred"  # this line's party was transferred to a call still ringing
+    DROPPED = "dropped"  # the call ringing this line went on to ring another (forward on no answer)
+    FEATURE_NUMBER = "feature-number"  # a star code that wants a number (*72): dial it now
+    FEATURE_DONE = "feature-done"  # a star code was applied: confirmation tone
     RESET = "reset"  # the gateway lost the line's state, or an audit starts
     RESTARTING = "restarting"  # the gateway restarts the endpoint, back after a delay
     OUT_OF_SERVICE = "out-of-service"  # the gateway says the endpoint is not there
@@ -87,6 +100,13 @@ class Action(enum.Enum):
     ANSWER = "answer"  # the callee went off hook: connect the call
     CALL_FAR_END = "call-far-end"  # originated call: now ring the second party
     RELEASE = "release"  # release the line's call (DLCX its connections)
+    FLASH = "flash"  # the services act on the hook-flash (or re-arm the line: no stray tone)
+    RECALL_DIAL_TONE = "recall-dial-tone"  # RQNT S: L/sl; R: L/hu, L/hf, digits (feature digit map)
+    WATCH_CALL = "watch-call"  # RQNT R: L/hu, L/hf (no signal): talking, or holding calls
+    RING = "ring"  # RQNT S: L/rg; R: L/hd (recall for a held call)
+    ANSWER_RECALL = "answer-recall"  # off hook after a recall: retrieve the held call
+    STUTTER_DIAL_TONE = "stutter-dial-tone"  # the second stage of a star code: its number
+    CONFIRM_TONE = "confirm-tone"  # RQNT S: G/cf; R: L/hu
 
 
 # (state, input) -> (next state, action).  Every pair is tested, and every
@@ -138,6 +158,41 @@ TRANSITIONS: dict[tuple[LineState, LineInput], tuple[LineState, Action]] = {
     (S.RELEASING, LineInput.CLEARED_OFF_HOOK): (S.BUSY, Action.BUSY_TONE),
     (S.RELEASING, LineInput.CLEARED_REORDER): (S.REORDER, Action.REORDER_TONE),
     (S.RELEASING, LineInput.CLEARED_DIALLING): (S.DIAL_TONE, Action.DIAL_TONE),
+    # Services: the flash goes to the services wherever one may mean something;
+    # what they decide comes back as one of the inputs below.
+    (S.CONNECTED, LineInput.FLASH): (S.CONNECTED, Action.FLASH),
+    (S.HOLDING, LineInput.FLASH): (S.HOLDING, Action.FLASH),
+    (S.DIAL_TONE, LineInput.FLASH): (S.DIAL_TONE, Action.FLASH),
+    (S.COLLECTING, LineInput.FLASH): (S.COLLECTING, Action.FLASH),
+    (S.RINGBACK, LineInput.FLASH): (S.RINGBACK, Action.FLASH),
+    (S.CONFERENCE, LineInput.FLASH): (S.CONFERENCE, Action.FLASH),
+    (S.BUSY, LineInput.FLASH): (S.BUSY, Action.FLASH),
+    (S.REORDER, LineInput.FLASH): (S.REORDER, Action.FLASH),
+    (S.CONNECTED, LineInput.HOLD): (S.DIAL_TONE, Action.RECALL_DIAL_TONE),
+    (S.CONNECTED, LineInput.RETRIEVED): (S.CONNECTED, Action.WATCH_CALL),  # swap, or answer the waiting call
+    (S.HOLDING, LineInput.RETRIEVED): (S.CONNECTED, Action.WATCH_CALL),
+    (S.DIAL_TONE, LineInput.RETRIEVED): (S.CONNECTED, Action.WATCH_CALL),
+    (S.COLLECTING, LineInput.RETRIEVED): (S.CONNECTED, Action.WATCH_CALL),
+    (S.RINGBACK, LineInput.RETRIEVED): (S.CONNECTED, Action.WATCH_CALL),
+    (S.BUSY, LineInput.RETRIEVED): (S.CONNECTED, Action.WATCH_CALL),
+    (S.REORDER, LineInput.RETRIEVED): (S.CONNECTED, Action.WATCH_CALL),
+    (S.CONNECTED, LineInput.JOINED): (S.CONFERENCE, Action.WATCH_CALL),
+    (S.RINGBACK, LineInput.JOINED): (S.CONFERENCE, Action.WATCH_CALL),
+    (S.CONFERENCE, LineInput.PARTY_LEFT): (S.CONNECTED, Action.WATCH_CALL),
+    (S.CONFERENCE, LineInput.ON_HOOK): (S.RELEASING, Action.RELEASE),
+    (S.CONNECTED, LineInput.TRANSFERRED): (S.RINGBACK, Action.NONE),
+    (S.RINGING, LineInput.DROPPED): (S.RELEASING, Action.NONE),
+    (S.RELEASING, LineInput.ACTIVE_GONE): (S.HOLDING, Action.WATCH_CALL),
+    (S.RELEASING, LineInput.RECALL): (S.RECALLING, Action.RING),
+    (S.HOLDING, LineInput.ON_HOOK): (S.RECALLING, Action.RING),
+    (S.HOLDING, LineInput.HELD_GONE): (S.BUSY, Action.BUSY_TONE),
+    (S.RECALLING, LineInput.OFF_HOOK): (S.CONNECTED, Action.ANSWER_RECALL),
+    (S.RECALLING, LineInput.HELD_GONE): (S.IDLE, Action.ARM_IDLE),
+    # Star codes: a second stage for a number (*72 NUMBER), then confirmation.
+    (S.ROUTING, LineInput.FEATURE_NUMBER): (S.DIAL_TONE, Action.STUTTER_DIAL_TONE),
+    (S.ROUTING, LineInput.FEATURE_DONE): (S.CONFIRMED, Action.CONFIRM_TONE),
+    (S.CONFIRMED, LineInput.ON_HOOK): (S.IDLE, Action.ARM_IDLE),
+    (S.CONFIRMED, LineInput.OFF_HOOK): (S.DIAL_TONE, Action.DIAL_TONE),
     # Tones after a failed or ended call: wait for the hang-up.
     (S.BUSY, LineInput.ON_HOOK): (S.IDLE, Action.ARM_IDLE),
     (S.BUSY, LineInput.OFF_HOOK): (S.DIAL_TONE, Action.DIAL_TONE),
@@ -190,7 +245,7 @@ class Line:
         embedded, so its L/hd arrives with the digits.
     """
 
-    __slots__ = ("endpoint", "state", "hook", "request_id", "dialling_armed", "legs", "last_event")
+    __slots__ = ("endpoint", "state", "hook", "request_id", "dialling_armed", "legs", "last_event", "pending")
 
     def __init__(self, endpoint: Any) -> None:
         self.endpoint = endpoint
@@ -200,12 +255,27 @@ class Line:
         self.dialling_armed = False
         self.legs: list[Any] = []
         self.last_event: Optional[str] = None
+        self.pending: Optional[str] = None  # a star code waiting for its number (*72 ...)
 
     @property
     def leg(self) -> Any:
-        """The leg the line is talking on (the newest), or None."""
+        """The leg the line talks on (the newest not held nor waiting), else its newest, or None."""
         legs = self.legs
-        return legs[-1] if legs else None
+        if not legs:
+            return None
+        if len(legs) > 1:
+            for leg in reversed(legs):
+                if not leg.held and not leg.waiting:
+                    return leg
+        return legs[-1]
+
+    @property
+    def active(self) -> Any:
+        """The leg the line talks on, or None when it only holds (or has a call waiting)."""
+        for leg in reversed(self.legs):
+            if not leg.held and not leg.waiting:
+                return leg
+        return None
 
     def __repr__(self) -> str:
         return f"<Line {self.endpoint.name} {self.state.value} hook {self.hook.value}>"
@@ -265,6 +335,11 @@ class LineMachine:
         """A request of ours failed as a whole: the gateway still runs the previous one."""
         line.request_id = request_id
         line.dialling_armed = dialling
+
+    @staticmethod
+    def expect(line: Line, feature: Optional[str]) -> None:
+        """The line dials the number a star code asked for next (None: no longer)."""
+        line.pending = feature
 
     @staticmethod
     def add_leg(line: Line, leg: Any) -> None:

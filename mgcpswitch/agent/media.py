@@ -113,7 +113,7 @@ class Media:
         if state is not LegState.OPEN and state is not LegState.NEW:
             return  # gone, or a command is in flight: its answer reconciles again
         call = leg.call
-        if not call.live:
+        if not call.live or leg.dropped:
             if state is LegState.NEW:
                 self._calls.feed_leg(leg, LegInput.DELETE)
                 self._listener.leg_gone(leg, False)
@@ -141,12 +141,22 @@ class Media:
         endpoint = line.endpoint
         call = leg.call
         if leg.originating:
-            events, signals = cmd.HANG_UP_EVENTS, cmd.NO_SIGNALS
+            events, signals = endpoint.call_events, cmd.NO_SIGNALS
         else:
+            # Ring the callee with the caller's number and name (withheld:
+            # "P"); a line already in a call hears the call-waiting tone
+            # instead, with the caller ID where its gateway offers it.
             peer = leg.peer
-            number = peer.line.endpoint.number if peer is not None else None
-            events = cmd.OFF_HOOK_EVENTS
-            signals = (cmd.RINGING[0], cmd.caller_id(self._clock.seconds(), number, None))
+            caller = peer.line.endpoint if peer is not None else None
+            ident = cmd.caller_id(
+                self._clock.seconds(), caller.number if caller is not None else None,
+                caller.services.name if caller is not None else None,
+                caller.services.private if caller is not None else False,
+            )
+            if leg.waiting:
+                events, signals = endpoint.call_events, (cmd.CALL_WAITING_TONE[0], ident)
+            else:
+                events, signals = cmd.OFF_HOOK_EVENTS, (cmd.RINGING[0], ident)
         gateway = endpoint.gateway
         offer = remote
         if remote is not None and gateway.codecs is not None:
@@ -158,6 +168,7 @@ class Media:
                 return
         self._calls.feed_leg(leg, LegInput.CREATE)
         leg.mode = mode
+        leg.mgcp_call_id = call.call_id  # its connection's CallId for good, whatever call it moves to
         leg.remote_sdp = remote  # what the peer offered: compared by identity with what it offers next
         command = cmd.crcx(
             self._wire.txid(), endpoint.name, call.call_id, mode, gateway.options, sdp=offer,
@@ -209,6 +220,10 @@ class Media:
         call = leg.call
         self._calls.feed_leg(leg, LegInput.MODIFY)
         leg.mode = mode
+        # The line's request goes with the MDCX only when what the line
+        # hears changes (ringback on or off): holding, retrieving or mixing
+        # a connection leaves the line's request (a recall dial tone) alone.
+        request_id = self._lines.new_request(line) if tone is not leg.tone else None
         leg.tone = tone
         if sdp is not None:
             leg.remote_sdp = sdp
@@ -216,8 +231,8 @@ class Media:
             if codecs is not None:
                 sdp = restrict_codecs(sdp, codecs) or sdp  # no codec in common: its answer says so
         command = cmd.mdcx(
-            self._wire.txid(), endpoint.name, call.call_id, leg.connection_id, mode, sdp=sdp,  # type: ignore[arg-type]
-            request_id=self._lines.new_request(line), events=cmd.HANG_UP_EVENTS, signals=_SIGNALS[tone],
+            self._wire.txid(), endpoint.name, leg.mgcp_call_id, leg.connection_id, mode, sdp=sdp,  # type: ignore[arg-type]
+            request_id=request_id, events=endpoint.call_events, signals=_SIGNALS[tone],
         )
         self._wire.send(endpoint.gateway, command, call).addCallbacks(
             self._modified, self._timed_out, (leg,), None, (leg,)
@@ -266,7 +281,7 @@ class Media:
             events, signals, embedded, request_id = (), (), False, None
             leg.rearm = None
         command = cmd.dlcx(
-            self._wire.txid(), endpoint.name, call.call_id, leg.connection_id, request_id, events, signals,
+            self._wire.txid(), endpoint.name, leg.mgcp_call_id, leg.connection_id, request_id, events, signals,
             endpoint.digit_map if embedded else None,
         )
         self._wire.send(endpoint.gateway, command, call).addCallbacks(

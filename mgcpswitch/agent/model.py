@@ -14,6 +14,8 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional, Union
 
+from ..config import LineServices
+
 __all__ = [
     "GatewayState",
     "LineState",
@@ -28,6 +30,8 @@ __all__ = [
     "CallView",
     "CallRecord",
     "GatewayRecord",
+    "LineServices",
+    "LineRecord",
     "LegCheckpoint",
     "CallCheckpoint",
     "StoredState",
@@ -38,6 +42,10 @@ __all__ = [
     "CallEnded",
     "GatewayStateChanged",
     "EndpointStateChanged",
+    "CallTransferred",
+    "CallForwarded",
+    "CallsJoined",
+    "LineServicesChanged",
     "Event",
     "event_name",
 ]
@@ -71,6 +79,10 @@ class LineState(enum.Enum):
     RELEASING = "releasing"
     RESTARTING = "restarting"  # the gateway restarts it, back after the RSIP's delay
     OUT_OF_SERVICE = "out-of-service"
+    HOLDING = "holding"  # off hook with only held or waiting calls: a flash brings one back
+    RECALLING = "recalling"  # on hook, rung again for a held or waiting call
+    CONFERENCE = "conference"  # three-way: this line's two calls mixed on its gateway
+    CONFIRMED = "confirmed"  # a feature code was accepted (confirmation tone): waiting for the hang-up
 
 
 class Hook(enum.Enum):
@@ -105,6 +117,9 @@ class ReleaseCause(enum.Enum):
     ADMIN = "admin"  # hung up by the operator
     AGENT_RESTART = "agent-restart"  # talking when the call agent stopped, gone when it came back
     UNAVAILABLE = "unavailable"  # a party's line or gateway could not take calls (out of service, restarting, draining)
+    TRANSFERRED = "transferred"  # the line that held both calls hung up: its two parties were connected
+    DND = "do-not-disturb"  # the callee does not take calls now
+    FORWARD_LOOP = "forward-loop"  # forwarding went round in a circle, or too far
     CODEC_MISMATCH = "codec-mismatch"  # the parties' gateways have no codec in common
 
 
@@ -162,6 +177,11 @@ class EndpointView(_JSON):
     connections: tuple[ConnectionView, ...] = ()
     number: Optional[str] = None  # the directory number the dial plan gives it
     last_event: Optional[str] = None
+    calls: tuple[str, ...] = ()  # every call with a party on this line (a held one, a waiting one)
+    held: tuple[str, ...] = ()  # of those, the calls on hold
+    waiting: tuple[str, ...] = ()  # the calls waiting to be answered (call waiting)
+    conference: bool = False  # its calls are mixed (three-way)
+    services: Optional[LineServices] = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +246,17 @@ class CallRecord(_JSON):
     cause: ReleaseCause
     caller_stats: dict[str, int] = field(default_factory=dict)
     callee_stats: dict[str, int] = field(default_factory=dict)
+    forwarded_from: Optional[str] = None  # the endpoint first called, when the call was forwarded
+    transferred_by: Optional[str] = None  # the endpoint whose hang-up connected these two parties
+    related: tuple[str, ...] = ()  # the calls a transfer or conference joined this one with
+
+
+@dataclass(frozen=True)
+class LineRecord(_JSON):
+    """A line's services as the store keeps them, by endpoint."""
+
+    endpoint: str
+    services: LineServices
 
 
 @dataclass(frozen=True)
@@ -246,6 +277,7 @@ class LegCheckpoint(_JSON):
     originating: bool
     connection_id: Optional[str]
     mode: Optional[str]
+    call_id: Optional[str] = None  # its connection's CallId, when not the call's (a transferred leg)
 
 
 @dataclass(frozen=True)
@@ -266,6 +298,7 @@ class StoredState:
 
     gateways: tuple[GatewayRecord, ...] = ()
     calls: tuple[CallCheckpoint, ...] = ()
+    lines: tuple[LineRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -326,7 +359,46 @@ class EndpointStateChanged(_JSON):
     previous: LineState
 
 
-Event = Union[CallStarted, CallStateChanged, CallEnded, GatewayStateChanged, EndpointStateChanged]
+@dataclass(frozen=True)
+class CallTransferred(_JSON):
+    """
+    A line hung up holding two calls and its two parties were connected:
+    C{call} is the new call between them, C{calls} the two it replaced.
+    """
+
+    call: CallView
+    calls: tuple[str, ...]
+    by: str  # the endpoint that transferred
+
+
+@dataclass(frozen=True)
+class CallForwarded(_JSON):
+    """A call for C{from_endpoint} rings C{to_endpoint} instead (always, busy, no answer)."""
+
+    call: CallView
+    from_endpoint: str
+    to_endpoint: str
+    reason: str  # "always", "busy", "no-answer", "dnd"
+
+
+@dataclass(frozen=True)
+class CallsJoined(_JSON):
+    """A line joined its two calls (three-way calling): their parties hear each other."""
+
+    endpoint: str
+    calls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LineServicesChanged(_JSON):
+    """A line's services changed (a star code, the operator, a plugin)."""
+
+    endpoint: str
+    services: LineServices
+
+
+Event = Union[CallStarted, CallStateChanged, CallEnded, GatewayStateChanged, EndpointStateChanged,
+              CallTransferred, CallForwarded, CallsJoined, LineServicesChanged]
 
 
 def event_name(event: Event) -> str:

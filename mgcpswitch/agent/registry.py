@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface
 
-from ..config import GatewaySettings, Settings
+from ..config import GatewaySettings, LineServices, Settings
 from ..errors import RemoteProtocolError, TransactionAborted, TransactionTimeout
 from ..interfaces import IDialPlan, IGatewayProfile, ITransactionSender
 from ..mgcp import (
@@ -159,13 +159,15 @@ class Endpoint:
         id -> call id), written by whoever creates and deletes them.
     @ivar needs_audit: the gateway may hold a connection the switch could
         not delete (or whose CRCX answer was lost): audit it again.
+    @ivar services: its services (L{LineServices}): the configuration's,
+        then what star codes or the operator changed.
     """
 
     __slots__ = ("name", "key", "gateway", "number", "digit_map", "in_service", "needs_audit",
-                 "connections", "line")
+                 "connections", "line", "services", "call_events", "mwi_shown")
 
     def __init__(self, name: EndpointName, gateway: Gateway, number: Optional[str],
-                 digit_map: DigitMap) -> None:
+                 digit_map: DigitMap, services: LineServices = LineServices()) -> None:
         self.name = name
         self.key = name.lower()
         self.gateway = gateway
@@ -175,6 +177,11 @@ class Endpoint:
         self.needs_audit = False
         self.connections: dict[str, str] = {}
         self.line = Line(self)
+        self.services = services
+        # What a line in a call is asked to report: the hang-up, and the
+        # hook-flash when one of its services uses it.
+        self.call_events = cmd.HANG_UP_FLASH_EVENTS if services.flash else cmd.HANG_UP_EVENTS
+        self.mwi_shown: Optional[bool] = None  # the indicator the gateway was last told
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.name}>"
@@ -215,6 +222,8 @@ class Registry:
         self._audit_waiting: dict[Gateway, None] = {}  # gateways held by the switch-wide cap
         self._startup: Optional[IDelayedCall] = None
         self._lco: dict[tuple[tuple[str, ...], int], LocalConnectionOptions] = {}
+        self._lines = settings.lines
+        self._line_defaults = settings.services.lines
         self.ready = False  # audits wait for start (the coordinator has its calls back)
         for gateway_settings in settings.gateways:
             self.add_gateway(gateway_settings, profiles.get(gateway_settings.profile))
@@ -257,7 +266,8 @@ class Registry:
 
     def _add_endpoint(self, gateway: Gateway, name: EndpointName, number: Optional[str],
                       digit_map: DigitMap) -> Endpoint:
-        endpoint = Endpoint(name, gateway, number, digit_map)
+        services = self._lines.get(name.lower(), self._line_defaults)
+        endpoint = Endpoint(name, gateway, number, digit_map, services)
         gateway.endpoints[endpoint.key.partition("@")[0]] = endpoint
         self.endpoints[endpoint.key] = endpoint
         if number:
@@ -315,6 +325,12 @@ class Registry:
                 return self._add_endpoint(gateway, EndpointName(name), None, self._dial_plan.digit_map(name))
             raise RemoteProtocolError(500, "endpoint unknown")
         return endpoint
+
+    @staticmethod
+    def set_services(endpoint: Endpoint, services: LineServices) -> None:
+        """A line's services changed (a star code, the operator, the store at start)."""
+        endpoint.services = services
+        endpoint.call_events = cmd.HANG_UP_FLASH_EVENTS if services.flash else cmd.HANG_UP_EVENTS
 
     def set_state(self, gateway: Gateway, state: GatewayState) -> None:
         previous = gateway.state

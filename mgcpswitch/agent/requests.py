@@ -36,6 +36,7 @@ class Requests:
         feed: Callable[[Line, LineInput], None],
         idle_events: tuple[Any, ...],
         counters: Any,
+        flash_digit_map: Any = None,
     ) -> None:
         self._wire = wire
         self._lines = lines
@@ -43,18 +44,35 @@ class Requests:
         self.idle_events = idle_events
         self._embedded = idle_events is cmd.DIALLING_ON_OFF_HOOK
         self._counters = counters
+        self.flash_digit_map = flash_digit_map  # None: the line's digit map
 
     def send(self, line: Line, events: tuple[Any, ...], signals: tuple[Any, ...] = cmd.NO_SIGNALS,
-             dialling: bool = False, call: Any = None) -> Deferred[Response]:
+             dialling: bool = False, call: Any = None, digit_map: Any = None) -> Deferred[Response]:
         """An RQNT with a fresh request id; the digit map goes with requests that collect digits."""
         endpoint = line.endpoint
         request_id = self._lines.new_request(line, dialling)
-        digit_map = endpoint.digit_map if dialling or events is cmd.DIALLING_EVENTS else None
+        if digit_map is None and (dialling or events is cmd.DIALLING_EVENTS):
+            digit_map = endpoint.digit_map
         command = cmd.rqnt(self._wire.txid(), endpoint.name, request_id, events, signals, digit_map)
         return self._wire.send(endpoint.gateway, command, call)
 
     def dial_tone(self, line: Line) -> None:
-        self.send(line, cmd.DIALLING_EVENTS, cmd.DIAL_TONE).addCallbacks(
+        """Dial tone (stutter dial tone when a message waits: RFC 3660 L/sl), collecting digits."""
+        signals = cmd.STUTTER_DIAL_TONE if line.endpoint.services.message_waiting else cmd.DIAL_TONE
+        self._collect(line, cmd.DIALLING_EVENTS, signals)
+
+    def stutter_dial_tone(self, line: Line) -> None:
+        """The second stage of a star code: stutter dial tone, collecting the number."""
+        self._collect(line, cmd.DIALLING_EVENTS, cmd.STUTTER_DIAL_TONE)
+
+    def recall_dial_tone(self, line: Line) -> None:
+        """After a flash put the call on hold: stutter dial tone, digits (the feature map), flash again."""
+        self._collect(line, cmd.DIALLING_FLASH_EVENTS, cmd.STUTTER_DIAL_TONE, self.flash_digit_map)
+
+    def _collect(self, line: Line, events: tuple[Any, ...], signals: tuple[Any, ...], digit_map: Any = None) -> None:
+        if digit_map is None:
+            digit_map = line.endpoint.digit_map
+        self.send(line, events, signals, digit_map=digit_map).addCallbacks(
             self._dial_tone_done, self._wire.command_failed, (line, line.request_id), None, (line,)
         )
 
@@ -68,18 +86,48 @@ class Requests:
             self._feed(line, LineInput.ARMED)
 
     def arm_idle(self, line: Line) -> None:
-        """Watch for the off-hook (with dial tone and digit collection embedded, if configured)."""
-        self._track(self.send(line, self.idle_events, dialling=self._embedded), line)
+        """
+        Watch for the off-hook (with dial tone and digit collection embedded,
+        if configured), and show the message-waiting indicator when it
+        changed or the gateway may have forgotten it (RFC 3660: L/vmwi is
+        refreshed after a restart, which resets the lines to unknown).
+        """
+        endpoint = line.endpoint
+        events = self.idle_events
+        waiting = endpoint.services.message_waiting
+        if self._embedded and waiting:
+            events = cmd.DIALLING_ON_OFF_HOOK_STUTTER
+        signals = cmd.NO_SIGNALS
+        if waiting or endpoint.mwi_shown:
+            if endpoint.mwi_shown is not waiting:
+                signals = cmd.MWI_ON if waiting else cmd.MWI_OFF
+                endpoint.mwi_shown = waiting
+        self._track(self.send(line, events, signals, dialling=self._embedded), line)
 
     def busy_tone(self, line: Line) -> None:
-        self._track(self.send(line, cmd.HANG_UP_EVENTS, cmd.BUSY_TONE), line)
+        self._track(self.send(line, self._watch(line), cmd.BUSY_TONE), line)
 
     def reorder_tone(self, line: Line) -> None:
-        self._track(self.send(line, cmd.HANG_UP_EVENTS, cmd.REORDER_TONE), line)
+        self._track(self.send(line, self._watch(line), cmd.REORDER_TONE), line)
 
     def watch_hang_up(self, line: Line, call: Optional[Any] = None) -> None:
-        """The callee answered: its ringing stopped on the off-hook; watch for its hang-up."""
-        self._track(self.send(line, cmd.HANG_UP_EVENTS, call=call), line)
+        """The line talks: watch for its hang-up (and its flash, when its services use it)."""
+        self._track(self.send(line, line.endpoint.call_events, call=call), line)
+
+    watch_call = watch_hang_up
+
+    def ring(self, line: Line) -> None:
+        """Ring the line again for a call it left on hold (recall)."""
+        self._track(self.send(line, cmd.OFF_HOOK_EVENTS, cmd.RINGING), line)
+
+    def confirm(self, line: Line) -> None:
+        """A star code took effect: the confirmation tone (G/cf), then wait for the hang-up."""
+        self._track(self.send(line, cmd.HANG_UP_EVENTS, cmd.CONFIRMATION_TONE), line)
+
+    @staticmethod
+    def _watch(line: Line) -> tuple[Any, ...]:
+        """After a failed consultation call a flash brings the held call back: watch it too."""
+        return line.endpoint.call_events if line.legs else cmd.HANG_UP_EVENTS
 
     def _track(self, d: Deferred[Response], line: Line) -> None:
         d.addCallbacks(self._armed, self._wire.command_failed, (line,), None, (line,))

@@ -45,6 +45,7 @@ class Resync:
                 control.media.lost(leg)
                 control.lines.remove_leg(line, leg)
             control.lines.hook_seen(line, Hook.UNKNOWN)
+            endpoint.mwi_shown = None  # it forgot the indicator: shown again when armed
             control.feed(line, LineInput.RESET)
             if outage is Outage.RESTARTING:
                 control.feed(line, LineInput.RESTARTING)
@@ -113,12 +114,17 @@ class Resync:
 
     def recover(self, state: StoredState) -> None:
         """
-        The calls that were talking when the agent stopped: each is taken
+        The lines' services as they were last changed, and the calls that
+        were talking when the agent stopped: each is taken
         back as it was (its audit then shows whether it is still up), or,
         when its endpoints are gone from the configuration or busy, closed
         with its record.
         """
         control = self._control
+        for line_record in state.lines:
+            endpoint = control.registry.endpoint(line_record.endpoint)
+            if endpoint is not None:
+                control.registry.set_services(endpoint, line_record.services)
         for saved in state.calls:
             endpoints = [control.registry.endpoint(leg.endpoint) for leg in saved.legs]
             if all(e is not None and not e.line.legs for e in endpoints) \

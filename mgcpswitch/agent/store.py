@@ -27,12 +27,14 @@ from zope.interface import implementer
 
 from ..interfaces import IStore
 from .calls import Call
+from ..config import LineServices
 from .model import (
     CallCheckpoint,
     CallRecord,
     GatewayRecord,
     GatewayState,
     LegCheckpoint,
+    LineRecord,
     StoredState,
 )
 
@@ -52,6 +54,7 @@ def checkpoint(call: Call) -> CallCheckpoint:
                 originating=leg.originating,
                 connection_id=leg.connection_id,
                 mode=leg.mode.value if leg.mode is not None else None,
+                call_id=leg.mgcp_call_id if leg.mgcp_call_id != call.call_id else None,
             )
             for leg in call.legs
         ),
@@ -76,6 +79,7 @@ class MemoryStore:
     def __init__(self, keep: int = 100) -> None:
         self.gateways: dict[str, GatewayRecord] = {}
         self.calls: dict[str, CallCheckpoint] = {}
+        self.lines: dict[str, LineRecord] = {}
         self.records: deque[CallRecord] = deque(maxlen=max(keep, 1))
 
     def gateway_changed(self, record: GatewayRecord) -> None:
@@ -88,8 +92,12 @@ class MemoryStore:
         self.calls.pop(record.call_id, None)
         self.records.append(record)
 
+    def line_changed(self, record: LineRecord) -> None:
+        self.lines[record.endpoint.lower()] = record
+
     def load(self) -> Deferred[StoredState]:
-        return succeed(StoredState(tuple(self.gateways.values()), tuple(self.calls.values())))
+        return succeed(StoredState(tuple(self.gateways.values()), tuple(self.calls.values()),
+                                   tuple(self.lines.values())))
 
     def flush(self) -> Deferred[None]:
         return succeed(None)
@@ -123,13 +131,21 @@ SCHEMA = (
     name TEXT PRIMARY KEY,
     record TEXT NOT NULL
 )""",
+    """CREATE TABLE IF NOT EXISTS lines (
+    endpoint TEXT PRIMARY KEY,
+    services TEXT NOT NULL
+)""",
 )
+# Columns added to cdr since its first version, added to older files when opened.
+_CDR_COLUMNS = (("forwarded_from", "TEXT"), ("transferred_by", "TEXT"), ("related", "TEXT"))
 
 _INSERT_CDR = (
     "INSERT OR REPLACE INTO cdr (call_id, caller, callee, caller_endpoint, callee_endpoint, "
     "caller_connection, callee_connection, codec, start, answer, end, cause, caller_stats, "
-    "callee_stats) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "callee_stats, forwarded_from, transferred_by, related) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_UPSERT_LINE = "INSERT OR REPLACE INTO lines (endpoint, services) VALUES (?, ?)"
 _UPSERT_CALL = "INSERT OR REPLACE INTO calls (call_id, checkpoint) VALUES (?, ?)"
 _DELETE_CALL = "DELETE FROM calls WHERE call_id = ?"
 _UPSERT_GATEWAY = "INSERT OR REPLACE INTO gateways (name, record) VALUES (?, ?)"
@@ -142,31 +158,37 @@ def _cdr_row(record: CallRecord) -> tuple[Any, ...]:
         record.start, record.answer, record.end, record.cause.value,
         json.dumps(record.caller_stats, sort_keys=True),
         json.dumps(record.callee_stats, sort_keys=True),
+        record.forwarded_from, record.transferred_by, " ".join(record.related) or None,
     )
 
 
 def _create_schema(cursor: Any) -> None:
     for statement in SCHEMA:
         cursor.execute(statement)
+    columns = {row[1] for row in cursor.execute("PRAGMA table_info(cdr)").fetchall()}
+    for name, kind in _CDR_COLUMNS:
+        if name not in columns:
+            cursor.execute(f"ALTER TABLE cdr ADD COLUMN {name} {kind}")
 
 
 class _Batch:
     """What is queued for the next write."""
 
-    __slots__ = ("cdrs", "calls", "ended", "gateways")
+    __slots__ = ("cdrs", "calls", "ended", "gateways", "lines")
 
     def __init__(self) -> None:
         self.cdrs: list[tuple[Any, ...]] = []
         self.calls: dict[str, str] = {}
         self.ended: list[tuple[str]] = []
         self.gateways: dict[str, str] = {}
+        self.lines: dict[str, str] = {}
 
     def __len__(self) -> int:
-        return len(self.cdrs) + len(self.calls) + len(self.ended) + len(self.gateways)
+        return len(self.cdrs) + len(self.calls) + len(self.ended) + len(self.gateways) + len(self.lines)
 
     def rows(self) -> int:
-        """Rows of data (CDRs, checkpoints, registrations), not counting deletions."""
-        return len(self.cdrs) + len(self.calls) + len(self.gateways)
+        """Rows of data (CDRs, checkpoints, registrations, lines), not counting deletions."""
+        return len(self.cdrs) + len(self.calls) + len(self.gateways) + len(self.lines)
 
     def merge(self, later: _Batch) -> None:
         """Take the rows queued after this batch (a retry writes both, in order)."""
@@ -177,6 +199,7 @@ class _Batch:
             self.calls.pop(ended[0], None)
         self.ended += later.ended
         self.gateways.update(later.gateways)
+        self.lines.update(later.lines)
 
 
 class StoreUnusable(Exception):
@@ -260,6 +283,10 @@ class SQLiteStore(Service):
         self._batch.calls[checkpoint.call_id] = json.dumps(checkpoint.to_json(), sort_keys=True)
         self._queued()
 
+    def line_changed(self, record: LineRecord) -> None:
+        self._batch.lines[record.endpoint.lower()] = json.dumps(record.services.to_json(), sort_keys=True)
+        self._queued()
+
     def call_ended(self, record: CallRecord) -> None:
         batch = self._batch
         if batch.calls.pop(record.call_id, None) is None:
@@ -283,6 +310,8 @@ class SQLiteStore(Service):
             _create_schema(cursor)
             if batch.gateways:
                 cursor.executemany(_UPSERT_GATEWAY, batch.gateways.items())
+            if batch.lines:
+                cursor.executemany(_UPSERT_LINE, batch.lines.items())
             if batch.calls:
                 cursor.executemany(_UPSERT_CALL, batch.calls.items())
             if batch.ended:
@@ -339,7 +368,9 @@ class SQLiteStore(Service):
             gateways = tuple(_gateway_record(json.loads(row[0])) for row in cursor.fetchall())
             cursor.execute("SELECT checkpoint FROM calls ORDER BY call_id")
             calls = tuple(_call_checkpoint(json.loads(row[0])) for row in cursor.fetchall())
-            return StoredState(gateways, calls)
+            cursor.execute("SELECT endpoint, services FROM lines ORDER BY endpoint")
+            lines = tuple(LineRecord(row[0], LineServices(**json.loads(row[1]))) for row in cursor.fetchall())
+            return StoredState(gateways, calls, lines)
 
         return self.flush().addCallback(lambda _: self._get_pool().runInteraction(read))
 
