@@ -306,6 +306,20 @@ class EveryRowFires(SynchronousTestCase):
         ntfy("aaln/1@rgw1")
         s.run(0.5)
         self.settle(s)
+        phone.off_hook()  # a star code's confirmation tone, then an L/hd the line did not expect
+        s.run(0.5)
+        phone.dial("*78", gap=0.05)
+        s.run(1.0)
+        self.assertIs(s.line("aaln/1@rgw1").state, LineState.CONFIRMED)
+        ntfy("aaln/1@rgw1")
+        s.run(0.5)
+        phone.on_hook()
+        s.run(0.5)
+        phone.off_hook()
+        s.run(0.5)
+        phone.dial("*79", gap=0.05)
+        s.run(1.0)
+        self.settle(s)
         # On hook again before the dial tone is confirmed.
         _drop_answers(s, b"RQNT", count=1)
         phone.off_hook()
@@ -492,6 +506,21 @@ class EveryRowFires(SynchronousTestCase):
         s.run(3.0)
         self.assertIs(s.line("aaln/1@rgw1").state, LineState.CONNECTED)
         self.settle(s)
+
+    def path_services(self) -> None:
+        """Every scenario of the services' tests (call waiting, three-way, transfer, forwarding, ...)."""
+        from . import test_agent_services as services
+
+        for kind in (services.CallWaiting, services.HoldAndRecall, services.ThreeWay, services.Transfer,
+                     services.Forwarding, services.MessageWaiting, services.CallerId):
+            for name in sorted(n for n in dir(kind) if n.startswith("test_")):
+                case = kind(name)
+                case.setUp()
+                self.watch(case.s)
+                try:
+                    getattr(case, name)()
+                finally:
+                    case.s.stop()
 
     def path_operator(self) -> None:
         """The operator hangs a call up, and takes a gateway out of service and back."""

@@ -81,7 +81,7 @@ from .model import (
 from .registry import Endpoint, Gateway, Registry
 from .requests import Requests
 from .resync import Resync
-from .services import Services
+from .services import HOLD_DIALLING, Services
 from .store import MemoryStore, checkpoint, gateway_record
 from .wire import Wire
 
@@ -258,7 +258,10 @@ class CallControl:
                 elif name == "L/hu":
                     self.lines.noted(line, name)
                     self.lines.hook_seen(line, Hook.ON)
-                    self.feed(line, LineInput.ON_HOOK)
+                    if line.legs and line.state in HOLD_DIALLING:
+                        self.feed(line, LineInput.RECALL)  # a call on hold: ring back for it
+                    else:
+                        self.feed(line, LineInput.ON_HOOK)
                     digits = []
                 else:  # L/hf
                     self.lines.noted(line, name)
@@ -523,14 +526,20 @@ class CallControl:
         else:
             self.feed(line, LineInput.ALERTING)
 
-    def release(self, call: Call, cause: ReleaseCause) -> None:
-        """End a call: delete every connection it holds; its lines follow."""
+    def release(self, call: Call, cause: ReleaseCause, keep: Optional[Line] = None) -> None:
+        """
+        End a call: delete every connection it holds; the lines talking on
+        it follow (but C{keep}, a line whose services end the call and go
+        on with another).
+        """
         if not call.live:
             return
         call.cause = cause
         self._call_input(call, CallInput.RELEASE)
         for leg in list(call.legs):
             line = leg.line
+            if line is keep:
+                continue
             if leg in line.legs and not leg.conference and (len(line.legs) == 1 or line.active is leg):
                 self.feed(line, LineInput.FAR_END_RELEASED)
         if call.forward_timer is not None:
@@ -636,6 +645,17 @@ class CallControl:
         self.store.gateway_changed(gateway_record(gateway))
         if self.events.watched:
             self.events.publish(GatewayStateChanged(self.views.gateway(gateway), previous))
+
+    def set_message_waiting(self, line: str, waiting: bool) -> Endpoint:
+        """
+        The message-waiting flag of a line, by endpoint name or number (the
+        admin, a voicemail plugin): its indicator and stutter dial tone.
+        """
+        endpoint = self.registry.endpoint(line) or self.registry.numbers.get(line)
+        if endpoint is None:
+            raise CallControlError(f"unknown line {line}")
+        self.services.change(endpoint, message_waiting=waiting)
+        return endpoint
 
     # -- lookups (the service's views, tests) --------------------------------
 

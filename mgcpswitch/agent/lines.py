@@ -74,7 +74,8 @@ class LineInput(enum.Enum):
     RETRIEVED = "retrieved"  # a held or waiting call becomes the one the line talks to
     JOINED = "joined"  # the held call and the consultation call are mixed (three-way)
     PARTY_LEFT = "party-left"  # one of a three-way call's parties left: back to a two-party call
-    ACTIVE_GONE = "active-gone"  # the talking call ended; held or waiting calls remain (off hook)
+    ACTIVE_GONE = "active-gone"  # the talking call ended; held or waiting calls remain (off hook): busy tone
+    ACTIVE_FAILED = "active-failed"  # the same, the call having failed: reorder tone
     RECALL = "recall"  # on hook with held or waiting calls: ring the line for them
     HELD_GONE = "held-gone"  # the last held or waiting call ended
     TRANSFERRED = "transferred"  # this line's party was transferred to a call still ringing
@@ -182,8 +183,14 @@ TRANSITIONS: dict[tuple[LineState, LineInput], tuple[LineState, Action]] = {
     (S.CONFERENCE, LineInput.ON_HOOK): (S.RELEASING, Action.RELEASE),
     (S.CONNECTED, LineInput.TRANSFERRED): (S.RINGBACK, Action.NONE),
     (S.RINGING, LineInput.DROPPED): (S.RELEASING, Action.NONE),
-    (S.RELEASING, LineInput.ACTIVE_GONE): (S.HOLDING, Action.WATCH_CALL),
+    (S.RELEASING, LineInput.ACTIVE_GONE): (S.HOLDING, Action.BUSY_TONE),
+    (S.RELEASING, LineInput.ACTIVE_FAILED): (S.HOLDING, Action.REORDER_TONE),
     (S.RELEASING, LineInput.RECALL): (S.RECALLING, Action.RING),
+    # On hook while dialling a third party, or hearing a tone, with a call on hold.
+    (S.DIAL_TONE, LineInput.RECALL): (S.RECALLING, Action.RING),
+    (S.COLLECTING, LineInput.RECALL): (S.RECALLING, Action.RING),
+    (S.BUSY, LineInput.RECALL): (S.RECALLING, Action.RING),
+    (S.REORDER, LineInput.RECALL): (S.RECALLING, Action.RING),
     (S.HOLDING, LineInput.ON_HOOK): (S.RECALLING, Action.RING),
     (S.HOLDING, LineInput.HELD_GONE): (S.BUSY, Action.BUSY_TONE),
     (S.RECALLING, LineInput.OFF_HOOK): (S.CONNECTED, Action.ANSWER_RECALL),

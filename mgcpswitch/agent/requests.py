@@ -116,6 +116,10 @@ class Requests:
 
     watch_call = watch_hang_up
 
+    def ringback(self, line: Line) -> None:
+        """The caller hears ringback again (after a flash with nothing to do)."""
+        self._track(self.send(line, line.endpoint.call_events, cmd.RINGBACK), line)
+
     def ring(self, line: Line) -> None:
         """Ring the line again for a call it left on hold (recall)."""
         self._track(self.send(line, cmd.OFF_HOOK_EVENTS, cmd.RINGING), line)

@@ -54,6 +54,11 @@ from .registry import Endpoint
 __all__ = ["Services"]
 
 _AWAY = frozenset((LineState.UNKNOWN, LineState.OUT_OF_SERVICE, LineState.RESTARTING))
+# A talking call that ends so leaves a line holding other calls with busy
+# tone; any other end (a failure) with reorder.
+_ENDED_NORMALLY = frozenset((ReleaseCause.NORMAL, ReleaseCause.BUSY, ReleaseCause.ADMIN, ReleaseCause.DND, None))
+#: Where an on-hook with a call on hold rings the line back.
+HOLD_DIALLING = frozenset((LineState.DIAL_TONE, LineState.COLLECTING, LineState.BUSY, LineState.REORDER))
 
 
 class Services:
@@ -291,7 +296,7 @@ class Services:
             if third is not None:
                 for leg in legs:
                     mark(leg, conference=False)
-                control.release(third.call, ReleaseCause.NORMAL)
+                control.release(third.call, ReleaseCause.NORMAL, keep=line)
                 control.feed(line, LineInput.PARTY_LEFT)
                 self._reconcile(legs)
                 return
@@ -322,7 +327,7 @@ class Services:
             self._reconcile(legs)
             return
         elif held and active is not None and active.consultation and state is LineState.RINGBACK:
-            control.release(active.call, ReleaseCause.ABANDONED)  # give the consultation up
+            control.release(active.call, ReleaseCause.ABANDONED, keep=line)  # give the consultation up
             mark(held[-1], held=False)
             control.feed(line, LineInput.RETRIEVED)
             self._reconcile(legs)
@@ -343,10 +348,21 @@ class Services:
         self._rearm(line)
 
     def _rearm(self, line: Line) -> None:
-        """After a flash that meant nothing: the request the line needs now, without a tone."""
+        """
+        After a flash that meant nothing: the request the line needs now
+        (the gateway waits for one after each notification), with the tone
+        it heard, and no other.
+        """
         requests = self._control.requests
-        if line.state in (LineState.DIAL_TONE, LineState.COLLECTING):
+        state = line.state
+        if state is LineState.DIAL_TONE or state is LineState.COLLECTING:
             requests.recall_dial_tone(line) if line.legs else requests.dial_tone(line)
+        elif state is LineState.BUSY:
+            requests.busy_tone(line)
+        elif state is LineState.REORDER:
+            requests.reorder_tone(line)
+        elif state is LineState.RINGBACK:
+            requests.ringback(line)
         else:
             requests.watch_call(line)
 
@@ -429,7 +445,12 @@ class Services:
             self._reconcile(legs)
             return
         if line.state is LineState.RELEASING and not leg.held and not leg.waiting:
-            control.feed(line, LineInput.RECALL if line.hook is Hook.ON else LineInput.ACTIVE_GONE)
+            if line.hook is Hook.ON:
+                control.feed(line, LineInput.RECALL)
+            elif leg.call.cause in _ENDED_NORMALLY:
+                control.feed(line, LineInput.ACTIVE_GONE)
+            else:
+                control.feed(line, LineInput.ACTIVE_FAILED)
 
     def ringing_again(self, line: Line) -> None:
         """The line is rung back for a held call: for so long, then the held calls end."""

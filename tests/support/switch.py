@@ -198,6 +198,42 @@ class Switch:
                         out.append(f"{getattr(message, 'code', '?')}")
         return out
 
+    def mark(self) -> int:
+        """A place in the network's log: L{steps} reads from there."""
+        return len(self.network.log)
+
+    def steps(self, endpoint: str, since: int = 0) -> list[str]:
+        """
+        The commands the agent sent to one endpoint and what it was told,
+        from C{since}, in order: C{"CRCX M:inactive R:L/hu,L/hf S:L/wt,L/ci"},
+        C{"NTFY O:L/hf"}, C{"DLCX"} (response codes left out).
+        """
+        from mgcpswitch.mgcp import ParamCode as P
+
+        out = []
+        for d in self.network.log[since:]:
+            if d.fate not in ("delivered", "duplicated"):
+                continue
+            for message in decode(d.data):
+                if getattr(message, "verb", None) is None or str(message.endpoint).lower() != endpoint.lower():
+                    continue
+                parts = [str(message.verb)]
+                params = message.params
+                mode = params.get(P.CONNECTION_MODE)
+                if mode is not None:
+                    parts.append(f"M:{mode}")
+                events = params.get(P.REQUESTED_EVENTS)
+                if events is not None and P.REQUEST_ID in params:
+                    parts.append("R:" + ",".join(str(e.name) for e in events))
+                signals = params.get(P.SIGNAL_REQUESTS)
+                if signals:
+                    parts.append("S:" + ",".join(str(x.name) for x in signals))
+                observed = params.get(P.OBSERVED_EVENTS)
+                if observed:
+                    parts.append("O:" + ",".join(str(e.name) for e in observed))
+                out.append(" ".join(parts))
+        return out
+
     def registered(self) -> bool:
         return all(
             g.state is GatewayState.UP for g in (self.control.gateway("rgw1"), self.control.gateway("rgw2"))
