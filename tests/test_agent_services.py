@@ -496,7 +496,7 @@ class ThreeWay(Base):
 
     def test_gateway_error_on_the_consultation_call(self) -> None:
         """C's gateway refuses the CRCX: the consultation call fails, the held call is kept."""
-        s, a, b, c = self.s, self.a, self.b, self.c
+        s, a, b = self.s, self.a, self.b
         rogue = s.network.bind(("127.0.0.9", 2727), _Sink())
         for n in (1, 2):  # C's endpoint is full: 540
             rogue.write(encode(Command.create(
