@@ -23,6 +23,8 @@ __all__ = [
     "IDialPlanFactory",
     "ICallObserverFactory",
     "IStore",
+    "IMessageWaiting",
+    "IMessageWaitingSource",
 ]
 
 
@@ -115,6 +117,15 @@ class ICallControl(Interface):
 
     def set_gateway_in_service(name, in_service):  # type: ignore[no-untyped-def]
         """Take a gateway out of service (no new calls) or back in."""
+
+    def set_line_services(name, changes):  # type: ignore[no-untyped-def]
+        """
+        Change a line's services (by endpoint name or directory number):
+        C{changes} maps names of L{mgcpswitch.config.LineServices} fields
+        (forward_always, dnd, message_waiting, ...) to their new values.
+        @return: a Deferred firing with the L{EndpointView}, or failing with
+            L{CallControlError} (unknown line, unknown field, bad value).
+        """
 
     def transaction_stats():  # type: ignore[no-untyped-def]
         """The transaction layer's snapshot (a JSON-able dict)."""
@@ -211,6 +222,28 @@ class ICallObserverFactory(IPluginFactory):
     An observer plugin: C{build} returns the L{ICallObserver}, which may
     also provide IService to be started and stopped with call control.
     """
+
+
+class IMessageWaiting(Interface):
+    """What call control offers a voicemail system: a line's message-waiting flag."""
+
+    def set_message_waiting(line, waiting):  # type: ignore[no-untyped-def]
+        """
+        Messages wait for C{line} (an endpoint name or a directory number),
+        or no longer: its indicator (L/vmwi) is shown or cleared, its next
+        dial tone is stutter dial tone.  Raises L{CallControlError} for an
+        unknown line.
+        """
+
+
+class IMessageWaitingSource(Interface):
+    """
+    An observer plugin that also drives message waiting (a voicemail
+    system): when call control starts it is handed an L{IMessageWaiting}.
+    """
+
+    def attach(message_waiting):  # type: ignore[no-untyped-def]
+        """Keep C{message_waiting} (an L{IMessageWaiting}) to set lines' flags with."""
 
 
 # ---------------------------------------------------------------------------

@@ -704,6 +704,55 @@ class MessageWaiting(Base):
         self.finish()
 
 
+class Faces(Base):
+    def test_the_operator_changes_services(self) -> None:
+        """set_line_services by endpoint or number; unknown lines, fields and bad values are refused."""
+        from mgcpswitch.errors import CallControlError
+
+        s = self.s
+        view = self.successResultOf(s.service.set_line_services("2001", {"forward_busy": "2002", "dnd": True}))
+        self.assertEqual((view.services.forward_busy, view.services.dnd), ("2002", True))
+        self.assertEqual(s.service.get_endpoint(B).services.dnd, True)
+        for name, changes in (("9999", {"dnd": True}), (B, {"dnd": "yes"}), (B, {"forward_always": "20x1"}),
+                              (B, {"colour": "red"}), (B, {"name": 'a "b"'})):
+            self.failureResultOf(s.service.set_line_services(name, changes), CallControlError)
+        self.finish()
+
+    def test_a_voicemail_plugin_drives_message_waiting(self) -> None:
+        """An observer providing IMessageWaitingSource is handed IMessageWaiting at start and sets the flag."""
+        from zope.interface import implementer
+        from zope.interface.verify import verifyObject
+
+        from mgcpswitch.agent.dialplan import StaticDialPlan
+        from mgcpswitch.agent.service import CallControlService
+        from mgcpswitch.interfaces import ICallObserver, IMessageWaiting, IMessageWaitingSource
+
+        @implementer(ICallObserver, IMessageWaitingSource)
+        class Voicemail:
+            name = "voicemail"
+            mwi: Any = None
+
+            def call_event(self, event: Any) -> None:
+                pass
+
+            def attach(self, message_waiting: Any) -> None:
+                self.mwi = message_waiting
+
+        s = self.s
+        s.service.stopService()
+        voicemail = Voicemail()
+        verifyObject(IMessageWaitingSource, voicemail)
+        service = CallControlService(s.reactor, s.settings, StaticDialPlan.from_settings(s.settings), s.profiles,
+                                     [voicemail])
+        service.startService()
+        self.addCleanup(service.stopService)
+        s.run(3.0)
+        verifyObject(IMessageWaiting, voicemail.mwi)
+        voicemail.mwi.set_message_waiting("1001", True)
+        s.run(0.5)
+        self.assertIn("L/vmwi", self.a.signals)
+
+
 class CallerId(Base):
     def test_name_and_private(self) -> None:
         """The caller's name from its services; a private line shows P for both."""

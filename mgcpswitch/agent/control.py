@@ -81,7 +81,7 @@ from .model import (
 from .registry import Endpoint, Gateway, Registry
 from .requests import Requests
 from .resync import Resync
-from .services import HOLD_DIALLING, Services
+from .services import HOLD_DIALLING, Services, check_services
 from .store import MemoryStore, checkpoint, gateway_record
 from .wire import Wire
 
@@ -651,10 +651,18 @@ class CallControl:
         The message-waiting flag of a line, by endpoint name or number (the
         admin, a voicemail plugin): its indicator and stutter dial tone.
         """
+        return self.change_services(line, {"message_waiting": waiting})
+
+    def change_services(self, line: str, changes: dict[str, Any]) -> Endpoint:
+        """A line's services, by endpoint name or number, checked field by field (CallControlError)."""
         endpoint = self.registry.endpoint(line) or self.registry.numbers.get(line)
         if endpoint is None:
             raise CallControlError(f"unknown line {line}")
-        self.services.change(endpoint, message_waiting=waiting)
+        try:
+            values = check_services(changes)
+        except ValueError as e:
+            raise CallControlError(str(e)) from None
+        self.services.change(endpoint, **values)
         return endpoint
 
     # -- lookups (the service's views, tests) --------------------------------

@@ -237,6 +237,9 @@ def _leg_view(leg: Leg) -> LegView:
         state=leg.state.value,
         connection_id=leg.connection_id,
         mode=leg.mode.value if leg.mode is not None else None,
+        held=leg.held,
+        waiting=leg.waiting,
+        conference=leg.conference,
     )
 
 

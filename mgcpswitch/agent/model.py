@@ -209,6 +209,9 @@ class LegView(_JSON):
     state: str  # of its connection: new, creating, open, modifying, deleting, gone
     connection_id: Optional[str]
     mode: Optional[str]
+    held: bool = False
+    waiting: bool = False  # call waiting: its line has not answered it yet
+    conference: bool = False  # mixed with its line's other call (three-way)
 
 
 @dataclass(frozen=True)
@@ -305,9 +308,10 @@ class StoredState:
 class RouteRequest:
     """What a dial plan is asked to route."""
 
-    endpoint: str  # the calling line
+    endpoint: str  # the calling line (for a forward: the line forwarding)
     digits: str  # as the digit map matched them (a trailing T means the timer ended it)
     caller_number: Optional[str] = None
+    reason: Optional[str] = None  # why, when not dialled: "forward-always", "forward-busy", ...
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ from ..interfaces import (
     ICallObserver,
     ICommandHandler,
     IDialPlan,
+    IMessageWaiting,
+    IMessageWaitingSource,
     IGatewayProfile,
     IPeerListener,
     IStore,
@@ -39,7 +41,7 @@ from .model import CallView, EndpointView, GatewayView
 __all__ = ["CallControlService"]
 
 
-@implementer(ICallControl, ICommandHandler, IPeerListener)
+@implementer(ICallControl, ICommandHandler, IPeerListener, IMessageWaiting)
 class CallControlService(Service):
     """
     The call agent: listens on C{settings.switch.interface}:C{port} (2727)
@@ -99,6 +101,8 @@ class CallControlService(Service):
         for observer in self._observers:
             if IService.providedBy(observer) and not observer.running:
                 observer.startService()
+            if IMessageWaitingSource.providedBy(observer):
+                observer.attach(self)  # a voicemail system drives message waiting through us
         switch = self.settings.switch
         self.port = self._reactor.listenUDP(switch.port, self.protocol, interface=switch.interface)
         host, port = self.address
@@ -173,6 +177,16 @@ class CallControlService(Service):
             return fail(CallControlError(f"unknown gateway {name}"))
         self.control.registry.set_in_service(gateway, in_service)
         return succeed(self.control.views.gateway(gateway))
+
+    def set_line_services(self, name: str, changes: dict[str, Any]) -> Deferred[EndpointView]:
+        try:
+            endpoint = self.control.change_services(name, changes)
+        except CallControlError as e:
+            return fail(e)
+        return succeed(self.control.views.endpoint(endpoint))
+
+    def set_message_waiting(self, line: str, waiting: bool) -> None:
+        self.control.set_message_waiting(line, waiting)
 
     def transaction_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = self.protocol.transactions.snapshot()

@@ -51,7 +51,7 @@ from .model import (
 )
 from .registry import Endpoint
 
-__all__ = ["Services"]
+__all__ = ["Services", "check_services"]
 
 _AWAY = frozenset((LineState.UNKNOWN, LineState.OUT_OF_SERVICE, LineState.RESTARTING))
 # A talking call that ends so leaves a line holding other calls with busy
@@ -177,7 +177,7 @@ class Services:
             control.refuse(line, dialled, ReleaseCause.FORWARD_LOOP, endpoint.line)
             return
         control.counters["forwards_" + reason] += 1
-        request = RouteRequest(str(endpoint.name), number, endpoint.number)
+        request = RouteRequest(str(endpoint.name), number, endpoint.number, f"forward-{reason}")
         maybeDeferred(control.dial_plan.route, request).addCallbacks(
             self._forward_routed, self._forward_failed,
             (line, dialled, endpoint, reason, hops + 1, visited | {key}, first or str(endpoint.name), no_waiting),
@@ -218,7 +218,7 @@ class Services:
         if endpoint.key == (call.forwarded_from or "").lower() or call.forwards >= self.settings.forward_limit:
             return  # it rang everywhere it could: the call's own no-answer time ends it
         control.counters["forwards_no_answer"] += 1
-        request = RouteRequest(str(endpoint.name), number, endpoint.number)
+        request = RouteRequest(str(endpoint.name), number, endpoint.number, "forward-no-answer")
         maybeDeferred(control.dial_plan.route, request).addCallbacks(
             self._no_answer_routed, lambda f: None, (call, callee), None, ()
         )
@@ -482,3 +482,31 @@ class Services:
             self._control.feed(line, LineInput.HELD_GONE)
             return True
         return False
+
+
+_FLAGS = ("private", "call_waiting", "three_way", "transfer", "transfer_on_hangup", "dnd", "message_waiting")
+_NUMBERS = ("forward_always", "forward_busy", "forward_no_answer")
+
+
+def check_services(changes: dict[str, Any]) -> dict[str, Any]:
+    """
+    Changes to a line's services from outside (the admin's JSON): every
+    name a field, every value of its type (ValueError saying which not).
+    """
+    import re
+
+    values: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name in _FLAGS:
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false")
+        elif name in _NUMBERS:
+            if value is not None and (not isinstance(value, str) or re.fullmatch(r"[0-9*#]{1,32}", value) is None):
+                raise ValueError(f"{name} must be a number of digits, or null")
+        elif name == "name":
+            if value is not None and (not isinstance(value, str) or len(value) > 64 or '"' in value):
+                raise ValueError("name must be text of at most 64 characters without quotes, or null")
+        else:
+            raise ValueError(f"unknown service {name!r}; known: {', '.join(_FLAGS + _NUMBERS + ('name',))}")
+        values[name] = value
+    return values

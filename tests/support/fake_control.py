@@ -252,5 +252,21 @@ class FakeCallControl:
             self.emit(GatewayStateChanged(self.gateways[name], before.state))
         return d
 
+    def set_line_services(self, name: str, changes: dict[str, Any]) -> Deferred:
+        """Records the change; an unknown line or service fails as call control would."""
+        from mgcpswitch.agent.services import check_services
+        from mgcpswitch.config import LineServices
+
+        self.actions.append(("services", name, dict(changes)))
+        view = self.endpoints.get(name)
+        if view is None:
+            return fail(CallControlError(f"unknown line {name}"))
+        try:
+            values = check_services(changes)
+        except ValueError as e:
+            return fail(CallControlError(str(e)))
+        self.endpoints[name] = replace(view, services=replace(view.services or LineServices(), **values))
+        return self._answer(self.endpoints[name])
+
 
 verifyClass(ICallControl, FakeCallControl)
