@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..mgcp import MediaDescription, RemoteProtocolError, SessionDescription
 
-__all__ = ["Origin", "parse_sdp", "make_offer", "make_answer", "check_answer", "TELEPHONE_EVENT", "direction_reply"]
+__all__ = ["Origin", "parse_sdp", "make_offer", "make_answer", "check_answer", "acceptable", "TELEPHONE_EVENT", "direction_reply"]
 
 TELEPHONE_EVENT = "telephone-event"
 _REPLY_DIRECTION = {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive", "sendrecv": "sendrecv"}
@@ -150,6 +150,17 @@ def _combine(reply: str, mine: str | None) -> str:
     if reply == "sendrecv":
         return mine
     return "inactive"
+
+
+def acceptable(offer: SessionDescription, codecs: tuple[str, ...]) -> bool:
+    """Whether C{offer} has an RTP audio stream with one of C{codecs} (else the answer is 488)."""
+    for media in offer.media:
+        if media.media == "audio" and media.port != 0 and media.protocol == "RTP/AVP":
+            maps = _maps(media)
+            if any(pt in maps and maps[pt][0].lower() != TELEPHONE_EVENT and _wanted(maps[pt][0], codecs)
+                   for pt in media.payload_types):
+                return True
+    return False
 
 
 def _with_port(media: MediaDescription, port: int) -> MediaDescription:

@@ -1,0 +1,87 @@
+"""
+Helpers for the SIP trunk tests: trunks on a L{MemoryNetwork}, listeners
+that record what they are told, and a gateway's SDP.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import Any
+
+from zope.interface import implementer
+
+from mgcpswitch.config import TrunkSettings
+from mgcpswitch.interfaces import IIncomingCallListener, IOutgoingCallListener
+from mgcpswitch.mgcp import RtpMap, SessionDescription
+from mgcpswitch.sip.trunk import SipTrunk
+from mgcpswitch.testing import MemoryReactor, run_timers
+
+__all__ = ["Recorder", "line_sdp", "settings", "trunk_pair", "settle", "TELEPHONE_EVENT"]
+
+TELEPHONE_EVENT = RtpMap(101, "telephone-event", 8000)
+
+
+def line_sdp(port: int = 4000, address: str = "127.0.0.1", pts: tuple[int, ...] = (0, 8, 101)) -> SessionDescription:
+    """An SDP like a gateway's CRCX answer: PCMU, PCMA and telephone-event."""
+    maps = [RtpMap(0, "PCMU", 8000), RtpMap(8, "PCMA", 8000), TELEPHONE_EVENT]
+    return SessionDescription.create(address, port, pts, rtpmaps=[m for m in maps if m.payload_type in pts],
+                                     fmtp={101: "0-15"} if 101 in pts else None, ptime=20)
+
+
+def settings(name: str, local_port: int, peer_port: int, **values: Any) -> TrunkSettings:
+    base = TrunkSettings(name=name, address="127.0.0.1", port=peer_port, local_port=local_port,
+                         keepalive_interval=0.0)
+    return replace(base, **values)
+
+
+@implementer(IOutgoingCallListener, IIncomingCallListener)
+class Recorder:
+    """Records every notification as a tuple, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Any, ...]] = []
+
+    def progress(self, code: int, sdp: SessionDescription | None) -> None:
+        self.events.append(("progress", code, sdp))
+
+    def answered(self, sdp: SessionDescription) -> None:
+        self.events.append(("answered", sdp))
+
+    def failed(self, code: int, reason: str) -> None:
+        self.events.append(("failed", code, reason))
+
+    def ended(self, reason: str) -> None:
+        self.events.append(("ended", reason))
+
+    def cancelled(self) -> None:
+        self.events.append(("cancelled",))
+
+    def media_changed(self, sdp: SessionDescription) -> None:
+        self.events.append(("media_changed", sdp))
+
+    def kinds(self) -> list[Any]:
+        return [e[0] if e[0] in ("answered", "cancelled", "media_changed") else e[:2] for e in self.events]
+
+
+def trunk_pair(reactor: MemoryReactor, *, a: dict[str, Any] | None = None, b: dict[str, Any] | None = None,
+               incoming_a: Any = None, incoming_b: Any = None, seed: int = 1) -> tuple[SipTrunk, SipTrunk]:
+    """Two started trunks facing each other: A on 5060, B on 5070."""
+    trunk_a = SipTrunk(settings("a", 5060, 5070, **(a or {})), reactor, incoming_a or (lambda call: None),
+                       rng=random.Random(seed))
+    trunk_b = SipTrunk(settings("b", 5070, 5060, **(b or {})), reactor, incoming_b or (lambda call: None),
+                       rng=random.Random(seed + 1))
+    trunk_a.startService()
+    trunk_b.startService()
+    return trunk_a, trunk_b
+
+
+def settle(reactor: MemoryReactor, *trunks: SipTrunk) -> None:
+    """Run every timer out; then nothing of any call may be left on the trunks."""
+    run_timers(reactor)
+    for trunk in trunks:
+        view = trunk.view()
+        assert view.channels_in_use == 0, view
+        assert view.messages["dialogs"] == 0, view
+        assert view.messages["transactions"] == 0, view
+    assert reactor.getDelayedCalls() == [], reactor.getDelayedCalls()
