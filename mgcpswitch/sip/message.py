@@ -30,6 +30,7 @@ written under its name.  Content-Length is computed on encoding.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Union
@@ -260,13 +261,30 @@ def _decode(data: bytes) -> Request | Response | Malformed:
 
 
 def _answerable(reply: Headers) -> bool:
-    names = {name for name, _ in reply}
-    if not names.issuperset(_REPLY_COPY):
+    """
+    Whether a response can be built from these raw lines: each of Via,
+    From, To, Call-ID and CSeq present and readable (the single-valued
+    ones once), and the request not an ACK (never answered).
+    """
+    counts = Counter(name for name, _ in reply)
+    if any(counts[name] == 0 for name in _REPLY_COPY) or any(counts[name] > 1 for name in _REPLY_COPY[1:]):
         return False
-    if any(ord(c) < 32 and c != "\t" for _, value in reply for c in value):
+    try:
+        for name, value in reply:
+            if any(ord(c) < 32 and c != "\t" for c in value):
+                return False
+            if name == "Via":
+                if not all(parse_via(item) for item in _split(name, value)):
+                    return False
+            elif name in ("From", "To"):
+                parse_name_address(value)
+            elif name == "Call-ID" and not _CALL_ID_RE.fullmatch(value):
+                return False
+            elif name == "CSeq" and parse_cseq(value).method == "ACK":
+                return False  # an ACK is never answered
+    except (ValueError, _Bad):
         return False
-    cseq = next(value for name, value in reply if name == "CSeq")
-    return not cseq.strip().endswith("ACK")  # an ACK is never answered
+    return True
 
 
 def _header_lines(lines: list[str]) -> list[tuple[str, str]]:
