@@ -85,3 +85,50 @@ def settle(reactor: MemoryReactor, *trunks: SipTrunk) -> None:
         assert view.messages["dialogs"] == 0, view
         assert view.messages["transactions"] == 0, view
     assert reactor.getDelayedCalls() == [], reactor.getDelayedCalls()
+
+
+class RawPeer:
+    """
+    A scripted SIP peer on the memory network: records what it receives
+    (decoded) and answers as the test says, like SIPp does on a socket.
+    """
+
+    def __init__(self, reactor: MemoryReactor, port: int = 5070) -> None:
+        from twisted.internet.protocol import DatagramProtocol
+
+        peer = self
+
+        class _Protocol(DatagramProtocol):
+            def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
+                from mgcpswitch.sip import decode
+
+                peer.received.append((decode(data), tuple(addr)))
+                if peer.on_message is not None:
+                    peer.on_message(peer.received[-1][0], tuple(addr))
+
+        self.received: list[tuple[Any, tuple[str, int]]] = []
+        self.on_message: Any = None
+        self.port = reactor.listenUDP(port, _Protocol(), interface="127.0.0.1")
+
+    def messages(self, kind: str | None = None) -> list[Any]:
+        """What arrived: requests of method C{kind} (or responses with kind "response"), in order."""
+        from mgcpswitch.sip import Response
+
+        out = []
+        for message, _ in self.received:
+            if kind is None or (kind == "response" and isinstance(message, Response)) or \
+                    getattr(message, "method", None) == kind:
+                out.append(message)
+        return out
+
+    def send(self, message: Any, address: tuple[str, int] = ("127.0.0.1", 5060)) -> None:
+        from mgcpswitch.sip import encode
+
+        self.port.write(encode(message), address)
+
+    def reply(self, request: Any, code: int, **kwargs: Any) -> Any:
+        from mgcpswitch.sip import response_to
+
+        response = response_to(request, code, **kwargs)
+        self.send(response)
+        return response
