@@ -132,3 +132,58 @@ class RawPeer:
         response = response_to(request, code, **kwargs)
         self.send(response)
         return response
+
+
+def free_udp_port() -> int:
+    """A UDP port free on 127.0.0.1 now (bound, read, released)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # type: ignore[no-any-return]
+
+
+class Peer:
+    """
+    A real program started by the test in a temporary directory, its output
+    in files there: C{ended} fires with its exit code; L{stop} ends it by
+    its PID (the test's cleanup does, if it still runs).
+    """
+
+    def __init__(self, testcase: Any, argv: list[str], directory: str, name: str) -> None:
+        from twisted.internet import reactor
+        from twisted.internet.defer import Deferred
+        from twisted.internet.protocol import ProcessProtocol
+
+        self.ended: Deferred[int] = Deferred()
+        self.output = bytearray()
+        peer = self
+
+        class _Protocol(ProcessProtocol):
+            def outReceived(self, data: bytes) -> None:  # noqa: N802
+                peer.output.extend(data[-20000:])
+                del peer.output[:-200000]
+
+            errReceived = outReceived
+
+            def processEnded(self, reason: Any) -> None:  # noqa: N802
+                peer.running = False
+                peer.ended.callback(reason.value.exitCode)
+
+        self.running = True
+        self.process = reactor.spawnProcess(_Protocol(), argv[0], argv, env={"HOME": directory, "PATH": "/usr/bin:/bin"},
+                                            path=directory)
+        self.pid = self.process.pid
+        self.name = name
+        testcase.addCleanup(self.stop)
+
+    def stop(self) -> Any:
+        """End the program (SIGTERM to its PID, SIGKILL after 5 s) and wait for it."""
+        from twisted.internet import reactor
+
+        if not self.running:
+            return None
+        self.process.signalProcess("TERM")
+        killer = reactor.callLater(5, lambda: self.running and self.process.signalProcess("KILL"))
+        self.ended.addBoth(lambda result: (killer.active() and killer.cancel(), result)[1])
+        return self.ended
