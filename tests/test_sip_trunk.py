@@ -443,3 +443,26 @@ class Configuration(SynchronousTestCase):
         error = self.assertRaises(ConfigError, build_trunks, settings_, PluginContext(reactor=MemoryReactor()), print)
         self.assertIn("trunk:x", str(error))
         self.assertIn("kind", str(error))
+
+
+class ConfigurationErrors(SynchronousTestCase):
+    def test_mistakes_name_section_and_key(self) -> None:
+        """Each mistake in a [trunk:NAME] section is one error naming the section and the key to fix."""
+        from mgcpswitch.errors import ConfigError
+
+        cases = {
+            "[trunk:p]\nport = 5070\n": ("[trunk:p] address", "required"),
+            "[trunk:p]\naddress = 127.0.0.1\ntransport = tcp\n": ("[trunk:p] transport", "only udp"),
+            "[trunk:p]\naddress = 127.0.0.1\ncolour = red\n": ("[trunk:p] colour", "unknown key"),
+            "[trunk:p]\naddress = 127.0.0.1\npassword = x\n": ("[trunk:p] username", "needs a username"),
+            "[trunk:p]\naddress = 127.0.0.1\nregistrar = 127.0.0.1:99999\n": ("[trunk:p] registrar", "65535"),
+            "[trunk:p]\naddress = peer.example\n": ("[trunk:p] address", "not an IP address"),
+            "[trunk:p]\naddress = 127.0.0.1\noutgoing_prefix = 9#\n": ("[trunk:p] outgoing_prefix", "digits"),
+            "[trunk:p]\naddress = 127.0.0.1\nlocal_port = 2727\n": ("[trunk:p] local_port", "MGCP port"),
+            "[trunk:p]\naddress = 127.0.0.1\n[trunk:q]\naddress = 127.0.0.2\n": ("[trunk:q] local_port", "already"),
+            "[trunk:a b]\naddress = 127.0.0.1\n": ("[trunk:a b]", "not a trunk name"),
+        }
+        for text, (where, what) in cases.items():
+            error = self.assertRaises(ConfigError, parse_settings, text)
+            self.assertIn(where, str(error), text)
+            self.assertIn(what, str(error), text)

@@ -379,8 +379,8 @@ def _message(first: str, raw: list[tuple[str, str]], body: bytes, is_request: bo
     if is_request:
         if cseq.method != method:
             raise _Bad(400, f"CSeq method {cseq.method} is not the request's {method}")
-        return Request(method=_METHODS.get(method, method), uri=uri, **common)  # type: ignore[arg-type]
-    return Response(code=int(code_text), reason=reason.strip(), **common)  # type: ignore[arg-type]
+        return Request(method=_METHODS.get(method, method), uri=uri, **common)
+    return Response(code=int(code_text), reason=reason.strip(), **common)
 
 
 def _split(name: str, text: str) -> list[str]:

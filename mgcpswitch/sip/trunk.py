@@ -786,7 +786,7 @@ class SipTrunk(Service):
     def __init__(self, settings: TrunkSettings, reactor: Any, incoming: Callable[[IncomingCall], None], *,
                  rng: random.Random | None = None, timers: SipTimers = SipTimers()) -> None:
         self.settings = settings
-        self.name = settings.name  # type: ignore[assignment]
+        self.name = settings.name
         self.reactor = reactor
         self.clock = reactor
         self.incoming = incoming
@@ -811,7 +811,7 @@ class SipTrunk(Service):
     # -- service ---------------------------------------------------------
 
     def startService(self) -> None:  # noqa: N802
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]
         self.port = self.reactor.listenUDP(
             self.settings.local_port, SipProtocol(self.agent), interface=self.settings.local_address
         )
@@ -824,7 +824,7 @@ class SipTrunk(Service):
             self.registration.start()
 
     def stopService(self) -> None:  # noqa: N802
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]
         if self.keepalive is not None:
             self.keepalive.stop()
         if self.registration is not None:
@@ -915,7 +915,7 @@ class SipTrunk(Service):
     def view(self) -> TrunkView:
         counters = self.agent.counters()
         return TrunkView(
-            name=self.name,
+            name=self.settings.name,
             kind=self.settings.kind,
             peer=f"{self.peer[0]}:{self.peer[1]}",
             state=self.state,
