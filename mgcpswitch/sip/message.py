@@ -170,6 +170,11 @@ class _Fields:
         return tuple(v for key, value in self.headers if key == name for v in split_commas(value))
 
     @property
+    def branch(self) -> str | None:
+        """The top Via's branch: the transaction's key (§17)."""
+        return self.via[0].branch if self.via else None
+
+    @property
     def content_type(self) -> str | None:
         value = self.header("Content-Type")
         return value.partition(";")[0].strip().lower() if value else None
@@ -180,19 +185,11 @@ class Request(_Fields):
     method: str
     uri: Uri
 
-    @property
-    def branch(self) -> str | None:
-        return self.via[0].branch if self.via else None
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Response(_Fields):
     code: int
     reason: str = ""
-
-    @property
-    def branch(self) -> str | None:
-        return self.via[0].branch if self.via else None
 
 
 @dataclass(frozen=True, slots=True)

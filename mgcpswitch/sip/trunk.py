@@ -959,8 +959,12 @@ class SipTrunk(Service):
         elif request.method == Method.BYE:
             transaction.respond(response_to(request, 481))
         else:
-            code = 405 if request.method in _KNOWN else 501
-            transaction.respond(response_to(request, code, headers=(("Allow", ALLOW),)))
+            self._not_allowed(transaction)
+
+    def _not_allowed(self, transaction: ServerTransaction) -> None:
+        """405 for a method this trunk knows but does not take here, 501 for one it does not know."""
+        code = 405 if transaction.request.method in _KNOWN else 501
+        transaction.respond(response_to(transaction.request, code, headers=(("Allow", ALLOW),)))
 
     def _options_answer(self, request: Request) -> Response:
         return response_to(request, 200, to_tag=self.agent.new_tag(), headers=(
@@ -983,8 +987,7 @@ class SipTrunk(Service):
         elif request.method == Method.OPTIONS:
             transaction.respond(self._options_answer(request))
         else:
-            code = 405 if request.method in _KNOWN else 501
-            transaction.respond(response_to(request, code, headers=(("Allow", ALLOW),)))
+            self._not_allowed(transaction)
 
     def _invite(self, transaction: ServerTransaction) -> None:
         request = transaction.request
