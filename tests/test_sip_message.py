@@ -167,6 +167,17 @@ class BadRequests(SynchronousTestCase):
         self.assertIsNone(reply_to_malformed(self._bad(_with(b"Max-Forwards: 70", b"Max-Forwards: x", ack))))
         self.assertIsNone(self._bad(b"SIP/2.0 2000 OK\r\nVia: SIP/2.0/UDP h\r\n\r\n").code)
 
+    def test_no_answer_from_broken_copied_lines(self) -> None:
+        """
+        The lines a 400 copies must make a valid response: a CSeq given
+        twice, or an unreadable To, leaves the request unanswered rather
+        than answered with a broken response (found by scripts/fuzz-sip).
+        """
+        twice = self._bad(_with(b"CSeq: 314159 INVITE\r\n", b"CSeq: 314159 INVITE\r\nCSeq: 1 INVITE\r\n"))
+        self.assertIsNone(reply_to_malformed(twice))
+        broken_to = self._bad(_with(b"To: <sip:2001@192.0.2.2>", b"To: <sip:2001@192.0.2.2"))
+        self.assertIsNone(reply_to_malformed(broken_to))
+
     def test_other_uri_scheme_is_not_malformed(self) -> None:
         """A tel: Request-URI parses (the trunk answers it 416, RFC 3261 §8.2.2.1)."""
         request = decode(_with(b"INVITE sip:2001@192.0.2.2:5070 SIP/2.0", b"INVITE tel:+15551234 SIP/2.0"))
