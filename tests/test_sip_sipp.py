@@ -70,6 +70,12 @@ SCENARIOS = {
                 "Max-Forwards: 70\nContent-Length: 0")
         + '<recv response="200"/>'
     ),
+    # 183 with SDP (early media), then the answer with the same SDP.
+    "early-media": (
+        '<recv request="INVITE"/>'
+        + _send(f"SIP/2.0 183 Session Progress\n{_REPLY}\n{_SDP}") + '<pause milliseconds="200"/>'
+        + _ok() + '<recv request="ACK"/><recv request="BYE"/>' + _OK_BYE
+    ),
     "busy": f'<recv request="INVITE"/>' + _send(f"SIP/2.0 486 Busy Here\n{_REPLY}\nContent-Length: 0")
             + '<recv request="ACK"/>',
     # Ring and never answer: our CANCEL, its 200, the INVITE's 487 and our ACK.
@@ -166,6 +172,16 @@ class Far(TestCase):
         self.assertEqual(listener.kinds(), [("progress", 180), "answered", ("ended", "far end hung up")])
         await self.exited(sipp)
 
+    async def test_early_media(self) -> None:
+        """SIPp's 183 carries SDP: progress(183, sdp) gives its media address before the answer."""
+        listener, call, trunk, sipp = await self.place("early-media", "answered")
+        self.assertEqual(listener.kinds(), [("progress", 183), "answered"])
+        early = listener.events[0][2]
+        self.assertIsNotNone(early)
+        self.assertEqual(early.rtp_address, listener.events[1][1].rtp_address)
+        call.hang_up()
+        await self.exited(sipp)
+
     async def test_busy(self) -> None:
         """SIPp answers 486: failed(486), and SIPp receives our ACK."""
         listener, call, trunk, sipp = await self.place("busy", "failed")
@@ -193,10 +209,52 @@ class Far(TestCase):
         await self.exited(sipp)
 
 
+CANCELLING_UAC = _scenario("cancel", (
+    _send("INVITE sip:2001@[remote_ip]:[remote_port] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+          "From: <sip:555@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\nTo: <sip:2001@[remote_ip]:[remote_port]>\n"
+          "Call-ID: [call_id]\nCSeq: 1 INVITE\nContact: <sip:555@[local_ip]:[local_port]>\nMax-Forwards: 70\n"
+          "Content-Type: application/sdp\nContent-Length: [len]\n\nv=0\no=user1 1 1 IN IP[local_ip_type] [local_ip]\ns=-\n"
+          "c=IN IP[media_ip_type] [media_ip]\nt=0 0\nm=audio [media_port] RTP/AVP 0\na=rtpmap:0 PCMU/8000")
+    + '<recv response="100" optional="true"/><recv response="180"/><pause milliseconds="300"/>'
+    + _send("CANCEL sip:2001@[remote_ip]:[remote_port] SIP/2.0\n[last_Via:]\nFrom: <sip:555@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n"
+            "To: <sip:2001@[remote_ip]:[remote_port]>\nCall-ID: [call_id]\nCSeq: 1 CANCEL\nMax-Forwards: 70\nContent-Length: 0")
+    + '<recv response="200"/><recv response="487"/>'
+    + _send("ACK sip:2001@[remote_ip]:[remote_port] SIP/2.0\n[last_Via:]\nFrom: <sip:555@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]\n"
+            "[last_To:]\nCall-ID: [call_id]\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0")
+))
+
+
 class Caller(TestCase):
-    """SIPp's built-in UAC calls the trunk, which answers with canned SDP."""
+    """SIPp as the caller: its built-in UAC (the trunk answers with canned SDP), and one that CANCELs."""
 
     timeout = 90
+
+    async def test_sipp_cancels(self) -> None:
+        """SIPp's INVITE rings; it CANCELs: 200, 487, its ACK; the listener hears cancelled; no channel is left."""
+        if SIPP is None:
+            raise self.skipTest("SIPp (Debian sip-tester) is not installed: scripts/run-tests installs it")
+        directory = tempfile.mkdtemp(prefix="mgcpswitch-sipp-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        with open(f"{directory}/cancel.xml", "w", encoding="ascii") as f:
+            f.write(CANCELLING_UAC)
+        listener = Recorder()
+
+        def incoming(call: IncomingCall) -> None:
+            call.listener = listener
+            call.ringing()
+
+        sipp_port = free_udp_port()
+        trunk = SipTrunk(settings("in", 0, sipp_port), reactor, incoming, rng=random.Random())
+        trunk.startService()
+        self.addCleanup(trunk.stopService)
+        sipp = Peer(self, [SIPP, "-sf", f"{directory}/cancel.xml", f"127.0.0.1:{trunk.agent.port}", "-i", "127.0.0.1",
+                           "-p", str(sipp_port), "-mi", "127.0.0.1", "-mp", str(free_udp_port()), "-m", "1",
+                           "-nostdin", "-timeout", "60s", "-timeout_error", "-trace_err"], directory, "sipp")
+        code = await sipp.ended.addTimeout(45, reactor)
+        self.assertEqual(code, 0, sipp.output.decode(errors="replace")[-3000:])
+        self.assertEqual(listener.events, [("cancelled",)])
+        self.assertEqual(trunk.view().channels_in_use, 0)
+        self.assertEqual(trunk.view().statuses, {"in 487": 1})
 
     async def test_sipp_calls_in(self) -> None:
         """SIPp's uac scenario: INVITE, our 180 and 200, its ACK, then its BYE; the handler hears ended."""
