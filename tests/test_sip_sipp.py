@@ -1,9 +1,9 @@
 """
 The trunk against SIPp (Debian's sip-tester), a real SIP implementation,
 over loopback with the real reactor: SIPp as the far end (answer, ring
-then answer and hang up, busy, no answer, a digest challenge it checks,
-an INVITE it leaves unanswered so ours is retransmitted)
-and as a caller.  Each SIPp runs in a temporary directory on a free port,
+then answer and hang up, early media in a 183, busy, no answer, a digest
+challenge it checks, an INVITE it leaves unanswered so ours is
+retransmitted) and as a caller (answered, or cancelled while ringing).  Each SIPp runs in a temporary directory on a free port,
 is stopped by its PID, and must exit 0 (its scenario went as written).
 """
 

@@ -74,6 +74,35 @@ class Calls(SynchronousTestCase):
         self.assertEqual((a.view().statuses, b.view().statuses), ({"out 200": 1}, {"in 200": 1}))
         settle(self.reactor, a, b)
 
+    def test_listener_hangs_up_inside_answered(self) -> None:
+        """A listener may hang up from inside answered(): the trunk's state is already the call's."""
+        a, b, handler = self.pair()
+
+        class HangsUp(Recorder):
+            def answered(self, sdp: object) -> None:
+                super().answered(sdp)  # type: ignore[arg-type]
+                call.hang_up()
+
+        listener = HangsUp()
+        call = a.call("2001", line_sdp(), listener)
+        self.net.run(2)
+        self.assertEqual(handler.listener.events, [("ended", "far end hung up")])
+        settle(self.reactor, a, b)
+
+    def test_callee_hangs_up_before_the_ack(self) -> None:
+        """§15: B hangs up between its 200 and the ACK: the BYE waits for the ACK, then goes."""
+        a, b, handler = self.pair(delay=0)
+        self.net.latency = 0.05
+        listener = Recorder()
+        a.call("2001", line_sdp(), listener)
+        while not handler.calls or b.view().answered_in == 0:
+            self.reactor.advance(0.01)
+        handler.calls[0].hang_up()
+        self.assertEqual([m for m in self.net.messages(source=("127.0.0.1", 5070)) if m.startswith(b"BYE")], [])
+        self.net.run(1)
+        self.assertEqual(listener.kinds(), [("progress", 180), "answered", ("ended", "far end hung up")])
+        settle(self.reactor, a, b)
+
     def test_far_end_hangs_up(self) -> None:
         """B hangs up an answered call: A's listener is told ended."""
         a, b, handler = self.pair()
@@ -264,6 +293,27 @@ class AgainstAScriptedPeer(SynchronousTestCase):
         self.peer.reply(invite, 487, to_tag="r")
         self.net.run(1)
         self.assertEqual(listener.events, [])
+        settle(self.reactor, trunk)
+
+    def test_cancelled_invite_never_answered_is_given_up(self) -> None:
+        """§9.1: the CANCEL is answered but the INVITE never is: 64*T1 later the call is gone, nothing told."""
+        trunk = self.trunk()
+        listener = Recorder()
+        call = trunk.call("2001", line_sdp(), listener)
+        self.net.run(0.1)
+        invite = self.peer.messages("INVITE")[0]
+        self.peer.reply(invite, 180, to_tag="r")
+        self.net.run(0.1)
+        call.cancel()
+        self.net.run(0.1)
+        [cancel] = self.peer.messages("CANCEL")
+        self.peer.reply(cancel, 200)
+        run_timers(self.reactor, until=31)
+        self.assertEqual(trunk.view().channels_in_use, 1)
+        run_timers(self.reactor, until=33)
+        self.assertEqual(trunk.view().channels_in_use, 0)
+        self.assertEqual(listener.kinds(), [("progress", 180)])
+        self.assertEqual(trunk.view().statuses, {"out 487": 1})
         settle(self.reactor, trunk)
 
     def test_forked_second_200_is_acked_and_ended(self) -> None:
