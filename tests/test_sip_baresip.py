@@ -47,6 +47,31 @@ TONE = bytes(_ulaw(int(8000 * math.sin(2 * math.pi * 1000 * n / 8000))) for n in
 SILENCE = frozenset((0xFF, 0x7F, 0xFE, 0x7E))
 
 
+def _free_range(count: int) -> int:
+    """
+    The first of C{count} consecutive UDP ports free on 127.0.0.1, below
+    the kernel's ephemeral range (so no port bound to 0 later can take
+    one from baresip's RTP).
+    """
+    import socket
+
+    for _ in range(100):
+        base = random.randrange(20000, 25980, 2)  # free_udp_port takes 26000 and up
+        sockets = []
+        try:
+            for port in range(base, base + count + 1):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return base
+    raise RuntimeError("no free range of UDP ports")
+
+
 class RtpProbe(DatagramProtocol):
     """Sends a tone to C{remote} every 20 ms; counts packets back and those that are not silence."""
 
@@ -96,7 +121,7 @@ class Baresip(TestCase):
         self.probe = RtpProbe()
         self.addCleanup(self.probe.stop)
         self.baresip_port = free_udp_port()
-        rtp = free_udp_port() & ~1
+        rtp = _free_range(10)
         with open(f"{self.directory}/config", "w", encoding="ascii") as f:
             f.write(
                 "poll_method epoll\nnet_interface 127.0.0.1\n"

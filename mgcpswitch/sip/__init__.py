@@ -8,7 +8,9 @@ offer/answer (L{sdp}) and digest authentication (L{digest}).  The parts
 that keep time and talk to the network use the injected reactor:
 L{mgcpswitch.sip.transaction} (RFC 3261 §17), L{mgcpswitch.sip.dialog}
 (§12), L{mgcpswitch.sip.agent} (the UDP user agent) and
-L{mgcpswitch.sip.trunk} (the trunk).  docs/SIP.md says why and how.
+L{mgcpswitch.sip.trunk} (the trunk, its calls in L{mgcpswitch.sip.outgoing}
+and L{mgcpswitch.sip.incoming} over L{mgcpswitch.sip.calls}, its OPTIONS and
+REGISTER in L{mgcpswitch.sip.peer}).  docs/SIP.md says why and how.
 """
 
 from .digest import Algorithm, Challenge, authorization, choose_challenge, parse_challenge

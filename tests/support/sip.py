@@ -135,12 +135,23 @@ class RawPeer:
 
 
 def free_udp_port() -> int:
-    """A UDP port free on 127.0.0.1 now (bound, read, released)."""
+    """
+    A UDP port free on 127.0.0.1 now, for a program the test starts:
+    taken below the kernel's ephemeral range, so that a socket the test
+    binds to port 0 meanwhile cannot get it first.
+    """
+    import random as _random
     import socket
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # type: ignore[no-any-return]
+    for _ in range(200):
+        port = _random.randrange(26000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free UDP port in 26000-31999")
 
 
 class Peer:
