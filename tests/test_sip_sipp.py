@@ -76,7 +76,7 @@ SCENARIOS = {
         + _send(f"SIP/2.0 183 Session Progress\n{_REPLY}\n{_SDP}") + '<pause milliseconds="200"/>'
         + _ok() + '<recv request="ACK"/><recv request="BYE"/>' + _OK_BYE
     ),
-    "busy": f'<recv request="INVITE"/>' + _send(f"SIP/2.0 486 Busy Here\n{_REPLY}\nContent-Length: 0")
+    "busy": '<recv request="INVITE"/>' + _send(f"SIP/2.0 486 Busy Here\n{_REPLY}\nContent-Length: 0")
             + '<recv request="ACK"/>',
     # Ring and never answer: our CANCEL, its 200, the INVITE's 487 and our ACK.
     "no-answer": (
