@@ -26,6 +26,7 @@ __all__ = [
     "Settings",
     "SwitchSettings",
     "GatewaySettings",
+    "TrunkSettings",
     "SimulatorSettings",
     "StoreSettings",
     "ServiceSettings",
@@ -106,6 +107,45 @@ class GatewaySettings:
 
     def endpoint_name(self, local: str) -> str:
         return f"{local}@{self.name}"
+
+
+@dataclass(frozen=True)
+class TrunkSettings:
+    """
+    One trunk to another network (C{[trunk:NAME]}): its kind (the
+    L{mgcpswitch.interfaces.ITrunkFactory} that builds it, C{sip} built
+    in), the peer, credentials, codecs, number rewriting and channels.
+    Every kind reads these keys; docs/SIP.md says what SIP does with them.
+    """
+
+    name: str
+    address: str  # the peer's IP address: calls and keepalives go there
+    kind: str = "sip"
+    port: int = 5060
+    domain: Optional[str] = None  # the host part of URIs towards the peer (default: address)
+    transport: str = "udp"
+    local_address: str = "127.0.0.1"  # where the trunk listens
+    local_port: int = 5060  # 0: any free port
+    registrar: Optional[tuple[str, int]] = None  # register there (IP, port); None: no registration
+    register_expiry: int = 3600
+    username: Optional[str] = None
+    password: Optional[str] = None
+    caller_id: Optional[str] = None  # the From user when a call names no caller (default: username)
+    codecs: tuple[str, ...] = ("PCMU", "PCMA")
+    max_channels: int = 30
+    keepalive_interval: float = 30.0  # OPTIONS to the peer; 0: none
+    ring_timeout: float = 120.0  # a call not answered by then ends
+    allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # who may call in
+    outgoing_strip: int = 0  # digits removed from the front of numbers sent out
+    outgoing_prefix: str = ""  # then put in front
+    incoming_strip: int = 0  # digits removed from the front of numbers that come in
+    incoming_prefix: str = ""
+
+    def rewrite_out(self, number: str) -> str:
+        return self.outgoing_prefix + number[self.outgoing_strip:]
+
+    def rewrite_in(self, number: str) -> str:
+        return self.incoming_prefix + number[self.incoming_strip:]
 
 
 @dataclass(frozen=True)
@@ -247,6 +287,7 @@ class Settings:
     transactions: TransactionConfig = TransactionConfig()
     web: WebSettings = WebSettings()
     gateways: tuple[GatewaySettings, ...] = ()
+    trunks: tuple[TrunkSettings, ...] = ()
     simulator: SimulatorSettings = SimulatorSettings()
     demo: DemoSettings = DemoSettings()
     store: StoreSettings = StoreSettings()
@@ -573,6 +614,70 @@ _GATEWAY_KEYS = {
     }),
     "lines": Key(integer(1, 100_000), 8),
 }
+
+
+def _transport(value: str) -> str:
+    word = value.strip().lower()
+    if word != "udp":
+        raise ValueError(f"only udp is supported, not {value.strip()!r}")
+    return word
+
+
+def _address_port(value: str) -> tuple[str, int]:
+    """C{IP} or C{IP:PORT} (C{[IPv6]:PORT}); the port defaults to 5060."""
+    text = value.strip()
+    host, port = text, "5060"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"bad address {text!r}")
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    return ip_address(host), integer(1, 65535)(port)
+
+
+def _dial_digits(value: str) -> str:
+    """Digits (and a leading +) to put in front of a number; empty for none."""
+    text = value.strip()
+    if text and not (text.lstrip("+").isdigit() and text.count("+") <= 1 and not text.endswith("+")):
+        raise ValueError(f"expected digits (a leading + allowed), not {text!r}")
+    return text
+
+
+def _sip_user(value: str) -> str:
+    text = value.strip()
+    if not text or any(c in text for c in " \t@:<>\";,?"):
+        raise ValueError(f"{text!r} cannot be the user part of a SIP URI")
+    return text
+
+
+_TRUNK_KEYS = {
+    "address": Key(ip_address, REQUIRED, "the peer's IP address, where calls go"),
+    **_keys_of(TrunkSettings, {
+        "kind": text,
+        "port": integer(1, 65535),
+        "domain": optional_text,
+        "transport": _transport,
+        "local_address": ip_address,
+        "local_port": integer(0, 65535),
+        "registrar": optional(_address_port),
+        "register_expiry": integer(60, 86400),
+        "username": optional(_sip_user),
+        "password": optional_text,
+        "caller_id": optional(_sip_user),
+        "codecs": names,
+        "max_channels": integer(1, 100_000),
+        "keepalive_interval": number(0.0),
+        "ring_timeout": number(1.0),
+        "allowed": _networks,  # () here: the peer's address
+        "outgoing_strip": integer(0, 32),
+        "outgoing_prefix": _dial_digits,
+        "incoming_strip": integer(0, 32),
+        "incoming_prefix": _dial_digits,
+    }),
+}
 _SIMULATOR_KEYS = _keys_of(SimulatorSettings, {"gateways": names, "media": boolean, "rtp": boolean})
 def feature_code(value: str) -> str:
     """A star code: * or # then one to three digits."""
@@ -666,6 +771,7 @@ KEYS: Mapping[str, Mapping[str, Key]] = {
     "transactions": _TRANSACTION_KEYS,
     "web": _WEB_KEYS,
     "gateway:NAME": _GATEWAY_KEYS,
+    "trunk:NAME": _TRUNK_KEYS,
     "simulator": _SIMULATOR_KEYS,
     "demo": _DEMO_KEYS,
     "store": _STORE_KEYS,
@@ -704,6 +810,45 @@ def _gateway(name: str, items: Mapping[str, str]) -> GatewaySettings:
     if not values["allowed"]:
         values["allowed"] = (ipaddress.ip_network(values["address"]),)
     return GatewaySettings(name=name, **values)
+
+
+def _trunk(name: str, items: Mapping[str, str]) -> TrunkSettings:
+    s = f"trunk:{name}"
+    if not name or not TOKEN_NAME.fullmatch(name):
+        raise ConfigError((s,), f"{name!r} is not a trunk name (letters, digits, - and _)")
+    values = read_keys(s, items, _TRUNK_KEYS)
+    if not values["codecs"]:
+        raise ConfigError((s, "codecs"), "name at least one codec")
+    if values["password"] is not None and values["username"] is None:
+        raise ConfigError((s, "username"), "a password needs a username")
+    if values["registrar"] is not None and values["username"] is None:
+        raise ConfigError((s, "username"), "registering needs a username")
+    if not values["allowed"]:
+        values["allowed"] = (ipaddress.ip_network(values["address"]),)
+    return TrunkSettings(name=name, **values)
+
+
+def _check_trunks(trunks: list[TrunkSettings], switch: SwitchSettings) -> None:
+    """Each trunk is named once and listens on a port of its own (not the switch's MGCP port)."""
+    seen: dict[str, str] = {}
+    ports: dict[tuple[str, int], str] = {}
+    mgcp = {switch.interface or "0.0.0.0", "0.0.0.0"}
+    for trunk in trunks:
+        s = f"trunk:{trunk.name}"
+        if trunk.name.lower() in seen:
+            raise ConfigError((s,), f"configured twice (also [trunk:{seen[trunk.name.lower()]}])")
+        seen[trunk.name.lower()] = trunk.name
+        if trunk.local_port == 0:
+            continue
+        where = (trunk.local_address, trunk.local_port)
+        if trunk.local_port == switch.port and (trunk.local_address in mgcp or switch.interface == ""):
+            raise ConfigError((s, "local_port"), f"port {trunk.local_port} is the switch's MGCP port ([switch] port)")
+        if where in ports:
+            raise ConfigError((s, "local_port"), f"{where[0]} port {where[1]} is already [trunk:{ports[where]}]'s")
+        ports[where] = trunk.name
+
+
+TOKEN_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _check_gateways(gateways: list[GatewaySettings]) -> None:
@@ -796,12 +941,15 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
     services = _services(sections.pop("services", {}))
     dialplan_items = sections.pop("dialplan", {})
     gateways = []
+    trunks: list[TrunkSettings] = []
     plugins: dict[str, dict[str, str]] = {}
     line_sections: dict[str, Mapping[str, str]] = {}
     for name, items in sections.items():
         kind, colon, rest = name.partition(":")
         if colon and kind == "gateway":
             gateways.append(_gateway(rest.strip(), items))
+        elif colon and kind == "trunk":
+            trunks.append(_trunk(rest.strip(), items))
         elif colon and kind == "plugin":
             plugins[rest.strip()] = items
         elif colon and kind == "line":
@@ -810,9 +958,10 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
             raise ConfigError(
                 (name,),
                 "unknown section; known: switch, transactions, web, simulator, demo, store, services, "
-                "dialplan, gateway:NAME, line:ENDPOINT, plugin:NAME",
+                "dialplan, gateway:NAME, line:ENDPOINT, trunk:NAME, plugin:NAME",
             )
     _check_gateways(gateways)
+    _check_trunks(trunks, switch)
     lines = dict(_line(name, items, services.lines, gateways) for name, items in line_sections.items())
     configured = {g.name.lower() for g in gateways}
     for simulated in simulator.gateways:
@@ -823,6 +972,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         transactions=transactions,
         web=web,
         gateways=tuple(gateways),
+        trunks=tuple(trunks),
         simulator=simulator,
         demo=demo,
         store=store,

@@ -25,6 +25,12 @@ __all__ = [
     "IStore",
     "IMessageWaiting",
     "IMessageWaitingSource",
+    "ITrunk",
+    "ITrunkFactory",
+    "IOutgoingCall",
+    "IOutgoingCallListener",
+    "IIncomingCall",
+    "IIncomingCallListener",
 ]
 
 
@@ -286,4 +292,120 @@ class IStore(Interface):
         """
         A JSON-able dict: C{kind}, and counts such as C{rows_written},
         C{batches_failed}, C{rows_lost} (given up on) and C{waiting}.
+        """
+
+
+# ---------------------------------------------------------------------------
+# Trunks: calls to and from other networks (issue 18; SIP is the built-in
+# kind, mgcpswitch.sip.trunk).  Call control drives a call through these
+# few methods and is told what happens through a listener.  Every
+# notification comes after the trunk's own state is updated, so a
+# listener may call back into the call (hang it up) at once.
+
+
+class IOutgoingCallListener(Interface):
+    """What call control is told about a call it placed on a trunk."""
+
+    def progress(code, sdp):  # type: ignore[no-untyped-def]
+        """
+        A provisional answer: C{code} 180 (ringing) or 183 (session
+        progress); C{sdp} the far end's early media description (a
+        L{mgcpswitch.mgcp.SessionDescription}) or None.
+        """
+
+    def answered(sdp):  # type: ignore[no-untyped-def]
+        """The far end answered; C{sdp} is its answer to the offer."""
+
+    def failed(code, reason):  # type: ignore[no-untyped-def]
+        """
+        The call did not connect: C{code} the final status (486 busy, 404,
+        408 no answer or no response, 503 trunk down or full, ...),
+        C{reason} text.  Nothing of the call is left on the trunk.
+        """
+
+    def ended(reason):  # type: ignore[no-untyped-def]
+        """The far end hung up an answered call (or it was lost)."""
+
+    def media_changed(sdp):  # type: ignore[no-untyped-def]
+        """The far end moved its media (a re-INVITE): C{sdp} its new description."""
+
+
+class IOutgoingCall(Interface):
+    """A call placed on a trunk (what L{ITrunk.call} returns)."""
+
+    def cancel():  # type: ignore[no-untyped-def]
+        """Give up before the answer (CANCEL); no more notifications follow."""
+
+    def hang_up():  # type: ignore[no-untyped-def]
+        """End the call (BYE, or CANCEL before the answer); no more notifications follow."""
+
+
+class IIncomingCallListener(Interface):
+    """What call control is told about a call that came in on a trunk."""
+
+    def cancelled():  # type: ignore[no-untyped-def]
+        """The caller gave up before the answer."""
+
+    def ended(reason):  # type: ignore[no-untyped-def]
+        """The caller hung up an answered call (or it was lost: no ACK, no answer in time)."""
+
+    def media_changed(sdp):  # type: ignore[no-untyped-def]
+        """The caller moved its media (a re-INVITE): C{sdp} its new description."""
+
+
+class IIncomingCall(Interface):
+    """A call from a trunk, handed to the trunk's C{incoming(call)} handler."""
+
+    number = Attribute("the number called, after the trunk's incoming rewriting")
+    caller = Attribute("the caller's number (From user), or None")
+    offer_sdp = Attribute("the caller's offer (a SessionDescription)")
+    listener = Attribute("an IIncomingCallListener: set it when the call is accepted for routing")
+
+    def ringing():  # type: ignore[no-untyped-def]
+        """Tell the caller it rings (180)."""
+
+    def answer(sdp):  # type: ignore[no-untyped-def]
+        """Answer with C{sdp} (the line's connection); the trunk makes it an answer to the offer."""
+
+    def reject(code):  # type: ignore[no-untyped-def]
+        """Refuse the call with a final status (404, 480, 486, 503, ...)."""
+
+    def hang_up():  # type: ignore[no-untyped-def]
+        """End the call (BYE once answered, 480 before)."""
+
+
+class ITrunk(Interface):
+    """A trunk: places calls on another network and brings calls from it."""
+
+    name = Attribute("the trunk's name ([trunk:NAME])")
+
+    def call(number, offer_sdp, listener, caller=None):  # type: ignore[no-untyped-def]
+        """
+        Call C{number} (before the trunk's outgoing rewriting) offering
+        C{offer_sdp} (the line's connection); C{listener} provides
+        L{IOutgoingCallListener}; C{caller} is the calling number shown.
+        @return: an L{IOutgoingCall}.  A trunk that cannot take the call
+            (down, every channel busy, no codec in common) says so with
+            C{listener.failed} on a later turn.
+        """
+
+    def view():  # type: ignore[no-untyped-def]
+        """A frozen L{mgcpswitch.trunk.TrunkView}: state, channels, counters."""
+
+
+class ITrunkFactory(Interface):
+    """
+    A kind of trunk, found in C{mgcpswitch.plugins} and chosen by a
+    C{[trunk:NAME]} section's C{kind} key.
+    """
+
+    name = Attribute("the kind ([trunk:NAME] kind = ...)")
+
+    def build(settings, context, incoming):  # type: ignore[no-untyped-def]
+        """
+        @param settings: the section read (a L{mgcpswitch.config.TrunkSettings}).
+        @param context: a L{mgcpswitch.plugin.PluginContext} (the reactor).
+        @param incoming: called with each L{IIncomingCall}.
+        @return: the L{ITrunk}; it also provides IService (started and
+            stopped with the switch: it binds its port when started).
         """

@@ -43,7 +43,8 @@ def documented_keys(path: str) -> dict[str, set[str]]:
     """
     The keys a commented INI file shows, by section: C{key = value} lines,
     commented out (C{# key = value}) or not, under C{[section]} headers,
-    commented out or not.  Gateway sections count as C{gateway:NAME}.
+    commented out or not.  Gateway and trunk sections count as
+    C{gateway:NAME} and C{trunk:NAME}.
     """
     found: dict[str, set[str]] = {}
     section = ""
@@ -51,7 +52,7 @@ def documented_keys(path: str) -> dict[str, set[str]]:
         for line in f:
             header = re.match(r"#?\s*\[([^\]]+)\]\s*(?:[;#].*)?$", line.strip())
             if header:
-                section = re.sub(r"^line:.*", "line:ENDPOINT", re.sub(r"^gateway:.*", "gateway:NAME", header.group(1)))
+                section = re.sub(r"^line:.*", "line:ENDPOINT", re.sub(r"^(gateway|trunk):.*", r"\1:NAME", header.group(1)))
                 continue
             key = re.match(r"#?\s*([A-Za-z_][A-Za-z0-9_]*)\s*=(?!=)", line.strip())
             if key and section:
