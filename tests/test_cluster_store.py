@@ -33,18 +33,16 @@ from .test_agent_store import GW, checkpoint, record
 
 class StoreCase(PostgresCase, TestCase):
     timeout = 60
-    schema = True  # created before the test, with blocks of 100,000 transaction ids
 
     def setUp(self) -> None:
         super().setUp()
         self.clock = Clock()
         self.refused: list[int] = []
-        if self.schema:
-            with psycopg.connect(self.dsn, autocommit=True) as connection:
-                ensure_schema(connection, 100_000)
+        with psycopg.connect(self.dsn, autocommit=True) as connection:
+            ensure_schema(connection)
 
     def session(self, name: str = "store") -> Session:
-        session = Session(reactor, self.dsn, name, STORE_SETTINGS, on_connect=lambda c: ensure_schema(c, 100_000))
+        session = Session(reactor, self.dsn, name, STORE_SETTINGS, on_connect=ensure_schema)
         self.addCleanup(session.close)
         return session
 
@@ -170,7 +168,7 @@ class Epochs(StoreCase):
         a takeover cannot slip in between; after it, the old epoch is refused.
         """
         with psycopg.connect(self.dsn, autocommit=True) as writer, psycopg.connect(self.dsn, autocommit=True) as rival:
-            ensure_schema(writer, 100_000)
+            ensure_schema(writer)
             rival.execute("SET lock_timeout = '100ms'")
             with writer.transaction():
                 check_epoch(writer, 0)
@@ -277,13 +275,3 @@ class LineSettings(StoreCase):
             store.put_line_settings("aaln/1@rgw1", ["dnd"])  # type: ignore[arg-type]
         with self.assertRaises(TypeError):
             store.put_line_settings("aaln/1@rgw1", {"when": object()})
-
-
-class Schema(StoreCase):
-    schema = False
-
-    def test_the_first_agent_sets_the_block_size(self) -> None:
-        """Transaction-id blocks of different sizes would overlap: later agents follow the first."""
-        with psycopg.connect(self.dsn, autocommit=True) as one, psycopg.connect(self.dsn, autocommit=True) as two:
-            self.assertEqual(ensure_schema(one, 1000), 1000)
-            self.assertEqual(ensure_schema(two, 5000), 1000)

@@ -22,16 +22,15 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from ..txid import MAX_TXID
 
-__all__ = ["Session", "StaleEpoch", "check_epoch", "is_transient", "ensure_schema", "SCHEMA", "LOCK_KEY"]
+__all__ = ["Session", "StaleEpoch", "check_epoch", "is_transient", "ensure_schema", "SCHEMA", "LOCK_KEY", "SCHEMA_LOCK_KEY"]
 
 T = TypeVar("T")
 
 #: The session advisory lock whose holder is the active agent ('MGCP').
 LOCK_KEY = 0x4D474350
 #: The transaction-scoped lock that serialises schema creation between agents.
-_SCHEMA_LOCK_KEY = 0x4D474351
+SCHEMA_LOCK_KEY = 0x4D474351
 
 SCHEMA = (
     # The epoch: bumped by every takeover, checked (FOR SHARE) by every write
@@ -122,35 +121,17 @@ def check_epoch(connection: psycopg.Connection[Any], epoch: Optional[int]) -> No
         raise StaleEpoch(epoch, current)
 
 
-def is_transient(error: BaseException) -> bool:
+def is_transient(error: Optional[BaseException]) -> bool:
     """A failure worth trying again: the server is gone, restarting, or ended our session."""
     return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))
 
 
-def ensure_schema(connection: psycopg.Connection[Any], txid_block_size: int) -> int:
-    """
-    Create what is missing (agents may start together: one at a time, under
-    a transaction lock) and return the cluster's transaction-id block size:
-    the first agent's, which later ones follow, since blocks of different
-    sizes would overlap.
-    """
+def ensure_schema(connection: psycopg.Connection[Any]) -> None:
+    """Create what is missing (agents may start together: one at a time, under a transaction lock)."""
     with connection.transaction():
-        connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_KEY,))
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
         for statement in SCHEMA:
-            connection.execute(statement)  # type: ignore[arg-type]
-        connection.execute(
-            "INSERT INTO cluster_settings VALUES (1, %s) ON CONFLICT DO NOTHING", (txid_block_size,)
-        )
-        row = connection.execute("SELECT txid_block_size FROM cluster_settings WHERE id = 1").fetchone()
-        assert row is not None
-        size = int(row[0])
-        blocks = MAX_TXID // size
-        if blocks < 2:
-            raise ValueError(f"a transaction-id block of {size} ids leaves fewer than two blocks")
-        connection.execute(
-            f"CREATE SEQUENCE IF NOT EXISTS txid_block_seq MINVALUE 0 MAXVALUE {blocks - 1} START 0 CYCLE"  # type: ignore[arg-type]
-        )
-    return size
+            connection.execute(statement)
 
 
 class Session:
@@ -220,10 +201,13 @@ class Session:
         connection = psycopg.connect(
             self.dsn, autocommit=True, connect_timeout=max(1, round(self._connect_timeout)),
             application_name=f"mgcpswitch-{self.name}",
+            # Over TCP, a server that vanished without a word (a partition)
+            # is noticed in seconds, not when the kernel gives up.
+            keepalives=1, keepalives_idle=2, keepalives_interval=1, keepalives_count=3, tcp_user_timeout=5000,
         )
         try:
             for statement in ("SET client_min_messages = warning",) + self._settings:
-                connection.execute(statement)  # type: ignore[arg-type]
+                connection.execute(statement)
             if self._on_connect is not None:
                 self._on_connect(connection)
         except BaseException:

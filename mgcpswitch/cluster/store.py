@@ -286,7 +286,7 @@ class PostgresStore(Service):
         d = self._session.run(write)
 
         def refused(failure: Failure) -> Failure:
-            if failure.check(StaleEpoch):
+            if isinstance(failure.value, StaleEpoch):
                 self._tell_refused(failure.value)
             return failure
 
@@ -332,7 +332,7 @@ class PostgresStore(Service):
     def _attempt(self, batch: _Batch) -> None:
         epoch = self.epoch
         d = self._session.run(partial(batch.write, epoch=epoch))
-        d.addCallbacks(self._written, self._failed, (batch,), None, (batch, epoch))
+        d.addCallbacks(self._written, self._failed, callbackArgs=(batch,), errbackArgs=(batch, epoch))
 
     def _written(self, _: None, batch: _Batch) -> None:
         self.batches += 1
@@ -341,7 +341,7 @@ class PostgresStore(Service):
         self._settled(batch)
 
     def _failed(self, failure: Failure, batch: _Batch, epoch: Optional[int]) -> None:
-        if failure.check(StaleEpoch):
+        if isinstance(failure.value, StaleEpoch):
             self.refused_rows += len(batch)
             self.log.warn("{count} rows refused: {error}", count=len(batch), error=failure.value)
             self._tell_refused(failure.value)  # first: whoever waits for the flush finds it fenced
