@@ -163,6 +163,8 @@ class Session:
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name=f"postgres-{name}")
         self._pool.start()
         self._closed = False
+        # The thread would keep the process alive after the reactor stops.
+        self._shutdown: Any = reactor.addSystemEventTrigger("during", "shutdown", self._reactor_stops)
 
     def run(self, work: Callable[[psycopg.Connection[Any]], T], retry_stale: bool = False) -> Deferred[T]:
         """
@@ -224,6 +226,10 @@ class Session:
             except Exception:  # closing a dead connection: nothing more to do
                 pass
 
+    def _reactor_stops(self) -> Deferred[None]:
+        self._shutdown = None  # firing: not to be removed (as adbapi's pool does)
+        return self.close()
+
     def close(self) -> Deferred[None]:
         """Close the connection and stop the thread, once the work queued before is done."""
         if self._closed:
@@ -231,6 +237,9 @@ class Session:
             d.callback(None)
             return d
         self._closed = True
+        if self._shutdown is not None:
+            self._reactor.removeSystemEventTrigger(self._shutdown)
+            self._shutdown = None
         d = deferToThreadPool(self._reactor, self._pool, self._drop)
 
         def stop(result: Any) -> Any:
