@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -52,6 +53,31 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks._common import Child, machine_info, pct, print_machine  # noqa: E402
+
+
+class Member(Child):
+    """A member process whose lines are read from the descriptor, so that none waits in a buffer."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        super().__init__(argv, env)
+        self._buffer = b""
+
+    def read_line(self, timeout: float = 10.0) -> str:
+        import select
+
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError("no line from pid %d within %.0f s" % (self.pid, timeout))
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise RuntimeError("pid %d exited (status %s)" % (self.pid, self.process.poll()))
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode("utf-8", "replace")
 
 VARIANTS = ("sqlite", "postgres", "postgres-python", "postgres-asyncio", "row-at-a-time")
 
@@ -98,12 +124,12 @@ def run_variant(variant: str, dsn: str, calls: int, rate: int, seconds: float) -
     from twisted.internet import defer, reactor, task
 
     results: dict[str, Any] = {}
+    directory = tempfile.mkdtemp(prefix="bench-store.")
 
     def open_store(name: str) -> Any:
         if variant == "sqlite":
             from mgcpswitch.agent.store import SQLiteStore
 
-            directory = tempfile.mkdtemp(prefix="bench-store.")
             return SQLiteStore(reactor, os.path.join(directory, f"{name}.sqlite"))
         if variant == "postgres-asyncio":
             return AsyncioStore(reactor, dsn)
@@ -182,6 +208,7 @@ def run_variant(variant: str, dsn: str, calls: int, rate: int, seconds: float) -
 
     reactor.callWhenRunning(lambda: main().addBoth(finish))
     reactor.run()
+    shutil.rmtree(directory, ignore_errors=True)
     return results
 
 
@@ -306,10 +333,10 @@ def takeovers(server: Any, runs: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"kill": [], "stop": [], "fence_after_cont": []}
     env = dict(os.environ, PYTHONPATH=ROOT)
 
-    def member(name: str) -> Child:
-        return Child([sys.executable, "-m", "tests.support.cluster_member", dsn, name], env=env)
+    def member(name: str) -> Member:
+        return Member([sys.executable, "-m", "tests.support.cluster_member", dsn, name], env=env)
 
-    def line(child: Child, prefix: str, timeout: float = 30.0) -> str:
+    def line(child: Member, prefix: str, timeout: float = 30.0) -> str:
         deadline = time.monotonic() + timeout
         while True:
             text = child.read_line(max(0.1, deadline - time.monotonic()))

@@ -163,8 +163,10 @@ class Session:
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name=f"postgres-{name}")
         self._pool.start()
         self._closed = False
-        # The thread would keep the process alive after the reactor stops.
-        self._shutdown: Any = reactor.addSystemEventTrigger("during", "shutdown", self._reactor_stops)
+        # The thread would keep the process alive after the reactor stops:
+        # a session its owner did not close is closed when the reactor
+        # shuts down (after the services stopped), as adbapi's pool is.
+        self._shutdown: Any = reactor.addSystemEventTrigger("during", "shutdown", self._final_close)
 
     def run(self, work: Callable[[psycopg.Connection[Any]], T], retry_stale: bool = False) -> Deferred[T]:
         """
@@ -226,9 +228,12 @@ class Session:
             except Exception:  # closing a dead connection: nothing more to do
                 pass
 
-    def _reactor_stops(self) -> Deferred[None]:
-        self._shutdown = None  # firing: not to be removed (as adbapi's pool does)
-        return self.close()
+    def _final_close(self) -> None:
+        self._shutdown = None  # firing: not to be removed
+        if not self._closed:
+            self._closed = True
+            self._pool.stop()  # waits for the work in hand, if any
+            self._drop()
 
     def close(self) -> Deferred[None]:
         """Close the connection and stop the thread, once the work queued before is done."""
