@@ -1,8 +1,7 @@
 """
 The PostgreSQL store against a real, throwaway PostgreSQL server: the same
 contract as the SQLite store (batches, load, CDRs), writes conditional on
-the cluster's epoch, bounded retries across a server restart, and the
-lines' service settings.  Timers run on a task.Clock; the database work
+the cluster's epoch, and bounded retries across a server restart.  Timers run on a task.Clock; the database work
 runs for real in the session's thread.
 """
 
@@ -12,6 +11,7 @@ import os
 import shutil
 import signal
 import tempfile
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -21,10 +21,21 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from mgcpswitch.agent.model import GatewayRecord, GatewayState
+from mgcpswitch.agent.model import (
+    GatewayRecord,
+    GatewayState,
+    LegCheckpoint,
+    LineRecord,
+    LineServices,
+)
 from mgcpswitch.agent.store import SQLiteStore
 from mgcpswitch.cluster.db import Session, StaleEpoch, check_epoch, ensure_schema
-from mgcpswitch.cluster.store import STORE_SETTINGS, PostgresStore, checkpoint_json, gateway_json
+from mgcpswitch.cluster.store import (
+    STORE_SETTINGS,
+    PostgresStore,
+    checkpoint_json,
+    gateway_json,
+)
 from mgcpswitch.interfaces import IStore
 
 from .support.postgres import PostgresCase
@@ -65,6 +76,9 @@ class Shapes(SynchronousTestCase):
         """The store's hand-made JSON (cheaper than asdict) is what the models' to_json gives, field for field."""
         self.assertEqual(gateway_json(GW), GW.to_json())
         self.assertEqual(checkpoint_json(checkpoint(7)), checkpoint(7).to_json())
+        transferred = replace(checkpoint(7), codec="PCMA", legs=(
+            LegCheckpoint("aaln/1@rgw1", True, "A7", "sendrecv", call_id="c6"),))
+        self.assertEqual(checkpoint_json(transferred), transferred.to_json())
 
 
 class Contract(StoreCase):
@@ -106,8 +120,11 @@ class Contract(StoreCase):
         self.addCleanup(lambda: sqlite.stopService() if sqlite.running else None)
         postgres = self.open()
         down = GatewayRecord("rgw1", "127.0.0.2", 2427, GatewayState.DOWN, None, None)
+        forwarded = replace(record(4), forwarded_from="aaln/2@rgw1", transferred_by="aaln/4@rgw1",
+                            related=("c1", "c2"))
         for store in (sqlite, postgres):
             store.gateway_changed(GW)
+            store.line_changed(LineRecord("aaln/1@rgw1", LineServices(dnd=True)))
             store.call_answered(checkpoint(1))
             store.call_answered(checkpoint(2))
             yield store.flush()
@@ -116,14 +133,26 @@ class Contract(StoreCase):
             store.call_ended(record(3))  # answered and ended within one batch
             store.gateway_changed(down)
             store.gateway_changed(GW)  # the last registration wins
+            store.line_changed(LineRecord("aaln/1@rgw1", LineServices(forward_busy="2005", name="Ada")))
+            store.line_changed(LineRecord("aaln/2@rgw1", LineServices(message_waiting=True)))
+            store.call_answered(replace(checkpoint(4), codec="PCMA"))
+            store.call_ended(forwarded)
         sqlite_state = yield sqlite.load()
         postgres_state = yield postgres.load()
         self.assertEqual(postgres_state, sqlite_state)
         self.assertEqual((postgres_state.gateways, postgres_state.calls), ((GW,), (checkpoint(1),)))
+        self.assertEqual(postgres_state.lines, (
+            LineRecord("aaln/1@rgw1", LineServices(forward_busy="2005", name="Ada")),
+            LineRecord("aaln/2@rgw1", LineServices(message_waiting=True)),
+        ))
         sqlite_rows = yield sqlite.records()
         postgres_rows = yield postgres.records()
         self.assertEqual(postgres_rows, sqlite_rows)
-        self.assertEqual([r["call_id"] for r in postgres_rows], ["c2", "c3"])
+        self.assertEqual([r["call_id"] for r in postgres_rows], ["c2", "c3", "c4"])
+        self.assertEqual(
+            (postgres_rows[-1]["forwarded_from"], postgres_rows[-1]["transferred_by"], postgres_rows[-1]["related"]),
+            ("aaln/2@rgw1", "aaln/4@rgw1", "c1 c2"),
+        )
 
     @inlineCallbacks
     def test_a_restarted_agent_loads_what_was_left(self) -> Any:
@@ -157,17 +186,18 @@ class Epochs(StoreCase):
         self.assertEqual((store.refused_rows, store.lost_rows, self.refused), (3, 0, [1]))
 
     @inlineCallbacks
-    def test_line_settings_are_conditional_too(self) -> Any:
-        """A line's settings are written by the active of the current epoch only."""
+    def test_line_services_are_conditional_too(self) -> Any:
+        """A line's services are written by the active of the current epoch only."""
         store = self.open()
         store.epoch = self.take_over()
-        yield store.put_line_settings("aaln/1@rgw1", {"dnd": True, "forward": "2003"})
+        store.line_changed(LineRecord("aaln/1@rgw1", LineServices(dnd=True, forward_always="2003")))
+        yield store.flush()
         self.take_over()
-        failure = yield self.assertFailure(store.put_line_settings("aaln/1@rgw1", {"dnd": False}), StaleEpoch)
-        self.assertEqual((failure.epoch, failure.current), (1, 2))
-        settings = yield store.line_settings("aaln/1@rgw1")
-        self.assertEqual(settings, {"dnd": True, "forward": "2003"})
-        self.assertEqual(self.refused, [1])
+        store.line_changed(LineRecord("aaln/1@rgw1", LineServices()))
+        yield store.flush()
+        self.assertEqual((store.refused_rows, self.refused), (1, [1]))
+        state = yield store.load()
+        self.assertEqual(state.lines, (LineRecord("aaln/1@rgw1", LineServices(dnd=True, forward_always="2003")),))
 
     def test_a_takeover_waits_for_a_write_in_flight(self) -> None:
         """
@@ -256,29 +286,3 @@ class Outages(StoreCase):
         self.server.start()
         rows = yield store.records()
         self.assertEqual(len(rows), 20)
-
-
-class LineSettings(StoreCase):
-    """A JSON object per line, for the services of a later issue."""
-
-    @inlineCallbacks
-    def test_get_put_all(self) -> Any:
-        """Settings are replaced whole, read one by one or all at once."""
-        store = self.open()
-        nothing = yield store.line_settings("aaln/1@rgw1")
-        self.assertIsNone(nothing)
-        yield store.put_line_settings("aaln/1@rgw1", {"forward": "2003"})
-        yield store.put_line_settings("aaln/2@rgw1", {"mwi": True})
-        yield store.put_line_settings("aaln/1@rgw1", {"dnd": True})
-        one = yield store.line_settings("aaln/1@rgw1")
-        every = yield store.all_line_settings()
-        self.assertEqual(one, {"dnd": True})
-        self.assertEqual(every, {"aaln/1@rgw1": {"dnd": True}, "aaln/2@rgw1": {"mwi": True}})
-
-    def test_only_json_objects(self) -> None:
-        """Anything but a JSON object is refused at once, naming what was given."""
-        store = self.open()
-        with self.assertRaisesRegex(TypeError, "not list"):
-            store.put_line_settings("aaln/1@rgw1", ["dnd"])  # type: ignore[arg-type]
-        with self.assertRaises(TypeError):
-            store.put_line_settings("aaln/1@rgw1", {"when": object()})

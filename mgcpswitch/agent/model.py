@@ -261,6 +261,10 @@ class LineRecord(_JSON):
     endpoint: str
     services: LineServices
 
+    @classmethod
+    def from_json(cls, endpoint: str, services: dict[str, Any]) -> LineRecord:
+        return cls(endpoint, LineServices(**services))
+
 
 @dataclass(frozen=True)
 class GatewayRecord(_JSON):
@@ -272,6 +276,14 @@ class GatewayRecord(_JSON):
     state: GatewayState
     last_rsip: Optional[str]
     last_rsip_at: Optional[float]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> GatewayRecord:
+        """The record L{to_json} gave (as the stores keep it)."""
+        return cls(
+            name=data["name"], host=data["host"], port=data["port"], state=GatewayState(data["state"]),
+            last_rsip=data["last_rsip"], last_rsip_at=data["last_rsip_at"],
+        )
 
 
 @dataclass(frozen=True)
@@ -293,6 +305,15 @@ class CallCheckpoint(_JSON):
     answered: Optional[float]
     legs: tuple[LegCheckpoint, ...]
     codec: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CallCheckpoint:
+        """The checkpoint L{to_json} gave (as the stores keep it)."""
+        return cls(
+            call_id=data["call_id"], dialled=data["dialled"], started=data["started"],
+            answered=data["answered"], legs=tuple(LegCheckpoint(**leg) for leg in data["legs"]),
+            codec=data.get("codec"),
+        )
 
 
 @dataclass(frozen=True)

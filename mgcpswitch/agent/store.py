@@ -7,8 +7,9 @@ it changes, a call's checkpoint when it is answered, its record (CDR) when
 it ends.  L{SQLiteStore} queues those and writes them in batches (every
 C{flush_interval} seconds or C{batch_size} rows, whichever first) on
 adbapi's thread pool, so the reactor never waits for the disk and the hot
-path never pays one transaction per row.  A later store (PostgreSQL, for
-agents sharing state) implements the same interface.
+path never pays one transaction per row.  The PostgreSQL store of agents
+that share their state (L{mgcpswitch.cluster.store}) keeps the same
+contract.
 """
 
 from __future__ import annotations
@@ -27,12 +28,10 @@ from zope.interface import implementer
 
 from ..interfaces import IStore
 from .calls import Call
-from ..config import LineServices
 from .model import (
     CallCheckpoint,
     CallRecord,
     GatewayRecord,
-    GatewayState,
     LegCheckpoint,
     LineRecord,
     StoredState,
@@ -365,11 +364,11 @@ class SQLiteStore(Service):
         def read(cursor: Any) -> StoredState:
             _create_schema(cursor)
             cursor.execute("SELECT record FROM gateways ORDER BY name")
-            gateways = tuple(_gateway_record(json.loads(row[0])) for row in cursor.fetchall())
+            gateways = tuple(GatewayRecord.from_json(json.loads(row[0])) for row in cursor.fetchall())
             cursor.execute("SELECT checkpoint FROM calls ORDER BY call_id")
-            calls = tuple(_call_checkpoint(json.loads(row[0])) for row in cursor.fetchall())
+            calls = tuple(CallCheckpoint.from_json(json.loads(row[0])) for row in cursor.fetchall())
             cursor.execute("SELECT endpoint, services FROM lines ORDER BY endpoint")
-            lines = tuple(LineRecord(row[0], LineServices(**json.loads(row[1]))) for row in cursor.fetchall())
+            lines = tuple(LineRecord.from_json(row[0], json.loads(row[1])) for row in cursor.fetchall())
             return StoredState(gateways, calls, lines)
 
         return self.flush().addCallback(lambda _: self._get_pool().runInteraction(read))
@@ -402,21 +401,6 @@ class SQLiteStore(Service):
                 self._pool = None
 
         return d.addBoth(close)
-
-
-def _gateway_record(data: dict[str, Any]) -> GatewayRecord:
-    return GatewayRecord(
-        name=data["name"], host=data["host"], port=data["port"], state=GatewayState(data["state"]),
-        last_rsip=data["last_rsip"], last_rsip_at=data["last_rsip_at"],
-    )
-
-
-def _call_checkpoint(data: dict[str, Any]) -> CallCheckpoint:
-    return CallCheckpoint(
-        call_id=data["call_id"], dialled=data["dialled"], started=data["started"],
-        answered=data["answered"], legs=tuple(LegCheckpoint(**leg) for leg in data["legs"]),
-        codec=data.get("codec"),
-    )
 
 
 def build_store(clock: IReactorTime, settings: Any) -> IStore:

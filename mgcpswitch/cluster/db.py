@@ -86,13 +86,15 @@ SCHEMA = (
     cause text NOT NULL,
     caller_stats jsonb NOT NULL,
     callee_stats jsonb NOT NULL,
+    forwarded_from text,
+    transferred_by text,
+    related text,
     epoch bigint
 )""",
-    """CREATE TABLE IF NOT EXISTS line_settings (
+    """CREATE TABLE IF NOT EXISTS lines (
     endpoint text PRIMARY KEY,
-    settings jsonb NOT NULL,
-    epoch bigint,
-    updated_at timestamptz NOT NULL DEFAULT now()
+    services jsonb NOT NULL,
+    epoch bigint
 )""",
 )
 

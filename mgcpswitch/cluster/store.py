@@ -19,10 +19,7 @@ gateways and the talking calls; CDRs) and adds what a cluster needs:
   rows are counted as lost.  Every write is idempotent (upserts, deletes,
   CDRs keyed by CallId), so retrying a batch whose commit was in fact done
   changes nothing.  Batches are written one at a time, in order.
-- B{Line service settings}: a JSON object per endpoint (forwarding, DND,
-  MWI), read and written at once rather than batched.
-
-A batch is one transaction of at most five statements whatever its size:
+A batch is one transaction of at most six statements whatever its size:
 each kind of row travels as one JSON array that PostgreSQL unpacks
 (C{jsonb_array_elements}), which measured cheaper for the agent's CPU than
 psycopg's C{executemany} or C{unnest} of arrays (docs/FAILOVER.md).
@@ -32,7 +29,7 @@ from __future__ import annotations
 
 import json
 from functools import partial
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Optional
 
 import psycopg
 from twisted.application.service import Service
@@ -42,8 +39,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..agent.model import CallCheckpoint, CallRecord, GatewayRecord, StoredState
-from ..agent.store import _call_checkpoint, _gateway_record
+from ..agent.model import CallCheckpoint, CallRecord, GatewayRecord, LineRecord, StoredState
 from ..interfaces import IStore
 from .db import Session, StaleEpoch, check_epoch, is_transient
 
@@ -61,11 +57,12 @@ STORE_SETTINGS = (
 _CDR_COLUMNS = (
     "call_id", "caller", "callee", "caller_endpoint", "callee_endpoint", "caller_connection",
     "callee_connection", "codec", "start", "answer", '"end"', "cause", "caller_stats", "callee_stats",
+    "forwarded_from", "transferred_by", "related",
 )
 _CDR_VALUES = (
     ["j->>%d" % i for i in range(8)]
     + ["(j->>%d)::double precision" % i for i in (8, 9, 10)]
-    + ["j->>11", "j->12", "j->13"]
+    + ["j->>11", "j->12", "j->13", "j->>14", "j->>15", "j->>16"]
 )
 _INSERT_CDR = (
     f"INSERT INTO cdr ({', '.join(_CDR_COLUMNS)}, epoch) "
@@ -84,10 +81,10 @@ _UPSERT_GATEWAYS = (
     "SELECT j->>0, j->1, %(epoch)s FROM jsonb_array_elements(%(rows)s::jsonb) AS j "
     "ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record, epoch = EXCLUDED.epoch"
 )
-_UPSERT_LINE = (
-    "INSERT INTO line_settings (endpoint, settings, epoch, updated_at) VALUES (%s, %s::jsonb, %s, now()) "
-    "ON CONFLICT (endpoint) DO UPDATE SET settings = EXCLUDED.settings, epoch = EXCLUDED.epoch, "
-    "updated_at = EXCLUDED.updated_at"
+_UPSERT_LINES = (
+    "INSERT INTO lines (endpoint, services, epoch) "
+    "SELECT j->>0, j->1, %(epoch)s FROM jsonb_array_elements(%(rows)s::jsonb) AS j "
+    "ON CONFLICT (endpoint) DO UPDATE SET services = EXCLUDED.services, epoch = EXCLUDED.epoch"
 )
 
 
@@ -109,7 +106,7 @@ def checkpoint_json(checkpoint: CallCheckpoint) -> dict[str, Any]:
         "answered": checkpoint.answered, "codec": checkpoint.codec,
         "legs": [
             {"endpoint": leg.endpoint, "originating": leg.originating, "connection_id": leg.connection_id,
-             "mode": leg.mode}
+             "mode": leg.mode, "call_id": leg.call_id}
             for leg in checkpoint.legs
         ],
     }
@@ -120,6 +117,7 @@ def _cdr_row(record: CallRecord) -> list[Any]:
         record.call_id, record.caller, record.callee, record.caller_endpoint, record.callee_endpoint,
         record.caller_connection, record.callee_connection, record.codec, record.start, record.answer,
         record.end, record.cause.value, record.caller_stats, record.callee_stats,
+        record.forwarded_from, record.transferred_by, " ".join(record.related) or None,
     ]
 
 
@@ -130,21 +128,23 @@ class _Batch:
     store's change count when it was taken.
     """
 
-    __slots__ = ("cdrs", "calls", "ended", "gateways", "upto")
+    __slots__ = ("cdrs", "calls", "ended", "gateways", "lines", "upto")
 
     def __init__(self) -> None:
         self.cdrs: list[CallRecord] = []
         self.calls: dict[str, CallCheckpoint] = {}
         self.ended: list[str] = []
         self.gateways: dict[str, GatewayRecord] = {}
+        self.lines: dict[str, LineRecord] = {}
         self.upto = 0
 
     def __len__(self) -> int:
-        return len(self.cdrs) + len(self.calls) + len(self.ended) + len(self.gateways)
+        return len(self.cdrs) + len(self.calls) + len(self.ended) + len(self.gateways) + len(self.lines)
 
     def absorb(self, newer: _Batch) -> None:
         """Fold in rows queued after this batch, as if they had been queued into it."""
         self.gateways.update(newer.gateways)
+        self.lines.update(newer.lines)
         for call_id in newer.ended:
             self.calls.pop(call_id, None)
         self.ended.extend(newer.ended)
@@ -158,6 +158,9 @@ class _Batch:
             if self.gateways:
                 rows = [(name, gateway_json(record)) for name, record in self.gateways.items()]
                 connection.execute(_UPSERT_GATEWAYS, {"epoch": epoch, "rows": json.dumps(rows)})
+            if self.lines:
+                rows = [(endpoint, record.services.to_json()) for endpoint, record in self.lines.items()]
+                connection.execute(_UPSERT_LINES, {"epoch": epoch, "rows": json.dumps(rows)})
             if self.calls:
                 rows = [(call_id, checkpoint_json(checkpoint)) for call_id, checkpoint in self.calls.items()]
                 connection.execute(_UPSERT_CALLS, {"epoch": epoch, "rows": json.dumps(rows)})
@@ -214,6 +217,7 @@ class PostgresStore(Service):
         self.batches = 0  # transactions committed
         self.failures = 0  # attempts that failed and were tried again or given up
         self.lost_rows = 0
+        self.lost_cdrs = 0
         self.refused_rows = 0
 
     # -- IStore ---------------------------------------------------------------
@@ -226,6 +230,10 @@ class PostgresStore(Service):
         self._queue.calls[checkpoint.call_id] = checkpoint
         self._queued()
 
+    def line_changed(self, record: LineRecord) -> None:
+        self._queue.lines[record.endpoint.lower()] = record
+        self._queued()
+
     def call_ended(self, record: CallRecord) -> None:
         queue = self._queue
         # The checkpoint may have been written, or may be in a batch whose
@@ -235,6 +243,7 @@ class PostgresStore(Service):
         waiting = len(queue.cdrs) + (len(self._writing.cdrs) if self._writing is not None else 0)
         if waiting >= self.max_pending:
             self.lost_rows += 1
+            self.lost_cdrs += 1
             self.log.warn("CDR of {call_id} dropped: {count} are waiting for the database",
                           call_id=record.call_id, count=waiting)
         else:
@@ -255,12 +264,23 @@ class PostgresStore(Service):
         def read(connection: psycopg.Connection[Any]) -> StoredState:
             gateways = connection.execute("SELECT record FROM gateways ORDER BY name").fetchall()
             calls = connection.execute("SELECT checkpoint FROM calls ORDER BY call_id").fetchall()
+            lines = connection.execute("SELECT endpoint, services FROM lines ORDER BY endpoint").fetchall()
             return StoredState(
-                tuple(_gateway_record(row[0]) for row in gateways),
-                tuple(_call_checkpoint(row[0]) for row in calls),
+                tuple(GatewayRecord.from_json(row[0]) for row in gateways),
+                tuple(CallCheckpoint.from_json(row[0]) for row in calls),
+                tuple(LineRecord.from_json(row[0], row[1]) for row in lines),
             )
 
         return self.flush().addCallback(lambda _: self._session.run(read, retry_stale=True))
+
+    def stats(self) -> dict[str, Any]:
+        """The faces' counters, named as L{SQLiteStore.stats} names them, and the cluster's own."""
+        waiting = len(self._queue) + (len(self._writing) if self._writing is not None else 0)
+        return {
+            "kind": "postgresql", "epoch": self.epoch, "waiting": waiting, "rows_written": self.rows_written,
+            "batches_written": self.batches, "batches_failed": self.failures, "rows_lost": self.lost_rows,
+            "cdrs_lost": self.lost_cdrs, "rows_refused": self.refused_rows,
+        }
 
     # -- beyond IStore ----------------------------------------------------------
 
@@ -278,49 +298,6 @@ class PostgresStore(Service):
             return rows
 
         return self.flush().addCallback(lambda _: self._session.run(read, retry_stale=True))
-
-    def line_settings(self, endpoint: str) -> Deferred[Optional[dict[str, Any]]]:
-        """The service settings of one line (a JSON object), or None."""
-
-        def read(connection: psycopg.Connection[Any]) -> Optional[dict[str, Any]]:
-            row = connection.execute("SELECT settings FROM line_settings WHERE endpoint = %s", (endpoint,)).fetchone()
-            return dict(row[0]) if row is not None else None
-
-        return self._session.run(read, retry_stale=True)
-
-    def all_line_settings(self) -> Deferred[dict[str, dict[str, Any]]]:
-        """Every line's service settings, by endpoint (for an agent that starts or takes over)."""
-
-        def read(connection: psycopg.Connection[Any]) -> dict[str, dict[str, Any]]:
-            rows = connection.execute("SELECT endpoint, settings FROM line_settings ORDER BY endpoint").fetchall()
-            return {row[0]: dict(row[1]) for row in rows}
-
-        return self._session.run(read, retry_stale=True)
-
-    def put_line_settings(self, endpoint: str, settings: Mapping[str, Any]) -> Deferred[None]:
-        """
-        Replace one line's service settings (a JSON object): written at
-        once, conditional on the epoch like every write; fails with
-        L{StaleEpoch} (and tells C{on_refused}) if the epoch is over.
-        """
-        if not isinstance(settings, Mapping):
-            raise TypeError(f"line settings are a JSON object, not {type(settings).__name__}")
-        text = json.dumps(dict(settings), sort_keys=True)  # ValueError/TypeError here, not in a thread
-        epoch = self.epoch
-
-        def write(connection: psycopg.Connection[Any]) -> None:
-            with connection.transaction():
-                check_epoch(connection, epoch)
-                connection.execute(_UPSERT_LINE, (endpoint, text, epoch))
-
-        d = self._session.run(write)
-
-        def refused(failure: Failure) -> Failure:
-            if isinstance(failure.value, StaleEpoch):
-                self._tell_refused(failure.value)
-            return failure
-
-        return d.addErrback(refused)
 
     @property
     def pending(self) -> int:
@@ -381,6 +358,7 @@ class PostgresStore(Service):
         self._attempts += 1
         if not is_transient(failure.value) or self._attempts >= self.max_attempts:
             self.lost_rows += len(batch)
+            self.lost_cdrs += len(batch.cdrs)
             self.log.failure("{count} rows lost after {attempts} attempts", failure,
                              count=len(batch), attempts=self._attempts)
             self._settled(batch)
