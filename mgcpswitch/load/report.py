@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-__all__ = ["Report", "percentile", "saturation_verdict", "format_report", "format_registration"]
+__all__ = ["Report", "cpu_per_call", "percentile", "saturation_verdict", "format_report", "format_registration"]
 
 
 @dataclass
@@ -19,6 +19,7 @@ class Report:
     """The outcome of a run; L{format_report} prints it, C{asdict} makes the JSON."""
 
     config: dict[str, Any] = field(default_factory=dict)
+    generator: str = ""  # "simulator" (full simulated gateways) or "lean"
     mode: str = ""
     target_rate: Optional[float] = None
     concurrency: Optional[int] = None
@@ -48,12 +49,34 @@ class Report:
     timeouts: int = 0
     duplicates_received: int = 0
     cpu: dict[str, Any] = field(default_factory=dict)
+    cpu_per_call_us: dict[str, Optional[float]] = field(default_factory=dict)  # see cpu_per_call
     agent_pid: Optional[int] = None
     agent_rss_kb: Optional[int] = None
     saturation: str = ""
     peak_in_progress: int = 0
     audits: dict[str, Any] = field(default_factory=dict)
     setups_raw: Optional[list[float]] = None  # seconds, sorted (--raw)
+
+
+def cpu_per_call(r: Report) -> dict[str, Optional[float]]:
+    """
+    CPU microseconds per call completed in the window, of the agent and of
+    the tool; the agent's per transaction (the tool's gateways' commands
+    sent and received); and the tool's cost as a share of the agent's
+    (issue 15: a lean generator costs at most a quarter of the agent).
+    """
+    cpu = r.cpu or {}
+    calls = r.completions_in_window
+    agent_s, tool_s = cpu.get("agent_cpu_seconds"), cpu.get("tool_cpu_seconds")
+    tx = r.transactions.get("commands_received", 0) + r.transactions.get("commands_sent", 0)
+    agent = agent_s / calls * 1e6 if calls and agent_s is not None else None
+    tool = tool_s / calls * 1e6 if calls and tool_s is not None else None
+    return {
+        "agent": agent,
+        "tool": tool,
+        "agent_per_transaction": agent_s / tx * 1e6 if tx and agent_s is not None else None,
+        "tool_to_agent": tool / agent if tool is not None and agent else None,
+    }
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> Optional[float]:
@@ -104,7 +127,7 @@ def format_report(r: Report) -> str:
     cpu = r.cpu or {}
     lines = [
         "mgcpload report",
-        f"  population        {r.gateways} gateway(s), {r.lines} lines; registered and armed in "
+        f"  population        {r.gateways} {r.generator} gateway(s), {r.lines} lines; registered and armed in "
         f"{_fmt(r.register_seconds, 2, ' s')}",
         "  load              " + (f"rate {r.target_rate:g} calls/s" if r.mode == "rate"
                                   else f"open loop, {r.concurrency} calls in progress")
@@ -139,13 +162,14 @@ def format_report(r: Report) -> str:
         f"  other load        {_fmt(_pct(cpu.get('other_load')), 0, ' %')} of one core "
         f"(machine busy {_fmt(_pct(cpu.get('machine_busy')), 0, ' %')} of {cpu.get('ncpu', '?')} cores)",
     ]
-    if r.completions_in_window and cpu.get("agent_cpu_seconds") is not None:
-        per_call = cpu["agent_cpu_seconds"] / r.completions_in_window * 1e6
-        tx = r.transactions.get("commands_received", 0) + r.transactions.get("commands_sent", 0)
-        per_tx = cpu["agent_cpu_seconds"] / tx * 1e6 if tx else None
-        lines.append(f"  agent CPU/call    {per_call:.0f} us per completed call, "
-                     f"{_fmt(per_tx, 1)} us per transaction")
-        lines.append(f"  tool CPU/call     {cpu['tool_cpu_seconds'] / r.completions_in_window * 1e6:.0f} us")
+    per = r.cpu_per_call_us or {}
+    if per.get("agent") is not None:
+        lines.append(f"  agent CPU/call    {per['agent']:.0f} us per completed call, "
+                     f"{_fmt(per.get('agent_per_transaction'), 1)} us per transaction")
+    if per.get("tool") is not None:
+        ratio = per.get("tool_to_agent")
+        lines.append(f"  tool CPU/call     {per['tool']:.0f} us"
+                     + ("" if ratio is None else f"  ({ratio:.2f} x the agent's)"))
     if r.audits:
         lines.append(f"  audits            {json.dumps(r.audits)}")
     lines.append(f"  saturation        {r.saturation}")

@@ -27,7 +27,7 @@ from twisted.internet.task import LoopingCall
 from ..config import Settings
 from .options import CAUSES, LoadOptions
 from .procstat import CpuSampler, find_agent_pid, read_rss_kb
-from .report import Report, milliseconds, percentile, saturation_verdict
+from .report import Report, cpu_per_call, milliseconds, percentile, saturation_verdict
 
 __all__ = ["CallScheduler", "Call"]
 
@@ -62,6 +62,9 @@ class CallScheduler:
     @ivar gateways: the engine's gateways (counted in the report).
     @ivar parties: the engine's lines; each is in at most one call.
     """
+
+    #: The engine's name in the report.
+    generator = ""
 
     def __init__(self, reactor: Any, settings: Settings, options: LoadOptions,
                  out: Any = None, random: Any = None) -> None:
@@ -178,6 +181,7 @@ class CallScheduler:
             after.subtract(before)
             times = sorted(self.arm_times)
             out: dict[str, Any] = {
+                "generator": self.generator,
                 "gateways": len(self.gateways),
                 "lines": len(self.parties),
                 "restart_delay": self.options.restart_delay,
@@ -391,6 +395,7 @@ class CallScheduler:
         sent_received = tx.get("commands_received", 0) + tx.get("commands_sent", 0)
         r = Report(
             config={k: v for k, v in asdict(opts).items() if k not in ("gateway_names",)},
+            generator=self.generator,
             mode="rate" if opts.rate is not None else "open-loop",
             target_rate=opts.rate,
             concurrency=opts.concurrency if opts.rate is None else None,
@@ -426,6 +431,7 @@ class CallScheduler:
             agent_rss_kb=read_rss_kb(self.agent_pid) if self.agent_pid else None,
             peak_in_progress=self.peak_in_progress,
         )
+        r.cpu_per_call_us = cpu_per_call(r)
         if opts.raw_setups:
             r.setups_raw = setups
         r.saturation = saturation_verdict(r)

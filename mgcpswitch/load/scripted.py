@@ -202,6 +202,8 @@ class LoadRunner(CallScheduler):
     a L{mgcpswitch.load.report.Report}.
     """
 
+    generator = "simulator"
+
     def __init__(self, reactor: Any, settings: Settings, options: LoadOptions,
                  out: Any = None, random: Any = None) -> None:
         super().__init__(reactor, settings, options, out, random)

@@ -1,0 +1,196 @@
+# -*- test-case-name: tests.test_load_lean -*-
+"""
+The lean engine (C{mgcpload run --lean}): the basic call of
+L{mgcpswitch.load.script} played on L{mgcpswitch.load.wire.LeanGateway}s,
+which answer from pre-built datagrams with minimal parsing, so that the
+tool spends a fraction of the agent's CPU per call and the agent, not the
+tool, is what saturates (issue 15 §1).
+
+It is a mode of the same tool rather than a separate generator: the same
+INI, options, scheduler, report and CPU sampling, and so the same figures
+side by side with the full simulator (C{bench_calls.py --lean}).
+
+Waits are no Deferreds: a call keeps at most three (line, condition,
+continuation) entries, and a line tells its call (L{LeanCall.poke}) after
+every change; the call runs the continuations whose conditions hold.
+Digits are pressed all at once (no C{--gap}); C{register --track} needs the
+simulator.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from collections import Counter
+from typing import Any, Callable, Optional
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
+
+from ..config import Settings
+from .options import LoadOptions
+from .schedule import CallScheduler
+from .script import BUSY, DIAL_TONE, REORDER, RINGBACK, RINGING, BasicCall, Until
+from .wire import LeanEndpoint, LeanGateway, LeanTimers
+
+__all__ = ["LeanRunner", "LeanCall"]
+
+_PROGRESS = frozenset((RINGBACK, BUSY, REORDER))
+
+_HOLDS: dict[Until, Callable[[LeanEndpoint, "LeanCall"], bool]] = {
+    Until.DIAL_TONE: lambda ep, call: DIAL_TONE in ep.signals,
+    Until.DIALLED: lambda ep, call: ep.pressed >= len(call.callee.number),
+    Until.PROGRESS: lambda ep, call: not _PROGRESS.isdisjoint(ep.signals),
+    Until.RINGING: lambda ep, call: RINGING in ep.signals,
+    Until.TALKING: lambda ep, call: ep.talking(),
+    Until.BUSY_TONE: lambda ep, call: BUSY in ep.signals,
+    Until.IDLE: lambda ep, call: ep.idle(),
+}
+
+
+class LeanCall(BasicCall):
+    """A basic call on two lean lines; the lines poke it after each change."""
+
+    __slots__ = ("waits",)
+
+    def __init__(self, runner: LeanRunner, caller: LeanEndpoint, callee: LeanEndpoint, measured: bool,
+                 caller_hangs_up: bool) -> None:
+        super().__init__(runner, caller, callee, measured, caller_hangs_up)
+        self.waits: list[tuple[LeanEndpoint, Until, Callable[[], None]]] = []
+        caller.call = self
+        callee.call = self
+
+    def _wait(self, party: LeanEndpoint, until: Until, then: Callable[[], None]) -> None:
+        if _HOLDS[until](party, self):
+            then()
+        else:
+            self.waits.append((party, until, then))
+
+    def _clear_waits(self) -> None:
+        self.waits = []
+
+    def poke(self) -> None:
+        """One of the lines changed: run every continuation whose condition now holds."""
+        while True:
+            for entry in self.waits:
+                party, until, then = entry
+                if _HOLDS[until](party, self):
+                    self.waits.remove(entry)
+                    then()
+                    break  # the continuation may have changed the waits: look again
+            else:
+                return
+
+    def _off_hook(self, party: LeanEndpoint) -> None:
+        party.off_hook()
+
+    def _on_hook(self, party: LeanEndpoint, recovering: bool = False) -> None:
+        party.on_hook()
+
+    def _dial(self, party: LeanEndpoint, number: str) -> None:
+        party.press(number)
+
+    def _hears(self, party: LeanEndpoint, signal: str) -> bool:
+        return signal in party.signals
+
+    def _is_off_hook(self, party: LeanEndpoint) -> bool:
+        return party.off
+
+
+class LeanRunner(CallScheduler):
+    """
+    The load tool on lean gateways, built from the settings and bound on
+    C{reactor}; the interface of L{mgcpswitch.load.scripted.LoadRunner}.
+    """
+
+    generator = "lean"
+
+    def __init__(self, reactor: Any, settings: Settings, options: LoadOptions,
+                 out: Any = None, random: Any = None, timers: Optional[LeanTimers] = None) -> None:
+        super().__init__(reactor, settings, options, out, random)
+        if options.gap > 0:
+            raise ValueError("the lean generator presses the whole number at once: --gap needs the simulator")
+        if options.track_commands:
+            raise ValueError("--track counts commands on the simulator's gateways: leave out --lean")
+        timers = timers or LeanTimers()
+        for g in self.chosen:
+            gw = LeanGateway(reactor, g.name, len(g.endpoints), g.numbers, g.address, g.port, self.agent,
+                             random=_random.Random(self.random.getrandbits(32)),
+                             restart_delay=options.restart_delay, timers=timers)
+            self.gateways.append(gw)
+            self.parties.extend(gw.lines)
+        self.pool()
+        self._timers: Optional[LoopingCall] = None
+
+    def new_call(self, caller: LeanEndpoint, callee: LeanEndpoint, measured: bool,
+                 caller_hangs_up: bool) -> LeanCall:
+        return LeanCall(self, caller, callee, measured, caller_hangs_up)
+
+    def finished(self, call: Any, cause: Optional[str], recovered: bool) -> None:
+        call.caller.call = None
+        call.callee.call = None
+        super().finished(call, cause, recovered)
+
+    # -- the gateways ---------------------------------------------------------------
+
+    def start_gateways(self) -> Deferred[float]:
+        """Bind every gateway, send the RSIPs; fires with the seconds until every line was armed."""
+        t0 = self.now()
+        d: Deferred[float] = Deferred()
+        remaining = [len(self.parties)]
+        self._say(f"mgcpload: {len(self.gateways)} lean gateway(s), {len(self.parties)} lines; "
+                  f"registering with {self.agent[0]}:{self.agent[1]}")
+        arm_times = self.arm_times
+
+        def watch(ep: LeanEndpoint) -> None:
+            if ep.armed_seen or not ep.armed:
+                return
+            ep.armed_seen = True
+            arm_times.append(self.now() - t0)
+            remaining[0] -= 1
+            if remaining[0] == 0 and not d.called:
+                for gw in self.gateways:
+                    gw.watch = None
+                d.callback(self.now() - t0)
+
+        for gw in self.gateways:
+            for ep in gw.lines:
+                ep.armed_seen = False
+            gw.watch = watch
+            gw.listen(self.reactor)
+            self.rsip_waits.append(gw.rsip_at - t0)
+        self._timers = LoopingCall(self._tick_gateways)
+        self._timers.clock = self.reactor
+        self._timers.start(0.01, now=True)
+
+        def timed_out() -> None:
+            if not d.called:
+                for gw in self.gateways:
+                    gw.watch = None
+                d.errback(self.registration_timed_out(remaining[0]))
+
+        timer = self.reactor.callLater(self.options.register_timeout, timed_out)
+
+        def cancel_timer(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return d.addBoth(cancel_timer)
+
+    def _tick_gateways(self) -> None:
+        now = self.now()
+        for gw in self.gateways:
+            gw.tick(now)
+
+    def stop_gateways(self) -> Deferred[Any]:
+        if self._timers is not None and self._timers.running:
+            self._timers.stop()
+        for gw in self.gateways:
+            gw.stop()
+        return succeed(None)
+
+    def _gateway_counters(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for gw in self.gateways:
+            total.update(gw.counters)
+        return total
