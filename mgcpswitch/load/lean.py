@@ -36,14 +36,45 @@ __all__ = ["LeanRunner", "LeanCall"]
 
 _PROGRESS = frozenset((RINGBACK, BUSY, REORDER))
 
+
+# What each condition reads on a lean line (the call is there for DIALLED).
+
+def _hears_dial_tone(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return DIAL_TONE in ep.signals
+
+
+def _dialled(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return ep.pressed >= len(call.callee.number)
+
+
+def _hears_progress(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return not _PROGRESS.isdisjoint(ep.signals)
+
+
+def _rings(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return RINGING in ep.signals
+
+
+def _talking(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return ep.talking()
+
+
+def _hears_busy(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return BUSY in ep.signals
+
+
+def _idle(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return ep.idle()
+
+
 _HOLDS: dict[Until, Callable[[LeanEndpoint, "LeanCall"], bool]] = {
-    Until.DIAL_TONE: lambda ep, call: DIAL_TONE in ep.signals,
-    Until.DIALLED: lambda ep, call: ep.pressed >= len(call.callee.number),
-    Until.PROGRESS: lambda ep, call: not _PROGRESS.isdisjoint(ep.signals),
-    Until.RINGING: lambda ep, call: RINGING in ep.signals,
-    Until.TALKING: lambda ep, call: ep.talking(),
-    Until.BUSY_TONE: lambda ep, call: BUSY in ep.signals,
-    Until.IDLE: lambda ep, call: ep.idle(),
+    Until.DIAL_TONE: _hears_dial_tone,
+    Until.DIALLED: _dialled,
+    Until.PROGRESS: _hears_progress,
+    Until.RINGING: _rings,
+    Until.TALKING: _talking,
+    Until.BUSY_TONE: _hears_busy,
+    Until.IDLE: _idle,
 }
 
 
@@ -55,15 +86,16 @@ class LeanCall(BasicCall):
     def __init__(self, runner: LeanRunner, caller: LeanEndpoint, callee: LeanEndpoint, measured: bool,
                  caller_hangs_up: bool) -> None:
         super().__init__(runner, caller, callee, measured, caller_hangs_up)
-        self.waits: list[tuple[LeanEndpoint, Until, Callable[[], None]]] = []
+        self.waits: list[tuple[LeanEndpoint, Callable[[LeanEndpoint, LeanCall], bool], Callable[[], None]]] = []
         caller.call = self
         callee.call = self
 
     def _wait(self, party: LeanEndpoint, until: Until, then: Callable[[], None]) -> None:
-        if _HOLDS[until](party, self):
+        holds = _HOLDS[until]
+        if holds(party, self):
             then()
         else:
-            self.waits.append((party, until, then))
+            self.waits.append((party, holds, then))
 
     def _clear_waits(self) -> None:
         self.waits = []
@@ -72,8 +104,8 @@ class LeanCall(BasicCall):
         """One of the lines changed: run every continuation whose condition now holds."""
         while True:
             for entry in self.waits:
-                party, until, then = entry
-                if _HOLDS[until](party, self):
+                party, holds, then = entry
+                if holds(party, self):
                     self.waits.remove(entry)
                     then()
                     break  # the continuation may have changed the waits: look again
@@ -189,8 +221,11 @@ class LeanRunner(CallScheduler):
             gw.stop()
         return succeed(None)
 
-    def _gateway_counters(self) -> Counter[str]:
+    def counters(self) -> Counter[str]:
+        """The gateways' counters, summed (see L{LeanGateway.counters})."""
         total: Counter[str] = Counter()
         for gw in self.gateways:
             total.update(gw.counters)
         return total
+
+    _gateway_counters = counters

@@ -317,6 +317,7 @@ def compile_signals(text: bytes) -> _Signals:
     return found
 
 
+_SEPARATOR = re.compile(rb"\r?\n\.\r?\n")
 _SIGNAL_PARAMS = re.compile(rb'\((?:[^()"]|"[^"]*")*\)')
 
 
@@ -473,7 +474,7 @@ class LeanEndpoint:
 class _Out:
     """One of our commands in flight, and the call it was sent for."""
 
-    __slots__ = ("txid", "data", "addr", "ep", "call", "first", "interval")
+    __slots__ = ("txid", "data", "addr", "ep", "call", "first", "interval", "due", "give_up")
 
     def __init__(self, txid: int, data: bytes, addr: Any, ep: Optional[LeanEndpoint], first: float,
                  interval: float) -> None:
@@ -484,6 +485,32 @@ class _Out:
         self.call = None if ep is None else ep.call
         self.first = first
         self.interval = interval
+        self.due = first + interval  # the heap's entry in force (older ones are stale)
+        self.give_up = 0.0  # set by the owner: T-MAX, or 2 x T-HIST after a provisional answer
+
+
+class _Params:
+    """
+    The parameter lines of a command, looked up on demand: a search for
+    C{"\\nX:"} in an upper-cased copy (names are case-insensitive; values
+    keep their case), instead of splitting every line.  A session
+    description cannot match: its lines are C{"x="}.
+    """
+
+    __slots__ = ("raw", "upper")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.upper = raw.upper()
+
+    def get(self, key: bytes) -> Optional[bytes]:
+        """The value of C{key} (C{b"\\nX:"}), stripped; None when absent."""
+        start = self.upper.find(key)
+        if start < 0:
+            return None
+        start += len(key)
+        end = self.upper.find(b"\n", start)
+        return (self.raw[start:end] if end >= 0 else self.raw[start:]).strip()
 
 
 class _Plan:
@@ -559,6 +586,7 @@ class LeanGateway(DatagramProtocol):
         self.rsip_at: Optional[float] = None
         self.registered = False
         self.watch: Optional[Callable[[LeanEndpoint], None]] = None
+        self._held: Optional[list[LeanEndpoint]] = None  # NTFYs caused while a command is answered
         self._udp: Any = None
         self._sendto: Callable[[bytes, Any], Any] = self._unbound
         self.now = 0.0
@@ -614,8 +642,9 @@ class LeanGateway(DatagramProtocol):
         now = self.now = self.clock.seconds()
         interval = self.timers.initial_rto
         addr = self.agent if ep is None else ep.target
-        self.outstanding[txid] = _Out(txid, data, addr, ep, now, interval)
-        heapq.heappush(self.due, (now + interval, txid))
+        out = self.outstanding[txid] = _Out(txid, data, addr, ep, now, interval)
+        out.give_up = now + self.timers.t_max
+        heapq.heappush(self.due, (out.due, txid))
         self.counters["commands_sent"] += 1
         self._send(data, addr)
 
@@ -628,6 +657,14 @@ class LeanGateway(DatagramProtocol):
 
     def notify(self, ep: LeanEndpoint) -> None:
         """NTFY with the X: of the request in force and the observed events, in order."""
+        if self._held is not None:
+            # Caused by the command being answered: the answer goes out first.
+            self._held.append(ep)
+            ep.ntfy = -1  # notification state already: events wait in quarantine
+            return
+        self._notify(ep)
+
+    def _notify(self, ep: LeanEndpoint) -> None:
         txid = self._txid()
         data = b"NTFY %d %s MGCP 1.0\r\n%sX: %s\r\nO: %s\r\n" % (
             txid, ep.name, self._ack_line(), ep.x, b", ".join(ep.observed))
@@ -644,19 +681,19 @@ class LeanGateway(DatagramProtocol):
             self.restart()
         due, outstanding, timers = self.due, self.outstanding, self.timers
         while due and due[0][0] <= now:
-            _, txid = heapq.heappop(due)
+            when, txid = heapq.heappop(due)
             out = outstanding.get(txid)
-            if out is None:
-                continue  # answered
-            if now - out.first >= timers.t_max:
+            if out is None or out.due != when:
+                continue  # answered, or rescheduled by a provisional answer
+            if now >= out.give_up:
                 del outstanding[txid]
                 self.counters["timeouts"] += 1
                 self._given_up(out)
                 continue
             self.counters["retransmissions"] += 1
             out.interval = min(out.interval * 2, timers.rto_max)
-            wait = self.random.uniform(out.interval / 2, out.interval)
-            heapq.heappush(due, (now + wait, txid))
+            out.due = now + self.random.uniform(out.interval / 2, out.interval)
+            heapq.heappush(due, (out.due, txid))
             self._send(out.data, out.addr)
         answered, answers = self.answered, self.answers
         while answered and answered[0][0] <= now:
@@ -679,11 +716,8 @@ class LeanGateway(DatagramProtocol):
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
         try:
-            if b"\n.\n" in data:
-                for message in data.split(b"\n.\n"):
-                    self._message(message, addr)
-            elif b"\n.\r\n" in data:
-                for message in data.split(b"\n.\r\n"):
+            if b"\n." in data:  # piggybacked: messages separated by a line "."
+                for message in _SEPARATOR.split(data):
                     self._message(message, addr)
             else:
                 self._message(data, addr)
@@ -714,8 +748,12 @@ class LeanGateway(DatagramProtocol):
         if out is None:
             return  # late: already answered, or given up
         if code < 200:
-            # Provisional: the agent is on it; ask again only after LONGTRAN.
-            heapq.heappush(self.due, (self.clock.seconds() + self.timers.longtran, txid))
+            # Provisional: the agent is on it; ask again only after LONGTRAN,
+            # and wait for the final answer up to 2 x T-HIST (§3.5.6).
+            now = self.clock.seconds()
+            out.due = now + self.timers.longtran
+            out.give_up = out.first + 2 * self.timers.t_hist
+            heapq.heappush(self.due, (out.due, txid))
             return
         del self.outstanding[txid]
         if end > 0 and b"\nK:" in message:
@@ -750,44 +788,48 @@ class LeanGateway(DatagramProtocol):
                 self._send(cached, addr)
             return
         self.counters["commands_received"] += 1
-        params: dict[bytes, bytes] = {}
-        sdp = False
-        if end > 0:
-            for line in message[end + 1:].split(b"\n"):
-                code, colon, value = line.partition(b":")
-                if not colon:
-                    if not line.strip():
-                        sdp = True  # an empty line: a session description follows
-                        break
-                    continue
-                params[code.strip().upper()] = value.strip()
-        acks = params.get(b"K")
+        params = _Params(message)
+        acks = params.get(b"\nK:")
         if acks:
-            self._confirmed(acks)
+            if acks.isdigit():  # the usual case: one id
+                if int(acks) in answers:
+                    answers[int(acks)] = None
+            else:
+                self._confirmed(acks)
+        self._held = held = []
         try:
             if len(head) < 3:
                 raise _Refused(400, "no endpoint name")
             handler = _HANDLERS.get(verb)
             if handler is None:
                 raise _Refused(504, f"unknown or unsupported command {verb.decode(errors='replace')}")
-            answer = handler(self, txid, head[2].lower(), params, sdp)
+            answer = handler(self, txid, head[2].lower(), params)
         except _Refused as refused:
             self.counters["refused"] += 1
             answer = b"%d %d %s\r\n" % (refused.code, txid, refused.reason.encode("ascii", "replace"))
+        finally:
+            self._held = None
         answers[txid] = answer
         self.answered.append((self.now + self.timers.t_hist, txid))
         self._send(answer, addr)
+        for ep in held:
+            self._notify(ep)
 
     def _confirmed(self, value: bytes) -> None:
         """K: the agent has our answers to these: drop them, keep their ids (§3.5.1)."""
         answers = self.answers
         for item in value.split(b","):
-            low, _, high = item.strip().partition(b"-")
-            if not low.isdigit() or (high and not high.isdigit()):
+            item = item.strip()
+            if item.isdigit():
+                txid = int(item)
+                if txid in answers:
+                    answers[txid] = None
+                continue
+            low, _, high = item.partition(b"-")
+            if not low.isdigit() or not high.isdigit():
                 continue
             first = int(low)
-            last = int(high) if high else first
-            for txid in range(first, min(last, first + 1000) + 1):
+            for txid in range(first, min(int(high), first + 1000) + 1):
                 if txid in answers:
                     answers[txid] = None
 
@@ -799,16 +841,16 @@ class LeanGateway(DatagramProtocol):
             raise _Refused(500, f"no endpoint {name.decode(errors='replace')}")
         return ep
 
-    def _check_request(self, ep: LeanEndpoint, params: dict[bytes, bytes]) -> Optional[_Plan]:
+    def _check_request(self, ep: LeanEndpoint, params: _Params) -> Optional[_Plan]:
         """
         Check the notification request a command carries (C{X:}, C{R:},
         C{S:}, C{D:}, C{Q:}, C{N:}); None when it carries none.  Nothing
         changes before the whole command was checked (§4.4.2).
         """
-        x = params.get(b"X")
-        r = params.get(b"R")
-        s = params.get(b"S")
-        d = params.get(b"D")
+        x = params.get(b"\nX:")
+        r = params.get(b"\nR:")
+        s = params.get(b"\nS:")
+        d = params.get(b"\nD:")
         if x is None and r is None and s is None and d is None:
             return None
         new = x is not None or r is not None
@@ -828,7 +870,7 @@ class LeanGateway(DatagramProtocol):
         if new and request.uses_map and digit_map is None and ep.digit_map is None:
             raise _Refused(519, "no digit map for the D action")
         return _Plan(x if new else None, request if new else None, signals, digit_map,
-                     b"discard" in params.get(b"Q", b"").lower(), params.get(b"N"))
+                     b"discard" in (params.get(b"\nQ:") or b"").lower(), params.get(b"\nN:"))
 
     def _apply_request(self, ep: LeanEndpoint, plan: _Plan) -> None:
         if plan.request is not None:
@@ -853,9 +895,9 @@ class LeanGateway(DatagramProtocol):
 
     # -- one handler per verb ------------------------------------------------------------
 
-    def _rqnt(self, txid: int, name: bytes, params: dict[bytes, bytes], sdp: bool) -> bytes:
+    def _rqnt(self, txid: int, name: bytes, params: _Params) -> bytes:
         ep = self._endpoint(name)
-        if b"X" not in params:
+        if params.get(b"\nX:") is None:
             raise _Refused(400, "RQNT needs X:")
         plan = self._check_request(ep, params)
         assert plan is not None
@@ -863,12 +905,12 @@ class LeanGateway(DatagramProtocol):
         ep.changed()
         return b"200 %d OK\r\n" % txid
 
-    def _crcx(self, txid: int, name: bytes, params: dict[bytes, bytes], sdp: bool) -> bytes:
+    def _crcx(self, txid: int, name: bytes, params: _Params) -> bytes:
         ep = self._endpoint(name)
-        call_id = params.get(b"C")
+        call_id = params.get(b"\nC:")
         if not call_id:
             raise _Refused(400, "CRCX needs C:")
-        mode = params.get(b"M", b"").lower()
+        mode = (params.get(b"\nM:") or b"").lower()
         if mode not in _MODES:
             raise _Refused(517 if mode else 400, "CRCX needs a valid M:")
         if len(ep.connections) >= _MAX_CONNECTIONS:
@@ -882,10 +924,10 @@ class LeanGateway(DatagramProtocol):
         ep.changed()
         return b"200 %d OK\r\nI: %s\r\n\r\n%s" % (txid, connection, ep.sdp)
 
-    def _mdcx(self, txid: int, name: bytes, params: dict[bytes, bytes], sdp: bool) -> bytes:
+    def _mdcx(self, txid: int, name: bytes, params: _Params) -> bytes:
         ep = self._endpoint(name)
         conn = self._connection(ep, params, b"MDCX")
-        mode = params.get(b"M")
+        mode = params.get(b"\nM:")
         if mode is not None:
             mode = mode.lower()
             if mode not in _MODES:
@@ -898,19 +940,19 @@ class LeanGateway(DatagramProtocol):
         ep.changed()
         return b"200 %d OK\r\n\r\n%s" % (txid, ep.sdp)
 
-    def _connection(self, ep: LeanEndpoint, params: dict[bytes, bytes], verb: bytes) -> list[bytes]:
-        cid = params.get(b"I")
+    def _connection(self, ep: LeanEndpoint, params: _Params, verb: bytes) -> list[bytes]:
+        cid = params.get(b"\nI:")
         if not cid:
             raise _Refused(400, f"{verb.decode()} needs I:")
         conn = ep.connections.get(cid)
         if conn is None:
             raise _Refused(515, f"no connection {cid.decode(errors='replace')}")
-        call_id = params.get(b"C")
+        call_id = params.get(b"\nC:")
         if call_id and call_id != conn[0]:
             raise _Refused(516, "the connection belongs to another call")
         return conn
 
-    def _dlcx(self, txid: int, name: bytes, params: dict[bytes, bytes], sdp: bool) -> bytes:
+    def _dlcx(self, txid: int, name: bytes, params: _Params) -> bytes:
         if name in self.wildcards:
             for ep in self.lines:
                 if ep.connections:
@@ -918,8 +960,8 @@ class LeanGateway(DatagramProtocol):
                     ep.changed()
             return b"250 %d Connection deleted\r\n" % txid
         ep = self._endpoint(name)
-        cid = params.get(b"I")
-        call_id = params.get(b"C")
+        cid = params.get(b"\nI:")
+        call_id = params.get(b"\nC:")
         if cid:
             self._connection(ep, params, b"DLCX")
             doomed = [cid]
@@ -939,7 +981,7 @@ class LeanGateway(DatagramProtocol):
             return b"250 %d Connection deleted\r\n%s" % (txid, _STATS)
         return b"250 %d Connection deleted\r\n" % txid
 
-    def _auep(self, txid: int, name: bytes, params: dict[bytes, bytes], sdp: bool) -> bytes:
+    def _auep(self, txid: int, name: bytes, params: _Params) -> bytes:
         if name in self.wildcards:
             listing = b"".join(b"Z: %s\r\n" % ep.name for ep in self.lines)
             if len(listing) > 4000:
@@ -947,7 +989,7 @@ class LeanGateway(DatagramProtocol):
             return b"200 %d OK\r\n%s" % (txid, listing)
         ep = self._endpoint(name)
         out = [b"200 %d OK\r\n" % txid]
-        for item in params.get(b"F", b"").split(b","):
+        for item in (params.get(b"\nF:") or b"").split(b","):
             item = item.strip().upper()
             if item == b"I":
                 out.append(b"I: %s\r\n" % b", ".join(ep.connections))
@@ -971,11 +1013,11 @@ class LeanGateway(DatagramProtocol):
                 out.append(b"RM: restart\r\n")
         return b"".join(out)
 
-    def _aucx(self, txid: int, name: bytes, params: dict[bytes, bytes], sdp: bool) -> bytes:
+    def _aucx(self, txid: int, name: bytes, params: _Params) -> bytes:
         ep = self._endpoint(name)
         conn = self._connection(ep, params, b"AUCX")
         out = [b"200 %d OK\r\n" % txid]
-        for item in params.get(b"F", b"").split(b","):
+        for item in (params.get(b"\nF:") or b"").split(b","):
             item = item.strip().upper()
             if item == b"C":
                 out.append(b"C: %s\r\n" % conn[0])
@@ -983,12 +1025,12 @@ class LeanGateway(DatagramProtocol):
                 out.append(b"M: %s\r\n" % conn[1])
         return b"".join(out)
 
-    def _epcf(self, txid: int, name: bytes, params: dict[bytes, bytes], sdp: bool) -> bytes:
+    def _epcf(self, txid: int, name: bytes, params: _Params) -> bytes:
         self._endpoint(name)
         return b"200 %d OK\r\n" % txid
 
 
-_HANDLERS: dict[bytes, Callable[[LeanGateway, int, bytes, dict[bytes, bytes], bool], bytes]] = {
+_HANDLERS: dict[bytes, Callable[[LeanGateway, int, bytes, _Params], bytes]] = {
     b"RQNT": LeanGateway._rqnt,
     b"CRCX": LeanGateway._crcx,
     b"MDCX": LeanGateway._mdcx,
