@@ -214,6 +214,17 @@ class LeanRunner(CallScheduler):
         for gw in self.gateways:
             gw.tick(now)
 
+    def place_calls(self) -> Deferred[Any]:
+        # From now on the scheduler's tick also ticks the gateways: one
+        # timer wake-up instead of two.
+        if self._timers is not None and self._timers.running:
+            self._timers.stop()
+        return super().place_calls()
+
+    def _tick(self) -> None:
+        self._tick_gateways()
+        super()._tick()
+
     def stop_gateways(self) -> Deferred[Any]:
         if self._timers is not None and self._timers.running:
             self._timers.stop()
