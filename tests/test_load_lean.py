@@ -317,7 +317,7 @@ class GatewaySide(SynchronousTestCase):
         A retransmitted command gets the same bytes and is not executed
         again; once the agent confirms the answer with K:, the answer is
         dropped but the id still recognised (a late copy gets nothing);
-        after T-HIST the id is forgotten.
+        after at least T-HIST (at most twice that) the id is forgotten.
         """
         self.send("CRCX 40 aaln/1@lg1 MGCP 1.0\nC: C1\nM: recvonly")
         first = self.agent.received[-1]
@@ -326,14 +326,17 @@ class GatewaySide(SynchronousTestCase):
         self.assertEqual(len(self.gw.lines[0].connections), 1)
         self.send("RQNT 41 aaln/1@lg1 MGCP 1.0\nK: 40\nX: 1\nR: L/hd(N)")
         self.assertIsNone(self.gw.answers[40])
+        self.assertTrue(self.gw.remembers(40))
         before = len(self.agent.received)
         self.port.write(b"CRCX 40 aaln/1@lg1 MGCP 1.0\r\nC: C1\r\nM: recvonly\r\n", ("127.0.0.9", 2427))
         self.network.run(0.01, step=0.001)
         self.assertEqual(len(self.agent.received), before)
         self.assertEqual(self.gw.counters["duplicates"], 2)
         self.tick(31.0)
-        self.assertNotIn(40, self.gw.answers)
-        self.assertNotIn(41, self.gw.answers)
+        self.assertTrue(self.gw.remembers(41), "kept at least T-HIST")
+        self.tick(31.0)
+        self.assertFalse(self.gw.remembers(40))
+        self.assertFalse(self.gw.remembers(41))
 
     def test_ntfy_backoff_provisional_and_give_up(self) -> None:
         """

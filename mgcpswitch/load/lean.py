@@ -137,8 +137,12 @@ class LeanRunner(CallScheduler):
     generator = "lean"
 
     def __init__(self, reactor: Any, settings: Settings, options: LoadOptions,
-                 out: Any = None, random: Any = None, timers: Optional[LeanTimers] = None) -> None:
+                 out: Any = None, random: Any = None, timers: Optional[LeanTimers] = None,
+                 polled: bool = False) -> None:
         super().__init__(reactor, settings, options, out, random)
+        self.polled = polled
+        self._poller: Any = None
+        self._by_fd: dict[int, LeanGateway] = {}
         if options.gap > 0:
             raise ValueError("the lean generator presses the whole number at once: --gap needs the simulator")
         if options.track_commands:
@@ -188,11 +192,21 @@ class LeanRunner(CallScheduler):
             for ep in gw.lines:
                 ep.armed_seen = False
             gw.watch = watch
-            gw.listen(self.reactor)
+            gw.listen(self.reactor, polled=self.polled)
             self.rsip_waits.append(gw.rsip_at - t0)
+            fd = gw.fileno() if self.polled else None
+            if fd is not None:
+                # One epoll of our own, asked without waiting at each tick:
+                # which sockets have datagrams.
+                if self._poller is None:
+                    import select
+
+                    self._poller = select.epoll()
+                self._poller.register(fd, 1)  # EPOLLIN
+                self._by_fd[fd] = gw
         self._timers = LoopingCall(self._tick_gateways)
         self._timers.clock = self.reactor
-        self._timers.start(0.01, now=True)
+        self._timers.start(self.options.tick, now=True)
 
         def timed_out() -> None:
             if not d.called:
@@ -210,6 +224,11 @@ class LeanRunner(CallScheduler):
         return d.addBoth(cancel_timer)
 
     def _tick_gateways(self) -> None:
+        poller = self._poller
+        if poller is not None:
+            by_fd = self._by_fd
+            for fd, _ in poller.poll(0):
+                by_fd[fd].read()
         now = self.now()
         for gw in self.gateways:
             gw.tick(now)
@@ -228,6 +247,9 @@ class LeanRunner(CallScheduler):
     def stop_gateways(self) -> Deferred[Any]:
         if self._timers is not None and self._timers.running:
             self._timers.stop()
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
         for gw in self.gateways:
             gw.stop()
         return succeed(None)

@@ -44,7 +44,7 @@ What it still does, so that the agent cannot tell it from a gateway:
     until T-MAX (20 s); a provisional response (1xx) moves the next one to
     LONGTRAN (5 s); a final response with an empty C{K:} gets its C{000};
   - duplicate commands are answered from a response cache (at most once
-    execution, §3.5.1) that keeps each answer for T-HIST (30 s); a C{K:}
+    execution, §3.5.1) that keeps each answer at least T-HIST (30 s); a C{K:}
     from the agent drops the answers it confirms but keeps their ids, so a
     late copy is still recognised and silently dropped; the final
     responses it receives are confirmed with C{K:} in its next command.
@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections import deque
 from typing import Any, Callable, Optional
 
 from twisted.internet.protocol import DatagramProtocol
@@ -580,14 +579,20 @@ class LeanGateway(DatagramProtocol):
         self.next_connection = random.randrange(0x10000000, 0x7FFFFFFF)
         self.outstanding: dict[int, _Out] = {}
         self.due: list[tuple[float, int]] = []  # heap of (retransmission due, txid)
-        self.answers: dict[int, Optional[bytes]] = {}  # T-HIST: txid -> our answer (None: confirmed)
-        self.answered: deque[tuple[float, int]] = deque()
+        # T-HIST in two generations, txid -> our answer (None: confirmed by
+        # K:): every T-HIST the older one is dropped and the current one
+        # becomes older, so an answer is kept between T-HIST and twice
+        # that, with no per-entry timer.
+        self.answers: dict[int, Optional[bytes]] = {}
+        self.older: dict[int, Optional[bytes]] = {}
+        self.rotate_at = 0.0
         self.acks: list[bytes] = []  # final responses received, to confirm with K:
         self.rsip_at: Optional[float] = None
         self.registered = False
         self.watch: Optional[Callable[[LeanEndpoint], None]] = None
         self._held: Optional[list[LeanEndpoint]] = None  # NTFYs caused while a command is answered
         self._udp: Any = None
+        self._poll: Optional[Callable[[], None]] = None
         self._sendto: Callable[[bytes, Any], Any] = self._unbound
         self.now = 0.0
         self.counters = {
@@ -598,9 +603,18 @@ class LeanGateway(DatagramProtocol):
 
     # -- wiring ------------------------------------------------------------------------
 
-    def listen(self, reactor: Any) -> Any:
-        """Bind on the reactor (real or L{mgcpswitch.testing.MemoryReactor}) and schedule the RSIP."""
+    def listen(self, reactor: Any, polled: bool = False) -> Any:
+        """
+        Bind on the reactor (real or L{mgcpswitch.testing.MemoryReactor})
+        and schedule the RSIP.  C{polled}: the reactor does not watch the
+        socket; the owner calls L{read} when it has data (see L{fileno}),
+        so that the process wakes up once per tick instead of once per
+        datagram.
+        """
         self._udp = reactor.listenUDP(self.port, self, interface=self.interface)
+        if polled and hasattr(self._udp, "stopReading"):
+            self._udp.stopReading()
+            self._poll = self._udp.doRead
         sock = getattr(self._udp, "socket", None)
         # A real Twisted port: straight to the socket, past the port's
         # per-datagram address checks (our peer is always an IP literal).
@@ -609,7 +623,18 @@ class LeanGateway(DatagramProtocol):
         self.rsip_at = self.clock.seconds() + delay
         return self._udp
 
+    def fileno(self) -> Optional[int]:
+        """The socket's descriptor when it is a real one, else None."""
+        sock = getattr(self._udp, "socket", None)
+        return None if sock is None else int(sock.fileno())
+
+    def read(self) -> None:
+        """Read every datagram waiting (a polled gateway)."""
+        if self._poll is not None:
+            self._poll()
+
     def stop(self) -> None:
+        self._poll = None
         if self._udp is not None:
             self._udp.stopListening()
             self._udp = None
@@ -695,9 +720,9 @@ class LeanGateway(DatagramProtocol):
             out.due = now + self.random.uniform(out.interval / 2, out.interval)
             heapq.heappush(due, (out.due, txid))
             self._send(out.data, out.addr)
-        answered, answers = self.answered, self.answers
-        while answered and answered[0][0] <= now:
-            answers.pop(answered.popleft()[1], None)
+        if now >= self.rotate_at:
+            self.older, self.answers = self.answers, {}
+            self.rotate_at = now + self.timers.t_hist
 
     def _given_up(self, out: _Out) -> None:
         ep = out.ep
@@ -780,10 +805,10 @@ class LeanGateway(DatagramProtocol):
     def _command_received(self, verb: bytes, txid: int, head: list[bytes], message: bytes, end: int,
                           addr: Any) -> None:
         answers = self.answers
-        if txid in answers:
+        if txid in answers or txid in self.older:
             # A retransmission: the same answer again, never a second execution.
             self.counters["duplicates"] += 1
-            cached = answers[txid]
+            cached = answers[txid] if txid in answers else self.older[txid]
             if cached is not None:
                 self._send(cached, addr)
             return
@@ -791,11 +816,7 @@ class LeanGateway(DatagramProtocol):
         params = _Params(message)
         acks = params.get(b"\nK:")
         if acks:
-            if acks.isdigit():  # the usual case: one id
-                if int(acks) in answers:
-                    answers[int(acks)] = None
-            else:
-                self._confirmed(acks)
+            self._confirmed(acks)
         self._held = held = []
         try:
             if len(head) < 3:
@@ -810,28 +831,32 @@ class LeanGateway(DatagramProtocol):
         finally:
             self._held = None
         answers[txid] = answer
-        self.answered.append((self.now + self.timers.t_hist, txid))
         self._send(answer, addr)
         for ep in held:
             self._notify(ep)
 
     def _confirmed(self, value: bytes) -> None:
         """K: the agent has our answers to these: drop them, keep their ids (§3.5.1)."""
-        answers = self.answers
         for item in value.split(b","):
             item = item.strip()
             if item.isdigit():
-                txid = int(item)
-                if txid in answers:
-                    answers[txid] = None
+                self._forget_answer(int(item))
                 continue
             low, _, high = item.partition(b"-")
-            if not low.isdigit() or not high.isdigit():
-                continue
-            first = int(low)
-            for txid in range(first, min(int(high), first + 1000) + 1):
-                if txid in answers:
-                    answers[txid] = None
+            if low.isdigit() and high.isdigit():
+                first = int(low)
+                for txid in range(first, min(int(high), first + 1000) + 1):
+                    self._forget_answer(txid)
+
+    def _forget_answer(self, txid: int) -> None:
+        if txid in self.answers:
+            self.answers[txid] = None
+        elif txid in self.older:
+            self.older[txid] = None
+
+    def remembers(self, txid: int) -> bool:
+        """Whether a command with this id would be taken for a retransmission."""
+        return txid in self.answers or txid in self.older
 
     def _endpoint(self, name: bytes) -> LeanEndpoint:
         ep = self.by_name.get(name)
