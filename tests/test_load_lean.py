@@ -409,7 +409,14 @@ class OverRealUDP(TestCase):
     timeout = 60
 
     def test_calls_over_loopback(self) -> Deferred[None]:
-        """A few calls at 20/s over real sockets: every one completes, every line ends idle."""
+        """A few calls at 20/s over real sockets, read at each tick: every one completes, every line idle."""
+        return self.calls_over_loopback(polled=True)
+
+    def test_calls_over_loopback_read_by_the_reactor(self) -> Deferred[None]:
+        """The same with the reactor reading the sockets as datagrams come."""
+        return self.calls_over_loopback(polled=False)
+
+    def calls_over_loopback(self, polled: bool) -> Deferred[None]:
         import socket
 
         from twisted.internet import reactor
@@ -429,10 +436,11 @@ class OverRealUDP(TestCase):
         switch.startService()
         self.addCleanup(switch.stopService)
         runner = LeanRunner(reactor, settings, _options(rate=20, duration=0.5, warmup=0.0, hold=0.05),
-                            random=random.Random(4))
+                            random=random.Random(4), polled=polled)
         self.addCleanup(runner.stop_gateways)
 
         def check(report: Report) -> None:
+            self.assertEqual(runner._poller is not None, polled)
             self.assertEqual((report.attempted, report.failed, report.unfinished), (10, 0, 0))
             self.assertEqual(report.completed, 10)
             self.assertTrue(all(ep.idle() for ep in runner.parties))
