@@ -149,6 +149,7 @@ class LeanRunner(CallScheduler):
         super().__init__(reactor, settings, options, out, random)
         self.polled = polled
         self._poller: Any = None
+        self._timers_due = 0.0
         self._by_fd: dict[int, LeanGateway] = {}
         if options.gap > 0:
             raise ValueError("the lean generator presses the whole number at once: --gap needs the simulator")
@@ -237,8 +238,12 @@ class LeanRunner(CallScheduler):
             for fd, _ in poller.poll(0):
                 by_fd[fd].read()
         now = self.now()
-        for gw in self.gateways:
-            gw.tick(now)
+        if now >= self._timers_due:
+            # Retransmissions and the response cache need no finer grain
+            # than 20 ms (the first retransmission waits 200 ms).
+            self._timers_due = now + 0.02
+            for gw in self.gateways:
+                gw.tick(now)
 
     def place_calls(self) -> Deferred[Any]:
         # From now on the scheduler's tick also ticks the gateways: one
