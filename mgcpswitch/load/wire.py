@@ -488,28 +488,22 @@ class _Out:
         self.give_up = 0.0  # set by the owner: T-MAX, or 2 x T-HIST after a provisional answer
 
 
-class _Params:
+def _parameters(message: bytes) -> dict[bytes, bytes]:
     """
-    The parameter lines of a command, looked up on demand: a search for
-    C{"\\nX:"} in an upper-cased copy (names are case-insensitive; values
-    keep their case), instead of splitting every line.  A session
-    description cannot match: its lines are C{"x="}.
+    The parameter lines of a command as C{{code: value}}, with one regex
+    pass (no Python loop per line).  Codes are case-insensitive: the rare
+    message with a lower-case one takes the slow path.  A session
+    description cannot match: its lines are C{x=...}.
     """
+    params = dict(_PARAM_LINE.findall(message))
+    if _LOWER_PARAM_LINE.search(message) is not None:
+        params = {code.upper(): value for code, value in _ANY_PARAM_LINE.findall(message)}
+    return params
 
-    __slots__ = ("raw", "upper")
 
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw
-        self.upper = raw.upper()
-
-    def get(self, key: bytes) -> Optional[bytes]:
-        """The value of C{key} (C{b"\\nX:"}), stripped; None when absent."""
-        start = self.upper.find(key)
-        if start < 0:
-            return None
-        start += len(key)
-        end = self.upper.find(b"\n", start)
-        return (self.raw[start:end] if end >= 0 else self.raw[start:]).strip()
+_PARAM_LINE = re.compile(rb"\n([A-Z][A-Z0-9/]*):[ \t]*([^\r\n]*?)[ \t]*(?=\r?\n|$)")
+_ANY_PARAM_LINE = re.compile(rb"\n([A-Za-z][A-Za-z0-9/]*):[ \t]*([^\r\n]*?)[ \t]*(?=\r?\n|$)")
+_LOWER_PARAM_LINE = re.compile(rb"\n[A-Za-z0-9/]*[a-z][A-Za-z0-9/]*:")
 
 
 class _Plan:
@@ -813,8 +807,8 @@ class LeanGateway(DatagramProtocol):
                 self._send(cached, addr)
             return
         self.counters["commands_received"] += 1
-        params = _Params(message)
-        acks = params.get(b"\nK:")
+        params = _parameters(message)
+        acks = params.get(b"K")
         if acks:
             self._confirmed(acks)
         self._held = held = []
@@ -866,16 +860,16 @@ class LeanGateway(DatagramProtocol):
             raise _Refused(500, f"no endpoint {name.decode(errors='replace')}")
         return ep
 
-    def _check_request(self, ep: LeanEndpoint, params: _Params) -> Optional[_Plan]:
+    def _check_request(self, ep: LeanEndpoint, params: dict[bytes, bytes]) -> Optional[_Plan]:
         """
         Check the notification request a command carries (C{X:}, C{R:},
         C{S:}, C{D:}, C{Q:}, C{N:}); None when it carries none.  Nothing
         changes before the whole command was checked (§4.4.2).
         """
-        x = params.get(b"\nX:")
-        r = params.get(b"\nR:")
-        s = params.get(b"\nS:")
-        d = params.get(b"\nD:")
+        x = params.get(b"X")
+        r = params.get(b"R")
+        s = params.get(b"S")
+        d = params.get(b"D")
         if x is None and r is None and s is None and d is None:
             return None
         new = x is not None or r is not None
@@ -895,7 +889,7 @@ class LeanGateway(DatagramProtocol):
         if new and request.uses_map and digit_map is None and ep.digit_map is None:
             raise _Refused(519, "no digit map for the D action")
         return _Plan(x if new else None, request if new else None, signals, digit_map,
-                     b"discard" in (params.get(b"\nQ:") or b"").lower(), params.get(b"\nN:"))
+                     b"discard" in (params.get(b"Q") or b"").lower(), params.get(b"N"))
 
     def _apply_request(self, ep: LeanEndpoint, plan: _Plan) -> None:
         if plan.request is not None:
@@ -920,9 +914,9 @@ class LeanGateway(DatagramProtocol):
 
     # -- one handler per verb ------------------------------------------------------------
 
-    def _rqnt(self, txid: int, name: bytes, params: _Params) -> bytes:
+    def _rqnt(self, txid: int, name: bytes, params: dict[bytes, bytes]) -> bytes:
         ep = self._endpoint(name)
-        if params.get(b"\nX:") is None:
+        if params.get(b"X") is None:
             raise _Refused(400, "RQNT needs X:")
         plan = self._check_request(ep, params)
         assert plan is not None
@@ -930,12 +924,12 @@ class LeanGateway(DatagramProtocol):
         ep.changed()
         return b"200 %d OK\r\n" % txid
 
-    def _crcx(self, txid: int, name: bytes, params: _Params) -> bytes:
+    def _crcx(self, txid: int, name: bytes, params: dict[bytes, bytes]) -> bytes:
         ep = self._endpoint(name)
-        call_id = params.get(b"\nC:")
+        call_id = params.get(b"C")
         if not call_id:
             raise _Refused(400, "CRCX needs C:")
-        mode = (params.get(b"\nM:") or b"").lower()
+        mode = (params.get(b"M") or b"").lower()
         if mode not in _MODES:
             raise _Refused(517 if mode else 400, "CRCX needs a valid M:")
         if len(ep.connections) >= _MAX_CONNECTIONS:
@@ -949,10 +943,10 @@ class LeanGateway(DatagramProtocol):
         ep.changed()
         return b"200 %d OK\r\nI: %s\r\n\r\n%s" % (txid, connection, ep.sdp)
 
-    def _mdcx(self, txid: int, name: bytes, params: _Params) -> bytes:
+    def _mdcx(self, txid: int, name: bytes, params: dict[bytes, bytes]) -> bytes:
         ep = self._endpoint(name)
         conn = self._connection(ep, params, b"MDCX")
-        mode = params.get(b"\nM:")
+        mode = params.get(b"M")
         if mode is not None:
             mode = mode.lower()
             if mode not in _MODES:
@@ -965,19 +959,19 @@ class LeanGateway(DatagramProtocol):
         ep.changed()
         return b"200 %d OK\r\n\r\n%s" % (txid, ep.sdp)
 
-    def _connection(self, ep: LeanEndpoint, params: _Params, verb: bytes) -> list[bytes]:
-        cid = params.get(b"\nI:")
+    def _connection(self, ep: LeanEndpoint, params: dict[bytes, bytes], verb: bytes) -> list[bytes]:
+        cid = params.get(b"I")
         if not cid:
             raise _Refused(400, f"{verb.decode()} needs I:")
         conn = ep.connections.get(cid)
         if conn is None:
             raise _Refused(515, f"no connection {cid.decode(errors='replace')}")
-        call_id = params.get(b"\nC:")
+        call_id = params.get(b"C")
         if call_id and call_id != conn[0]:
             raise _Refused(516, "the connection belongs to another call")
         return conn
 
-    def _dlcx(self, txid: int, name: bytes, params: _Params) -> bytes:
+    def _dlcx(self, txid: int, name: bytes, params: dict[bytes, bytes]) -> bytes:
         if name in self.wildcards:
             for ep in self.lines:
                 if ep.connections:
@@ -985,8 +979,8 @@ class LeanGateway(DatagramProtocol):
                     ep.changed()
             return b"250 %d Connection deleted\r\n" % txid
         ep = self._endpoint(name)
-        cid = params.get(b"\nI:")
-        call_id = params.get(b"\nC:")
+        cid = params.get(b"I")
+        call_id = params.get(b"C")
         if cid:
             self._connection(ep, params, b"DLCX")
             doomed = [cid]
@@ -1006,7 +1000,7 @@ class LeanGateway(DatagramProtocol):
             return b"250 %d Connection deleted\r\n%s" % (txid, _STATS)
         return b"250 %d Connection deleted\r\n" % txid
 
-    def _auep(self, txid: int, name: bytes, params: _Params) -> bytes:
+    def _auep(self, txid: int, name: bytes, params: dict[bytes, bytes]) -> bytes:
         if name in self.wildcards:
             listing = b"".join(b"Z: %s\r\n" % ep.name for ep in self.lines)
             if len(listing) > 4000:
@@ -1014,7 +1008,7 @@ class LeanGateway(DatagramProtocol):
             return b"200 %d OK\r\n%s" % (txid, listing)
         ep = self._endpoint(name)
         out = [b"200 %d OK\r\n" % txid]
-        for item in (params.get(b"\nF:") or b"").split(b","):
+        for item in (params.get(b"F") or b"").split(b","):
             item = item.strip().upper()
             if item == b"I":
                 out.append(b"I: %s\r\n" % b", ".join(ep.connections))
@@ -1038,11 +1032,11 @@ class LeanGateway(DatagramProtocol):
                 out.append(b"RM: restart\r\n")
         return b"".join(out)
 
-    def _aucx(self, txid: int, name: bytes, params: _Params) -> bytes:
+    def _aucx(self, txid: int, name: bytes, params: dict[bytes, bytes]) -> bytes:
         ep = self._endpoint(name)
         conn = self._connection(ep, params, b"AUCX")
         out = [b"200 %d OK\r\n" % txid]
-        for item in (params.get(b"\nF:") or b"").split(b","):
+        for item in (params.get(b"F") or b"").split(b","):
             item = item.strip().upper()
             if item == b"C":
                 out.append(b"C: %s\r\n" % conn[0])
@@ -1050,12 +1044,12 @@ class LeanGateway(DatagramProtocol):
                 out.append(b"M: %s\r\n" % conn[1])
         return b"".join(out)
 
-    def _epcf(self, txid: int, name: bytes, params: _Params) -> bytes:
+    def _epcf(self, txid: int, name: bytes, params: dict[bytes, bytes]) -> bytes:
         self._endpoint(name)
         return b"200 %d OK\r\n" % txid
 
 
-_HANDLERS: dict[bytes, Callable[[LeanGateway, int, bytes, _Params], bytes]] = {
+_HANDLERS: dict[bytes, Callable[[LeanGateway, int, bytes, dict[bytes, bytes]], bytes]] = {
     b"RQNT": LeanGateway._rqnt,
     b"CRCX": LeanGateway._crcx,
     b"MDCX": LeanGateway._mdcx,
