@@ -391,10 +391,13 @@ class GatewaySide(SynchronousTestCase):
 
 class CommandLine(SynchronousTestCase):
     def test_lean_option(self) -> None:
-        """C{run --lean} and C{register --lean} parse; --gap and --track are refused with it."""
+        """C{run --lean} and C{register --lean} parse (a 2 ms tick); --gap and --track are refused with it."""
         args = build_parser().parse_args(["run", "--config", "x.ini", "--lean"])
         self.assertTrue(args.lean)
         self.assertEqual(options_from_args(args).gap, 0.0)
+        self.assertEqual(options_from_args(args).tick, 0.002, "the lean sockets are read every 2 ms")
+        plain = options_from_args(build_parser().parse_args(["run", "--config", "x.ini"]))
+        self.assertEqual(plain.tick, LoadOptions().tick)
         from mgcpswitch.load import main
 
         for argv in (["run", "--config", "x.ini", "--lean", "--gap", "0.1"],
