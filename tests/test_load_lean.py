@@ -10,7 +10,7 @@ real UDP on loopback.  No timed assertions: the clocks are advanced.
 from __future__ import annotations
 
 import random
-from typing import Any, Optional
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol

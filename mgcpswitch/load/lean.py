@@ -180,25 +180,22 @@ class LeanRunner(CallScheduler):
 
     def start_gateways(self) -> Deferred[float]:
         """Bind every gateway, send the RSIPs; fires with the seconds until every line was armed."""
-        t0 = self.now()
-        d: Deferred[float] = Deferred()
-        remaining = [len(self.parties)]
-        self._say(f"mgcpload: {len(self.gateways)} lean gateway(s), {len(self.parties)} lines; "
-                  f"registering with {self.agent[0]}:{self.agent[1]}")
-        arm_times = self.arm_times
+        gateways = self.gateways
+
+        def stop_watching(_: Any = None) -> Any:
+            for gw in gateways:
+                gw.watch = None
+            return _
+
+        arming = self.arming(stop_watching)
 
         def watch(ep: LeanEndpoint) -> None:
-            if ep.armed_seen or not ep.armed:
-                return
-            ep.armed_seen = True
-            arm_times.append(self.now() - t0)
-            remaining[0] -= 1
-            if remaining[0] == 0 and not d.called:
-                for gw in self.gateways:
-                    gw.watch = None
-                d.callback(self.now() - t0)
+            if not ep.armed_seen and ep.armed:
+                ep.armed_seen = True
+                arming.one()
 
-        for gw in self.gateways:
+        t0 = self.now()
+        for gw in gateways:
             for ep in gw.lines:
                 ep.armed_seen = False
             gw.watch = watch
@@ -217,21 +214,7 @@ class LeanRunner(CallScheduler):
         self._timers = LoopingCall(self._tick_gateways)
         self._timers.clock = self.reactor
         self._timers.start(self.options.tick, now=True)
-
-        def timed_out() -> None:
-            if not d.called:
-                for gw in self.gateways:
-                    gw.watch = None
-                d.errback(self.registration_timed_out(remaining[0]))
-
-        timer = self.reactor.callLater(self.options.register_timeout, timed_out)
-
-        def cancel_timer(result: Any) -> Any:
-            if timer.active():
-                timer.cancel()
-            return result
-
-        return d.addBoth(cancel_timer)
+        return arming.deferred.addCallback(stop_watching)
 
     def _tick_gateways(self) -> None:
         poller = self._poller

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 from collections import Counter, deque
 from dataclasses import asdict
-from typing import Any, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
@@ -29,7 +29,7 @@ from .options import CAUSES, LoadOptions
 from .procstat import CpuSampler, find_agent_pid, read_rss_kb
 from .report import Report, cpu_per_call, milliseconds, percentile, saturation_verdict
 
-__all__ = ["CallScheduler", "Call"]
+__all__ = ["CallScheduler", "Call", "Arming"]
 
 
 class Call(Protocol):
@@ -45,6 +45,45 @@ class Call(Protocol):
     def answer(self) -> None: ...
     def hang_up(self) -> None: ...
     def expired(self) -> None: ...
+
+
+class Arming:
+    """
+    A registration in progress: L{one} for each line armed; C{deferred}
+    fires with the seconds until the last one, or fails after the register
+    timeout (once C{gave_up} has undone the engine's waits).
+    """
+
+    def __init__(self, scheduler: CallScheduler, gave_up: Callable[[], None]) -> None:
+        self.scheduler = scheduler
+        self.t0 = scheduler.now()
+        self.remaining = len(scheduler.parties)
+        self.gave_up = gave_up
+        self.deferred: Deferred[float] = Deferred()
+        timer = scheduler.reactor.callLater(scheduler.options.register_timeout, self._timed_out)
+        self.deferred.addBoth(_cancelling, timer)
+
+    def one(self, _: Any = None) -> None:
+        now = self.scheduler.now()
+        self.scheduler.arm_times.append(now - self.t0)
+        self.remaining -= 1
+        if self.remaining == 0 and not self.deferred.called:
+            self.deferred.callback(now - self.t0)
+
+    def _timed_out(self) -> None:
+        if self.deferred.called:
+            return
+        self.gave_up()
+        self.deferred.errback(RuntimeError(
+            f"{self.remaining} of {len(self.scheduler.parties)} lines not armed after "
+            f"{self.scheduler.options.register_timeout:g} s: is the switch running with this configuration?"
+        ))
+
+
+def _cancelling(result: Any, timer: Any) -> Any:
+    if timer.active():
+        timer.cancel()
+    return result
 
 
 def connect_address(interface: str) -> str:
@@ -206,11 +245,11 @@ class CallScheduler:
 
         return self.start_gateways().addCallback(done)
 
-    def registration_timed_out(self, remaining: int) -> RuntimeError:
-        return RuntimeError(
-            f"{remaining} of {len(self.parties)} lines not armed after "
-            f"{self.options.register_timeout:g} s: is the switch running with this configuration?"
-        )
+    def arming(self, gave_up: Callable[[], None]) -> Arming:
+        """Count the lines as they get armed (see L{Arming}); C{gave_up()} runs at the register timeout."""
+        self._say(f"mgcpload: {len(self.gateways)} {self.generator} gateway(s), {len(self.parties)} lines; "
+                  f"registering with {self.agent[0]}:{self.agent[1]}")
+        return Arming(self, gave_up)
 
     # -- the run ---------------------------------------------------------------
 

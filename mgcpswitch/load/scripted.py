@@ -227,45 +227,23 @@ class LoadRunner(CallScheduler):
 
     def start_gateways(self) -> Deferred[float]:
         """Bind and start every gateway; fires with the seconds until every line was armed."""
-        t0 = self.now()
-        d: Deferred[float] = Deferred()
-        remaining = [len(self.parties)]
-        self._say(f"mgcpload: {len(self.gateways)} gateway(s), {len(self.parties)} lines; "
-                  f"registering with {self.agent[0]}:{self.agent[1]}")
+        waits: list[Deferred[Any]] = []
 
-        arm_times = self.arm_times
+        def gave_up() -> None:
+            for w in waits:
+                if not w.called:
+                    w.cancel()
+                    w.addErrback(_ignore)
 
-        def one(_: Any) -> None:
-            arm_times.append(self.now() - t0)
-            remaining[0] -= 1
-            if remaining[0] == 0 and not d.called:
-                d.callback(self.now() - t0)
-
-        waits = []
+        arming = self.arming(gave_up)
         for party in self.parties:
             w = party.line.when(lambda line, ep=party.ep: _armed(ep))
-            w.addCallback(one)
+            w.addCallback(arming.one)
             waits.append(w)
         for gw in self.gateways:
             self._note_rsip_wait(gw)
             gw.start()
-
-        def timed_out() -> None:
-            if not d.called:
-                for w in waits:
-                    if not w.called:
-                        w.cancel()
-                        w.addErrback(_ignore)
-                d.errback(self.registration_timed_out(remaining[0]))
-
-        timer = self.reactor.callLater(self.options.register_timeout, timed_out)
-
-        def cancel_timer(result: Any) -> Any:
-            if timer.active():
-                timer.cancel()
-            return result
-
-        return d.addBoth(cancel_timer)
+        return arming.deferred
 
     def _note_rsip_wait(self, gw: SimulatedGateway) -> None:
         """Remember when the gateway's first RSIP is due (its restart procedure's C{wait})."""

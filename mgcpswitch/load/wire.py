@@ -274,20 +274,25 @@ _signal_lists: dict[bytes, _Signals] = {}
 _digit_maps: dict[bytes, DigitMap] = {}
 
 
+def _compile(cache: dict[bytes, Any], key: bytes, text: bytes, build: Callable[[str], Any],
+             code: int) -> Any:
+    """Build from C{text} what C{cache} keeps under C{key}; a refusal with the parser's code."""
+    try:
+        found = build(text.decode("ascii"))
+    except (MGCPError, ValueError) as e:  # UnicodeDecodeError and DigitMapError are ValueErrors
+        raise _Refused(getattr(e, "code", code), str(e)) from None
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = found
+    return found
+
+
 def compile_request(text: bytes) -> _Request:
     """C{R:} compiled, cached by its text (a run sends a handful of distinct ones)."""
     found = _requests.get(text)
-    if found is None:
-        try:
-            found = _Request(text, parse_requested_events(text.decode("ascii")))
-        except MGCPError as e:
-            raise _Refused(e.code, str(e)) from None
-        except UnicodeDecodeError:
-            raise _Refused(400, "R: is not ASCII") from None
-        if len(_requests) >= _CACHE_LIMIT:
-            _requests.clear()
-        _requests[text] = found
-    return found
+    if found is not None:
+        return found
+    return _compile(_requests, text, text, lambda t: _Request(text, parse_requested_events(t)), 400)  # type: ignore[no-any-return]
 
 
 def compile_signals(text: bytes) -> _Signals:
@@ -304,16 +309,7 @@ def compile_signals(text: bytes) -> _Signals:
     found = _signal_lists.get(key)
     if found is not None:
         return found
-    try:
-        found = _Signals(key, parse_signal_requests(text.decode("ascii")))
-    except MGCPError as e:
-        raise _Refused(e.code, str(e)) from None
-    except UnicodeDecodeError:
-        raise _Refused(400, "S: is not ASCII") from None
-    if len(_signal_lists) >= _CACHE_LIMIT:
-        _signal_lists.clear()
-    _signal_lists[key] = found
-    return found
+    return _compile(_signal_lists, key, text, lambda t: _Signals(key, parse_signal_requests(t)), 400)  # type: ignore[no-any-return]
 
 
 _SEPARATOR = re.compile(rb"\r?\n\.\r?\n")
@@ -321,18 +317,11 @@ _SIGNAL_PARAMS = re.compile(rb'\((?:[^()"]|"[^"]*")*\)')
 
 
 def compile_digit_map(text: bytes) -> DigitMap:
+    """C{D:} compiled, cached by its text."""
     found = _digit_maps.get(text)
-    if found is None:
-        try:
-            found = DigitMap.parse(text.decode("ascii"))
-        except MGCPError as e:
-            raise _Refused(e.code, str(e)) from None
-        except (UnicodeDecodeError, ValueError) as e:
-            raise _Refused(510, f"bad digit map: {e}") from None
-        if len(_digit_maps) >= _CACHE_LIMIT:
-            _digit_maps.clear()
-        _digit_maps[text] = found
-    return found
+    if found is not None:
+        return found
+    return _compile(_digit_maps, text, text, DigitMap.parse, 510)  # type: ignore[no-any-return]
 
 
 # -- endpoints -------------------------------------------------------------------
