@@ -331,3 +331,54 @@ def echo_baseline(seconds: float = 3.0, size: int = 100) -> dict[str, Any]:
     finally:
         os.kill(p.pid, signal.SIGTERM)
         p.wait(timeout=10)
+
+
+def find_baselines() -> Optional[str]:
+    """
+    The bare call-agent prototype of issue 15 (shared/baselines: read-only,
+    not part of the repository): C{$MGCP_BASELINES}, or C{shared/baselines}
+    beside the checkout (CI's layout) or beside the worktrees' parent.
+    """
+    candidates = [os.environ.get("MGCP_BASELINES", ""),
+                  os.path.join(REPO, "..", "shared", "baselines"),
+                  os.path.join(REPO, "..", "..", "shared", "baselines")]
+    for path in candidates:
+        if path and os.path.exists(os.path.join(path, "ca_server_twisted.py")):
+            return os.path.abspath(path)
+    return None
+
+
+def prototype_baseline(directory: str, seconds: float = 6.0, window: int = 64,
+                       endpoints: int = 1000) -> dict[str, Any]:
+    """
+    Run the prototype as its README says, in this run: its Twisted server
+    (started and stopped by PID) answers NTFY and sends RQNT, its stdlib
+    generator keeps C{window} cycles in flight and prints one C{RESULT
+    {json}} line with the server's CPU per transaction.
+    """
+    server = subprocess.Popen([sys.executable, "ca_server_twisted.py", "--port", "0", "--lifetime", "120"],
+                              cwd=directory, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, env=env())
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline().decode()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"the prototype server said {line!r}")
+        port = int(line.split()[1])
+        out = subprocess.run(
+            [sys.executable, "gw_sim_stdlib.py", "--port", str(port), "--server-pid", str(server.pid),
+             "--window", str(window), "--endpoints", str(endpoints), "--duration", str(seconds)],
+            cwd=directory, capture_output=True, text=True, timeout=seconds + 60, env=env(),
+        ).stdout
+        results = [json.loads(x[len("RESULT "):]) for x in out.splitlines() if x.startswith("RESULT ")]
+        if not results:
+            raise RuntimeError(f"the prototype's generator printed no RESULT: {out[-300:]!r}")
+        result: dict[str, Any] = results[-1]
+        result["command"] = (f"python ca_server_twisted.py --port 0 --lifetime 120 & python gw_sim_stdlib.py "
+                             f"--port PORT --server-pid PID --window {window} --endpoints {endpoints} "
+                             f"--duration {seconds:g}")
+        return result
+    finally:
+        if server.poll() is None:
+            os.kill(server.pid, signal.SIGTERM)
+            server.wait(timeout=10)

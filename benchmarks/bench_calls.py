@@ -7,7 +7,7 @@ under 50 ms.  A benchmark, not a test: it prints figures.
     PYTHONPATH=. python benchmarks/bench_calls.py \\
         [--quick] [--gateways 10] [--lines 1000] [--rates 100,250,...] [--step 20] \\
         [--warmup 5] [--hold 1] [--open-loop 1000] [--bisect 3] [--max-other 0.3] \\
-        [--profile RATE|knee] [--json FILE]
+        [--profile RATE|knee] [--json FILE] [--lean] [--compare RATE] [--no-prototype]
 
 What it does:
 
@@ -33,6 +33,20 @@ What it does:
   5. with C{--profile RATE} (or C{knee}): one more step at that rate while
      py-spy records both the agent and the tool; own time by function and
      by area, samples waiting in epoll (idle) left out.
+
+C{--lean} runs every step with the lean generator (C{mgcpload run --lean},
+issue 15), whose CPU per call is a fraction of the agent's, so that the
+agent is the process that saturates.  At the knee and at the first bad
+step the benchmark prints each process's share of a core and which one
+ran out first.  C{--compare RATE} first runs one step at RATE with each
+generator (the full simulator, then the lean one): CPU per call of the
+agent and of the generator side by side.
+
+The bare call-agent prototype of issue 15 (C{shared/baselines}, found
+beside the checkout; C{$MGCP_BASELINES} overrides) runs in the same run,
+before the ramp, as its README says: its server's CPU per transaction is
+printed beside the agent's CPU per call and per transaction at the knee,
+with their ratio (C{--no-prototype} skips it).
 """
 
 from __future__ import annotations
@@ -113,6 +127,10 @@ def main() -> None:
     p.add_argument("--json", default=None, help="write every step's report to FILE")
     p.add_argument("--workers", type=int, default=1,
                    help="load-tool processes per step, each with its share of the gateways and the rate")
+    p.add_argument("--lean", action="store_true", help="the lean generator (mgcpload run --lean) in every step")
+    p.add_argument("--compare", type=float, default=None,
+                   help="first one step at this rate with each generator (simulator, lean)")
+    p.add_argument("--no-prototype", action="store_true", help="do not run the bare prototype baseline")
     a = p.parse_args()
     quick = a.quick
     step = a.step if a.step is not None else (5.0 if quick else 20.0)
@@ -136,10 +154,13 @@ def main() -> None:
     baseline = sp.echo_baseline()
     say(f"# baseline    bare Twisted UDP echo, stdlib client in ping-pong: {baseline['round_trips_per_s']:,.0f} "
         f"round trips/s, echo CPU {baseline['echo_cpu_us_per_rt']:.1f} us per round trip (before the ramp)")
+    say(f"# generator   {'lean (mgcpload run --lean)' if a.lean else 'full simulated gateways'}"
+        f"{f', {a.workers} processes' if a.workers > 1 else ''}")
+    prototype = run_prototype(a)
     switch = sp.Switch(config, web_port)
     switch.start()
     try:
-        run_ramp(a, info, config, switch, step, warmup, rates, bisect, open_loop)
+        run_ramp(a, info, config, switch, step, warmup, rates, bisect, open_loop, prototype)
     finally:
         switch.stop()
         say(f"# switch stopped (pid {switch.pid}); log {switch.log_path}")
@@ -148,15 +169,66 @@ def main() -> None:
         f"round trips/s, echo CPU {baseline['echo_cpu_us_per_rt']:.1f} us per round trip (after the ramp)")
 
 
+def run_prototype(a: Any) -> Optional[dict[str, Any]]:
+    """The bare prototype's CPU per transaction, measured now (None when skipped or not found)."""
+    if a.no_prototype:
+        return None
+    where = sp.find_baselines()
+    if where is None:
+        say("# prototype   not found (shared/baselines beside the checkout, or $MGCP_BASELINES): skipped")
+        return None
+    result = sp.prototype_baseline(where)
+    say(f"# prototype   bare Twisted call agent of issue 15 (NTFY -> 200 + RQNT -> 200), window "
+        f"{result['window']}: {result['txn_per_s']:,.0f} transactions/s, server CPU "
+        f"{result['server_cpu_us_per_txn']:.1f} us per transaction ({result['command']})")
+    return result
+
+
+def cpu_line(r: dict[str, Any]) -> str:
+    """Each process's share of a core in a step, and which one ran out first."""
+    cpu = r.get("cpu") or {}
+    agent = cpu.get("agent_cpu")
+    tools = cpu.get("tool_cpu_by_worker") or [cpu.get("tool_cpu")]
+    tools = [t for t in tools if t is not None]
+    busy, ncpu = cpu.get("machine_busy"), cpu.get("ncpu") or 1
+    if agent is None or not tools:
+        return "CPU not measured"
+    text = (f"agent {agent * 100:.0f} % of a core, {r.get('generator') or 'generator'} "
+            + " + ".join(f"{t * 100:.0f} %" for t in tools)
+            + (f", machine busy {busy * 100:.0f} % of {ncpu} cores" if busy is not None else ""))
+    if agent >= 0.9 and agent >= max(tools):
+        return text + ": the AGENT saturated"
+    if max(tools) >= 0.9:
+        return text + ": a GENERATOR process saturated"
+    if busy is not None and busy >= 0.9 * ncpu:
+        return text + ": the MACHINE saturated (every core busy) before either process"
+    return text + ": no process at a full core"
+
+
+def per_call_line(r: dict[str, Any], prototype: Optional[dict[str, Any]]) -> str:
+    """The agent's CPU per call and per transaction, the generator's, and the ratios."""
+    per = r.get("cpu_per_call_us") or {}
+    agent, tool, per_tx = per.get("agent"), per.get("tool"), per.get("agent_per_transaction")
+    if agent is None or tool is None:
+        return "CPU per call not measured"
+    text = (f"agent {agent:.0f} us per call, {per_tx:.1f} us per transaction; generator {tool:.0f} us per call "
+            f"({tool / agent:.2f} x the agent's)")
+    if prototype is not None and per_tx:
+        base = prototype["server_cpu_us_per_txn"]
+        text += (f"; prototype {base:.1f} us per transaction: the agent spends {per_tx / base:.1f} x the "
+                 f"prototype per transaction")
+    return text
+
+
 def run_ramp(a: Any, info: dict[str, Any], config: str, switch: sp.Switch, step: float, warmup: float,
-             rates: list[float], bisect: int, open_loop: int) -> None:
+             rates: list[float], bisect: int, open_loop: int, prototype: Optional[dict[str, Any]] = None) -> None:
     say(f"# switch pid  {switch.pid}: {' '.join(shlex.quote(x) for x in switch.argv[3:])}")
     results: list[dict[str, Any]] = []
 
-    def run_step(label: str, extra: list[str], rate: Optional[float]) -> dict[str, Any]:
+    def run_step(label: str, extra: list[str], rate: Optional[float], lean: bool = a.lean) -> dict[str, Any]:
         other = sp.wait_quiet([switch.pid], a.max_other, a.quiet_wait, say)
         args = ["run", "--config", config, "--duration", str(step), "--warmup", str(warmup),
-                "--hold", str(a.hold), "--agent-pid", str(switch.pid), "-q"] + extra
+                "--hold", str(a.hold), "--agent-pid", str(switch.pid), "-q"] + extra + (["--lean"] if lean else [])
         if a.workers > 1:
             report = run_workers(args, a.workers, a.gateways)
         else:
@@ -170,6 +242,12 @@ def run_ramp(a: Any, info: dict[str, Any], config: str, switch: sp.Switch, step:
 
     say("")
     say(HEADER)
+    if a.compare:
+        simulator = run_step(f"sim {a.compare:g}", ["--rate", str(a.compare)], a.compare, lean=False)
+        lean = run_step(f"lean {a.compare:g}", ["--rate", str(a.compare)], a.compare, lean=True)
+        say(f"# at {a.compare:g} calls/s, full simulator: {per_call_line(simulator, prototype)}")
+        say(f"# at {a.compare:g} calls/s, lean generator: {per_call_line(lean, prototype)}")
+        say("")
     tested: dict[float, bool] = {}
     bad_in_row = 0
     for rate in rates:
@@ -202,12 +280,14 @@ def run_ramp(a: Any, info: dict[str, Any], config: str, switch: sp.Switch, step:
         knee_report = next(r for r in results if r["label"] == f"{knee:g}")
         say(f"# knee        {knee:g} calls/s: {knee_report['calls_per_second']:.1f} completed/s, 0 failed, "
             f"p99 setup {knee_report['setup_ms']['p99']:.1f} ms")
+        say(f"#   CPU       {cpu_line(knee_report)}")
+        say(f"#   per call  {per_call_line(knee_report, prototype)}")
     else:
         say("# knee        none: no step met 0 failures and p99 < 50 ms")
     bad = sorted(r for r, ok in tested.items() if not ok and (knee is None or r > knee))
     if bad:
         first_bad = next(r for r in results if r["label"] == f"{bad[0]:g}")
-        say(f"# first bad   {bad[0]:g} calls/s: {first_bad['saturation']}")
+        say(f"# first bad   {bad[0]:g} calls/s: {cpu_line(first_bad)}")
     profile: dict[str, Any] = {}
     if a.profile:
         rate = knee if a.profile == "knee" else float(a.profile)
@@ -215,7 +295,8 @@ def run_ramp(a: Any, info: dict[str, Any], config: str, switch: sp.Switch, step:
             profile = profile_step(a, rate, switch, config, step, warmup, say)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"machine": info, "knee": knee, "steps": results, "profile": profile}, f, indent=2,
+            json.dump({"machine": info, "knee": knee, "steps": results, "profile": profile,
+                       "prototype": prototype}, f, indent=2,
                       default=str)
         say(f"# json        {a.json}")
 
@@ -236,7 +317,8 @@ def run_workers(args: list[str], workers: int, gateways: int) -> dict[str, Any]:
     of the gateways at its share of the rate; their reports merged (setup
     percentiles from every latency, CPU of the tools summed).
     """
-    from mgcpswitch.load import percentile
+    from mgcpswitch.load import Report, percentile
+    from mgcpswitch.load.report import cpu_per_call
 
     names = [f"lg{i}" for i in range(1, gateways + 1)]
     procs = []
@@ -258,6 +340,11 @@ def run_workers(args: list[str], workers: int, gateways: int) -> dict[str, Any]:
         for k, v in r["failures"].items():
             failures[k] = failures.get(k, 0) + v
     merged["failures"] = failures
+    transactions: dict[str, int] = {}
+    for r in reports:
+        for k, v in r["transactions"].items():
+            transactions[k] = transactions.get(k, 0) + v
+    merged["transactions"] = transactions
     setups = sorted(x for r in reports for x in (r.get("setups_raw") or []))
     ms = (lambda v: None if v is None else v * 1000.0)
     merged["setup_ms"] = {"p50": ms(percentile(setups, 0.5)), "p95": ms(percentile(setups, 0.95)),
@@ -280,6 +367,8 @@ def run_workers(args: list[str], workers: int, gateways: int) -> dict[str, Any]:
     cpu["other_load"] = (cpu["machine_busy"] - tool - cpu["agent_cpu"]
                          if busy and cpu["agent_cpu"] is not None else None)
     merged["cpu"] = cpu
+    merged["cpu_per_call_us"] = cpu_per_call(Report(
+        cpu=cpu, completions_in_window=merged["completions_in_window"], transactions=transactions))
     for r in reports:
         r.pop("setups_raw", None)
     merged.pop("setups_raw", None)
@@ -304,7 +393,7 @@ def profile_step(a: Any, rate: float, switch: sp.Switch, config: str, step: floa
     """One step at C{rate} with py-spy on the agent and on the tool, over the measured window."""
     sp.wait_quiet([switch.pid], a.max_other, a.quiet_wait, say)
     args = ["run", "--config", config, "--duration", str(step), "--warmup", str(warmup), "--hold", str(a.hold),
-            "--agent-pid", str(switch.pid), "-q", "--rate", str(rate)]
+            "--agent-pid", str(switch.pid), "-q", "--rate", str(rate)] + (["--lean"] if a.lean else [])
     tool = sp.start_load_tool(args)
     # Registration first (each line armed), then warm-up: start recording into the window.
     time.sleep(1.0)

@@ -48,6 +48,8 @@ class Config(SynchronousTestCase):
         self.assertEqual(settings.switch.observers, ())
         self.assertFalse(settings.switch.ladder)
         self.assertEqual(str(settings.switch.digit_map), "(xxxx)")
+        self.assertEqual(settings.store.url, "memory")  # a benchmark measures call control, not a disk
+        self.assertEqual(parse_settings(make_config(1, 1, web="default", store="sqlite:x.db")).store.url, "sqlite:x.db")
 
     def test_wide_numbers_and_distinct_addresses(self) -> None:
         self.assertEqual(number_width(9000), 4)

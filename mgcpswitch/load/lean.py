@@ -1,0 +1,261 @@
+# -*- test-case-name: tests.test_load_lean -*-
+"""
+The lean engine (C{mgcpload run --lean}): the basic call of
+L{mgcpswitch.load.script} played on L{mgcpswitch.load.wire.LeanGateway}s,
+which answer from pre-built datagrams with minimal parsing, so that the
+tool spends a fraction of the agent's CPU per call and the agent, not the
+tool, is what saturates (issue 15 §1).
+
+It is a mode of the same tool rather than a separate generator: the same
+INI, options, scheduler, report and CPU sampling, and so the same figures
+side by side with the full simulator (C{bench_calls.py --lean}).
+
+Waits are no Deferreds: a call keeps at most three (line, condition,
+continuation) entries, and a line tells its call (L{LeanCall.poke}) after
+every change; the call runs the continuations whose conditions hold.
+Digits are pressed all at once (no C{--gap}); C{register --track} needs the
+simulator.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from collections import Counter
+from typing import Any, Callable, Optional
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
+
+from ..config import Settings
+from .options import LoadOptions
+from .schedule import CallScheduler
+from .script import BUSY, DIAL_TONE, REORDER, RINGBACK, RINGING, BasicCall, Until
+from .wire import LeanEndpoint, LeanGateway, LeanTimers
+
+__all__ = ["LeanRunner", "LeanCall"]
+
+_PROGRESS = frozenset((RINGBACK, BUSY, REORDER))
+
+
+# What each condition reads on a lean line (the call is there for DIALLED).
+
+def _hears_dial_tone(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return DIAL_TONE in ep.signals
+
+
+def _dialled(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return ep.pressed >= len(call.callee.number)
+
+
+def _hears_progress(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return not _PROGRESS.isdisjoint(ep.signals)
+
+
+def _rings(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return RINGING in ep.signals
+
+
+def _talking(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return ep.talking()
+
+
+def _hears_busy(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return BUSY in ep.signals
+
+
+def _idle(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return ep.idle()
+
+
+_HOLDS: dict[Until, Callable[[LeanEndpoint, "LeanCall"], bool]] = {
+    Until.DIAL_TONE: _hears_dial_tone,
+    Until.DIALLED: _dialled,
+    Until.PROGRESS: _hears_progress,
+    Until.RINGING: _rings,
+    Until.TALKING: _talking,
+    Until.BUSY_TONE: _hears_busy,
+    Until.IDLE: _idle,
+}
+
+
+class LeanCall(BasicCall):
+    """A basic call on two lean lines; the lines poke it after each change."""
+
+    __slots__ = ("waits",)
+
+    def __init__(self, runner: LeanRunner, caller: LeanEndpoint, callee: LeanEndpoint, measured: bool,
+                 caller_hangs_up: bool) -> None:
+        super().__init__(runner, caller, callee, measured, caller_hangs_up)
+        self.waits: list[tuple[LeanEndpoint, Callable[[LeanEndpoint, LeanCall], bool], Callable[[], None]]] = []
+        caller.call = self
+        callee.call = self
+
+    def _wait(self, party: LeanEndpoint, until: Until, then: Callable[[], None]) -> None:
+        holds = _HOLDS[until]
+        if holds(party, self):
+            then()
+        else:
+            self.waits.append((party, holds, then))
+
+    def _clear_waits(self) -> None:
+        self.waits = []
+
+    def poke(self) -> None:
+        """One of the lines changed: run every continuation whose condition now holds."""
+        while True:
+            for entry in self.waits:
+                party, holds, then = entry
+                if holds(party, self):
+                    self.waits.remove(entry)
+                    then()
+                    break  # the continuation may have changed the waits: look again
+            else:
+                return
+
+    def _off_hook(self, party: LeanEndpoint) -> None:
+        party.off_hook()
+
+    def _on_hook(self, party: LeanEndpoint, recovering: bool = False) -> None:
+        party.on_hook()
+
+    def _dial(self, party: LeanEndpoint, number: str) -> None:
+        party.press(number)
+
+    def _hears(self, party: LeanEndpoint, signal: str) -> bool:
+        return signal in party.signals
+
+    def _is_off_hook(self, party: LeanEndpoint) -> bool:
+        return party.off
+
+
+class LeanRunner(CallScheduler):
+    """
+    The load tool on lean gateways, built from the settings and bound on
+    C{reactor}; the interface of L{mgcpswitch.load.scripted.LoadRunner}.
+
+    @param polled: on real sockets, read the gateways' sockets at each
+        tick of the scheduler (C{options.tick}; the command line makes it
+        2 ms with C{--lean}) instead of when the reactor sees a datagram:
+        one wake-up per tick rather than one per datagram, which costs more
+        than the datagram's handling on a small VM, for at most a tick of
+        added delay per answer (and so in the measured setup time, which
+        spans three of the generator's answers).  Memory ports are always
+        read at once.
+    """
+
+    generator = "lean"
+
+    def __init__(self, reactor: Any, settings: Settings, options: LoadOptions,
+                 out: Any = None, random: Any = None, timers: Optional[LeanTimers] = None,
+                 polled: bool = True) -> None:
+        super().__init__(reactor, settings, options, out, random)
+        self.polled = polled
+        self._poller: Any = None
+        self._timers_due = 0.0
+        self._by_fd: dict[int, LeanGateway] = {}
+        if options.gap > 0:
+            raise ValueError("the lean generator presses the whole number at once: --gap needs the simulator")
+        if options.track_commands:
+            raise ValueError("--track counts commands on the simulator's gateways: leave out --lean")
+        timers = timers or LeanTimers()
+        for g in self.chosen:
+            gw = LeanGateway(reactor, g.name, len(g.endpoints), g.numbers, g.address, g.port, self.agent,
+                             random=_random.Random(self.random.getrandbits(32)),
+                             restart_delay=options.restart_delay, timers=timers)
+            self.gateways.append(gw)
+            self.parties.extend(gw.lines)
+        self.pool()
+        self._timers: Optional[LoopingCall] = None
+
+    def new_call(self, caller: LeanEndpoint, callee: LeanEndpoint, measured: bool,
+                 caller_hangs_up: bool) -> LeanCall:
+        return LeanCall(self, caller, callee, measured, caller_hangs_up)
+
+    def finished(self, call: Any, cause: Optional[str], recovered: bool) -> None:
+        call.caller.call = None
+        call.callee.call = None
+        super().finished(call, cause, recovered)
+
+    # -- the gateways ---------------------------------------------------------------
+
+    def start_gateways(self) -> Deferred[float]:
+        """Bind every gateway, send the RSIPs; fires with the seconds until every line was armed."""
+        gateways = self.gateways
+
+        def stop_watching(_: Any = None) -> Any:
+            for gw in gateways:
+                gw.watch = None
+            return _
+
+        arming = self.arming(stop_watching)
+
+        def watch(ep: LeanEndpoint) -> None:
+            if not ep.armed_seen and ep.armed:
+                ep.armed_seen = True
+                arming.one()
+
+        t0 = self.now()
+        for gw in gateways:
+            for ep in gw.lines:
+                ep.armed_seen = False
+            gw.watch = watch
+            gw.listen(self.reactor, polled=self.polled)
+            self.rsip_waits.append(gw.rsip_at - t0)
+            fd = gw.fileno() if self.polled else None
+            if fd is not None:
+                # One epoll of our own, asked without waiting at each tick:
+                # which sockets have datagrams.
+                if self._poller is None:
+                    import select
+
+                    self._poller = select.epoll()
+                self._poller.register(fd, 1)  # EPOLLIN
+                self._by_fd[fd] = gw
+        self._timers = LoopingCall(self._tick_gateways)
+        self._timers.clock = self.reactor
+        self._timers.start(self.options.tick, now=True)
+        return arming.deferred.addCallback(stop_watching)
+
+    def _tick_gateways(self) -> None:
+        poller = self._poller
+        if poller is not None:
+            by_fd = self._by_fd
+            for fd, _ in poller.poll(0):
+                by_fd[fd].read()
+        now = self.now()
+        if now >= self._timers_due:
+            # Retransmissions and the response cache need no finer grain
+            # than 20 ms (the first retransmission waits 200 ms).
+            self._timers_due = now + 0.02
+            for gw in self.gateways:
+                gw.tick(now)
+
+    def place_calls(self) -> Deferred[Any]:
+        # From now on the scheduler's tick also ticks the gateways: one
+        # timer wake-up instead of two.
+        if self._timers is not None and self._timers.running:
+            self._timers.stop()
+        return super().place_calls()
+
+    def _tick(self) -> None:
+        self._tick_gateways()
+        super()._tick()
+
+    def stop_gateways(self) -> Deferred[Any]:
+        if self._timers is not None and self._timers.running:
+            self._timers.stop()
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
+        for gw in self.gateways:
+            gw.stop()
+        return succeed(None)
+
+    def counters(self) -> Counter[str]:
+        """The gateways' counters, summed (see L{LeanGateway.counters})."""
+        total: Counter[str] = Counter()
+        for gw in self.gateways:
+            total.update(gw.counters)
+        return total
+
+    _gateway_counters = counters
