@@ -29,6 +29,7 @@ __all__ = [
     "TrunkSettings",
     "SimulatorSettings",
     "StoreSettings",
+    "ClusterSettings",
     "ServiceSettings",
     "LineServices",
     "DemoSettings",
@@ -245,6 +246,31 @@ class StoreSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """
+    This agent as a member of a cluster (C{[cluster]}, with a PostgreSQL
+    C{[store] url}): agents of one cluster share the database and the
+    gateways; one is active, the others stand by.
+    """
+
+    # The member's name, unique in the cluster, and the notified entity it
+    # puts in N: so that gateways send to it (ca@192.0.2.7:2727).  Default:
+    # mgcpswitch@ the [switch] interface and port.
+    name: Optional[str] = None
+    heartbeat: float = 0.25  # seconds between renewals of the active's lease
+    lease: float = 1.0  # an active that has not renewed for this long stops commanding gateways
+    idle_timeout: float = 1.5  # the server ends a frozen active's session after this long
+    txid_block_size: int = 100_000  # transaction ids per block drawn from the database
+
+    def member_name(self, switch: SwitchSettings) -> str:
+        """C{name}, or the default made of where the agent listens (after any command-line override)."""
+        if self.name is not None:
+            return self.name
+        host = switch.interface
+        return f"mgcpswitch@{f'[{host}]' if ':' in host else host}:{switch.port}"
+
+
+@dataclass(frozen=True)
 class DemoSettings:
     """Scripted subscribers for C{--demo} (C{[demo]})."""
 
@@ -291,6 +317,7 @@ class Settings:
     simulator: SimulatorSettings = SimulatorSettings()
     demo: DemoSettings = DemoSettings()
     store: StoreSettings = StoreSettings()
+    cluster: Optional[ClusterSettings] = None  # with a PostgreSQL store only
     services: ServiceSettings = ServiceSettings()
     lines: Mapping[str, LineServices] = field(default_factory=dict)  # by endpoint name, lower case
     dialplan: Mapping[str, str] = field(default_factory=dict)  # pattern -> endpoint
@@ -757,6 +784,13 @@ _STORE_KEYS = _keys_of(StoreSettings, {
     "flush_interval": number(0.001),
     "retry_for": number(0.0),
 })
+_CLUSTER_KEYS = _keys_of(ClusterSettings, {
+    "name": optional(notified_entity),
+    "heartbeat": number(0.01),
+    "lease": number(0.02),
+    "idle_timeout": number(0.03),
+    "txid_block_size": integer(1000, 100_000_000),
+})
 _DEMO_KEYS = _keys_of(DemoSettings, {
     "call_interval": number(0.1),  # 0 would place calls on every turn of the reactor
     "hold_time": number(0.0),
@@ -775,10 +809,39 @@ KEYS: Mapping[str, Mapping[str, Key]] = {
     "simulator": _SIMULATOR_KEYS,
     "demo": _DEMO_KEYS,
     "store": _STORE_KEYS,
+    "cluster": _CLUSTER_KEYS,
     "services": _SERVICE_KEYS,
     "line:ENDPOINT": _LINE_KEYS,
     "dialplan": {"digit_map": Key(digit_map, None)},
 }
+
+
+def _cluster(items: Optional[Mapping[str, str]], store: StoreSettings,
+             switch: SwitchSettings) -> Optional[ClusterSettings]:
+    """
+    C{[cluster]}: there when the store is PostgreSQL (agents sharing a
+    database form a cluster, whether the section is written or not), an
+    error otherwise.
+    """
+    clustered = store.url.startswith(("postgresql://", "postgres://"))
+    if not clustered:
+        if items is not None:
+            raise ConfigError(("cluster",), f"agents form a cluster through PostgreSQL: [store] url is {store.url!r}")
+        return None
+    cluster = ClusterSettings(**read_keys("cluster", items or {}, _CLUSTER_KEYS))
+    if not 0 < cluster.heartbeat < cluster.lease < cluster.idle_timeout:
+        raise ConfigError(("cluster", "lease"), (
+            f"needs heartbeat ({cluster.heartbeat:g}) < lease ({cluster.lease:g}) "
+            f"< idle_timeout ({cluster.idle_timeout:g})"
+        ))
+    if cluster.name is None:
+        host = switch.interface
+        if host in ("", "0.0.0.0", "::"):
+            raise ConfigError(("cluster", "name"), (
+                f"needed when [switch] interface is {host or 'every address'!r}: the notified entity "
+                "gateways reach this agent at, like ca@192.0.2.7:2727"
+            ))
+    return cluster
 
 
 def check_web_settings(web: WebSettings) -> WebSettings:
@@ -938,6 +1001,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
     simulator = SimulatorSettings(**read_keys("simulator", sections.pop("simulator", {}), _SIMULATOR_KEYS))
     demo = DemoSettings(**read_keys("demo", sections.pop("demo", {}), _DEMO_KEYS))
     store = StoreSettings(**read_keys("store", sections.pop("store", {}), _STORE_KEYS))
+    cluster = _cluster(sections.pop("cluster", None), store, switch)
     services = _services(sections.pop("services", {}))
     dialplan_items = sections.pop("dialplan", {})
     gateways = []
@@ -957,7 +1021,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         else:
             raise ConfigError(
                 (name,),
-                "unknown section; known: switch, transactions, web, simulator, demo, store, services, "
+                "unknown section; known: switch, transactions, web, simulator, demo, store, cluster, services, "
                 "dialplan, gateway:NAME, line:ENDPOINT, trunk:NAME, plugin:NAME",
             )
     _check_gateways(gateways)
@@ -976,6 +1040,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         simulator=simulator,
         demo=demo,
         store=store,
+        cluster=cluster,
         services=services,
         lines=lines,
         dialplan=_dialplan(dialplan_items, gateways, switch.dynamic_gateways),

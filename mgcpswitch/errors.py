@@ -70,6 +70,19 @@ class CallControlError(MGCPError):
     """Call control was asked for something it cannot do (unknown call, busy line)."""
 
 
+class StandbyError(CallControlError):
+    """
+    A change asked of a call agent that stands by in a cluster: changes are
+    made at the active (C{active}: its name, when known), whose state they
+    change; a standby's admin is read-only.
+    """
+
+    def __init__(self, active: str | None) -> None:
+        where = f"the active agent ({active})" if active else "the active agent (none is known now)"
+        super().__init__(f"this call agent stands by: make changes at {where}")
+        self.active = active
+
+
 class PluginNotFound(MGCPError):
     """The configuration names a plugin that discovery did not find."""
 

@@ -136,6 +136,13 @@ class ICallControl(Interface):
     def transaction_stats():  # type: ignore[no-untyped-def]
         """The transaction layer's snapshot (a JSON-able dict)."""
 
+    def cluster():  # type: ignore[no-untyped-def]
+        """
+        The agent's L{mgcpswitch.agent.model.ClusterView} when it is one of a
+        cluster, else None.  A standby's admin is read-only: it shows what
+        it sees, and refuses changes (L{CallControlError} naming the active).
+        """
+
     def call_outcomes():  # type: ignore[no-untyped-def]
         """Counts of ended calls per outcome (JSON-able dict)."""
 
@@ -255,6 +262,28 @@ class IMessageWaitingSource(Interface):
 # ---------------------------------------------------------------------------
 # The store: what must survive a restart of the call agent or move to
 # another one.
+
+
+class IClusterMember(Interface):
+    """
+    This agent's membership of a cluster (agents sharing a PostgreSQL
+    store; L{mgcpswitch.cluster.service.ClusterService}), as call control
+    sees it: told when the agent becomes active and when it stops being
+    so, and asked, before anything is sent, whether it may still command
+    gateways.
+    """
+
+    name = Attribute("The member's name: the notified entity (N:) gateways reach it at.")
+    store = Attribute("The cluster's L{IStore}: writes conditional on the term's epoch.")
+    call_id_prefix = Attribute("The CallId (and X:) prefix of the current term while active, else None.")
+    became_active = Attribute("Set by call control: called with the epoch once the agent is active.")
+    lost_leadership = Attribute("Set by call control: called with the reason when the agent stops being active.")
+
+    def holds_lease():  # type: ignore[no-untyped-def]
+        """Whether the agent may command gateways now (its lease runs); checked before every send."""
+
+    def view():  # type: ignore[no-untyped-def]
+        """A L{mgcpswitch.agent.model.ClusterView}: role, epoch, the active's name, lease age, counts."""
 
 
 class IStore(Interface):

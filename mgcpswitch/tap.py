@@ -77,6 +77,8 @@ class Options(usage.Options):
                 switch = replace(switch, interface=interface(self["interface"]))
             except ValueError as e:
                 raise usage.UsageError(f"--interface: {e}") from None
+        if settings.cluster is not None and settings.cluster.name is None and switch.interface in ("", "0.0.0.0", "::"):
+            raise usage.UsageError("--interface: a cluster's agent listening on every address needs [cluster] name")
         web = settings.web
         if self["web"] is not None:
             web = replace(web, listen=self["web"])
@@ -114,11 +116,19 @@ def build_switch(
     from .plugin import PluginContext, enable
 
     plugins = enable(settings, PluginContext(reactor=reactor, settings=settings))
-    store = build_store(reactor, settings.store)
     top = SwitchService(reactor, settings.source)
-    control = CallControlService(
-        reactor, settings, plugins.dial_plan, dict(plugins.profiles), plugins.observers, store=store
-    )
+    if settings.cluster is not None:
+        member = build_member(reactor, settings)
+        member.setServiceParent(top)  # before call control: it stops after, with the last writes
+        control = CallControlService(
+            reactor, settings, plugins.dial_plan, dict(plugins.profiles), plugins.observers,
+            cluster=member, allocator=member.allocator,
+        )
+    else:
+        control = CallControlService(
+            reactor, settings, plugins.dial_plan, dict(plugins.profiles), plugins.observers,
+            store=build_store(reactor, settings.store),
+        )
     top.add(control, "switch", port="port", address="interface")
     gateways = []
     if simulate and settings.simulator.gateways:
@@ -165,6 +175,35 @@ def build_switch(
     if parent is not None:
         top.setServiceParent(parent)
     return top
+
+
+def build_member(reactor: Any, settings: Settings) -> Any:
+    """
+    This agent's membership of the cluster C{[store] url} and C{[cluster]}
+    describe (a L{mgcpswitch.cluster.service.ClusterService}).  The
+    database need not be up yet: the agent stands by until it is.
+    """
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        raise ConfigError(("store", "url"), "a PostgreSQL store needs psycopg: pip install 'mgcpswitch[postgresql]'")
+    from .cluster.leadership import LeaseSettings
+    from .cluster.service import ClusterService, MemberSettings
+
+    try:
+        conninfo_to_dict(settings.store.url)
+    except psycopg.ProgrammingError as e:
+        raise ConfigError(("store", "url"), f"not a PostgreSQL URL: {e}") from None
+    cluster, store = settings.cluster, settings.store
+    assert cluster is not None
+    member = ClusterService(reactor, reactor, MemberSettings(
+        dsn=store.url, name=cluster.member_name(settings.switch),
+        lease=LeaseSettings(heartbeat=cluster.heartbeat, lease=cluster.lease, idle_timeout=cluster.idle_timeout),
+        batch_size=store.batch_size, flush_interval=store.flush_interval, txid_block_size=cluster.txid_block_size,
+    ))
+    member.setName("cluster")
+    return member
 
 
 def _connect_address(interface: str) -> str:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Iterable, Optional, Union
 
-from twisted.internet.defer import Deferred, CancelledError
+from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -59,6 +59,7 @@ from .mgcp._message import _new_response
 from .txid import TransactionIdAllocator
 
 __all__ = [
+    "Unanswered",
     "Role",
     "PeerState",
     "TransactionConfig",
@@ -68,6 +69,15 @@ __all__ = [
 ]
 
 Address = tuple  # (host, port) as Twisted gives it
+
+
+class Unanswered(Exception):
+    """
+    Raised by a command handler that leaves a command unanswered (a call
+    agent standing by in a cluster): no response is sent and the command
+    is forgotten, so that its retransmission is handled afresh, by which
+    time the agent may answer it.
+    """
 
 
 class Role(enum.Enum):
@@ -339,6 +349,9 @@ class TransactionLayer:
         self.latency = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self._stopped = False
+        # Asked before a command is sent or retransmitted, when set: a call
+        # agent of a cluster may command gateways only while its lease runs.
+        self.may_command: Callable[[], bool] | None = None
 
     # -- sending -------------------------------------------------------
 
@@ -369,6 +382,9 @@ class TransactionLayer:
         """
         if self._stopped:
             raise TransactionAborted("the transaction layer is stopped")
+        if self.may_command is not None and not self.may_command():
+            self.counters["commands_refused"] += 1
+            return [fail(TransactionAborted(f"{c.verb}: this agent may not command gateways now")) for c in commands]
         address = tuple(address)
         peer = self._peers.get(address)
         if peer is None:
@@ -521,6 +537,9 @@ class TransactionLayer:
         self._arm(out, now, min(interval, max(give_up - elapsed, 0.0)))
 
     def _repeat(self, out: _Outgoing) -> None:
+        if self.may_command is not None and not self.may_command():
+            self.counters["retransmissions_refused"] += 1
+            return
         out.transmissions += 1
         self.counters["retransmissions"] += 1
         if self._trace:
@@ -753,6 +772,11 @@ class TransactionLayer:
         self._batch = batch
         try:
             result = self._handler.command_received(command, address)
+        except Unanswered:
+            self._history.pop(entry.key, None)
+            self.counters["unanswered"] += 1
+            self._flush_batch(batch[1])
+            return
         except ProtocolError as e:
             result = Response(e.code, command.transaction_id, _comment(e.reason))
         except Exception:
@@ -940,9 +964,13 @@ class TransactionLayer:
             self.counters["write_errors"] += 1
             self.log.info("cannot send to {peer}: {error}", peer=address, error=e)
 
-    def stop(self) -> None:
-        """Cancel every timer and fail what is still waiting (shutdown)."""
-        self._stopped = True
+    def abandon(self) -> int:
+        """
+        Give up every command still waiting for an answer, sending nothing
+        more for it: each fails with L{TransactionAborted}.  The layer goes
+        on (a call agent of a cluster whose term as active ended).  Returns
+        how many were abandoned.
+        """
         for out in {id(o): o for o in self._pending.values()}.values():
             out.deadline = None
         self._deadlines.clear()
@@ -951,14 +979,23 @@ class TransactionLayer:
         self._wakeup = None
         pending = list(self._pending.values())
         self._pending.clear()
+        for peer in self._peers.values():
+            peer.queue.clear()
+            peer.in_flight = 0
+        count = 0
         for out in {id(o): o for o in pending}.values():
             waiting = list(out.waiting.values())
             out.waiting.clear()
             for command, d in waiting:
-                d.errback(TransactionAborted(f"{command.verb} {command.transaction_id}: stopped"))
-        for peer in self._peers.values():
-            peer.queue.clear()
-            peer.in_flight = 0
+                count += 1
+                d.errback(TransactionAborted(f"{command.verb} {command.transaction_id}: abandoned"))
+        self.counters["abandoned"] += count
+        return count
+
+    def stop(self) -> None:
+        """Cancel every timer and fail what is still waiting (shutdown)."""
+        self._stopped = True
+        self.abandon()
         for entry in self._history.values():
             if type(entry) is _Incoming:
                 for timer in (entry.timer, entry.provisional_timer):

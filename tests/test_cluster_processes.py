@@ -17,7 +17,7 @@ from twisted.internet.defer import inlineCallbacks
 from twisted.trial.unittest import TestCase
 
 from mgcpswitch.cluster.leadership import LeaseSettings, LossReason, Role
-from mgcpswitch.cluster.service import ClusterService, ClusterSettings
+from mgcpswitch.cluster.service import ClusterService, MemberSettings
 
 from .support.cluster_member import MemberProcess
 from .support.postgres import PostgresCase
@@ -35,7 +35,7 @@ class Processes(PostgresCase, TestCase):
     def standby(self, name: str) -> tuple[ClusterService, Events]:
         events = Events()
         member = ClusterService(
-            reactor, reactor, ClusterSettings(self.dsn, name, LeaseSettings()), events.became_active,
+            reactor, reactor, MemberSettings(self.dsn, name, LeaseSettings()), events.became_active,
             events.lost_leadership,
         )
         member.startService()

@@ -17,7 +17,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from mgcpswitch.cluster.leadership import LeaseSettings, LossReason, Role
-from mgcpswitch.cluster.service import ClusterService, ClusterSettings
+from mgcpswitch.cluster.service import ClusterService, MemberSettings
 from mgcpswitch.interfaces import IStore
 
 from .support.postgres import PostgresCase
@@ -37,7 +37,7 @@ class Member(PostgresCase, TestCase):
     def member(self, name: str) -> tuple[ClusterService, Events]:
         events = Events()
         member = ClusterService(
-            self.clock, reactor, ClusterSettings(self.dsn, name, LEASE, txid_block_size=1000),
+            self.clock, reactor, MemberSettings(self.dsn, name, LEASE, txid_block_size=1000),
             events.became_active, events.lost_leadership,
         )
         member.startService()

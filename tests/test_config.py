@@ -233,9 +233,28 @@ BAD = [
     ("[gateway:g]\naddress = 10.0.0.1\nlines = 2\n[dialplan]\n9%% = aaln/1@g", "[dialplan] 9%%",
      "bad digit map"),
     ("[dialplan]\ndigit_map = (1%)", "[dialplan] digit_map", "bad digit map"),
+    # A cluster: only with a PostgreSQL store; a lease that can work; a name gateways can reach.
+    ("[cluster]\nname = ca1@127.0.0.1", "[cluster]", "[store] url is 'sqlite:mgcpswitch.sqlite'"),
+    ("[store]\nurl = postgresql:///x\n[cluster]\nlease = 2", "[cluster] lease",
+     "heartbeat (0.25) < lease (2) < idle_timeout (1.5)"),
+    ("[store]\nurl = postgresql:///x\n[cluster]\nname = a b", "[cluster] name", "notified entity"),
+    ("[store]\nurl = postgresql:///x\n[switch]\ninterface = 0.0.0.0", "[cluster] name", "interface is '0.0.0.0'"),
+    ("[store]\nurl = postgresql:///x\n[cluster]\nepoch = 3", "[cluster] epoch", "unknown key"),
     ("[nonsense]\n", "[nonsense]", "unknown section"),
     ("not an ini file", "[<string>]", "not a valid INI"),
 ]
+
+
+class Cluster(SynchronousTestCase):
+    def test_a_postgresql_store_makes_a_member(self) -> None:
+        """A PostgreSQL store makes the agent a member, named by default after where it listens."""
+        self.assertIsNone(parse_settings("").cluster)
+        settings = parse_settings("[store]\nurl = postgresql:///mgcp\n[switch]\ninterface = ::1\nport = 2728\n")
+        assert settings.cluster is not None
+        self.assertEqual(settings.cluster.member_name(settings.switch), "mgcpswitch@[::1]:2728")
+        named = parse_settings("[store]\nurl = postgres://db/mgcp\n[cluster]\nname = ca2@192.0.2.7:2727\nlease = 1.2\n")
+        assert named.cluster is not None
+        self.assertEqual((named.cluster.member_name(named.switch), named.cluster.lease), ("ca2@192.0.2.7:2727", 1.2))
 
 
 class Errors(SynchronousTestCase):

@@ -48,6 +48,7 @@ from ..interfaces import (
 from ..mgcp import (
     Command,
     ConnectionMode,
+    NotifiedEntity,
     ParamCode,
     Parameters,
     Response,
@@ -113,7 +114,14 @@ class CallControl:
         observers: Iterable[ICallObserver] = (),
         random_source: Optional[random.Random] = None,
         store: Optional[IStore] = None,
+        counters: Optional[Counter[str]] = None,
+        outcomes: Optional[Counter[str]] = None,
     ) -> None:
+        """
+        @param counters: where to count (and C{outcomes}: ended calls by
+            cause); given when a new L{CallControl} carries on an earlier
+            one's counts (a cluster's agent, for each term it is active).
+        """
         self.clock = clock
         self.settings = settings
         switch = settings.switch
@@ -121,8 +129,8 @@ class CallControl:
         rng = random_source or random.Random()
         self._call_prefix = format(rng.getrandbits(32), "08x")
         self._call_ids = itertools.count(1)
-        self.counters: Counter[str] = Counter()
-        self.outcomes: Counter[str] = Counter()
+        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self.outcomes: Counter[str] = outcomes if outcomes is not None else Counter()
         self.store: IStore = store if store is not None else MemoryStore(switch.ended_calls_kept)
         self.events = EventBus(clock, observers, self.counters, self._watching)
         self.views = Views()
@@ -139,6 +147,7 @@ class CallControl:
             self.counters, clock,
         )
         self._ladder = switch.ladder
+        self.started = False
         # What a caller hears when the line it calls cannot take calls now.
         self._unavailable = LineInput.ROUTE_FAILED if switch.unavailable_tone == "reorder" else LineInput.ROUTE_BUSY
         self._calls: dict[str, Call] = {}
@@ -171,11 +180,23 @@ class CallControl:
         (the store's checkpoints), then start the registry: keepalives, and
         the audits that find which of those calls are still up.
         """
+        self.started = True
         d = self.store.load()
         d.addCallback(self.resync.recover)
         d.addErrback(lambda f: self.log.failure("cannot load the store; starting afresh", f))
         d.addCallback(lambda _: self.registry.start())
         return d
+
+    def begin_term(self, prefix: str, notified_entity: NotifiedEntity) -> None:
+        """
+        Before L{start}, for an agent of a cluster that became active: its
+        CallIds and X:s begin with the term's C{prefix} (none can be taken
+        for an earlier term's), and every command says C{N:} so that the
+        gateways send to this agent from now on.
+        """
+        self._call_prefix = prefix
+        self.lines.request_prefix = prefix
+        self.wire.notified_entity = notified_entity
 
     def adopt(self, saved: CallCheckpoint, endpoints: list[Endpoint]) -> Call:
         """A talking call from a checkpoint: its legs hold their connections again."""
@@ -201,6 +222,16 @@ class CallControl:
         if self.events.watched:
             self.events.publish(CallStarted(self.views.call(call)))
         return call
+
+    def retire(self) -> None:
+        """
+        The end of a cluster agent's term as active: everything stops, and
+        what may still run (answers to commands, abandoned) writes nothing
+        more to the shared store, whose state is the next active's now.
+        """
+        self.stop()
+        self.store = MemoryStore(1)
+        self.wire.notified_entity = None
 
     def stop(self) -> None:
         self.registry.stop()

@@ -298,6 +298,9 @@ class LineMachine:
 
     def __init__(self, request_start: int) -> None:
         self._requests = itertools.count(request_start)
+        # Before every X: (hex): an active of a cluster puts its term's, so
+        # that no request of an earlier term can be taken for one of ours.
+        self.request_prefix = ""
         self.changed: Optional[Callable[[Line, LineState], None]] = None
         self.ignored = 0
         self.fired: Optional[Callable[[LineState, LineInput], None]] = None
@@ -332,7 +335,7 @@ class LineMachine:
 
     def new_request(self, line: Line, dialling: bool = False) -> str:
         """A fresh request id (X:) for the next request sent to the line."""
-        request_id = format(next(self._requests), "x")
+        request_id = self.request_prefix + format(next(self._requests), "x")
         line.request_id = request_id
         line.dialling_armed = dialling
         return request_id

@@ -23,6 +23,8 @@ __all__ = [
     "CallState",
     "ReleaseCause",
     "GatewayView",
+    "ClusterView",
+    "Role",
     "ConnectionView",
     "LegView",
     "EndpointView",
@@ -138,6 +140,29 @@ class _JSON:
 
     def to_json(self) -> dict[str, Any]:
         return {k: _plain(v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
+
+
+class Role(enum.Enum):
+    """A call agent's part in a cluster (agents sharing a PostgreSQL store)."""
+
+    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
+    STOPPED = "stopped"
+    STANDBY = "standby"  # watches the active; commands no gateway
+    ACTIVE = "active"
+
+
+@dataclass(frozen=True)
+class ClusterView(_JSON):
+    """What the faces show of an agent in a cluster."""
+
+    name: str  # the member's name: the notified entity gateways reach it at
+    role: Role
+    epoch: Optional[int]  # held when active; the cluster's, as last seen, on a standby
+    holder: Optional[str]  # the active's name, as last seen
+    lease_age: Optional[float]  # seconds since the active's last renewal
+    last_takeover: Optional[float]  # when the current epoch began (the database's clock, seconds since 1970)
+    takeovers: int  # times this member became active
+    counters: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

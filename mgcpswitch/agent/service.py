@@ -7,11 +7,24 @@ It owns the UDP socket (a L{CallAgentProtocol} on the configured port),
 the L{CallControl} that handles what arrives, and the observers; starting
 it binds the socket and starts keepalives, stopping it stops them all and
 flushes the observers that are services (the CDR writer).
+
+In a cluster (an L{IClusterMember}), the agent commands gateways only
+while it is active.  Each term as active is a fresh L{CallControl}: built
+while the agent stands by (so a takeover does not wait for it), started
+when the agent becomes active (it loads the shared store, takes back the
+talking calls, and audits and re-arms every endpoint with its own C{N:}),
+and dropped whole when the agent stops being active: its commands still
+waiting are abandoned unsent and it writes nothing more, so nothing of
+an earlier term can reach a gateway or the store.  A standby answers a
+gateway's RSIP with 521 and the active's name in C{N:} (RFC 3435
+§2.3.12) and leaves everything else unanswered, so that a gateway whose
+agent is gone keeps retransmitting (§4.3) until an agent takes over.
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import Any, Callable, Iterable, Optional
 
 from twisted.application.service import IService, Service
@@ -20,10 +33,11 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..config import Settings
-from ..errors import CallControlError
+from ..errors import CallControlError, StandbyError
 from ..interfaces import (
     ICallControl,
     ICallObserver,
+    IClusterMember,
     ICommandHandler,
     IDialPlan,
     IMessageWaiting,
@@ -32,11 +46,11 @@ from ..interfaces import (
     IPeerListener,
     IStore,
 )
-from ..mgcp import Command
-from ..transaction import PeerState
+from ..mgcp import Command, NotifiedEntity, Response, Verb
+from ..transaction import PeerState, Unanswered
 from ..transport import CallAgentProtocol
 from .control import CallControl
-from .model import CallView, EndpointView, GatewayView
+from .model import CallView, ClusterView, EndpointView, GatewayView
 
 __all__ = ["CallControlService"]
 
@@ -61,29 +75,108 @@ class CallControlService(Service):
         observers: Iterable[ICallObserver] = (),
         random_source: Optional[random.Random] = None,
         store: Optional[IStore] = None,
+        cluster: Optional[IClusterMember] = None,
+        allocator: Optional[Any] = None,
     ) -> None:
+        """
+        @param cluster: this agent's membership of a cluster, if any (its
+            store is then the cluster's, whatever C{store} says).
+        @param allocator: the transaction ids (a cluster's come from blocks).
+        """
         self._reactor = reactor
         self.settings = settings
         self._observers = list(observers)
-        jitter = {"random": random_source.uniform} if random_source is not None else {}
+        jitter: dict[str, Any] = {"random": random_source.uniform} if random_source is not None else {}
+        if allocator is not None:
+            jitter["allocator"] = allocator
         # The protocol hands what arrives to this service, which hands it to
         # call control: so call control can be given its sender when built.
         self.protocol = CallAgentProtocol(
             reactor, self, settings.transactions, listener=self, accept=self._accept, **jitter,
         )
-        self.control = CallControl(
+        self._cluster = cluster
+        if cluster is not None:
+            store = cluster.store
+            cluster.became_active = self._became_active
+            cluster.lost_leadership = self._lost_leadership
+            self.protocol.transactions.may_command = cluster.holds_lease
+        self._build = lambda: CallControl(
             reactor, settings, dial_plan, profiles, self.protocol.transactions, self._observers,
-            random_source, store,
+            random_source, store, self._counters, self._outcomes,
         )
+        self._counters: Counter[str] = Counter()
+        self._outcomes: Counter[str] = Counter()
+        self._subscribers: dict[Callable[[Any], None], Callable[[], None]] = {}
+        self.control = self._build()
+        self._active = cluster is None  # whether the agent may command gateways
         self.port: Any = None
 
     # -- the socket's two listeners, forwarded -----------------------------
 
     def command_received(self, command: Command, source: tuple[str, int]) -> Any:
-        return self.control.command_received(command, source)
+        if self._active:
+            return self.control.command_received(command, source)
+        return self._standby_answer(command)
+
+    # -- a cluster's agent ----------------------------------------------------
+
+    def _standby_answer(self, command: Command) -> Response:
+        """
+        A standby's answer: an RSIP is redirected to the active (521 with
+        its name in N:, RFC 3435 §2.3.12); anything else, or an RSIP when no
+        active is known, is left unanswered (L{Unanswered}): the gateway
+        retransmits, and an agent that takes over meanwhile answers.
+        """
+        assert self._cluster is not None
+        self._counters["standby_commands"] += 1
+        holder = self._cluster.view().holder
+        if command.verb is Verb.RSIP and holder is not None and holder != self._cluster.name:
+            self._counters["standby_redirects"] += 1
+            return Response.create(521, command.transaction_id, "Redirected",
+                                   notified_entity=NotifiedEntity.parse(holder))
+        raise Unanswered(f"{command.verb} {command.transaction_id}: this agent stands by")
+
+    def _became_active(self, epoch: int) -> None:
+        assert self._cluster is not None
+        prefix = self._cluster.call_id_prefix
+        assert prefix is not None
+        if self.control.started:
+            self._retire()  # the last term's call control, if not retired yet
+        self.log.info("active in epoch {epoch}: taking over the gateways", epoch=epoch)
+        self.control.begin_term(prefix, NotifiedEntity.parse(self._cluster.name))
+        self._active = True
+        if self.running:
+            self.control.start()  # else startService starts it
+
+    def _lost_leadership(self, reason: Any) -> None:
+        self.log.warn("no longer active ({reason}): standing by", reason=getattr(reason, "value", reason))
+        self._active = False  # from now on, what gateways send gets a standby's answer
+        # The rest on the next turn: this may be called from inside a send
+        # (a lease found expired), with the term's code on the stack.
+        self._reactor.callLater(0, self._retire_if_standing_by)
+
+    def _retire_if_standing_by(self) -> None:
+        if not self._active and self.control.started:
+            self._retire()
+
+    def _retire(self) -> None:
+        """
+        The term is over: its commands still waiting are abandoned unsent,
+        its call control stops and writes nothing more, and a fresh one
+        waits for the next term.
+        """
+        self.protocol.transactions.abandon()
+        old = self.control
+        old.retire()
+        self._counters["terms_ended"] += 1
+        self.control = self._build()
+        self.control.views.local = old.views.local
+        for subscriber in self._subscribers:
+            self._subscribers[subscriber] = self.control.events.subscribe(subscriber)
 
     def peer_state_changed(self, address: tuple[str, int], state: PeerState) -> None:
-        self.control.peer_state_changed(address, state)
+        if self._active:
+            self.control.peer_state_changed(address, state)
 
     def _accept(self, address: tuple[str, int]) -> bool:
         return self.control.registry.accept_source(address)
@@ -96,8 +189,8 @@ class CallControlService(Service):
     def startService(self) -> None:  # noqa: N802
         super().startService()
         store = self.control.store
-        if IService.providedBy(store) and not store.running:
-            store.startService()
+        if self._cluster is None and IService.providedBy(store) and not store.running:
+            store.startService()  # a cluster's store is its member's to start and stop
         for observer in self._observers:
             if IService.providedBy(observer) and not observer.running:
                 observer.startService()
@@ -111,7 +204,8 @@ class CallControlService(Service):
             "call agent listening on {interface}:{port} for {count} gateway(s)",
             interface=switch.interface, port=port, count=len(self.settings.gateways),
         )
-        self.control.start()
+        if self._active:
+            self.control.start()
 
     def stopService(self) -> Deferred[Any]:  # noqa: N802
         super().stopService()
@@ -124,7 +218,7 @@ class CallControlService(Service):
             if IService.providedBy(observer) and observer.running:
                 ds.append(maybeDeferred(observer.stopService))
         store = self.control.store
-        if IService.providedBy(store) and store.running:
+        if self._cluster is None and IService.providedBy(store) and store.running:
             ds.append(maybeDeferred(store.stopService))  # flushes what is queued
         return DeferredList(ds)
 
@@ -162,16 +256,27 @@ class CallControlService(Service):
     def active_calls(self) -> int:
         return len(self.control.calls())
 
+    def _refused_here(self) -> Optional[Deferred[Any]]:
+        """A standby's admin is read-only: the failure to give, or None."""
+        if self._active:
+            return None
+        assert self._cluster is not None
+        return fail(StandbyError(self._cluster.view().holder))
+
     def originate(self, a: str, b: str) -> Deferred[str]:
-        return self.control.operator.originate(a, b)
+        return self._refused_here() or self.control.operator.originate(a, b)
 
     def hangup(self, call_id: str) -> Deferred[None]:
-        return self.control.operator.hangup(call_id)
+        return self._refused_here() or self.control.operator.hangup(call_id)
 
     def audit_endpoint(self, name: str) -> Deferred[EndpointView]:
-        return self.control.operator.audit_endpoint(name).addCallback(self.control.views.endpoint)
+        return self._refused_here() or \
+            self.control.operator.audit_endpoint(name).addCallback(self.control.views.endpoint)
 
     def set_gateway_in_service(self, name: str, in_service: bool) -> Deferred[GatewayView]:
+        refused = self._refused_here()
+        if refused is not None:
+            return refused
         gateway = self.control.registry.gateway(name)
         if gateway is None:
             return fail(CallControlError(f"unknown gateway {name}"))
@@ -179,6 +284,9 @@ class CallControlService(Service):
         return succeed(self.control.views.gateway(gateway))
 
     def set_line_services(self, name: str, changes: dict[str, Any]) -> Deferred[EndpointView]:
+        refused = self._refused_here()
+        if refused is not None:
+            return refused
         try:
             endpoint = self.control.change_services(name, changes)
         except CallControlError as e:
@@ -186,6 +294,9 @@ class CallControlService(Service):
         return succeed(self.control.views.endpoint(endpoint))
 
     def set_message_waiting(self, line: str, waiting: bool) -> None:
+        if not self._active:
+            assert self._cluster is not None
+            raise StandbyError(self._cluster.view().holder)
         self.control.set_message_waiting(line, waiting)
 
     def transaction_stats(self) -> dict[str, Any]:
@@ -194,8 +305,17 @@ class CallControlService(Service):
         stats["store"] = self.control.store.stats()
         return stats
 
+    def cluster(self) -> Optional[ClusterView]:
+        return self._cluster.view() if self._cluster is not None else None
+
     def call_outcomes(self) -> dict[str, int]:
         return dict(self.control.outcomes)
 
     def subscribe(self, observer: Callable[[Any], None]) -> Callable[[], None]:
-        return self.control.events.subscribe(observer)
+        # Kept here too: each term's call control has its own event bus.
+        self._subscribers[observer] = self.control.events.subscribe(observer)
+
+        def unsubscribe() -> None:
+            self._subscribers.pop(observer, lambda: None)()
+
+        return unsubscribe

@@ -422,4 +422,4 @@ def build_store(clock: IReactorTime, settings: Any) -> IStore:
         except StoreUnusable as e:
             raise ConfigError(("store", "url"), f"cannot use {url!r}: {e}") from None
         return store
-    raise ConfigError(("store", "url"), f"{url!r}: PostgreSQL stores are not available in this build")
+    raise ConfigError(("store", "url"), f"{url!r}: a PostgreSQL store is a cluster's (mgcpswitch.tap.build_member)")

@@ -9,6 +9,11 @@ instead and handed back with the NTFY's response (L{Wire.collect} /
 L{Wire.collected}): the transaction layer sends them in the response's
 datagram (RFC 3435 §4.4.1: the piggybacked NTFY response and next RQNT),
 each still its own transaction.
+
+An active agent of a cluster sets L{Wire.notified_entity}: every command
+that may carry C{N:} then does, so that whatever a gateway hears from it
+makes it the endpoint's notified entity (RFC 3435 §4.1: this is how an
+agent that takes over re-homes the endpoints, and keeps them).
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from twisted.python.failure import Failure
 
 from ..errors import TransactionAborted, TransactionTimeout
 from ..interfaces import ITransactionSender
-from ..mgcp import DEFAULT_VERSION, Command, Response
+from ..mgcp import DEFAULT_VERSION, Command, NotifiedEntity, Response, Verb
 from .registry import in_profile
 
 __all__ = ["Wire"]
+
+#: The commands that may set an endpoint's notified entity (§2.3: audits may not).
+_HOMING = frozenset((Verb.RQNT, Verb.CRCX, Verb.MDCX, Verb.DLCX))
 
 
 class Wire:
@@ -37,6 +45,7 @@ class Wire:
         self._counters = counters
         self._holding: Any = None  # the gateway whose NTFY is being handled
         self._held: list[tuple[Command, Deferred[Response]]] = []
+        self.notified_entity: NotifiedEntity | None = None
 
     def txid(self) -> int:
         return self._sender.allocate_transaction_id()  # type: ignore[no-any-return]
@@ -44,6 +53,8 @@ class Wire:
     def send(self, gateway: Any, command: Command, call: Any = None) -> Deferred[Response]:
         """Send C{command} to C{gateway}; the Deferred fires with its final response."""
         gateway.counters["commands_sent"] += 1
+        if self.notified_entity is not None and command.verb in _HOMING:
+            command = command.with_params(notified_entity=self.notified_entity)
         if gateway.version is not DEFAULT_VERSION:
             command = in_profile(gateway, command)
         ladder = call.ladder if call is not None else None

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import psycopg
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -162,8 +162,9 @@ class Session:
         self._connect_timeout = connect_timeout
         self._connection: Optional[psycopg.Connection[Any]] = None
         self.connects = 0  # connections made: the first, then one per reconnect
+        # Its thread starts with the first piece of work: building a session
+        # (twistd's makeService, a test) leaves no thread behind.
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name=f"postgres-{name}")
-        self._pool.start()
         self._closed = False
         # The thread would keep the process alive after the reactor stops:
         # a session its owner did not close is closed when the reactor
@@ -180,6 +181,8 @@ class Session:
         """
         if self._closed:
             raise RuntimeError(f"the {self.name} session is closed")
+        if not self._pool.started:
+            self._pool.start()
         return deferToThreadPool(self._reactor, self._pool, self._in_thread, work, retry_stale)
 
     def _in_thread(self, work: Callable[[psycopg.Connection[Any]], T], retry_stale: bool) -> T:
@@ -201,6 +204,8 @@ class Session:
 
     def drained(self) -> Deferred[None]:
         """Fires once the work queued before it is done and its results delivered (it never connects)."""
+        if not self._pool.started:
+            self._pool.start()
         return deferToThreadPool(self._reactor, self._pool, lambda: None)
 
     def _connect(self) -> psycopg.Connection[Any]:
@@ -247,6 +252,8 @@ class Session:
         if self._shutdown is not None:
             self._reactor.removeSystemEventTrigger(self._shutdown)
             self._shutdown = None
+        if not self._pool.started:  # it never worked: nothing to close
+            return succeed(None)
         d = deferToThreadPool(self._reactor, self._pool, self._drop)
 
         def stop(result: Any) -> Any:

@@ -46,16 +46,10 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ..agent.model import ClusterView, Role
 from .db import LOCK_KEY, Session, ensure_schema, is_transient
 
-__all__ = ["Role", "LossReason", "LeaseSettings", "LeadershipView", "Leadership"]
-
-
-class Role(enum.Enum):
-    __hash__ = object.__hash__  # members are singletons: hash by identity, in C
-    STOPPED = "stopped"
-    STANDBY = "standby"
-    ACTIVE = "active"
+__all__ = ["Role", "LossReason", "LeaseSettings", "Leadership"]
 
 
 class LossReason(enum.Enum):
@@ -96,25 +90,6 @@ class LeaseSettings:
             f"SET idle_session_timeout = {round(self.idle_timeout * 1000)}",
             f"SET lock_timeout = {round(self.wait_slice * 1000)}",
         )
-
-
-@dataclass(frozen=True)
-class LeadershipView:
-    """What the faces show of a member (C{to_json} for the admin's JSON)."""
-
-    name: str
-    role: Role
-    epoch: Optional[int]  # held when active; the cluster's, as last seen, on a standby
-    holder: Optional[str]  # the active's name, as last seen
-    lease_age: Optional[float]  # seconds since the active's last renewal
-    last_takeover: Optional[float]  # when the current epoch began (the database's clock, seconds since 1970)
-    takeovers: int  # times this member became active
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "role": self.role.value, "epoch": self.epoch, "holder": self.holder,
-            "lease_age": self.lease_age, "last_takeover": self.last_takeover, "takeovers": self.takeovers,
-        }
 
 
 # What a standby's attempt found (built in the session's thread).
@@ -221,8 +196,8 @@ class Leadership:
         if self.role is Role.ACTIVE and (epoch is None or epoch == self.epoch):
             self._lose(reason)
 
-    def view(self) -> LeadershipView:
-        return LeadershipView(
+    def view(self) -> ClusterView:
+        return ClusterView(
             self.name, self.role, self.epoch, self.holder, self.lease_age, self.last_takeover, self.takeovers
         )
 

@@ -16,7 +16,7 @@ C{lost_leadership(reason)}.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
 from twisted.application.service import Service
@@ -26,14 +26,15 @@ from twisted.logger import Logger
 
 from .db import Session, ensure_schema
 from .ids import BlockTransactionIdAllocator, IdBlocks, call_id_prefix
-from .leadership import LeaseSettings, Leadership, LeadershipView, LossReason, Role
+from ..agent.model import ClusterView, Role
+from .leadership import LeaseSettings, Leadership, LossReason
 from .store import STORE_SETTINGS, PostgresStore
 
-__all__ = ["ClusterSettings", "ClusterService"]
+__all__ = ["MemberSettings", "ClusterService"]
 
 
 @dataclass(frozen=True)
-class ClusterSettings:
+class MemberSettings:
     """One member's settings: the shared database and its own name (unique in the cluster)."""
 
     dsn: str
@@ -60,7 +61,7 @@ class ClusterService(Service):
     log = Logger()
 
     def __init__(
-        self, clock: IReactorTime, reactor: Any, settings: ClusterSettings,
+        self, clock: IReactorTime, reactor: Any, settings: MemberSettings,
         became_active: Optional[Callable[[int], None]] = None,
         lost_leadership: Optional[Callable[[LossReason], None]] = None,
     ) -> None:
@@ -100,8 +101,9 @@ class ClusterService(Service):
         epoch = self.leadership.epoch
         return call_id_prefix(epoch) if self.leadership.role is Role.ACTIVE and epoch is not None else None
 
-    def view(self) -> LeadershipView:
-        return self.leadership.view()
+    def view(self) -> ClusterView:
+        """The leadership as the faces show it, with the store's and the id blocks' counts."""
+        return replace(self.leadership.view(), counters=self.counters())
 
     def counters(self) -> dict[str, int]:
         """For /metrics and /api/stats: the store's and the leadership's counts."""

@@ -43,7 +43,7 @@ def main(argv: list[str]) -> None:
 
     from mgcpswitch.agent.model import GatewayRecord, GatewayState
     from mgcpswitch.cluster.leadership import LeaseSettings
-    from mgcpswitch.cluster.service import ClusterService, ClusterSettings
+    from mgcpswitch.cluster.service import ClusterService, MemberSettings
 
     dsn, name = argv[0], argv[1]
     lease = LeaseSettings(*(float(a) for a in argv[2:5])) if len(argv) >= 5 else LeaseSettings()
@@ -65,7 +65,7 @@ def main(argv: list[str]) -> None:
             )
 
     cluster = ClusterService(
-        reactor, reactor, ClusterSettings(dsn, name, lease, flush_interval=0.1),
+        reactor, reactor, MemberSettings(dsn, name, lease, flush_interval=0.1),
         became_active=lambda epoch: say("active", epoch, repr(time.time())),
         lost_leadership=lambda reason: say("lost", reason.value, repr(time.time())),
     )
