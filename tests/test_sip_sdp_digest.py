@@ -56,6 +56,32 @@ class OfferAnswer(SynchronousTestCase):
         other = SessionDescription.parse("v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 5 RTP/AVP 18\r\n")
         self.assertIn("no codec", check_answer(offer, other) or "")
 
+    def test_answer_direction_checked(self) -> None:
+        """§6.1: recvonly or inactive answer sendonly; only inactive answers inactive; anything answers sendrecv."""
+        for offered, answered, wrong in [
+            ("sendonly", "recvonly", False), ("sendonly", "inactive", False), ("sendonly", None, True),
+            ("sendonly", "sendonly", True), ("inactive", "inactive", False), ("inactive", "recvonly", True),
+            ("recvonly", "sendonly", False), ("recvonly", "sendrecv", True), (None, "recvonly", False),
+        ]:
+            offer = make_offer(line_sdp(4000, direction=offered), ("PCMU",), Origin(1, 1))
+            assert offer is not None
+            problem = check_answer(offer, line_sdp(6000, direction=answered))
+            self.assertEqual(problem is not None, wrong, (offered, answered, problem))
+
+    def test_new_offer_keeps_the_previous_m_lines(self) -> None:
+        """§8: a new offer after answering audio+video keeps two m-lines, video still refused, audio in its place."""
+        answered = make_answer(OFFER, line_sdp(6000), ("PCMU", "PCMA"), Origin(5, 1))
+        offer = make_offer(line_sdp(6100, direction="sendonly"), ("PCMU",), Origin(5, 2), previous=answered)
+        assert offer is not None
+        audio, video = offer.media
+        self.assertEqual((audio.port, audio.payload_types, audio.direction), (6100, (0, 101), "sendonly"))
+        self.assertEqual((video.media, video.port), ("video", 0))
+        first_audio_refused = SessionDescription.parse(
+            "v=0\r\nc=IN IP4 1.2.3.4\r\nm=video 0 RTP/AVP 31\r\nm=audio 5 RTP/AVP 0\r\n")
+        offer = make_offer(line_sdp(6100), ("PCMU",), Origin(5, 2), previous=first_audio_refused)
+        assert offer is not None
+        self.assertEqual([(m.media, m.port) for m in offer.media], [("video", 0), ("audio", 6100)])
+
 
 class Digest(SynchronousTestCase):
     def test_rfc2617_example(self) -> None:

@@ -23,6 +23,13 @@ __all__ = ["Origin", "parse_sdp", "make_offer", "make_answer", "check_answer", "
 
 TELEPHONE_EVENT = "telephone-event"
 _REPLY_DIRECTION = {"sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive", "sendrecv": "sendrecv"}
+# §6.1: what an answer may say to each offered direction.
+_ALLOWED_REPLIES = {
+    "sendrecv": frozenset({"sendrecv", "sendonly", "recvonly", "inactive"}),
+    "sendonly": frozenset({"recvonly", "inactive"}),
+    "recvonly": frozenset({"sendonly", "inactive"}),
+    "inactive": frozenset({"inactive"}),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +93,18 @@ def _wanted(encoding: str, codecs: tuple[str, ...]) -> bool:
     return encoding.lower() == TELEPHONE_EVENT or encoding.lower() in {c.lower() for c in codecs}
 
 
-def make_offer(local: SessionDescription, codecs: tuple[str, ...], origin: Origin) -> SessionDescription | None:
+def make_offer(
+    local: SessionDescription, codecs: tuple[str, ...], origin: Origin, previous: SessionDescription | None = None
+) -> SessionDescription | None:
     """
     The offer to send for C{local} (a gateway's SDP): its audio stream,
     narrowed to C{codecs} (and telephone-event, when the gateway has it),
-    in the gateway's order.  None when no codec is left or there is no
-    audio stream.
+    in the gateway's order, with the gateway's direction (hold is
+    C{a=sendonly} or C{a=inactive}).  A new offer in a session gives the
+    C{previous} SDP this side sent: §8 keeps its m-lines in place, so the
+    audio stream takes the place of the previous one and every other
+    stream stays refused (port 0).  None when no codec is left or there
+    is no audio stream.
     """
     audio = local.audio
     address = local.connection_address(audio)
@@ -102,7 +115,18 @@ def make_offer(local: SessionDescription, codecs: tuple[str, ...], origin: Origi
     if not any(maps[pt][0].lower() != TELEPHONE_EVENT for pt in chosen):
         return None
     direction = audio.direction or "sendrecv"
-    return _session(origin, address, _audio_lines(audio, chosen, maps, audio.fmtp, audio.ptime, direction))
+    lines = _audio_lines(audio, chosen, maps, audio.fmtp, audio.ptime, direction)
+    if previous is not None and previous.audio is not None:
+        streams = previous.media
+        at = next(i for i, media in enumerate(streams) if media.media == "audio")
+        lines = [*map(_refused, streams[:at]), *lines, *map(_refused, streams[at + 1:])]
+    return _session(origin, address, lines)
+
+
+def _refused(media: MediaDescription) -> str:
+    """The m-line refusing (or keeping refused) C{media} (§6, §8.2)."""
+    first = media.formats[0] if media.formats else "0"
+    return f"m={media.media} 0 {media.protocol} {first}"
 
 
 def make_answer(
@@ -136,8 +160,7 @@ def make_answer(
                 reply = _combine(direction_reply(media.direction), mine.direction)
                 lines.extend(_audio_lines(_with_port(media, mine.port), chosen, maps, fmtp, mine.ptime, reply))
                 continue
-        first = media.formats[0] if media.formats else "0"
-        lines.append(f"m={media.media} 0 {media.protocol} {first}")
+        lines.append(_refused(media))
     if not accepted:
         return None
     return _session(origin, address, lines)
@@ -170,7 +193,9 @@ def _with_port(media: MediaDescription, port: int) -> MediaDescription:
 def check_answer(offer: SessionDescription, answer: SessionDescription) -> str | None:
     """
     What is wrong with C{answer} as an answer to C{offer} (§6: as many
-    m-lines, an accepted audio stream whose codecs were offered), or None.
+    m-lines, an accepted audio stream whose codecs were offered, a
+    direction §6.1 allows: C{recvonly} or C{inactive} to a C{sendonly}
+    offer, C{inactive} to an C{inactive} one), or None.
     """
     if len(answer.media) != len(offer.media):
         return f"{len(answer.media)} media streams answer {len(offer.media)} offered"
@@ -185,4 +210,8 @@ def check_answer(offer: SessionDescription, answer: SessionDescription) -> str |
     answered = [m.encoding.lower() for m in audio.rtpmaps.values()]
     if not any(c in offered and c != TELEPHONE_EVENT for c in answered):
         return "the answer has no codec that was offered"
+    offered_direction = offered_audio.direction or "sendrecv"
+    answered_direction = audio.direction or "sendrecv"
+    if answered_direction not in _ALLOWED_REPLIES.get(offered_direction, _ALLOWED_REPLIES["sendrecv"]):
+        return f"{answered_direction} does not answer {offered_direction}"
     return None

@@ -22,11 +22,12 @@ __all__ = ["Recorder", "line_sdp", "settings", "trunk_pair", "settle", "TELEPHON
 TELEPHONE_EVENT = RtpMap(101, "telephone-event", 8000)
 
 
-def line_sdp(port: int = 4000, address: str = "127.0.0.1", pts: tuple[int, ...] = (0, 8, 101)) -> SessionDescription:
-    """An SDP like a gateway's CRCX answer: PCMU, PCMA and telephone-event."""
+def line_sdp(port: int = 4000, address: str = "127.0.0.1", pts: tuple[int, ...] = (0, 8, 101),
+             direction: str | None = None) -> SessionDescription:
+    """An SDP like a gateway's CRCX answer: PCMU, PCMA and telephone-event (C{direction} for hold)."""
     maps = [RtpMap(0, "PCMU", 8000), RtpMap(8, "PCMA", 8000), TELEPHONE_EVENT]
     return SessionDescription.create(address, port, pts, rtpmaps=[m for m in maps if m.payload_type in pts],
-                                     fmtp={101: "0-15"} if 101 in pts else None, ptime=20)
+                                     fmtp={101: "0-15"} if 101 in pts else None, ptime=20, direction=direction)
 
 
 def settings(name: str, local_port: int, peer_port: int, **values: Any) -> TrunkSettings:
