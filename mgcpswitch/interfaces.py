@@ -27,6 +27,7 @@ __all__ = [
     "IMessageWaitingSource",
     "ITrunk",
     "ITrunkFactory",
+    "ITrunkCall",
     "IOutgoingCall",
     "IOutgoingCallListener",
     "IIncomingCall",
@@ -359,7 +360,28 @@ class IOutgoingCallListener(Interface):
         """The far end moved its media (a re-INVITE): C{sdp} its new description."""
 
 
-class IOutgoingCall(Interface):
+class ITrunkCall(Interface):
+    """What both kinds of trunk call offer once answered (phase 2: a trunk call is a leg of a call)."""
+
+    def update(sdp):  # type: ignore[no-untyped-def]
+        """
+        Change the media of the answered call: offer C{sdp} (the line's
+        new connection; C{a=sendonly} or C{a=inactive} puts the far end on
+        hold) in the call's own signalling (SIP: a re-INVITE).  Never
+        raises.
+        @return: a Deferred firing with the far end's answer (a
+            L{mgcpswitch.mgcp.SessionDescription}, checked as an answer to
+            the offer), or failing with L{mgcpswitch.trunk.TrunkCallError}:
+            at once before the answer (500) or once the call has ended
+            (481, C{ended}); with the far end's status when it refuses
+            (the media stay as they were), or with C{ended} set when the
+            call is lost with it (no response, 408, 481, an answer that
+            is none: the listener is told C{ended} right after).  Updates
+            asked while one is under way go out in turn.
+        """
+
+
+class IOutgoingCall(ITrunkCall):
     """A call placed on a trunk (what L{ITrunk.call} returns)."""
 
     def cancel():  # type: ignore[no-untyped-def]
@@ -382,7 +404,7 @@ class IIncomingCallListener(Interface):
         """The caller moved its media (a re-INVITE): C{sdp} its new description."""
 
 
-class IIncomingCall(Interface):
+class IIncomingCall(ITrunkCall):
     """A call from a trunk, handed to the trunk's C{incoming(call)} handler."""
 
     number = Attribute("the number called, after the trunk's incoming rewriting")

@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_sip_trunk -*-
 """
-Trunks of any kind: the frozen view the faces read, and building the
-configured trunks through their factories (L{ITrunkFactory} plugins,
-chosen by each C{[trunk:NAME]} section's C{kind}).
+Trunks of any kind: the frozen view the faces read, the error a trunk
+call's C{update} fails with, and building the configured trunks through
+their factories (L{ITrunkFactory} plugins, chosen by each
+C{[trunk:NAME]} section's C{kind}).
 """
 
 from __future__ import annotations
@@ -15,7 +16,28 @@ from .config import Settings
 from .errors import ConfigError
 from .interfaces import ITrunk, ITrunkFactory
 
-__all__ = ["TrunkState", "RegistrationState", "TrunkView", "build_trunks"]
+__all__ = ["TrunkState", "RegistrationState", "TrunkView", "TrunkCallError", "build_trunks"]
+
+
+class TrunkCallError(Exception):
+    """
+    Why a trunk call's C{update(sdp)} failed.  C{code} is a SIP-style
+    status: the far end's final answer, or one the trunk gives itself
+    (500 the call is not answered yet, 481 it has ended, 488 no codec in
+    common, 408 no answer from the peer).  C{ended} tells whether the
+    call is over (its listener is told C{ended} right after the Deferred
+    fails, or was told before; not when call control hung up itself);
+    else the call goes on with the media it had before the update.
+    """
+
+    def __init__(self, code: int, reason: str, *, ended: bool = False) -> None:
+        super().__init__(code, reason, ended)
+        self.code = code
+        self.reason = reason
+        self.ended = ended
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.reason}" + (" (the call has ended)" if self.ended else "")
 
 
 class TrunkState(Enum):

@@ -28,9 +28,11 @@ from .message import Malformed, Request, Response, decode, encode, reply_to_malf
 from .transaction import ClientTransaction, ClientUser, ServerTransaction, SipTimers, TransactionLayer
 from .uri import SipUri
 
-__all__ = ["UserAgent", "SipProtocol", "Core", "AgentCounters"]
+__all__ = ["UserAgent", "SipProtocol", "Core", "AgentCounters", "ALLOW", "SDP_TYPE"]
 
 Address = tuple[str, int]
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"  # the methods this user agent takes
+SDP_TYPE = ("Content-Type", "application/sdp")
 
 
 class Core(Protocol):

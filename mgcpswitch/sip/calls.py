@@ -3,8 +3,9 @@
 What a trunk's calls share, out and in: a channel held from the first
 message to the last, a dialog once there is one, an SDP origin of their
 own, the 2xx retransmitted until its ACK (§13.3.1.4), the peer's BYE and
-re-INVITE, and one way out, L{SipCall._finish}: its channel, dialog and
-timers go; the transactions it used run out on their own timers.
+re-INVITE, call control's C{update(sdp)} (our re-INVITEs, L{reinvite}),
+and one way out, L{SipCall._finish}: its channel, dialog, timers and
+owed updates go; the transactions it used run out on their own timers.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ from __future__ import annotations
 from enum import Enum
 from typing import TYPE_CHECKING, Callable
 
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from ..mgcp import SessionDescription
+from ..trunk import TrunkCallError
+from .agent import SDP_TYPE
 from .dialog import Dialog
 from .message import Headers, Method, Request, Response, encode, response_to
-from .sdp import Origin, make_answer, parse_sdp
+from .reinvite import ENDED, Updates
+from .sdp import Origin, make_answer, make_offer, parse_sdp
 from .transaction import ClientTransaction, ServerTransaction
 
 if TYPE_CHECKING:
@@ -26,8 +31,6 @@ if TYPE_CHECKING:
 
 
 Address = tuple[str, int]
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS"
-SDP_TYPE = ("Content-Type", "application/sdp")
 
 
 class Callback:
@@ -96,17 +99,42 @@ class SipCall:
 
     log = Logger()
     direction = ""
+    owns_call_id = False  # whether this side made the Call-ID (§14.1's pause after a 491)
 
     def __init__(self, trunk: SipTrunk) -> None:
         self.trunk = trunk
         self.phase = Phase.CALLING
         self.dialog: Dialog | None = None
         self.origin = Origin(trunk.agent.rng.getrandbits(31), 1)
+        self.line: SessionDescription | None = None  # the line's SDP the session is made from
         self.local_sdp: SessionDescription | None = None  # what we last sent
         self.remote_sdp: SessionDescription | None = None
+        self.updates = Updates(self)
         self._timer: IDelayedCall | None = None
         self._reliable: Reliable2xx | None = None
         trunk.channels.add(self)
+
+    @property
+    def closing(self) -> bool:
+        """Whether call control hung up (what is left goes without it)."""
+        return False
+
+    def update(self, sdp: SessionDescription) -> Deferred[SessionDescription]:
+        """
+        Offer the line's new SDP in a re-INVITE (L{reinvite}); fails at once, never
+        raises, before the answer (500) or after the end (481).
+        """
+        if self.phase in (Phase.CALLING, Phase.EARLY):
+            return fail(TrunkCallError(500, "the call is not answered yet"))
+        if self.phase in (Phase.ENDING, Phase.DONE) or self.closing:
+            return fail(TrunkCallError(481, ENDED, ended=True))
+        if make_offer(sdp, self.trunk.settings.codecs, self.origin) is None:
+            return fail(TrunkCallError(488, "no codec in common with the trunk"))
+        return self.updates.add(sdp)
+
+    def ready_for_update(self) -> bool:
+        """No INVITE transaction of the peer's under way: its 2xx (first or re-INVITE) has its ACK."""
+        return self.phase is Phase.CONFIRMED and self._reliable is None
 
     def _start_timer(self, delay: float, fire: Callable[[], None]) -> None:
         self._stop_timer()
@@ -127,6 +155,7 @@ class SipCall:
         if self.dialog is not None:
             self.trunk.dialogs.pop(self.dialog.id, None)
         self.trunk.channels.discard(self)
+        self.updates.end()
 
     def _set_dialog(self, dialog: Dialog) -> None:
         self.dialog = dialog
@@ -135,6 +164,7 @@ class SipCall:
     def _send_bye(self, reason: str | None = None) -> None:
         assert self.dialog is not None
         self.phase = Phase.ENDING
+        self.updates.end()
         headers: Headers = (("Reason", f'SIP;cause=200;text="{reason}"'),) if reason else ()
         bye = self.dialog.request(Method.BYE, self.trunk.agent.via(), headers=headers)
         self.trunk.agent.send(bye, self.dialog.destination(self.trunk.peer), Callback(
@@ -151,13 +181,22 @@ class SipCall:
             self._tell_ended(_reason_of(transaction.request, "far end hung up"))
 
     def reinvite_received(self, transaction: ServerTransaction) -> None:
-        """A re-INVITE (§14.2): answer from the SDP we have; tell of new remote media."""
+        """
+        The peer's re-INVITE (§14.2): 491 while an INVITE of ours is out
+        (or our first 2xx waits for its ACK), 500 and Retry-After while
+        one of the peer's is unfinished; else answered from the line's
+        SDP, and new remote media told.
+        """
         request = transaction.request
         assert self.dialog is not None
-        if self.phase is not Phase.CONFIRMED or self._reliable is not None:
-            transaction.respond(response_to(request, 491 if self.phase is Phase.ANSWERED else 500))
+        if self.updates.in_flight or self.phase is Phase.ANSWERED:
+            transaction.respond(response_to(request, 491))
             return
-        base = self._base_sdp()
+        if self.phase is not Phase.CONFIRMED or self._reliable is not None:
+            retry = str(self.trunk.agent.rng.randrange(11))
+            transaction.respond(response_to(request, 500, headers=(("Retry-After", retry),)))
+            return
+        base = self.line
         body = b""
         new_remote: SessionDescription | None = None
         if request.body:
@@ -198,6 +237,7 @@ class SipCall:
             if sdp is not None and _media_moved(self.remote_sdp, sdp):
                 self.remote_sdp = sdp
                 self._tell_media(sdp)
+        self.updates.next()
 
     def _versioned(self, sdp: SessionDescription) -> SessionDescription:
         """C{sdp} with this side's origin: the version raised only when the description changed (RFC 3264 §8)."""
@@ -208,9 +248,6 @@ class SipCall:
             sdp = self.local_sdp
         self.local_sdp = sdp
         return sdp
-
-    def _base_sdp(self) -> SessionDescription | None:
-        raise NotImplementedError
 
     def _tell_ended(self, reason: str) -> None:
         raise NotImplementedError

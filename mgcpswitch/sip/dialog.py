@@ -106,13 +106,17 @@ class Dialog:
         self, method: str, via: Via, *, contact: tuple[NameAddress, ...] = (), headers: Headers = (), body: bytes = b""
     ) -> Request:
         """A new request in the dialog, with the next local sequence number."""
-        self.local_seq += 1
         uri, route = self._target()
         return Request(
             method=method, uri=uri, via=(via,), from_=self.local, to=self.remote, call_id=self.call_id,
-            cseq=CSeq(self.local_seq, method), max_forwards=70, route=route, contact=contact,
+            cseq=CSeq(self.next_seq(), method), max_forwards=70, route=route, contact=contact,
             headers=headers, body=body,
         )
+
+    def next_seq(self) -> int:
+        """The next local sequence number (a request again with credentials takes one too, §22.2)."""
+        self.local_seq += 1
+        return self.local_seq
 
     def ack(self, invite: Request, via: Via) -> Request:
         """The ACK of a 2xx to C{invite} (§13.2.2.4): the INVITE's CSeq number, its credentials."""

@@ -14,7 +14,8 @@ from zope.interface import implementer
 
 from ..interfaces import IIncomingCall
 from ..mgcp import SessionDescription
-from .calls import ALLOW, SDP_TYPE, SipCall, Phase, Reliable2xx
+from .agent import ALLOW, SDP_TYPE
+from .calls import SipCall, Phase, Reliable2xx
 from .dialog import Dialog
 from .message import Request, response_to
 from .sdp import make_answer
@@ -41,11 +42,11 @@ class IncomingCall(SipCall):
         self.listener: Any = Unheard(self)
         self.tag = trunk.agent.new_tag()
         self.hang_up_after_ack = False
-        self.answer_base: SessionDescription | None = None  # the line's SDP once answered
         self._start_timer(trunk.settings.ring_timeout, self._no_answer)
 
-    def _base_sdp(self) -> SessionDescription | None:
-        return self.answer_base
+    @property
+    def closing(self) -> bool:
+        return self.hang_up_after_ack
 
     def _finish(self) -> None:
         self.trunk._pending.pop(self.transaction.key, None)
@@ -76,7 +77,7 @@ class IncomingCall(SipCall):
             self._reject(488, "no codec in common")
             self.listener.ended("no codec in common with the caller")
             return
-        self.answer_base = sdp
+        self.line = sdp
         self.local_sdp = answer
         self.trunk._pending.pop(self.transaction.key, None)
         request = self.transaction.request
@@ -103,6 +104,7 @@ class IncomingCall(SipCall):
             self._reject(480)
         elif self.phase is Phase.ANSWERED:
             self.hang_up_after_ack = True  # §15: no BYE before the ACK (or its timeout)
+            self.updates.end()
         elif self.phase is Phase.CONFIRMED:
             self._send_bye()
 
@@ -124,6 +126,8 @@ class IncomingCall(SipCall):
             self.phase = Phase.CONFIRMED
             if self.hang_up_after_ack:
                 self._send_bye()
+            else:
+                self.updates.next()  # an update asked before the ACK goes now
 
     def _not_acked(self) -> None:
         self._reliable = None

@@ -13,7 +13,8 @@ from zope.interface import implementer
 
 from ..interfaces import IOutgoingCall
 from ..mgcp import SessionDescription
-from .calls import ALLOW, SDP_TYPE, Address, SipCall, Callback, ignore, Phase
+from .agent import ALLOW, SDP_TYPE
+from .calls import Address, SipCall, Callback, ignore, Phase
 from .dialog import Dialog
 from .headers import CSeq, NameAddress
 from .message import Method, Request, Response, encode
@@ -29,12 +30,13 @@ class OutgoingCall(SipCall):
     """A call this trunk places: INVITE, then what the peer answers."""
 
     direction = "out"
+    owns_call_id = True
 
     def __init__(self, trunk: SipTrunk, number: str, offer: SessionDescription, listener: Any,
                  caller: str | None) -> None:
         super().__init__(trunk)
         self.number = number
-        self.line_sdp = offer
+        self.line = offer
         self.listener = listener
         self.caller = caller
         self.invite: Request | None = None
@@ -47,8 +49,9 @@ class OutgoingCall(SipCall):
         self._tried_nonces: set[str] = set()
         self.counted = False
 
-    def _base_sdp(self) -> SessionDescription | None:
-        return self.line_sdp
+    @property
+    def closing(self) -> bool:
+        return self.cancelling
 
     def _tell_ended(self, reason: str) -> None:
         if not self.cancelling:
@@ -60,7 +63,8 @@ class OutgoingCall(SipCall):
 
     def start(self) -> None:
         settings = self.trunk.settings
-        offer = make_offer(self.line_sdp, settings.codecs, self.origin)
+        assert self.line is not None
+        offer = make_offer(self.line, settings.codecs, self.origin)
         if offer is None:
             self._fail_later(488, "no codec in common with the trunk")
             return

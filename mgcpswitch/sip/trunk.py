@@ -35,8 +35,8 @@ from ..config import TrunkSettings
 from ..interfaces import ITrunk
 from ..mgcp import SessionDescription
 from ..trunk import RegistrationState, TrunkState, TrunkView
-from .agent import SipProtocol, UserAgent
-from .calls import ALLOW, Address, SipCall, Phase
+from .agent import ALLOW, SipProtocol, UserAgent
+from .calls import Address, SipCall, Phase
 from .dialog import DialogId
 from .digest import Challenge, authorization, parse_challenge
 from .headers import CSeq, NameAddress
