@@ -1,6 +1,7 @@
 """
 The trunk against baresip (Debian's baresip), a real softphone, over
-loopback with real RTP: baresip calls the trunk and is called by it.
+loopback with real RTP: baresip calls the trunk and is called by it,
+and is put on hold and taken off it by our re-INVITEs.
 
 baresip registers to nothing (C{regint=0}), answers automatically, and
 plays what it receives into an audio bridge that is also its source
@@ -158,6 +159,23 @@ class Baresip(TestCase):
         self.assertGreater(probe.received, 50, f"no RTP came back from baresip:\n{log}")
         self.assertGreater(probe.voiced, 10, f"baresip sent back silence ({probe.received} packets)")
 
+    async def call_bob(self, line: SessionDescription) -> tuple[SipTrunk, Peer, Any, Recorder]:
+        """baresip started, the trunk calls bob there with C{line}; once answered the probe sends to its media."""
+        trunk = self.trunk(lambda call: self.fail("no call was expected in"))
+        peer = self.baresip(seconds=40)
+        answered: Deferred[SessionDescription] = Deferred()
+
+        class Listener(Recorder):
+            def answered(self, sdp: SessionDescription) -> None:
+                super().answered(sdp)
+                answered.callback(sdp)
+
+        listener = Listener()
+        await deferLater(reactor, 1.0, lambda: None)  # baresip binds its port
+        call = trunk.call("bob", line, listener)
+        self.probe.start(await answered.addTimeout(30, reactor))
+        return trunk, peer, call, listener
+
     async def test_baresip_calls_the_trunk(self) -> None:
         """baresip dials 2001 through the trunk; we answer with the probe's SDP; audio both ways; baresip's BYE ends it."""
         ended: Deferred[None] = Deferred()
@@ -189,24 +207,43 @@ class Baresip(TestCase):
 
     async def test_trunk_calls_baresip(self) -> None:
         """The trunk calls bob at baresip, which answers by itself; audio both ways; our BYE ends it."""
-        trunk = self.trunk(lambda call: self.fail("no call was expected in"))
-        peer = self.baresip(seconds=40)
-        answered: Deferred[None] = Deferred()
-
-        class Listener(Recorder):
-            def answered(self, sdp: SessionDescription) -> None:
-                super().answered(sdp)
-                answered.callback(sdp)
-
-        listener = Listener()
-        await deferLater(reactor, 1.0, lambda: None)  # baresip binds its port
-        call = trunk.call("bob", line_sdp(self.probe.number, pts=(0, 101)), listener)
-        sdp = await answered.addTimeout(30, reactor)
-        self.probe.start(sdp)
+        trunk, peer, call, listener = await self.call_bob(line_sdp(self.probe.number, pts=(0, 101)))
         await deferLater(reactor, 2.5, lambda: None)
         call.hang_up()
         await deferLater(reactor, 0.5, lambda: None)
         self.check_media(peer)
         self.assertEqual(trunk.view().channels_in_use, 0)
         self.assertEqual(trunk.view().statuses, {"out 200": 1})
+        await peer.stop()
+
+    async def test_baresip_held_and_resumed(self) -> None:
+        """Our re-INVITEs to baresip: on hold (sendonly) it answers recvonly and its audio stops; resumed, it comes back."""
+        # Its source is a sine here (48 kHz stereo, resampled to PCMU): with the
+        # echo bridge as its source, baresip 1.0 (which restarts its player on
+        # the hold) sent nothing after the resume.
+        with open(f"{self.directory}/config", encoding="ascii") as f:
+            config = f.read().replace("audio_source aubridge,echo", "audio_source ausine,1000")
+        with open(f"{self.directory}/config", "w", encoding="ascii") as f:
+            f.write(config + "module ausine.so\nausrc_srate 48000\nausrc_channels 2\n")
+        line = line_sdp(self.probe.number, pts=(0, 101))
+        trunk, peer, call, listener = await self.call_bob(line)
+        await deferLater(reactor, 1.5, lambda: None)
+        before_hold = self.probe.received
+        self.assertGreater(before_hold, 20, f"no RTP from baresip:\n{peer.output.decode(errors='replace')[-3000:]}")
+        held = await call.update(line_sdp(self.probe.number, pts=(0, 101), direction="sendonly")).addTimeout(10, reactor)
+        self.assertEqual(held.audio.direction, "recvonly")
+        await deferLater(reactor, 0.5, lambda: None)  # what was on its way
+        on_hold = self.probe.received
+        await deferLater(reactor, 1.5, lambda: None)
+        self.assertLess(self.probe.received - on_hold, 5, "baresip kept sending while held")
+        resumed = await call.update(line).addTimeout(10, reactor)
+        self.assertIn(resumed.audio.direction, (None, "sendrecv"))
+        back = self.probe.received
+        await deferLater(reactor, 1.5, lambda: None)
+        self.assertGreater(self.probe.received - back, 20,
+                           "no RTP from baresip once resumed:\n" + peer.output.decode(errors="replace")[-3000:])
+        self.assertEqual(listener.kinds()[-1], "answered")  # our own updates are no media_changed
+        call.hang_up()
+        await deferLater(reactor, 0.5, lambda: None)
+        self.assertEqual(trunk.view().channels_in_use, 0)
         await peer.stop()

@@ -3,8 +3,10 @@ The trunk against SIPp (Debian's sip-tester), a real SIP implementation,
 over loopback with the real reactor: SIPp as the far end (answer, ring
 then answer and hang up, early media in a 183, busy, no answer, a digest
 challenge it checks, an INVITE it leaves unanswered so ours is
-retransmitted) and as a caller (answered, or cancelled while ringing).  Each SIPp runs in a temporary directory on a free port,
-is stopped by its PID, and must exit 0 (its scenario went as written).
+retransmitted, our re-INVITEs for hold and resume, a 491 to one) and as
+a caller (answered, cancelled while ringing, put on hold by our
+re-INVITE).  Each SIPp runs in a temporary directory on a free port, is
+stopped by its PID, and must exit 0 (its scenario went as written).
 """
 
 from __future__ import annotations
@@ -55,6 +57,14 @@ _CAPTURE_PARTIES = (
     '<action><ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="remote"/>'
     '<ereg regexp=".*" search_in="hdr" header="To:" check_it="true" assign_to="local"/></action>'
 )
+# A 200 to a re-INVITE: the dialog's To (its tag) as it came; SDP with a direction.
+_REINVITE_OK = "SIP/2.0 200 OK\n[last_Via:]\n[last_From:]\n[last_To:]\n[last_Call-ID:]\n[last_CSeq:]\n" \
+    "Contact: <sip:[local_ip]:[local_port];transport=[transport]>\nX-Offer: [$offer]\n"
+# SIPp checks the offer's direction itself: the re-INVITE fails its scenario unless its SDP says so.
+_EXPECT_DIRECTION = (
+    '<action><ereg regexp="a=(sendonly|inactive|sendrecv)" search_in="body" check_it="true" assign_to="offer"/>'
+    '</action>'
+)
 _CAPTURE_CSEQ = '<action><ereg regexp=".*" search_in="hdr" header="CSeq:" check_it="true" assign_to="cseq"/></action>'
 
 SCENARIOS = {
@@ -99,6 +109,26 @@ SCENARIOS = {
         + _send(f"SIP/2.0 403 Forbidden\n{_REPLY}\nContent-Length: 0") + '<recv request="ACK" next="end"/>'
         + '<label id="good"/>' + _ok() + '<recv request="ACK"/><recv request="BYE"/>' + _OK_BYE
         + '<label id="end"/>'
+    ),
+    # Hold (a=sendonly offered: SIPp checks it, answers recvonly), then resume.
+    "reinvite": (
+        f'<recv request="INVITE"/>{_ok()}<recv request="ACK"/>'
+        + f'<recv request="INVITE">{_EXPECT_DIRECTION.replace("sendonly|inactive|sendrecv", "sendonly")}</recv>'
+        + _send(_REINVITE_OK + _SDP + "\na=recvonly") + '<recv request="ACK"/>'
+        + f'<recv request="INVITE">{_EXPECT_DIRECTION.replace("sendonly|inactive|sendrecv", "sendrecv")}</recv>'
+        + _send(_REINVITE_OK + _SDP + "\na=sendrecv") + '<recv request="ACK"/>'
+        + '<recv request="BYE"/>' + _OK_BYE
+    ),
+    # The re-INVITE gets 491 (as if SIPp's own crossed it): ours comes again 2.1-4 s later (§14.1).
+    "reinvite-491": (
+        f'<recv request="INVITE"/>{_ok()}<recv request="ACK"/>'
+        + '<recv request="INVITE"/>'
+        + _send("SIP/2.0 491 Request Pending\n[last_Via:]\n[last_From:]\n[last_To:]\n[last_Call-ID:]\n"
+                "[last_CSeq:]\nContent-Length: 0")
+        + '<recv request="ACK"/>'
+        + f'<recv request="INVITE">{_EXPECT_DIRECTION}</recv>'
+        + _send(_REINVITE_OK + _SDP) + '<recv request="ACK"/>'
+        + '<recv request="BYE"/>' + _OK_BYE
     ),
     # The INVITE is left unanswered 1.2 s (as if lost): ours comes again on
     # Timer A, and SIPp absorbs the repeats.  (A 200 repeated after a lost
@@ -201,6 +231,29 @@ class Far(TestCase):
         call.hang_up()
         await self.exited(sipp)
 
+    async def test_hold_and_resume(self) -> None:
+        """Our re-INVITEs: hold (a=sendonly, SIPp checks it and answers recvonly), then resume (sendrecv)."""
+        listener, call, trunk, sipp = await self.place("reinvite", "answered")
+        port = free_udp_port()
+        held = await call.update(line_sdp(port, direction="sendonly")).addTimeout(20, reactor)
+        self.assertEqual(held.audio.direction, "recvonly")
+        resumed = await call.update(line_sdp(port)).addTimeout(20, reactor)
+        self.assertEqual(resumed.audio.direction, "sendrecv")
+        self.assertEqual(listener.kinds(), ["answered"])
+        call.hang_up()
+        await self.exited(sipp)
+        self.assertEqual(trunk.view().channels_in_use, 0)
+
+    async def test_reinvite_491_tried_again(self) -> None:
+        """SIPp answers our re-INVITE 491: after §14.1's pause (2.1-4 s, we own the Call-ID) it goes again and is answered."""
+        listener, call, trunk, sipp = await self.place("reinvite-491", "answered")
+        started = reactor.seconds()
+        answer = await call.update(line_sdp(free_udp_port())).addTimeout(20, reactor)
+        self.assertGreaterEqual(reactor.seconds() - started, 2.1)
+        self.assertIsNotNone(answer.rtp_address)
+        call.hang_up()
+        await self.exited(sipp)
+
     async def test_retransmissions(self) -> None:
         """SIPp leaves the INVITE unanswered 1.2 s: ours is repeated on Timer A, then the call connects."""
         listener, call, trunk, sipp = await self.place("retransmissions", "answered")
@@ -223,45 +276,76 @@ CANCELLING_UAC = _scenario("cancel", (
             "[last_To:]\nCall-ID: [call_id]\nCSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0")
 ))
 
+# SIPp calls in; once answered and ACKed it is put on hold by our re-INVITE
+# (it checks a=sendonly, answers recvonly), then hangs up with a BYE built
+# from the re-INVITE's From and To.
+_FROM_SIPP = "From: <sip:555@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]"
+HELD_UAC = _scenario("held", (
+    _send("INVITE sip:2001@[remote_ip]:[remote_port] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+          f"{_FROM_SIPP}\nTo: <sip:2001@[remote_ip]:[remote_port]>\n"
+          "Call-ID: [call_id]\nCSeq: 1 INVITE\nContact: <sip:555@[local_ip]:[local_port]>\nMax-Forwards: 70\n"
+          "Content-Type: application/sdp\nContent-Length: [len]\n\nv=0\no=user1 1 1 IN IP[local_ip_type] [local_ip]\ns=-\n"
+          "c=IN IP[media_ip_type] [media_ip]\nt=0 0\nm=audio [media_port] RTP/AVP 0\na=rtpmap:0 PCMU/8000")
+    + '<recv response="100" optional="true"/><recv response="200"/>'
+    + _send("ACK sip:2001@[remote_ip]:[remote_port] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+            f"{_FROM_SIPP}\nTo: <sip:2001@[remote_ip]:[remote_port]>[peer_tag_param]\nCall-ID: [call_id]\n"
+            "CSeq: 1 ACK\nMax-Forwards: 70\nContent-Length: 0")
+    + '<recv request="INVITE" rrs="true"><action>'
+      '<ereg regexp="a=sendonly" search_in="body" check_it="true" assign_to="offer"/>'
+      '<ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="remote"/>'
+      '<ereg regexp=".*" search_in="hdr" header="To:" check_it="true" assign_to="local"/></action></recv>'
+    + _send(_REINVITE_OK + _SDP + "\na=recvonly") + '<recv request="ACK"/><pause milliseconds="200"/>'
+    + _send("BYE [next_url] SIP/2.0\nVia: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n"
+            "From:[$local]\nTo:[$remote]\nCall-ID: [call_id]\nCSeq: 2 BYE\nMax-Forwards: 70\nContent-Length: 0")
+    + '<recv response="200"/>'
+))
+
 
 class Caller(TestCase):
-    """SIPp as the caller: its built-in UAC (the trunk answers with canned SDP), and one that CANCELs."""
+    """SIPp as the caller: its built-in UAC (the trunk answers with canned SDP), one that CANCELs, one we put on hold."""
 
     timeout = 90
 
-    async def test_sipp_cancels(self) -> None:
-        """SIPp's INVITE rings; it CANCELs: 200, 487, its ACK; the listener hears cancelled; no channel is left."""
+    async def sipp_calls(self, scenario: list[str], incoming: Any) -> SipTrunk:
+        """
+        A trunk whose calls in go to C{incoming}, called by SIPp with
+        C{scenario} (C{["-sn", "uac", ...]}, or the XML of one); SIPp must
+        exit 0.
+        """
         if SIPP is None:
             raise self.skipTest("SIPp (Debian sip-tester) is not installed: scripts/run-tests installs it")
         directory = tempfile.mkdtemp(prefix="mgcpswitch-sipp-")
         self.addCleanup(shutil.rmtree, directory, True)
-        with open(f"{directory}/cancel.xml", "w", encoding="ascii") as f:
-            f.write(CANCELLING_UAC)
+        if scenario[0].startswith("<?xml"):
+            with open(f"{directory}/scenario.xml", "w", encoding="ascii") as f:
+                f.write(scenario[0])
+            scenario = ["-sf", f"{directory}/scenario.xml", "-trace_err"]
+        sipp_port = free_udp_port()
+        trunk = SipTrunk(settings("in", 0, sipp_port), reactor, incoming, rng=random.Random())
+        trunk.startService()
+        self.addCleanup(trunk.stopService)
+        sipp = Peer(self, [SIPP, *scenario, f"127.0.0.1:{trunk.agent.port}", "-i", "127.0.0.1",
+                           "-p", str(sipp_port), "-mi", "127.0.0.1", "-mp", str(free_udp_port()), "-m", "1",
+                           "-nostdin", "-timeout", "60s", "-timeout_error"], directory, "sipp")
+        code = await sipp.ended.addTimeout(45, reactor)
+        self.assertEqual(code, 0, sipp.output.decode(errors="replace")[-3000:])
+        return trunk
+
+    async def test_sipp_cancels(self) -> None:
+        """SIPp's INVITE rings; it CANCELs: 200, 487, its ACK; the listener hears cancelled; no channel is left."""
         listener = Recorder()
 
         def incoming(call: IncomingCall) -> None:
             call.listener = listener
             call.ringing()
 
-        sipp_port = free_udp_port()
-        trunk = SipTrunk(settings("in", 0, sipp_port), reactor, incoming, rng=random.Random())
-        trunk.startService()
-        self.addCleanup(trunk.stopService)
-        sipp = Peer(self, [SIPP, "-sf", f"{directory}/cancel.xml", f"127.0.0.1:{trunk.agent.port}", "-i", "127.0.0.1",
-                           "-p", str(sipp_port), "-mi", "127.0.0.1", "-mp", str(free_udp_port()), "-m", "1",
-                           "-nostdin", "-timeout", "60s", "-timeout_error", "-trace_err"], directory, "sipp")
-        code = await sipp.ended.addTimeout(45, reactor)
-        self.assertEqual(code, 0, sipp.output.decode(errors="replace")[-3000:])
+        trunk = await self.sipp_calls([CANCELLING_UAC], incoming)
         self.assertEqual(listener.events, [("cancelled",)])
         self.assertEqual(trunk.view().channels_in_use, 0)
         self.assertEqual(trunk.view().statuses, {"in 487": 1})
 
     async def test_sipp_calls_in(self) -> None:
         """SIPp's uac scenario: INVITE, our 180 and 200, its ACK, then its BYE; the handler hears ended."""
-        if SIPP is None:
-            raise self.skipTest("SIPp (Debian sip-tester) is not installed: scripts/run-tests installs it")
-        directory = tempfile.mkdtemp(prefix="mgcpswitch-sipp-")
-        self.addCleanup(shutil.rmtree, directory, True)
         calls: list[IncomingCall] = []
         listener = Recorder()
 
@@ -271,16 +355,25 @@ class Caller(TestCase):
             call.ringing()
             call.answer(line_sdp(free_udp_port()))
 
-        sipp_port = free_udp_port()
-        trunk = SipTrunk(settings("in", 0, sipp_port), reactor, incoming, rng=random.Random())
-        trunk.startService()
-        self.addCleanup(trunk.stopService)
-        sipp = Peer(self, [SIPP, "-sn", "uac", f"127.0.0.1:{trunk.agent.port}", "-s", "2001", "-i", "127.0.0.1",
-                           "-p", str(sipp_port), "-mi", "127.0.0.1", "-mp", str(free_udp_port()), "-m", "1",
-                           "-d", "300", "-nostdin", "-timeout", "60s", "-timeout_error"], directory, "sipp")
-        code = await sipp.ended.addTimeout(45, reactor)
-        self.assertEqual(code, 0, sipp.output.decode(errors="replace")[-3000:])
+        trunk = await self.sipp_calls(["-sn", "uac", "-s", "2001", "-d", "300"], incoming)
         self.assertEqual(calls[0].number, "2001")
+        self.assertEqual(listener.events, [("ended", "far end hung up")])
+        self.assertEqual(trunk.view().channels_in_use, 0)
+
+    async def test_we_put_sipp_on_hold(self) -> None:
+        """SIPp calls in; the answered call's update(sendonly), asked before SIPp's ACK, goes after it; SIPp answers recvonly, then hangs up."""
+        listener = Recorder()
+        updates: list[Deferred[Any]] = []
+
+        def incoming(call: IncomingCall) -> None:
+            call.listener = listener
+            port = free_udp_port()
+            call.answer(line_sdp(port))
+            updates.append(call.update(line_sdp(port, direction="sendonly")))
+
+        trunk = await self.sipp_calls([HELD_UAC], incoming)
+        answer = await updates[0]
+        self.assertEqual(answer.audio.direction, "recvonly")
         self.assertEqual(listener.events, [("ended", "far end hung up")])
         self.assertEqual(trunk.view().channels_in_use, 0)
 
