@@ -940,17 +940,28 @@ def _check_gateways(gateways: list[GatewaySettings]) -> None:
         seen_numbers.update(dict.fromkeys(gateway.numbers, gateway))
 
 
-def _dialplan(items: Mapping[str, str], gateways: list[GatewaySettings], dynamic: bool) -> dict[str, str]:
-    """C{[dialplan]}: patterns that are digit maps, routed to configured endpoints."""
+def _dialplan(items: Mapping[str, str], gateways: list[GatewaySettings], dynamic: bool,
+              trunks: list[TrunkSettings] = []) -> dict[str, str]:
+    """
+    C{[dialplan]}: patterns that are digit maps, routed to configured
+    endpoints, or to configured trunks (C{9x.T = trunk:provider}: the
+    number dialled goes to the trunk, which rewrites it as its section says).
+    """
     s = "dialplan"
     plan: dict[str, str] = {}
     by_name = {g.name.lower(): g for g in gateways}
+    trunk_names = {t.name.lower() for t in trunks}
     for pattern, target_text in items.items():
         if pattern == "digit_map":
             plan[pattern] = _read(s, pattern, digit_map, target_text)
             continue
         _read(s, pattern, digit_map, pattern)  # each pattern is a digit map
         target = target_text.strip()
+        if target.lower().startswith("trunk:"):
+            if target[6:].lower() not in trunk_names:
+                raise ConfigError((s, pattern), f"no [trunk:{target[6:]}] section for {target}")
+            plan[pattern] = target
+            continue
         if not _is_endpoint(target) or "*" in target or "$" in target:
             raise ConfigError((s, pattern), f"{target!r} is not an endpoint name")
         local, _, domain = target.rpartition("@")
@@ -1043,7 +1054,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         cluster=cluster,
         services=services,
         lines=lines,
-        dialplan=_dialplan(dialplan_items, gateways, switch.dynamic_gateways),
+        dialplan=_dialplan(dialplan_items, gateways, switch.dynamic_gateways, trunks),
         plugins=plugins,
         source=source,
     )
