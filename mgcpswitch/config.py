@@ -30,6 +30,7 @@ __all__ = [
     "SimulatorSettings",
     "StoreSettings",
     "ClusterSettings",
+    "OverloadSettings",
     "ServiceSettings",
     "LineServices",
     "DemoSettings",
@@ -271,6 +272,22 @@ class ClusterSettings:
 
 
 @dataclass(frozen=True)
+class OverloadSettings:
+    """
+    C{[overload]}: how the agent sheds new calls when it falls behind
+    (L{mgcpswitch.agent.overload}).
+    """
+
+    enabled: bool = True
+    interval: float = 0.02  # seconds between probes of the reactor's lateness
+    target: float = 0.03  # smoothed lateness (s) above which fewer calls are admitted
+    decrease: float = 0.85  # the admitted share is multiplied by this per late probe
+    increase: float = 0.02  # and grows by this per probe once lateness is below target / 2
+    floor: float = 0.02  # the smallest share admitted (some calls always get through)
+    tone: str = "reorder"  # what a refused caller hears: reorder or busy
+
+
+@dataclass(frozen=True)
 class DemoSettings:
     """Scripted subscribers for C{--demo} (C{[demo]})."""
 
@@ -318,6 +335,7 @@ class Settings:
     demo: DemoSettings = DemoSettings()
     store: StoreSettings = StoreSettings()
     cluster: Optional[ClusterSettings] = None  # with a PostgreSQL store only
+    overload: OverloadSettings = OverloadSettings()
     services: ServiceSettings = ServiceSettings()
     lines: Mapping[str, LineServices] = field(default_factory=dict)  # by endpoint name, lower case
     dialplan: Mapping[str, str] = field(default_factory=dict)  # pattern -> endpoint
@@ -791,6 +809,15 @@ _CLUSTER_KEYS = _keys_of(ClusterSettings, {
     "idle_timeout": number(0.03),
     "txid_block_size": integer(1000, 100_000_000),
 })
+_OVERLOAD_KEYS = _keys_of(OverloadSettings, {
+    "enabled": boolean,
+    "interval": number(0.001, 1.0),
+    "target": number(0.001, 10.0),
+    "decrease": number(0.01, 0.99),
+    "increase": number(0.0001, 1.0),
+    "floor": number(0.0, 1.0),
+    "tone": one_of("reorder", "busy"),
+})
 _DEMO_KEYS = _keys_of(DemoSettings, {
     "call_interval": number(0.1),  # 0 would place calls on every turn of the reactor
     "hold_time": number(0.0),
@@ -810,6 +837,7 @@ KEYS: Mapping[str, Mapping[str, Key]] = {
     "demo": _DEMO_KEYS,
     "store": _STORE_KEYS,
     "cluster": _CLUSTER_KEYS,
+    "overload": _OVERLOAD_KEYS,
     "services": _SERVICE_KEYS,
     "line:ENDPOINT": _LINE_KEYS,
     "dialplan": {"digit_map": Key(digit_map, None)},
@@ -1013,6 +1041,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
     demo = DemoSettings(**read_keys("demo", sections.pop("demo", {}), _DEMO_KEYS))
     store = StoreSettings(**read_keys("store", sections.pop("store", {}), _STORE_KEYS))
     cluster = _cluster(sections.pop("cluster", None), store, switch)
+    overload = OverloadSettings(**read_keys("overload", sections.pop("overload", {}), _OVERLOAD_KEYS))
     services = _services(sections.pop("services", {}))
     dialplan_items = sections.pop("dialplan", {})
     gateways = []
@@ -1032,7 +1061,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         else:
             raise ConfigError(
                 (name,),
-                "unknown section; known: switch, transactions, web, simulator, demo, store, cluster, services, "
+                "unknown section; known: switch, transactions, web, simulator, demo, store, cluster, overload, services, "
                 "dialplan, gateway:NAME, line:ENDPOINT, trunk:NAME, plugin:NAME",
             )
     _check_gateways(gateways)
@@ -1052,6 +1081,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         demo=demo,
         store=store,
         cluster=cluster,
+        overload=overload,
         services=services,
         lines=lines,
         dialplan=_dialplan(dialplan_items, gateways, switch.dynamic_gateways, trunks),

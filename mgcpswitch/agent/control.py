@@ -64,6 +64,7 @@ from .events import EventBus, Views
 from .lines import Action, Line, LineInput, LineMachine
 from .media import ILegListener, Media
 from .operator import Operator
+from .overload import OverloadGuard
 from .model import (
     CallCheckpoint,
     CallEnded,
@@ -159,6 +160,8 @@ class CallControl:
         self.requests = Requests(self.wire, self.lines, self.feed, self.media.idle_events, self.counters,
                                  self.services.flash_digit_map)
         self.operator = Operator(self)
+        self.overload = OverloadGuard(clock, settings.overload, rng)
+        self._shed_input = LineInput.ROUTE_BUSY if settings.overload.tone == "busy" else LineInput.ROUTE_FAILED
         self.trunks = Trunks(self, trunks)
         self.media.trunks = self.trunks
         self._actions: dict[Action, Callable[[Line], None]] = {
@@ -185,6 +188,7 @@ class CallControl:
         the audits that find which of those calls are still up.
         """
         self.started = True
+        self.overload.start()
         d = self.store.load()
         d.addCallback(self.resync.recover)
         d.addErrback(lambda f: self.log.failure("cannot load the store; starting afresh", f))
@@ -238,6 +242,7 @@ class CallControl:
         self.wire.notified_entity = None
 
     def stop(self) -> None:
+        self.overload.stop()
         self.registry.stop()
         self.services.stop()
         self._no_answer_timeouts.stop()
@@ -429,6 +434,9 @@ class CallControl:
             self._failed_attempt(line, dialled, ReleaseCause.UNAVAILABLE)
             self.feed(line, self._unavailable)
             return
+        if not self.overload.admit():
+            self.refuse(line, dialled, ReleaseCause.OVERLOAD)  # shed before it costs a connection
+            return
         request = RouteRequest(str(endpoint.name), dialled, endpoint.number)
         maybeDeferred(self.dial_plan.route, request).addCallbacks(
             self._routed, self._route_failed, (line, dialled, no_waiting), None, (line,)
@@ -465,6 +473,8 @@ class CallControl:
             self.feed(line, LineInput.ROUTE_BUSY)
         elif cause is ReleaseCause.UNAVAILABLE:
             self.feed(line, self._unavailable)
+        elif cause is ReleaseCause.OVERLOAD:
+            self.feed(line, self._shed_input)
         else:
             self.feed(line, LineInput.ROUTE_FAILED)
 

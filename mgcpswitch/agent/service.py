@@ -326,6 +326,7 @@ class CallControlService(Service):
         stats: dict[str, Any] = self.protocol.transactions.snapshot()
         stats["call_control"] = dict(self.control.counters)
         stats["store"] = self.control.store.stats()
+        stats["overload"] = self.control.overload.snapshot()
         return stats
 
     def cluster(self) -> Optional[ClusterView]:

@@ -53,6 +53,7 @@ _STATUS_OF_CAUSE = {
     ReleaseCause.BUSY: 486, ReleaseCause.DND: 486, ReleaseCause.UNKNOWN_NUMBER: 404,
     ReleaseCause.NO_ANSWER: 480, ReleaseCause.UNAVAILABLE: 480, ReleaseCause.ABANDONED: 487,
     ReleaseCause.FORWARD_LOOP: 482, ReleaseCause.CODEC_MISMATCH: 488, ReleaseCause.REJECTED: 403,
+    ReleaseCause.OVERLOAD: 503,
 }
 
 
@@ -185,6 +186,9 @@ class Trunks:
         origin = TrunkOrigin(party, call.number)
         call.listener = _In(self, origin)
         control.counters["trunk_calls_in"] += 1
+        if not control.overload.admit():
+            control.refuse(origin, origin.dialled, ReleaseCause.OVERLOAD)  # 503: the peer may try elsewhere
+            return
         request = RouteRequest(party.endpoint, call.number, call.caller)
         maybeDeferred(control.dial_plan.route, request).addCallbacks(
             self._routed, self._route_failed, (origin,), None, (origin,)
