@@ -30,6 +30,7 @@ __all__ = [
     "SimulatorSettings",
     "StoreSettings",
     "ClusterSettings",
+    "OverloadSettings",
     "ServiceSettings",
     "LineServices",
     "DemoSettings",
@@ -271,6 +272,22 @@ class ClusterSettings:
 
 
 @dataclass(frozen=True)
+class OverloadSettings:
+    """
+    C{[overload]}: how the agent sheds new calls when it falls behind
+    (L{mgcpswitch.agent.overload}).
+    """
+
+    enabled: bool = True
+    interval: float = 0.02  # seconds between probes of the reactor's lateness
+    target: float = 0.03  # smoothed lateness (s) above which fewer calls are admitted
+    decrease: float = 0.85  # the admitted share is multiplied by this per late probe
+    increase: float = 0.02  # and grows by this per probe once lateness is below target / 2
+    floor: float = 0.02  # the smallest share admitted (some calls always get through)
+    tone: str = "reorder"  # what a refused caller hears: reorder or busy
+
+
+@dataclass(frozen=True)
 class DemoSettings:
     """Scripted subscribers for C{--demo} (C{[demo]})."""
 
@@ -318,6 +335,7 @@ class Settings:
     demo: DemoSettings = DemoSettings()
     store: StoreSettings = StoreSettings()
     cluster: Optional[ClusterSettings] = None  # with a PostgreSQL store only
+    overload: OverloadSettings = OverloadSettings()
     services: ServiceSettings = ServiceSettings()
     lines: Mapping[str, LineServices] = field(default_factory=dict)  # by endpoint name, lower case
     dialplan: Mapping[str, str] = field(default_factory=dict)  # pattern -> endpoint
@@ -791,6 +809,15 @@ _CLUSTER_KEYS = _keys_of(ClusterSettings, {
     "idle_timeout": number(0.03),
     "txid_block_size": integer(1000, 100_000_000),
 })
+_OVERLOAD_KEYS = _keys_of(OverloadSettings, {
+    "enabled": boolean,
+    "interval": number(0.001, 1.0),
+    "target": number(0.001, 10.0),
+    "decrease": number(0.01, 0.99),
+    "increase": number(0.0001, 1.0),
+    "floor": number(0.0, 1.0),
+    "tone": one_of("reorder", "busy"),
+})
 _DEMO_KEYS = _keys_of(DemoSettings, {
     "call_interval": number(0.1),  # 0 would place calls on every turn of the reactor
     "hold_time": number(0.0),
@@ -810,6 +837,7 @@ KEYS: Mapping[str, Mapping[str, Key]] = {
     "demo": _DEMO_KEYS,
     "store": _STORE_KEYS,
     "cluster": _CLUSTER_KEYS,
+    "overload": _OVERLOAD_KEYS,
     "services": _SERVICE_KEYS,
     "line:ENDPOINT": _LINE_KEYS,
     "dialplan": {"digit_map": Key(digit_map, None)},
@@ -940,17 +968,28 @@ def _check_gateways(gateways: list[GatewaySettings]) -> None:
         seen_numbers.update(dict.fromkeys(gateway.numbers, gateway))
 
 
-def _dialplan(items: Mapping[str, str], gateways: list[GatewaySettings], dynamic: bool) -> dict[str, str]:
-    """C{[dialplan]}: patterns that are digit maps, routed to configured endpoints."""
+def _dialplan(items: Mapping[str, str], gateways: list[GatewaySettings], dynamic: bool,
+              trunks: list[TrunkSettings] = []) -> dict[str, str]:
+    """
+    C{[dialplan]}: patterns that are digit maps, routed to configured
+    endpoints, or to configured trunks (C{9x.T = trunk:provider}: the
+    number dialled goes to the trunk, which rewrites it as its section says).
+    """
     s = "dialplan"
     plan: dict[str, str] = {}
     by_name = {g.name.lower(): g for g in gateways}
+    trunk_names = {t.name.lower() for t in trunks}
     for pattern, target_text in items.items():
         if pattern == "digit_map":
             plan[pattern] = _read(s, pattern, digit_map, target_text)
             continue
         _read(s, pattern, digit_map, pattern)  # each pattern is a digit map
         target = target_text.strip()
+        if target.lower().startswith("trunk:"):
+            if target[6:].lower() not in trunk_names:
+                raise ConfigError((s, pattern), f"no [trunk:{target[6:]}] section for {target}")
+            plan[pattern] = target
+            continue
         if not _is_endpoint(target) or "*" in target or "$" in target:
             raise ConfigError((s, pattern), f"{target!r} is not an endpoint name")
         local, _, domain = target.rpartition("@")
@@ -1002,6 +1041,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
     demo = DemoSettings(**read_keys("demo", sections.pop("demo", {}), _DEMO_KEYS))
     store = StoreSettings(**read_keys("store", sections.pop("store", {}), _STORE_KEYS))
     cluster = _cluster(sections.pop("cluster", None), store, switch)
+    overload = OverloadSettings(**read_keys("overload", sections.pop("overload", {}), _OVERLOAD_KEYS))
     services = _services(sections.pop("services", {}))
     dialplan_items = sections.pop("dialplan", {})
     gateways = []
@@ -1021,7 +1061,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         else:
             raise ConfigError(
                 (name,),
-                "unknown section; known: switch, transactions, web, simulator, demo, store, cluster, services, "
+                "unknown section; known: switch, transactions, web, simulator, demo, store, cluster, overload, services, "
                 "dialplan, gateway:NAME, line:ENDPOINT, trunk:NAME, plugin:NAME",
             )
     _check_gateways(gateways)
@@ -1041,9 +1081,10 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         demo=demo,
         store=store,
         cluster=cluster,
+        overload=overload,
         services=services,
         lines=lines,
-        dialplan=_dialplan(dialplan_items, gateways, switch.dynamic_gateways),
+        dialplan=_dialplan(dialplan_items, gateways, switch.dynamic_gateways, trunks),
         plugins=plugins,
         source=source,
     )

@@ -299,6 +299,10 @@ class SwitchService(MultiService):
             if self.exit_on_error:
                 exit_with(error, self._source)
             raise error from None
+        except ConfigError as error:  # a child that names what to fix itself (a trunk's port)
+            if self.exit_on_error:
+                exit_with(error, self._source)
+            raise
 
     def _cannot_listen(self, child: IService, e: CannotListenError) -> ConfigError:
         section, port, address = self._origins.get(child.name, (child.name, "port", "address"))

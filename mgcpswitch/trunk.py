@@ -9,6 +9,7 @@ C{[trunk:NAME]} section's C{kind}).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from enum import Enum
 from typing import Any, Callable, Mapping
 
@@ -96,10 +97,11 @@ class TrunkView:
         }
 
 
-def build_trunks(settings: Settings, context: Any, incoming: Callable[[Any], None]) -> dict[str, Any]:
+def build_trunks(settings: Settings, context: Any, incoming: Callable[[str, Any], None]) -> dict[str, Any]:
     """
     Every C{[trunk:NAME]} built by the factory its C{kind} names, by name;
     a kind no plugin provides is a L{ConfigError} naming section and key.
+    Each trunk's calls in go to C{incoming(NAME, call)}.
     """
     from .plugin import available
 
@@ -112,7 +114,7 @@ def build_trunks(settings: Settings, context: Any, incoming: Callable[[Any], Non
                 (f"trunk:{trunk.name}", "kind"),
                 f"no trunk kind {trunk.kind!r}; available: {', '.join(sorted(factories)) or 'none'}",
             )
-        built = factory.build(trunk, context, incoming)
+        built = factory.build(trunk, context, partial(incoming, trunk.name))
         if not ITrunk.providedBy(built):
             raise TypeError(f"the {trunk.kind} trunk factory built {built!r}, not an ITrunk")
         trunks[trunk.name] = built

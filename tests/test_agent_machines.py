@@ -50,6 +50,7 @@ LEGS = {
     (L.CREATING, LI.FAILED): L.GONE,
     (L.CREATING, LI.TIMED_OUT): L.GONE,
     (L.CREATING, LI.LOST): L.GONE,
+    (L.CREATING, LI.CANCEL): L.GONE,
     (L.OPEN, LI.MODIFY): L.MODIFYING,
     (L.OPEN, LI.DELETE): L.DELETING,
     (L.OPEN, LI.LOST): L.GONE,
@@ -521,6 +522,21 @@ class EveryRowFires(SynchronousTestCase):
                     getattr(case, name)()
                 finally:
                     case.s.stop()
+
+    def path_trunks(self) -> None:
+        """Every scenario of the trunk tests: calls out (answered, failed, cancelled) and in."""
+        from . import test_agent_trunks as trunks
+
+        for kind in (trunks.CallsOut, trunks.CallsIn):
+            for name in sorted(n for n in dir(kind) if n.startswith("test_")):
+                case = kind(name)
+                case.on_switch = self.watch
+                try:
+                    getattr(case, name)()
+                finally:
+                    for s, far in getattr(case, "made", []):
+                        far.trunk.stopService()
+                        s.stop()
 
     def path_operator(self) -> None:
         """The operator hangs a call up, and takes a gateway out of service and back."""

@@ -481,7 +481,7 @@ class Configuration(SynchronousTestCase):
         factory = available(ITrunkFactory)["sip"]
         verifyObject(ITrunkFactory, factory)
         reactor = MemoryReactor()
-        trunks = build_trunks(settings_, PluginContext(reactor=reactor, settings=settings_), lambda call: None)
+        trunks = build_trunks(settings_, PluginContext(reactor=reactor, settings=settings_), lambda name, call: None)
         verifyObject(ITrunk, trunks["provider"])
         self.assertEqual(trunks["provider"].view().to_json()["peer"], "127.0.0.1:5070")
 

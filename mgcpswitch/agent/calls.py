@@ -104,6 +104,7 @@ class LegInput(enum.Enum):
     TIMED_OUT = "timed-out"  # no answer at all
     LOST = "lost"  # the gateway no longer has it (restart, its own DLCX, an audit)
     ADOPT = "adopt"  # a connection a checkpoint says exists (taken over after a restart)
+    CANCEL = "cancel"  # a trunk leg given up before its answer (CANCEL): nothing more comes of it
 
 
 LEG_TRANSITIONS: dict[tuple[LegState, LegInput], LegState] = {
@@ -115,6 +116,7 @@ LEG_TRANSITIONS: dict[tuple[LegState, LegInput], LegState] = {
     # The CRCX may have run and its answer been lost: an audit finds it.
     (LegState.CREATING, LegInput.TIMED_OUT): LegState.GONE,
     (LegState.CREATING, LegInput.LOST): LegState.GONE,
+    (LegState.CREATING, LegInput.CANCEL): LegState.GONE,
     (LegState.OPEN, LegInput.MODIFY): LegState.MODIFYING,
     (LegState.OPEN, LegInput.DELETE): LegState.DELETING,
     (LegState.OPEN, LegInput.LOST): LegState.GONE,
@@ -144,7 +146,9 @@ class Tone(enum.Enum):
 
 class Leg:
     """
-    One party's part of a call.
+    One party's part of a call: on a line of ours (C{line}), or beyond a
+    trunk (C{line} is None; C{trunk} is the far party, and the "connection"
+    is the trunk's call: created by its INVITE, open once answered).
 
     @ivar originating: the leg of the party who placed the call.
     @ivar peer: the leg whose media this leg receives (its remote SDP).
@@ -159,12 +163,13 @@ class Leg:
     __slots__ = (
         "call", "line", "originating", "state", "peer", "connection_id", "local_sdp",
         "remote_sdp", "mode", "tone", "stats", "rearm", "held", "waiting", "conference",
-        "consultation", "dropped", "mgcp_call_id",
+        "consultation", "dropped", "mgcp_call_id", "trunk",
     )
 
-    def __init__(self, call: Call, line: Any, originating: bool) -> None:
+    def __init__(self, call: Call, line: Any, originating: bool, trunk: Any = None) -> None:
         self.call = call
         self.line = line
+        self.trunk = trunk  # a TrunkParty (mgcpswitch.agent.trunks) when the party is beyond a trunk
         self.originating = originating
         self.state = LegState.NEW
         self.peer: Optional[Leg] = None
@@ -355,9 +360,9 @@ class CallMachine:
         call.legs.append(leg)
 
     @staticmethod
-    def new_leg(call: Call, line: Any, originating: bool) -> Leg:
-        """A leg of C{call} on C{line}, paired with the call's first leg of the other side."""
-        leg = Leg(call, line, originating)
+    def new_leg(call: Call, line: Any, originating: bool, trunk: Any = None) -> Leg:
+        """A leg of C{call} on C{line} (or C{trunk}), paired with the call's first leg of the other side."""
+        leg = Leg(call, line, originating, trunk)
         for other in call.legs:
             if other.originating is not originating and other.peer is None:
                 other.peer = leg
@@ -385,9 +390,11 @@ def wanted(leg: Leg) -> tuple[ConnectionMode, Optional[SessionDescription], Tone
     if state is CallState.CONNECTED:
         return ConnectionMode.SENDRECV, remote, Tone.NONE
     if leg.originating:
+        # Ringback, unless the far end sends its own (a trunk's early media).
+        early = peer is not None and peer.trunk is not None and peer.local_sdp is not None
         return (
             ConnectionMode.RECVONLY, remote,
-            Tone.RINGBACK if state is CallState.ALERTING else Tone.NONE,
+            Tone.RINGBACK if state is CallState.ALERTING and not early else Tone.NONE,
         )
     return ConnectionMode.SENDRECV, remote, Tone.NONE
 

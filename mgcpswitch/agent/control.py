@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter, deque
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
@@ -64,6 +64,7 @@ from .events import EventBus, Views
 from .lines import Action, Line, LineInput, LineMachine
 from .media import ILegListener, Media
 from .operator import Operator
+from .overload import OverloadGuard
 from .model import (
     CallCheckpoint,
     CallEnded,
@@ -84,6 +85,7 @@ from .requests import Requests
 from .resync import Resync
 from .services import HOLD_DIALLING, Services, check_services
 from .store import MemoryStore, checkpoint, gateway_record
+from .trunks import TrunkOrigin, Trunks
 from .wire import Wire
 
 __all__ = ["CallControl"]
@@ -116,6 +118,7 @@ class CallControl:
         store: Optional[IStore] = None,
         counters: Optional[Counter[str]] = None,
         outcomes: Optional[Counter[str]] = None,
+        trunks: Mapping[str, Any] = {},
     ) -> None:
         """
         @param counters: where to count (and C{outcomes}: ended calls by
@@ -157,6 +160,10 @@ class CallControl:
         self.requests = Requests(self.wire, self.lines, self.feed, self.media.idle_events, self.counters,
                                  self.services.flash_digit_map)
         self.operator = Operator(self)
+        self.overload = OverloadGuard(clock, settings.overload, rng)
+        self._shed_input = LineInput.ROUTE_BUSY if settings.overload.tone == "busy" else LineInput.ROUTE_FAILED
+        self.trunks = Trunks(self, trunks)
+        self.media.trunks = self.trunks
         self._actions: dict[Action, Callable[[Line], None]] = {
             Action.DIAL_TONE: self.requests.dial_tone,
             Action.ARM_IDLE: self.requests.arm_idle,
@@ -181,6 +188,7 @@ class CallControl:
         the audits that find which of those calls are still up.
         """
         self.started = True
+        self.overload.start()
         d = self.store.load()
         d.addCallback(self.resync.recover)
         d.addErrback(lambda f: self.log.failure("cannot load the store; starting afresh", f))
@@ -234,6 +242,7 @@ class CallControl:
         self.wire.notified_entity = None
 
     def stop(self) -> None:
+        self.overload.stop()
         self.registry.stop()
         self.services.stop()
         self._no_answer_timeouts.stop()
@@ -425,6 +434,9 @@ class CallControl:
             self._failed_attempt(line, dialled, ReleaseCause.UNAVAILABLE)
             self.feed(line, self._unavailable)
             return
+        if not self.overload.admit():
+            self.refuse(line, dialled, ReleaseCause.OVERLOAD)  # shed before it costs a connection
+            return
         request = RouteRequest(str(endpoint.name), dialled, endpoint.number)
         maybeDeferred(self.dial_plan.route, request).addCallbacks(
             self._routed, self._route_failed, (line, dialled, no_waiting), None, (line,)
@@ -439,31 +451,57 @@ class CallControl:
     def _routed(self, decision: RouteDecision, line: Line, dialled: str, no_waiting: bool) -> None:
         if line.state is not LineState.ROUTING:
             return  # the caller hung up while the dial plan thought
+        if self.trunks.trunk(decision.target) is not None:
+            self.trunks.call_out(line, dialled, decision.target, no_waiting)  # type: ignore[arg-type]
+            return
         endpoint = self.registry.endpoint(decision.target) if decision.target else None
         if endpoint is None:
             self.refuse(line, dialled, decision.cause or ReleaseCause.UNKNOWN_NUMBER)
             return
         self.services.deliver(line, dialled, endpoint, no_waiting=no_waiting)
 
-    def refuse(self, line: Line, dialled: str, cause: ReleaseCause, target: Optional[Line] = None) -> None:
-        """A call that cannot be placed: its record, and the tone its cause gets."""
+    def refuse(self, line: Union[Line, TrunkOrigin], dialled: str, cause: ReleaseCause,
+               target: Optional[Line] = None) -> None:
+        """
+        A call that cannot be placed: its record, and the tone its cause
+        gets (a call in from a trunk: the status its cause gets).
+        """
         self._failed_attempt(line, dialled, cause, target)
+        if type(line) is TrunkOrigin:
+            return
         if cause is ReleaseCause.BUSY or cause is ReleaseCause.DND:
             self.feed(line, LineInput.ROUTE_BUSY)
         elif cause is ReleaseCause.UNAVAILABLE:
             self.feed(line, self._unavailable)
+        elif cause is ReleaseCause.OVERLOAD:
+            self.feed(line, self._shed_input)
         else:
             self.feed(line, LineInput.ROUTE_FAILED)
 
-    def place(self, line: Line, dialled: str, target: Line, waiting: bool = False) -> Call:
-        """A call from C{line} to C{target}: rung, or waiting for it (call waiting)."""
+    def place(self, line: Union[Line, TrunkOrigin], dialled: str, target: Line, waiting: bool = False) -> Call:
+        """A call from C{line} (or a call in from a trunk) to C{target}: rung, or waiting for it (call waiting)."""
         call = self.new_call(dialled)
+        self.start_leg(call, line)
+        self._set_up(call, target, waiting)
+        return call
+
+    def start_leg(self, call: Call, origin: Union[Line, TrunkOrigin]) -> Leg:
+        """The calling party's leg: on its line, or the trunk's call in."""
+        if type(origin) is TrunkOrigin:
+            return self.trunks.origin_leg(call, origin)
+        line: Line = origin  # type: ignore[assignment]
         leg = self.machine.new_leg(call, line, True)
         if any(other.held for other in line.legs):
             self.machine.mark(leg, consultation=True)  # dialled while another call was held
         self.lines.add_leg(line, leg)
-        self._set_up(call, target, waiting)
-        return call
+        return leg
+
+    @staticmethod
+    def routing(origin: Union[Line, TrunkOrigin]) -> bool:
+        """Whether a call is still being routed for C{origin} (its caller has not given up)."""
+        if type(origin) is TrunkOrigin:
+            return origin.routing
+        return origin.state is LineState.ROUTING  # type: ignore[union-attr]
 
     def _set_up(self, call: Call, target: Line, waiting: bool = False) -> None:
         """Ring C{target} for C{call} (or make the call wait for it): its leg, then the connections."""
@@ -499,7 +537,7 @@ class CallControl:
         self._call_input(call, CallInput.ALERT)
         if template.state is CallState.CONNECTED:
             self._call_input(call, CallInput.ANSWER)
-        elif a.line.state is LineState.CONNECTED:
+        elif a.line is not None and a.line.state is LineState.CONNECTED:
             self.feed(a.line, LineInput.TRANSFERRED)  # it hears ringback now
         self.media.reconcile_call(call)
         return call
@@ -528,10 +566,14 @@ class CallControl:
             self.events.publish(CallStarted(self.views.call(call)))
         return call
 
-    def _failed_attempt(self, line: Line, dialled: str, cause: ReleaseCause, target: Optional[Line] = None) -> None:
+    def _failed_attempt(self, line: Union[Line, TrunkOrigin], dialled: str, cause: ReleaseCause,
+                        target: Optional[Line] = None) -> None:
         """A call that never got a connection still gets its record (its legs hold no line)."""
         call = self.new_call(dialled)
-        self.machine.new_leg(call, line, True)
+        if type(line) is TrunkOrigin:
+            self.trunks.origin_leg(call, line)  # released below: the trunk's caller is told why
+        else:
+            self.machine.new_leg(call, line, True)
         if target is not None:
             self.machine.new_leg(call, target, False)
         self.release(call, cause)
@@ -542,7 +584,8 @@ class CallControl:
         if not leg.originating:
             call = leg.call
             self._call_input(call, CallInput.ALERT)
-            if leg.line.state is LineState.CONNECTED and not leg.waiting and leg.line.active is leg:
+            line = leg.line
+            if line is not None and line.state is LineState.CONNECTED and not leg.waiting and line.active is leg:
                 # The callee answered while its CRCX was answered: no ringback.
                 self._call_input(call, CallInput.ANSWER)
 
@@ -569,7 +612,7 @@ class CallControl:
         self._call_input(call, CallInput.RELEASE)
         for leg in list(call.legs):
             line = leg.line
-            if line is keep:
+            if line is keep or line is None:
                 continue
             if leg in line.legs and not leg.conference and (len(line.legs) == 1 or line.active is leg):
                 self.feed(line, LineInput.FAR_END_RELEASED)
@@ -580,7 +623,7 @@ class CallControl:
 
     def leg_gone(self, leg: Leg, rearmed: bool) -> None:
         line = leg.line
-        if leg in line.legs:
+        if line is not None and leg in line.legs:
             if self.lines.remove_leg(line, leg):
                 if not self.services.line_empty(line):
                     self._line_free(line, leg, rearmed)

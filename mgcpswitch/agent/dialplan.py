@@ -64,10 +64,14 @@ class StaticDialPlan:
         return self._maps.get(endpoint.rpartition("@")[2].lower(), self._default_map)
 
     def route(self, request: RouteRequest) -> RouteDecision:
-        target: Optional[str] = self._numbers.get(request.digits)
+        digits = request.digits
+        target: Optional[str] = self._numbers.get(digits)
         if target is None:
+            # A pattern ended by the timer (9x.T) matches the number without its T too.
+            timed = digits if digits.endswith("T") else digits + "T"
             for pattern, endpoint in self._patterns:
-                if pattern.match(request.digits).status is MatchStatus.COMPLETE:
+                if pattern.match(digits).status is MatchStatus.COMPLETE \
+                        or pattern.match(timed).status is MatchStatus.COMPLETE:
                     target = endpoint
                     break
         if target is None:

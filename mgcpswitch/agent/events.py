@@ -181,8 +181,8 @@ class Views:
         return CallView(
             call_id=call.call_id,
             state=call.state,
-            caller=str(caller.line.endpoint.name) if caller else "",
-            callee=str(callee.line.endpoint.name) if callee else None,
+            caller=party(caller)[0] if caller else "",
+            callee=party(callee)[0] if callee else None,
             dialled=call.dialled,
             started=call.started,
             answered=call.answered,
@@ -199,13 +199,16 @@ class Views:
         """The call's CDR."""
         caller, callee = call.caller, call.callee
         assert caller is not None and call.ended is not None
-        a, b = caller.line.endpoint, callee.line.endpoint if callee is not None else None
+        a_name, a_number = party(caller)
+        b_name, b_number = party(callee) if callee is not None else (None, None)
+        if callee is not None and callee.trunk is not None:
+            b_number = callee.trunk.number  # the number called out
         return CallRecord(
             call_id=call.call_id,
-            caller=a.number or str(a.name),
-            callee=(b.number or str(b.name)) if b is not None else call.dialled or None,
-            caller_endpoint=str(a.name),
-            callee_endpoint=str(b.name) if b is not None else None,
+            caller=a_number or a_name,
+            callee=(b_number or b_name) if b_name is not None else call.dialled or None,
+            caller_endpoint=a_name,
+            callee_endpoint=b_name,
             caller_connection=caller.connection_id,
             callee_connection=callee.connection_id if callee is not None else None,
             codec=call.codec,
@@ -228,11 +231,23 @@ class Views:
                            local=self.local, remote=remote)
 
 
-def _leg_view(leg: Leg) -> LegView:
+def party(leg: Leg) -> tuple[str, Optional[str]]:
+    """
+    How views and records name a leg's party: its endpoint and number, or,
+    beyond a trunk, C{trunk:NAME} and the far party's number.
+    """
+    trunk = leg.trunk
+    if trunk is not None:
+        return trunk.endpoint, trunk.number
     endpoint = leg.line.endpoint
+    return str(endpoint.name), endpoint.number
+
+
+def _leg_view(leg: Leg) -> LegView:
+    name, number = party(leg)
     return LegView(
-        endpoint=str(endpoint.name),
-        number=endpoint.number,
+        endpoint=name,
+        number=number,
         originating=leg.originating,
         state=leg.state.value,
         connection_id=leg.connection_id,

@@ -85,6 +85,7 @@ class Media:
         self.idle_events = idle_events
         self._counters = counters
         self._clock = clock
+        self.trunks: Any = None  # the coordinator's trunk legs (L{mgcpswitch.agent.trunks.Trunks})
 
     # -- what the line runs after its connection is gone ---------------------
 
@@ -109,6 +110,9 @@ class Media:
 
     def reconcile(self, leg: Leg) -> None:
         """Send what C{leg}'s connection needs now, if nothing is in flight on it."""
+        if leg.line is None:
+            self.trunks.reconcile(leg)  # a party beyond a trunk
+            return
         state = leg.state
         if state is not LegState.OPEN and state is not LegState.NEW:
             return  # gone, or a command is in flight: its answer reconciles again
@@ -147,12 +151,15 @@ class Media:
             # "P"); a line already in a call hears the call-waiting tone
             # instead, with the caller ID where its gateway offers it.
             peer = leg.peer
-            caller = peer.line.endpoint if peer is not None else None
-            ident = cmd.caller_id(
-                self._clock.seconds(), caller.number if caller is not None else None,
-                caller.services.name if caller is not None else None,
-                caller.services.private if caller is not None else False,
-            )
+            if peer is not None and peer.line is None:  # a call in from a trunk: its caller's number
+                ident = cmd.caller_id(self._clock.seconds(), peer.trunk.number, None)
+            else:
+                caller = peer.line.endpoint if peer is not None else None
+                ident = cmd.caller_id(
+                    self._clock.seconds(), caller.number if caller is not None else None,
+                    caller.services.name if caller is not None else None,
+                    caller.services.private if caller is not None else False,
+                )
             if leg.waiting:
                 events, signals = endpoint.call_events, (cmd.CALL_WAITING_TONE[0], ident)
             else:

@@ -123,6 +123,8 @@ class ReleaseCause(enum.Enum):
     DND = "do-not-disturb"  # the callee does not take calls now
     FORWARD_LOOP = "forward-loop"  # forwarding went round in a circle, or too far
     CODEC_MISMATCH = "codec-mismatch"  # the parties' gateways have no codec in common
+    CONGESTION = "congestion"  # a trunk or the network beyond it could not take the call (5xx)
+    OVERLOAD = "overload"  # the call agent was overloaded and shed the call before it began
 
 
 def _plain(value: Any) -> Any:

@@ -29,20 +29,21 @@ from typing import Any, Callable, Iterable, Optional
 
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..config import Settings
-from ..errors import CallControlError, StandbyError
+from ..errors import CallControlError, ConfigError, StandbyError
 from ..interfaces import (
     ICallControl,
     ICallObserver,
     IClusterMember,
     ICommandHandler,
     IDialPlan,
+    IGatewayProfile,
     IMessageWaiting,
     IMessageWaitingSource,
-    IGatewayProfile,
     IPeerListener,
     IStore,
 )
@@ -100,9 +101,16 @@ class CallControlService(Service):
             cluster.became_active = self._became_active
             cluster.lost_leadership = self._lost_leadership
             self.protocol.transactions.may_command = cluster.holds_lease
+        # Trunks live as long as the service (each term's call control uses them).
+        self.trunks: dict[str, Any] = {}
+        if settings.trunks:
+            from ..plugin import PluginContext
+            from ..trunk import build_trunks
+
+            self.trunks = build_trunks(settings, PluginContext(reactor=reactor, settings=settings), self._call_in)
         self._build = lambda: CallControl(
             reactor, settings, dial_plan, profiles, self.protocol.transactions, self._observers,
-            random_source, store, self._counters, self._outcomes,
+            random_source, store, self._counters, self._outcomes, self.trunks,
         )
         self._counters: Counter[str] = Counter()
         self._outcomes: Counter[str] = Counter()
@@ -174,6 +182,14 @@ class CallControlService(Service):
         for subscriber in self._subscribers:
             self._subscribers[subscriber] = self.control.events.subscribe(subscriber)
 
+    def _call_in(self, trunk: str, call: Any) -> None:
+        """A call in from a trunk: a standby cannot take it (503: the peer may try another route)."""
+        if self._active:
+            self.control.trunks.incoming(trunk, call)
+        else:
+            self._counters["standby_trunk_calls"] += 1
+            call.reject(503)
+
     def peer_state_changed(self, address: tuple[str, int], state: PeerState) -> None:
         if self._active:
             self.control.peer_state_changed(address, state)
@@ -198,6 +214,13 @@ class CallControlService(Service):
                 observer.attach(self)  # a voicemail system drives message waiting through us
         switch = self.settings.switch
         self.port = self._reactor.listenUDP(switch.port, self.protocol, interface=switch.interface)
+        for trunk in self.trunks.values():
+            try:
+                trunk.startService()
+            except CannotListenError as e:
+                reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+                raise ConfigError((f"trunk:{trunk.name}", "local_port"),
+                                  f"cannot listen on {e.interface or '*'}:{e.port}: {reason}") from None
         host, port = self.address
         self.control.views.local = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.log.info(
@@ -210,7 +233,7 @@ class CallControlService(Service):
     def stopService(self) -> Deferred[Any]:  # noqa: N802
         super().stopService()
         self.control.stop()
-        ds = []
+        ds = [maybeDeferred(trunk.stopService) for trunk in self.trunks.values() if trunk.running]
         if self.port is not None:
             ds.append(maybeDeferred(self.port.stopListening))
             self.port = None
@@ -303,6 +326,7 @@ class CallControlService(Service):
         stats: dict[str, Any] = self.protocol.transactions.snapshot()
         stats["call_control"] = dict(self.control.counters)
         stats["store"] = self.control.store.stats()
+        stats["overload"] = self.control.overload.snapshot()
         return stats
 
     def cluster(self) -> Optional[ClusterView]:

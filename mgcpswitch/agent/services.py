@@ -187,8 +187,14 @@ class Services:
     def _forward_routed(self, decision: Any, line: Line, dialled: str, source: Endpoint, reason: str,
                         hops: int, visited: frozenset[str], first: str, no_waiting: bool) -> None:
         control = self._control
-        if line.state is not LineState.ROUTING:
+        if not control.routing(line):
             return  # the caller hung up meanwhile
+        if control.trunks.trunk(decision.target) is not None:  # forwarded beyond a trunk
+            call = control.trunks.call_out(line, dialled, decision.target, no_waiting)
+            if call is not None:
+                call.forwarded_from = first
+                call.forwards = hops
+            return
         target = control.registry.endpoint(decision.target) if decision.target else None
         if target is None:
             control.refuse(line, dialled, decision.cause or ReleaseCause.UNKNOWN_NUMBER, source.line)
@@ -200,8 +206,8 @@ class Services:
                                                  str(target.name), reason))
 
     def _forward_failed(self, failure: Failure, line: Line, dialled: str) -> None:
-        self.log.failure("dial plan failed forwarding a call of {line}", failure, line=line.endpoint.name)
-        if line.state is LineState.ROUTING:
+        self.log.failure("dial plan failed forwarding a call of {line}", failure, line=line.endpoint)
+        if self._control.routing(line):
             self._control.refuse(line, dialled, ReleaseCause.REJECTED)
 
     def _forward_no_answer(self, call: Call) -> None:

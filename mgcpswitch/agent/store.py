@@ -49,7 +49,7 @@ def checkpoint(call: Call) -> CallCheckpoint:
         answered=call.answered,
         legs=tuple(
             LegCheckpoint(
-                endpoint=str(leg.line.endpoint.name),
+                endpoint=str(leg.line.endpoint.name) if leg.line is not None else leg.trunk.endpoint,
                 originating=leg.originating,
                 connection_id=leg.connection_id,
                 mode=leg.mode.value if leg.mode is not None else None,

@@ -1,0 +1,134 @@
+# -*- test-case-name: tests.test_agent_overload -*-
+"""
+Overload control: admit fewer new calls when the agent falls behind, so
+that the calls it admits complete, instead of every call failing.
+
+Why: past its capacity, a call agent's answers come later than the
+gateways' retransmission timers, both sides retransmit, the work per call
+doubles and the completed rate collapses (RFC 6357 §3 describes the same
+collapse for SIP servers).  The cure is to refuse the excess early and
+cheaply: a call refused before any connection is made costs the agent an
+NTFY and an RQNT (the caller hears reorder, the record's cause is
+C{overload}), a sixth of a completed call.
+
+What is measured: the reactor's lateness.  A probe timer asks to run
+every C{interval} seconds; how late it runs is how long the reactor was
+busy with other work (a turn that handled a burst of datagrams).  A
+healthy agent idles between datagrams and the probe is on time; a
+saturated one runs turns of tens of milliseconds.  The lateness is
+smoothed (an exponentially weighted mean over about ten probes).
+
+What is done: admission control with additive increase and
+multiplicative decrease (RFC 7339's loss-based feedback, applied to our
+own admission).  While the smoothed lateness is above C{target}, the share
+of new calls admitted is cut by C{decrease} at each probe (down to
+C{floor}); once it is below half the target, the share grows back by
+C{increase} per probe.  The agent is "overloaded" while the share is below
+one.  Calls already admitted are never touched.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from typing import Any, Callable, Optional
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from ..config import OverloadSettings
+
+__all__ = ["OverloadState", "OverloadGuard"]
+
+
+class OverloadState(enum.Enum):
+    __hash__ = object.__hash__
+    NORMAL = "normal"
+    OVERLOADED = "overloaded"
+
+
+class OverloadGuard:
+    """
+    Watches the reactor's lateness on C{clock} and says whether to admit a
+    new call (L{admit}).  C{changed(state)} is told when the state changes.
+    """
+
+    log = Logger()
+    SMOOTHING = 0.1  # weight of the newest probe in the mean
+
+    def __init__(
+        self, clock: IReactorTime, settings: OverloadSettings = OverloadSettings(),
+        random_source: Optional[random.Random] = None,
+        changed: Optional[Callable[[OverloadState], None]] = None,
+    ) -> None:
+        self._clock = clock
+        self.settings = settings
+        self._random = (random_source or random.Random()).random
+        self.changed = changed
+        self.share = 1.0  # of new calls admitted
+        self.lateness = 0.0  # smoothed, seconds
+        self.state = OverloadState.NORMAL
+        self.admitted = 0
+        self.shed = 0
+        self.episodes = 0  # times the agent became overloaded
+        self._due = 0.0
+        self._probe: Optional[IDelayedCall] = None
+
+    def start(self) -> None:
+        if self.settings.enabled and self._probe is None:
+            self._schedule()
+
+    def stop(self) -> None:
+        if self._probe is not None and self._probe.active():
+            self._probe.cancel()
+        self._probe = None
+
+    def admit(self) -> bool:
+        """Whether to admit a new call now (always, unless overloaded)."""
+        share = self.share
+        if share >= 1.0 or self._random() < share:
+            self.admitted += 1
+            return True
+        self.shed += 1
+        return False
+
+    def snapshot(self) -> dict[str, Any]:
+        """For /api/stats and /metrics."""
+        return {
+            "state": self.state.value, "admitted_share": round(self.share, 4),
+            "lateness_ms": round(self.lateness * 1000, 3), "calls_admitted": self.admitted,
+            "calls_shed": self.shed, "episodes": self.episodes,
+        }
+
+    # -- the probe ---------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        interval = self.settings.interval
+        self._due = self._clock.seconds() + interval
+        self._probe = self._clock.callLater(interval, self._probed)
+
+    def _probed(self) -> None:
+        late = max(0.0, self._clock.seconds() - self._due)
+        self._schedule()
+        self.observe(late)
+
+    def observe(self, late: float) -> None:
+        """One probe ran C{late} seconds after it was due."""
+        settings = self.settings
+        self.lateness += self.SMOOTHING * (late - self.lateness)
+        if self.lateness > settings.target:
+            self.share = max(settings.floor, self.share * settings.decrease)
+        elif self.lateness < settings.target / 2 and self.share < 1.0:
+            self.share = min(1.0, self.share + settings.increase)
+        state = OverloadState.OVERLOADED if self.share < 1.0 else OverloadState.NORMAL
+        if state is not self.state:
+            self.state = state
+            if state is OverloadState.OVERLOADED:
+                self.episodes += 1
+                self.log.warn("overloaded: the reactor runs {late:.0f} ms late; admitting fewer new calls",
+                              late=self.lateness * 1000)
+            else:
+                self.log.info("no longer overloaded: every new call is admitted again ({shed} shed so far)",
+                              shed=self.shed)
+            if self.changed is not None:
+                self.changed(state)
