@@ -4,14 +4,17 @@ mgcpctl: the switch from a terminal, through the admin's JSON API.
 
     mgcpctl gateways
     mgcpctl endpoints [--gateway NAME]
+    mgcpctl line LINE                 (an endpoint or a directory number: state, calls, services)
+    mgcpctl line LINE set KEY=VALUE...  (dnd=yes forward_always=2003 forward_busy=off ...)
     mgcpctl calls
-    mgcpctl call show ID [--messages]
+    mgcpctl call [show] ID [--messages]  (parties, held/waiting/three-way, transfer/forward, ladder)
     mgcpctl call ID --pcap FILE       (the ladder as a pcap; FILE - is stdout)
     mgcpctl call A B                  (also: mgcpctl originate A B)
     mgcpctl hangup ID
     mgcpctl audit ENDPOINT
     mgcpctl gateway out|in NAME
     mgcpctl stats
+    mgcpctl cluster                   (role, epoch, the active agent, lease age)
     mgcpctl hash-password [USER] [--stdin] [--iterations N]
 
 Options (before or after the command): --url (MGCPCTL_URL, default
@@ -20,8 +23,9 @@ MGCPCTL_PASSWORD) or --token (MGCPCTL_TOKEN), --cacert FILE
 (MGCPCTL_CACERT) to trust a self-signed HTTPS certificate, --timeout
 SECONDS, --json for the API's answer as it is.
 
-Exit codes: 0 done, 1 the switch refused (its reason is printed), 2 usage,
-3 the switch cannot be reached, 4 authentication failed.
+Exit codes: 0 done, 1 the switch refused (its reason is printed: a
+standby of a cluster refuses every change and names the active agent), 2
+usage, 3 the switch cannot be reached, 4 authentication failed.
 """
 
 from __future__ import annotations
@@ -286,6 +290,30 @@ def _gateways(data: Mapping[str, Any]) -> str:
     return format_table(headers, rows)
 
 
+def _line_calls(e: Mapping[str, Any]) -> str:
+    """The calls on a line, marked: C{c1, c2 (held), c3 (waiting), three-way}."""
+    calls = e.get("calls") or ([e["call_id"]] if e.get("call_id") else [])
+    held, waiting = e.get("held") or [], e.get("waiting") or []
+    marked = [c + (" (held)" if c in held else " (waiting)" if c in waiting else "") for c in calls]
+    return ", ".join(marked + (["three-way"] if e.get("conference") else []))
+
+
+def _services_summary(services: Mapping[str, Any] | None) -> str:
+    """What differs from a plain line, in a few words."""
+    if not services:
+        return ""
+    parts = [f'"{services["name"]}"'] if services.get("name") else []
+    parts += [label for key, label in (("dnd", "dnd"), ("message_waiting", "mwi"), ("private", "private"))
+              if services.get(key)]
+    parts += [f"{label}->{services[key]}" for key, label in (
+        ("forward_always", "fwd"), ("forward_busy", "fwd-busy"), ("forward_no_answer", "fwd-no-answer"))
+        if services.get(key)]
+    parts += [f"no {label}" for key, label in (
+        ("call_waiting", "call-waiting"), ("three_way", "three-way"), ("transfer", "transfer"))
+        if services.get(key) is False]
+    return ", ".join(parts + (["transfer-on-hangup"] if services.get("transfer_on_hangup") else []))
+
+
 def _endpoints(data: Mapping[str, Any]) -> str:
     rows = [
         [
@@ -293,13 +321,37 @@ def _endpoints(data: Mapping[str, Any]) -> str:
             e["state"],
             e["hook"],
             e.get("number"),
-            e.get("call_id"),
+            _line_calls(e),
             ", ".join(f"{c['connection_id']} {c['mode']}" for c in e.get("connections", [])),
+            _services_summary(e.get("services")),
             e.get("last_event"),
         ]
         for e in data["endpoints"]
     ]
-    return format_table(["ENDPOINT", "STATE", "HOOK", "NUMBER", "CALL", "CONNECTIONS", "LAST EVENT"], rows)
+    headers = ["ENDPOINT", "STATE", "HOOK", "NUMBER", "CALLS", "CONNECTIONS", "SERVICES", "LAST EVENT"]
+    return format_table(headers, rows)
+
+
+def _value(value: Any) -> str:
+    return "yes" if value is True else "no" if value is False else "-" if value is None else str(value)
+
+
+def _line(e: Mapping[str, Any]) -> str:
+    """One line: its state, its calls and connections, every service."""
+    lines = [
+        f"{e['name']}" + (f" ({e['number']})" if e.get("number") else "")
+        + f": {e['state']}, hook {e['hook']}" + ("" if e.get("in_service", True) else ", out of service"),
+        f"  calls:        {_line_calls(e) or '-'}",
+        "  connections:  " + (", ".join(f"{c['connection_id']} {c['mode']} (call {c['call_id']})"
+                                        for c in e.get("connections", [])) or "-"),
+        f"  last event:   {e.get('last_event') or '-'}",
+    ]
+    services = e.get("services")
+    if services:
+        width = max(len(k) for k in services)
+        lines.append("services:")
+        lines.extend(f"  {key.ljust(width)}  {_value(value)}" for key, value in services.items())
+    return "\n".join(lines)
 
 
 def _duration(call: Mapping[str, Any], now: float) -> str:
@@ -334,8 +386,25 @@ def _call(call: Mapping[str, Any], messages: bool) -> str:
         + (f" ({call['cause']})" if call.get("cause") else ""),
         f"  dialled {call.get('dialled') or '-'}, codec {call.get('codec') or '-'}, started {_clock(call['started'])}, "
         f"answered {_relative(call.get('answered'), call['started'])}, ended {_relative(call.get('ended'), call['started'])}",
-        "",
     ]
+    facts = [f"forwarded from {call['forwarded_from']}"] if call.get("forwarded_from") else []
+    facts += [f"transferred by {call['transferred_by']}"] if call.get("transferred_by") else []
+    facts += [f"related: {', '.join(call['related'])}"] if call.get("related") else []
+    if facts:
+        lines.append("  " + "; ".join(facts))
+    legs = call.get("legs") or []
+    if legs:
+        rows = [
+            [leg["endpoint"], leg.get("number"), "caller" if leg["originating"] else "called", leg.get("connection_id"),
+             leg.get("mode"), leg["state"],
+             ", ".join(flag for flag, on in (("held", leg.get("held")), ("waiting", leg.get("waiting")),
+                                              ("three-way", leg.get("conference"))) if on)]
+            for leg in legs
+        ]
+        table = format_table(["PARTY", "NUMBER", "SIDE", "CONNECTION", "MODE", "STATE", "FLAGS"], rows)
+        lines.append("")
+        lines.extend("  " + row for row in table.split("\n"))
+    lines.append("")
     ladder = call.get("ladder", [])
     if not ladder:
         lines.append("  (no MGCP messages recorded)")
@@ -366,6 +435,7 @@ def _stats(data: Mapping[str, Any]) -> str:
         return ", ".join(f"{k} {v}" for k, v in items) or "none"
 
     lines = [
+        f"cluster:       {_cluster_summary(data.get('cluster'))}",
         f"calls:         {calls['active']} active; ended: {outcomes}",
         f"gateways:      {gateways}",
         f"endpoints:     {data['endpoints']['registered']} registered of {data['endpoints']['total']}",
@@ -377,6 +447,47 @@ def _stats(data: Mapping[str, Any]) -> str:
         f"  responses out: {group('responses_sent')}",
         f"  latency:       {_percentiles(transactions)}",
     ]
+    return "\n".join(lines)
+
+
+def _cluster_summary(cluster: Mapping[str, Any] | None) -> str:
+    if not cluster:
+        return "none (a single call agent)"
+    parts = [cluster["role"]]
+    if cluster.get("epoch") is not None:
+        parts.append(f"epoch {cluster['epoch']}")
+    if cluster["role"] != "active":
+        parts.append(f"active {cluster.get('holder') or 'unknown'}")
+    if cluster.get("lease_age") is not None:
+        parts.append(f"lease age {cluster['lease_age']:.1f}s")
+    return ", ".join(parts)
+
+
+def _cluster(data: Mapping[str, Any]) -> str:
+    cluster = data.get("cluster")
+    if not cluster:
+        return "a single call agent: not in a cluster"
+    counters: Mapping[str, int] = cluster.get("counters", {})
+
+    def group(prefix: str) -> str:
+        items = sorted((k[len(prefix):], v) for k, v in counters.items() if k.startswith(prefix))
+        return ", ".join(f"{k} {v}" for k, v in items) or "none"
+
+    lease, takeover = cluster.get("lease_age"), cluster.get("last_takeover")
+    lines = [
+        f"agent {cluster['name']}: {cluster['role'].upper()}",
+        f"  active agent:   {cluster.get('holder') or 'none known'}",
+        f"  epoch:          {_value(cluster.get('epoch'))}",
+        f"  lease age:      {'-' if lease is None else f'{lease:.1f}s'}"
+        + ("" if cluster["role"] == "active" else " (as last seen)"),
+        "  last takeover:  " + ("-" if takeover is None else f"{_clock(takeover)} ({_ago(takeover, data['now'])})"),
+        f"  takeovers:      {cluster['takeovers']} by this agent",
+        f"  store:          {group('store_')}",
+        f"  txid blocks:    {group('txid_blocks_')}",
+        f"  leadership:     {group('leadership_')}",
+    ]
+    if cluster.get("read_only"):
+        lines.append(f"read-only: {cluster['read_only']}")
     return "\n".join(lines)
 
 
@@ -405,6 +516,58 @@ def _ep(name: str) -> str:
     return quote(name, safe="")
 
 
+_YES = ("yes", "on", "true", "1")
+_NO = ("no", "off", "false", "0")
+_NONE = ("", "off", "none", "-")
+
+
+def _changes(pairs: Sequence[str], services: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    C{KEY=VALUE} words as the JSON the API takes, typed by the line's
+    current services: a flag takes yes/no (on/off, true/false, 1/0); a
+    number or name takes its text, or nothing (or off, none, -) for none.
+    A key the line does not have is sent as given: the switch names it in
+    its refusal.
+    """
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        key, found, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not found or not key:
+            raise CtlError(EXIT_USAGE, f"{pair!r}: expected KEY=VALUE, like dnd=yes or forward_always=2003")
+        if isinstance(services.get(key), bool):
+            word = text.strip().lower()
+            if word not in _YES + _NO:
+                raise CtlError(EXIT_USAGE, f"{pair!r}: {key} is yes or no")
+            changes[key] = word in _YES
+        elif key in services and text.strip().lower() in _NONE:
+            changes[key] = None
+        else:
+            changes[key] = text
+    return changes
+
+
+async def _find_line(client: Client, name: str) -> dict[str, Any]:
+    """The endpoint named, or the one with this directory number."""
+    if "@" in name:
+        return await client.call("GET", "/api/endpoints/" + _ep(name))  # type: ignore[no-any-return]
+    endpoints = (await client.call("GET", "/api/endpoints"))["endpoints"]
+    for endpoint in endpoints:
+        if endpoint.get("number") == name:
+            return endpoint  # type: ignore[no-any-return]
+    raise CtlError(EXIT_API, f"no line has the number {name!r} (name an endpoint as local@gateway)")
+
+
+async def _line_command(client: Client, args: argparse.Namespace) -> tuple[Any, Callable[[Any], str]]:
+    line = await _find_line(client, args.name)
+    if not args.rest:
+        return line, _line
+    changes = _changes(args.rest[1:], line.get("services") or {})
+    answer = await client.call("PATCH", f"/api/endpoints/{_ep(line['name'])}/services", changes)
+    said = ", ".join(f"{k} {_value(v)}" for k, v in changes.items())
+    return answer, lambda e: f"changed {said}\n" + _line(e)
+
+
 async def _do(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     def show(data: Any, text: Callable[[Any], str]) -> None:
         print(json.dumps(data, indent=2, sort_keys=True) if args.json else text(data), file=out)
@@ -425,8 +588,11 @@ async def _do(client: Client, args: argparse.Namespace, out: TextIO) -> None:
         _write_file(args.pcap, data)
         if args.pcap != "-":
             print(f"call {call_id}: {_packets(data)} datagrams written to {args.pcap}", file=out)
-    elif command == "call" and args.first == "show":
-        show(await client.call("GET", "/api/calls/" + _ep(args.second)), lambda c: _call(c, args.messages))
+    elif command == "call" and (args.first == "show" or args.second is None):
+        call_id = args.second if args.first == "show" else args.first
+        show(await client.call("GET", "/api/calls/" + _ep(call_id)), lambda c: _call(c, args.messages))
+    elif command == "line":
+        show(*await _line_command(client, args))
     elif command in ("call", "originate"):
         answer = await client.call("POST", "/api/calls", {"from": args.first, "to": args.second})
         show(answer, lambda a: f"call {a['call_id']} started: {a['from']} -> {a['to']}")
@@ -442,6 +608,9 @@ async def _do(client: Client, args: argparse.Namespace, out: TextIO) -> None:
         show(answer, lambda g: f"{g['name']}: {'in service' if g['in_service'] else 'out of service'} ({g['state']})")
     elif command == "stats":
         show(await client.call("GET", "/api/stats"), _stats)
+    elif command == "cluster":
+        data = await client.call("GET", "/api/stats")
+        show({"now": data["now"], "cluster": data.get("cluster")}, _cluster)
 
 
 def _write_file(path: str, data: bytes) -> None:
@@ -518,10 +687,18 @@ def _parser() -> argparse.ArgumentParser:
 
     command("gateways", "list the gateways")
     command("endpoints", "list the endpoints").add_argument("--gateway", help="of this gateway only")
+    line = command(
+        "line",
+        "'line LINE': a line (an endpoint, or a directory number) with its calls and services; "
+        "'line LINE set KEY=VALUE...': change services (dnd=yes, forward_always=2003, forward_busy=off, "
+        "message_waiting=yes, call_waiting=no, name=Alice, ...)",
+    )
+    line.add_argument("name", metavar="LINE")
+    line.add_argument("rest", metavar="set KEY=VALUE", nargs="*")
     command("calls", "list calls in progress and recently ended")
     call = command(
         "call",
-        "'call show ID': a call and its MGCP ladder; 'call ID --pcap FILE': the ladder as a pcap; "
+        "'call [show] ID': a call, its parties and its MGCP ladder; 'call ID --pcap FILE': the ladder as a pcap; "
         "'call A B': ring A, then connect it to B",
     )
     call.add_argument("first", metavar="show|ID|A")
@@ -537,6 +714,7 @@ def _parser() -> argparse.ArgumentParser:
     gateway.add_argument("action", choices=["out", "in"])
     gateway.add_argument("name", metavar="NAME")
     command("stats", "transaction, call and gateway statistics")
+    command("cluster", "this agent's place in its cluster: role, epoch, the active agent, lease age, counts")
     hashing = command("hash-password", "print a users-file line (or hash) for a password read from the terminal")
     hashing.add_argument("user", nargs="?", help="print USER:HASH, ready for the users file")
     hashing.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin")
@@ -553,9 +731,15 @@ def _call_usage(args: argparse.Namespace) -> str | None:
             return "use 'call ID --pcap FILE'"
         return None
     if args.second is None:
-        return "use 'call show ID', 'call ID --pcap FILE' or 'call A B'"
+        return "use 'call ID', 'call ID --pcap FILE' or 'call A B'" if args.first == "show" else None
     if args.first != "show" and args.messages:
-        return "--messages goes with 'call show ID'"
+        return "--messages goes with 'call [show] ID'"
+    return None
+
+
+def _line_usage(args: argparse.Namespace) -> str | None:
+    if args.rest and (args.rest[0] != "set" or len(args.rest) < 2):
+        return "use 'line LINE' or 'line LINE set KEY=VALUE...'"
     return None
 
 
@@ -578,8 +762,8 @@ async def run(
             args = _parser().parse_args(list(argv))
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else EXIT_USAGE
-    if args.command == "call":
-        problem = _call_usage(args)
+    if args.command in ("call", "line"):
+        problem = (_call_usage if args.command == "call" else _line_usage)(args)
         if problem:
             print(f"mgcpctl: {problem}", file=err)
             return EXIT_USAGE

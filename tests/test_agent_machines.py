@@ -131,7 +131,7 @@ class CallTable(SynchronousTestCase):
 # -- only the machines write the state they describe ---------------------------
 
 AGENT = pathlib.Path(__file__).resolve().parent.parent / "mgcpswitch" / "agent"
-WRITERS = {"state": {"lines.py", "calls.py", "registry.py"}, "hook": {"lines.py"}}
+WRITERS = {"state": {"lines.py", "calls.py", "registry.py", "overload.py"}, "hook": {"lines.py"}}
 
 
 def _writes(attribute: str) -> list[tuple[str, int]]:
@@ -157,8 +157,8 @@ class StateWriters(SynchronousTestCase):
         """
         A line's state and hook are written in lines.py only (the line
         machine), a call's and a leg's in calls.py (the call machine), a
-        gateway's in registry.py: the coordinator feeds inputs, it never
-        sets a state.
+        gateway's in registry.py, the overload guard's its own: the
+        coordinator feeds inputs, it never sets a state.
         """
         for attribute, allowed in WRITERS.items():
             writes = _writes(attribute)

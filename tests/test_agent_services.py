@@ -66,6 +66,32 @@ class Base(SynchronousTestCase):
 
 
 class CallWaiting(Base):
+    def test_a_flash_before_the_waiting_call_reaches_the_line(self) -> None:
+        """
+        A flashes after the switch decided C's call waits but before its
+        connection is made on A's endpoint (C's own CRCX is still out): the
+        flash answers it, and the connection is then made as an answered
+        call's (no ringing request to an off-hook line, which would fail
+        401): A talks with C, B on hold.
+        """
+        s, a, b, c = self.s, self.a, self.b, self.c
+        self.talk(a, b, "2001")
+        c.off_hook()
+        s.run(0.5)
+        c.dial("1001", gap=0.05)
+        while len(s.service.get_endpoint(A).calls) < 2:
+            s.run(0.001)
+        self.assertEqual(len(a.connections), 1)  # C's connection is not on A's endpoint yet
+        a.flash()
+        s.run(1.0)
+        self.assertEqual(self.modes(a), ["inactive", "sendrecv"])
+        [on_c] = [x for x in a.connections if str(x.mode) == "sendrecv"]
+        self.assertEqual(on_c.remote_sdp, c.connections[0].local_sdp)
+        self.assertEqual(self.modes(c), ["sendrecv"])
+        self.assertEqual((a.ringing, self.state(A)), (False, LineState.CONNECTED))
+        self.finish()
+        self.assertEqual(sorted(r[2] for r in self.records()), ["normal", "normal"])
+
     def test_wait_answer_swap_and_recall(self) -> None:
         """
         A talks with B; C calls A: A hears the call-waiting tone with C's

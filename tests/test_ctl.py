@@ -29,9 +29,9 @@ from mgcpswitch.web import WebSettings, make_site
 from mgcpswitch.web.auth import PasswordHash, hash_password
 from mgcpswitch.web.throttle import SOURCE_BURST
 
-from .support.fake_control import GW1, GW2, FakeCallControl
+from .support.fake_control import ACTIVE, GW1, GW2, STANDBY, FakeCallControl
 from .support.loopback import closed_port, serve
-from .support.web import flow_call, require_ipv6, require_tshark, serve_on, tshark_frames
+from .support.web import flow_call, require_ipv6, require_tshark, serve_on, three_way, tshark_frames
 
 A1, A3, A4 = (f"aaln/{n}@{GW1}" for n in (1, 3, 4))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -156,7 +156,7 @@ class Pcap(CtlCase):
         self.assertEqual((code, err), (1, "mgcpctl: the switch refused (404): unknown call 'nope'\n"))
         self.assertFalse(os.path.exists(path))
         for argv, message in (
-            (("call", "c9"), "use 'call show ID'"),
+            (("call", "show"), "use 'call ID'"),
             (("call", "c9", "--pcap", path, "--messages"), "--messages goes with"),
             (("call", "c9", A3, "--pcap", path), "use 'call ID --pcap FILE'"),
         ):
@@ -210,6 +210,144 @@ class Acting(CtlCase):
         code, _, err = await self.ctl("audit", "not-an-endpoint")
         self.assertEqual(code, 1)
         self.assertIn("(400): bad endpoint name", err)
+
+
+class Lines(CtlCase):
+    """A line's services: shown by 'line', changed by 'line ... set' (issue 13)."""
+
+    async def test_show(self) -> None:
+        """line NAME (an endpoint or a number): state, calls, connections and every service."""
+        code, out, err = await self.ctl("line", A3)
+        self.assertEqual((code, err), (0, ""))
+        lines = out.split("\n")
+        self.assertEqual(lines[0], f"{A3} (1003): idle, hook on")
+        services = dict(line.split(None, 1) for line in lines[lines.index("services:") + 1:] if line.strip())
+        self.assertEqual(services["forward_busy"], "1004")
+        self.assertEqual((services["message_waiting"], services["dnd"], services["name"]), ("yes", "no", "-"))
+        self.assertEqual(len(services), 11)
+        code, by_number, _ = await self.ctl("line", "1003")
+        self.assertEqual((code, by_number), (0, out))
+
+    async def test_set(self) -> None:
+        """line NAME set KEY=VALUE...: flags take yes/no, numbers their digits or off; only those are sent."""
+        code, out, err = await self.ctl("line", "1004", "set", "dnd=yes", "forward_always=1003", "call-waiting=off")
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(self.fake.actions, [
+            ("services", A4, {"dnd": True, "forward_always": "1003", "call_waiting": False}),
+        ])
+        self.assertTrue(out.startswith("changed dnd yes, forward_always 1003, call_waiting no\n"))
+        self.assertIn("  forward_always      1003\n", out)
+        code, out, _ = await self.ctl("line", A4, "set", "forward_always=off", "name=Dora Smith")
+        self.assertEqual(self.fake.actions[-1], ("services", A4, {"forward_always": None, "name": "Dora Smith"}))
+        self.assertIn("  forward_always      -\n", out)
+        code, out, _ = await self.ctl("--json", "line", A4, "set", "name=")
+        self.assertEqual(json.loads(out)["services"]["name"], None)
+
+    async def test_endpoints_show_services(self) -> None:
+        """endpoints: what differs from a plain line, in a column."""
+        await self.ctl("line", A4, "set", "dnd=yes", "three_way=no")
+        code, out, _ = await self.ctl("endpoints")
+        rows = {line.split()[0]: line for line in out.split("\n")[1:] if line}
+        self.assertIn("mwi, fwd-busy->1004", rows[A3])
+        self.assertIn("dnd, no three-way", rows[A4])
+        self.assertIn('"Alice"', rows[A1])
+
+    async def test_refusals(self) -> None:
+        """Usage mistakes are status 2 before anything is sent; the switch's refusals are 1 with its reason."""
+        for argv, message in (
+            (("line", A4, "set"), "use 'line LINE' or 'line LINE set KEY=VALUE...'"),
+            (("line", A4, "dnd=yes"), "use 'line LINE' or 'line LINE set KEY=VALUE...'"),
+            (("line", A4, "set", "dnd"), "'dnd': expected KEY=VALUE"),
+            (("line", A4, "set", "dnd=maybe"), "'dnd=maybe': dnd is yes or no"),
+        ):
+            code, out, err = await self.ctl(*argv)
+            self.assertEqual((code, out), (2, ""), argv)
+            self.assertIn(message, err)
+        code, _, err = await self.ctl("line", A4, "set", "bogus=1")
+        self.assertEqual(code, 1)
+        self.assertIn("(400): unknown service 'bogus'", err)
+        code, _, err = await self.ctl("line", A4, "set", "forward_busy=12ab")
+        self.assertEqual(code, 1)
+        self.assertIn("(400): forward_busy must be a number of digits", err)
+        code, _, err = await self.ctl("line", "5555")
+        self.assertEqual((code, err), (1, "mgcpctl: no line has the number '5555' (name an endpoint as local@gateway)\n"))
+        code, _, err = await self.ctl("line", f"aaln/9@{GW1}")
+        self.assertEqual(code, 1)
+        self.assertIn("(404): unknown endpoint", err)
+        self.assertEqual(self.fake.actions, [])  # refused by the API before call control was asked
+
+
+class Calls(CtlCase):
+    async def test_parties_and_history(self) -> None:
+        """call ID (show is optional): the parties with held/waiting/three-way, forwarded/transferred/related."""
+        self.fake.calls["c7"] = three_way(self.fake.clock.seconds() - 10)
+        code, out, err = await self.ctl("call", "c7")
+        self.assertEqual((code, err), (0, ""))
+        lines = out.split("\n")
+        self.assertEqual(lines[2], f"  forwarded from aaln/2@{GW1}; transferred by {A1}; related: c5, c6")
+        table = lines[lines.index("") + 1:]
+        self.assertEqual(table[0].split(), ["PARTY", "NUMBER", "SIDE", "CONNECTION", "MODE", "STATE", "FLAGS"])
+        self.assertEqual(table[1].split(), [A1, "1001", "caller", "C1", "confrnce", "open", "three-way"])
+        self.assertEqual(table[2].split(), [A3, "1003", "called", "C3", "sendrecv", "open", "held"])
+        self.assertEqual(table[3].split(), [A4, "1004", "called", "-", "-", "new", "waiting"])
+        self.assertEqual((await self.ctl("call", "show", "c7"))[1], out)
+
+    async def test_line_calls(self) -> None:
+        """A line's calls are marked held or waiting, and three-way when joined."""
+        from dataclasses import replace
+
+        self.fake.endpoints[A1] = replace(self.fake.endpoints[A1], calls=("c1", "c7", "c8"), held=("c1",),
+                                          waiting=("c8",), conference=True)
+        code, out, _ = await self.ctl("line", A1)
+        self.assertIn("  calls:        c1 (held), c7, c8 (waiting), three-way\n", out)
+
+
+class Cluster(CtlCase):
+    """The cluster in mgcpctl (issue 14): shown, and a standby's refusal of every change."""
+
+    async def test_single_agent(self) -> None:
+        """cluster on a single agent says so; stats too."""
+        code, out, _ = await self.ctl("cluster")
+        self.assertEqual((code, out), (0, "a single call agent: not in a cluster\n"))
+        self.assertIn("cluster:       none (a single call agent)\n", (await self.ctl("stats"))[1])
+
+    async def test_standby(self) -> None:
+        """cluster on a standby: role, active, epoch, lease age, last takeover, counts, and why it is read-only."""
+        self.fake.stand_by()
+        code, out, _ = await self.ctl("cluster")
+        self.assertEqual(code, 0)
+        lines = out.rstrip("\n").split("\n")
+        self.assertEqual(lines[0], f"agent {STANDBY}: STANDBY")
+        self.assertEqual(lines[1], f"  active agent:   {ACTIVE}")
+        self.assertEqual(lines[2], "  epoch:          7")
+        self.assertEqual(lines[3], "  lease age:      0.4s (as last seen)")
+        self.assertIn("  takeovers:      0 by this agent", lines)
+        self.assertIn("  txid blocks:    drawn 4, in_hand 1", lines)
+        self.assertIn("renewals 480", out)
+        self.assertEqual(lines[-1], f"read-only: this call agent stands by: make changes at the active agent ({ACTIVE})")
+        self.assertIn(f"cluster:       standby, epoch 7, active {ACTIVE}, lease age 0.4s\n", (await self.ctl("stats"))[1])
+        code, out, _ = await self.ctl("--json", "cluster")
+        self.assertEqual(json.loads(out)["cluster"]["role"], "standby")
+
+    async def test_active(self) -> None:
+        """cluster on the active: no read-only line."""
+        self.fake.stand_by()
+        self.fake.take_over()
+        code, out, _ = await self.ctl("cluster")
+        self.assertTrue(out.startswith(f"agent {STANDBY}: ACTIVE\n"))
+        self.assertNotIn("read-only", out)
+        self.assertNotIn("as last seen", out)
+
+    async def test_changes_refused_on_a_standby(self) -> None:
+        """Every command that changes something prints the standby's reason and exits 1; reading still works."""
+        self.fake.stand_by()
+        reason = f"mgcpctl: the switch refused (503): this call agent stands by: make changes at the active agent ({ACTIVE})\n"
+        for argv in (("call", A3, A4), ("originate", A3, A4), ("hangup", "c1"), ("audit", A3),
+                     ("gateway", "out", GW1), ("line", A3, "set", "dnd=yes")):
+            code, out, err = await self.ctl(*argv)
+            self.assertEqual((code, out, err), (1, "", reason), argv)
+        for argv in (("gateways",), ("calls",), ("line", A3), ("call", "c1"), ("stats",)):
+            self.assertEqual((await self.ctl(*argv))[0], 0, argv)
 
 
 class Failing(TestCase):

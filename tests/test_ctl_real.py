@@ -116,7 +116,10 @@ class Session(RealSwitchCase):
         lines = out.split("\n")
         self.assertEqual(lines[0], f"call {call_id}: {A} -> {B}  connected")
         self.assertIn("dialled 2003, codec PCMU", lines[1])
-        ladder = [line for line in lines[3:] if line.strip()]
+        parties = {line.split()[0]: line.split() for line in lines if line.startswith("  aaln/")}
+        self.assertEqual({name: (row[2], row[4], row[5]) for name, row in parties.items()},
+                         {A: ("caller", "sendrecv", "open"), B: ("called", "sendrecv", "open")})
+        ladder = [line for line in lines if "agent --" in line or "agent <--" in line]
         # The first message goes out as the call starts (a few ms later on a busy machine).
         self.assertRegex(ladder[0].strip(), r"^\+0\.\d{3}s  agent ---> rgw1  RQNT ")
         sent = [line.split("agent ---> ")[1].split()[1] for line in ladder if "agent ---> " in line]

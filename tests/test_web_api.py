@@ -394,14 +394,15 @@ class Events(WebCase):
         response, chunks = self.open_stream()
         first = self.samples(chunks)
         # c1 is in progress; 4 calls ended (normal 3, busy 1); 28 commands sent and received.
-        self.assertEqual(first, [{"now": self.clock.seconds(), "active_calls": 1, "calls": 5, "transactions": 28}])
+        self.assertEqual(first, [{"now": self.clock.seconds(), "active_calls": 1, "calls": 5, "transactions": 28,
+                                  "cluster": None}])
         del chunks[:]
         self.post("/api/calls", {"from": A3, "to": A4})
         self.fake.stats["counters"]["commands_sent CRCX"] += 10
         self.clock.advance(1)
         self.stub.flush()
         self.assertEqual(self.samples(chunks), [
-            {"now": self.clock.seconds(), "active_calls": 2, "calls": 6, "transactions": 38},
+            {"now": self.clock.seconds(), "active_calls": 2, "calls": 6, "transactions": 38, "cluster": None},
         ])
         second, more = self.open_stream()
         del chunks[:], more[:]

@@ -4,8 +4,10 @@ served on a loopback port: the tables are drawn from the embedded state
 before the first paint, the Call button originates, the call appears live
 (server-sent events), its page draws its MGCP flow as a sequence diagram
 (columns, arrows, retransmissions, piggybacked datagrams), Hang up removes
-it, the live chart plots the stream's samples, and screenshots are
-written.  Proves the browser helper (tests/support/browser.py) before the
+it, the live chart plots the stream's samples, a line's services are
+edited in their dialog, a call's parties and history are listed, a standby
+is obvious and its buttons disabled until it takes over, and screenshots
+are written.  Proves the browser helper (tests/support/browser.py) before the
 test against the real switch.
 """
 
@@ -26,11 +28,11 @@ from mgcpswitch.web import WebSettings, make_site
 from mgcpswitch.web.auth import hash_password
 
 from .support.browser import Browser, require_browser
-from .support.fake_control import GW1, GW2, FakeCallControl
+from .support.fake_control import ACTIVE, GW1, GW2, FakeCallControl
 from .support.loopback import serve
-from .support.web import FLOW, flow_call
+from .support.web import FLOW, flow_call, three_way
 
-A3, A4 = f"aaln/3@{GW1}", f"aaln/4@{GW1}"
+A1, A3, A4 = f"aaln/1@{GW1}", f"aaln/3@{GW1}", f"aaln/4@{GW1}"
 
 
 def row(table: str, attribute: str, value: str) -> str:
@@ -182,17 +184,118 @@ class AdminPage(TestCase):
         self.assertEqual(await browser.execute("return document.querySelector('#message').dataset.kind"), "error")
 
 
-class LiveChart(TestCase):
+class FastSamples(TestCase):
+    """The page of a fake switch whose event stream samples five times a second: tests see several soon."""
+
     timeout = 90
 
     def setUp(self) -> None:
         require_browser()
         self.fake = FakeCallControl(reactor)
-        # Samples five times a second, so that the test sees several soon.
         self.url = serve(self, make_site(self.fake, WebSettings(), reactor, stats_interval=0.2))
         self.directory = tempfile.mkdtemp(prefix="mgcpswitch-browser-")
         if not os.environ.get("MGCPSWITCH_KEEP_BROWSER_FILES"):
             self.addCleanup(shutil.rmtree, self.directory, True)
+
+
+class Faces(FastSamples):
+    """What the page shows of the phone services and of the cluster (issues 13 and 14)."""
+
+    async def test_services_dialog(self) -> None:
+        """An endpoint's services are shown in its row; Services… opens a form whose Save PATCHes what changed."""
+        browser = await Browser.start(reactor, self.directory)
+        self.addCleanup(browser.stop)
+        await browser.get(self.url + "/")
+        await browser.wait_for_text(row("endpoints", "endpoint", A3) + " td.services", "busy \u2192 1004")
+        self.assertIn("message waiting", await browser.text(row("endpoints", "endpoint", A3) + " td.services"))
+        await browser.click(row("endpoints", "endpoint", A4) + ' button[data-action="services"]')
+        await browser.wait_until("document.querySelector('#services-dialog').open", what="the dialog open")
+        self.assertEqual(await browser.text("#services-endpoint"), f"{A4} (1004)")
+        self.assertTrue(await browser.execute("return document.querySelector('#services-form').elements.call_waiting.checked"))
+        await browser.click('#services-form input[name="dnd"]')
+        await browser.click('#services-form input[name="three_way"]')
+        await browser.execute("document.querySelector('#services-form').elements.forward_always.value = '1003'")
+        await browser.screenshot(os.path.join(self.directory, "services-dialog.png"))
+        await browser.click("#services-save")
+        await browser.wait_for_text(row("endpoints", "endpoint", A4) + " td.services", "do not disturb")
+        self.assertEqual(self.fake.actions, [
+            ("services", A4, {"dnd": True, "three_way": False, "forward_always": "1003"}),
+        ])
+        self.assertEqual(await browser.text(row("endpoints", "endpoint", A4) + " td.services"),
+                         "do not disturb, forward \u2192 1003, no three-way")
+        await browser.wait_for_text("#message", f"{A4}: do not disturb")
+        # Cancel sends nothing; a change made elsewhere arrives on the stream.
+        await browser.click(row("endpoints", "endpoint", A4) + ' button[data-action="services"]')
+        await browser.click('#services-form input[name="dnd"]')
+        await browser.click('#services-form button[value="cancel"]')
+        self.assertEqual(len(self.fake.actions), 1)
+        self.fake.set_line_services("1003", {"forward_busy": None})
+        await browser.wait_until(
+            f"!document.querySelector({json.dumps(row('endpoints', 'endpoint', A3) + ' td.services')})"
+            ".textContent.includes('busy')", what="the change made elsewhere")
+        await browser.screenshot(os.path.join(self.directory, "services.png"))
+
+    async def test_call_parties(self) -> None:
+        """A call's page lists its parties, held, waiting or three-way, and how the call came about."""
+        self.fake.calls["c7"] = three_way(reactor.seconds() - 5)
+        browser = await Browser.start(reactor, self.directory)
+        self.addCleanup(browser.stop)
+        await browser.get(self.url + "/calls/c7")
+        await browser.wait_until("document.querySelectorAll('#legs tbody tr').length === 3", what="three parties")
+        parties = await browser.execute(
+            "return Array.from(document.querySelectorAll('#legs tbody tr')).map(r => "
+            "Array.from(r.cells).map(c => c.textContent))"
+        )
+        self.assertEqual(parties, [
+            [A1, "1001", "caller", "C1", "confrnce", "open", "three-way"],
+            [A3, "1003", "called", "C3", "sendrecv", "open", "held"],
+            [A4, "1004", "called", "", "", "new", "waiting"],
+        ])
+        self.assertEqual(await browser.text("#call-facts"),
+                         f"forwarded from aaln/2@{GW1} \u00b7 transferred by {A1} \u00b7 related: c5, c6")
+        self.assertEqual(await browser.execute(
+            "return Array.from(document.querySelectorAll('#call-facts a')).map(a => a.getAttribute('href'))"),
+            ["/calls/c5", "/calls/c6"])
+        await browser.screenshot(os.path.join(self.directory, "call-parties.png"))
+        await browser.get(self.url + "/")
+        await browser.wait_for_text(row("calls", "call-id", "c7") + " td.notes", "1003 held")
+        self.assertIn("forwarded from", await browser.text(row("calls", "call-id", "c7") + " td.notes"))
+
+    async def test_standby(self) -> None:
+        """
+        A standby is obvious at a glance (badge, banner, tinted header) and
+        its change buttons are disabled with the reason; once it takes over,
+        the page follows within a sample and the buttons work again.
+        """
+        self.fake.stand_by()
+        browser = await Browser.start(reactor, self.directory)
+        self.addCleanup(browser.stop)
+        await browser.get(self.url + "/")
+        await browser.wait_for_text("#cluster", "STANDBY")
+        reason = f"this call agent stands by: make changes at the active agent ({ACTIVE})"
+        self.assertEqual(await browser.text("#cluster"), f"STANDBY \u00b7 epoch 7 \u00b7 active: {ACTIVE} \u00b7 lease 0.4 s")
+        self.assertIn(reason, await browser.text("#read-only"))
+        self.assertEqual(await browser.execute("return document.body.dataset.role"), "standby")
+        buttons = await browser.execute(
+            "return Array.from(document.querySelectorAll('main button:not([value=cancel])'))"
+            ".map(b => [b.textContent, b.disabled, b.title])"
+        )
+        self.assertEqual({label for label, _, _ in buttons},
+                         {"Call", "Hang up", "Audit", "Services\u2026", "Take out of service", "Save"})
+        self.assertEqual({(disabled, title) for _, disabled, title in buttons}, {(True, reason)}, buttons)
+        await browser.screenshot(os.path.join(self.directory, "standby.png"))
+
+        self.fake.take_over()
+        await browser.wait_for_text("#cluster", "ACTIVE \u00b7 epoch 8")
+        await browser.wait_until("document.querySelector('#read-only').hidden", what="the banner gone")
+        self.assertEqual(await browser.execute(
+            "return Array.from(document.querySelectorAll('main button')).filter(b => b.disabled).length"), 0)
+        await browser.click(row("calls", "call-id", "c1") + ' button[data-action="hangup"]')
+        await browser.wait_for_text("#message", "call c1 hung up")
+        self.assertEqual(self.fake.actions, [("hangup", "c1")])
+
+
+class LiveChart(FastSamples):
 
     async def test_chart_follows_the_stream(self) -> None:
         """Calls in progress, calls/s and transactions/s are plotted from the stream's stats samples."""

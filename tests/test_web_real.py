@@ -4,8 +4,11 @@ in front of C{make_site(switch.service, ...)}, where C{switch} is a whole
 switch (a L{CallControlService} and two simulated gateways of eight lines)
 on the in-memory network.  Every route, the real data behind it, a call
 originated through the API and answered by the simulated phones, every
-error path, authentication required and refused, and the event stream
-carrying a real call's events.
+error path, authentication required and refused, the event stream
+carrying a real call's events; a line's services changed through the API
+(message waiting lights the phone, do-not-disturb makes callers hear
+busy), a waiting and a held call as the API shows them; and the admin of
+an agent standing by in a cluster (read-only until it is elected).
 
 Call control publishes its events on a later reactor turn and the gateways
 answer after the network's latency, so each request is answered while the
@@ -15,6 +18,7 @@ switch's clock is advanced (L{RealCase.request}); nothing sleeps.
 from __future__ import annotations
 
 import json
+import random
 from typing import Any, Callable
 from urllib.parse import quote
 
@@ -22,7 +26,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from treq.testing import StubTreq
 from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
+from mgcpswitch.agent.dialplan import StaticDialPlan
+from mgcpswitch.agent.model import ClusterView, Role
+from mgcpswitch.agent.service import CallControlService
+from mgcpswitch.agent.store import MemoryStore
+from mgcpswitch.cluster.ids import call_id_prefix
+from mgcpswitch.interfaces import IClusterMember
 from mgcpswitch.web import WebSettings, make_site
 
 from .support.switch import Switch
@@ -180,7 +192,7 @@ class Reading(RealCase):
             for placeholder, value in real.items():
                 path = path.replace(placeholder, value)
             methods.setdefault(path, set()).add(route["method"])
-        self.assertEqual(len(routes), 16)
+        self.assertEqual(len(routes), 18)
         for path, allowed in methods.items():
             if path in ("/api/events", "/api/calls/x", "/api/calls/x/flow", "/api/calls/x/ladder.pcap"):
                 continue  # the stream never ends; there is no call x (both below)
@@ -798,3 +810,188 @@ class Events(RealCase):
         self.switch.run(0.5)
         self.stub.flush()
         self.assertEqual(reader.chunks, [])
+
+
+C = "aaln/3@rgw1"  # directory number 1003
+
+
+class Services(RealCase):
+    """A line's services through the admin (issue 13), as the real call control applies them."""
+
+    def patch(self, endpoint: str, body: Any) -> Answer:
+        return self.request("PATCH", f"/api/endpoints/{quote(endpoint, safe='')}/services", json=body)
+
+    def test_message_waiting_and_dnd(self) -> None:
+        """
+        message_waiting lights the idle line's indicator (L/vmwi) at once;
+        dnd makes the line refuse calls: a call to it ends do-not-disturb
+        and it never rings (a caller hears busy).  Both are in the line's
+        view and on the stream.
+        """
+        reader = self.open_stream()
+        answer = self.patch(A, {"message_waiting": True})
+        self.assertEqual(answer.code, 200, answer.body)
+        self.assertTrue(answer.json()["services"]["message_waiting"])
+        self.run_until(lambda: "L/vmwi" in self.phone(A).signals, what="the indicator on")
+        view = self.patch(B, {"dnd": True, "forward_no_answer": "1004"}).json()
+        self.assertEqual((view["services"]["dnd"], view["services"]["forward_no_answer"]), (True, "1004"))
+        self.assertEqual(self.get(f"/api/endpoints/{B}")["services"], view["services"])
+        self.run_until(lambda: b"".join(reader.chunks).count(b"event: line-services-changed") == 2,
+                       what="both changes streamed")
+        changed = [data for name, data in self.frames(reader) if name == "line-services-changed"]
+        self.assertEqual([(d["endpoint"], d["services"]["message_waiting"], d["services"]["dnd"]) for d in changed],
+                         [(A, True, False), (B, False, True)])
+
+        first = self.phone(A)
+        first.off_hook()
+        self.switch.run(0.5)
+        first.dial("2002", gap=0.05)
+        self.run_until(lambda: "L/bz" in first.signals, what="busy tone for the caller")
+        [call] = [c for c in self.get("/api/calls")["calls"] if c["caller"] == A]
+        self.assertEqual((call["state"], call["callee"], call["cause"]), ("ended", B, "do-not-disturb"))
+        self.assertFalse(self.phone(B).ringing)
+        first.on_hook()
+        self.patch(A, {"message_waiting": False})
+        self.run_until(lambda: "L/vmwi" not in self.phone(A).signals, what="the indicator off")
+        self.switch.run(0.5)
+        self.assertIdle()
+
+    def test_by_number_and_refusals(self) -> None:
+        """The real call control refuses nothing the API let through; the API refuses the mistakes first."""
+        self.assertError(self.patch(B, {"dnd": 1}), 400, "bad-request", "dnd must be true or false")
+        self.assertError(self.patch(B, {"colour": "red"}), 400, "bad-request", "unknown service 'colour'")
+        self.assertError(self.patch("aaln/9@rgw2", {"dnd": True}), 404, "not-found")
+        self.assertFalse(self.switch.service.get_endpoint(B).services.dnd)
+        self.assertEqual(self.get(f"/api/endpoints/{B}/services")["call_waiting"], True)
+
+    def test_call_waiting_and_hold_show(self) -> None:
+        """
+        A talks to B; C calls B: B's line shows the new call waiting, the
+        call's B leg is marked waiting; B flashes: the first call is held,
+        the second answered.  Endpoint, calls and the call's page say so.
+        """
+        first_id, a, b = self.connect()
+        c = self.phone(C)
+        c.off_hook()
+        self.switch.run(0.5)
+        c.dial("2002", gap=0.05)
+        self.run_until(lambda: len(self.get(f"/api/endpoints/{B}")["calls"]) == 2, what="a second call on B")
+        line = self.get(f"/api/endpoints/{B}")
+        [second_id] = [x for x in line["calls"] if x != first_id]
+        self.assertEqual(line["waiting"], [second_id])
+        legs = {leg["endpoint"]: leg for leg in self.get(f"/api/calls/{second_id}")["legs"]}
+        self.assertTrue(legs[B]["waiting"])
+        self.assertFalse(legs[C]["waiting"])
+
+        self.run_until(lambda: "L/wt" in b.signals, what="the call-waiting tone")
+        b.flash()
+        self.run_until(lambda: self.get(f"/api/endpoints/{B}")["held"] == [first_id], what="the first call held")
+        self.run_until(lambda: self.get(f"/api/calls/{second_id}")["state"] == "connected", what="C answered")
+        held = {leg["endpoint"]: leg for leg in self.get(f"/api/calls/{first_id}")["legs"]}
+        self.assertTrue(held[B]["held"])
+        self.assertEqual(self.get(f"/api/endpoints/{B}")["waiting"], [])
+        page = self.request("GET", f"/calls/{first_id}")
+        self.assertIn(b'"held":true', page.body)
+
+        for phone in (a, b, c):
+            phone.on_hook()
+        self.run_until(lambda: self.switch.control.calls() == [], what="every call ended")
+        self.switch.run(1.0)
+        self.assertIdle()
+
+
+@implementer(IClusterMember)
+class Member:
+    """
+    The cluster membership of an agent, played by the test (the real one
+    needs PostgreSQL: tests/test_cluster_*): a standby while another agent
+    (C{OTHER}) holds the lease, then active when the test elects it.
+    """
+
+    def __init__(self, name: str, store: Any) -> None:
+        self.name = name
+        self.store = store
+        self.role = Role.STANDBY
+        self.epoch = 6
+        self.holder: Any = OTHER
+        self.became_active: Any = None
+        self.lost_leadership: Any = None
+
+    @property
+    def call_id_prefix(self) -> Any:
+        return call_id_prefix(self.epoch) if self.role is Role.ACTIVE else None
+
+    def holds_lease(self) -> bool:
+        return self.role is Role.ACTIVE
+
+    def view(self) -> ClusterView:
+        takeovers = 1 if self.role is Role.ACTIVE else 0
+        return ClusterView(self.name, self.role, self.epoch, self.holder, 0.25, 1_700_000_000.0, takeovers,
+                           {"store_refused_rows": 3, "leadership_renewals": 9})
+
+    def elect(self) -> None:
+        """The other agent is gone: this one takes the next epoch."""
+        self.role, self.epoch, self.holder = Role.ACTIVE, self.epoch + 1, self.name
+        self.became_active(self.epoch)
+
+
+OTHER = "ca-b@127.0.0.4:2727"
+
+
+class Standby(RealCase):
+    """
+    The admin of the real call control while it stands by in a cluster:
+    it shows what it knows, refuses every change with 503 naming the
+    active agent, and takes changes once it is elected.
+    """
+
+    def setUp(self) -> None:  # not RealCase's: the gateways start when the agent is elected
+        self.member = Member("ca-a@127.0.0.1:2727", MemoryStore())
+        member = self.member
+
+        class Clustered(Switch):
+            def _agent(self) -> CallControlService:
+                return CallControlService(
+                    self.reactor, self.settings, StaticDialPlan.from_settings(self.settings), self.profiles,
+                    [self.recorder], random_source=random.Random(self.seed), cluster=member,
+                )
+
+        self.switch = Clustered(start=False, keepalive=0)
+        self.addCleanup(self.switch.stop)
+        verifyObject(IClusterMember, member)
+        self.switch.service.startService()
+        self.site = make_site(self.switch.service, self.settings, self.switch.reactor)
+        self.stub = StubTreq(self.site.resource)
+
+    def test_read_only_until_elected(self) -> None:
+        """Standing by: stats say so, metrics too, every change is 503; elected: the same admin changes things."""
+        cluster = self.get("/api/stats")["cluster"]
+        self.assertEqual((cluster["role"], cluster["epoch"], cluster["holder"], cluster["read_only"]),
+                         ("standby", 6, OTHER, f"this call agent stands by: make changes at the active agent ({OTHER})"))
+        self.assertEqual(len(self.get("/api/endpoints")["endpoints"]), 16)  # it shows what it knows
+        for method, path, body in (
+            ("PATCH", f"/api/endpoints/{A}/services", {"dnd": True}),
+            ("POST", "/api/calls", {"from": A, "to": B}),
+            ("POST", f"/api/endpoints/{A}/audit", {}),
+            ("POST", "/api/gateways/rgw1/service", {"in_service": False}),
+        ):
+            answer = self.request(method, path, json=body)
+            self.assertEqual((answer.code, answer.json()["error"], answer.json()["active"]), (503, "standby", OTHER),
+                             (method, path))
+        self.assertFalse(self.switch.service.get_endpoint(A).services.dnd)
+        metrics = self.request("GET", "/metrics").body.decode()
+        self.assertIn('mgcp_cluster_role{role="standby"} 1.0', metrics)
+        self.assertIn("mgcp_cluster_store_rows_refused_total 3.0", metrics)
+        self.assertEqual(self.switch.network.log, [])  # a standby commands nothing
+
+        self.member.elect()
+        self.switch.gw1.start()
+        self.switch.gw2.start()
+        self.switch.run(3.0)
+        self.assertTrue(self.switch.registered())
+        cluster = self.get("/api/stats")["cluster"]
+        self.assertEqual((cluster["role"], cluster["epoch"], cluster["read_only"]), ("active", 7, None))
+        answer = self.request("PATCH", f"/api/endpoints/{A}/services", json={"dnd": True})
+        self.assertEqual(answer.code, 200, answer.body)
+        self.assertTrue(self.switch.service.get_endpoint(A).services.dnd)
+        self.assertIn('mgcp_cluster_role{role="active"} 1.0', self.request("GET", "/metrics").body.decode())

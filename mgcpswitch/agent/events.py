@@ -192,6 +192,9 @@ class Views:
             ladder=entries,
             ladder_length=len(call.ladder) if call.ladder is not None else 0,
             legs=tuple(_leg_view(leg) for leg in call.legs),
+            forwarded_from=call.forwarded_from,
+            transferred_by=call.transferred_by,
+            related=call.related,
         )
 
     @staticmethod

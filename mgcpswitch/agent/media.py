@@ -162,6 +162,10 @@ class Media:
                 )
             if leg.waiting:
                 events, signals = endpoint.call_events, (cmd.CALL_WAITING_TONE[0], ident)
+            elif line.hook is Hook.OFF and len(line.legs) > 1:
+                # A waiting call its line answered (a flash) before this
+                # connection was made: no ringing for a line off hook.
+                events, signals = endpoint.call_events, cmd.NO_SIGNALS
             else:
                 events, signals = cmd.OFF_HOOK_EVENTS, (cmd.RINGING[0], ident)
         gateway = endpoint.gateway

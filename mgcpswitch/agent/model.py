@@ -256,6 +256,9 @@ class CallView(_JSON):
     ladder: tuple[LadderEntry, ...] = ()
     ladder_length: int = 0  # messages in the ladder, also when the view leaves them out
     legs: tuple[LegView, ...] = ()
+    forwarded_from: Optional[str] = None  # the endpoint first called, when the call was forwarded
+    transferred_by: Optional[str] = None  # the endpoint whose hang-up connected these two parties
+    related: tuple[str, ...] = ()  # the calls a transfer or conference joined this one with
 
 
 @dataclass(frozen=True)

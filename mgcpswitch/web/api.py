@@ -4,11 +4,13 @@ The JSON API of the web admin.
 
 Every route is an C{async} handler returning C{(code, body)}; one wrapper
 (L{JSONResource.render}) runs it, writes the body as JSON and maps errors
-to codes: L{ApiError} carries its own, L{CallControlError} is 409, a
-transaction timeout 504, a failed MGCP transaction 502, and anything else
-is a bug, logged with C{log.failure} and answered 500.  Nothing raises
-into the reactor.  The resources read state and ask for actions only
-through L{ICallControl}.
+to codes: L{ApiError} carries its own, a L{StandbyError} is 503 (the
+agent stands by in a cluster: its admin is read-only, and the body names
+the active agent), any other L{CallControlError} 409, a transaction
+timeout 504, a failed MGCP transaction 502, and anything else is a bug,
+logged with C{log.failure} and answered 500.  Nothing raises into the
+reactor.  The resources read state and ask for actions only through
+L{ICallControl}.
 
 Routes (names in paths are percent-decoded per segment; an endpoint name
 may be given percent-encoded, C{aaln%2F1%40gw}, or plain, C{aaln/1@gw}: it
@@ -21,13 +23,15 @@ runs to the first segment holding C{@}):
     GET    /api/endpoints[?gateway=NAME]     endpoints
     GET    /api/endpoints/EP                 one endpoint
     POST   /api/endpoints/EP/audit           AUEP it
+    GET    /api/endpoints/EP/services        its services (forwarding, DND, message waiting, ...)
+    PATCH  /api/endpoints/EP/services        {"dnd": true, "forward_always": "2003", ...}: change some
     GET    /api/calls                        calls (without ladders)
     POST   /api/calls                        {"from": EP, "to": EP} -> 201
     GET    /api/calls/ID                     one call with its MGCP ladder
     GET    /api/calls/ID/flow                its ladder as a flow graph (columns, messages)
     GET    /api/calls/ID/ladder.pcap         its ladder as a pcap (UDP, real addresses and times)
     DELETE /api/calls/ID                     hang it up
-    GET    /api/stats                        transactions, calls, gateways
+    GET    /api/stats                        transactions, calls, gateways, the cluster (or null)
     GET    /api/events                       server-sent events (and a C{stats} sample a second)
 """
 
@@ -47,8 +51,19 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from ..agent.model import CallState, CallView, EndpointView, GatewayState, GatewayView, LineState, event_name
-from ..errors import CallControlError, TransactionFailed, TransactionTimeout
+from ..agent.model import (
+    CallState,
+    CallView,
+    ClusterView,
+    EndpointView,
+    GatewayState,
+    GatewayView,
+    LineState,
+    Role,
+    event_name,
+)
+from ..agent.services import check_services
+from ..errors import CallControlError, StandbyError, TransactionFailed, TransactionTimeout
 from ..interfaces import ICallControl
 from ..mgcp import EndpointName, RemoteProtocolError
 from .flow import build_flow
@@ -197,6 +212,8 @@ class JSONResource(Resource):
         except ApiError as e:
             code, headers = e.code, e.headers
             content_type, data = encode_body(error_body(e.error, e.reason))
+        except StandbyError as e:
+            code, (content_type, data) = 503, encode_body(dict(error_body("standby", str(e)), active=e.active))
         except CallControlError as e:
             code, (content_type, data) = 409, encode_body(error_body("conflict", str(e)))
         except TransactionTimeout as e:
@@ -264,8 +281,10 @@ def _split_endpoint(path: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
 
 def read_json(request: Any, *, required: bool = True) -> dict[str, Any]:
     """
-    The JSON object in the body.  Every POST must say C{Content-Type:
-    application/json}, even with no body: a cross-site form cannot.
+    The JSON object in the body.  Every POST and PATCH must say
+    C{Content-Type: application/json}, even with no body: a cross-site form
+    cannot (and a cross-site script cannot without a preflight the admin
+    never grants).
     """
     content_type = (request.getHeader(b"content-type") or b"").split(b";")[0].strip().lower()
     if content_type != b"application/json":
@@ -334,8 +353,21 @@ def active_calls(calls: Iterable[CallView]) -> int:
     return sum(1 for c in calls if c.state is not CallState.ENDED)
 
 
+def cluster_json(view: ClusterView | None) -> dict[str, Any] | None:
+    """
+    The agent's place in its cluster (None: a single agent), with
+    C{read_only}: why its admin refuses changes (it is not the active
+    agent), or None when it takes them.
+    """
+    if view is None:
+        return None
+    data = view.to_json()
+    data["read_only"] = None if view.role is Role.ACTIVE else str(StandbyError(view.holder))
+    return data
+
+
 def stats_json(control: ICallControl, now: float) -> dict[str, Any]:
-    """C{GET /api/stats}: transactions, calls, gateways and endpoints."""
+    """C{GET /api/stats}: transactions, calls, gateways, endpoints and the cluster."""
     views = control.list_gateways()
     gateways: dict[str, int] = {s.value: 0 for s in GatewayState}
     for g in views:
@@ -347,6 +379,7 @@ def stats_json(control: ICallControl, now: float) -> dict[str, Any]:
         "calls": {"active": active_calls(control.list_calls()), "outcomes": dict(control.call_outcomes())},
         "gateways": gateways,
         "endpoints": {"total": len(endpoints), "registered": registered_endpoints(views, endpoints)},
+        "cluster": cluster_json(control.cluster()),
     }
 
 
@@ -365,7 +398,9 @@ def live_figures(control: ICallControl, now: float) -> dict[str, Any]:
     """
     One sample for the page's live chart: calls in progress, and running
     totals of calls started and of MGCP transactions (commands sent and
-    received), from which the page draws calls/s and transactions/s.
+    received), from which the page draws calls/s and transactions/s; and
+    the cluster (L{cluster_json}), so that the page shows a takeover and
+    the lease's age within a second.
     """
     calls = control.list_calls()
     active = active_calls(calls)
@@ -376,6 +411,7 @@ def live_figures(control: ICallControl, now: float) -> dict[str, Any]:
         "active_calls": active,
         "calls": active + sum(control.call_outcomes().values()),
         "transactions": transactions,
+        "cluster": cluster_json(control.cluster()),
     }
 
 
@@ -444,6 +480,8 @@ class EndpointsResource(_ControlResource):
                 return {b"GET": partial(self.show, name)}
             case ("audit",):
                 return {b"POST": partial(self.audit, name)}
+            case ("services",):
+                return {b"GET": partial(self.services, name), b"PATCH": partial(self.change_services, name)}
         raise not_found(f"no such route below endpoint {name}: {'/'.join(rest)}")
 
     def _endpoint(self, name: str) -> EndpointView:
@@ -473,6 +511,28 @@ class EndpointsResource(_ControlResource):
         self._endpoint(name)
         self.log.info("admin: audit {endpoint} by {user}", endpoint=name, user=_who(request))
         view = await self.control.audit_endpoint(name)
+        return 200, view.to_json()
+
+    async def services(self, name: str, request: Any) -> tuple[int, Body]:
+        services = self._endpoint(name).services
+        return 200, services.to_json() if services is not None else {}
+
+    async def change_services(self, name: str, request: Any) -> tuple[int, Body]:
+        """
+        Change the fields the body names, leave the others (a merge
+        patch); checked field by field here, so that a mistake is a 400
+        naming the field, before call control is asked.
+        """
+        body = read_json(request)
+        self._endpoint(name)
+        try:
+            changes = check_services(body)
+        except ValueError as e:
+            raise bad_request(str(e)) from None
+        self.log.info(
+            "admin: services of {endpoint} {changes} by {user}", endpoint=name, changes=changes, user=_who(request)
+        )
+        view = await self.control.set_line_services(name, changes)
         return 200, view.to_json()
 
 
@@ -724,13 +784,15 @@ _ROUTES = [
     ("GET", "/api/endpoints?gateway=NAME", "endpoints, of one gateway or all"),
     ("GET", "/api/endpoints/ENDPOINT", "one endpoint (aaln%2F1%40gw or aaln/1@gw)"),
     ("POST", "/api/endpoints/ENDPOINT/audit", "audit it (AUEP)"),
+    ("GET", "/api/endpoints/ENDPOINT/services", "its services: forwarding, do-not-disturb, message waiting, ..."),
+    ("PATCH", "/api/endpoints/ENDPOINT/services", 'change some: {"dnd": true, "forward_always": "2003", ...}'),
     ("GET", "/api/calls", "calls in progress and recently ended"),
     ("POST", "/api/calls", 'originate: {"from": ENDPOINT, "to": ENDPOINT}'),
     ("GET", "/api/calls/ID", "one call with its MGCP ladder"),
     ("GET", "/api/calls/ID/flow", "its ladder as a flow graph: columns (agent, endpoints) and messages"),
     ("GET", "/api/calls/ID/ladder.pcap", "its ladder as a pcap for Wireshark (UDP, real addresses and times)"),
     ("DELETE", "/api/calls/ID", "hang it up"),
-    ("GET", "/api/stats", "transaction, call and gateway statistics"),
+    ("GET", "/api/stats", "transaction, call and gateway statistics; the cluster (role, epoch, active) or null"),
     ("GET", "/api/events", "server-sent events of call and gateway changes, and live stats samples"),
     ("GET", "/metrics", "Prometheus metrics"),
 ]

@@ -6,6 +6,10 @@ A custom collector reads the transaction layer's snapshot and call
 control's views when Prometheus asks, so counting costs nothing per MGCP
 message.  Each site has its own L{CollectorRegistry}: nothing is put in
 C{prometheus_client}'s global one.
+
+An agent in a cluster adds the C{mgcp_cluster_*} families (role, epoch,
+lease age, takeovers, the store's refused rows, ...); a single agent has
+none of them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from ..agent.model import GatewayState
+from ..agent.model import ClusterView, GatewayState, Role
 from ..interfaces import ICallControl
 from .api import JSONResource, Raw, active_calls, not_found, registered_endpoints
 
@@ -123,6 +127,9 @@ class SwitchCollector:
         for outcome, count in sorted(self.control.call_outcomes().items()):
             outcomes.add_metric([str(outcome)], count)
         yield outcomes
+        view = self.control.cluster()
+        if view is not None:
+            yield from _cluster(view)
 
     def _latency(self, snapshot: Mapping[str, Any]) -> Metric:
         """
@@ -144,6 +151,47 @@ class SwitchCollector:
             buckets=buckets,
             sum_value=snapshot.get("latency_sum"),
         )
+
+
+# The cluster's counters (L{mgcpswitch.cluster.service.ClusterService.counters})
+# that are counts since the agent started, by the metric each becomes.
+_CLUSTER_COUNTERS = {
+    "store_refused_rows": ("mgcp_cluster_store_rows_refused",
+                           "Rows the store refused because another agent took over since they were queued"),
+    "txid_blocks_drawn": ("mgcp_cluster_txid_blocks_drawn", "Blocks of transaction ids drawn from the store"),
+}
+
+
+def _cluster(view: ClusterView) -> Iterator[Metric]:
+    """The agent's place in its cluster; an unknown value (no epoch seen yet) is left out."""
+    role = GaugeMetricFamily("mgcp_cluster_role", "This agent's role in its cluster (1 for the current one)",
+                             labels=["role"])
+    for member in Role:
+        role.add_metric([member.value], 1 if view.role is member else 0)
+    yield role
+    if view.epoch is not None:
+        yield GaugeMetricFamily("mgcp_cluster_epoch", "The cluster's epoch (one more per takeover), as last seen",
+                                value=view.epoch)
+    if view.lease_age is not None:
+        yield GaugeMetricFamily("mgcp_cluster_lease_age_seconds",
+                                "Seconds since the active agent last renewed its lease, as last seen",
+                                value=view.lease_age)
+    if view.last_takeover is not None:
+        yield GaugeMetricFamily("mgcp_cluster_last_takeover_timestamp_seconds",
+                                "When the current epoch began (the database's clock)", value=view.last_takeover)
+    yield CounterMetricFamily("mgcp_cluster_takeovers", "Times this agent became the active one",
+                              value=view.takeovers)
+    for key, (name, documentation) in _CLUSTER_COUNTERS.items():
+        yield CounterMetricFamily(name, documentation, value=view.counters.get(key, 0))
+    leadership = CounterMetricFamily(
+        "mgcp_cluster_leadership_events",
+        "The leadership's attempts to take over, lease renewals and their failures, database failures",
+        labels=["event"],
+    )
+    for key, value in sorted(view.counters.items()):
+        if key.startswith("leadership_"):
+            leadership.add_metric([key[len("leadership_"):]], value)
+    yield leadership
 
 
 def _bound(value: float) -> str:

@@ -1,8 +1,11 @@
 """
 A fake L{ICallControl} for the web admin, mgcpctl and browser tests: canned
 gateways, endpoints and calls that change the way call control's would
-(originate rings, hang up ends, out of service), every action recorded in
-C{actions}, and events handed to subscribers synchronously.
+(originate rings, hang up ends, out of service, a line's services change),
+every action recorded in C{actions}, and events handed to subscribers
+synchronously.  L{FakeCallControl.stand_by} makes it a standby of a
+cluster: it still shows everything, and refuses every change with
+L{StandbyError}, as call control does.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from mgcpswitch.agent.model import (
     CallState,
     CallStateChanged,
     CallView,
+    ClusterView,
     ConnectionView,
     EndpointStateChanged,
     EndpointView,
@@ -29,13 +33,18 @@ from mgcpswitch.agent.model import (
     GatewayStateChanged,
     GatewayView,
     LadderEntry,
+    LegView,
+    LineServices,
+    LineServicesChanged,
     LineState,
     ReleaseCause,
+    Role,
 )
-from mgcpswitch.errors import CallControlError
+from mgcpswitch.agent.services import check_services
+from mgcpswitch.errors import CallControlError, StandbyError
 from mgcpswitch.interfaces import ICallControl
 
-__all__ = ["FakeCallControl", "GW1", "GW2", "T0"]
+__all__ = ["FakeCallControl", "GW1", "GW2", "T0", "ACTIVE", "STANDBY"]
 
 GW1 = "gw1.example.net"
 GW2 = "gw2.example.net"
@@ -67,6 +76,19 @@ SNAPSHOT: dict[str, Any] = {
 }
 
 
+#: The cluster's members, as the fake names them (their notified entities).
+ACTIVE = "ca-a@127.0.0.1:2727"
+STANDBY = "ca-b@127.0.0.4:2727"
+
+#: A cluster member's counters, keyed as L{mgcpswitch.cluster.service.ClusterService.counters} keys them.
+CLUSTER_COUNTERS = {
+    "store_rows_written": 120, "store_batches": 12, "store_failures": 1, "store_lost_rows": 0,
+    "store_refused_rows": 2, "store_pending": 3, "txid_blocks_drawn": 4, "txid_blocks_in_hand": 1,
+    "leadership_attempts": 5, "leadership_renewals": 480, "leadership_renewal_failures": 1,
+    "leadership_database_failures": 0, "takeovers": 1,
+}
+
+
 def _ladder(start: float, endpoint: str) -> tuple[LadderEntry, ...]:
     lines = [
         (0.000, "out", f"CRCX 1001 {endpoint} MGCP 1.0"),
@@ -94,6 +116,7 @@ class FakeCallControl:
         self.hold_next: Deferred | None = None  # an action answers with this Deferred
         self.stats: dict[str, Any] = {**SNAPSHOT, "counters": dict(SNAPSHOT["counters"])}
         self.outcomes: dict[str, int] = {"normal": 3, "busy": 1, "no-answer": 0}
+        self.cluster_view: ClusterView | None = None  # a single agent until made a member
         self._next_call = 1
         now = self.clock.seconds()
         self.gateways: dict[str, GatewayView] = {
@@ -114,19 +137,25 @@ class FakeCallControl:
             a1: EndpointView(
                 a1, GW1, LineState.CONNECTED, "off", True, "c1",
                 (ConnectionView("A1", "c1", "sendrecv", "v=0", "v=0"),), "1001", "hd",
+                calls=("c1",), services=LineServices(name="Alice"),
             ),
             a2: EndpointView(
                 a2, GW1, LineState.CONNECTED, "off", True, "c1",
                 (ConnectionView("A2", "c1", "sendrecv", "v=0", "v=0"),), "1002", "hd",
+                calls=("c1",), services=LineServices(),
             ),
-            f"aaln/3@{GW1}": EndpointView(f"aaln/3@{GW1}", GW1, LineState.IDLE, "on", True, None, (), "1003"),
-            f"aaln/4@{GW1}": EndpointView(f"aaln/4@{GW1}", GW1, LineState.IDLE, "on", True, None, (), "1004"),
-            f"aaln/1@{GW2}": EndpointView(f"aaln/1@{GW2}", GW2, LineState.UNKNOWN, "unknown", True, None),
+            f"aaln/3@{GW1}": EndpointView(f"aaln/3@{GW1}", GW1, LineState.IDLE, "on", True, None, (), "1003",
+                                          services=LineServices(forward_busy="1004", message_waiting=True)),
+            f"aaln/4@{GW1}": EndpointView(f"aaln/4@{GW1}", GW1, LineState.IDLE, "on", True, None, (), "1004",
+                                          services=LineServices()),
+            f"aaln/1@{GW2}": EndpointView(f"aaln/1@{GW2}", GW2, LineState.UNKNOWN, "unknown", True, None,
+                                          services=LineServices()),
         }
+        legs = (LegView(a1, "1001", True, "open", "A1", "sendrecv"), LegView(a2, "1002", False, "open", "A2", "sendrecv"))
         self.calls: dict[str, CallView] = {
             "c1": CallView(
                 "c1", CallState.CONNECTED, a1, a2, "1002", now - 30, now - 25, None, None, "PCMU",
-                _ladder(now - 30, a1), len(_ladder(now - 30, a1)),
+                _ladder(now - 30, a1), len(_ladder(now - 30, a1)), legs,
             ),
             "c0": CallView(
                 "c0", CallState.ENDED, a1, f"aaln/3@{GW1}", "1003", now - 600, None, now - 590,
@@ -163,6 +192,21 @@ class FakeCallControl:
     def call_outcomes(self) -> dict[str, int]:
         return dict(self.outcomes)
 
+    def cluster(self) -> ClusterView | None:
+        return self.cluster_view
+
+    def stand_by(self, active: str | None = ACTIVE) -> None:
+        """From now on a standby of a cluster whose active is C{active} (None: none is known)."""
+        self.cluster_view = ClusterView(
+            STANDBY, Role.STANDBY, 7, active, 0.4, T0 + 40, 0,
+            {**CLUSTER_COUNTERS, "takeovers": 0, "store_rows_written": 0, "store_refused_rows": 0},
+        )
+
+    def take_over(self) -> None:
+        """This member becomes the active (epoch 8)."""
+        self.cluster_view = ClusterView(STANDBY, Role.ACTIVE, 8, STANDBY, 0.1, self.clock.seconds(), 1,
+                                        dict(CLUSTER_COUNTERS))
+
     def subscribe(self, observer: Callable[[Any], None]) -> Callable[[], None]:
         self.observers.append(observer)
         return lambda: self.observers.remove(observer)
@@ -170,6 +214,8 @@ class FakeCallControl:
     # -- acting -----------------------------------------------------------
 
     def _answer(self, value: Any) -> Deferred:
+        if self.cluster_view is not None and self.cluster_view.role is not Role.ACTIVE:
+            return fail(StandbyError(self.cluster_view.holder))
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             return fail(error)
@@ -188,9 +234,12 @@ class FakeCallControl:
         self.endpoints[name] = after
         self.emit(EndpointStateChanged(after, before.state))
 
+    def _standing_by(self) -> bool:
+        return self.cluster_view is not None and self.cluster_view.role is not Role.ACTIVE
+
     def originate(self, a: str, b: str) -> Deferred:
         self.actions.append(("originate", a, b))
-        if self.fail_next is None and self.hold_next is None:
+        if self.fail_next is None and self.hold_next is None and not self._standing_by():
             for name in (a, b):
                 if self.endpoints[name].call_id is not None:
                     return fail(CallControlError(f"endpoint {name} is busy"))
@@ -240,7 +289,7 @@ class FakeCallControl:
     def audit_endpoint(self, name: str) -> Deferred:
         self.actions.append(("audit", name))
         view = self.endpoints[name]
-        if view.state is LineState.UNKNOWN:
+        if view.state is LineState.UNKNOWN and not self._standing_by():
             view = replace(view, state=LineState.IDLE, hook="on")
             self.endpoints[name] = view
         return self._answer(view)
@@ -256,20 +305,30 @@ class FakeCallControl:
         return d
 
     def set_line_services(self, name: str, changes: dict[str, Any]) -> Deferred:
-        """Records the change; an unknown line or service fails as call control would."""
-        from mgcpswitch.agent.services import check_services
-        from mgcpswitch.config import LineServices
-
+        """
+        Records the change; a line is named by endpoint or number; an
+        unknown line or service fails as call control would, and so does
+        a standby.
+        """
         self.actions.append(("services", name, dict(changes)))
-        view = self.endpoints.get(name)
+        if self._standing_by():
+            return self._answer(None)
+        view = self.endpoints.get(name) or next((e for e in self.endpoints.values() if e.number == name), None)
         if view is None:
             return fail(CallControlError(f"unknown line {name}"))
         try:
             values = check_services(changes)
         except ValueError as e:
             return fail(CallControlError(str(e)))
-        self.endpoints[name] = replace(view, services=replace(view.services or LineServices(), **values))
-        return self._answer(self.endpoints[name])
+        d = self._answer(None)
+        if not d.called or d.result is not None:
+            return d  # fail_next, hold_next
+        before = view.services or LineServices()
+        after = replace(before, **values)
+        self.endpoints[view.name] = view = replace(view, services=after)
+        if after != before:
+            self.emit(LineServicesChanged(view.name, after))
+        return d.addCallback(lambda _: view)
 
 
 verifyClass(ICallControl, FakeCallControl)

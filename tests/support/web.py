@@ -185,6 +185,27 @@ def flow_call(started: float, call_id: str = "c9") -> Any:
                     ladder, len(ladder))
 
 
+def three_way(started: float) -> Any:
+    """
+    A call (c7) of gateway 1's lines whose parties are in each state the
+    faces show: aaln/1 in a three-way call, aaln/3 on hold, aaln/4 waiting;
+    it was forwarded from aaln/2, transferred by aaln/1, and related to
+    c5 and c6.
+    """
+    from mgcpswitch.agent.model import CallState, CallView, LegView
+
+    from .fake_control import GW1
+
+    A1, A2, A3, A4 = (f"aaln/{n}@{GW1}" for n in (1, 2, 3, 4))
+    legs = (
+        LegView(A1, "1001", True, "open", "C1", "confrnce", held=False, conference=True),
+        LegView(A3, "1003", False, "open", "C3", "sendrecv", held=True),
+        LegView(A4, "1004", False, "new", None, None, waiting=True),
+    )
+    return CallView("c7", CallState.CONNECTED, A1, A3, "1002", started, started + 2, None, None, "PCMU",
+                    legs=legs, forwarded_from=A2, transferred_by=A1, related=("c5", "c6"))
+
+
 #: What the flow of L{flow_call} is, message by message: (label, source, target, retransmission, piggybacked).
 FLOW = [
     ("CRCX 2001", "agent", "aaln/3@gw1.example.net", False, False),

@@ -2,7 +2,10 @@
 // (before the first paint: the script is render-blocking), then kept live
 // from /api/events (server-sent events), with a full refresh every 15 s as
 // a fallback; buttons call the JSON API; a small chart plots the stream's
-// "stats" samples.  Plain JavaScript, no framework, no build step.
+// "stats" samples.  An agent of a cluster shows its role, epoch, the active
+// agent and the lease's age (from each sample); a standby's buttons are
+// disabled with the reason, its admin being read-only.  Plain JavaScript,
+// no framework, no build step.
 "use strict";
 
 (function () {
@@ -17,7 +20,13 @@
     calls: new Map(),      // call_id -> call view (without ladder)
     offset: 0,             // server clock minus ours, in seconds
     samples: [],           // the event stream's stats samples, oldest first
+    cluster: null,         // this agent's place in its cluster, or null (a single agent)
   };
+
+  // Why changes are refused here (a standby), or null.
+  function readOnly() {
+    return state.cluster ? state.cluster.read_only : null;
+  }
 
   // -- formatting ---------------------------------------------------------
 
@@ -61,10 +70,19 @@
     for (const row of existing.values()) row.remove();
   }
 
-  // A cell is text, {text, cls, state}, {button, action, title} or {link, href, title}.
+  // A cell is text, {text, cls, state}, {button, action, title}, {buttons: [button...]}
+  // or {link, href, title}.
   function setCell(td, cell) {
     if (cell === null || cell === undefined) cell = "";
     if (typeof cell !== "object") cell = { text: String(cell) };
+    if (cell.buttons !== undefined) {
+      if (td.children.length !== cell.buttons.length || td.querySelector(":scope > :not(span)")) {
+        td.textContent = "";
+        for (let i = 0; i < cell.buttons.length; i++) td.appendChild(document.createElement("span"));
+      }
+      cell.buttons.forEach((button, i) => setCell(td.children[i], button));
+      return;
+    }
     if (cell.link !== undefined) {
       let link = td.firstElementChild;
       if (!link || link.tagName !== "A") {
@@ -88,7 +106,10 @@
       if (button.textContent !== cell.button) button.textContent = cell.button;
       button.dataset.action = cell.action;
       button.className = cell.cls || "";
-      if (cell.title) button.title = cell.title;
+      // Every button changes something: none works on a standby.
+      const refused = readOnly();
+      button.disabled = Boolean(refused);
+      button.title = refused || cell.title || "";
       return;
     }
     if (td.textContent !== cell.text) td.textContent = cell.text;
@@ -118,6 +139,38 @@
     });
   }
 
+  // The calls on a line: "c1, c2 (held), c3 (waiting) · three-way".
+  function lineCalls(e) {
+    const calls = (e.calls && e.calls.length) ? e.calls : (e.call_id ? [e.call_id] : []);
+    const marked = calls.map((id) =>
+      id + ((e.held || []).includes(id) ? " (held)" : (e.waiting || []).includes(id) ? " (waiting)" : ""));
+    return marked.join(", ") + (e.conference ? " \u00b7 three-way" : "");
+  }
+
+  // What differs from a plain line, in a few words; and every field, for the tooltip.
+  function servicesText(s) {
+    if (!s) return "";
+    const parts = [];
+    if (s.name) parts.push("\u201c" + s.name + "\u201d");
+    if (s.dnd) parts.push("do not disturb");
+    if (s.forward_always) parts.push("forward \u2192 " + s.forward_always);
+    if (s.forward_busy) parts.push("busy \u2192 " + s.forward_busy);
+    if (s.forward_no_answer) parts.push("no answer \u2192 " + s.forward_no_answer);
+    if (s.message_waiting) parts.push("message waiting");
+    if (s.private) parts.push("private");
+    if (!s.call_waiting) parts.push("no call waiting");
+    if (!s.three_way) parts.push("no three-way");
+    if (!s.transfer) parts.push("no transfer");
+    if (s.transfer_on_hangup) parts.push("transfer on hang-up");
+    return parts.join(", ");
+  }
+
+  function servicesTitle(s) {
+    if (!s) return "";
+    return Object.entries(s).map(([k, v]) => k + ": " + (v === true ? "yes" : v === false ? "no" : v === null ? "-" : v))
+      .join("\n");
+  }
+
   function renderEndpoints() {
     const endpoints = Array.from(state.endpoints.values()).sort((a, b) => a.name.localeCompare(b.name));
     syncRows($("#endpoints"), endpoints, (e) => e.name, (e) => [
@@ -125,10 +178,11 @@
       { text: e.state, cls: "state", state: e.state },
       e.hook,
       e.number || "",
-      e.call_id || "",
+      { text: lineCalls(e), cls: "calls" },
       e.connections.map((c) => c.connection_id + " " + c.mode).join(", "),
+      { text: servicesText(e.services), cls: "services", title: servicesTitle(e.services) },
       e.last_event || "",
-      { button: "Audit", action: "audit" },
+      { buttons: [{ button: "Audit", action: "audit" }, { button: "Services\u2026", action: "services" }] },
     ], (row, e) => {
       row.dataset.endpoint = e.name;
       row.dataset.state = e.state;
@@ -159,6 +213,19 @@
     }
   }
 
+  // What is special about a call: its parties on hold or waiting, a three-way join, a forward, a transfer.
+  function callNotes(c) {
+    const notes = [];
+    for (const leg of c.legs || []) {
+      const flags = [leg.held ? "held" : "", leg.waiting ? "waiting" : "", leg.conference ? "three-way" : ""]
+        .filter(Boolean);
+      if (flags.length) notes.push((leg.number || leg.endpoint) + " " + flags.join(", "));
+    }
+    if (c.forwarded_from) notes.push("forwarded from " + c.forwarded_from);
+    if (c.transferred_by) notes.push("transferred by " + c.transferred_by);
+    return notes.join("; ");
+  }
+
   function renderCalls() {
     const calls = Array.from(state.calls.values()).sort((a, b) => a.started - b.started);
     const active = calls.filter((c) => c.state !== "ended");
@@ -173,6 +240,7 @@
       clockTime(c.started),
       { text: callDuration(c), cls: "number duration" },
       c.codec || "",
+      { text: callNotes(c), cls: "notes" },
       { button: "Hang up", action: "hangup" },
     ], (row, c) => {
       row.dataset.callId = c.call_id;
@@ -215,6 +283,39 @@
       " · timeouts " + (counters.timeouts || 0);
   }
 
+  // -- the cluster ----------------------------------------------------------
+
+  // The agent's role, at a glance: a badge in the header; on a standby, a
+  // banner, every button disabled with the reason, and the page tinted.
+  function renderCluster(cluster) {
+    const wasReadOnly = readOnly();
+    state.cluster = cluster || null;
+    const badge = $("#cluster"), banner = $("#read-only");
+    document.body.dataset.role = cluster ? cluster.role : "single";
+    badge.hidden = !cluster;
+    if (cluster) {
+      const lease = cluster.lease_age === null ? "" : " \u00b7 lease " + cluster.lease_age.toFixed(1) + " s";
+      const epoch = cluster.epoch === null ? "" : " \u00b7 epoch " + cluster.epoch;
+      const active = cluster.role === "active" ? "" : " \u00b7 active: " + (cluster.holder || "none known");
+      badge.textContent = cluster.role.toUpperCase() + epoch + active + lease;
+      badge.dataset.role = cluster.role;
+      badge.title = cluster.name + (cluster.last_takeover ? ", epoch began " + clockTime(cluster.last_takeover) : "") +
+        ", " + cluster.takeovers + " takeover(s) by this agent";
+    }
+    const refused = readOnly();
+    banner.hidden = !refused;
+    banner.textContent = refused ? refused + ". What this page shows is as fresh as the shared store." : "";
+    for (const button of [$("#call-button"), $("#services-save")]) {
+      button.disabled = Boolean(refused);
+      button.title = refused || "";
+    }
+    if (refused !== wasReadOnly) {
+      renderGateways();
+      renderEndpoints();
+      renderCalls();
+    }
+  }
+
   // -- the live chart -------------------------------------------------------
 
   // Each sample: {now, active_calls, calls, transactions}; calls and
@@ -222,6 +323,7 @@
   function addSample(sample) {
     const samples = state.samples;
     if (samples.length && sample.now <= samples[samples.length - 1].now) return;
+    renderCluster(sample.cluster);
     samples.push(sample);
     if (samples.length > CHART_SAMPLES) samples.shift();
     renderChart();
@@ -270,6 +372,8 @@
         state.endpoints.set(view.name, view);
         renderEndpoints();
         say(view.name + ": " + view.state + ", hook " + view.hook);
+      } else if (action === "services") {
+        openServices(row.dataset.endpoint);
       } else if (action === "gateway-out" || action === "gateway-in") {
         const name = row.dataset.gateway;
         const inService = action === "gateway-in";
@@ -280,6 +384,48 @@
       }
     } catch (e) {
       say(action + " failed: " + e.message, "error");
+    }
+  }
+
+  // -- a line's services ----------------------------------------------------
+
+  const FLAGS = ["dnd", "message_waiting", "call_waiting", "three_way", "transfer", "transfer_on_hangup", "private"];
+  const TEXTS = ["forward_always", "forward_busy", "forward_no_answer", "name"];
+
+  function openServices(name) {
+    const view = state.endpoints.get(name);
+    if (!view || !view.services) return;
+    const form = $("#services-form");
+    form.dataset.endpoint = name;
+    $("#services-endpoint").textContent = name + (view.number ? " (" + view.number + ")" : "");
+    for (const key of FLAGS) form.elements[key].checked = Boolean(view.services[key]);
+    for (const key of TEXTS) form.elements[key].value = view.services[key] || "";
+    const dialog = $("#services-dialog");
+    dialog.returnValue = "";  // closed with Escape, it keeps the last value: not a "save"
+    dialog.showModal();
+  }
+
+  // Saved on "Save": only the fields changed, as a PATCH; an empty text is none.
+  async function saveServices() {
+    const form = $("#services-form");
+    const name = form.dataset.endpoint;
+    const before = state.endpoints.get(name).services;
+    const changes = {};
+    for (const key of FLAGS) {
+      if (form.elements[key].checked !== before[key]) changes[key] = form.elements[key].checked;
+    }
+    for (const key of TEXTS) {
+      const value = form.elements[key].value.trim() || null;
+      if (value !== before[key]) changes[key] = value;
+    }
+    if (!Object.keys(changes).length) return;
+    try {
+      const view = await api("PATCH", "/api/endpoints/" + quote(name) + "/services", changes);
+      state.endpoints.set(view.name, view);
+      renderEndpoints();
+      say(name + ": " + (servicesText(view.services) || "plain line"));
+    } catch (e) {
+      say("services of " + name + " not changed: " + e.message, "error");
     }
   }
 
@@ -306,6 +452,7 @@
     renderEndpoints();
     renderCalls();
     renderStats(snapshot.stats);
+    renderCluster(snapshot.stats.cluster);
     document.body.dataset.loaded = "true";
   }
 
@@ -348,9 +495,18 @@
         countsTimer = setTimeout(() => { countsTimer = null; refresh(); }, 1000);
       }
     };
-    for (const name of ["call-started", "call-state-changed", "call-ended"]) {
+    for (const name of ["call-started", "call-state-changed", "call-ended", "call-transferred", "call-forwarded"]) {
       source.addEventListener(name, onCall);
     }
+    // Three-way calling joined two calls: their legs' flags changed.
+    source.addEventListener("calls-joined", () => refresh());
+    source.addEventListener("line-services-changed", (message) => {
+      const data = JSON.parse(message.data);
+      const view = state.endpoints.get(data.endpoint);
+      if (!view) return;
+      state.endpoints.set(data.endpoint, Object.assign({}, view, { services: data.services }));
+      renderEndpoints();
+    });
     source.addEventListener("gateway-state-changed", (message) => {
       const data = JSON.parse(message.data);
       state.gateways.set(data.gateway.name, data.gateway);
@@ -377,6 +533,9 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     $("#originate").addEventListener("submit", originate);
+    $("#services-dialog").addEventListener("close", () => {
+      if ($("#services-dialog").returnValue === "save") saveServices();
+    });
     listen();
     setInterval(refresh, REFRESH_SECONDS * 1000);
     setInterval(tickDurations, 1000);

@@ -2,8 +2,11 @@
 // VoIP flow graph), drawn in SVG from /api/calls/ID/flow: the endpoints
 // and the call agent as columns, one arrow per message with its verb or
 // code, transaction id and time; retransmissions dashed, piggybacked
-// messages bracketed.  Drawn from the data embedded in the page before the
-// first paint, then again whenever the event stream says the call changed.
+// messages bracketed.  Above it, the call's parties (held, waiting, in a
+// three-way call) and how it came about (forwarded, transferred, the calls
+// it was joined with).  Drawn from the data embedded in the page before
+// the first paint, then again whenever the event stream says the call
+// changed.
 "use strict";
 
 (function () {
@@ -30,12 +33,58 @@
       (call.codec ? " \u00b7 " + call.codec : "") + " \u00b7 started " + clockTime(call.started);
   }
 
+  // Forwarded from, transferred by, related calls (as links to their pages).
+  function facts(call) {
+    const p = $("#call-facts");
+    p.textContent = "";
+    const add = (text) => {
+      if (p.childNodes.length) p.appendChild(document.createTextNode(" \u00b7 "));
+      const span = document.createElement("span");
+      span.textContent = text;
+      p.appendChild(span);
+      return span;
+    };
+    if (call.forwarded_from) add("forwarded from " + call.forwarded_from).className = "forwarded";
+    if (call.transferred_by) add("transferred by " + call.transferred_by).className = "transferred";
+    if ((call.related || []).length) {
+      const span = add("related: ");
+      span.className = "related";
+      call.related.forEach((id, i) => {
+        if (i) span.appendChild(document.createTextNode(", "));
+        const link = document.createElement("a");
+        link.href = "/calls/" + quote(id);
+        link.textContent = id;
+        span.appendChild(link);
+      });
+    }
+    p.hidden = !p.childNodes.length;
+  }
+
+  function legs(call) {
+    const tbody = $("#legs").tBodies[0];
+    tbody.textContent = "";
+    for (const leg of call.legs || []) {
+      const row = tbody.insertRow();
+      row.dataset.endpoint = leg.endpoint;
+      const flags = [leg.held ? "held" : "", leg.waiting ? "waiting" : "", leg.conference ? "three-way" : ""]
+        .filter(Boolean);
+      const cells = [leg.endpoint, leg.number || "", leg.originating ? "caller" : "called",
+                     leg.connection_id || "", leg.mode || "", leg.state, flags.join(", ")];
+      for (const text of cells) row.insertCell().textContent = text;
+      row.cells[6].className = "party";
+      row.dataset.party = flags.join(" ");
+    }
+    $("#legs-empty").hidden = (call.legs || []).length > 0;
+  }
+
   function draw(flow) {
     current = flow;
     const call = flow.call;
     document.title = "mgcpswitch: call " + call.call_id;
     $("#call-id").textContent = call.call_id;
     $("#call-summary").textContent = summary(call);
+    facts(call);
+    legs(call);
     $("#pcap").setAttribute("href", "/api/calls/" + quote(call.call_id) + "/ladder.pcap");
     $("#flow-empty").hidden = flow.messages.length > 0;
 
@@ -133,11 +182,14 @@
       reload();
     };
     source.onerror = () => { status.textContent = status.dataset.state = "reconnecting"; };
-    for (const name of ["call-started", "call-state-changed", "call-ended"]) {
+    for (const name of ["call-started", "call-state-changed", "call-ended", "call-transferred", "call-forwarded"]) {
       source.addEventListener(name, (message) => {
         if (JSON.parse(message.data).call.call_id === current.call.call_id) reload();
       });
     }
+    source.addEventListener("calls-joined", (message) => {
+      if (JSON.parse(message.data).calls.includes(current.call.call_id)) reload();
+    });
     source.addEventListener("resync", reload);
   }
 

@@ -7,7 +7,7 @@ window.mgcpswitch = (function () {
 
   async function api(method, path, body) {
     const options = { method: method, headers: { "Accept": "application/json" } };
-    if (method === "POST") {
+    if (method === "POST" || method === "PATCH") {
       options.headers["Content-Type"] = "application/json";
       options.body = JSON.stringify(body || {});
     }
