@@ -527,7 +527,7 @@ class EveryRowFires(SynchronousTestCase):
         """Every scenario of the trunk tests: calls out (answered, failed, cancelled) and in."""
         from . import test_agent_trunks as trunks
 
-        for kind in (trunks.CallsOut, trunks.CallsIn):
+        for kind in (trunks.CallsOut, trunks.CallsIn, trunks.Services):
             for name in sorted(n for n in dir(kind) if n.startswith("test_")):
                 case = kind(name)
                 case.on_switch = self.watch

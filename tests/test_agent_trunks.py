@@ -266,6 +266,42 @@ class CallsIn(Trunked):
         self.assertEqual((record.forwarded_from, record.callee_endpoint), ("aaln/1@rgw2", "aaln/2@rgw2"))
 
 
+class Services(Trunked):
+    def test_transfer_moves_the_trunk_party(self) -> None:
+        """
+        A call in talks with 2001; 2001 flashes, calls 2002, which answers,
+        and hangs up: the trunk's caller and 2002 talk, the trunk's side
+        moved by a re-INVITE offering 2002's media; 2002 hangs up: BYE.
+        """
+        s, far = self.switch()
+        recorder = far.call("2001")
+        s.run(1.0)
+        a, b = s.phone("2001"), s.phone("2002")
+        a.off_hook()
+        s.run(0.5)
+        a.flash()
+        s.run(0.5)
+        a.dial("2002", gap=0.05)
+        s.run(1.0)
+        b.off_hook()
+        s.run(0.5)
+        a.on_hook()
+        s.run(1.0)
+        [moved] = [e[1] for e in recorder.events if e[0] == "media_changed"]
+        [on_b] = b.connections
+        self.assertEqual((moved.audio.port, on_b.remote_sdp.audio.port), (on_b.local_sdp.audio.port, 6000))
+        self.assertEqual((on_b.mode, a.connections), ("sendrecv", ()))
+        b.on_hook()
+        s.run(1.0)
+        self.assertEqual(recorder.events[-1][:2], ("ended", "far end hung up"))
+        self.settled(s, far)
+        records = {(r.caller, r.callee, r.cause.value, r.transferred_by) for r in s.recorder.records}
+        self.assertEqual(records, {
+            ("0123456", "2001", "transferred", None), ("2001", "2002", "transferred", None),
+            ("0123456", "2002", "normal", "aaln/1@rgw2"),
+        })
+
+
 class Causes(SynchronousTestCase):
     def test_both_ways(self) -> None:
         """What each status means to a caller, and what each cause tells a trunk's caller."""

@@ -35,6 +35,7 @@ from zope.interface import implementer
 
 from ..interfaces import IIncomingCallListener, IOutgoingCallListener, ITrunk
 from ..mgcp import ConnectionMode, SessionDescription
+from ..trunk import TrunkCallError
 from .calls import Call, Leg, LegInput, LegState, Tone, wanted
 from .model import ReleaseCause, RouteRequest
 
@@ -298,10 +299,11 @@ class Trunks:
     def _update_failed(self, failure: Failure, leg: Leg) -> None:
         if leg.state is not LegState.MODIFYING:
             return
+        error = failure.value
+        if isinstance(error, TrunkCallError) and error.ended:
+            return  # the dialog is gone: the trunk tells the listener next, and the call ends then
         self.log.warn("re-INVITE on {trunk} failed: {error}", trunk=leg.trunk.name, error=failure.getErrorMessage())
-        self._control.machine.feed_leg(leg, LegInput.FAILED)
-        # The session stays as it was (RFC 3261 §14.1); the call goes on
-        # unless the dialog is gone, which the trunk reports as an end.
+        self._control.machine.feed_leg(leg, LegInput.FAILED)  # the session stays as it was (RFC 3261 §14.1)
 
     # -- what the trunk reports --------------------------------------------------
 
