@@ -363,6 +363,11 @@ class IOutgoingCallListener(Interface):
 class ITrunkCall(Interface):
     """What both kinds of trunk call offer once answered (phase 2: a trunk call is a leg of a call)."""
 
+    messages = Attribute(
+        "The call's signalling, (time, 'in' or 'out', bytes, peer address) in order, while its trunk keeps "
+        "them (ITrunk.keep_messages), else None: the admin shows them in the call's ladder."
+    )
+
     def update(sdp):  # type: ignore[no-untyped-def]
         """
         Change the media of the answered call: offer C{sdp} (the line's
@@ -429,6 +434,7 @@ class ITrunk(Interface):
     """A trunk: places calls on another network and brings calls from it."""
 
     name = Attribute("the trunk's name ([trunk:NAME])")
+    keep_messages = Attribute("whether its calls keep their messages (set by call control, with its ladders)")
 
     def call(number, offer_sdp, listener, caller=None):  # type: ignore[no-untyped-def]
         """

@@ -124,6 +124,33 @@ class CallsOut(Trunked):
                          (ReleaseCause.NORMAL, "1001", "90123", "trunk:provider"))
         self.assertIsNotNone(record.answer)
 
+    def test_the_ladder_shows_sip_beside_mgcp(self) -> None:
+        """
+        The call's ladder has the trunk's SIP messages in time order among
+        the MGCP ones, and the admin's flow and pcap of it are built.
+        """
+        from mgcpswitch.web.flow import build_flow
+        from mgcpswitch.web.pcap import pcap
+
+        s, far = self.switch()
+        far.script = lambda call: (call.ringing(), call.answer(line_sdp(7000, "127.0.0.60")))
+        phone = self.dial_out(s)
+        [call] = s.service.list_calls()
+        ladder = s.service.get_call(call.call_id).ladder
+        summaries = [(e.gateway, e.summary) for e in ladder]
+        sip = [summary for gateway, summary in summaries if gateway == "trunk:provider"]
+        self.assertEqual([x.split()[0] for x in sip], ["INVITE", "SIP/2.0", "SIP/2.0", "SIP/2.0", "ACK"])
+        first_crcx = next(i for i, (g, x) in enumerate(summaries) if x.startswith("CRCX"))
+        invite = next(i for i, (g, x) in enumerate(summaries) if x.startswith("INVITE"))
+        self.assertLess(first_crcx, invite)  # the line's connection first: its SDP is the offer
+        self.assertEqual([e.time for e in ladder], sorted(e.time for e in ladder))
+        flow = build_flow(s.service.get_call(call.call_id), {g.name: g for g in s.service.list_gateways()})
+        self.assertIn("trunk:provider", [c.key for c in flow.columns])
+        self.assertIn(180, [m.code for m in flow.messages])
+        self.assertIn(b"INVITE sip:90123@127.0.0.1:5070 SIP/2.0", pcap(flow.datagrams))
+        phone.on_hook()
+        self.settled(s, far)
+
     def test_early_media(self) -> None:
         """A 183 with SDP: the caller's connection receives the far end's media, with no ringback of ours."""
         s, far = self.switch()

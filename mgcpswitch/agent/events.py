@@ -178,6 +178,9 @@ class Views:
         entries: tuple[LadderEntry, ...] = ()
         if ladder and call.ladder is not None:
             entries = tuple(self._ladder_entry(*item) for item in call.ladder)
+            signalling = self._trunk_entries(call)
+            if signalling:
+                entries = tuple(sorted(entries + signalling, key=lambda e: e.time))  # stable: order kept at a tie
         return CallView(
             call_id=call.call_id,
             state=call.state,
@@ -225,6 +228,23 @@ class Views:
             transferred_by=call.transferred_by,
             related=call.related,
         )
+
+    @staticmethod
+    def _trunk_entries(call: Call) -> tuple[LadderEntry, ...]:
+        """The SIP messages of the call's trunk legs, beside the MGCP ones (while it was their call)."""
+        out = []
+        for leg in call.legs + call.former:
+            party = leg.trunk
+            messages = getattr(party.call, "messages", None) if party is not None else None
+            if not messages:
+                continue
+            settings = getattr(party.trunk, "settings", None)
+            local = f"{settings.local_address}:{settings.local_port}" if settings is not None else None
+            for time, direction, data, address in messages:
+                text = data.decode("utf-8", "replace")
+                out.append(LadderEntry(time, direction, party.endpoint, text.split("\r\n", 1)[0], text,
+                                       local=local, remote=f"{address[0]}:{address[1]}"))
+        return tuple(out)
 
     def _ladder_entry(self, time: float, direction: str, gateway: Gateway, message: Any) -> LadderEntry:
         text = encode(message).decode("utf-8", "replace")

@@ -108,6 +108,8 @@ class CallControlService(Service):
             from ..trunk import build_trunks
 
             self.trunks = build_trunks(settings, PluginContext(reactor=reactor, settings=settings), self._call_in)
+            for trunk in self.trunks.values():
+                trunk.keep_messages = settings.switch.ladder  # their messages join the calls' ladders
         self._build = lambda: CallControl(
             reactor, settings, dial_plan, profiles, self.protocol.transactions, self._observers,
             random_source, store, self._counters, self._outcomes, self.trunks,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol, Union
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol
@@ -70,6 +70,10 @@ class UserAgent:
         self.transport: Any = None
         self.layer = TransactionLayer(clock, self.write, timers)
         self.received = self.sent = self.malformed = self.answered_malformed = self.stray = 0
+        # Told of every message sent and received, when set: C{tap(direction,
+        # data, address, message)}, C{message} None for what is sent (the
+        # trunk keeps calls' messages for the admin's ladders).
+        self.tap: Callable[[str, bytes, Address, Union[Request, Response, None]], None] | None = None
 
     # -- identifiers ---------------------------------------------------
 
@@ -99,6 +103,8 @@ class UserAgent:
             raise OSError("the user agent is not listening")
         self.sent += 1
         self.transport.write(data, address)
+        if self.tap is not None:
+            self.tap("out", data, address, None)
 
     def send(self, request: Request, destination: Address, user: ClientUser) -> ClientTransaction:
         return self.layer.send(request, destination, user)
@@ -114,7 +120,10 @@ class UserAgent:
         message = decode(data)
         if isinstance(message, Malformed):
             self._malformed(message, data, source)
-        elif isinstance(message, Request):
+            return
+        if self.tap is not None:
+            self.tap("in", data, source, message)
+        if isinstance(message, Request):
             self._request(message, source)
         else:
             self._response(message)

@@ -112,6 +112,10 @@ class SipCall:
         self.updates = Updates(self)
         self._timer: IDelayedCall | None = None
         self._reliable: Reliable2xx | None = None
+        # Its messages, (time, "in"/"out", bytes, peer address), when the
+        # trunk keeps them (L{SipTrunk.keep_messages}): for the admin's ladders.
+        self.messages: list[tuple[float, str, bytes, Address]] | None = None
+        self.recorded_id: str | None = None
         trunk.channels.add(self)
 
     @property
@@ -155,6 +159,8 @@ class SipCall:
         if self.dialog is not None:
             self.trunk.dialogs.pop(self.dialog.id, None)
         self.trunk.channels.discard(self)
+        if self.recorded_id is not None:
+            self.trunk._recording.pop(self.recorded_id, None)
         self.updates.end()
 
     def _set_dialog(self, dialog: Dialog) -> None:

@@ -17,7 +17,7 @@ from ..mgcp import SessionDescription
 from .agent import ALLOW, SDP_TYPE
 from .calls import SipCall, Phase, Reliable2xx
 from .dialog import Dialog
-from .message import Request, response_to
+from .message import Request, encode, response_to
 from .sdp import make_answer
 from .transaction import ServerTransaction
 
@@ -43,6 +43,10 @@ class IncomingCall(SipCall):
         self.tag = trunk.agent.new_tag()
         self.hang_up_after_ack = False
         self._start_timer(trunk.settings.ring_timeout, self._no_answer)
+        request = transaction.request
+        trunk.record(self, request.call_id)
+        if self.messages is not None:  # the INVITE came before the call was made
+            self.messages.append((trunk.clock.seconds(), "in", encode(request), transaction.source))
 
     @property
     def closing(self) -> bool:

@@ -85,6 +85,7 @@ class OutgoingCall(SipCall):
             headers=(("Allow", ALLOW), SDP_TYPE),
             body=str(offer).encode(),
         )
+        self.trunk.record(self, self.invite.call_id)
         self._send_invite(self.invite)
         self._start_timer(settings.ring_timeout, self._no_answer)
 

@@ -83,6 +83,7 @@ class SipTrunk(Service):
         self.statuses: Counter[str] = Counter()
         self.calls_out = self.calls_in = self.answered_out = self.answered_in = self.refused_full = 0
         self._pending: dict[Any, IncomingCall] = {}  # INVITE server transaction key -> call, until answered
+        self._recording: dict[str, SipCall] = {}  # Call-ID -> call, while calls keep their messages
         self.keepalive = Keepalive(self, settings.keepalive_interval) if settings.keepalive_interval else None
         self.registration = (
             Registration(self, settings.registrar, settings.register_expiry) if settings.registrar else None
@@ -122,6 +123,30 @@ class SipTrunk(Service):
         if self.port is not None:
             self.port.stopListening()
             self.port = None
+
+    # -- the calls' messages, for the admin's ladders ------------------------
+
+    @property
+    def keep_messages(self) -> bool:
+        """Whether each call keeps its messages (C{SipCall.messages}): call control sets it with its ladders."""
+        return self.agent.tap is not None
+
+    @keep_messages.setter
+    def keep_messages(self, keep: bool) -> None:
+        self.agent.tap = self._tap if keep else None
+
+    def record(self, call: SipCall, call_id: str) -> None:
+        """C{call} keeps the messages of Call-ID C{call_id} from now until it finishes."""
+        if self.agent.tap is not None:
+            call.messages = []
+            call.recorded_id = call_id
+            self._recording[call_id] = call
+
+    def _tap(self, direction: str, data: bytes, address: Address, message: Any) -> None:
+        call_id = message.call_id if message is not None else _call_id_of(data)
+        call = self._recording.get(call_id) if call_id is not None else None
+        if call is not None and call.messages is not None:
+            call.messages.append((self.clock.seconds(), direction, data, address))
 
     # -- helpers the calls use ---------------------------------------------
 
@@ -332,3 +357,13 @@ class SipTrunk(Service):
 
     def stray_response(self, response: Response) -> None:
         self.log.debug("stray {code} for {method} dropped", code=response.code, method=response.cseq.method)
+
+
+def _call_id_of(data: bytes) -> str | None:
+    """The Call-ID of a message we wrote (long header names: L{encode}'s)."""
+    start = data.find(b"\r\nCall-ID: ")
+    if start < 0:
+        return None
+    start += 11
+    end = data.find(b"\r\n", start)
+    return data[start:end].decode("utf-8", "replace") if end > 0 else None

@@ -138,6 +138,10 @@ def _first_line(entry: LadderEntry) -> _FirstLine:
     words = line.split()
     if not words:
         return _FirstLine(None, None, "", None, entry.summary)
+    if entry.gateway.startswith("trunk:"):  # SIP beside the MGCP: "INVITE sip:... SIP/2.0", "SIP/2.0 180 Ringing"
+        if words[0].upper().startswith("SIP/") and len(words) > 1 and words[1].isdigit():
+            return _FirstLine(None, int(words[1]), "", entry.gateway, " ".join(words[1:]))
+        return _FirstLine(words[0].upper(), None, "", entry.gateway, words[0].upper())
     txid = words[1] if len(words) > 1 else ""
     if words[0].isdigit():
         code = int(words[0])
@@ -173,7 +177,10 @@ def build_flow(
     for index, (entry, line) in enumerate(zip(call.ladder, lines)):
         outgoing = entry.direction == "out"
         sent_by_agent = outgoing if line.verb is not None else not outgoing
-        endpoint = endpoints.get((entry.gateway, line.transaction_id, sent_by_agent)) or f"*@{entry.gateway}"
+        if entry.gateway.startswith("trunk:"):
+            endpoint = entry.gateway  # a trunk's column: its party
+        else:
+            endpoint = endpoints.get((entry.gateway, line.transaction_id, sent_by_agent)) or f"*@{entry.gateway}"
         local = parse_address(entry.local) or agent or (UNKNOWN_HOST, CALL_AGENT_PORT)
         remote = parse_address(entry.remote) or _gateway_address(gateways.get(entry.gateway))
         if endpoint not in columns:
