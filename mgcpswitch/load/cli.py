@@ -5,7 +5,7 @@ C{mgcpload}: a load generator for the call agent (issue 8).
 It runs K simulated gateways of M lines each in its own process against a
 running call agent, over real UDP, registers them, and places complete
 basic calls at a target rate (or keeps C calls in progress, open loop),
-then reports what happened.  Three subcommands:
+then reports what happened.  Four subcommands:
 
   - C{mgcpload config --gateways K --lines M ...} prints a switch INI for
     that population, so that one file configures both the switch
@@ -17,7 +17,12 @@ then reports what happened.  Three subcommands:
   - C{mgcpload register --config FILE [--restart-delay S] [--track]} only
     registers (the RSIP storm): the time until every line is armed, and
     with C{--track} the AUEPs and RQNTs each line received and the audits
-    in flight per gateway.
+    in flight per gateway;
+  - C{mgcpload answer --config FILE --duration S} registers lean gateways
+    whose lines answer every call placed on them and hang up when its far
+    end has, placing none: calls in through a SIP trunk, driven by SIPp
+    (benchmarks/bench_trunk.py).  It prints one JSON line when every line
+    is armed, and its counts when the time is up or it is stopped (SIGTERM).
 
 The call each pair of lines plays is described in
 L{mgcpswitch.load.script}.  This module is the command line: only L{main}
@@ -120,10 +125,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lean", action="store_true", help="register lean gateways (no --track)")
     g.add_argument("--json", action="store_true")
     g.add_argument("--quiet", "-q", action="store_true")
+    a = sub.add_parser("answer", help="lean lines answer the calls others place (through a trunk)")
+    a.add_argument("--config", "-c", required=True)
+    a.add_argument("--agent", type=_host_port, default=None)
+    a.add_argument("--duration", type=float, default=60.0, help="answer for at most S seconds (default 60)")
+    a.add_argument("--register-timeout", type=float, default=120.0)
+    a.add_argument("--gateways", default=None)
+    a.add_argument("--seed", type=int, default=None)
+    a.add_argument("--json", action="store_true", help="the counts as JSON (the ready line is JSON anyway)")
+    a.add_argument("--quiet", "-q", action="store_true")
     return p
 
 
 def options_from_args(a: argparse.Namespace) -> LoadOptions:
+    if a.command == "answer":
+        return LoadOptions(
+            agent=a.agent, agent_pid=None, duration=a.duration, register_timeout=a.register_timeout,
+            gateway_names=[n.strip() for n in a.gateways.split(",")] if a.gateways else None,
+            progress_interval=0, tick=_tick(a),
+        )
     if a.command == "register":
         return LoadOptions(
             agent=a.agent, agent_pid=None if a.agent_pid < 0 else a.agent_pid,
@@ -158,7 +178,13 @@ def _tick(a: argparse.Namespace) -> float:
     tick, so its answers wait up to a tick: 2 ms rather than 5 keeps that
     small beside a setup time (see LeanRunner's C{polled}).
     """
-    return 0.002 if getattr(a, "lean", False) else LoadOptions.tick
+    return 0.002 if getattr(a, "lean", False) or a.command == "answer" else LoadOptions.tick
+
+
+def _ready(seconds: float) -> None:
+    """C{mgcpload answer}: one JSON line on stdout when every line is armed, for whoever waits on it."""
+    sys.stdout.write(json.dumps({"armed_seconds": seconds}) + "\n")
+    sys.stdout.flush()
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -228,12 +254,16 @@ def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> 
 
     def main(reactor: Any) -> Any:
         # task.react hands us the running reactor: only the script picks it.
-        engine = LeanRunner if args.lean else LoadRunner
+        engine = LeanRunner if args.command == "answer" or args.lean else LoadRunner
         runner = engine(reactor, settings, options, out=None if args.quiet else sys.stderr,
                         random=random.Random(args.seed))
         if profiler is not None:
             profiler.enable()
-        work = runner.register if args.command == "register" else runner.run
+        if args.command == "answer":
+            reactor.addSystemEventTrigger("before", "shutdown", lambda: runner.stop_answering())
+            work = lambda: runner.answer(_ready)  # noqa: E731
+        else:
+            work = runner.register if args.command == "register" else runner.run
         d = maybeDeferred(work).addCallbacks(done, failed)
         return d.addBoth(lambda _: runner.stop_gateways())
 
@@ -247,9 +277,12 @@ def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> 
     if "report" not in result:
         return 2
     report = result["report"]
-    if args.command == "register":
+    if args.command in ("register", "answer"):
         if args.json:
             sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+        elif args.command == "answer":
+            sys.stdout.write(f"mgcpload answer: {report['answered']} call(s) answered, {report['released']} "
+                             f"released; {report['off_hook']} line(s) still off hook\n")
         else:
             sys.stdout.write(format_registration(report) + "\n")
         return 0

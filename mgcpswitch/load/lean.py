@@ -15,6 +15,11 @@ continuation) entries, and a line tells its call (L{LeanCall.poke}) after
 every change; the call runs the continuations whose conditions hold.
 Digits are pressed all at once (no C{--gap}); C{register --track} needs the
 simulator.
+
+L{LeanRunner.answer} (C{mgcpload answer}) places no call: its lines answer
+the calls something else places on them (SIPp through a SIP trunk of the
+switch) and hang up when the far end has (busy tone), so that calls in
+from a trunk can be driven at a rate by another program.
 """
 
 from __future__ import annotations
@@ -259,3 +264,55 @@ class LeanRunner(CallScheduler):
         return total
 
     _gateway_counters = counters
+
+    # -- answering what others place -----------------------------------------------
+
+    def answer(self, ready: Optional[Callable[[float], None]] = None) -> Deferred[dict[str, Any]]:
+        """
+        Register; then every line that rings goes off hook at once and goes
+        back on hook when it hears busy or reorder tone (its far end hung
+        up, or the call failed), for C{options.duration} seconds or until
+        the reactor stops.  C{ready(seconds)} is told when every line is
+        armed.  Fires with the counts: answered, released, and the lines
+        still off hook at the end.
+        """
+        counts: Counter[str] = Counter()
+
+        def watch(ep: LeanEndpoint) -> None:
+            if not ep.off:
+                if RINGING in ep.signals:
+                    counts["answered"] += 1
+                    ep.off_hook()
+            elif BUSY in ep.signals or REORDER in ep.signals:
+                counts["released"] += 1
+                ep.on_hook()
+
+        def armed(seconds: float) -> Deferred[dict[str, Any]]:
+            self.register_seconds = seconds
+            self._say(f"mgcpload: every line armed in {seconds:.2f} s; answering for {self.options.duration:g} s")
+            for gw in self.gateways:
+                gw.watch = watch
+            if ready is not None:
+                ready(seconds)
+            done: Deferred[dict[str, Any]] = Deferred()
+
+            def finish() -> None:
+                if done.called:
+                    return
+                if timer.active():
+                    timer.cancel()
+                done.callback({
+                    "generator": self.generator, "gateways": len(self.gateways), "lines": len(self.parties),
+                    "register_seconds": seconds, "answered": counts["answered"], "released": counts["released"],
+                    "off_hook": sum(1 for ep in self.parties if ep.off),
+                    "transactions": dict(self.counters()),
+                })
+
+            timer = self.reactor.callLater(self.options.duration, finish)
+            self.stop_answering = finish
+            return done
+
+        return self.start_gateways().addCallback(armed)
+
+    def stop_answering(self) -> None:
+        """End L{answer} now (it fires with its counts); nothing to do before its lines are armed."""

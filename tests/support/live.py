@@ -37,7 +37,7 @@ port = {agent}
 observers = {observers}
 keepalive_interval = 15
 no_answer_timeout = 30
-
+{switch_extra}
 [store]
 url = memory
 
@@ -58,7 +58,8 @@ numbers = 2001-2008
 
 [simulator]
 gateways = rgw1, rgw2
-{plugins}"""
+{simulator_extra}
+{plugins}{sections}"""
 
 
 def free_ports(kind: int, count: int) -> list[int]:
@@ -76,18 +77,22 @@ def free_ports(kind: int, count: int) -> list[int]:
             s.close()
 
 
-def switch_ini(web_extra: str = "", cdr_path: str | None = None) -> tuple[str, dict[str, int]]:
+def switch_ini(web_extra: str = "", cdr_path: str | None = None, switch_extra: str = "",
+               simulator_extra: str = "", sections: str = "") -> tuple[str, dict[str, int]]:
     """
     The configuration of a loopback switch on free ports (UDP for the call
     agent and the two gateways, TCP for the admin), and the ports by role.
     With C{cdr_path}, CDRs go to that SQLite file; else no observer.
+    C{switch_extra} and C{simulator_extra} are more keys of C{[switch]} and
+    C{[simulator]} (C{media = yes}), C{sections} more sections (a trunk).
     """
     agent, gw1, gw2 = free_ports(socket.SOCK_DGRAM, 3)
     [web] = free_ports(socket.SOCK_STREAM, 1)
     ports = {"agent": agent, "gw1": gw1, "gw2": gw2, "web": web}
     plugins = f"\n[plugin:cdr-sqlite]\npath = {cdr_path}\nflush_interval = 0.1\n" if cdr_path else ""
     text = INI.format(
-        observers="cdr-sqlite" if cdr_path else "", web_extra=web_extra, plugins=plugins, **ports
+        observers="cdr-sqlite" if cdr_path else "", web_extra=web_extra, plugins=plugins,
+        switch_extra=switch_extra, simulator_extra=simulator_extra, sections=sections, **ports
     )
     return text, ports
 
@@ -129,9 +134,13 @@ class LiveSwitch:
         self.running = False
 
     @classmethod
-    async def start(cls, web_extra: str = "", cdr_path: str | None = None, timeout: float = 10.0) -> LiveSwitch:
-        """Build and start a switch on free loopback ports; fire when both gateways are up."""
-        text, ports = switch_ini(web_extra, cdr_path)
+    async def start(cls, web_extra: str = "", cdr_path: str | None = None, timeout: float = 10.0,
+                    **ini: str) -> LiveSwitch:
+        """
+        Build and start a switch on free loopback ports; fire when both
+        gateways are up.  C{ini}: the other arguments of L{switch_ini}.
+        """
+        text, ports = switch_ini(web_extra, cdr_path, **ini)
         switch = cls(parse_settings(text, "<live switch>"), ports)
         switch.service.startService()
         switch.running = True
