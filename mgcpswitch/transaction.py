@@ -55,8 +55,8 @@ from .mgcp import (
     Verb,
     decode,
     encode,
+    trusted_response,
 )
-from .mgcp._message import _new_response
 from .txid import TransactionIdAllocator
 
 __all__ = [
@@ -1045,7 +1045,7 @@ def _with_empty_ack(response: Response) -> Response:
         return response
     items = dict(response.params)
     items[ParamCode.RESPONSE_ACK] = ()
-    return _new_response(
+    return trusted_response(
         response.code, response.transaction_id, response.comment, Parameters(items),
         response.sdp, response.second_sdp, response.package,
     )

@@ -456,7 +456,7 @@ class DollarExpansion(SynchronousTestCase):
         that lines armed with it share one compiled request.
         """
         from mgcpswitch.gateway.requests import compile_requested, expand_dollar
-        from mgcpswitch.mgcp._values import parse_requested_events, parse_signal_requests
+        from mgcpswitch.mgcp import parse_requested_events, parse_signal_requests
 
         requested = parse_requested_events("L/hu(N), G/ft@$(N), L/hf(E(R(G/ft@$(N)), S(G/rt@$)))")
         signals = parse_signal_requests("G/rt@$, L/dl")

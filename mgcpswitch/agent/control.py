@@ -45,7 +45,6 @@ from ..interfaces import (
     IGatewayProfile,
     IPeerListener,
 )
-from ..mgcp._message import _new_response
 from ..mgcp import (
     Command,
     Parameters,
@@ -60,6 +59,7 @@ from ..mgcp import (
     SessionDescription,
     Verb,
     encode,
+    trusted_response,
 )
 from ..timeouts import TimeoutQueue
 from ..transaction import PeerState
@@ -466,7 +466,7 @@ class CallControl:
                 digits.append(name[2:])
             elif name in ("L/hd", "L/hu", "L/hf"):
                 hook_events.append(name)
-        response = _new_response(ReturnCode.OK, command.transaction_id, "OK", _NO_PARAMS, None, None, None)
+        response = trusted_response(ReturnCode.OK, command.transaction_id, "OK", _NO_PARAMS)
         if call is not None and call.ladder is not None:
             call.ladder.append((self._clock.seconds(), "out", gateway.name, response))
         # The events in the order observed; the digit string is what the map matched.
