@@ -33,8 +33,9 @@ class ICommandHandler(Interface):
         C{source} (an address tuple), at most once per transaction.
 
         @return: a L{mgcpswitch.mgcp.Response}, a
-            L{mgcpswitch.transaction.Reply} (a response with commands
-            piggybacked ahead of it), or a Deferred firing with either.
+            L{mgcpswitch.transaction.Reply} (a response with the commands
+            that share its datagram: copies ahead of it, new transactions
+            after it), or a Deferred firing with either.
             Raising or failing with a L{mgcpswitch.errors.ProtocolError}
             answers with its code; any other exception is a bug, logged
             and answered with 400.

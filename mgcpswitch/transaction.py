@@ -11,6 +11,8 @@ MGCP runs over UDP, so reliability is built here:
   - incoming commands are executed at most once: responses are kept for
     T-HIST and replayed byte for byte to duplicates; a duplicate of a
     command still executing gets C{100};
+  - a handler piggybacks by returning a L{Reply}: commands ahead of its
+    response, and new transactions that ride after it;
   - provisional responses switch a transaction to the LONGTRAN timer, and
     a final response that follows a provisional one asks for (and is
     retransmitted until) a C{000} acknowledgement;
@@ -168,16 +170,35 @@ class TransactionConfig:
 @dataclass(frozen=True)
 class Reply:
     """
-    A handler's answer with commands piggybacked ahead of the response in
-    the same datagram (RFC 3435 §4.4.6: an RSIP must precede the first
-    response while the restart procedure is running).  Replays of the
-    response to duplicates carry the commands again.  The commands are
-    not tracked here: send them reliably with L{TransactionLayer.send_command}
-    under the same transaction id.
+    A handler's answer with the commands that share its datagram
+    (piggybacking, RFC 3435 §3.5.5): the one way a handler piggybacks.
+
+    @ivar response: the response to the command handled.
+    @ivar before: commands put ahead of the response, as copies: an RSIP
+        must be the first thing the call agent sees from a restarting or
+        disconnected endpoint (§4.4.6, §4.4.7).  Replays of the response
+        to duplicates carry them again.  They are not transactions of
+        their own here: the handler sends the reliable copy itself (same
+        transaction id, to its notified entity) with
+        L{TransactionLayer.send_command}.
+    @ivar after: commands sent after the response in the same datagram
+        (§4.4.1: a lockstep call agent answers an NTFY with its next RQNT
+        in one datagram), each paired with an unfired Deferred.  Each is a
+        transaction of its own to the command's source: a txid of 0 gets
+        a fresh one; it is retransmitted alone when needed, and its
+        Deferred fires with the final response or fails with
+        L{TransactionTimeout} or L{TransactionAborted}, as
+        L{TransactionLayer.send_command}'s would.  When the source's
+        in-flight cap is reached a command waits in its queue instead of
+        riding along.  Cancelling such a Deferred stops the transaction at
+        its next retransmission (the layer did not create it, so it cannot
+        hear the cancellation sooner).  Replays to duplicates do not carry
+        them (they are retransmitted on their own).
     """
 
     response: Response
-    piggyback: tuple[Command, ...] = ()
+    before: tuple[Command, ...] = ()
+    after: tuple[tuple[Command, Deferred[Response]], ...] = ()
 
 
 HandlerResult = Union[Response, Reply, "Deferred[Response | Reply]"]
@@ -318,9 +339,6 @@ class TransactionLayer:
         self._incoming_queue: deque[tuple[_Incoming, Command, Address]] = deque()
         self._gateway_role = role is Role.GATEWAY
         self._trace = config.trace
-        # While a handler runs synchronously: (source address, bundles sent to
-        # it), which ride in the response's datagram (see _execute).
-        self._batch: tuple[Address, list[_Outgoing]] | None = None
         # Retransmission deadlines of commands in flight, in a heap served by
         # one reactor timer: a callLater and a cancel per command cost more
         # than the rest of the bookkeeping.  Entries of answered commands
@@ -370,11 +388,7 @@ class TransactionLayer:
         """
         if self._stopped:
             raise TransactionAborted("the transaction layer is stopped")
-        address = tuple(address)
-        peer = self._peers.get(address)
-        if peer is None:
-            peer = self._new_peer(address)
-        out = _Outgoing([], address, peer)
+        out = self._outgoing(address)
         deferreds = []
         for command in commands:
             if not command.transaction_id:
@@ -387,19 +401,55 @@ class TransactionLayer:
             out.waiting[txid] = (command, d)
             self._pending[txid] = out
             deferreds.append(d)
-        if not out.commands:
-            return []
+        if out.commands:
+            self._launch(out, send=True)
+        return deferreds
+
+    def _outgoing(self, address: Address) -> _Outgoing:
+        address = tuple(address)
+        peer = self._peers.get(address)
+        if peer is None:
+            peer = self._new_peer(address)
+        return _Outgoing([], address, peer)
+
+    def _launch(self, out: _Outgoing, send: bool) -> bool:
+        """First transmission, or the peer's queue when its cap is reached: True when sent."""
+        peer = out.peer
         if peer.in_flight >= peer.cap:
             peer.queue.append(out)
             self.counters["queued_for_peer"] += 1
-        else:
-            batch = self._batch
-            if batch is not None and batch[0] == address:
-                self._transmit_first(out, send=False)
-                batch[1].append(out)
-            else:
-                self._transmit_first(out)
-        return deferreds
+            return False
+        self._transmit_first(out, send)
+        return True
+
+    def _start_after(
+        self, after: tuple[tuple[Command, Deferred[Response]], ...], address: Address, ride: bool
+    ) -> list[_Outgoing]:
+        """
+        Start the transactions of a L{Reply}'s C{after} commands, each its
+        own bundle; returns those whose first transmission is for the
+        caller to send (C{ride}: in the response's datagram).
+        """
+        riders = []
+        for command, d in after:
+            if d.called:
+                continue  # cancelled by its owner before we could send it
+            if self._stopped:
+                d.errback(TransactionAborted(f"{command.verb} {command.transaction_id}: stopped"))
+                continue
+            if not command.transaction_id:
+                command = command.with_transaction_id(self._allocator.allocate())
+            txid = command.transaction_id
+            if txid in self._pending:
+                d.errback(ValueError(f"transaction {txid} is already in flight"))
+                continue
+            out = self._outgoing(address)
+            out.commands.append(command)
+            out.waiting[txid] = (command, d)
+            self._pending[txid] = out
+            if self._launch(out, send=not ride):
+                riders.append(out)
+        return riders if ride else []
 
     def _new_peer(self, address: Address) -> _Peer:
         send_acks = self._peer_options.get(address, self.config.response_acks)
@@ -487,6 +537,8 @@ class TransactionLayer:
 
     def _retransmit(self, out: _Outgoing) -> None:
         out.deadline = None
+        if self._drop_abandoned(out):
+            return
         config = self.config
         now = self._clock.seconds()
         elapsed = now - out.first_sent
@@ -540,6 +592,8 @@ class TransactionLayer:
         out.waiting.clear()
         for command, d in waiting:
             self._pending.pop(command.transaction_id, None)
+            if d.called:
+                continue  # abandoned by its owner (see Reply.after)
             self.counters["timeouts"] += 1
             self.log.info(
                 "{verb} {txid} to {peer} timed out after {n} transmissions",
@@ -556,8 +610,20 @@ class TransactionLayer:
             peer.in_flight -= 1
         while peer.queue and peer.in_flight < peer.cap:
             queued = peer.queue.popleft()
-            if queued.waiting:
+            if queued.waiting and not self._drop_abandoned(queued):
                 self._transmit_first(queued)
+
+    def _drop_abandoned(self, out: _Outgoing) -> bool:
+        """
+        Forget the commands whose Deferred its owner fired already (a
+        cancelled L{Reply.after} one: the layer did not create it, so no
+        canceller told us); True when nothing is left to send.
+        """
+        for txid, (_, d) in list(out.waiting.items()):
+            if d.called:
+                self.counters["abandoned"] += 1
+                self._cancel(txid, d)
+        return not out.waiting
 
     def _cancel(self, txid: int, d: Deferred[Response]) -> None:
         """The caller gave up on a command: stop retransmitting it."""
@@ -653,7 +719,8 @@ class TransactionLayer:
             self._finish_outgoing(out)
         if peer.state is not PeerState.REACHABLE:
             self._set_peer_state(peer, PeerState.REACHABLE)
-        d.callback(response)
+        if not d.called:  # else abandoned by its owner (see Reply.after)
+            d.callback(response)
 
     def _measure(self, peer: _Peer, sample: float) -> None:
         """The TCP-style estimator RFC 3435 §3.5.3 suggests."""
@@ -745,13 +812,6 @@ class TransactionLayer:
                     self.counters["responses_purged"] += 1
 
     def _execute(self, entry: _Incoming, command: Command, address: Address) -> None:
-        # Commands the handler sends back to the command's source while it
-        # runs ride in the response's datagram (RFC 3435 §4.4.1: a lockstep
-        # call agent piggybacks the NTFY response with its next RQNT).  Each
-        # is still its own transaction, retransmitted alone if need be.
-        outer = self._batch
-        batch: tuple[Address, list[_Outgoing]] = (address, [])
-        self._batch = batch
         try:
             result = self._handler.command_received(command, address)
         except ProtocolError as e:
@@ -761,8 +821,6 @@ class TransactionLayer:
                 "handler failed on {verb} {txid}", verb=str(command.verb), txid=command.transaction_id
             )
             result = Response(ReturnCode.TRANSIENT_ERROR, command.transaction_id, "Internal error")
-        finally:
-            self._batch = outer
         if isinstance(result, Deferred):
             self._executing += 1
             entry.timer = self._clock.callLater(
@@ -776,13 +834,8 @@ class TransactionLayer:
                 self._deferred_answer, self._deferred_failure,
                 callbackArgs=(entry,), errbackArgs=(entry,),
             )
-            self._flush_batch(batch[1])
         else:
-            self._answer(entry, result, batch[1])
-
-    def _flush_batch(self, bundles: list[_Outgoing]) -> None:
-        for out in bundles:
-            self._send(out.datagram, out.address)
+            self._answer(entry, result)
 
     def _maybe_provisional(self, entry: _Incoming) -> None:
         entry.provisional_timer = None
@@ -802,6 +855,10 @@ class TransactionLayer:
         self._handler_done(entry)
         if entry.state != _Incoming.DONE:
             self._answer(entry, result)
+        elif type(result) is Reply and result.after:
+            # Answered already (the layer stopped waiting): the commands
+            # still go, on their own.
+            self._start_after(result.after, entry.address, ride=False)
 
     def _deferred_failure(self, failure: Failure, entry: _Incoming) -> None:
         self._handler_done(entry)
@@ -834,21 +891,22 @@ class TransactionLayer:
                 queued.state = _Incoming.EXECUTING
                 self._execute(queued, command, address)
 
-    def _answer(
-        self, entry: _Incoming, result: Response | Reply, riders: list[_Outgoing] | None = None
-    ) -> None:
-        if self._stopped:
-            return
+    def _answer(self, entry: _Incoming, result: Response | Reply) -> None:
         if type(result) is Reply:
             response = result.response
-            prefix = result.piggyback
+            before = result.before
+            after = result.after
         else:
             response = result  # type: ignore[assignment]
-            prefix = ()
+            before = after = ()
+        if self._stopped:
+            if after:
+                self._start_after(after, entry.address, ride=False)  # fails them: stopped
+            return
         if entry.provisional_sent and response.code >= 200:
             # The final after a provisional asks for a 000 (§3.5.6).
             response = _with_empty_ack(response)
-        datagram = encode((*prefix, response)) if prefix else encode(response)
+        datagram = encode((*before, response)) if before else encode(response)
         entry.state = _Incoming.DONE
         now = self._clock.seconds()
         key = entry.key
@@ -860,6 +918,7 @@ class TransactionLayer:
                 "answered {code} {txid} to {peer}",
                 code=int(response.code), txid=response.transaction_id, peer=entry.address,
             )
+        riders = self._start_after(after, entry.address, ride=True) if after else None
         if riders:
             self.counters["piggybacked"] += len(riders)
             self._send(
@@ -956,7 +1015,8 @@ class TransactionLayer:
             waiting = list(out.waiting.values())
             out.waiting.clear()
             for command, d in waiting:
-                d.errback(TransactionAborted(f"{command.verb} {command.transaction_id}: stopped"))
+                if not d.called:
+                    d.errback(TransactionAborted(f"{command.verb} {command.transaction_id}: stopped"))
         for peer in self._peers.values():
             peer.queue.clear()
             peer.in_flight = 0

@@ -272,33 +272,127 @@ class Piggybacking(SynchronousTestCase):
         self.successResultOf(d2)
         self.assertEqual(w.clock.getDelayedCalls(), [])
 
-    def test_commands_sent_while_answering_ride_with_the_response(self) -> None:
+    def rqnt(self, txid: int = 0) -> Command:
+        return Command.create(Verb.RQNT, txid, "aaln/1@gw", request_id="2", requested_events="L/hu(N)")
+
+    def test_reply_after_rides_with_the_response(self) -> None:
         """
-        A command the handler sends back to the source while it runs goes in
-        the response's datagram (RFC 3435 §4.4.1), and is retransmitted alone.
+        A Reply's C{after} commands go in the response's datagram (RFC 3435
+        §4.4.1), each its own transaction with a fresh id, retransmitted
+        alone, its Deferred fired by its response; a replay of the response
+        to a duplicate does not carry them.
         """
         w = Wire(role=Role.CALL_AGENT)
-        follow_up: list[Deferred[Response]] = []
-
-        def answer(command: Command) -> Response:
-            follow_up.append(w.layer.send_command(
-                Command.create(Verb.RQNT, 0, "aaln/1@gw", request_id="2", requested_events="L/hu(N)"),
-                GW,
-            ))
-            return Response.create(200, command.transaction_id)
-
-        w.handler.answer = answer
+        follow_up: Deferred[Response] = Deferred()
+        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id), after=((self.rqnt(), follow_up),))
         w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
         self.assertEqual(len(w.sent), 1)
         response, rqnt = decode(w.sent[0][1])
         self.assertEqual((response.code, response.transaction_id), (200, 5))
-        self.assertEqual(rqnt.verb, Verb.RQNT)
+        self.assertEqual((rqnt.verb, rqnt.transaction_id), (Verb.RQNT, 100))
+        self.assertEqual(w.layer.counters["piggybacked"], 1)
         run_timers(w.clock, until=0.2)
         self.assertEqual(decode(w.sent[1][1]), [rqnt])
-        w.receive(f"200 {rqnt.transaction_id} OK\r\n")
-        self.successResultOf(follow_up[0])
+        self.assertNoResult(follow_up)
+        w.receive("200 100 OK\r\n")
+        self.assertEqual(self.successResultOf(follow_up).transaction_id, 100)
         w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
         self.assertEqual(decode(w.sent[-1][1]), [response])  # the replay is the response alone
+        run_timers(w.clock)
+        self.assertEqual((len(w.sent), w.clock.getDelayedCalls()), (3, []))
+
+    def test_reply_after_from_a_deferred_handler(self) -> None:
+        """A handler's Deferred that fires with a Reply piggybacks its C{after} commands the same way."""
+        w = Wire(role=Role.CALL_AGENT)
+        answer: Deferred[Reply] = Deferred()
+        follow_up: Deferred[Response] = Deferred()
+        w.handler.answer = answer
+        w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
+        self.assertEqual(w.sent, [])
+        answer.callback(Reply(Response.create(200, 5), after=((self.rqnt(), follow_up),)))
+        [(_, datagram, address)] = w.sent
+        self.assertEqual(address, GW)
+        self.assertEqual([type(m) for m in decode(datagram)], [Response, Command])
+        w.receive("200 100 OK\r\n")
+        self.successResultOf(follow_up)
+        w.stop()
+
+    def test_reply_after_waits_behind_the_in_flight_cap(self) -> None:
+        """
+        With the peer's in-flight cap reached, an C{after} command does not
+        ride: the response goes alone and the command waits its turn.
+        """
+        w = Wire(role=Role.CALL_AGENT, max_in_flight=1)
+        first = w.send(auep())
+        follow_up: Deferred[Response] = Deferred()
+        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id), after=((self.rqnt(), follow_up),))
+        w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
+        self.assertEqual([len(decode(d)) for _, d, _ in w.sent], [1, 1])
+        self.assertEqual(w.layer.counters["queued_for_peer"], 1)
+        self.assertEqual(w.layer.counters["piggybacked"], 0)
+        w.receive("200 100 OK\r\n")
+        self.successResultOf(first)
+        [rqnt] = decode(w.sent[-1][1])
+        self.assertEqual((rqnt.verb, rqnt.transaction_id), (Verb.RQNT, 101))
+        w.receive("200 101 OK\r\n")
+        self.successResultOf(follow_up)
+        w.stop()
+
+    def test_reply_after_fails_like_send_command(self) -> None:
+        """An unanswered C{after} command fails with TransactionTimeout; one still waiting at stop, aborted."""
+        w = Wire(role=Role.CALL_AGENT, max_in_flight=1)
+        lost: Deferred[Response] = Deferred()
+        queued: Deferred[Response] = Deferred()
+        w.handler.answer = lambda c: Reply(
+            Response.create(200, c.transaction_id), after=((self.rqnt(), lost), (self.rqnt(), queued))
+        )
+        w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
+        self.assertEqual([type(m) for m in decode(w.sent[0][1])], [Response, Command])
+        run_timers(w.clock, until=20.0)
+        failure = self.failureResultOf(lost, TransactionTimeout)
+        self.assertEqual(failure.value.command.transaction_id, 100)
+        self.assertNoResult(queued)  # sent when the first gave up
+        w.layer.stop()
+        self.failureResultOf(queued, TransactionAborted)
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+
+    def test_reply_after_cancelled_stops_at_next_retransmission(self) -> None:
+        """
+        The layer did not create an C{after} command's Deferred: cancelling
+        it fails it at once, and the transaction ends at its next due
+        retransmission (nothing more is sent).
+        """
+        w = Wire(role=Role.CALL_AGENT)
+        follow_up: Deferred[Response] = Deferred()
+        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id), after=((self.rqnt(), follow_up),))
+        w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
+        follow_up.cancel()
+        self.failureResultOf(follow_up)
+        run_timers(w.clock, until=25.0)
+        self.assertEqual(len(w.sent), 1)
+        self.assertEqual(w.layer.counters["abandoned"], 1)
+        self.assertEqual(w.layer.snapshot()["pending"], 0)
+        self.assertEqual(w.layer.peer_state(GW), PeerState.REACHABLE)
+        w.stop()
+
+    def test_commands_sent_by_a_running_handler_are_not_piggybacked(self) -> None:
+        """
+        There is no ambient piggybacking: what a handler sends with
+        send_command while it runs goes at once, in its own datagram
+        (only a Reply's C{after} rides with the response).
+        """
+        w = Wire(role=Role.CALL_AGENT)
+        sent: list[Deferred[Response]] = []
+
+        def answer(command: Command) -> Response:
+            sent.append(w.layer.send_command(self.rqnt(), GW))
+            return Response.create(200, command.transaction_id)
+
+        w.handler.answer = answer
+        w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
+        self.assertEqual([[type(m) for m in decode(d)] for _, d, _ in w.sent], [[Command], [Response]])
+        w.receive("200 100 OK\r\n")
+        self.successResultOf(sent[0])
         w.stop()
 
     def test_piggybacked_bad_message_does_not_spoil_neighbours(self) -> None:
@@ -388,11 +482,11 @@ class AtMostOnce(SynchronousTestCase):
         self.assertEqual(len(w.handler.calls), 2)
         w.stop()
 
-    def test_reply_piggybacks_commands_and_replays_them(self) -> None:
-        """A Reply's commands ride ahead of the response, and again on every replay."""
+    def test_reply_before_rides_ahead_and_on_every_replay(self) -> None:
+        """A Reply's C{before} commands ride ahead of the response, and again on every replay."""
         w = Wire(role=Role.GATEWAY)
         rsip = Command.create(Verb.RSIP, 55, "*@gw", restart_method="restart")
-        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id), (rsip,))
+        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id), before=(rsip,))
         w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
         w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
         first, again = decode(w.sent[0][1]), decode(w.sent[1][1])

@@ -62,7 +62,7 @@ from ..mgcp import (
     trusted_response,
 )
 from ..timeouts import TimeoutQueue
-from ..transaction import PeerState
+from ..transaction import PeerState, Reply
 from . import commands as cmd
 from .lines import Action, LineInput, TRANSITIONS
 from .model import (
@@ -265,6 +265,10 @@ class CallControl:
         self._events: list[Any] = []
         self._events_call: Optional[IDelayedCall] = None
         self._sender: Any = None
+        # Stopgap until call control is rewritten: while a command from a
+        # gateway is handled, (its source, commands for it), which ride
+        # after the response (Reply.after, RFC 3435 §4.4.1).
+        self._outbox: Optional[tuple[tuple[str, int], list[tuple[Command, Deferred[Response]]]]] = None
         rng = random_source or random.Random()
         self._call_prefix = format(rng.getrandbits(32), "08x")
         self._call_counter = itertools.count(1)
@@ -366,7 +370,12 @@ class CallControl:
         gateway.counters["commands_sent"] += 1
         if call is not None and call.ladder is not None:
             call.ladder.append((self._clock.seconds(), "out", gateway.name, command))
-        d = self._sender.send_command(command, gateway.address)
+        outbox = self._outbox
+        if outbox is not None and outbox[0] == tuple(gateway.address):
+            d: Deferred[Response] = Deferred()
+            outbox[1].append((command, d))
+        else:
+            d = self._sender.send_command(command, gateway.address)
         if call is not None and call.ladder is not None:
             d.addCallback(self._note_response, gateway, call)
         return d  # type: ignore[no-any-return]
@@ -379,6 +388,19 @@ class CallControl:
     # -- the command handler ---------------------------------------------
 
     def command_received(self, command: Command, source: tuple[str, int]) -> Any:
+        outbox: list[tuple[Command, Deferred[Response]]] = []
+        self._outbox = (tuple(source), outbox)  # type: ignore[assignment]
+        try:
+            response = self._command_received(command, source)
+        except BaseException:
+            for queued, d in outbox:
+                self._sender.send_command(queued, source).chainDeferred(d)
+            raise
+        finally:
+            self._outbox = None
+        return Reply(response, after=tuple(outbox)) if outbox else response
+
+    def _command_received(self, command: Command, source: tuple[str, int]) -> Any:
         endpoint = command.endpoint
         domain = endpoint.rpartition("@")[2].lower()
         gateway = self._gateways.get(domain)

@@ -22,6 +22,9 @@ Choices where the RFCs leave room (each pinned by a test):
     waits for that acknowledgement (the RSIP must be the first thing the
     call agent sees, §4.4.6); NTFYs still unanswered ride ahead of a new
     one in the same datagram (§4.4.1);
+  - an NTFY that a command triggers (quarantined events an RQNT
+    processes, a signal a DLCX fails) goes out at once in its own
+    datagram, not piggybacked after the command's response;
   - a slow answer (fault injection) executes the command when it answers,
     so a DLCX or a newer command can abort it with 407 (§4.4.4);
   - local connections (C{Z2:}) are not implemented: 507;
@@ -153,9 +156,6 @@ class SimulatedGateway:
         self.random = random if random is not None else _random.Random()
         self.timers = Timers(reactor)
         self.stopped = False
-        #: True while a command is executed for the transaction layer: what
-        #: we send to its source meanwhile rides after the response.
-        self.handling = False
         self._resolver = resolver if resolver is not None else getattr(reactor, "resolve", None)
         self._resolved: dict[str, tuple[str, float]] = {}
         self._resolving: dict[str, list[Deferred[str]]] = {}
@@ -294,11 +294,7 @@ class SimulatedGateway:
             self._abort_conflicting(command)
         if self._slow_rate and self._fault_rng.random() < self._slow_rate:
             return self._answer_slowly(command, source)
-        self.handling = True
-        try:
-            return self._execute(command, source)
-        finally:
-            self.handling = False
+        return self._execute(command, source)
 
     def _execute(self, command: Command, source: Address) -> Response | Reply:
         txid = command.transaction_id
@@ -326,10 +322,10 @@ class SimulatedGateway:
         for ep in endpoints:
             procedure = ep.procedure
             if procedure is not None:
-                rsip = self.restarts.piggyback(procedure)
+                rsip = self.restarts.before_response(procedure)
                 if rsip is not None and rsip not in rsips:
                     rsips.append(rsip)
-        return Reply(response, tuple(rsips)) if rsips else response
+        return Reply(response, before=tuple(rsips)) if rsips else response
 
     def _refusal(self, error: RemoteProtocolError, txid: int) -> Response:
         comment = "".join(ch if " " <= ch <= "~" else "?" for ch in error.reason)[:80]

@@ -209,13 +209,6 @@ class Restarts:
     def _send(self, address: Any, procedure: Procedure, command: Command) -> None:
         if procedure.command is not command or self._gw.stopped:
             return
-        if self._gw.handling:
-            # A command is being executed: this RSIP is piggybacked ahead of
-            # its response (see SimulatedGateway._execute).  The transaction
-            # layer would put what we send now *after* the response, so the
-            # reliable copy starts on the next turn.
-            self._gw.timers.call_later(0, self._send, address, procedure, command)
-            return
         d = self._gw.protocol.transactions.send_command(command, address)
         procedure.layer = d
         d.addCallbacks(
@@ -223,7 +216,7 @@ class Restarts:
             errbackArgs=(procedure, command, d),
         )
 
-    def piggyback(self, procedure: Procedure) -> Command | None:
+    def before_response(self, procedure: Procedure) -> Command | None:
         """
         The RSIP to put ahead of a response for one of the procedure's
         endpoints; a procedure not in flight (waiting, backing off or
