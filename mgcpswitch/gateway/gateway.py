@@ -79,8 +79,8 @@ from .connection import (
     merge_options,
     negotiate,
 )
-from .endpoint import Endpoint, Notification, RequestPlan
 from .audit import audit_connection, audit_endpoints
+from .endpoint import Endpoint, Notification, RequestPlan
 from .faults import FaultyGatewayProtocol
 from .line import Line
 from .packages import PACKAGE_LIST
@@ -132,6 +132,11 @@ class _Slow:
 class SimulatedGateway:
     """
     A residential gateway with C{config.lines} analog lines.
+
+    It is the context its parts receive (L{endpoint.EndpointContext},
+    L{line.LineContext}, L{audit.AuditContext},
+    L{restart.RestartContext}): they see only what those narrow protocols
+    name, and import nothing of this module.
 
     @param reactor: provides C{IReactorTime} and C{IReactorUDP}; the only
         clock the gateway uses.
@@ -740,9 +745,15 @@ class SimulatedGateway:
             else:
                 d.callback(result)
 
+    def allocate_transaction_id(self) -> int:
+        return self.protocol.allocate_transaction_id()
+
+    def send_command(self, command: Command, address: Address) -> Deferred[Response]:
+        return self.protocol.send_command(command, address)
+
     def build_notify(self, ep: Endpoint, observed: tuple[Event, ...]) -> Command:
         return Command.create(
-            Verb.NTFY, self.protocol.allocate_transaction_id(), ep.name,
+            Verb.NTFY, self.allocate_transaction_id(), ep.name,
             notified_entity=ep.ntfy_entity, request_id=ep.request_id, observed_events=observed,
         )
 
