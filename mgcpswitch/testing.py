@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_testing -*-
+# -*- test-case-name: tests.test_transaction -*-
 """
 Test doubles for MGCP over UDP: an in-memory datagram network driven by a
 L{task.Clock}, and a fake reactor whose C{listenUDP} attaches to it.

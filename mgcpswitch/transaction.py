@@ -54,7 +54,6 @@ from .mgcp import (
     Parameters,
     Response,
     ReturnCode,
-    Verb,
     decode,
     encode,
     trusted_response,

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_txid -*-
+# -*- test-case-name: tests.test_transaction -*-
 """
 Transaction-id arithmetic and allocation (RFC 3435 §3.2.1.2, §3.5.2).
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
@@ -20,7 +20,7 @@ from zope.interface.verify import verifyObject
 
 from mgcpswitch.errors import RemoteProtocolError, TransactionAborted, TransactionTimeout
 from mgcpswitch.interfaces import ICommandHandler, IPeerListener, ITransactionSender
-from mgcpswitch.mgcp import Command, MalformedMessage, ParamCode, Response, Verb, decode, encode
+from mgcpswitch.mgcp import Command, ParamCode, Response, Verb, decode
 from mgcpswitch.testing import MemoryNetwork, run_timers
 from mgcpswitch.transaction import PeerState, Reply, Role, TransactionConfig, TransactionLayer
 from mgcpswitch.transport import CallAgentProtocol, GatewayProtocol

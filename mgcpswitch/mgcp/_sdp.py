@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sdp -*-
+# -*- test-case-name: tests.test_codec -*-
 """
 SDP as MGCP uses it (RFC 3435 §3.4; RFC 2327 is the version it cites).
 
