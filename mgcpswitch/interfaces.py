@@ -65,8 +65,11 @@ class IPeerListener(Interface):
         """
         C{state} is a L{mgcpswitch.transaction.PeerState}: SUSPECT when a
         command to C{address} was repeated Max1 times, DISCONNECTED at Max2
-        (RFC 3435 §4.3), REACHABLE when a response arrives again.
-        Called after the layer's own state is updated.
+        (RFC 3435 §4.3) or when a command gave up unanswered, REACHABLE
+        when a response (provisional or final) comes from C{address}
+        again.  Each is about one transaction, not a verdict on the peer
+        (see L{mgcpswitch.transaction.PeerState}).  Called after the
+        layer's own state is updated.
         """
 
 

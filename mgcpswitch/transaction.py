@@ -58,11 +58,13 @@ from .mgcp import (
     encode,
     trusted_response,
 )
-from .txid import TransactionIdAllocator
+from .ratelog import PeerLogLimiter
+from .txid import IdAllocator, TransactionIdAllocator
 
 __all__ = [
     "Role",
     "PeerState",
+    "ResponseBinding",
     "TransactionConfig",
     "TransactionLayer",
     "Reply",
@@ -87,10 +89,46 @@ class Role(enum.Enum):
 
 
 class PeerState(enum.Enum):
+    """
+    What the layer saw of one address it sends commands to, told to the
+    L{IPeerListener} on each change.  It follows RFC 3435 §4.3's
+    per-transaction thresholds and says nothing more: one lost
+    transaction is enough for SUSPECT or DISCONNECTED, other
+    transactions to the same address may be completing meanwhile, and
+    the RFC asks a I{gateway} to start its disconnected procedure (§4.4.7)
+    on this but mandates nothing for a call agent.  Whether a gateway is
+    down is for a liveness check to say (call control's business).
+    """
+
     __hash__ = object.__hash__  # members are singletons: hash by identity, in C
+    #: Nothing went wrong, or a response (provisional or final) came from
+    #: the address since it did.
     REACHABLE = "reachable"
-    SUSPECT = "suspect"  # a command was repeated Max1 times
-    DISCONNECTED = "disconnected"  # Max2 repetitions, or a transaction timed out
+    #: A command to the address was repeated Max1 times (the RFC's
+    #: suspicion threshold) with no response from it since.
+    SUSPECT = "suspect"
+    #: A command to the address was repeated Max2 times (the disconnection
+    #: threshold), or gave up (T-MAX, or the configured give-up) without
+    #: any response, not even a provisional one, and no response came
+    #: from the address since.
+    DISCONNECTED = "disconnected"
+
+
+class ResponseBinding(enum.Enum):
+    """
+    Which source a response must come from to complete a transaction
+    (RFC 3435 §3.5: responses go back to the command's source; nothing
+    obliges a call agent to answer from the port it was sent to).
+    Responses from anywhere else are dropped and counted
+    (C{responses_wrong_peer}).
+    """
+
+    __hash__ = object.__hash__
+    #: The address (host and port) the command was sent to: the call
+    #: agent's default (a gateway answers from the port it listens on).
+    ADDRESS = "address"
+    #: The host the command was sent to, any port: the gateway's default.
+    HOST = "host"
 
 
 @dataclass(frozen=True)
@@ -131,6 +169,14 @@ class TransactionConfig:
     @ivar max_acks: transaction ids acknowledged in one C{K:} at most.
     @ivar history_sweep: how often expired responses are swept.
     @ivar trace: log one structured event per message sent and received.
+    @ivar response_binding: where a response must come from
+        (L{ResponseBinding}); None: by role, ADDRESS for a call agent,
+        HOST for a gateway.  The same rule decides whose C{K:} may purge
+        the responses we keep.
+    @ivar log_burst: lines logged per peer and kind of bad input
+        (malformed datagrams, responses from the wrong peer) in a window
+        of C{log_window} seconds; the rest are counted and summarised in
+        one line when the window ends (the counters stay exact).
     """
 
     initial_rto: float = 0.2
@@ -154,6 +200,9 @@ class TransactionConfig:
     max_acks: int = 32
     history_sweep: float = 1.0
     trace: bool = False
+    response_binding: Optional[ResponseBinding] = None
+    log_burst: int = 5
+    log_window: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rto <= self.rto_max:
@@ -164,6 +213,8 @@ class TransactionConfig:
             raise ValueError("LONGTRAN must stay below T-HIST (RFC 3435 §3.5.6)")
         if not 0 < self.low_water <= self.high_water:
             raise ValueError("need 0 < low_water <= high_water")
+        if self.log_burst < 0 or self.log_window <= 0:
+            raise ValueError("need log_burst >= 0 and log_window > 0")
 
 
 @dataclass(frozen=True)
@@ -211,10 +262,10 @@ class _Peer:
 
     __slots__ = (
         "address", "aad", "adev", "rto", "in_flight", "cap", "queue", "acks", "state",
-        "send_acks",
+        "send_acks", "since", "heard", "timeouts",
     )
 
-    def __init__(self, address: Address, rto: float, cap: int, send_acks: bool) -> None:
+    def __init__(self, address: Address, rto: float, cap: int, send_acks: bool, now: float) -> None:
         self.address = address
         self.aad: float | None = None
         self.adev = 0.0
@@ -225,6 +276,9 @@ class _Peer:
         self.acks: list[int] = []
         self.state = PeerState.REACHABLE
         self.send_acks = send_acks
+        self.since = now  # when the state last changed
+        self.heard: float | None = None  # when a response last came from the address
+        self.timeouts = 0  # transactions to it that got no final response
 
 
 class _Outgoing:
@@ -286,7 +340,7 @@ class _AckWait:
 
 
 # An answered command in the history is the tuple (datagram or None once
-# acknowledged, time answered).  A tuple of atoms is untracked by the
+# acknowledged, time answered, the source it was answered to).  A tuple of atoms is untracked by the
 # garbage collector, so the 30 s of history (600,000 entries at 20,000
 # transactions/s) costs full collections nothing; commands still executing
 # are _Incoming objects.
@@ -303,7 +357,8 @@ class TransactionLayer:
     @param role: L{Role}, for duplicate keys.
     @param listener: told of peer health changes, or None.
     @param random: C{uniform(a, b)} source for jitter, injectable for tests.
-    @param allocator: transaction ids; by default a random start.
+    @param allocator: transaction ids; by default a L{TransactionIdAllocator}
+        (unpredictable ids); ids still in flight are skipped here.
     """
 
     log = Logger()
@@ -317,7 +372,7 @@ class TransactionLayer:
         config: TransactionConfig = TransactionConfig(),
         listener: IPeerListener | None = None,
         random: Callable[[float, float], float] = random.uniform,
-        allocator: TransactionIdAllocator | None = None,
+        allocator: IdAllocator | None = None,
     ) -> None:
         self._clock = clock
         self._write = write
@@ -327,10 +382,10 @@ class TransactionLayer:
         self._listener = listener
         self._uniform = random
         self._pending: dict[int, _Outgoing] = {}
-        self._allocator = allocator or TransactionIdAllocator(in_use=self._pending)
+        self._allocate = (allocator if allocator is not None else TransactionIdAllocator()).allocate
         self._peers: dict[Address, _Peer] = {}
         self._peer_options: dict[Address, bool] = {}
-        self._history: dict[Any, _Incoming | tuple[bytes | None, float]] = {}
+        self._history: dict[Any, _Incoming | tuple[bytes | None, float, Address]] = {}
         self._expiry: deque[tuple[float, Any]] = deque()  # (time answered, key), in order
         self._sweeper: IDelayedCall | None = None
         self._ack_waits: dict[tuple[Address, int], _AckWait] = {}
@@ -338,6 +393,11 @@ class TransactionLayer:
         self._incoming_queue: deque[tuple[_Incoming, Command, Address]] = deque()
         self._gateway_role = role is Role.GATEWAY
         self._trace = config.trace
+        binding = config.response_binding
+        if binding is None:
+            binding = ResponseBinding.HOST if self._gateway_role else ResponseBinding.ADDRESS
+        self._bind_host_only = binding is ResponseBinding.HOST
+        self._noisy = PeerLogLimiter(clock, self.log, config.log_burst, config.log_window)
         # Retransmission deadlines of commands in flight, in a heap served by
         # one reactor timer: a callLater and a cancel per command cost more
         # than the rest of the bookkeeping.  Entries of answered commands
@@ -361,7 +421,12 @@ class TransactionLayer:
     # -- sending -------------------------------------------------------
 
     def allocate_transaction_id(self) -> int:
-        return self._allocator.allocate()
+        """A fresh id from the allocator, not one of a transaction still in flight."""
+        pending = self._pending
+        txid = self._allocate()
+        while txid in pending:
+            txid = self._allocate()
+        return txid
 
     def set_peer_options(self, address: Address, *, response_acks: bool) -> None:
         """Per-peer quirks (whether C{K:} may be sent to it)."""
@@ -391,7 +456,7 @@ class TransactionLayer:
         deferreds = []
         for command in commands:
             if not command.transaction_id:
-                command = command.with_transaction_id(self._allocator.allocate())
+                command = command.with_transaction_id(self.allocate_transaction_id())
             txid = command.transaction_id
             if txid in self._pending:
                 raise ValueError(f"transaction {txid} is already in flight")
@@ -437,7 +502,7 @@ class TransactionLayer:
                 d.errback(TransactionAborted(f"{command.verb} {command.transaction_id}: stopped"))
                 continue
             if not command.transaction_id:
-                command = command.with_transaction_id(self._allocator.allocate())
+                command = command.with_transaction_id(self.allocate_transaction_id())
             txid = command.transaction_id
             if txid in self._pending:
                 d.errback(ValueError(f"transaction {txid} is already in flight"))
@@ -452,7 +517,7 @@ class TransactionLayer:
 
     def _new_peer(self, address: Address) -> _Peer:
         send_acks = self._peer_options.get(address, self.config.response_acks)
-        peer = _Peer(address, self.config.initial_rto, self.config.max_in_flight, send_acks)
+        peer = _Peer(address, self.config.initial_rto, self.config.max_in_flight, send_acks, self._clock.seconds())
         self._peers[address] = peer
         return peer
 
@@ -585,7 +650,10 @@ class TransactionLayer:
     def _time_out(self, out: _Outgoing) -> None:
         peer = out.peer
         self._finish_outgoing(out)
-        if peer.state is not PeerState.DISCONNECTED:
+        peer.timeouts += 1
+        if not out.provisional and peer.state is not PeerState.DISCONNECTED:
+            # (After a provisional response the peer was heard: the
+            # transaction failed, the peer did not go silent.)
             self._set_peer_state(peer, PeerState.DISCONNECTED)
         waiting = list(out.waiting.values())
         out.waiting.clear()
@@ -644,6 +712,7 @@ class TransactionLayer:
 
     def _set_peer_state(self, peer: _Peer, state: PeerState) -> None:
         peer.state = state
+        peer.since = self._clock.seconds()
         self.log.info("peer {peer} is {state}", peer=peer.address, state=state.value)
         if self._listener is not None:
             self._listener.peer_state_changed(peer.address, state)
@@ -678,6 +747,19 @@ class TransactionLayer:
                 self._send_ack(txid, address)  # our earlier 000 was lost
             counters["dropped_unknown_response"] += 1
             return
+        sent_to = out.address
+        # Only the peer the command went to may answer it (a response from
+        # elsewhere is a guess at the id, or a forgery): _is_peer, inlined.
+        if sent_to[0] != address[0] or (sent_to[1] != address[1] and not self._bind_host_only):
+            counters["responses_wrong_peer"] += 1
+            self._noisy.event(
+                address, "responses from the wrong peer",
+                "dropped {code} {txid} from {peer}: the command went to {sent_to}",
+                code=int(code), txid=txid, sent_to=sent_to,
+            )
+            return
+        peer = out.peer
+        peer.heard = self._clock.seconds()
         self.responses_received[code] += 1
         if self._trace:
             self.log.debug(
@@ -686,15 +768,16 @@ class TransactionLayer:
         if code < 200:
             counters["provisional_received"] += 1
             if code == ReturnCode.TRANSACTION_QUEUED:
-                self._throttle(out.peer)
+                self._throttle(peer)
             if not out.provisional:
                 out.provisional = True
-                self._arm(out, self._clock.seconds(), self.config.longtran)
+                self._arm(out, peer.heard, self.config.longtran)
+            if peer.state is not PeerState.REACHABLE:
+                self._set_peer_state(peer, PeerState.REACHABLE)  # it is working on it
             return
         command, d = out.waiting.pop(txid)
         del self._pending[txid]
-        peer = out.peer
-        now = self._clock.seconds()
+        now = peer.heard
         rtt = now - out.first_sent
         self.latency[bisect.bisect_left(LATENCY_BUCKETS, rtt)] += 1
         self.latency_sum += rtt
@@ -762,7 +845,7 @@ class TransactionLayer:
             )
         acks = command.params.get(ParamCode.RESPONSE_ACK)
         if acks:
-            self._purge_acknowledged(command, acks)
+            self._purge_acknowledged(command, acks, address)
         entry = _Incoming(key, command, address)
         self._history[key] = entry
         if self._executing >= self.config.high_water or self._incoming_queue:
@@ -777,7 +860,7 @@ class TransactionLayer:
             return
         self._execute(entry, command, address)
 
-    def _duplicate(self, entry: _Incoming | tuple[bytes | None, float], address: Address) -> None:
+    def _duplicate(self, entry: _Incoming | tuple[bytes | None, float, Address], address: Address) -> None:
         self.counters["duplicates"] += 1
         if type(entry) is tuple:
             if entry[0] is not None:
@@ -796,8 +879,14 @@ class TransactionLayer:
         txid = entry.command.transaction_id if entry.command is not None else 0
         self._send(encode(Response(code, txid, code.default_comment)), address)
 
-    def _purge_acknowledged(self, command: Command, ranges: tuple[tuple[int, int], ...]) -> None:
-        """Drop responses the peer confirmed having; remember their ids."""
+    def _purge_acknowledged(
+        self, command: Command, ranges: tuple[tuple[int, int], ...], source: Address
+    ) -> None:
+        """
+        Drop responses the peer confirmed having; remember their ids.  Only
+        responses we sent to that peer: K: holds between the peers that
+        exchanged the transaction (RFC 3435 §3.5.1).
+        """
         history = self._history
         domain = None if self._gateway_role else command.endpoint.rpartition("@")[2].lower()
         for low, high in ranges:
@@ -807,8 +896,15 @@ class TransactionLayer:
                 key = txid if domain is None else (domain, txid)
                 entry = history.get(key)
                 if type(entry) is tuple and entry[0] is not None:
-                    history[key] = (None, entry[1])
+                    if not self._is_peer(entry[2], source):
+                        self.counters["acks_wrong_peer"] += 1
+                        continue
+                    history[key] = (None, entry[1], entry[2])
                     self.counters["responses_purged"] += 1
+
+    def _is_peer(self, expected: Address, address: Address) -> bool:
+        """Whether C{address} speaks for the peer at C{expected} (see L{ResponseBinding})."""
+        return expected[0] == address[0] and (self._bind_host_only or expected[1] == address[1])
 
     def _execute(self, entry: _Incoming, command: Command, address: Address) -> None:
         try:
@@ -910,7 +1006,7 @@ class TransactionLayer:
         now = self._clock.seconds()
         key = entry.key
         if self._history.get(key) is entry:
-            self._history[key] = (datagram, now)
+            self._history[key] = (datagram, now, entry.address)
         self.responses_sent[response.code] += 1
         if self._trace:
             self.log.debug(
@@ -967,15 +1063,15 @@ class TransactionLayer:
         counters = self.counters
         if not message.answerable:
             counters["dropped_malformed"] += 1
-            self.log.info(
-                "dropped malformed datagram from {peer}: {reason}",
-                peer=address, reason=message.reason,
+            self._noisy.event(
+                address, "malformed messages", "dropped malformed message from {peer}: {reason}",
+                reason=message.reason,
             )
             return
         counters["malformed_answered"] += 1
-        self.log.info(
-            "answering {code} to malformed command {txid} from {peer}: {reason}",
-            code=message.code, txid=message.transaction_id, peer=address, reason=message.reason,
+        self._noisy.event(
+            address, "malformed messages", "answering {code} to malformed command {txid} from {peer}: {reason}",
+            code=message.code, txid=message.transaction_id, reason=message.reason,
         )
         txid = message.transaction_id
         assert txid is not None
@@ -1033,6 +1129,7 @@ class TransactionLayer:
             self._sweeper.cancel()
             self._sweeper = None
         self._incoming_queue.clear()
+        self._noisy.stop()
 
     # -- observation ---------------------------------------------------
 
@@ -1042,6 +1139,8 @@ class TransactionLayer:
         metrics: C{counters} maps C{"name"} or C{"name verb/code"} to counts.
         """
         counters: dict[str, int] = dict(self.counters)
+        if self._noisy.suppressed_total:
+            counters["log_lines_suppressed"] = self._noisy.suppressed_total
         for name, table in (
             ("commands_sent", self.sent),
             ("commands_received", self.received),
@@ -1069,6 +1168,9 @@ class TransactionLayer:
                     "cap": peer.cap,
                     "queued": len(peer.queue),
                     "state": peer.state.value,
+                    "state_since": peer.since,
+                    "last_response": peer.heard,
+                    "timeouts": peer.timeouts,
                 }
                 for peer in self._peers.values()
             },

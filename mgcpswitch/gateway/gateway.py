@@ -173,7 +173,7 @@ class SimulatedGateway:
             transaction = replace(transaction, provisional_after=0.0)  # the 100 goes out at once
         options: dict[str, Any] = {
             "random": self.random.uniform,
-            "allocator": TransactionIdAllocator(randint=self.random.randint),
+            "allocator": TransactionIdAllocator(key=self.random.randbytes(32)),
         }
         self.protocol: GatewayProtocol
         if faults.datagram_faults:
