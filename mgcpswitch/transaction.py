@@ -35,7 +35,7 @@ import enum
 import heapq
 import random
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Callable, Iterable, Optional, Union
 
@@ -68,6 +68,7 @@ __all__ = [
     "TransactionConfig",
     "TransactionLayer",
     "Reply",
+    "Outbox",
     "Address",
 ]
 
@@ -249,6 +250,40 @@ class Reply:
     response: Response
     before: tuple[Command, ...] = ()
     after: tuple[tuple[Command, Deferred[Response]], ...] = ()
+
+
+class Outbox:
+    """
+    The commands a handler decides, while it runs, to send to the source
+    of the command it handles, collected to ride after its response
+    (L{Reply.after}): for handlers whose sending is spread over many
+    places (a gateway's endpoints notify from deep inside a command).
+    """
+
+    def __init__(self, source: Address) -> None:
+        self.source = tuple(source)
+        self.commands: list[tuple[Command, Deferred[Response]]] = []
+
+    def add(self, command: Command) -> Deferred[Response]:
+        """Collect C{command}; the Deferred fires as send_command's would."""
+        d: Deferred[Response] = Deferred()
+        self.commands.append((command, d))
+        return d
+
+    def reply(self, result: Response | Reply) -> Response | Reply:
+        """The handler's result with the collected commands after its response."""
+        if not self.commands:
+            return result
+        after = tuple(self.commands)
+        if type(result) is Reply:
+            return replace(result, after=result.after + after)
+        return Reply(result, after=after)  # type: ignore[arg-type]
+
+    def send_now(self, sender: ITransactionSender) -> None:
+        """No reply will carry them (the handler failed): send them on their own."""
+        commands, self.commands = self.commands, []
+        for command, d in commands:
+            sender.send_command(command, self.source).chainDeferred(d)
 
 
 HandlerResult = Union[Response, Reply, "Deferred[Response | Reply]"]
@@ -458,7 +493,7 @@ class TransactionLayer:
             if not command.transaction_id:
                 command = command.with_transaction_id(self.allocate_transaction_id())
             txid = command.transaction_id
-            if txid in self._pending:
+            if txid in self._pending and not self._gives_way(txid):
                 raise ValueError(f"transaction {txid} is already in flight")
             d: Deferred[Response] = Deferred(partial(self._cancel, txid))
             out.commands.append(command)
@@ -504,7 +539,7 @@ class TransactionLayer:
             if not command.transaction_id:
                 command = command.with_transaction_id(self.allocate_transaction_id())
             txid = command.transaction_id
-            if txid in self._pending:
+            if txid in self._pending and not self._gives_way(txid):
                 d.errback(ValueError(f"transaction {txid} is already in flight"))
                 continue
             out = self._outgoing(address)
@@ -679,6 +714,18 @@ class TransactionLayer:
             queued = peer.queue.popleft()
             if queued.waiting and not self._drop_abandoned(queued):
                 self._transmit_first(queued)
+
+    def _gives_way(self, txid: int) -> bool:
+        """
+        A transaction in flight under C{txid} that its owner abandoned (see
+        L{_drop_abandoned}) ends now, so that the id can be sent again.
+        """
+        _, d = self._pending[txid].waiting[txid]
+        if not d.called:
+            return False
+        self.counters["abandoned"] += 1
+        self._cancel(txid, d)
+        return True
 
     def _drop_abandoned(self, out: _Outgoing) -> bool:
         """

@@ -22,7 +22,7 @@ from mgcpswitch.errors import RemoteProtocolError, TransactionAborted, Transacti
 from mgcpswitch.interfaces import ICommandHandler, IPeerListener, ITransactionSender
 from mgcpswitch.mgcp import Command, ParamCode, Response, Verb, decode
 from mgcpswitch.testing import MemoryNetwork, SequentialIds, run_timers
-from mgcpswitch.transaction import PeerState, Reply, ResponseBinding, Role, TransactionConfig, TransactionLayer
+from mgcpswitch.transaction import Outbox, PeerState, Reply, ResponseBinding, Role, TransactionConfig, TransactionLayer
 from mgcpswitch.transport import CallAgentProtocol, GatewayProtocol
 
 CA = ("127.0.0.1", 2727)
@@ -404,6 +404,48 @@ class Piggybacking(SynchronousTestCase):
         self.assertEqual(w.layer.counters["abandoned"], 1)
         self.assertEqual(w.layer.snapshot()["pending"], 0)
         self.assertEqual(w.layer.peer_state(GW), PeerState.REACHABLE)
+        w.stop()
+
+    def test_abandoned_after_command_can_be_sent_again(self) -> None:
+        """
+        An C{after} command whose Deferred its owner cancelled gives way at
+        once when its id is sent again (a gateway re-bundling an unanswered
+        NTFY with a new one does exactly that).
+        """
+        w = Wire(role=Role.GATEWAY)
+        first: Deferred[Response] = Deferred()
+        ntfy = Command.create(Verb.NTFY, 77, "aaln/1@gw", request_id="1", observed_events="L/hd")
+        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id), after=((ntfy, first),))
+        w.receive("RQNT 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\n", CA)
+        first.cancel()
+        self.failureResultOf(first)
+        again, other = w.layer.send_commands([ntfy, ntfy.with_transaction_id(78)], CA)
+        self.assertEqual([m.transaction_id for m in decode(w.sent[-1][1])], [77, 78])
+        w.receive("200 77 OK\r\n", CA)
+        self.successResultOf(again)
+        self.assertEqual(w.layer.counters["abandoned"], 1)
+        w.layer.stop()
+        self.failureResultOf(other, TransactionAborted)
+
+    def test_outbox_collects_for_a_reply(self) -> None:
+        """
+        An Outbox turns what a handler collected into C{after} commands,
+        keeping a C{before} it already had; with nothing collected the
+        result is left alone; send_now sends them alone (a failed handler).
+        """
+        w = Wire(role=Role.CALL_AGENT)
+        rsip = Command.create(Verb.RSIP, 55, "*@gw", restart_method="restart")
+        outbox = Outbox(GW)
+        ok = Response.create(200, 5)
+        self.assertIs(outbox.reply(ok), ok)
+        d = outbox.add(self.rqnt())
+        reply = outbox.reply(Reply(ok, before=(rsip,)))
+        self.assertEqual((reply.response, reply.before, reply.after), (ok, (rsip,), ((self.rqnt(), d),)))  # type: ignore[union-attr]
+        outbox.send_now(w.layer)
+        self.assertEqual(decode(w.sent[-1][1]), [self.rqnt(100)])
+        w.receive("200 100 OK\r\n")
+        self.successResultOf(d)
+        self.assertEqual(outbox.commands, [])
         w.stop()
 
     def test_commands_sent_by_a_running_handler_are_not_piggybacked(self) -> None:

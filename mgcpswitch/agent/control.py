@@ -62,7 +62,7 @@ from ..mgcp import (
     trusted_response,
 )
 from ..timeouts import TimeoutQueue
-from ..transaction import PeerState, Reply
+from ..transaction import Outbox, PeerState
 from . import commands as cmd
 from .lines import Action, LineInput, TRANSITIONS
 from .model import (
@@ -266,9 +266,9 @@ class CallControl:
         self._events_call: Optional[IDelayedCall] = None
         self._sender: Any = None
         # Stopgap until call control is rewritten: while a command from a
-        # gateway is handled, (its source, commands for it), which ride
-        # after the response (Reply.after, RFC 3435 §4.4.1).
-        self._outbox: Optional[tuple[tuple[str, int], list[tuple[Command, Deferred[Response]]]]] = None
+        # gateway is handled, the commands for its source, which ride after
+        # the response (Reply.after, RFC 3435 §4.4.1).
+        self._outbox: Optional[Outbox] = None
         rng = random_source or random.Random()
         self._call_prefix = format(rng.getrandbits(32), "08x")
         self._call_counter = itertools.count(1)
@@ -371,9 +371,8 @@ class CallControl:
         if call is not None and call.ladder is not None:
             call.ladder.append((self._clock.seconds(), "out", gateway.name, command))
         outbox = self._outbox
-        if outbox is not None and outbox[0] == tuple(gateway.address):
-            d: Deferred[Response] = Deferred()
-            outbox[1].append((command, d))
+        if outbox is not None and outbox.source == tuple(gateway.address):
+            d = outbox.add(command)
         else:
             d = self._sender.send_command(command, gateway.address)
         if call is not None and call.ladder is not None:
@@ -388,17 +387,15 @@ class CallControl:
     # -- the command handler ---------------------------------------------
 
     def command_received(self, command: Command, source: tuple[str, int]) -> Any:
-        outbox: list[tuple[Command, Deferred[Response]]] = []
-        self._outbox = (tuple(source), outbox)  # type: ignore[assignment]
+        outbox = self._outbox = Outbox(source)
         try:
             response = self._command_received(command, source)
         except BaseException:
-            for queued, d in outbox:
-                self._sender.send_command(queued, source).chainDeferred(d)
+            outbox.send_now(self._sender)
             raise
         finally:
             self._outbox = None
-        return Reply(response, after=tuple(outbox)) if outbox else response
+        return outbox.reply(response)
 
     def _command_received(self, command: Command, source: tuple[str, int]) -> Any:
         endpoint = command.endpoint

@@ -22,9 +22,11 @@ Choices where the RFCs leave room (each pinned by a test):
     waits for that acknowledgement (the RSIP must be the first thing the
     call agent sees, §4.4.6); NTFYs still unanswered ride ahead of a new
     one in the same datagram (§4.4.1);
-  - an NTFY that a command triggers (quarantined events an RQNT
-    processes, a signal a DLCX fails) goes out at once in its own
-    datagram, not piggybacked after the command's response;
+  - an NTFY that a command triggers towards the command's source (an
+    auto-answering phone's off-hook, quarantined events an RQNT
+    processes) rides after the command's response in the same datagram
+    (L{Reply.after}), its own transaction; when older NTFYs are still
+    unanswered it goes at once in their bundle instead (they share fate);
   - a slow answer (fault injection) executes the command when it answers,
     so a DLCX or a newer command can abort it with 407 (§4.4.4);
   - local connections (C{Z2:}) are not implemented: 507;
@@ -65,7 +67,7 @@ from ..mgcp import (
     RestartMethod,
     Verb,
 )
-from ..transaction import Address, PeerState, Reply
+from ..transaction import Address, Outbox, PeerState, Reply
 from ..transport import GatewayProtocol
 from ..txid import TransactionIdAllocator
 from .config import GatewayConfig
@@ -161,6 +163,9 @@ class SimulatedGateway:
         self.random = random if random is not None else _random.Random()
         self.timers = Timers(reactor)
         self.stopped = False
+        #: While a command executes: the NTFYs for its source that it
+        #: triggered, which ride after its response (Reply.after).
+        self._outbox: Outbox | None = None
         self._resolver = resolver if resolver is not None else getattr(reactor, "resolve", None)
         self._resolved: dict[str, tuple[str, float]] = {}
         self._resolving: dict[str, list[Deferred[str]]] = {}
@@ -302,6 +307,23 @@ class SimulatedGateway:
         return self._execute(command, source)
 
     def _execute(self, command: Command, source: Address) -> Response | Reply:
+        """
+        Run a command.  An NTFY it triggers towards its source (an
+        auto-answering phone's off-hook on the ringing CRCX, quarantined
+        events an RQNT processes) rides after the response in one
+        datagram, as the call agent expects it: after the answer.
+        """
+        outbox = self._outbox = Outbox(source)
+        try:
+            result = self._run(command, source)
+        except BaseException:
+            outbox.send_now(self.protocol)
+            raise
+        finally:
+            self._outbox = None
+        return outbox.reply(result)
+
+    def _run(self, command: Command, source: Address) -> Response | Reply:
         txid = command.transaction_id
         if command.version != DEFAULT_VERSION:
             return Response(528, txid, "Unsupported protocol version or profile")
@@ -792,6 +814,13 @@ class SimulatedGateway:
         if self.stopped:
             return
         old = ep.sent
+        outbox = self._outbox
+        if outbox is not None and not old and new is not None and outbox.source == tuple(address):
+            d = outbox.add(new.command)
+            ep.sent = [new]
+            new.layer = d
+            d.addCallbacks(self._ntfy_answered, self._ntfy_failed, callbackArgs=(new, d), errbackArgs=(new, d))
+            return
         for n in old:
             layer, n.layer = n.layer, None
             if layer is not None:
