@@ -279,11 +279,11 @@ class Outbox:
             return replace(result, after=result.after + after)
         return Reply(result, after=after)  # type: ignore[arg-type]
 
-    def send_now(self, sender: ITransactionSender) -> None:
-        """No reply will carry them (the handler failed): send them on their own."""
+    def send_now(self, send_command: Callable[[Command, Address], Deferred[Response]]) -> None:
+        """No reply will carry them (the handler failed): send them on their own with C{send_command}."""
         commands, self.commands = self.commands, []
         for command, d in commands:
-            sender.send_command(command, self.source).chainDeferred(d)
+            send_command(command, self.source).chainDeferred(d)
 
 
 HandlerResult = Union[Response, Reply, "Deferred[Response | Reply]"]

@@ -441,7 +441,7 @@ class Piggybacking(SynchronousTestCase):
         d = outbox.add(self.rqnt())
         reply = outbox.reply(Reply(ok, before=(rsip,)))
         self.assertEqual((reply.response, reply.before, reply.after), (ok, (rsip,), ((self.rqnt(), d),)))  # type: ignore[union-attr]
-        outbox.send_now(w.layer)
+        outbox.send_now(w.layer.send_command)
         self.assertEqual(decode(w.sent[-1][1]), [self.rqnt(100)])
         w.receive("200 100 OK\r\n")
         self.successResultOf(d)

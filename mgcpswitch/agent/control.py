@@ -391,7 +391,7 @@ class CallControl:
         try:
             response = self._command_received(command, source)
         except BaseException:
-            outbox.send_now(self._sender)
+            outbox.send_now(self._sender.send_command)
             raise
         finally:
             self._outbox = None

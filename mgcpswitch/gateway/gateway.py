@@ -317,7 +317,7 @@ class SimulatedGateway:
         try:
             result = self._run(command, source)
         except BaseException:
-            outbox.send_now(self.protocol)
+            outbox.send_now(self.protocol.send_command)
             raise
         finally:
             self._outbox = None
