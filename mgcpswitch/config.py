@@ -12,6 +12,7 @@ loopback, the web admin on 127.0.0.1:8080) makes a switch that runs.
 from __future__ import annotations
 
 import configparser
+import enum
 import ipaddress
 import re
 from collections import Counter
@@ -607,11 +608,14 @@ def _keys_of(kind: type, readers: Mapping[str, Callable[[str], Any]]) -> dict[st
 
 
 def _reader_of(kind: Any) -> Callable[[str], Any]:
-    """The reader of a value of type C{kind}: bool, int, float or an Optional of one."""
+    """The reader of a value of type C{kind}: bool, int, float, an enum (by value) or an Optional of one."""
     arguments = get_args(kind)
     if type(None) in arguments:
         [inner] = [a for a in arguments if a is not type(None)]
         return optional(_reader_of(inner))
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        read_word = one_of(*(str(member.value) for member in kind))
+        return lambda value: kind(read_word(value))
     readers: dict[Any, Callable[[str], Any]] = {bool: boolean, int: integer(0), float: number()}
     if kind not in readers:
         raise TypeError(f"no reader for values of type {kind!r}: give the key its own")

@@ -44,8 +44,9 @@ class ICommandHandler(Interface):
         C{source} (an address tuple), at most once per transaction.
 
         @return: a L{mgcpswitch.mgcp.Response}, a
-            L{mgcpswitch.transaction.Reply} (a response with commands
-            piggybacked ahead of it), or a Deferred firing with either.
+            L{mgcpswitch.transaction.Reply} (a response with the commands
+            that share its datagram: copies ahead of it, new transactions
+            after it), or a Deferred firing with either.
             Raising or failing with a L{mgcpswitch.errors.ProtocolError}
             answers with its code; any other exception is a bug, logged
             and answered with 400.
@@ -75,8 +76,11 @@ class IPeerListener(Interface):
         """
         C{state} is a L{mgcpswitch.transaction.PeerState}: SUSPECT when a
         command to C{address} was repeated Max1 times, DISCONNECTED at Max2
-        (RFC 3435 §4.3), REACHABLE when a response arrives again.
-        Called after the layer's own state is updated.
+        (RFC 3435 §4.3) or when a command gave up unanswered, REACHABLE
+        when a response (provisional or final) comes from C{address}
+        again.  Each is about one transaction, not a verdict on the peer
+        (see L{mgcpswitch.transaction.PeerState}).  Called after the
+        layer's own state is updated.
         """
 
 

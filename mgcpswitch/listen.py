@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
@@ -29,8 +29,16 @@ from twisted.python.failure import Failure
 
 from .errors import ConfigError
 
-if TYPE_CHECKING:
-    from .config import WebSettings
+
+
+class AdminListening(Protocol):
+    """What L{check_exposure} reads of the admin's settings (C{WebSettings} has it)."""
+
+    @property
+    def listen(self) -> str: ...
+
+    @property
+    def auth_required(self) -> bool: ...
 
 __all__ = ["Transport", "Listening", "parse_listen", "on_loopback", "check_exposure"]
 
@@ -122,7 +130,7 @@ def on_loopback(listening: Listening) -> bool:
     return address.is_loopback
 
 
-def check_exposure(settings: WebSettings) -> Listening | None:
+def check_exposure(settings: AdminListening) -> Listening | None:
     """
     Where C{settings} make the admin listen; refuse with L{ConfigError} an
     admin reachable beyond this machine without authentication.

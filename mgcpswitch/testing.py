@@ -1,7 +1,8 @@
-# -*- test-case-name: tests.test_testing -*-
+# -*- test-case-name: tests.test_transaction -*-
 """
 Test doubles for MGCP over UDP: an in-memory datagram network driven by a
-L{task.Clock}, and a fake reactor whose C{listenUDP} attaches to it.
+L{task.Clock}, a fake reactor whose C{listenUDP} attaches to it, and
+transaction ids in sequence (L{SequentialIds}) for tests that read them.
 
 Twisted's L{twisted.internet.testing.MemoryReactor} implements TCP, SSL and
 UNIX but not UDP, so we keep our own, checked against the real interfaces
@@ -23,7 +24,9 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyClass
 
-__all__ = ["MemoryNetwork", "MemoryUDPPort", "MemoryReactor", "Datagram", "run_timers"]
+from .txid import MAX_TXID, txid_add
+
+__all__ = ["MemoryNetwork", "MemoryUDPPort", "MemoryReactor", "Datagram", "SequentialIds", "run_timers"]
 
 Address = tuple
 
@@ -252,6 +255,24 @@ class MemoryReactor(Clock):
 
     def listenMulticast(self, *args: Any, **kwargs: Any) -> Any:  # noqa: N802
         raise NotImplementedError("multicast is not simulated")
+
+
+class SequentialIds:
+    """
+    Transaction ids in sequence from C{start}, wrapping after 999,999,999:
+    predictable on purpose, for tests that write the ids they expect (the
+    transaction layer's own allocator draws them unpredictably).
+    """
+
+    def __init__(self, start: int = 1) -> None:
+        if not 1 <= start <= MAX_TXID:
+            raise ValueError(f"transaction id {start} out of range")
+        self._next = start
+
+    def allocate(self) -> int:
+        txid = self._next
+        self._next = txid_add(txid, 1)
+        return txid
 
 
 verifyClass(IUDPTransport, MemoryUDPPort)

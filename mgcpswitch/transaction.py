@@ -11,6 +11,8 @@ MGCP runs over UDP, so reliability is built here:
   - incoming commands are executed at most once: responses are kept for
     T-HIST and replayed byte for byte to duplicates; a duplicate of a
     command still executing gets C{100};
+  - a handler piggybacks by returning a L{Reply}: commands ahead of its
+    response, and new transactions that ride after it;
   - provisional responses switch a transaction to the LONGTRAN timer, and
     a final response that follows a provisional one asks for (and is
     retransmitted until) a C{000} acknowledgement;
@@ -33,7 +35,7 @@ import enum
 import heapq
 import random
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Callable, Iterable, Optional, Union
 
@@ -54,17 +56,20 @@ from .mgcp import (
     ReturnCode,
     decode,
     encode,
+    trusted_response,
 )
-from .mgcp._message import _new_response
-from .txid import TransactionIdAllocator
+from .ratelog import PeerLogLimiter
+from .txid import IdAllocator, TransactionIdAllocator
 
 __all__ = [
     "Unanswered",
     "Role",
     "PeerState",
+    "ResponseBinding",
     "TransactionConfig",
     "TransactionLayer",
     "Reply",
+    "Outbox",
     "Address",
 ]
 
@@ -95,10 +100,46 @@ class Role(enum.Enum):
 
 
 class PeerState(enum.Enum):
+    """
+    What the layer saw of one address it sends commands to, told to the
+    L{IPeerListener} on each change.  It follows RFC 3435 §4.3's
+    per-transaction thresholds and says nothing more: one lost
+    transaction is enough for SUSPECT or DISCONNECTED, other
+    transactions to the same address may be completing meanwhile, and
+    the RFC asks a I{gateway} to start its disconnected procedure (§4.4.7)
+    on this but mandates nothing for a call agent.  Whether a gateway is
+    down is for a liveness check to say (call control's business).
+    """
+
     __hash__ = object.__hash__  # members are singletons: hash by identity, in C
+    #: Nothing went wrong, or a response (provisional or final) came from
+    #: the address since it did.
     REACHABLE = "reachable"
-    SUSPECT = "suspect"  # a command was repeated Max1 times
-    DISCONNECTED = "disconnected"  # Max2 repetitions, or a transaction timed out
+    #: A command to the address was repeated Max1 times (the RFC's
+    #: suspicion threshold) with no response from it since.
+    SUSPECT = "suspect"
+    #: A command to the address was repeated Max2 times (the disconnection
+    #: threshold), or gave up (T-MAX, or the configured give-up) without
+    #: any response, not even a provisional one, and no response came
+    #: from the address since.
+    DISCONNECTED = "disconnected"
+
+
+class ResponseBinding(enum.Enum):
+    """
+    Which source a response must come from to complete a transaction
+    (RFC 3435 §3.5: responses go back to the command's source; nothing
+    obliges a call agent to answer from the port it was sent to).
+    Responses from anywhere else are dropped and counted
+    (C{responses_wrong_peer}).
+    """
+
+    __hash__ = object.__hash__
+    #: The address (host and port) the command was sent to: the call
+    #: agent's default (a gateway answers from the port it listens on).
+    ADDRESS = "address"
+    #: The host the command was sent to, any port: the gateway's default.
+    HOST = "host"
 
 
 @dataclass(frozen=True)
@@ -139,6 +180,14 @@ class TransactionConfig:
     @ivar max_acks: transaction ids acknowledged in one C{K:} at most.
     @ivar history_sweep: how often expired responses are swept.
     @ivar trace: log one structured event per message sent and received.
+    @ivar response_binding: where a response must come from
+        (L{ResponseBinding}); None: by role, ADDRESS for a call agent,
+        HOST for a gateway.  The same rule decides whose C{K:} may purge
+        the responses we keep.
+    @ivar log_burst: lines logged per peer and kind of bad input
+        (malformed datagrams, responses from the wrong peer) in a window
+        of C{log_window} seconds; the rest are counted and summarised in
+        one line when the window ends (the counters stay exact).
     """
 
     initial_rto: float = 0.2
@@ -162,6 +211,9 @@ class TransactionConfig:
     max_acks: int = 32
     history_sweep: float = 1.0
     trace: bool = False
+    response_binding: Optional[ResponseBinding] = None
+    log_burst: int = 5
+    log_window: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0 < self.min_rto <= self.rto_max:
@@ -172,21 +224,76 @@ class TransactionConfig:
             raise ValueError("LONGTRAN must stay below T-HIST (RFC 3435 §3.5.6)")
         if not 0 < self.low_water <= self.high_water:
             raise ValueError("need 0 < low_water <= high_water")
+        if self.log_burst < 0 or self.log_window <= 0:
+            raise ValueError("need log_burst >= 0 and log_window > 0")
 
 
 @dataclass(frozen=True)
 class Reply:
     """
-    A handler's answer with commands piggybacked ahead of the response in
-    the same datagram (RFC 3435 §4.4.6: an RSIP must precede the first
-    response while the restart procedure is running).  Replays of the
-    response to duplicates carry the commands again.  The commands are
-    not tracked here: send them reliably with L{TransactionLayer.send_command}
-    under the same transaction id.
+    A handler's answer with the commands that share its datagram
+    (piggybacking, RFC 3435 §3.5.5): the one way a handler piggybacks.
+
+    @ivar response: the response to the command handled.
+    @ivar before: commands put ahead of the response, as copies: an RSIP
+        must be the first thing the call agent sees from a restarting or
+        disconnected endpoint (§4.4.6, §4.4.7).  Replays of the response
+        to duplicates carry them again.  They are not transactions of
+        their own here: the handler sends the reliable copy itself (same
+        transaction id, to its notified entity) with
+        L{TransactionLayer.send_command}.
+    @ivar after: commands sent after the response in the same datagram
+        (§4.4.1: a lockstep call agent answers an NTFY with its next RQNT
+        in one datagram), each paired with an unfired Deferred.  Each is a
+        transaction of its own to the command's source: a txid of 0 gets
+        a fresh one; it is retransmitted alone when needed, and its
+        Deferred fires with the final response or fails with
+        L{TransactionTimeout} or L{TransactionAborted}, as
+        L{TransactionLayer.send_command}'s would.  When the source's
+        in-flight cap is reached a command waits in its queue instead of
+        riding along.  Cancelling such a Deferred stops the transaction at
+        its next retransmission (the layer did not create it, so it cannot
+        hear the cancellation sooner).  Replays to duplicates do not carry
+        them (they are retransmitted on their own).
     """
 
     response: Response
-    piggyback: tuple[Command, ...] = ()
+    before: tuple[Command, ...] = ()
+    after: tuple[tuple[Command, Deferred[Response]], ...] = ()
+
+
+class Outbox:
+    """
+    The commands a handler decides, while it runs, to send to the source
+    of the command it handles, collected to ride after its response
+    (L{Reply.after}): for handlers whose sending is spread over many
+    places (a gateway's endpoints notify from deep inside a command).
+    """
+
+    def __init__(self, source: Address) -> None:
+        self.source = tuple(source)
+        self.commands: list[tuple[Command, Deferred[Response]]] = []
+
+    def add(self, command: Command) -> Deferred[Response]:
+        """Collect C{command}; the Deferred fires as send_command's would."""
+        d: Deferred[Response] = Deferred()
+        self.commands.append((command, d))
+        return d
+
+    def reply(self, result: Response | Reply) -> Response | Reply:
+        """The handler's result with the collected commands after its response."""
+        if not self.commands:
+            return result
+        after = tuple(self.commands)
+        if type(result) is Reply:
+            return replace(result, after=result.after + after)
+        return Reply(result, after=after)  # type: ignore[arg-type]
+
+    def send_now(self, send_command: Callable[[Command, Address], Deferred[Response]]) -> None:
+        """No reply will carry them (the handler failed): send them on their own with C{send_command}."""
+        commands, self.commands = self.commands, []
+        for command, d in commands:
+            send_command(command, self.source).chainDeferred(d)
 
 
 HandlerResult = Union[Response, Reply, "Deferred[Response | Reply]"]
@@ -200,10 +307,10 @@ class _Peer:
 
     __slots__ = (
         "address", "aad", "adev", "rto", "in_flight", "cap", "queue", "acks", "state",
-        "send_acks",
+        "send_acks", "since", "heard", "timeouts",
     )
 
-    def __init__(self, address: Address, rto: float, cap: int, send_acks: bool) -> None:
+    def __init__(self, address: Address, rto: float, cap: int, send_acks: bool, now: float) -> None:
         self.address = address
         self.aad: float | None = None
         self.adev = 0.0
@@ -214,6 +321,9 @@ class _Peer:
         self.acks: list[int] = []
         self.state = PeerState.REACHABLE
         self.send_acks = send_acks
+        self.since = now  # when the state last changed
+        self.heard: float | None = None  # when a response last came from the address
+        self.timeouts = 0  # transactions to it that got no final response
 
 
 class _Outgoing:
@@ -275,7 +385,7 @@ class _AckWait:
 
 
 # An answered command in the history is the tuple (datagram or None once
-# acknowledged, time answered).  A tuple of atoms is untracked by the
+# acknowledged, time answered, the source it was answered to).  A tuple of atoms is untracked by the
 # garbage collector, so the 30 s of history (600,000 entries at 20,000
 # transactions/s) costs full collections nothing; commands still executing
 # are _Incoming objects.
@@ -292,7 +402,8 @@ class TransactionLayer:
     @param role: L{Role}, for duplicate keys.
     @param listener: told of peer health changes, or None.
     @param random: C{uniform(a, b)} source for jitter, injectable for tests.
-    @param allocator: transaction ids; by default a random start.
+    @param allocator: transaction ids; by default a L{TransactionIdAllocator}
+        (unpredictable ids); ids still in flight are skipped here.
     """
 
     log = Logger()
@@ -306,7 +417,7 @@ class TransactionLayer:
         config: TransactionConfig = TransactionConfig(),
         listener: IPeerListener | None = None,
         random: Callable[[float, float], float] = random.uniform,
-        allocator: TransactionIdAllocator | None = None,
+        allocator: IdAllocator | None = None,
     ) -> None:
         self._clock = clock
         self._write = write
@@ -316,10 +427,10 @@ class TransactionLayer:
         self._listener = listener
         self._uniform = random
         self._pending: dict[int, _Outgoing] = {}
-        self._allocator = allocator or TransactionIdAllocator(in_use=self._pending)
+        self._allocate = (allocator if allocator is not None else TransactionIdAllocator()).allocate
         self._peers: dict[Address, _Peer] = {}
         self._peer_options: dict[Address, bool] = {}
-        self._history: dict[Any, _Incoming | tuple[bytes | None, float]] = {}
+        self._history: dict[Any, _Incoming | tuple[bytes | None, float, Address]] = {}
         self._expiry: deque[tuple[float, Any]] = deque()  # (time answered, key), in order
         self._sweeper: IDelayedCall | None = None
         self._ack_waits: dict[tuple[Address, int], _AckWait] = {}
@@ -327,9 +438,11 @@ class TransactionLayer:
         self._incoming_queue: deque[tuple[_Incoming, Command, Address]] = deque()
         self._gateway_role = role is Role.GATEWAY
         self._trace = config.trace
-        # While a handler runs synchronously: (source address, bundles sent to
-        # it), which ride in the response's datagram (see _execute).
-        self._batch: tuple[Address, list[_Outgoing]] | None = None
+        binding = config.response_binding
+        if binding is None:
+            binding = ResponseBinding.HOST if self._gateway_role else ResponseBinding.ADDRESS
+        self._bind_host_only = binding is ResponseBinding.HOST
+        self._noisy = PeerLogLimiter(clock, self.log, config.log_burst, config.log_window)
         # Retransmission deadlines of commands in flight, in a heap served by
         # one reactor timer: a callLater and a cancel per command cost more
         # than the rest of the bookkeeping.  Entries of answered commands
@@ -356,7 +469,12 @@ class TransactionLayer:
     # -- sending -------------------------------------------------------
 
     def allocate_transaction_id(self) -> int:
-        return self._allocator.allocate()
+        """A fresh id from the allocator, not one of a transaction still in flight."""
+        pending = self._pending
+        txid = self._allocate()
+        while txid in pending:
+            txid = self._allocate()
+        return txid
 
     def set_peer_options(self, address: Address, *, response_acks: bool) -> None:
         """Per-peer quirks (whether C{K:} may be sent to it)."""
@@ -385,40 +503,76 @@ class TransactionLayer:
         if self.may_command is not None and not self.may_command():
             self.counters["commands_refused"] += 1
             return [fail(TransactionAborted(f"{c.verb}: this agent may not command gateways now")) for c in commands]
-        address = tuple(address)
-        peer = self._peers.get(address)
-        if peer is None:
-            peer = self._new_peer(address)
-        out = _Outgoing([], address, peer)
+        out = self._outgoing(address)
         deferreds = []
         for command in commands:
             if not command.transaction_id:
-                command = command.with_transaction_id(self._allocator.allocate())
+                command = command.with_transaction_id(self.allocate_transaction_id())
             txid = command.transaction_id
-            if txid in self._pending:
+            if txid in self._pending and not self._gives_way(txid):
                 raise ValueError(f"transaction {txid} is already in flight")
             d: Deferred[Response] = Deferred(partial(self._cancel, txid))
             out.commands.append(command)
             out.waiting[txid] = (command, d)
             self._pending[txid] = out
             deferreds.append(d)
-        if not out.commands:
-            return []
+        if out.commands:
+            self._launch(out, send=True)
+        return deferreds
+
+    def _outgoing(self, address: Address) -> _Outgoing:
+        address = tuple(address)
+        peer = self._peers.get(address)
+        if peer is None:
+            peer = self._new_peer(address)
+        return _Outgoing([], address, peer)
+
+    def _launch(self, out: _Outgoing, send: bool) -> bool:
+        """First transmission, or the peer's queue when its cap is reached: True when sent."""
+        peer = out.peer
         if peer.in_flight >= peer.cap:
             peer.queue.append(out)
             self.counters["queued_for_peer"] += 1
-        else:
-            batch = self._batch
-            if batch is not None and batch[0] == address:
-                self._transmit_first(out, send=False)
-                batch[1].append(out)
-            else:
-                self._transmit_first(out)
-        return deferreds
+            return False
+        self._transmit_first(out, send)
+        return True
+
+    def _start_after(
+        self, after: tuple[tuple[Command, Deferred[Response]], ...], address: Address, ride: bool
+    ) -> list[_Outgoing]:
+        """
+        Start the transactions of a L{Reply}'s C{after} commands, each its
+        own bundle; returns those whose first transmission is for the
+        caller to send (C{ride}: in the response's datagram).
+        """
+        riders = []
+        for command, d in after:
+            if d.called:
+                continue  # cancelled by its owner before we could send it
+            if self._stopped:
+                d.errback(TransactionAborted(f"{command.verb} {command.transaction_id}: stopped"))
+                continue
+            if self.may_command is not None and not self.may_command():
+                self.counters["commands_refused"] += 1
+                d.errback(TransactionAborted(f"{command.verb}: this agent may not command gateways now"))
+                continue
+            if not command.transaction_id:
+                command = command.with_transaction_id(self.allocate_transaction_id())
+            txid = command.transaction_id
+            if txid in self._pending and not self._gives_way(txid):
+                d.errback(ValueError(f"transaction {txid} is already in flight"))
+                continue
+            out = self._outgoing(address)
+            out.commands.append(command)
+            out.waiting[txid] = (command, d)
+            self._pending[txid] = out
+            if self._launch(out, send=not ride):
+                riders.append(out)
+        return riders if ride else []
 
     def _new_peer(self, address: Address) -> _Peer:
         send_acks = self._peer_options.get(address, self.config.response_acks)
-        peer = _Peer(address, self.config.initial_rto, self.config.max_in_flight, send_acks)
+        peer = _Peer(address, self.config.initial_rto, self.config.max_in_flight, send_acks, self._clock.seconds())
         self._peers[address] = peer
         return peer
 
@@ -502,6 +656,8 @@ class TransactionLayer:
 
     def _retransmit(self, out: _Outgoing) -> None:
         out.deadline = None
+        if self._drop_abandoned(out):
+            return
         config = self.config
         now = self._clock.seconds()
         elapsed = now - out.first_sent
@@ -552,12 +708,17 @@ class TransactionLayer:
     def _time_out(self, out: _Outgoing) -> None:
         peer = out.peer
         self._finish_outgoing(out)
-        if peer.state is not PeerState.DISCONNECTED:
+        peer.timeouts += 1
+        if not out.provisional and peer.state is not PeerState.DISCONNECTED:
+            # (After a provisional response the peer was heard: the
+            # transaction failed, the peer did not go silent.)
             self._set_peer_state(peer, PeerState.DISCONNECTED)
         waiting = list(out.waiting.values())
         out.waiting.clear()
         for command, d in waiting:
             self._pending.pop(command.transaction_id, None)
+            if d.called:
+                continue  # abandoned by its owner (see Reply.after)
             self.counters["timeouts"] += 1
             self.log.info(
                 "{verb} {txid} to {peer} timed out after {n} transmissions",
@@ -574,8 +735,32 @@ class TransactionLayer:
             peer.in_flight -= 1
         while peer.queue and peer.in_flight < peer.cap:
             queued = peer.queue.popleft()
-            if queued.waiting:
+            if queued.waiting and not self._drop_abandoned(queued):
                 self._transmit_first(queued)
+
+    def _gives_way(self, txid: int) -> bool:
+        """
+        A transaction in flight under C{txid} that its owner abandoned (see
+        L{_drop_abandoned}) ends now, so that the id can be sent again.
+        """
+        _, d = self._pending[txid].waiting[txid]
+        if not d.called:
+            return False
+        self.counters["abandoned"] += 1
+        self._cancel(txid, d)
+        return True
+
+    def _drop_abandoned(self, out: _Outgoing) -> bool:
+        """
+        Forget the commands whose Deferred its owner fired already (a
+        cancelled L{Reply.after} one: the layer did not create it, so no
+        canceller told us); True when nothing is left to send.
+        """
+        for txid, (_, d) in list(out.waiting.items()):
+            if d.called:
+                self.counters["abandoned"] += 1
+                self._cancel(txid, d)
+        return not out.waiting
 
     def _cancel(self, txid: int, d: Deferred[Response]) -> None:
         """The caller gave up on a command: stop retransmitting it."""
@@ -597,6 +782,7 @@ class TransactionLayer:
 
     def _set_peer_state(self, peer: _Peer, state: PeerState) -> None:
         peer.state = state
+        peer.since = self._clock.seconds()
         self.log.info("peer {peer} is {state}", peer=peer.address, state=state.value)
         if self._listener is not None:
             self._listener.peer_state_changed(peer.address, state)
@@ -631,6 +817,19 @@ class TransactionLayer:
                 self._send_ack(txid, address)  # our earlier 000 was lost
             counters["dropped_unknown_response"] += 1
             return
+        sent_to = out.address
+        # Only the peer the command went to may answer it (a response from
+        # elsewhere is a guess at the id, or a forgery): _is_peer, inlined.
+        if sent_to[0] != address[0] or (sent_to[1] != address[1] and not self._bind_host_only):
+            counters["responses_wrong_peer"] += 1
+            self._noisy.event(
+                address, "responses from the wrong peer",
+                "dropped {code} {txid} from {peer}: the command went to {sent_to}",
+                code=int(code), txid=txid, sent_to=sent_to,
+            )
+            return
+        peer = out.peer
+        peer.heard = self._clock.seconds()
         self.responses_received[code] += 1
         if self._trace:
             self.log.debug(
@@ -639,15 +838,16 @@ class TransactionLayer:
         if code < 200:
             counters["provisional_received"] += 1
             if code == ReturnCode.TRANSACTION_QUEUED:
-                self._throttle(out.peer)
+                self._throttle(peer)
             if not out.provisional:
                 out.provisional = True
-                self._arm(out, self._clock.seconds(), self.config.longtran)
+                self._arm(out, peer.heard, self.config.longtran)
+            if peer.state is not PeerState.REACHABLE:
+                self._set_peer_state(peer, PeerState.REACHABLE)  # it is working on it
             return
         command, d = out.waiting.pop(txid)
         del self._pending[txid]
-        peer = out.peer
-        now = self._clock.seconds()
+        now = peer.heard
         rtt = now - out.first_sent
         self.latency[bisect.bisect_left(LATENCY_BUCKETS, rtt)] += 1
         self.latency_sum += rtt
@@ -671,7 +871,8 @@ class TransactionLayer:
             self._finish_outgoing(out)
         if peer.state is not PeerState.REACHABLE:
             self._set_peer_state(peer, PeerState.REACHABLE)
-        d.callback(response)
+        if not d.called:  # else abandoned by its owner (see Reply.after)
+            d.callback(response)
 
     def _measure(self, peer: _Peer, sample: float) -> None:
         """The TCP-style estimator RFC 3435 §3.5.3 suggests."""
@@ -714,7 +915,7 @@ class TransactionLayer:
             )
         acks = command.params.get(ParamCode.RESPONSE_ACK)
         if acks:
-            self._purge_acknowledged(command, acks)
+            self._purge_acknowledged(command, acks, address)
         entry = _Incoming(key, command, address)
         self._history[key] = entry
         if self._executing >= self.config.high_water or self._incoming_queue:
@@ -729,7 +930,7 @@ class TransactionLayer:
             return
         self._execute(entry, command, address)
 
-    def _duplicate(self, entry: _Incoming | tuple[bytes | None, float], address: Address) -> None:
+    def _duplicate(self, entry: _Incoming | tuple[bytes | None, float, Address], address: Address) -> None:
         self.counters["duplicates"] += 1
         if type(entry) is tuple:
             if entry[0] is not None:
@@ -748,8 +949,14 @@ class TransactionLayer:
         txid = entry.command.transaction_id if entry.command is not None else 0
         self._send(encode(Response(code, txid, code.default_comment)), address)
 
-    def _purge_acknowledged(self, command: Command, ranges: tuple[tuple[int, int], ...]) -> None:
-        """Drop responses the peer confirmed having; remember their ids."""
+    def _purge_acknowledged(
+        self, command: Command, ranges: tuple[tuple[int, int], ...], source: Address
+    ) -> None:
+        """
+        Drop responses the peer confirmed having; remember their ids.  Only
+        responses we sent to that peer: K: holds between the peers that
+        exchanged the transaction (RFC 3435 §3.5.1).
+        """
         history = self._history
         domain = None if self._gateway_role else command.endpoint.rpartition("@")[2].lower()
         for low, high in ranges:
@@ -759,23 +966,22 @@ class TransactionLayer:
                 key = txid if domain is None else (domain, txid)
                 entry = history.get(key)
                 if type(entry) is tuple and entry[0] is not None:
-                    history[key] = (None, entry[1])
+                    if not self._is_peer(entry[2], source):
+                        self.counters["acks_wrong_peer"] += 1
+                        continue
+                    history[key] = (None, entry[1], entry[2])
                     self.counters["responses_purged"] += 1
 
+    def _is_peer(self, expected: Address, address: Address) -> bool:
+        """Whether C{address} speaks for the peer at C{expected} (see L{ResponseBinding})."""
+        return expected[0] == address[0] and (self._bind_host_only or expected[1] == address[1])
+
     def _execute(self, entry: _Incoming, command: Command, address: Address) -> None:
-        # Commands the handler sends back to the command's source while it
-        # runs ride in the response's datagram (RFC 3435 §4.4.1: a lockstep
-        # call agent piggybacks the NTFY response with its next RQNT).  Each
-        # is still its own transaction, retransmitted alone if need be.
-        outer = self._batch
-        batch: tuple[Address, list[_Outgoing]] = (address, [])
-        self._batch = batch
         try:
             result = self._handler.command_received(command, address)
         except Unanswered:
             self._history.pop(entry.key, None)
             self.counters["unanswered"] += 1
-            self._flush_batch(batch[1])
             return
         except ProtocolError as e:
             result = Response(e.code, command.transaction_id, _comment(e.reason))
@@ -784,8 +990,6 @@ class TransactionLayer:
                 "handler failed on {verb} {txid}", verb=str(command.verb), txid=command.transaction_id
             )
             result = Response(ReturnCode.TRANSIENT_ERROR, command.transaction_id, "Internal error")
-        finally:
-            self._batch = outer
         if isinstance(result, Deferred):
             self._executing += 1
             entry.timer = self._clock.callLater(
@@ -799,13 +1003,8 @@ class TransactionLayer:
                 self._deferred_answer, self._deferred_failure,
                 callbackArgs=(entry,), errbackArgs=(entry,),
             )
-            self._flush_batch(batch[1])
         else:
-            self._answer(entry, result, batch[1])
-
-    def _flush_batch(self, bundles: list[_Outgoing]) -> None:
-        for out in bundles:
-            self._send(out.datagram, out.address)
+            self._answer(entry, result)
 
     def _maybe_provisional(self, entry: _Incoming) -> None:
         entry.provisional_timer = None
@@ -825,6 +1024,10 @@ class TransactionLayer:
         self._handler_done(entry)
         if entry.state != _Incoming.DONE:
             self._answer(entry, result)
+        elif type(result) is Reply and result.after:
+            # Answered already (the layer stopped waiting): the commands
+            # still go, on their own.
+            self._start_after(result.after, entry.address, ride=False)
 
     def _deferred_failure(self, failure: Failure, entry: _Incoming) -> None:
         self._handler_done(entry)
@@ -857,32 +1060,34 @@ class TransactionLayer:
                 queued.state = _Incoming.EXECUTING
                 self._execute(queued, command, address)
 
-    def _answer(
-        self, entry: _Incoming, result: Response | Reply, riders: list[_Outgoing] | None = None
-    ) -> None:
-        if self._stopped:
-            return
+    def _answer(self, entry: _Incoming, result: Response | Reply) -> None:
         if type(result) is Reply:
             response = result.response
-            prefix = result.piggyback
+            before = result.before
+            after = result.after
         else:
             response = result  # type: ignore[assignment]
-            prefix = ()
+            before = after = ()
+        if self._stopped:
+            if after:
+                self._start_after(after, entry.address, ride=False)  # fails them: stopped
+            return
         if entry.provisional_sent and response.code >= 200:
             # The final after a provisional asks for a 000 (§3.5.6).
             response = _with_empty_ack(response)
-        datagram = encode((*prefix, response)) if prefix else encode(response)
+        datagram = encode((*before, response)) if before else encode(response)
         entry.state = _Incoming.DONE
         now = self._clock.seconds()
         key = entry.key
         if self._history.get(key) is entry:
-            self._history[key] = (datagram, now)
+            self._history[key] = (datagram, now, entry.address)
         self.responses_sent[response.code] += 1
         if self._trace:
             self.log.debug(
                 "answered {code} {txid} to {peer}",
                 code=int(response.code), txid=response.transaction_id, peer=entry.address,
             )
+        riders = self._start_after(after, entry.address, ride=True) if after else None
         if riders:
             self.counters["piggybacked"] += len(riders)
             self._send(
@@ -932,15 +1137,15 @@ class TransactionLayer:
         counters = self.counters
         if not message.answerable:
             counters["dropped_malformed"] += 1
-            self.log.info(
-                "dropped malformed datagram from {peer}: {reason}",
-                peer=address, reason=message.reason,
+            self._noisy.event(
+                address, "malformed messages", "dropped malformed message from {peer}: {reason}",
+                reason=message.reason,
             )
             return
         counters["malformed_answered"] += 1
-        self.log.info(
-            "answering {code} to malformed command {txid} from {peer}: {reason}",
-            code=message.code, txid=message.transaction_id, peer=address, reason=message.reason,
+        self._noisy.event(
+            address, "malformed messages", "answering {code} to malformed command {txid} from {peer}: {reason}",
+            code=message.code, txid=message.transaction_id, reason=message.reason,
         )
         txid = message.transaction_id
         assert txid is not None
@@ -987,8 +1192,9 @@ class TransactionLayer:
             waiting = list(out.waiting.values())
             out.waiting.clear()
             for command, d in waiting:
-                count += 1
-                d.errback(TransactionAborted(f"{command.verb} {command.transaction_id}: abandoned"))
+                if not d.called:
+                    count += 1
+                    d.errback(TransactionAborted(f"{command.verb} {command.transaction_id}: abandoned"))
         self.counters["abandoned"] += count
         return count
 
@@ -1010,6 +1216,7 @@ class TransactionLayer:
             self._sweeper.cancel()
             self._sweeper = None
         self._incoming_queue.clear()
+        self._noisy.stop()
 
     # -- observation ---------------------------------------------------
 
@@ -1019,6 +1226,8 @@ class TransactionLayer:
         metrics: C{counters} maps C{"name"} or C{"name verb/code"} to counts.
         """
         counters: dict[str, int] = dict(self.counters)
+        if self._noisy.suppressed_total:
+            counters["log_lines_suppressed"] = self._noisy.suppressed_total
         for name, table in (
             ("commands_sent", self.sent),
             ("commands_received", self.received),
@@ -1046,6 +1255,9 @@ class TransactionLayer:
                     "cap": peer.cap,
                     "queued": len(peer.queue),
                     "state": peer.state.value,
+                    "state_since": peer.since,
+                    "last_response": peer.heard,
+                    "timeouts": peer.timeouts,
                 }
                 for peer in self._peers.values()
             },
@@ -1081,7 +1293,7 @@ def _with_empty_ack(response: Response) -> Response:
         return response
     items = dict(response.params)
     items[ParamCode.RESPONSE_ACK] = ()
-    return _new_response(
+    return trusted_response(
         response.code, response.transaction_id, response.comment, Parameters(items),
         response.sdp, response.second_sdp, response.package,
     )

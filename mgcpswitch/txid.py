@@ -2,29 +2,47 @@
 """
 Transaction-id arithmetic and allocation (RFC 3435 §3.2.1.2, §3.5.2).
 
-Ids run from 1 to 999,999,999 and wrap.  An allocator starts at a random
-point on every process start, because a peer remembers the last responses
-it sent (osmo-mgw keeps one per endpoint, forever) and would replay a stale
-response to a reused id.
+Ids run from 1 to 999,999,999 and wrap.  RFC 3435 asks only that ids
+towards a gateway be unique (and not reused within 3 minutes of the end
+of their previous transaction); we also make them unpredictable, because
+an id is the only thing that ties a response to its command: a peer that
+could predict the ids of commands sent to another peer could forge their
+responses (the layer also drops responses from any address but the one
+the command went to, but a source address is easy to forge in UDP).
 
-RFC 3435 forbids reusing an id within 3 minutes of the end of its previous
-transaction.  A sequential allocator reuses an id only after handing out
-every other one; at 999,999,998 ids per cycle that takes more than 3
-minutes below 5.5 million transactions per second, far beyond one process.
-The allocator also skips ids that are still in flight, so a transaction
-that outlives a whole cycle cannot collide.  The allocator is an object
-so that several call agents sharing gateways can later draw disjoint
-blocks from a shared store.
+L{TransactionIdAllocator} draws ids from a I{block} of the id space in
+the order of a keyed pseudorandom permutation of that block: a 3-round
+Feistel network whose round function is a keyed hash (SipHash or
+BLAKE2b), on the smallest square power of two that holds the block,
+with cycle walking back into the block.  Every id of a block comes exactly once before the block is done,
+so an id comes back only when its block comes back.  By default the
+block is the whole space, drawn again and again with the same key: an id
+is reused only after 999,999,998 others, more than 3 minutes below 5.5
+million transactions per second.  The blocks come from an iterator, so
+that several call agents sharing gateways can later be handed disjoint
+blocks from a shared store (which then promises not to hand a block out
+again within T-HIST of its last use); within a block the order stays
+unpredictable.
+
+The allocator is an object, the seam the transaction layer takes: tests
+use L{mgcpswitch.testing.SequentialIds}, whose ids are predictable on
+purpose.
 """
 
 from __future__ import annotations
 
-import random
-from typing import Callable, Container
+import hashlib
+import itertools
+import os
+import sys
+from array import array
+from typing import Iterable, Iterator, Protocol
 
-__all__ = ["MAX_TXID", "TransactionIdAllocator", "txid_add"]
+__all__ = ["MAX_TXID", "IdAllocator", "TransactionIdAllocator", "txid_add", "WHOLE_SPACE"]
 
 MAX_TXID = 999_999_999
+#: Every transaction id, as a block.
+WHOLE_SPACE = range(1, MAX_TXID + 1)
 
 
 def txid_add(txid: int, delta: int) -> int:
@@ -32,33 +50,117 @@ def txid_add(txid: int, delta: int) -> int:
     return (txid - 1 + delta) % MAX_TXID + 1
 
 
-class TransactionIdAllocator:
-    """
-    Hands out transaction ids in sequence from a random start.
-
-    @param in_use: ids that must be skipped (the transaction layer passes
-        its table of pending transactions).
-    @param randint: the random source for the start, injectable for tests.
-    """
-
-    def __init__(
-        self,
-        in_use: Container[int] = (),
-        randint: Callable[[int, int], int] = random.SystemRandom().randint,
-        start: int | None = None,
-    ) -> None:
-        self._next = start if start is not None else randint(1, MAX_TXID)
-        if not 1 <= self._next <= MAX_TXID:
-            raise ValueError(f"transaction id {self._next} out of range")
-        self._in_use = in_use
+class IdAllocator(Protocol):
+    """What the transaction layer draws its ids from."""
 
     def allocate(self) -> int:
-        txid = self._next
-        while txid in self._in_use:
-            txid = txid + 1 if txid < MAX_TXID else 1
-        self._next = txid + 1 if txid < MAX_TXID else 1
-        return txid
+        """A transaction id in 1..MAX_TXID not handed out recently."""
 
-    def peek(self) -> int:
-        """The next id that would be tried (for tests and diagnostics)."""
-        return self._next
+
+class TransactionIdAllocator:
+    """
+    Hands out the ids of each block in an unpredictable order (see the
+    module docstring).
+
+    @param key: the secret of the permutation, 16 to 64 bytes: the round
+        function is then keyed BLAKE2b, and a given key and blocks give
+        the same order every time (a seeded simulated gateway passes one).
+        Without a key the round function is SipHash, the keyed hash
+        CPython gives bytes (PEP 456), under the interpreter's random
+        secret and three 16-byte salts from C{os.urandom}, and its values
+        are kept as they are computed (three tables of 2 bytes per value
+        of a half: 192 KB for the whole space), so that an id costs three
+        table lookups once the tables are warm: the call agent's hot path.
+        (When hash randomization is off, C{PYTHONHASHSEED} set, the
+        SipHash key is known, and BLAKE2b under a random key is used
+        instead.)
+    @param blocks: the blocks to draw from, in turn: ranges within
+        1..MAX_TXID (default: the whole space, for ever).
+    """
+
+    ROUNDS = 3  # a 3-round Feistel network of a PRF is a pseudorandom permutation (Luby-Rackoff)
+
+    def __init__(self, key: bytes | None = None, blocks: Iterable[range] | None = None) -> None:
+        self._salts: tuple[bytes, ...] = ()
+        self._memo: tuple[tuple[bytes, array[int]], ...] = ()
+        if key is None and sys.flags.hash_randomization:
+            self._salts = tuple(os.urandom(16) for _ in range(self.ROUNDS))
+            self._permute = self._permute_siphash
+        else:
+            if key is None:
+                key = os.urandom(32)
+            if not 16 <= len(key) <= 64:
+                raise ValueError("the key needs 16 to 64 bytes")
+            # One keyed hash per round; each use copies it, which skips
+            # hashing the key block again.
+            self._rounds = tuple(
+                hashlib.blake2b(key=key, digest_size=8, person=b"mgcp-txid-%d" % r) for r in range(self.ROUNDS)
+            )
+            self._permute = self._permute_blake2b
+        self._blocks: Iterator[range] = iter(blocks) if blocks is not None else itertools.repeat(WHOLE_SPACE)
+        self._block = WHOLE_SPACE
+        self._next = self._size = 0  # no block yet: the first allocate takes one
+        self._half = self._mask = 0
+
+    def _take_block(self) -> None:
+        try:
+            block = next(self._blocks)
+        except StopIteration:
+            raise RuntimeError("no transaction id block left") from None
+        if block.step != 1 or not block or block.start < 1 or block.stop > MAX_TXID + 1:
+            raise ValueError(f"bad transaction id block {block!r}")
+        self._block = block
+        self._size = len(block)
+        self._next = 0
+        bits = max(2, (self._size - 1).bit_length())
+        self._half = (bits + 1) // 2
+        self._mask = (1 << self._half) - 1
+        if self._salts:  # a round function's values, -1 until computed
+            self._memo = tuple((salt, array("h", [-1]) * (1 << self._half)) for salt in self._salts)
+
+    # One pass of the 3-round Feistel network on [0, 4 ** half), unrolled:
+    # (l, r) -> (r, l ^ F0(r)) -> ... ; halves of at most 15 bits (the
+    # whole space fits in 30), so two bytes carry each.
+
+    def _permute_siphash(self, x: int) -> int:
+        half, mask = self._half, self._mask
+        (s0, t0), (s1, t1), (s2, t2) = self._memo
+        r0 = x & mask
+        f = t0[r0]
+        if f < 0:
+            f = t0[r0] = hash(s0 + r0.to_bytes(2, "little")) & mask
+        r1 = (x >> half) ^ f
+        f = t1[r1]
+        if f < 0:
+            f = t1[r1] = hash(s1 + r1.to_bytes(2, "little")) & mask
+        r2 = r0 ^ f
+        f = t2[r2]
+        if f < 0:
+            f = t2[r2] = hash(s2 + r2.to_bytes(2, "little")) & mask
+        return (r2 << half) | (r1 ^ f)
+
+    def _permute_blake2b(self, x: int) -> int:
+        half, mask = self._half, self._mask
+        left, right = x >> half, x & mask
+        for base in self._rounds:
+            h = base.copy()
+            h.update(right.to_bytes(2, "little"))
+            left, right = right, left ^ (int.from_bytes(h.digest(), "little") & mask)
+        return (left << half) | right
+
+    def allocate(self) -> int:
+        x = self._next
+        if x >= self._size:
+            self._take_block()
+            x = 0
+        self._next = x + 1
+        permute, size = self._permute, self._size
+        x = permute(x)
+        while x >= size:  # cycle walking: a permutation of [0, size) too
+            x = permute(x)
+        return self._block.start + x
+
+    @property
+    def block(self) -> range:
+        """The block ids are drawn from now."""
+        return self._block

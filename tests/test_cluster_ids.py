@@ -14,7 +14,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mgcpswitch.cluster.db import Session, ensure_schema
-from mgcpswitch.cluster.ids import BlockTransactionIdAllocator, IdBlocks, IdsExhausted, call_id_prefix
+from mgcpswitch.cluster.ids import IdBlocks, IdsExhausted, call_id_prefix
+from mgcpswitch.txid import TransactionIdAllocator
 from mgcpswitch.txid import MAX_TXID
 
 from .support.postgres import PostgresCase
@@ -95,19 +96,27 @@ class Blocks(PostgresCase, TestCase):
 
 
 class Allocator(SynchronousTestCase):
-    def test_ids_in_order_across_blocks(self) -> None:
-        """The allocator hands out each block's ids once, then moves to the next block."""
-        allocator = BlockTransactionIdAllocator(iter([range(10, 13), range(500, 502)]))
-        self.assertEqual([allocator.allocate() for _ in range(5)], [10, 11, 12, 500, 501])
-        with self.assertRaises(StopIteration):
+    def test_each_block_once_then_the_next(self) -> None:
+        """
+        The transaction layer's allocator draws from the cluster's blocks:
+        every id of a block once (in an unpredictable order), then the next
+        block; with no block left it says so.
+        """
+        allocator = TransactionIdAllocator(blocks=iter([range(10, 13), range(500, 502)]))
+        ids = [allocator.allocate() for _ in range(5)]
+        self.assertEqual(sorted(ids[:3]), [10, 11, 12])
+        self.assertEqual(sorted(ids[3:]), [500, 501])
+        with self.assertRaises(RuntimeError):
             allocator.allocate()
 
-    def test_ids_in_flight_are_skipped(self) -> None:
-        """An id still in flight is not handed out again (the transaction layer passes its table)."""
-        allocator = BlockTransactionIdAllocator(iter([range(1, 10)]), in_use={2, 3})
-        self.assertEqual([allocator.allocate() for _ in range(3)], [1, 4, 5])
-        self.assertEqual(allocator.peek(), 6)
-        self.assertEqual(allocator.block, range(1, 10))
+    def test_exhausted_blocks_are_reported(self) -> None:
+        """An IdBlocks with no block in hand raises IdsExhausted through the allocator."""
+        def empty() -> range:
+            raise IdsExhausted("no block in hand")
+
+        allocator = TransactionIdAllocator(blocks=iter(empty, None))
+        with self.assertRaises(IdsExhausted):
+            allocator.allocate()
 
 
 class CallIds(SynchronousTestCase):

@@ -16,7 +16,7 @@ generated values in C{test_codec_properties}.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 from twisted.trial.unittest import SynchronousTestCase
 

@@ -21,14 +21,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from mgcpswitch.mgcp import _digitmap
-from mgcpswitch.mgcp._digitmap import (
+from mgcpswitch.mgcp import (
     DigitMap,
     DigitMapError,
     InterDigitTimer,
     MatchResult,
     MatchStatus,
 )
+# White box: the bound of the module's own cache, and its source file.
+from mgcpswitch.mgcp import _digitmap
 
 COMPLETE = MatchResult(MatchStatus.COMPLETE, InterDigitTimer.NONE)
 NO_MATCH = MatchResult(MatchStatus.NO_MATCH, InterDigitTimer.NONE)
@@ -447,8 +448,8 @@ class CanonicalTextTests(SynchronousTestCase):
         """
         C{str} gives the canonical text and parsing it gives an equal map.
         """
-        for given, canonical in self.SPELLINGS:
-            digit_map = DigitMap.parse(given)
+        for spelling, canonical in self.SPELLINGS:
+            digit_map = DigitMap.parse(spelling)
             self.assertEqual(str(digit_map), canonical)
             self.assertEqual(DigitMap.parse(str(digit_map)), digit_map)
 

@@ -5,10 +5,20 @@ Conformance of the simulated gateway, one group per command (digest §2.1,
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from mgcpswitch.gateway.audit import AuditContext
+from mgcpswitch.gateway.config import GatewayConfig
+from mgcpswitch.gateway.endpoint import Endpoint, EndpointContext
+from mgcpswitch.gateway.line import LineContext
+from mgcpswitch.gateway.restart import RestartContext
+from mgcpswitch.gateway.timers import Timers
 from mgcpswitch.mgcp import (
-    ConnectionMode, EndpointName, ParamCode as P, RestartMethod, SessionDescription, decode,
+    Command, ConnectionMode, EndpointName, NotifiedEntity, ParamCode as P, Parameters, RestartMethod,
+    SessionDescription, Verb, decode, parse_requested_events,
 )
 
 from .support.gateway import GatewayTestCase, SDP_REMOTE, sdp
@@ -456,7 +466,7 @@ class DollarExpansion(SynchronousTestCase):
         that lines armed with it share one compiled request.
         """
         from mgcpswitch.gateway.requests import compile_requested, expand_dollar
-        from mgcpswitch.mgcp._values import parse_requested_events, parse_signal_requests
+        from mgcpswitch.mgcp import parse_requested_events, parse_signal_requests
 
         requested = parse_requested_events("L/hu(N), G/ft@$(N), L/hf(E(R(G/ft@$(N)), S(G/rt@$)))")
         signals = parse_signal_requests("G/rt@$, L/dl")
@@ -474,3 +484,49 @@ class DollarExpansion(SynchronousTestCase):
         connections = {"A7": True}
         self.assertIs(compile_requested(plain, connections, None, False),
                       compile_requested(plain, {}, None, False))
+
+
+class _Context:
+    """A minimal endpoint context: records the NTFYs an endpoint sends."""
+
+    def __init__(self) -> None:
+        self.config = GatewayConfig()
+        self.clock = Clock()
+        self.timers = Timers(self.clock)
+        self.sent: list[Command] = []
+
+    def set_notified_entity(self, ep: Endpoint, entity: NotifiedEntity) -> None:
+        ep.notified_entity = entity
+
+    def release_connection(self, ep: Endpoint, conn: Any) -> None:
+        del ep.connections[conn.connection_id]
+
+    def swap_audio(self, ep: Endpoint) -> None:
+        pass
+
+    def build_notify(self, ep: Endpoint, observed: tuple[Any, ...]) -> Command:
+        return Command.create(Verb.NTFY, 7, ep.name, request_id=ep.request_id, observed_events=observed)
+
+    def send_notification(self, ep: Endpoint, notification: Any) -> None:
+        self.sent.append(notification.command)
+
+
+class Contexts(GatewayTestCase):
+    """The gateway's parts see it through narrow protocols (no back-pointer to the class)."""
+
+    def test_gateway_provides_every_context(self) -> None:
+        """The simulated gateway provides each context its parts receive, and they hold it as such."""
+        gateway = self.h.gateway
+        for context in (EndpointContext, LineContext, AuditContext, RestartContext):
+            self.assertIsInstance(gateway, context)
+        self.assertIs(gateway.endpoints[0].context, gateway)
+
+    def test_an_endpoint_runs_on_any_context(self) -> None:
+        """An endpoint built on a minimal context of its own notifies through it: nothing else is needed."""
+        context = _Context()
+        self.assertIsInstance(context, EndpointContext)
+        ep = Endpoint(context, 1, EndpointName("aaln/1@x"), NotifiedEntity.parse("ca@127.0.0.1:2727"))
+        ep.commit(ep.plan(Parameters({P.REQUEST_ID: "5", P.REQUESTED_EVENTS: parse_requested_events("L/hd(N)")})))
+        ep.set_hook(True)
+        [ntfy] = context.sent
+        self.assertEqual((ntfy.request_id, [str(e) for e in ntfy.params[P.OBSERVED_EVENTS]]), ("5", ["L/hd"]))

@@ -52,6 +52,21 @@ class Notify(GatewayTestCase):
         self.h.pump()
         self.assertEqual([c.verb for c in other.commands()], [Verb.NTFY])
 
+    def test_ntfy_triggered_by_a_command_rides_after_its_response(self) -> None:
+        """
+        A phone that answers as soon as it rings: its off-hook NTFY, caused
+        by the ringing RQNT, goes after the RQNT's 200 in the same datagram
+        (Reply.after), its own transaction, answered like any other.
+        """
+        line = self.h.line(1)
+        answered: list[Any] = []
+        line.when_signal("L/rg").addCallback(lambda l: answered.append(l.off_hook()))
+        txid = self.h.send("RQNT {tx} aaln/1@rgw1 MGCP 1.0", "X: 5", "R: L/hd(N)", "S: L/rg")
+        response, ntfy = self.h.datagram_of(txid)
+        self.assertEqual((response.transaction_id, response.code), (txid, 200))
+        self.assertEqual((ntfy.verb, ntfy.request_id, self.h.observed(ntfy)), (Verb.NTFY, "5", ["L/hd"]))
+        self.assertEqual(self.successResultOf(answered[0]).code, 200)
+
     def test_observed_events_in_detection_order(self) -> None:
         """Accumulated events and digits keep their FIFO order in O: (§2.3.4)."""
         self.h.line(1).off_hook()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
@@ -20,11 +20,10 @@ from zope.interface.verify import verifyObject
 
 from mgcpswitch.errors import RemoteProtocolError, TransactionAborted, TransactionTimeout
 from mgcpswitch.interfaces import ICommandHandler, IPeerListener, ITransactionSender
-from mgcpswitch.mgcp import Command, MalformedMessage, ParamCode, Response, Verb, decode, encode
-from mgcpswitch.testing import MemoryNetwork, run_timers
-from mgcpswitch.transaction import PeerState, Reply, Role, TransactionConfig, TransactionLayer
+from mgcpswitch.mgcp import Command, ParamCode, Response, Verb, decode
+from mgcpswitch.testing import MemoryNetwork, SequentialIds, run_timers
+from mgcpswitch.transaction import Outbox, PeerState, Reply, ResponseBinding, Role, TransactionConfig, TransactionLayer
 from mgcpswitch.transport import CallAgentProtocol, GatewayProtocol
-from mgcpswitch.txid import MAX_TXID, TransactionIdAllocator
 
 CA = ("127.0.0.1", 2727)
 GW = ("127.0.0.2", 2427)
@@ -77,7 +76,7 @@ class Wire:
             TransactionConfig(**config),
             self.listener,
             random=lambda a, b: jitter * b if jitter is not None else random.uniform(a, b),
-            allocator=TransactionIdAllocator(start=100),
+            allocator=SequentialIds(100),
         )
 
     def send(self, command: Command, address: Any = GW) -> Deferred[Response]:
@@ -235,6 +234,38 @@ class Retransmission(SynchronousTestCase):
         self.assertEqual(w.listener.events[-1], (GW, PeerState.REACHABLE))
         self.assertEqual(w.clock.getDelayedCalls(), [])
 
+    def test_peer_state_snapshot(self) -> None:
+        """The snapshot says since when the peer is in its state, when it last answered, and its timeouts."""
+        w = Wire()
+        first = w.send(auep())
+        w.clock.advance(0.05)
+        w.receive("200 100 OK\r\n")
+        self.successResultOf(first)
+        lost = w.send(auep())
+        run_timers(w.clock)
+        self.failureResultOf(lost, TransactionTimeout)
+        peer = w.layer.snapshot()["peers"]["127.0.0.2:2427"]
+        self.assertEqual(peer["state"], "disconnected")
+        self.assertEqual((peer["last_response"], peer["timeouts"]), (0.05, 1))
+        self.assertGreater(peer["state_since"], 10.0)  # at Max2, after the 7th repetition
+
+    def test_a_provisional_response_is_heard(self) -> None:
+        """
+        A 100 from a suspect peer makes it reachable: it is working on the
+        command.  A transaction that then never gets its final response
+        fails, but the peer is not reported disconnected for it.
+        """
+        w = Wire()
+        d = w.send(auep())
+        run_timers(w.clock, until=6.2)  # Max1
+        self.assertEqual(w.layer.peer_state(GW), PeerState.SUSPECT)
+        w.receive("100 100 Pending\r\n")
+        self.assertEqual(w.listener.events[-1], (GW, PeerState.REACHABLE))
+        run_timers(w.clock)
+        self.failureResultOf(d, TransactionTimeout)
+        self.assertEqual(w.layer.peer_state(GW), PeerState.REACHABLE)
+        self.assertEqual(w.layer.snapshot()["peers"]["127.0.0.2:2427"]["timeouts"], 1)
+
     def test_cancel_stops_retransmission(self) -> None:
         """A caller that cancels its Deferred stops the repeats."""
         w = Wire()
@@ -272,33 +303,169 @@ class Piggybacking(SynchronousTestCase):
         self.successResultOf(d2)
         self.assertEqual(w.clock.getDelayedCalls(), [])
 
-    def test_commands_sent_while_answering_ride_with_the_response(self) -> None:
+    def rqnt(self, txid: int = 0) -> Command:
+        return Command.create(Verb.RQNT, txid, "aaln/1@gw", request_id="2", requested_events="L/hu(N)")
+
+    def test_reply_after_rides_with_the_response(self) -> None:
         """
-        A command the handler sends back to the source while it runs goes in
-        the response's datagram (RFC 3435 §4.4.1), and is retransmitted alone.
+        A Reply's C{after} commands go in the response's datagram (RFC 3435
+        §4.4.1), each its own transaction with a fresh id, retransmitted
+        alone, its Deferred fired by its response; a replay of the response
+        to a duplicate does not carry them.
         """
         w = Wire(role=Role.CALL_AGENT)
-        follow_up: list[Deferred[Response]] = []
-
-        def answer(command: Command) -> Response:
-            follow_up.append(w.layer.send_command(
-                Command.create(Verb.RQNT, 0, "aaln/1@gw", request_id="2", requested_events="L/hu(N)"),
-                GW,
-            ))
-            return Response.create(200, command.transaction_id)
-
-        w.handler.answer = answer
+        follow_up: Deferred[Response] = Deferred()
+        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id), after=((self.rqnt(), follow_up),))
         w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
         self.assertEqual(len(w.sent), 1)
         response, rqnt = decode(w.sent[0][1])
         self.assertEqual((response.code, response.transaction_id), (200, 5))
-        self.assertEqual(rqnt.verb, Verb.RQNT)
+        self.assertEqual((rqnt.verb, rqnt.transaction_id), (Verb.RQNT, 100))
+        self.assertEqual(w.layer.counters["piggybacked"], 1)
         run_timers(w.clock, until=0.2)
         self.assertEqual(decode(w.sent[1][1]), [rqnt])
-        w.receive(f"200 {rqnt.transaction_id} OK\r\n")
-        self.successResultOf(follow_up[0])
+        self.assertNoResult(follow_up)
+        w.receive("200 100 OK\r\n")
+        self.assertEqual(self.successResultOf(follow_up).transaction_id, 100)
         w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
         self.assertEqual(decode(w.sent[-1][1]), [response])  # the replay is the response alone
+        run_timers(w.clock)
+        self.assertEqual((len(w.sent), w.clock.getDelayedCalls()), (3, []))
+
+    def test_reply_after_from_a_deferred_handler(self) -> None:
+        """A handler's Deferred that fires with a Reply piggybacks its C{after} commands the same way."""
+        w = Wire(role=Role.CALL_AGENT)
+        answer: Deferred[Reply] = Deferred()
+        follow_up: Deferred[Response] = Deferred()
+        w.handler.answer = answer
+        w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
+        self.assertEqual(w.sent, [])
+        answer.callback(Reply(Response.create(200, 5), after=((self.rqnt(), follow_up),)))
+        [(_, datagram, address)] = w.sent
+        self.assertEqual(address, GW)
+        self.assertEqual([type(m) for m in decode(datagram)], [Response, Command])
+        w.receive("200 100 OK\r\n")
+        self.successResultOf(follow_up)
+        w.stop()
+
+    def test_reply_after_waits_behind_the_in_flight_cap(self) -> None:
+        """
+        With the peer's in-flight cap reached, an C{after} command does not
+        ride: the response goes alone and the command waits its turn.
+        """
+        w = Wire(role=Role.CALL_AGENT, max_in_flight=1)
+        first = w.send(auep())
+        follow_up: Deferred[Response] = Deferred()
+        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id), after=((self.rqnt(), follow_up),))
+        w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
+        self.assertEqual([len(decode(d)) for _, d, _ in w.sent], [1, 1])
+        self.assertEqual(w.layer.counters["queued_for_peer"], 1)
+        self.assertEqual(w.layer.counters["piggybacked"], 0)
+        w.receive("200 100 OK\r\n")
+        self.successResultOf(first)
+        [rqnt] = decode(w.sent[-1][1])
+        self.assertEqual((rqnt.verb, rqnt.transaction_id), (Verb.RQNT, 101))
+        w.receive("200 101 OK\r\n")
+        self.successResultOf(follow_up)
+        w.stop()
+
+    def test_reply_after_fails_like_send_command(self) -> None:
+        """An unanswered C{after} command fails with TransactionTimeout; one still waiting at stop, aborted."""
+        w = Wire(role=Role.CALL_AGENT, max_in_flight=1)
+        lost: Deferred[Response] = Deferred()
+        queued: Deferred[Response] = Deferred()
+        w.handler.answer = lambda c: Reply(
+            Response.create(200, c.transaction_id), after=((self.rqnt(), lost), (self.rqnt(), queued))
+        )
+        w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
+        self.assertEqual([type(m) for m in decode(w.sent[0][1])], [Response, Command])
+        run_timers(w.clock, until=20.0)
+        failure = self.failureResultOf(lost, TransactionTimeout)
+        self.assertEqual(failure.value.command.transaction_id, 100)
+        self.assertNoResult(queued)  # sent when the first gave up
+        w.layer.stop()
+        self.failureResultOf(queued, TransactionAborted)
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+
+    def test_reply_after_cancelled_stops_at_next_retransmission(self) -> None:
+        """
+        The layer did not create an C{after} command's Deferred: cancelling
+        it fails it at once, and the transaction ends at its next due
+        retransmission (nothing more is sent).
+        """
+        w = Wire(role=Role.CALL_AGENT)
+        follow_up: Deferred[Response] = Deferred()
+        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id), after=((self.rqnt(), follow_up),))
+        w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
+        follow_up.cancel()
+        self.failureResultOf(follow_up)
+        run_timers(w.clock, until=25.0)
+        self.assertEqual(len(w.sent), 1)
+        self.assertEqual(w.layer.counters["abandoned"], 1)
+        self.assertEqual(w.layer.snapshot()["pending"], 0)
+        self.assertEqual(w.layer.peer_state(GW), PeerState.REACHABLE)
+        w.stop()
+
+    def test_abandoned_after_command_can_be_sent_again(self) -> None:
+        """
+        An C{after} command whose Deferred its owner cancelled gives way at
+        once when its id is sent again (a gateway re-bundling an unanswered
+        NTFY with a new one does exactly that).
+        """
+        w = Wire(role=Role.GATEWAY)
+        first: Deferred[Response] = Deferred()
+        ntfy = Command.create(Verb.NTFY, 77, "aaln/1@gw", request_id="1", observed_events="L/hd")
+        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id), after=((ntfy, first),))
+        w.receive("RQNT 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\n", CA)
+        first.cancel()
+        self.failureResultOf(first)
+        again, other = w.layer.send_commands([ntfy, ntfy.with_transaction_id(78)], CA)
+        self.assertEqual([m.transaction_id for m in decode(w.sent[-1][1])], [77, 78])
+        w.receive("200 77 OK\r\n", CA)
+        self.successResultOf(again)
+        self.assertEqual(w.layer.counters["abandoned"], 1)
+        w.layer.stop()
+        self.failureResultOf(other, TransactionAborted)
+
+    def test_outbox_collects_for_a_reply(self) -> None:
+        """
+        An Outbox turns what a handler collected into C{after} commands,
+        keeping a C{before} it already had; with nothing collected the
+        result is left alone; send_now sends them alone (a failed handler).
+        """
+        w = Wire(role=Role.CALL_AGENT)
+        rsip = Command.create(Verb.RSIP, 55, "*@gw", restart_method="restart")
+        outbox = Outbox(GW)
+        ok = Response.create(200, 5)
+        self.assertIs(outbox.reply(ok), ok)
+        d = outbox.add(self.rqnt())
+        reply = outbox.reply(Reply(ok, before=(rsip,)))
+        self.assertEqual((reply.response, reply.before, reply.after), (ok, (rsip,), ((self.rqnt(), d),)))  # type: ignore[union-attr]
+        outbox.send_now(w.layer.send_command)
+        self.assertEqual(decode(w.sent[-1][1]), [self.rqnt(100)])
+        w.receive("200 100 OK\r\n")
+        self.successResultOf(d)
+        self.assertEqual(outbox.commands, [])
+        w.stop()
+
+    def test_commands_sent_by_a_running_handler_are_not_piggybacked(self) -> None:
+        """
+        There is no ambient piggybacking: what a handler sends with
+        send_command while it runs goes at once, in its own datagram
+        (only a Reply's C{after} rides with the response).
+        """
+        w = Wire(role=Role.CALL_AGENT)
+        sent: list[Deferred[Response]] = []
+
+        def answer(command: Command) -> Response:
+            sent.append(w.layer.send_command(self.rqnt(), GW))
+            return Response.create(200, command.transaction_id)
+
+        w.handler.answer = answer
+        w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
+        self.assertEqual([[type(m) for m in decode(d)] for _, d, _ in w.sent], [[Command], [Response]])
+        w.receive("200 100 OK\r\n")
+        self.successResultOf(sent[0])
         w.stop()
 
     def test_piggybacked_bad_message_does_not_spoil_neighbours(self) -> None:
@@ -388,11 +555,11 @@ class AtMostOnce(SynchronousTestCase):
         self.assertEqual(len(w.handler.calls), 2)
         w.stop()
 
-    def test_reply_piggybacks_commands_and_replays_them(self) -> None:
-        """A Reply's commands ride ahead of the response, and again on every replay."""
+    def test_reply_before_rides_ahead_and_on_every_replay(self) -> None:
+        """A Reply's C{before} commands ride ahead of the response, and again on every replay."""
         w = Wire(role=Role.GATEWAY)
         rsip = Command.create(Verb.RSIP, 55, "*@gw", restart_method="restart")
-        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id), (rsip,))
+        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id), before=(rsip,))
         w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
         w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
         first, again = decode(w.sent[0][1]), decode(w.sent[1][1])
@@ -611,6 +778,130 @@ class BadInput(SynchronousTestCase):
         self.assertEqual(w.sent, [])
 
 
+class PeerBinding(SynchronousTestCase):
+    """A response completes a transaction only when it comes from the peer the command went to."""
+
+    def test_response_from_another_gateway_is_dropped_and_counted(self) -> None:
+        """
+        Gateway B answering the AUEP sent to gateway A (the forged audit of
+        issue 16) completes nothing: dropped, counted, and A's own answer
+        still completes it.
+        """
+        w = Wire()
+        d = w.send(auep())
+        w.receive("200 100 OK\r\nES: L/hd\r\n", ("127.0.0.3", 2427))
+        self.assertNoResult(d)
+        self.assertEqual(w.layer.counters["responses_wrong_peer"], 1)
+        self.assertEqual(w.layer.snapshot()["counters"]["responses_wrong_peer"], 1)
+        run_timers(w.clock, until=0.2)
+        self.assertEqual(len(w.sent), 2, "still retransmitted to A")
+        w.receive("200 100 OK\r\n", GW)
+        self.assertEqual(self.successResultOf(d).params, {})
+        run_timers(w.clock)  # the log window of the dropped response ends
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+
+    def test_call_agent_binds_the_port_too(self) -> None:
+        """As a call agent, a response from the gateway's host but another port is not the gateway's."""
+        w = Wire()
+        d = w.send(auep())
+        w.receive("200 100 OK\r\n", (GW[0], 9999))
+        self.assertNoResult(d)
+        self.assertEqual(w.layer.counters["responses_wrong_peer"], 1)
+        w.stop()
+
+    def test_gateway_accepts_another_port_of_its_call_agent(self) -> None:
+        """
+        As a gateway, a response from the call agent's host on another port
+        completes the NTFY (nothing obliges a call agent to answer from the
+        port it listens on); from another host it does not.
+        """
+        w = Wire(role=Role.GATEWAY)
+        ntfy = Command.create(Verb.NTFY, 0, "aaln/1@gw", request_id="1", observed_events="L/hd")
+        d = w.send(ntfy, CA)
+        w.receive("200 100 OK\r\n", ("127.0.0.9", CA[1]))
+        self.assertNoResult(d)
+        w.receive("200 100 OK\r\n", (CA[0], 40000))
+        self.successResultOf(d)
+        self.assertEqual(w.layer.counters["responses_wrong_peer"], 1)
+        w.stop()
+
+    def test_binding_is_configurable(self) -> None:
+        """response_binding = HOST makes a call agent accept another port of the gateway's host."""
+        w = Wire(response_binding=ResponseBinding.HOST)
+        d = w.send(auep())
+        w.receive("200 100 OK\r\n", (GW[0], 9999))
+        self.successResultOf(d)
+
+    def test_wrong_peer_does_not_revive_a_silent_one(self) -> None:
+        """Responses from elsewhere do not make a disconnected peer reachable."""
+        w = Wire()
+        d = w.send(auep())
+        run_timers(w.clock, until=14.2)
+        self.assertEqual(w.layer.peer_state(GW), PeerState.DISCONNECTED)
+        w.receive("100 100 Executing\r\n", ("127.0.0.3", 2427))
+        w.receive("200 100 OK\r\n", ("127.0.0.3", 2427))
+        self.assertEqual(w.layer.peer_state(GW), PeerState.DISCONNECTED)
+        self.assertNoResult(d)
+        w.stop()
+
+    def test_ack_from_another_peer_purges_nothing(self) -> None:
+        """
+        K: holds between the peers that exchanged the transaction: another
+        call agent's K: does not purge our cached answer to the first one,
+        whose retransmission is then still replayed.
+        """
+        w = Wire(role=Role.GATEWAY)
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        w.receive("AUEP 8 aaln/1@gw MGCP 1.0\r\nK: 7\r\n", ("127.0.0.9", 2727))
+        self.assertEqual(w.layer.counters["responses_purged"], 0)
+        self.assertEqual(w.layer.counters["acks_wrong_peer"], 1)
+        w.receive("AUEP 7 aaln/1@gw MGCP 1.0\r\n", CA)
+        self.assertEqual(w.layer.counters["replays"], 1)
+        self.assertEqual(w.sent[-1][1], w.sent[0][1])
+        w.stop()
+
+
+class LimitedLogging(SynchronousTestCase):
+    """Bad input is counted exactly but logged a few lines per peer per window, then summarised."""
+
+    def test_malformed_flood_is_counted_exactly_and_logged_in_bursts(self) -> None:
+        """
+        1,000 malformed datagrams from one peer: 1,000 counted, 5 lines
+        logged, then one summary line when the window ends on the clock;
+        another peer gets its own 5 lines.
+        """
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        w = Wire(role=Role.GATEWAY)
+        for _ in range(1000):
+            w.receive(b"hello world", CA)
+        w.receive(b"garbage", ("127.0.0.9", 2727))
+        self.assertEqual(w.layer.counters["dropped_malformed"], 1001)
+        lines = [e for e in observer if e.get("log_format", "").startswith("dropped malformed")]
+        self.assertEqual([e["peer"] for e in lines], [CA] * 5 + [("127.0.0.9", 2727)])
+        self.assertEqual([e for e in observer if "not logged" in e.get("log_format", "")], [])
+        w.clock.advance(60)
+        [summary] = [e for e in observer if "not logged" in e.get("log_format", "")]
+        self.assertEqual((summary["peer"], summary["count"], summary["kind"]), (CA, 995, "malformed messages"))
+        self.assertEqual(w.layer.snapshot()["counters"]["log_lines_suppressed"], 995)
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+        w.receive(b"hello again", CA)  # a new window: logged again
+        self.assertEqual(len([e for e in observer if e.get("log_format", "").startswith("dropped")]), 7)
+        w.stop()
+
+    def test_answered_malformed_commands_share_the_limit(self) -> None:
+        """Malformed commands that are answered are all answered, but logged within the same burst."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        w = Wire(role=Role.GATEWAY, log_burst=2)
+        for txid in range(1, 11):
+            w.receive(f"CRCX {txid} aaln/1@gw MGCP 1.0\r\nC: 1\r\nM: bogus\r\n", CA)
+        self.assertEqual(len(w.sent), 10)
+        self.assertEqual(w.layer.counters["malformed_answered"], 10)
+        self.assertEqual(len([e for e in observer if e.get("log_format", "").startswith("answering")]), 2)
+        w.stop()
+        [summary] = [e for e in observer if "not logged" in e.get("log_format", "")]
+        self.assertEqual(summary["count"], 8)
+
+
 class Observability(SynchronousTestCase):
     def test_snapshot_counts_by_verb_and_code(self) -> None:
         """The snapshot counts commands per verb, responses per code, and per-peer state."""
@@ -647,18 +938,6 @@ class Observability(SynchronousTestCase):
 
 
 class TransactionIds(SynchronousTestCase):
-    def test_wrap_and_skip_in_use(self) -> None:
-        """Ids wrap from 999,999,999 to 1 and skip those still in flight."""
-        allocator = TransactionIdAllocator(in_use={1, 2}, start=MAX_TXID)
-        self.assertEqual([allocator.allocate() for _ in range(3)], [MAX_TXID, 3, 4])
-
-    def test_random_start(self) -> None:
-        """Each allocator starts at a random point (a restarted process must not reuse ids)."""
-        starts = {TransactionIdAllocator().peek() for _ in range(5)}
-        self.assertGreater(len(starts), 1)
-        for start in starts:
-            self.assertTrue(1 <= start <= MAX_TXID)
-
     def test_layer_assigns_ids_and_rejects_duplicates_in_flight(self) -> None:
         """Commands with id 0 get fresh ids; reusing an id still in flight is refused."""
         w = Wire()
@@ -666,6 +945,31 @@ class TransactionIds(SynchronousTestCase):
         self.assertEqual(w.last()[0].transaction_id, 100)
         self.assertRaises(ValueError, w.layer.send_command, auep(100), GW)
         w.stop()
+
+    def test_layer_skips_ids_in_flight(self) -> None:
+        """An allocator that hands out an id still in flight is asked again."""
+        clock = Clock()
+        layer = TransactionLayer(clock, lambda d, a: None, Handler(), Role.CALL_AGENT, allocator=SequentialIds(7))
+        layer.send_command(auep(8), GW).addErrback(lambda f: None)
+        self.assertEqual([layer.allocate_transaction_id() for _ in range(2)], [7, 9])
+        layer.stop()
+
+    def test_default_ids_are_not_a_sequence(self) -> None:
+        """
+        By default the ids a peer sees do not tell the next ones: of 200
+        commands in a row (to two peers), no id follows the previous one.
+        """
+        clock = Clock()
+        sent: list[int] = []
+        layer = TransactionLayer(clock, lambda d, a: sent.append(decode(d)[0].transaction_id), Handler(),
+                                 Role.CALL_AGENT, TransactionConfig(max_in_flight=1000))
+        for i in range(200):
+            layer.send_command(auep(), GW if i % 2 else CA).addErrback(lambda f: None)
+        self.assertEqual(len(set(sent)), 200)
+        steps = {b - a for a, b in zip(sent, sent[1:])}
+        self.assertNotIn(1, steps)
+        self.assertGreater(len(steps), 190)
+        layer.stop()
 
 
 class LossyNetwork(SynchronousTestCase):

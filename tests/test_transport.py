@@ -1,6 +1,7 @@
 """
 The datagram protocols over real UDP on 127.0.0.1 (port 0): one call agent
-and one gateway exchange real transactions, piggybacked ones included.
+and one gateway exchange real transactions, piggybacked ones included; and
+the direct socket send they use on such ports.
 """
 
 from __future__ import annotations
@@ -9,13 +10,15 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults, inlineCallbacks
+from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from mgcpswitch.interfaces import ICommandHandler
 from mgcpswitch.mgcp import Command, Response, Verb
+from mgcpswitch.testing import MemoryReactor
 from mgcpswitch.transaction import Role
-from mgcpswitch.transport import CALL_AGENT_PORT, GATEWAY_PORT, CallAgentProtocol, GatewayProtocol
+from mgcpswitch.transport import CALL_AGENT_PORT, GATEWAY_PORT, CallAgentProtocol, GatewayProtocol, direct_sendto
 
 
 @implementer(ICommandHandler)
@@ -71,3 +74,43 @@ class RealUDP(TestCase):
         responses = yield gatherResults([d.addTimeout(10, reactor) for d in ds])
         self.assertEqual([r.code for r in responses], [200, 200])
         self.assertEqual(len(self.gateway_handler.seen), 2)
+
+
+class DirectSend(TestCase):
+    """The one shortcut past Twisted's UDP port: its socket's sendto, found through public interfaces."""
+
+    timeout = 30
+
+    def listen(self, protocol: Any) -> Any:
+        port = reactor.listenUDP(0, protocol, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return port
+
+    @inlineCallbacks
+    def test_unconnected_port_sends_with_its_socket(self) -> Any:
+        """On a listening port the protocol writes with the socket's own sendto, and datagrams arrive."""
+        agent = CallAgentProtocol(reactor, Echo())
+        gateway_handler = Echo()
+        gateway = GatewayProtocol(reactor, gateway_handler)
+        port = self.listen(agent)
+        gateway_port = self.listen(gateway)
+        self.assertEqual(direct_sendto(port), port.getHandle().sendto)
+        self.assertEqual(agent._sendto, port.getHandle().sendto)
+        auep = Command.create(Verb.AUEP, 0, "aaln/1@gw")
+        response = yield agent.send_command(auep, ("127.0.0.1", gateway_port.getHost().port)).addTimeout(10, reactor)
+        self.assertEqual(response.code, 200)
+        self.assertEqual(len(gateway_handler.seen), 1)
+
+    def test_connected_port_is_left_to_the_transport(self) -> None:
+        """A port connected to a peer takes no address: no shortcut."""
+        port = self.listen(DatagramProtocol())
+        port.connect("127.0.0.1", 9)
+        self.assertIsNone(direct_sendto(port))
+
+    def test_memory_transport_is_left_alone(self) -> None:
+        """A transport without a socket handle (the in-memory network) gets no shortcut."""
+        memory = MemoryReactor()
+        protocol = CallAgentProtocol(memory, Echo())
+        memory.listenUDP(2727, protocol, interface="127.0.0.1")
+        self.assertIsNone(direct_sendto(protocol.transport))
+        self.assertIsNone(protocol._sendto)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-from ..mgcp._message import DEFAULT_VERSION, _new_command
 from ..mgcp import (
     Command,
     ConnectionMode,
@@ -29,6 +28,7 @@ from ..mgcp import (
     Verb,
     parse_requested_events,
     parse_signal_requests,
+    trusted_command,
 )
 
 __all__ = [
@@ -77,7 +77,7 @@ _new = object.__new__
 
 
 def _command(verb: Verb, txid: int, endpoint: EndpointName, items: dict, sdp=None) -> Command:  # type: ignore[no-untyped-def,type-arg]
-    return _new_command(verb, txid, endpoint, Parameters(items), sdp, DEFAULT_VERSION)
+    return trusted_command(verb, txid, endpoint, Parameters(items), sdp)
 
 
 def rqnt(

@@ -54,10 +54,10 @@ from ..mgcp import (
     Response,
     ReturnCode,
     Verb,
+    trusted_response,
 )
-from ..mgcp._message import _new_response  # TODO(core): the public fast constructor
 from ..timeouts import TimeoutQueue
-from ..transaction import PeerState
+from ..transaction import PeerState, Reply
 from . import commands as cmd
 from .calls import Call, CallAction, CallInput, CallMachine, Leg, LegInput, LegState
 from .events import EventBus, Views
@@ -275,7 +275,7 @@ class CallControl:
         now = self.clock.seconds()
         if ladder is not None:
             ladder.append((now, "in", gateway, command))
-        response = _new_response(_OK, command.transaction_id, "OK", _NO_PARAMS, None, None, None)
+        response = trusted_response(_OK, command.transaction_id, "OK", _NO_PARAMS)
         if ladder is not None:
             ladder.append((now, "out", gateway, response))
         digits = []
@@ -310,11 +310,9 @@ class CallControl:
                 self._digits(line, "".join(digits))
         finally:
             riders = self.wire.collected()
-        # TODO(core): return Reply(response, after=riders).  Until the
-        # transaction layer takes them so, commands sent inside the handler
-        # ride in the response's datagram.
-        self.wire.send_held(gateway, riders)
-        return response
+        # The commands this NTFY led to ride after its response, in one
+        # datagram (RFC 3435 §4.4.1: NTFY response + RQNT).
+        return Reply(response, after=riders) if riders else response
 
     def _off_hook(self, line: Line, request_id: Optional[str]) -> None:
         self.lines.noted(line, "L/hd")

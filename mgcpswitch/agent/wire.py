@@ -90,10 +90,6 @@ class Wire:
         held, self._held = self._held, []
         return tuple(held)
 
-    def send_held(self, gateway: Any, held: tuple[tuple[Command, Deferred[Response]], ...]) -> None:
-        """Interim (TODO(core)): send held commands now, inside the handler."""
-        for command, d in held:
-            self._sender.send_command(command, gateway.address).chainDeferred(d)
 
 
 def _note_answer(response: Response, clock: IReactorTime, ladder: list[Any], gateway: Any) -> Response:

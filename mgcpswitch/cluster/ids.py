@@ -25,7 +25,7 @@ term of each active (L{call_id_prefix}).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Container, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import psycopg
 from twisted.internet.defer import Deferred, succeed
@@ -36,7 +36,7 @@ from twisted.python.failure import Failure
 from ..txid import MAX_TXID
 from .db import SCHEMA_LOCK_KEY, Session, is_transient
 
-__all__ = ["IdBlocks", "IdsExhausted", "BlockTransactionIdAllocator", "call_id_prefix", "ensure_blocks"]
+__all__ = ["IdBlocks", "IdsExhausted", "call_id_prefix", "ensure_blocks"]
 
 
 class IdsExhausted(RuntimeError):
@@ -177,39 +177,3 @@ class IdBlocks:
     def _retried(self) -> None:
         self._retry_timer = None
         self._refill()
-
-
-class BlockTransactionIdAllocator:
-    """
-    The transaction layer's allocator (the interface of
-    L{mgcpswitch.txid.TransactionIdAllocator}: C{allocate}, C{peek}) drawing
-    ids in order from disjoint blocks.  Ids in C{in_use} are skipped.
-    """
-
-    def __init__(self, blocks: Iterator[range], in_use: Container[int] = ()) -> None:
-        self._blocks = blocks
-        self._in_use = in_use
-        self._block = range(0)
-        self._next = 0
-
-    def _current(self) -> int:
-        if self._next >= self._block.stop:
-            self._block = next(self._blocks)
-            self._next = self._block.start
-        return self._next
-
-    def allocate(self) -> int:
-        while True:
-            txid = self._current()
-            self._next += 1
-            if txid not in self._in_use:
-                return txid
-
-    def peek(self) -> int:
-        """The next id that would be tried."""
-        return self._current()
-
-    @property
-    def block(self) -> range:
-        """The block ids are drawn from now."""
-        return self._block

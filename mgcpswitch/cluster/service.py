@@ -25,7 +25,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from .db import Session, ensure_schema
-from .ids import BlockTransactionIdAllocator, IdBlocks, call_id_prefix
+from ..txid import TransactionIdAllocator
+from .ids import IdBlocks, call_id_prefix
 from ..agent.model import ClusterView, Role
 from .leadership import LeaseSettings, Leadership, LossReason
 from .store import STORE_SETTINGS, PostgresStore
@@ -76,7 +77,7 @@ class ClusterService(Service):
         self.ids = IdBlocks(
             clock, self._store_session, settings.name, settings.txid_block_size, settings.txid_reserve,
         )
-        self.allocator = BlockTransactionIdAllocator(self.ids)
+        self.allocator = TransactionIdAllocator(blocks=self.ids)
         self.leadership = Leadership(
             clock, reactor, settings.dsn, settings.name, settings.lease, self._became_active, self._lost,
         )

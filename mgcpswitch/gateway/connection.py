@@ -30,12 +30,13 @@ from twisted.internet.task import LoopingCall
 from ..mgcp import (
     ConnectionMode,
     ConnectionParameters,
+    ExtensionName,
     LocalConnectionOptions,
+    Mode,
     RemoteProtocolError,
     RtpMap,
     SessionDescription,
 )
-from ..mgcp._values import ExtensionName, Mode
 
 __all__ = [
     "Codec",

@@ -33,10 +33,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from ..mgcp import (
@@ -62,6 +62,7 @@ from ..mgcp import (
     RestartMethod,
     SignalRequest,
 )
+from .config import GatewayConfig
 from .connection import Connection
 from .packages import DIGITS, Hook, SignalType
 from .requests import (
@@ -73,12 +74,9 @@ from .requests import (
     expand_dollar,
     first_match,
 )
+from .timers import Timers
 
-if TYPE_CHECKING:
-    from .gateway import SimulatedGateway
-    from .line import Line
-
-__all__ = ["Endpoint", "RequestPlan", "Notification", "KEEP"]
+__all__ = ["Endpoint", "EndpointContext", "RequestPlan", "Notification", "KEEP"]
 
 #: "keep the current value" in a L{RequestPlan}.
 KEEP: Any = object()
@@ -157,12 +155,40 @@ class _Playing:
         self.timer = timer
 
 
+@runtime_checkable
+class EndpointContext(Protocol):
+    """
+    What an endpoint needs of the gateway it belongs to (the gateway
+    provides it): its settings and clock, and the gateway-wide actions an
+    endpoint's events lead to.
+    """
+
+    config: GatewayConfig
+    clock: IReactorTime
+    timers: Timers
+
+    def set_notified_entity(self, ep: Endpoint, entity: NotifiedEntity) -> None:
+        """A new C{N:} for the endpoint (its waiting commands follow it)."""
+
+    def release_connection(self, ep: Endpoint, conn: Connection) -> None:
+        """Delete one of the endpoint's connections and its media."""
+
+    def swap_audio(self, ep: Endpoint) -> None:
+        """The S action: swap the modes of the endpoint's two connections."""
+
+    def build_notify(self, ep: Endpoint, observed: tuple[Event, ...]) -> Command:
+        """The NTFY reporting C{observed}, with a fresh transaction id."""
+
+    def send_notification(self, ep: Endpoint, notification: Notification) -> None:
+        """Send an NTFY to the endpoint's notified entity (or hold it)."""
+
+
 class Endpoint:
     """The state of one line's endpoint; driven by the gateway and the line."""
 
-    def __init__(self, gateway: SimulatedGateway, number: int, name: EndpointName,
+    def __init__(self, context: EndpointContext, number: int, name: EndpointName,
                  notified_entity: NotifiedEntity) -> None:
-        self.gw = gateway
+        self.context = context
         self.number = number
         self.name = name
         self.key = name.lower()
@@ -207,18 +233,18 @@ class Endpoint:
         self.procedure: Any = None
         self.restart_method = RestartMethod.RESTART
         self.reason = ReasonCode(0)
-        # the driving API
-        self.line: Line | None = None
+        # the driving API: its Line, handed to the waiters' predicates
+        self.line: Any = None
         self.waiters: list[tuple[Callable[[Any], bool], Deferred[Any]]] = []
         self.history: list[tuple[float, str]] = []
 
     # -- observation -----------------------------------------------------
 
     def note(self, text: str) -> None:
-        limit = self.gw.config.history_limit
+        limit = self.context.config.history_limit
         if limit:
             history = self.history
-            history.append((self.gw.clock.seconds(), text))
+            history.append((self.context.clock.seconds(), text))
             if len(history) > limit + limit // 4:
                 del history[: len(history) - limit]
 
@@ -289,7 +315,7 @@ class Endpoint:
         """Apply a checked request (RFC 3435 §4.4.1: the rules in the module docstring)."""
         self._cancel_digit_timer()
         if plan.notified_entity is not None:
-            self.gw.set_notified_entity(self, plan.notified_entity)
+            self.context.set_notified_entity(self, plan.notified_entity)
         self.request_id = plan.request_id
         self.requested = plan.requested
         self.matchers = plan.matchers
@@ -318,7 +344,7 @@ class Endpoint:
         if discard:
             self.quarantine.clear()
         self._qbo = False
-        if self.gw.config.history_limit:
+        if self.context.config.history_limit:
             self.note(f"request X: {self.request_id} R: {', '.join(map(str, self.requested))}"
                       f" S: {', '.join(str(p.request) for p in plan.signals)}")
         self.apply_signals(plan.signals)
@@ -370,7 +396,7 @@ class Endpoint:
         """
         self.stop_all_signals()
         for cid in list(self.connections):
-            self.gw.release_connection(self, self.connections[cid])
+            self.context.release_connection(self, self.connections[cid])
         self._cancel_digit_timer()
         self.request_id = "0"
         self.requested = self.persistent = ()
@@ -407,7 +433,7 @@ class Endpoint:
                 or first_match(self.detect_matchers, package, event_name, conn) is not None
                 or first_match(self.persistent_matchers, package, event_name, conn) is not None
             ):
-                if len(self.quarantine) < self.gw.config.quarantine_limit:
+                if len(self.quarantine) < self.context.config.quarantine_limit:
                     self.quarantine.append(event)
                 elif not self._qbo:
                     self._qbo = True
@@ -441,7 +467,7 @@ class Endpoint:
                 notify = self._observe(event) or notify
                 notify = self._collect(event_name) or notify
             elif action is _SWAP:
-                self.gw.swap_audio(self)
+                self.context.swap_audio(self)
             elif isinstance(action, EmbeddedRequest):
                 embedded = action
         result = self.notify() if notify else None
@@ -451,7 +477,7 @@ class Endpoint:
 
     def _observe(self, event: Event) -> bool:
         """Add to the observed list; True when the list overflowed into a notifying C{B/oef}."""
-        if len(self.observed) < self.gw.config.observed_limit:
+        if len(self.observed) < self.context.config.observed_limit:
             self.observed.append(event)
             return False
         if self._overflowed:
@@ -475,10 +501,10 @@ class Endpoint:
         if result.status is not MatchStatus.PARTIAL:
             return True
         if first_match(self.matchers, "D", "T", None) is not None:
-            config = self.gw.config
+            config = self.context.config
             delay = config.t_critical if result.timer is InterDigitTimer.SHORT else config.t_partial
             self._timer_with_digits = True
-            self.digit_timer = self.gw.timers.call_later(delay, self._digit_timeout)
+            self.digit_timer = self.context.timers.call_later(delay, self._digit_timeout)
         return False
 
     def _arm_initial_timer(self) -> None:
@@ -489,7 +515,7 @@ class Endpoint:
         matcher = first_match(self.matchers, "D", "T", None)
         self._timer_with_digits = False
         if matcher is not None and _DIGITS not in matcher.request.actions:
-            self.digit_timer = self.gw.timers.call_later(self.gw.config.t_critical, self._digit_timeout)
+            self.digit_timer = self.context.timers.call_later(self.context.config.t_critical, self._digit_timeout)
 
     def _digit_timeout(self) -> None:
         self.digit_timer = None
@@ -497,7 +523,7 @@ class Endpoint:
 
     def _cancel_digit_timer(self) -> None:
         if self.digit_timer is not None:
-            self.gw.timers.cancel(self.digit_timer)
+            self.context.timers.cancel(self.digit_timer)
             self.digit_timer = None
 
     # -- notifications ---------------------------------------------------
@@ -505,13 +531,13 @@ class Endpoint:
     def notify(self) -> Notification:
         """Send the observed events (RFC 3435 §2.3.4) and enter notification state."""
         self._cancel_digit_timer()
-        command = self.gw.build_notify(self, tuple(self.observed))
+        command = self.context.build_notify(self, tuple(self.observed))
         notification = Notification(self, command)
         self.current = notification
         self.lockstep = self.quarantine_handling.loop is not LoopControl.LOOP
-        if self.gw.config.history_limit:
+        if self.context.config.history_limit:
             self.note(f"NTFY X: {self.request_id} O: {', '.join(map(str, self.observed))}")
-        self.gw.send_notification(self, notification)
+        self.context.send_notification(self, notification)
         self.changed()
         return notification
 
@@ -551,7 +577,7 @@ class Endpoint:
         for key in [k for k, s in signals.items() if s.plan.symbol.signal is _TO and k not in wanted]:
             self._stop_signal(key)
             changed = True
-        timers = self.gw.timers
+        timers = self.context.timers
         for plan in planned:
             kind = plan.symbol.signal
             key = plan.key
@@ -573,7 +599,7 @@ class Endpoint:
             else:
                 signals[key] = _Playing(plan, None)
             changed = True
-            if self.gw.config.history_limit:
+            if self.context.config.history_limit:
                 self.note(f"signal {plan.request} on")
         if changed:
             self.changed()
@@ -581,8 +607,8 @@ class Endpoint:
     def _stop_signal(self, key: EventName) -> None:
         playing = self.signals.pop(key)
         if playing.timer is not None:
-            self.gw.timers.cancel(playing.timer)
-        if self.gw.config.history_limit:
+            self.context.timers.cancel(playing.timer)
+        if self.context.config.history_limit:
             self.note(f"signal {key} off")
 
     def stop_timeout_signals(self) -> None:

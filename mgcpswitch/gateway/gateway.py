@@ -22,6 +22,11 @@ Choices where the RFCs leave room (each pinned by a test):
     waits for that acknowledgement (the RSIP must be the first thing the
     call agent sees, §4.4.6); NTFYs still unanswered ride ahead of a new
     one in the same datagram (§4.4.1);
+  - an NTFY that a command triggers towards the command's source (an
+    auto-answering phone's off-hook, quarantined events an RQNT
+    processes) rides after the command's response in the same datagram
+    (L{Reply.after}), its own transaction; when older NTFYs are still
+    unanswered it goes at once in their bundle instead (they share fate);
   - a slow answer (fault injection) executes the command when it answers,
     so a DLCX or a newer command can abort it with 407 (§4.4.4);
   - local connections (C{Z2:}) are not implemented: 507;
@@ -62,7 +67,7 @@ from ..mgcp import (
     RestartMethod,
     Verb,
 )
-from ..transaction import Address, PeerState, Reply
+from ..transaction import Address, Outbox, PeerState, Reply
 from ..transport import GatewayProtocol
 from ..txid import TransactionIdAllocator
 from .config import GatewayConfig
@@ -76,8 +81,8 @@ from .connection import (
     merge_options,
     negotiate,
 )
-from .endpoint import Endpoint, Notification, RequestPlan
 from .audit import audit_connection, audit_endpoints
+from .endpoint import Endpoint, Notification, RequestPlan
 from .faults import FaultyGatewayProtocol
 from .line import Line
 from .packages import PACKAGE_LIST
@@ -130,6 +135,11 @@ class SimulatedGateway:
     """
     A residential gateway with C{config.lines} analog lines.
 
+    It is the context its parts receive (L{endpoint.EndpointContext},
+    L{line.LineContext}, L{audit.AuditContext},
+    L{restart.RestartContext}): they see only what those narrow protocols
+    name, and import nothing of this module.
+
     @param reactor: provides C{IReactorTime} and C{IReactorUDP}; the only
         clock the gateway uses.
     @param random: the source of every random choice (restart and
@@ -153,9 +163,9 @@ class SimulatedGateway:
         self.random = random if random is not None else _random.Random()
         self.timers = Timers(reactor)
         self.stopped = False
-        #: True while a command is executed for the transaction layer: what
-        #: we send to its source meanwhile rides after the response.
-        self.handling = False
+        #: While a command executes: the NTFYs for its source that it
+        #: triggered, which ride after its response (Reply.after).
+        self._outbox: Outbox | None = None
         self._resolver = resolver if resolver is not None else getattr(reactor, "resolve", None)
         self._resolved: dict[str, tuple[str, float]] = {}
         self._resolving: dict[str, list[Deferred[str]]] = {}
@@ -168,7 +178,7 @@ class SimulatedGateway:
             transaction = replace(transaction, provisional_after=0.0)  # the 100 goes out at once
         options: dict[str, Any] = {
             "random": self.random.uniform,
-            "allocator": TransactionIdAllocator(randint=self.random.randint),
+            "allocator": TransactionIdAllocator(key=self.random.randbytes(32)),
         }
         self.protocol: GatewayProtocol
         if faults.datagram_faults:
@@ -294,13 +304,26 @@ class SimulatedGateway:
             self._abort_conflicting(command)
         if self._slow_rate and self._fault_rng.random() < self._slow_rate:
             return self._answer_slowly(command, source)
-        self.handling = True
-        try:
-            return self._execute(command, source)
-        finally:
-            self.handling = False
+        return self._execute(command, source)
 
     def _execute(self, command: Command, source: Address) -> Response | Reply:
+        """
+        Run a command.  An NTFY it triggers towards its source (an
+        auto-answering phone's off-hook on the ringing CRCX, quarantined
+        events an RQNT processes) rides after the response in one
+        datagram, as the call agent expects it: after the answer.
+        """
+        outbox = self._outbox = Outbox(source)
+        try:
+            result = self._run(command, source)
+        except BaseException:
+            outbox.send_now(self.protocol.send_command)
+            raise
+        finally:
+            self._outbox = None
+        return outbox.reply(result)
+
+    def _run(self, command: Command, source: Address) -> Response | Reply:
         txid = command.transaction_id
         if command.version != DEFAULT_VERSION:
             return Response(528, txid, "Unsupported protocol version or profile")
@@ -326,10 +349,10 @@ class SimulatedGateway:
         for ep in endpoints:
             procedure = ep.procedure
             if procedure is not None:
-                rsip = self.restarts.piggyback(procedure)
+                rsip = self.restarts.before_response(procedure)
                 if rsip is not None and rsip not in rsips:
                     rsips.append(rsip)
-        return Reply(response, tuple(rsips)) if rsips else response
+        return Reply(response, before=tuple(rsips)) if rsips else response
 
     def _refusal(self, error: RemoteProtocolError, txid: int) -> Response:
         comment = "".join(ch if " " <= ch <= "~" else "?" for ch in error.reason)[:80]
@@ -744,9 +767,15 @@ class SimulatedGateway:
             else:
                 d.callback(result)
 
+    def allocate_transaction_id(self) -> int:
+        return self.protocol.allocate_transaction_id()
+
+    def send_command(self, command: Command, address: Address) -> Deferred[Response]:
+        return self.protocol.send_command(command, address)
+
     def build_notify(self, ep: Endpoint, observed: tuple[Event, ...]) -> Command:
         return Command.create(
-            Verb.NTFY, self.protocol.allocate_transaction_id(), ep.name,
+            Verb.NTFY, self.allocate_transaction_id(), ep.name,
             notified_entity=ep.ntfy_entity, request_id=ep.request_id, observed_events=observed,
         )
 
@@ -785,6 +814,13 @@ class SimulatedGateway:
         if self.stopped:
             return
         old = ep.sent
+        outbox = self._outbox
+        if outbox is not None and not old and new is not None and outbox.source == tuple(address):
+            d = outbox.add(new.command)
+            ep.sent = [new]
+            new.layer = d
+            d.addCallbacks(self._ntfy_answered, self._ntfy_failed, callbackArgs=(new, d), errbackArgs=(new, d))
+            return
         for n in old:
             layer, n.layer = n.layer, None
             if layer is not None:

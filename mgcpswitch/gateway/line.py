@@ -15,29 +15,40 @@ clock.
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
 
 from ..mgcp import DigitMap, Event, EventName, NotificationState, NotifiedEntity, RequestedEvent
+from .config import GatewayConfig
 from .connection import ConnectionState
+from .endpoint import Endpoint, Notification
 from .packages import DIGITS, Hook, SignalType
+from .timers import Timers
 
-if TYPE_CHECKING:
-    from .endpoint import Endpoint, Notification
-    from .gateway import SimulatedGateway
-
-__all__ = ["Line", "RINGING"]
+__all__ = ["Line", "LineContext", "RINGING"]
 
 #: The ringing signals of the line package (RFC 3660 §2.4).
 RINGING = frozenset(EventName(f"L/{name}") for name in ["rg"] + [f"r{i}" for i in range(8)])
 
 
-class Line:
-    """One analog line of a L{SimulatedGateway}, seen from the telephone."""
+@runtime_checkable
+class LineContext(Protocol):
+    """What the driving API needs of the gateway (the gateway provides it)."""
 
-    def __init__(self, gateway: SimulatedGateway, endpoint: Endpoint) -> None:
-        self._gw = gateway
+    config: GatewayConfig
+    timers: Timers
+    stopped: bool
+
+    def user_activity(self, ep: Endpoint) -> None:
+        """The user did something on the line (a waiting RSIP may start, §4.4.6)."""
+
+
+class Line:
+    """One analog line of a simulated gateway, seen from the telephone."""
+
+    def __init__(self, context: LineContext, endpoint: Endpoint) -> None:
+        self._context = context
         self._ep = endpoint
 
     def __repr__(self) -> str:
@@ -130,14 +141,14 @@ class Line:
         """
         if self._ep.hook is Hook.OFF:
             return succeed(None)
-        self._gw.user_activity(self._ep)
+        self._context.user_activity(self._ep)
         return _answered(self._ep.set_hook(True))
 
     def on_hook(self) -> Deferred[Any]:
         """Hang up; fires like L{off_hook}."""
         if self._ep.hook is Hook.ON:
             return succeed(None)
-        self._gw.user_activity(self._ep)
+        self._context.user_activity(self._ep)
         return _answered(self._ep.set_hook(False))
 
     def flash(self) -> Deferred[Any]:
@@ -148,7 +159,7 @@ class Line:
         """
         if self._ep.hook is Hook.ON:
             raise ValueError(f"{self.name} is on hook: no hook-flash")
-        self._gw.user_activity(self._ep)
+        self._context.user_activity(self._ep)
         self._ep.note("hook-flash")
         return _answered(self._ep.detect_event(Event(EventName("L/hf"))))
 
@@ -167,7 +178,7 @@ class Line:
             raise ValueError(f"cannot dial {digits!r}")
         if self._ep.hook is Hook.ON:
             raise ValueError(f"{self.name} is on hook: no dialling")
-        dialling = _Dialling(self._gw, self._ep, digits, gap)
+        dialling = _Dialling(self._context, self._ep, digits, gap)
         dialling.press(0)
         return dialling.result
 
@@ -212,10 +223,10 @@ class _Dialling:
     behind for the garbage collector.
     """
 
-    __slots__ = ("gw", "ep", "digits", "gap", "events", "notifications", "result")
+    __slots__ = ("context", "ep", "digits", "gap", "events", "notifications", "result")
 
-    def __init__(self, gw: Any, ep: Any, digits: str, gap: float) -> None:
-        self.gw = gw
+    def __init__(self, context: LineContext, ep: Endpoint, digits: str, gap: float) -> None:
+        self.context = context
         self.ep = ep
         self.digits = digits
         self.gap = gap
@@ -224,17 +235,17 @@ class _Dialling:
         self.result: Deferred[Any] = Deferred()
 
     def press(self, i: int) -> None:
-        gw, ep = self.gw, self.ep
-        if gw.stopped:
+        context, ep = self.context, self.ep
+        if context.stopped:
             return
-        gw.user_activity(ep)
-        if gw.config.history_limit:
+        context.user_activity(ep)
+        if context.config.history_limit:
             ep.note(f"digit {self.digits[i]}")
         notification = ep.detect_event(self.events[i])
         if notification is not None:
             self.notifications.append(notification)
         if i + 1 < len(self.events):
-            gw.timers.call_later(self.gap, self.press, i + 1)
+            context.timers.call_later(self.gap, self.press, i + 1)
         elif self.notifications:
             gatherResults([n.deferred() for n in self.notifications], consumeErrors=True).addCallbacks(
                 self._answered, self._failed

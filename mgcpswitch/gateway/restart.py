@@ -26,21 +26,22 @@ first thing the call agent sees from an endpoint is the RSIP.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from random import Random
+from typing import Any, Iterable, Protocol, runtime_checkable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..errors import TransactionAborted, TransactionTimeout
-from ..mgcp import Command, EndpointName, ParamCode, ReasonCode, Response, RestartMethod, Verb
+from ..mgcp import Command, EndpointName, NotifiedEntity, ParamCode, ReasonCode, Response, RestartMethod, Verb
+from ..transaction import Address
+from .config import GatewayConfig
+from .endpoint import Endpoint
+from .timers import Timers
 
-if TYPE_CHECKING:
-    from .endpoint import Endpoint
-    from .gateway import SimulatedGateway
-
-__all__ = ["Procedure", "Restarts"]
+__all__ = ["Procedure", "Restarts", "RestartContext"]
 
 _REDIRECT_LIMIT = 10
 
@@ -90,13 +91,41 @@ class Procedure:
                 d.callback(outcome)
 
 
+@runtime_checkable
+class RestartContext(Protocol):
+    """What the RSIP procedures need of the gateway (the gateway provides it)."""
+
+    config: GatewayConfig
+    clock: IReactorTime
+    timers: Timers
+    random: Random
+    stopped: bool
+    endpoints: tuple[Endpoint, ...]
+    wildcard_name: EndpointName  # *@domain: all of the gateway's endpoints
+
+    def allocate_transaction_id(self) -> int:
+        """A fresh transaction id (each attempt of a procedure gets one)."""
+
+    def send_command(self, command: Command, address: Address) -> Deferred[Response]:
+        """Send reliably (the transaction layer)."""
+
+    def ne_address(self, ep: Endpoint) -> Address | Deferred[Address]:
+        """Where the endpoint's commands go (its notified entity)."""
+
+    def set_notified_entity(self, ep: Endpoint, entity: NotifiedEntity) -> None:
+        """A redirect (521) or a 2xx with C{N:} names a new call agent."""
+
+    def flush_held(self, ep: Endpoint) -> None:
+        """Send the NTFYs held until the endpoint's RSIP was acknowledged."""
+
+
 class Restarts:
     """The gateway's RSIP procedures (see the module docstring)."""
 
     log = Logger()
 
-    def __init__(self, gateway: SimulatedGateway) -> None:
-        self._gw = gateway
+    def __init__(self, context: RestartContext) -> None:
+        self._context = context
         self.procedures: set[Procedure] = set()
 
     # -- starting --------------------------------------------------------
@@ -115,10 +144,10 @@ class Restarts:
         Announce C{endpoints} (all of them: C{*@domain}) with an RSIP, at once
         or after C{wait} seconds; any procedure they were in is superseded.
         """
-        gw = self._gw
+        context = self._context
         endpoints = tuple(endpoints)
-        name = gw.wildcard_name if len(endpoints) == len(gw.endpoints) else endpoints[0].name
-        if len(endpoints) not in (1, len(gw.endpoints)):
+        name = context.wildcard_name if len(endpoints) == len(context.endpoints) else endpoints[0].name
+        if len(endpoints) not in (1, len(context.endpoints)):
             raise ValueError("a procedure covers one endpoint or all of them")
         procedure = Procedure(endpoints, name, method, delay, reason)
         procedure.since = since
@@ -136,7 +165,7 @@ class Restarts:
                 ep.restart_method = method
         self.procedures.add(procedure)
         if wait > 0:
-            procedure.timer = gw.timers.call_later(wait, self.run, procedure)
+            procedure.timer = context.timers.call_later(wait, self.run, procedure)
         else:
             self.run(procedure)
         return procedure
@@ -145,9 +174,9 @@ class Restarts:
         """An endpoint's command to the call agent timed out (§4.4.7)."""
         if ep.procedure is not None or not ep.in_service:
             return  # a procedure already covers it; out of service: nothing to announce
-        gw = self._gw
-        now = gw.clock.seconds()
-        wait = gw.random.uniform(1.0, gw.config.tdinit)
+        context = self._context
+        now = context.clock.seconds()
+        wait = context.random.uniform(1.0, context.config.tdinit)
         self.log.info("{endpoint} is disconnected; RSIP in {wait:.1f} s", endpoint=ep.name, wait=wait)
         ep.note("disconnected")
         self.begin((ep,), RestartMethod.DISCONNECTED, wait=wait, since=now)
@@ -162,7 +191,7 @@ class Restarts:
 
     def _end(self, procedure: Procedure) -> None:
         procedure.done = True
-        self._gw.timers.cancel(procedure.timer)
+        self._context.timers.cancel(procedure.timer)
         procedure.timer = None
         procedure.command = None
         layer, procedure.layer = procedure.layer, None
@@ -174,10 +203,10 @@ class Restarts:
 
     def run(self, procedure: Procedure) -> None:
         """Send the procedure's RSIP now, with a new transaction id."""
-        gw = self._gw
-        if procedure.done or gw.stopped:
+        context = self._context
+        if procedure.done or context.stopped:
             return
-        gw.timers.cancel(procedure.timer)
+        context.timers.cancel(procedure.timer)
         procedure.timer = None
         layer, procedure.layer = procedure.layer, None
         procedure.command = None
@@ -185,11 +214,11 @@ class Restarts:
             layer.cancel()  # a transaction still in flight (its errback sees it superseded)
         delay: int | None = procedure.delay or None
         if procedure.method is RestartMethod.DISCONNECTED:
-            delay = int(gw.clock.seconds() - (procedure.since or gw.clock.seconds()))
+            delay = int(context.clock.seconds() - (procedure.since or context.clock.seconds()))
         elif procedure.method in (RestartMethod.FORCED, RestartMethod.CANCEL_GRACEFUL):
             delay = None  # MUST NOT be sent with these (§2.3.12)
         command = Command.create(
-            Verb.RSIP, gw.protocol.allocate_transaction_id(), procedure.name,
+            Verb.RSIP, context.allocate_transaction_id(), procedure.name,
             restart_method=procedure.method, restart_delay=delay, reason_code=procedure.reason,
         )
         procedure.command = command
@@ -197,7 +226,7 @@ class Restarts:
         for ep in procedure.endpoints:
             if ep.procedure is procedure:
                 ep.note(f"RSIP {procedure.method}")
-        address = gw.ne_address(procedure.endpoints[0])
+        address = context.ne_address(procedure.endpoints[0])
         if isinstance(address, Deferred):
             address.addCallbacks(
                 self._send, self._failed, callbackArgs=(procedure, command),
@@ -207,23 +236,16 @@ class Restarts:
             self._send(address, procedure, command)
 
     def _send(self, address: Any, procedure: Procedure, command: Command) -> None:
-        if procedure.command is not command or self._gw.stopped:
+        if procedure.command is not command or self._context.stopped:
             return
-        if self._gw.handling:
-            # A command is being executed: this RSIP is piggybacked ahead of
-            # its response (see SimulatedGateway._execute).  The transaction
-            # layer would put what we send now *after* the response, so the
-            # reliable copy starts on the next turn.
-            self._gw.timers.call_later(0, self._send, address, procedure, command)
-            return
-        d = self._gw.protocol.transactions.send_command(command, address)
+        d = self._context.send_command(command, address)
         procedure.layer = d
         d.addCallbacks(
             self._answered, self._failed, callbackArgs=(procedure, command, d),
             errbackArgs=(procedure, command, d),
         )
 
-    def piggyback(self, procedure: Procedure) -> Command | None:
+    def before_response(self, procedure: Procedure) -> Command | None:
         """
         The RSIP to put ahead of a response for one of the procedure's
         endpoints; a procedure not in flight (waiting, backing off or
@@ -251,8 +273,8 @@ class Restarts:
         if procedure is None or procedure.done or procedure.command is not None:
             return
         if procedure.since is not None:
-            now = self._gw.clock.seconds()
-            if now - max(procedure.since, procedure.last_end) < self._gw.config.tdmin:
+            now = self._context.clock.seconds()
+            if now - max(procedure.since, procedure.last_end) < self._context.config.tdmin:
                 return
         self.run(procedure)
 
@@ -264,7 +286,7 @@ class Restarts:
             return
         procedure.command = None
         procedure.layer = None
-        gw = self._gw
+        context = self._context
         code = response.code
         if 200 <= code < 300:
             self._complete(procedure, response)
@@ -274,15 +296,15 @@ class Restarts:
             entity = response.params[ParamCode.NOTIFIED_ENTITY]
             self.log.info("RSIP redirected to {entity}", entity=str(entity))
             for ep in procedure.endpoints:
-                gw.set_notified_entity(ep, entity)
+                context.set_notified_entity(ep, entity)
             self.run(procedure)
         elif 400 <= code < 500:
             procedure.retries += 1
-            wait = min(float(2 ** min(procedure.retries, 16)), gw.config.tdmax)
-            procedure.timer = gw.timers.call_later(wait, self.run, procedure)
+            wait = min(float(2 ** min(procedure.retries, 16)), context.config.tdmax)
+            procedure.timer = context.timers.call_later(wait, self.run, procedure)
         else:
             procedure.failed = True
-            procedure.last_end = gw.clock.seconds()
+            procedure.last_end = context.clock.seconds()
             self.log.warn(
                 "RSIP {method} for {endpoint} refused with {code}: not retrying until a command arrives",
                 method=str(procedure.method), endpoint=procedure.name, code=code,
@@ -290,7 +312,7 @@ class Restarts:
             procedure._fire(response)
 
     def _complete(self, procedure: Procedure, response: Response) -> None:
-        gw = self._gw
+        context = self._context
         self._end(procedure)
         entity = response.params.get(ParamCode.NOTIFIED_ENTITY)
         for ep in procedure.endpoints:
@@ -298,14 +320,14 @@ class Restarts:
                 continue
             ep.procedure = None
             if entity is not None and not entity.is_empty:
-                gw.set_notified_entity(ep, entity)
+                context.set_notified_entity(ep, entity)
             if procedure.method is RestartMethod.DISCONNECTED:
                 ep.restart_method = RestartMethod.RESTART
                 ep.note("connected again")
             current = ep.current
             if current is not None and current.failed:
                 ep.notification_done(current)
-            gw.flush_held(ep)
+            context.flush_held(ep)
         procedure._fire(response)
 
     def _failed(self, failure: Failure, procedure: Procedure, command: Command,
@@ -316,21 +338,21 @@ class Restarts:
         procedure.layer = None
         if failure.check(TransactionAborted):
             return None  # the gateway is stopping
-        gw = self._gw
+        context = self._context
         if not failure.check(TransactionTimeout):
             # The call agent's name did not resolve: as unreachable as a timeout.
             self.log.info("RSIP for {endpoint} not sent: {error}", endpoint=procedure.name,
                           error=failure.getErrorMessage())
-        now = gw.clock.seconds()
+        now = context.clock.seconds()
         procedure.last_end = now
         if procedure.since is None:
             procedure.since = now
-            procedure.interval = gw.random.uniform(1.0, gw.config.tdinit)
+            procedure.interval = context.random.uniform(1.0, context.config.tdinit)
             self.log.info("{endpoint} is disconnected (no answer to RSIP {method})",
                           endpoint=procedure.name, method=str(procedure.method))
         else:
-            procedure.interval = min(procedure.interval * 2, gw.config.tdmax)
-        procedure.timer = gw.timers.call_later(procedure.interval, self.run, procedure)
+            procedure.interval = min(procedure.interval * 2, context.config.tdmax)
+        procedure.timer = context.timers.call_later(procedure.interval, self.run, procedure)
         procedure._fire(failure)
         return None
 

@@ -16,19 +16,17 @@ from ._digitmap import (
     MatchStatus,
 )
 from ._errors import LocalProtocolError, MGCPError, ProtocolError, RemoteProtocolError
+from ._codes import ParamCode, ReturnCode, Verb, code_class
 from ._message import (
     DEFAULT_VERSION,
     Command,
     MalformedMessage,
     Message,
-    ParamCode,
-    Parameters,
     Response,
-    ReturnCode,
-    Verb,
-    code_class,
+    trusted_command,
+    trusted_response,
 )
-from ._params import PARAMETER_NAMES
+from ._params import PARAMETER_NAMES, Parameters
 from ._sdp import (
     EMPTY_SDP,
     STATIC_PAYLOAD_TYPES,
@@ -52,6 +50,7 @@ from ._values import (
     ExtensionName,
     LocalConnectionOptions,
     LoopControl,
+    Mode,
     NotificationState,
     NotifiedEntity,
     QuarantineHandling,
@@ -83,6 +82,8 @@ __all__ = [
     "Parameters",
     "PARAMETER_NAMES",
     "DEFAULT_VERSION",
+    "trusted_command",
+    "trusted_response",
     "MGCPError",
     "ProtocolError",
     "LocalProtocolError",
@@ -91,6 +92,7 @@ __all__ = [
     "NotifiedEntity",
     "EMPTY_NOTIFIED_ENTITY",
     "ConnectionMode",
+    "Mode",
     "ExtensionName",
     "LocalConnectionOptions",
     "ReservationService",

@@ -44,22 +44,10 @@ import re
 from typing import Any, Iterable, Union
 
 from ._errors import LocalProtocolError, RemoteProtocolError
-from ._message import (
-    DEFAULT_VERSION,
-    Command,
-    MalformedMessage,
-    ParamCode,
-    ParamKey,
-    Parameters,
-    Response,
-    Verb,
-    _CODES,
-    _VERBS,
-    _new_command,
-    _new_response,
-)
+from ._codes import CODES, VERBS, ParamCode, ParamKey, Verb
+from ._message import DEFAULT_VERSION, Command, MalformedMessage, Response, trusted_command, trusted_response
 from ._params import (
-    ALLOWED, BY_NAME, ENCAPSULATED_RQNT, FAST, MAX_MEMO, ORDER, REQUIRED, SPECS, WILDCARDS,
+    ALLOWED, BY_NAME, ENCAPSULATED_RQNT, FAST, MAX_MEMO, ORDER, REQUIRED, SPECS, WILDCARDS, Parameters,
 )
 from ._sdp import SessionDescription
 from ._values import _ENDPOINT_RE, EndpointName, ExtensionName
@@ -158,7 +146,7 @@ def _decode_command(text: str) -> DecodedItem:
 
 def _decode_command_rest(parts: list[str], txid: int, header: list[str], body: str) -> Command:
     verb_text = parts[0]
-    verb: Verb | ExtensionName | None = _VERBS.get(verb_text) or _VERBS.get(verb_text.upper())
+    verb: Verb | ExtensionName | None = VERBS.get(verb_text) or VERBS.get(verb_text.upper())
     if verb is None:
         if _EXT_VERB_RE.fullmatch(verb_text) and verb_text[0] in "Xx":
             verb = ExtensionName(verb_text.upper())
@@ -239,7 +227,7 @@ def _decode_command_rest(parts: list[str], txid: int, header: list[str], body: s
             for ch in "*$":
                 if ch in local and ch not in allowed_wild:
                     raise RemoteProtocolError(500, f"wildcard {ch!r} not allowed in {verb._value_}")
-    return _new_command(verb, txid, endpoint, _wrap(items), sdp, version)
+    return trusted_command(verb, txid, endpoint, _wrap(items), sdp, version)
 
 
 _PRESENT_OK = (0, "")
@@ -326,7 +314,7 @@ def _decode_response(text: str) -> DecodedItem:
                 second = SessionDescription.from_text(bodies[1].strip("\n") + "\n")
         except RemoteProtocolError:
             pass  # an unreadable descriptor is left out; the response still counts
-    return _new_response(_CODES.get(code, code), txid, comment, _wrap(items), sdp, second, package)
+    return trusted_response(CODES.get(code, code), txid, comment, _wrap(items), sdp, second, package)
 
 
 # ---------------------------------------------------------------------------

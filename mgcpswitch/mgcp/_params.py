@@ -1,7 +1,9 @@
 # -*- test-case-name: tests.test_codec -*-
 """
 The parameter table: for every parameter code, its attribute name, how its
-value is parsed and formatted, and which commands may carry it.
+value is parsed and formatted, and which commands may carry it; and
+L{Parameters}, the typed mapping built from it (L{_message} builds on
+this module, never the other way round).
 
 Keeping this as data (not as branches in the decoder) means one place says
 what each parameter is, the encoder and decoder cannot disagree, and the
@@ -14,9 +16,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+from ._codes import ParamCode, ParamKey, Verb
 from ._digitmap import DigitMap, DigitMapError
 from ._errors import LocalProtocolError, RemoteProtocolError
-from ._message import ParamCode, ParamKey, Parameters, Verb
 from ._values import (
     Capabilities,
     ConnectionParameters,
@@ -39,7 +41,50 @@ from ._values import (
     parse_signal_requests,
 )
 
-__all__ = ["PARAMETERS", "PARAMETER_NAMES", "build_parameters", "coerce_param"]
+__all__ = ["Parameters", "PARAMETERS", "PARAMETER_NAMES", "build_parameters", "coerce_param"]
+
+class Parameters(dict):  # type: ignore[type-arg]
+    """
+    An immutable mapping of parameter to typed value, in the order the
+    parameters were given.  Equality ignores order, as MGCP does.
+
+    Keys are L{ParamCode} members, or for extension and unknown parameters
+    the name as sent (C{"X-Osmux"}).  Multi-valued parameters (C{I}, C{Z},
+    C{A}: an audit response may carry several) are tuples.
+
+    A C{dict} subclass with its mutators disabled: lookups and copies run
+    at C speed, which matters because every message builds one.
+    """
+
+    __slots__ = ()
+
+    def _readonly(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("Parameters are immutable; use replace()")
+
+    __setitem__ = __delitem__ = _readonly
+    setdefault = update = pop = popitem = clear = __ior__ = _readonly  # type: ignore[assignment]
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}: {v!r}" for k, v in self.items())
+        return f"Parameters({{{inner}}})"
+
+    def __reduce__(self) -> Any:
+        return (Parameters, (dict(self),))
+
+    def replace(self, **changes: Any) -> Parameters:
+        """A copy with parameters set (by attribute name) or removed (None)."""
+        items = dict(self)
+        for attr, value in changes.items():
+            code, typed = coerce_param(attr, value)
+            if value is None:
+                items.pop(code, None)
+            else:
+                items[code] = typed
+        return Parameters(items)
+
 
 _HEX_ID_RE = re.compile(r"[0-9A-Fa-f]{1,32}")
 
@@ -353,10 +398,3 @@ WILDCARDS: dict[Verb, str] = {
     Verb.MESG: "*",
 }
 
-
-# _message builds values with these; binding them here breaks the import
-# cycle without a function-level import on every Command.create.
-from . import _message as _message_module  # noqa: E402
-
-_message_module.build_parameters = build_parameters  # type: ignore[assignment]
-_message_module.coerce_param = coerce_param  # type: ignore[assignment]

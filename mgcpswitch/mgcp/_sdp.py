@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sdp -*-
+# -*- test-case-name: tests.test_codec -*-
 """
 SDP as MGCP uses it (RFC 3435 §3.4; RFC 2327 is the version it cites).
 
@@ -358,7 +358,7 @@ def _first_bad(text: str) -> str:
 
 
 EMPTY_SDP = SessionDescription(("v=0",))
-# The decoder's constructor (see _message._new_command for why).
+# The decoder's constructor (see _message.trusted_command for why).
 _new = object.__new__
 _set_lines = SessionDescription.__dict__["lines"].__set__
 _set_wire = SessionDescription.__dict__["_wire"].__set__

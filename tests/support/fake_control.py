@@ -186,9 +186,6 @@ class FakeCallControl:
     def transaction_stats(self) -> dict[str, Any]:
         return self.stats
 
-    def cluster(self) -> Any:
-        return None  # a single agent
-
     def call_outcomes(self) -> dict[str, int]:
         return dict(self.outcomes)
 
