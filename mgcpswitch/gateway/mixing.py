@@ -38,12 +38,13 @@ it with 517), so it has no row here.
 from __future__ import annotations
 
 import enum
+import zlib
 from dataclasses import dataclass
 from typing import Mapping, Union
 
 from ..mgcp import ConnectionMode
 
-__all__ = ["Handset", "HANDSET", "Mix", "mix", "TO_HANDSET", "FROM_HANDSET", "BRIDGED", "ECHOING", "LOOPING"]
+__all__ = ["Handset", "HANDSET", "Mix", "mix", "TO_HANDSET", "FROM_HANDSET", "BRIDGED", "ECHOING", "LOOPING", "line_source"]
 
 
 class Handset(enum.Enum):
@@ -117,3 +118,13 @@ def mix(modes: Mapping[str, ConnectionMode]) -> Mix:
     else:
         handset = frozenset(cid for cid, mode in modes.items() if mode in TO_HANDSET)
     return Mix(outputs, handset)
+
+
+def line_source(endpoint_name: str) -> int:
+    """
+    The RTP source id (SSRC) of a line's audio: the same in each of its
+    connections (each is its own RTP session, where RFC 3550 §8 asks an SSRC
+    to be unique), derived from the endpoint's name so that a test or an
+    operator can tell whom a packet's CSRC names.
+    """
+    return zlib.crc32(endpoint_name.lower().encode("utf-8"))
