@@ -18,6 +18,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from mgcpswitch.gateway import GatewayConfig, SimulatedGateway
+from mgcpswitch.gateway.connection import HEARD_LIMIT
 from mgcpswitch.gateway.mixing import line_source
 from mgcpswitch.mgcp import Command, SessionDescription, Verb
 from mgcpswitch.testing import MemoryNetwork, MemoryReactor
@@ -185,3 +186,12 @@ class Packets(SynchronousTestCase):
         # A CSRC count the packet cannot hold.
         conn1.rtp_received(struct.pack("!BBHII", 0x8F, 0, 2, 0, 7), ("127.0.0.9", 40000))
         self.assertEqual((conn1.packets_received, conn1.forwarded), (1, 1))
+
+    def test_heard_is_bounded(self) -> None:
+        """A stray sender cycling SSRCs: every packet is counted, but C{heard} keeps HEARD_LIMIT sources."""
+        answer = self.crcx(2, "recvonly")
+        conn = self.gateway.endpoints[1].connections[answer.connection_id]
+        for ssrc in range(HEARD_LIMIT + 8):
+            conn.rtp_received(struct.pack("!BBHII", 0x80, 0, ssrc, 0, ssrc) + b"\xff" * 160, ("127.0.0.9", 1))
+        conn.rtp_received(struct.pack("!BBHII", 0x80, 0, 99, 0, 0) + b"\xff" * 160, ("127.0.0.9", 1))
+        self.assertEqual((conn.packets_received, len(conn.heard), conn.heard[0]), (HEARD_LIMIT + 9, HEARD_LIMIT, 2))

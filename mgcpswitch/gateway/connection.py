@@ -50,7 +50,7 @@ from ..mgcp import (
     RtpMap,
     SessionDescription,
 )
-from .mixing import HANDSET, mix
+from .mixing import HANDSET, mix, receivers
 
 __all__ = [
     "Codec",
@@ -100,6 +100,16 @@ RECEIVING_MODES = frozenset({
     ConnectionMode.NETWLOOP, ConnectionMode.NETWTEST,
 })
 
+#: Sources a connection counts in C{heard} (a three-way call needs two).
+HEARD_LIMIT = 32
+_SSRC = struct.Struct("!I")
+#: Where a connection alone on its endpoint sends what it receives, by mode
+#: (L{mixing.receivers}, the connection itself written C{_ITSELF}).
+_ITSELF = "itself"
+_ALONE = {
+    mode: tuple(HANDSET if t is HANDSET else _ITSELF for t in receivers(((_ITSELF, mode),), _ITSELF))
+    for mode in ConnectionMode
+}
 _OVERHEAD_BITS = 40 * 8  # IPv4 + UDP + RTP headers per packet
 _PTIME_RANGE = (10, 200)
 
@@ -396,14 +406,21 @@ class Connection:
             if gap < 3000:  # a jump forward: packets lost; else late or duplicated
                 self.lost += gap
         self.expected_seq = (seq + 1) & 0xFFFF
-        contributors = struct.unpack_from(f"!{count}I", datagram, 12) if count else struct.unpack_from("!I", datagram, 8)
-        mixing = mix({cid: conn.mode for cid, conn in self.siblings.items()})
-        for target in mixing.receivers(self.connection_id):
+        contributors = struct.unpack_from(f"!{count}I", datagram, 12) if count else _SSRC.unpack_from(datagram, 8)
+        siblings = self.siblings
+        if len(siblings) == 1:  # the usual endpoint: one call, one connection
+            targets = _ALONE[self.mode]
+        else:
+            targets = receivers(tuple([(cid, conn.mode) for cid, conn in siblings.items()]), self.connection_id)
+        for target in targets:
             if target is HANDSET:
                 heard = self.heard
                 for source in contributors:
-                    heard[source] = heard.get(source, 0) + 1
-            elif target == self.connection_id:
+                    if source in heard:
+                        heard[source] += 1
+                    elif len(heard) < HEARD_LIMIT:  # bounded: a stray sender's random SSRCs are not kept
+                        heard[source] = 1
+            elif target is _ITSELF or target == self.connection_id:
                 self._send_raw(datagram)  # netwloop, netwtest: back where it came from
             else:
                 other = self.siblings.get(target)

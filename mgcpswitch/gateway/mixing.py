@@ -40,11 +40,12 @@ from __future__ import annotations
 import enum
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping, Union
 
 from ..mgcp import ConnectionMode
 
-__all__ = ["Handset", "HANDSET", "Mix", "mix", "TO_HANDSET", "FROM_HANDSET", "BRIDGED", "ECHOING", "LOOPING", "line_source"]
+__all__ = ["Handset", "HANDSET", "Mix", "mix", "TO_HANDSET", "FROM_HANDSET", "BRIDGED", "ECHOING", "LOOPING", "line_source", "receivers"]
 
 
 class Handset(enum.Enum):
@@ -118,6 +119,17 @@ def mix(modes: Mapping[str, ConnectionMode]) -> Mix:
     else:
         handset = frozenset(cid for cid, mode in modes.items() if mode in TO_HANDSET)
     return Mix(outputs, handset)
+
+
+@lru_cache(maxsize=4096)
+def receivers(modes: tuple[tuple[str, ConnectionMode], ...], connection_id: str) -> tuple[Source, ...]:
+    """
+    L{Mix.receivers} of C{connection_id} on an endpoint whose connections
+    have C{modes} (C{(id, mode)} pairs), memoised: a connection asks for
+    every packet it receives, and an endpoint's modes change far less often
+    (the cache is bounded; a call's connections fill one entry per mode set).
+    """
+    return tuple(mix(dict(modes)).receivers(connection_id))
 
 
 def line_source(endpoint_name: str) -> int:
