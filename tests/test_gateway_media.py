@@ -15,6 +15,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import SynchronousTestCase
 
 from mgcpswitch.gateway import GatewayConfig, SimulatedGateway
@@ -137,6 +138,37 @@ class Packets(SynchronousTestCase):
         answer = self.gateway.command_received(command, ("127.0.0.1", 2727))
         return getattr(answer, "response", answer)
 
+    def sink(self) -> tuple[list[bytes], SessionDescription]:
+        """A UDP socket at 127.0.0.9:40000 on the memory network: the datagrams it gets, and its SDP."""
+        received: list[bytes] = []
+
+        class Sink(DatagramProtocol):
+            def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
+                received.append(data)
+
+        port = self.reactor.listenUDP(40000, Sink(), interface="127.0.0.9")
+        self.addCleanup(port.stopListening)
+        sdp = SessionDescription.parse(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\nc=IN IP4 127.0.0.9\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
+        )
+        return received, sdp
+
+    def test_loopback_holds_the_handset_back(self) -> None:
+        """
+        A connection in loopback beside a sendrecv one (§2.3.1): the
+        sendrecv connection sends nothing of the handset; alone, the same
+        line's sendrecv connection talks.
+        """
+        received, sdp = self.sink()
+        self.assertEqual(self.crcx(1, "loopback").code, 200)
+        talking = self.crcx(1, "sendrecv", sdp)
+        self.network.run(0.2)
+        self.assertEqual(received, [])
+        self.assertEqual(self.gateway.endpoints[0].connections[talking.connection_id].packets_sent, 0)
+        self.crcx(2, "sendrecv", sdp)
+        self.network.run(0.2)
+        self.assertTrue(len(received) >= 8, len(received))
+
     def test_packets_name_their_sources(self) -> None:
         """
         A line's packets carry its source id as SSRC and no CSRC; a packet a
@@ -145,25 +177,7 @@ class Packets(SynchronousTestCase):
         contributors as CSRC (RFC 3550 §5.1); a CSRC list longer than the
         packet is dropped uncounted.
         """
-        received: list[bytes] = []
-
-        class Sink:
-            def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
-                received.append(data)
-
-            def makeConnection(self, transport: Any) -> None:  # noqa: N802
-                self.transport = transport
-
-            def doStart(self) -> None:  # noqa: N802
-                pass
-
-            def doStop(self) -> None:  # noqa: N802
-                pass
-
-        sink_port = self.reactor.listenUDP(40000, Sink(), interface="127.0.0.9")
-        self.addCleanup(sink_port.stopListening)
-        peer = f"v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\nc=IN IP4 127.0.0.9\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
-        sdp = SessionDescription.parse(peer)
+        received, sdp = self.sink()
         first = self.crcx(1, "confrnce", sdp)
         second = self.crcx(1, "confrnce", sdp)
         self.assertEqual((first.code, second.code), (200, 200))

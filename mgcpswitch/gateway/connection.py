@@ -50,7 +50,7 @@ from ..mgcp import (
     RtpMap,
     SessionDescription,
 )
-from .mixing import HANDSET, mix, receivers
+from .mixing import FROM_HANDSET, HANDSET, receivers, sends_handset
 
 __all__ = [
     "Codec",
@@ -461,7 +461,12 @@ class Connection:
 
     def _send_packet(self) -> None:
         """One packetization period of the handset's audio, on the connections the mixing sends it on."""
-        if HANDSET not in mix({cid: conn.mode for cid, conn in self.siblings.items()}).sent_on(self.connection_id):
+        siblings = self.siblings
+        if len(siblings) == 1:
+            sending = self.mode in FROM_HANDSET
+        else:
+            sending = sends_handset(tuple([(cid, conn.mode) for cid, conn in siblings.items()]), self.connection_id)
+        if not sending:
             return  # a loopback or continuity test on the endpoint holds the handset's audio back
         negotiated = self.negotiated
         assert negotiated is not None

@@ -45,7 +45,7 @@ from typing import Mapping, Union
 
 from ..mgcp import ConnectionMode
 
-__all__ = ["Handset", "HANDSET", "Mix", "mix", "TO_HANDSET", "FROM_HANDSET", "BRIDGED", "ECHOING", "LOOPING", "line_source", "receivers"]
+__all__ = ["Handset", "HANDSET", "Mix", "mix", "TO_HANDSET", "FROM_HANDSET", "BRIDGED", "ECHOING", "LOOPING", "line_source", "receivers", "sends_handset"]
 
 
 class Handset(enum.Enum):
@@ -130,6 +130,12 @@ def receivers(modes: tuple[tuple[str, ConnectionMode], ...], connection_id: str)
     (the cache is bounded; a call's connections fill one entry per mode set).
     """
     return tuple(mix(dict(modes)).receivers(connection_id))
+
+
+@lru_cache(maxsize=4096)
+def sends_handset(modes: tuple[tuple[str, ConnectionMode], ...], connection_id: str) -> bool:
+    """Whether C{connection_id} sends the handset's audio (C{Hi} in its C{Xo}), memoised like L{receivers}."""
+    return HANDSET in mix(dict(modes)).sent_on(connection_id)
 
 
 def line_source(endpoint_name: str) -> int:
