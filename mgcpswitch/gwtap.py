@@ -3,6 +3,7 @@
 C{twistd -n mgcpgateway}: a simulated residential gateway on UDP.
 
     twistd -n mgcpgateway --lines 8 --call-agent 127.0.0.1:2727 --restart-delay 0
+    twistd -n mgcpgateway --media --control tcp:8427:interface=127.0.0.1
 
 The options build a L{GatewayConfig}; L{makeService} returns a
 C{MultiService} whose child is the L{GatewayService}.  This is the only
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.application import strports
 from twisted.application.service import MultiService
+from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from .gateway import FaultConfig, GatewayConfig, GatewayService, SimulatedGateway
@@ -70,7 +73,9 @@ class Options(usage.Options):
         "that execute EPCF, RQNT, CRCX, MDCX, DLCX, AUEP and AUCX, report events with "
         "NTFY to the call agent and announce themselves with RSIP (RFC 3660 packages "
         "L, D, G, B).  Fault injection options make the network and the gateway misbehave "
-        "for reliability tests."
+        "for reliability tests.  With --media its lines talk (RTP) and mix their connections; "
+        "with --control another process drives the phones over HTTP (GET /lines, POST "
+        "/lines/N/off-hook, on-hook, flash, dial)."
     )
 
     optParameters = [
@@ -90,10 +95,17 @@ class Options(usage.Options):
         ["slow", None, "0", "Fraction of commands answered slowly (100 first), in [0, 1]."],
         ["slow-seconds", None, "1.0", "How long a slow command takes."],
         ["seed", None, None, "Seed of the fault-injection random generator (default: random)."],
+        ["control", None, None,
+         "Serve the driving API (HTTP, JSON: lift, hang up, flash, dial, read each line's "
+         "connections and RTP counts) on this endpoint description, e.g. "
+         "tcp:8427:interface=127.0.0.1.  No authentication: keep it on loopback."],
     ]
     optFlags = [
         ["no-rtp", None, "Do not bind a UDP port per connection (load tests with many calls)."],
-        ["media", None, "Send 20 ms RTP packets on send-capable connections and count them."],
+        ["media", None,
+         "Send 20 ms RTP packets on send-capable connections and count them; mix each "
+         "line's connections as RFC 3435 Appendix D says (confrnce connections hear each "
+         "other: a three-way call), counting per connection whom the handset heard."],
     ]
 
     def postOptions(self) -> None:  # noqa: N802
@@ -113,6 +125,11 @@ class Options(usage.Options):
         seed = None
         if self["seed"] is not None:
             seed = _number(self, "seed", int, what="an integer")
+        if self["control"] is not None:
+            try:
+                serverFromString(None, self["control"])  # parses only: the reactor comes in makeService
+            except (ValueError, KeyError, TypeError) as e:
+                raise usage.UsageError(f"--control: not an endpoint description: {self['control']!r} ({e})") from None
         if self["media"] and self["no-rtp"]:
             raise usage.UsageError("--media needs RTP ports: drop --no-rtp")
         faults = FaultConfig(
@@ -137,4 +154,10 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
     service = MultiService()
     gateway = SimulatedGateway(reactor, options["config"])
     GatewayService(gateway).setServiceParent(service)
+    if options["control"] is not None:
+        from .gateway.control import control_site
+
+        control = strports.service(options["control"], control_site(gateway.lines), reactor=reactor)
+        control.setName("control")
+        control.setServiceParent(service)
     return service

@@ -15,13 +15,26 @@ fits is not an error: the codec wins (§2.3.5).
 Each connection reserves a real local UDP port (C{listenUDP(0)} on the
 gateway's interface) unless the gateway runs with C{rtp=False}, which hands
 out port numbers from a counter and binds nothing.
+
+Media (RFC 3550 RTP over UDP): with C{media}, a connection whose mode sends
+the handset's audio (L{mixing}) sends a 20 ms packet per packetization
+period whose SSRC is the line's source id (L{mixing.line_source}: one per
+line, in each of its connections' RTP sessions).  A packet received is
+counted, then goes where the endpoint's mixing (RFC 3435 App. D, L{mixing})
+sends it: to the handset (counted per contributing source: the packet's
+CSRC list, or its SSRC when it has none), back out of the same connection
+(C{netwloop}, C{netwtest}), or out of the other conference connections.
+The simulated mixer relays rather than sums: a forwarded packet goes out
+at once as the forwarding line's (its SSRC, the connection's sequence
+numbers) with the contributors of the packet received as its CSRC list,
+as an RFC 3550 mixer names its sources, so a far party counts whom it hears.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable, MutableMapping
 
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import DatagramProtocol
@@ -37,6 +50,7 @@ from ..mgcp import (
     RtpMap,
     SessionDescription,
 )
+from .mixing import FROM_HANDSET, HANDSET, receivers, sends_handset
 
 __all__ = [
     "Codec",
@@ -86,6 +100,16 @@ RECEIVING_MODES = frozenset({
     ConnectionMode.NETWLOOP, ConnectionMode.NETWTEST,
 })
 
+#: Sources a connection counts in C{heard} (a three-way call needs two).
+HEARD_LIMIT = 32
+_SSRC = struct.Struct("!I")
+#: Where a connection alone on its endpoint sends what it receives, by mode
+#: (L{mixing.receivers}, the connection itself written C{_ITSELF}).
+_ITSELF = "itself"
+_ALONE = {
+    mode: tuple(HANDSET if t is HANDSET else _ITSELF for t in receivers(((_ITSELF, mode),), _ITSELF))
+    for mode in ConnectionMode
+}
 _OVERHEAD_BITS = 40 * 8  # IPv4 + UDP + RTP headers per packet
 _PTIME_RANGE = (10, 200)
 
@@ -100,6 +124,14 @@ class ConnectionState:
     local_sdp: SessionDescription | None
     remote_sdp: SessionDescription | None
     rtp_port: int
+    #: the line's RTP source id (SSRC of what it sends, CSRC when it forwards)
+    source: int = 0
+    packets_sent: int = 0
+    packets_received: int = 0
+    #: packets received here and sent out of another connection (confrnce)
+    forwarded: int = 0
+    #: (source id, packets) that reached the handset through this connection
+    heard: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,10 +313,18 @@ class Connection:
     __slots__ = (
         "connection_id", "call_id", "mode", "options", "remote_sdp", "local_sdp", "negotiated",
         "port", "listening", "sdp_version", "packets_sent", "octets_sent", "packets_received",
-        "octets_received", "expected_seq", "lost", "sender", "_clock", "_on_media",
+        "octets_received", "expected_seq", "lost", "sender", "siblings", "source", "heard", "forwarded",
     )
 
-    def __init__(self, connection_id: str, call_id: str, mode: ConnectionMode) -> None:
+    def __init__(
+        self, connection_id: str, call_id: str, mode: ConnectionMode,
+        siblings: MutableMapping[str, Connection] | None = None, source: int = 0,
+    ) -> None:
+        """
+        @param siblings: the endpoint's connections by id (this one among
+            them once it is created): who the mixing may forward to.
+        @param source: the line's RTP source id (L{mixing.line_source}).
+        """
         self.connection_id = connection_id
         self.call_id = call_id
         self.mode = mode
@@ -300,8 +340,10 @@ class Connection:
         self.expected_seq: int | None = None
         self.lost = 0
         self.sender: LoopingCall | None = None
-        self._clock: Any = None
-        self._on_media: Callable[[], None] | None = None
+        self.siblings: MutableMapping[str, Connection] = siblings if siblings is not None else {connection_id: self}
+        self.source = source & 0xFFFFFFFF
+        self.heard: dict[int, int] = {}
+        self.forwarded = 0
 
     # -- SDP -----------------------------------------------------------
 
@@ -328,7 +370,8 @@ class Connection:
 
     def state(self) -> ConnectionState:
         return ConnectionState(
-            self.connection_id, self.call_id, str(self.mode), self.local_sdp, self.remote_sdp, self.port
+            self.connection_id, self.call_id, str(self.mode), self.local_sdp, self.remote_sdp, self.port,
+            self.source, self.packets_sent, self.packets_received, self.forwarded, tuple(self.heard.items()),
         )
 
     # -- statistics ----------------------------------------------------
@@ -348,18 +391,42 @@ class Connection:
     # -- media ---------------------------------------------------------
 
     def rtp_received(self, datagram: bytes, addr: Any) -> None:
+        """Count an RTP packet, then hand it on as the endpoint's mixing says (module docstring)."""
         if len(datagram) < 12 or datagram[0] >> 6 != 2:
             return  # not RTP (osmo-mgw's 1-byte dummy packets, RTCP probes)
+        count = datagram[0] & 0x0F
+        header = 12 + 4 * count
+        if len(datagram) < header:
+            return  # a CSRC list longer than the packet: not a packet we can read
         self.packets_received += 1
-        self.octets_received += len(datagram) - 12
+        self.octets_received += len(datagram) - header
         seq = struct.unpack_from("!H", datagram, 2)[0]
         if self.expected_seq is not None:
             gap = (seq - self.expected_seq) & 0xFFFF
             if gap < 3000:  # a jump forward: packets lost; else late or duplicated
                 self.lost += gap
         self.expected_seq = (seq + 1) & 0xFFFF
-        if self.mode is ConnectionMode.NETWLOOP and self.listening is not None:
-            self._send_raw(datagram)
+        contributors = struct.unpack_from(f"!{count}I", datagram, 12) if count else _SSRC.unpack_from(datagram, 8)
+        siblings = self.siblings
+        if len(siblings) == 1:  # the usual endpoint: one call, one connection
+            targets = _ALONE[self.mode]
+        else:
+            targets = receivers(tuple([(cid, conn.mode) for cid, conn in siblings.items()]), self.connection_id)
+        for target in targets:
+            if target is HANDSET:
+                heard = self.heard
+                for source in contributors:
+                    if source in heard:
+                        heard[source] += 1
+                    elif len(heard) < HEARD_LIMIT:  # bounded: a stray sender's random SSRCs are not kept
+                        heard[source] = 1
+            elif target is _ITSELF or target == self.connection_id:
+                self._send_raw(datagram)  # netwloop, netwtest: back where it came from
+            else:
+                other = self.siblings.get(target)
+                if other is not None and other.listening is not None and other.remote_sdp is not None:
+                    other._send(datagram[header:], contributors)
+                    self.forwarded += 1
 
     def update_media(self, clock: Any, enabled: bool) -> None:
         """Start or stop sending 20 ms packets, as mode and remote SDP allow."""
@@ -368,7 +435,6 @@ class Connection:
             and self.mode in SENDING_MODES and self.negotiated is not None
         )
         if should and self.sender is None:
-            self._clock = clock
             self.sender = LoopingCall(self._send_packet)
             self.sender.clock = clock
             self.sender.start(self.negotiated.packetization / 1000.0, now=False)  # type: ignore[union-attr]
@@ -394,15 +460,35 @@ class Connection:
             pass  # unreachable peer: the packet is lost like any other
 
     def _send_packet(self) -> None:
+        """One packetization period of the handset's audio, on the connections the mixing sends it on."""
+        siblings = self.siblings
+        if len(siblings) == 1:
+            sending = self.mode in FROM_HANDSET
+        else:
+            sending = sends_handset(tuple([(cid, conn.mode) for cid, conn in siblings.items()]), self.connection_id)
+        if not sending:
+            return  # a loopback or continuity test on the endpoint holds the handset's audio back
         negotiated = self.negotiated
         assert negotiated is not None
         codec = next(c for c in negotiated.codecs if c.voice)
         size = codec.bytes_per_ms * negotiated.packetization
+        self._send((b"\xff" if codec.name == "PCMU" else b"\xd5") * size, ())
+
+    def _send(self, payload: bytes, contributors: tuple[int, ...]) -> None:
+        """
+        A packet of this line's RTP stream: the handset's own audio (no
+        CSRC), or audio forwarded from C{contributors} (up to 15, RFC 3550 §5.1).
+        """
+        negotiated = self.negotiated
+        assert negotiated is not None
+        codec = next(c for c in negotiated.codecs if c.voice)
+        contributors = contributors[:15]
         seq = self.packets_sent & 0xFFFF
         timestamp = (self.packets_sent * negotiated.packetization * 8) & 0xFFFFFFFF
-        ssrc = int(self.connection_id, 16) & 0xFFFFFFFF
-        header = struct.pack("!BBHII", 0x80, codec.payload_type, seq, timestamp, ssrc)
-        payload = (b"\xff" if codec.name == "PCMU" else b"\xd5") * size
+        header = struct.pack(
+            f"!BBHII{len(contributors)}I", 0x80 | len(contributors), codec.payload_type, seq, timestamp,
+            self.source, *contributors,
+        )
         self._send_raw(header + payload)
         self.packets_sent += 1
-        self.octets_sent += size
+        self.octets_sent += len(payload)

@@ -85,6 +85,7 @@ from .audit import audit_connection, audit_endpoints
 from .endpoint import Endpoint, Notification, RequestPlan
 from .faults import FaultyGatewayProtocol
 from .line import Line
+from .mixing import line_source
 from .packages import PACKAGE_LIST
 from .restart import Restarts
 from .timers import Timers
@@ -537,7 +538,7 @@ class SimulatedGateway:
             plan = ep.plan(params, flags, dollar=cid)
         bearer = self._bearer(params)
         # commit
-        conn = Connection(cid, params[P.CALL_ID], mode)
+        conn = Connection(cid, params[P.CALL_ID], mode, ep.connections, line_source(str(ep.name)))
         conn.options = options
         conn.remote_sdp = remote
         conn.negotiated = negotiated
