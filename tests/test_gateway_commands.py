@@ -429,12 +429,33 @@ class Misc(GatewayTestCase):
         self.assertEqual(self.h.request("XYZW {tx} aaln/1@rgw1 MGCP 1.0").code, 504)
 
     def test_versions_and_parameters(self) -> None:
-        """A profile is 528, MGCP 2.0 528, an unknown parameter 539, a critical X+ one 511, X- ignored."""
-        self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 MGCP 1.0 NCS 1.0").code, 528)
+        """
+        The NCS 1.0 profile is taken (RFC 3435 §3.2.1: a profile follows the
+        version); another profile, another NCS version and MGCP 2.0 are 528;
+        an unknown parameter 539, a critical X+ one 511, X- ignored.
+        """
+        self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 MGCP 1.0 NCS 1.0").code, 200)
+        self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 mgcp 1.0 ncs 1.0").code, 200)
+        self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 MGCP 1.0 NCS 2.0").code, 528)
+        self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 MGCP 1.0 TGCP 1.0").code, 528)
         self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 MGCP 2.0").code, 528)
         self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 MGCP 1.0", "ZZ: 1").code, 539)
         self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 MGCP 1.0", "X+Foo: 1").code, 511)
         self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 MGCP 1.0", "X-Foo: 1").code, 200)
+
+    def test_an_ncs_gateway_registers_in_ncs(self) -> None:
+        """
+        A gateway configured with version MGCP 1.0 NCS 1.0 sends its RSIP in
+        that profile (so the call agent speaks NCS to it, RFC 3435 §3.2.1);
+        a version it cannot speak is refused at configuration.
+        """
+        from .support.gateway import GatewayHarness
+
+        h = GatewayHarness(version="MGCP 1.0 NCS 1.0")
+        [rsip] = h.agent.commands(Verb.RSIP)
+        self.assertEqual((rsip.version, rsip.profile), ("MGCP 1.0 NCS 1.0", "NCS 1.0"))
+        with self.assertRaisesRegex(ValueError, "unsupported version 'MGCP 1.0 TGCP 1.0'"):
+            GatewayConfig(version="MGCP 1.0 TGCP 1.0")
 
     def test_lf_line_ends_and_lower_case(self) -> None:
         """LF-only lines and lower-case verbs, names and values are accepted (§3.1)."""

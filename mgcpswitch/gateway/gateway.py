@@ -53,7 +53,6 @@ from zope.interface import implementer
 from ..errors import TransactionAborted, TransactionTimeout
 from ..interfaces import ICommandHandler, IPeerListener
 from ..mgcp import (
-    DEFAULT_VERSION,
     Command,
     ConnectionMode,
     EndpointName,
@@ -70,7 +69,7 @@ from ..mgcp import (
 from ..transaction import Address, Outbox, PeerState, Reply
 from ..transport import GatewayProtocol
 from ..txid import TransactionIdAllocator
-from .config import GatewayConfig
+from .config import VERSIONS, GatewayConfig
 from .connection import (
     MODES_NEEDING_REMOTE,
     Connection,
@@ -325,7 +324,7 @@ class SimulatedGateway:
 
     def _run(self, command: Command, source: Address) -> Response | Reply:
         txid = command.transaction_id
-        if command.version != DEFAULT_VERSION:
+        if command.version not in VERSIONS and command.version.upper() not in VERSIONS:
             return Response(528, txid, "Unsupported protocol version or profile")
         handler = self._handlers.get(command.verb)
         if handler is None:
@@ -777,6 +776,7 @@ class SimulatedGateway:
         return Command.create(
             Verb.NTFY, self.allocate_transaction_id(), ep.name,
             notified_entity=ep.ntfy_entity, request_id=ep.request_id, observed_events=observed,
+            version=self.config.version,
         )
 
     def send_notification(self, ep: Endpoint, notification: Notification) -> None:
@@ -987,7 +987,7 @@ class SimulatedGateway:
             Command.create(
                 Verb.DLCX, self.protocol.allocate_transaction_id(), ep.name,
                 call_id=conn.call_id, connection_id=conn.connection_id, reason_code=code,
-                connection_parameters=conn.statistics(),
+                connection_parameters=conn.statistics(), version=self.config.version,
             )
             for conn in ep.connections.values()
         ]
