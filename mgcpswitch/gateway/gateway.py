@@ -81,7 +81,7 @@ from .connection import (
     negotiate,
 )
 from .audit import audit_connection, audit_endpoints
-from .endpoint import Endpoint, Notification, RequestPlan
+from .endpoint import Endpoint, Notification, RequestPlan, remote_descriptor
 from .faults import FaultyGatewayProtocol
 from .line import Line
 from .packages import PACKAGE_LIST
@@ -516,9 +516,7 @@ class SimulatedGateway:
         mode = check_mode(params[P.CONNECTION_MODE])
         if P.SECOND_ENDPOINT_ID in params:
             raise _error(507, "local connections (Z2) are not supported")
-        remote = command.sdp
-        if remote is not None and remote.is_empty:
-            remote = None
+        remote = remote_descriptor(command.sdp)
         if mode in MODES_NEEDING_REMOTE and remote is None:
             raise _error(527, f"mode {mode} needs a remote connection descriptor")
         options = params.get(P.LOCAL_CONNECTION_OPTIONS)
@@ -581,9 +579,7 @@ class SimulatedGateway:
         if given is not None:
             check_options(given)
         options = merge_options(conn.options, given)
-        remote = command.sdp
-        if remote is not None and remote.is_empty:
-            remote = None
+        remote = remote_descriptor(command.sdp)
         current_remote = remote if remote is not None else conn.remote_sdp
         if mode in MODES_NEEDING_REMOTE and current_remote is None:
             raise _error(527, f"mode {mode} needs a remote connection descriptor")
