@@ -11,7 +11,11 @@ relay (benchmarks/_lossrelay.py): dropped with --drop, duplicated with
 One run: a fresh switch (C{twistd -n mgcpswitch --config INI
 --no-simulator}, in-memory store, keepalive 15 s, started and stopped by
 PID), the relay, and C{mgcpload run} (full simulated gateways, which
-retransmit as RFC 3435 §3.5 says) placing --calls calls at --rate.  When
+retransmit as RFC 3435 §3.5 says) placing calls at --rate for
+--calls / --rate seconds: --calls are scheduled, and the tool starts fewer
+when every pair of lines is busy (lossy calls last long: each line is in
+one call at a time), which the report shows as attempted and behind
+schedule.  When
 the tool's window closes the relay stops its faults ("the loss stops"); the
 tool drains its calls and keeps its gateways up --linger seconds, then says
 what they hold.  Meanwhile this script polls the switch's admin API until
@@ -78,7 +82,7 @@ def main() -> None:
     p.add_argument("--duplicate", type=float, default=0.05)
     p.add_argument("--delay", type=float, default=0.05)
     p.add_argument("--delay-seconds", type=float, default=0.3)
-    p.add_argument("--calls", type=int, default=10000)
+    p.add_argument("--calls", type=int, default=10000, help="scheduled (the window is CALLS / RATE)")
     p.add_argument("--gateways", type=int, default=2)
     p.add_argument("--lines", type=int, default=100)
     p.add_argument("--rate", type=float, default=25.0, help="calls started per second")
@@ -152,7 +156,8 @@ def main() -> None:
         relay_counts = [json.loads(line) for line in relay.stdout if line.strip()]
         say("")
         say(f"tool: attempted {report['attempted']}, completed {report['completed']}, failed {report['failed']} "
-            f"{report['failures']}, unfinished {report['unfinished']}; registration {report['register_seconds']:.1f} s")
+            f"{report['failures']}, unfinished {report['unfinished']}, behind schedule {report['behind_schedule']}; "
+            f"registration {report['register_seconds']:.1f} s")
         say(f"switch: call outcomes {stats['calls']['outcomes']}")
         say(f"switch: 'gateway is down' logged {downs} time(s) (every one false: the gateways never stopped)")
         say(f"end (after {a.linger:g} s of no loss): {report.get('end_state')}")
