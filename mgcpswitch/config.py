@@ -531,13 +531,19 @@ def names(value: str) -> tuple[str, ...]:
 
 
 def ip_address(value: str) -> str:
-    """An IPv4 or IPv6 address (not a name: resolving one would block the reactor)."""
+    """
+    An IPv4 or IPv6 address (not a name: resolving one would block the
+    reactor), in its one canonical spelling (IPv6 compressed, v4-mapped as
+    IPv4): addresses are keys, compared with what sockets report.
+    """
     address = value.strip()
     try:
-        ipaddress.ip_address(address)
+        parsed = ipaddress.ip_address(address)
     except ValueError:
         raise ValueError(f"{address!r} is not an IP address") from None
-    return address
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(parsed)
 
 
 def interface(value: str) -> str:

@@ -277,7 +277,7 @@ def _gateways(data: Mapping[str, Any]) -> str:
             g["name"],
             g["state"],
             "in" if g["in_service"] else "out",
-            f"{g['host']}:{g['port']}" if g.get("host") else "",
+            _host_port(g["host"], g["port"]) if g.get("host") else "",
             g["endpoints"],
             g["active_calls"],
             f"{g['last_rsip']}, {_ago(g['last_rsip_at'], now)}" if g.get("last_rsip") else "",
@@ -288,6 +288,11 @@ def _gateways(data: Mapping[str, Any]) -> str:
     ]
     headers = ["GATEWAY", "STATE", "SERVICE", "ADDRESS", "ENDPOINTS", "CALLS", "LAST RSIP", "LAST SEEN", "KEEPALIVE"]
     return format_table(headers, rows)
+
+
+def _host_port(host: str, port: int) -> str:
+    """C{host:port}, an IPv6 host in brackets (RFC 3986 §3.2.2) so the port stays readable."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _line_calls(e: Mapping[str, Any]) -> str:

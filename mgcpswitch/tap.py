@@ -21,6 +21,7 @@ from twisted.python import usage
 
 from .config import Settings, load_settings
 from .errors import ConfigError
+from .transport import connect_address
 
 __all__ = ["Options", "SwitchService", "makeService", "build_switch"]
 
@@ -147,7 +148,7 @@ def build_switch(
                 lines=len(gateway.endpoints),
                 port=gateway.port,
                 interface=gateway.address,
-                call_agent=(_connect_address(settings.switch.interface), settings.switch.port),
+                call_agent=(connect_address(settings.switch.interface, gateway.address), settings.switch.port),
                 restart_delay=0.0,
                 media=settings.simulator.media,
                 rtp=settings.simulator.rtp,
@@ -204,11 +205,6 @@ def build_member(reactor: Any, settings: Settings) -> Any:
     ))
     member.setName("cluster")
     return member
-
-
-def _connect_address(interface: str) -> str:
-    """Where local gateways reach a call agent bound to C{interface}."""
-    return "127.0.0.1" if interface in ("", "0.0.0.0") else ("::1" if interface == "::" else interface)
 
 
 def makeService(options: Options) -> SwitchService:  # noqa: N802

@@ -10,9 +10,11 @@ them is how duplicates are keyed (L{Role}).
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from typing import Any, Callable
 
+from twisted.internet.address import IPv6Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime, ISystemHandle, IUDPTransport
 from twisted.internet.protocol import DatagramProtocol
@@ -25,10 +27,46 @@ from .transaction import Address, Role, TransactionConfig, TransactionLayer
 
 __all__ = [
     "MGCPProtocol", "CallAgentProtocol", "GatewayProtocol", "CALL_AGENT_PORT", "GATEWAY_PORT", "direct_sendto",
+    "plain_address", "connect_address",
 ]
 
 CALL_AGENT_PORT = 2727
 GATEWAY_PORT = 2427
+
+
+def plain_address(address: Address) -> Address:
+    """
+    C{address} with an IPv4-mapped IPv6 host (C{::ffff:127.0.0.1}) written
+    as the IPv4 address it is; any other address as it is.
+
+    Why: a socket bound to C{::} also receives IPv4 datagrams (unless the
+    host sets C{bindv6only}), and reports their source v4-mapped.  Gateways
+    are configured, keyed and filtered by their plain IPv4 address, so the
+    transport hands every layer above it one spelling of each peer.
+    """
+    host = address[0]
+    if not host.lower().startswith("::ffff:"):
+        return address
+    try:
+        mapped = ipaddress.IPv6Address(host).ipv4_mapped
+    except ValueError:
+        return address
+    return address if mapped is None else (str(mapped), address[1])
+
+
+def connect_address(interface: str, local: str | None = None) -> str:
+    """
+    Where a gateway bound to C{local} reaches a call agent listening on
+    C{interface}: the interface itself, or for a wildcard the loopback of
+    the gateway's family.  An agent on C{::} takes IPv4 datagrams too (as
+    v4-mapped: see L{plain_address}), so an IPv4 gateway aims at
+    C{127.0.0.1} -- an IPv4 socket cannot send to C{::1}.
+    """
+    if interface in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if interface == "::":
+        return "127.0.0.1" if local is not None and ":" not in local else "::1"
+    return interface
 
 
 def direct_sendto(transport: object) -> Callable[[bytes, Address], Any] | None:
@@ -92,8 +130,11 @@ class MGCPProtocol(DatagramProtocol):
         self._accept = accept
 
     _sendto: Callable[[bytes, Address], Any] | None = None
+    _ipv6 = False  # listening on an IPv6 socket: IPv4 peers are written v4-mapped
 
     def _write(self, datagram: bytes, address: Address) -> None:
+        if self._ipv6 and ":" not in address[0]:
+            address = ("::ffff:" + address[0], address[1])
         sendto = self._sendto
         if sendto is not None:
             sendto(datagram, address)
@@ -104,8 +145,11 @@ class MGCPProtocol(DatagramProtocol):
 
     def startProtocol(self) -> None:  # noqa: N802
         self._sendto = direct_sendto(self.transport)
+        self._ipv6 = isinstance(self.transport.getHost(), IPv6Address)
 
     def datagramReceived(self, datagram: bytes, addr: Address) -> None:  # noqa: N802
+        if addr[0].startswith("::ffff:"):  # an IPv4 peer of an IPv6 socket
+            addr = plain_address(addr)
         if self._accept is not None and not self._accept(addr):
             return
         self.transactions.datagram_received(datagram, addr)

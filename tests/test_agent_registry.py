@@ -372,7 +372,9 @@ class ProtocolEdges(SynchronousTestCase):
     def test_ncs_gateways_are_spoken_to_in_ncs(self) -> None:
         """
         A gateway that registers as MGCP 1.0 NCS 1.0 (RFC 3435 §3.2.1: a
-        profile after the version) gets its commands in that profile.
+        profile after the version) gets its commands in that profile: the
+        audits of its two lines, then (the simulated gateway taking NCS)
+        the requests that arm them.
         """
         s = Switch(lines=2)
         self.addCleanup(s.stop)
@@ -381,9 +383,40 @@ class ProtocolEdges(SynchronousTestCase):
         s.run(1.0)
         sent = [d.data.split(b"\r\n", 1)[0] for d in s.network.log[before:]
                 if d.destination == GW1 and d.data[:4].isalpha()]
-        self.assertEqual(len(sent), 2)  # the audits of its two lines
+        self.assertEqual([line.split()[0] for line in sent], [b"AUEP", b"AUEP", b"RQNT", b"RQNT"])
         for line in sent:
             self.assertTrue(line.endswith(b" MGCP 1.0 NCS 1.0"), line)
+
+    def test_ncs_on_both_sides_through_a_call(self) -> None:
+        """
+        Gateways that speak NCS (their RSIP, NTFY and DLCX say MGCP 1.0 NCS
+        1.0, RFC 3435 §3.2.1) register, and a whole call goes through: every
+        command either side sends is in NCS, and none is refused 528 (the
+        simulated gateway takes the profile it is spoken to in).
+        """
+        s = Switch(lines=2, gateway_config={"version": "MGCP 1.0 NCS 1.0"})
+        self.addCleanup(s.stop)
+        self.assertTrue(s.idle())
+        caller = s.phone("1001")
+        caller.off_hook()
+        s.run(0.5)
+        caller.dial("2002", gap=0.05)
+        s.run(1.0)
+        s.phone("2002").off_hook()
+        s.run(0.5)
+        self.assertEqual(len(caller.connections), 1)
+        caller.on_hook()
+        s.run(1.0)
+        s.phone("2002").on_hook()
+        s.run(1.0)
+        self.assertTrue(s.idle())
+        commands = [d.data.split(b"\r\n", 1)[0] for d in s.network.log if d.data[:4].isalpha()]
+        verbs = {line.split()[0] for line in commands}
+        self.assertTrue({b"RSIP", b"AUEP", b"RQNT", b"NTFY", b"CRCX", b"MDCX", b"DLCX"} <= verbs, verbs)
+        for line in commands:
+            self.assertTrue(line.endswith(b" MGCP 1.0 NCS 1.0"), line)
+        codes = {d.data[:3] for d in s.network.log if d.data[:3].isdigit()}
+        self.assertTrue(codes <= {b"200", b"250"}, codes)
 
     def test_a_gateways_profile_limits_its_codecs(self) -> None:
         """

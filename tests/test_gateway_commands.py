@@ -156,6 +156,40 @@ class CRCX(GatewayTestCase):
         self.assertEqual(self.crcx("aaln/1", "C: A1", "M: sendrecv", sdp=video).code, 505)
         self.assertEqual(self.crcx("aaln/1", "C: A1", "M: recvonly", "Z2: aaln/2@rgw1").code, 507)
 
+    def test_a_broken_descriptor_is_509_before_an_unsupported_one_is_505(self) -> None:
+        """
+        A remote descriptor without a line SDP requires (o=, s=, t=, m=, or
+        c= neither in the session nor in the stream; RFC 3435 §3.4 and
+        RFC 4566 §5) is in error: 509 (RFC 3435 §2.4: error in the
+        RemoteConnectionDescriptor), checked before what is well formed but
+        unsupported (a video-only or non-RTP stream, another network type:
+        505).  CRCX and MDCX alike; a refused MDCX leaves the connection.
+        """
+        head = "v=0\no=- 1 1 IN IP4 1.2.3.4\ns=-\nc=IN IP4 1.2.3.4\nt=0 0\n"
+        broken = {
+            "truncated after s=": "v=0\no=- 1 1 IN IP4 1.2.3.4\ns=-\n",
+            "no m=": head,
+            "no t=": head.replace("t=0 0\n", "") + "m=audio 4000 RTP/AVP 0\n",
+            "no o=": head.replace("o=- 1 1 IN IP4 1.2.3.4\n", "") + "m=audio 4000 RTP/AVP 0\n",
+            "no s=": head.replace("s=-\n", "") + "m=audio 4000 RTP/AVP 0\n",
+            "video without c=": "v=0\no=- 1 1 IN IP4 1.2.3.4\ns=-\nt=0 0\nm=video 4000 RTP/AVP 31\n",
+            "c= on one stream of two": ("v=0\no=- 1 1 IN IP4 1.2.3.4\ns=-\nt=0 0\nm=audio 4000 RTP/AVP 0\n"
+                                        "c=IN IP4 1.2.3.4\nm=video 4002 RTP/AVP 31\n"),
+        }
+        unsupported = {
+            "video only": head + "m=video 4000 RTP/AVP 31\n",
+            "not RTP": head + "m=audio 4000 udp 0\n",
+            "another network type": head.replace("c=IN IP4", "c=ATM NSAP") + "m=audio 4000 RTP/AVP 0\n",
+        }
+        cid = self.crcx("aaln/2", "C: A2", "M: recvonly").connection_id
+        for what, text in [*broken.items(), *unsupported.items()]:
+            code = 509 if what in broken else 505
+            self.assertEqual(self.crcx("aaln/1", "C: A1", "M: sendrecv", sdp=text).code, code, what)
+            mdcx = self.h.request("MDCX {tx} aaln/2@rgw1 MGCP 1.0", "C: A2", f"I: {cid}", "M: sendrecv", sdp=text)
+            self.assertEqual(mdcx.code, code, what)
+        self.assertEqual(self.h.gateway.connection_count(), 1)
+        self.assertEqual(self.crcx("aaln/1", "C: A1", "M: sendrecv", sdp=head + "m=audio 4000 RTP/AVP 0\n").code, 200)
+
     def test_encapsulated_rqnt_shares_fate(self) -> None:
         """CRCX + RQNT ringing on an off-hook line: 401 and no connection, no port (§2.3.5, App. F.3)."""
         self.h.line(1).off_hook()
@@ -429,12 +463,33 @@ class Misc(GatewayTestCase):
         self.assertEqual(self.h.request("XYZW {tx} aaln/1@rgw1 MGCP 1.0").code, 504)
 
     def test_versions_and_parameters(self) -> None:
-        """A profile is 528, MGCP 2.0 528, an unknown parameter 539, a critical X+ one 511, X- ignored."""
-        self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 MGCP 1.0 NCS 1.0").code, 528)
+        """
+        The NCS 1.0 profile is taken (RFC 3435 §3.2.1: a profile follows the
+        version); another profile, another NCS version and MGCP 2.0 are 528;
+        an unknown parameter 539, a critical X+ one 511, X- ignored.
+        """
+        self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 MGCP 1.0 NCS 1.0").code, 200)
+        self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 mgcp 1.0 ncs 1.0").code, 200)
+        self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 MGCP 1.0 NCS 2.0").code, 528)
+        self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 MGCP 1.0 TGCP 1.0").code, 528)
         self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 MGCP 2.0").code, 528)
         self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 MGCP 1.0", "ZZ: 1").code, 539)
         self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 MGCP 1.0", "X+Foo: 1").code, 511)
         self.assertEqual(self.h.request("AUEP {tx} aaln/1@rgw1 MGCP 1.0", "X-Foo: 1").code, 200)
+
+    def test_an_ncs_gateway_registers_in_ncs(self) -> None:
+        """
+        A gateway configured with version MGCP 1.0 NCS 1.0 sends its RSIP in
+        that profile (so the call agent speaks NCS to it, RFC 3435 §3.2.1);
+        a version it cannot speak is refused at configuration.
+        """
+        from .support.gateway import GatewayHarness
+
+        h = GatewayHarness(version="MGCP 1.0 NCS 1.0")
+        [rsip] = h.agent.commands(Verb.RSIP)
+        self.assertEqual((rsip.version, rsip.profile), ("MGCP 1.0 NCS 1.0", "NCS 1.0"))
+        with self.assertRaisesRegex(ValueError, "unsupported version 'MGCP 1.0 TGCP 1.0'"):
+            GatewayConfig(version="MGCP 1.0 TGCP 1.0")
 
     def test_lf_line_ends_and_lower_case(self) -> None:
         """LF-only lines and lower-case verbs, names and values are accepted (§3.1)."""

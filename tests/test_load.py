@@ -154,6 +154,22 @@ class Run(SynchronousTestCase):
                     "transactions_per_second", "retransmissions", "timeouts", "cpu", "saturation"):
             self.assertIn(key, data)
 
+    def test_end_state_says_what_the_gateways_hold(self) -> None:
+        """
+        end_state (what 'mgcpload run --linger' adds to the report): every
+        line idle and armed and no connection after a clean run; a line left
+        off hook, or a connection left on a gateway, shows.
+        """
+        options = LoadOptions(rate=10, duration=1.0, warmup=0.0, hold=0.1, agent_pid=None,
+                              progress_interval=0, gc_freeze=False)
+        self.drive(options)
+        self.assertEqual(self.runner.end_state(), {"lines": 40, "idle_and_armed": 40, "connections": 0})
+        gateway = self.runner.gateways[0]
+        gateway.line(1).off_hook()
+        self.network.run(0.5)
+        self.assertEqual(self.runner.end_state(), {"lines": 40, "idle_and_armed": 39, "connections": 0})
+        self.assertEqual(build_parser().parse_args(["run", "--config", "x.ini", "--linger", "30"]).linger, 30.0)
+
     def test_open_loop_keeps_calls_in_progress(self) -> None:
         """Open loop with 4 calls in progress; the callee hangs up first on alternate calls."""
         options = LoadOptions(rate=None, concurrency=4, duration=2.0, warmup=0.0, hold=0.1,

@@ -244,8 +244,13 @@ class BuildSwitchTests(Files):
             self.assertIsInstance(top.getServiceNamed(f"gateway:{name}"), GatewayService)
 
     def test_call_agent_address_for_wildcard_interfaces(self) -> None:
-        """A call agent bound to all interfaces is reached on loopback by the simulated gateways."""
-        for interface, host in (("0.0.0.0", "127.0.0.1"), ("", "127.0.0.1"), ("::", "::1"), ("127.0.0.7", "127.0.0.7")):
+        """
+        A call agent bound to all interfaces is reached on loopback by the
+        simulated gateways; on :: (dual stack) an IPv4 gateway (rgw2 is on
+        127.0.0.3) aims at 127.0.0.1: its IPv4 socket cannot reach ::1.
+        """
+        for interface, host in (("0.0.0.0", "127.0.0.1"), ("", "127.0.0.1"), ("::", "127.0.0.1"),
+                                ("127.0.0.7", "127.0.0.7")):
             settings = parse_settings(QUIET_INI.replace("interface = 127.0.0.1", f"interface = {interface}"))
             top = tap.build_switch(MemoryReactor(), settings, web=False)
             self.assertEqual(top.getServiceNamed("gateway:rgw2").gateway.config.call_agent, (host, 2727), interface)

@@ -120,6 +120,15 @@ class AdminPage(TestCase):
         await browser.get(self.url + "/")
         self.assertEqual(await browser.text(row("gateways", "gateway", GW1) + " td:nth-child(5)"), "1")
 
+    async def test_gateway_addresses(self) -> None:
+        """The gateways' table writes an IPv6 address in brackets ([::1]:2427), an IPv4 one as it is."""
+        self.fake.gateways[GW2] = replace(self.fake.gateways[GW2], host="::1")
+        browser = await Browser.start(reactor, self.directory)
+        self.addCleanup(browser.stop)
+        await browser.get(self.url + "/")
+        self.assertEqual(await browser.text(row("gateways", "gateway", GW1) + " td:nth-child(3)"), "127.0.0.1:2427")
+        self.assertEqual(await browser.text(row("gateways", "gateway", GW2) + " td:nth-child(3)"), "[::1]:2427")
+
     async def test_call_flow_diagram(self) -> None:
         """A call's page draws its ladder: endpoints and agent as columns, an arrow per message, marks, the text."""
         started = reactor.seconds() - 5

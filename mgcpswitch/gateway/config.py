@@ -14,9 +14,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..mgcp import DEFAULT_VERSION
 from ..transaction import TransactionConfig
 
-__all__ = ["FaultConfig", "GatewayConfig"]
+__all__ = ["FaultConfig", "GatewayConfig", "VERSIONS"]
+
+#: The protocol versions a simulated gateway takes: MGCP 1.0, and MGCP 1.0
+#: with the NCS 1.0 profile (PacketCable's, RFC 3435 §3.2.1: the profile
+#: follows the version).  Anything else is answered 528.
+VERSIONS = (DEFAULT_VERSION, "MGCP 1.0 NCS 1.0")
 
 
 def _fraction(name: str, value: float) -> None:
@@ -89,6 +95,10 @@ class GatewayConfig:
     @ivar quarantine_limit: quarantined events kept before C{B/qbo}.
     @ivar history_limit: entries kept in each line's history (0: none).
     @ivar resolve_ttl: how long a resolved call agent name is cached.
+    @ivar version: what the gateway's own commands (RSIP, NTFY, DLCX) say
+        after the endpoint: C{MGCP 1.0}, or C{MGCP 1.0 NCS 1.0} for an NCS
+        gateway (the call agent then speaks NCS to it).  Commands in any of
+        L{VERSIONS} are taken whatever this is.
     """
 
     domain: str = "rgw1"
@@ -116,6 +126,7 @@ class GatewayConfig:
     quarantine_limit: int = 64
     history_limit: int = 200
     resolve_ttl: float = 300.0
+    version: str = DEFAULT_VERSION
 
     def __post_init__(self) -> None:
         if not self.domain or "@" in self.domain or any(c.isspace() for c in self.domain):
@@ -140,6 +151,8 @@ class GatewayConfig:
             raise ValueError(f"unsupported codecs {unknown!r}; known: {sorted(_KNOWN_CODECS)}")
         if self.t_partial <= 0 or self.t_critical <= 0:
             raise ValueError("inter-digit timers must be positive")
+        if self.version not in VERSIONS:
+            raise ValueError(f"unsupported version {self.version!r}; known: {', '.join(VERSIONS)}")
         if self.faults.slow_answer and self.faults.slow_seconds >= self.transaction.execution_timeout:
             raise ValueError("slow_seconds must stay below the transaction's execution_timeout")
 

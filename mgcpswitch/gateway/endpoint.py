@@ -60,6 +60,7 @@ from ..mgcp import (
     RequestedEvent,
     Response,
     RestartMethod,
+    SessionDescription,
     SignalRequest,
 )
 from .config import GatewayConfig
@@ -76,7 +77,7 @@ from .requests import (
 )
 from .timers import Timers
 
-__all__ = ["Endpoint", "EndpointContext", "RequestPlan", "Notification", "KEEP"]
+__all__ = ["Endpoint", "EndpointContext", "RequestPlan", "Notification", "KEEP", "remote_descriptor"]
 
 #: "keep the current value" in a L{RequestPlan}.
 KEEP: Any = object()
@@ -90,6 +91,26 @@ _OEF = Event(EventName("B/oef"))
 _QBO = Event(EventName("B/qbo"))
 _TO = SignalType.TIME_OUT
 _BR = SignalType.BRIEF
+
+
+def remote_descriptor(sdp: SessionDescription | None) -> SessionDescription | None:
+    """
+    The remote descriptor a CRCX or MDCX carries, or None (none, or the
+    C{v=0}-only "there is none").  One missing a line SDP requires -- o=,
+    s=, t=, an m=, a c= in the session or in every stream (RFC 3435 §3.4,
+    RFC 4566 §5) -- is in error: 509.  Checked before negotiation, which
+    refuses what is well formed but unsupported (505), so a truncated
+    descriptor is not taken for an unsupported one.
+    """
+    if sdp is None or sdp.is_empty:
+        return None
+    kinds = {line[0] for line in sdp.lines}
+    missing = [f"{kind}=" for kind in "ostm" if kind not in kinds]
+    if not missing and sdp.session_connection is None and any(m.connection is None for m in sdp.media):
+        missing.append("c=")
+    if missing:
+        raise RemoteProtocolError(509, f"remote descriptor without {', '.join(missing)}")
+    return sdp
 
 
 @dataclass(slots=True)

@@ -53,7 +53,6 @@ from zope.interface import implementer
 from ..errors import TransactionAborted, TransactionTimeout
 from ..interfaces import ICommandHandler, IPeerListener
 from ..mgcp import (
-    DEFAULT_VERSION,
     Command,
     ConnectionMode,
     EndpointName,
@@ -70,7 +69,7 @@ from ..mgcp import (
 from ..transaction import Address, Outbox, PeerState, Reply
 from ..transport import GatewayProtocol
 from ..txid import TransactionIdAllocator
-from .config import GatewayConfig
+from .config import VERSIONS, GatewayConfig
 from .connection import (
     MODES_NEEDING_REMOTE,
     Connection,
@@ -82,7 +81,7 @@ from .connection import (
     negotiate,
 )
 from .audit import audit_connection, audit_endpoints
-from .endpoint import Endpoint, Notification, RequestPlan
+from .endpoint import Endpoint, Notification, RequestPlan, remote_descriptor
 from .faults import FaultyGatewayProtocol
 from .line import Line
 from .mixing import line_source
@@ -326,7 +325,7 @@ class SimulatedGateway:
 
     def _run(self, command: Command, source: Address) -> Response | Reply:
         txid = command.transaction_id
-        if command.version != DEFAULT_VERSION:
+        if command.version not in VERSIONS and command.version.upper() not in VERSIONS:
             return Response(528, txid, "Unsupported protocol version or profile")
         handler = self._handlers.get(command.verb)
         if handler is None:
@@ -518,9 +517,7 @@ class SimulatedGateway:
         mode = check_mode(params[P.CONNECTION_MODE])
         if P.SECOND_ENDPOINT_ID in params:
             raise _error(507, "local connections (Z2) are not supported")
-        remote = command.sdp
-        if remote is not None and remote.is_empty:
-            remote = None
+        remote = remote_descriptor(command.sdp)
         if mode in MODES_NEEDING_REMOTE and remote is None:
             raise _error(527, f"mode {mode} needs a remote connection descriptor")
         options = params.get(P.LOCAL_CONNECTION_OPTIONS)
@@ -583,9 +580,7 @@ class SimulatedGateway:
         if given is not None:
             check_options(given)
         options = merge_options(conn.options, given)
-        remote = command.sdp
-        if remote is not None and remote.is_empty:
-            remote = None
+        remote = remote_descriptor(command.sdp)
         current_remote = remote if remote is not None else conn.remote_sdp
         if mode in MODES_NEEDING_REMOTE and current_remote is None:
             raise _error(527, f"mode {mode} needs a remote connection descriptor")
@@ -778,6 +773,7 @@ class SimulatedGateway:
         return Command.create(
             Verb.NTFY, self.allocate_transaction_id(), ep.name,
             notified_entity=ep.ntfy_entity, request_id=ep.request_id, observed_events=observed,
+            version=self.config.version,
         )
 
     def send_notification(self, ep: Endpoint, notification: Notification) -> None:
@@ -988,7 +984,7 @@ class SimulatedGateway:
             Command.create(
                 Verb.DLCX, self.protocol.allocate_transaction_id(), ep.name,
                 call_id=conn.call_id, connection_id=conn.connection_id, reason_code=code,
-                connection_parameters=conn.statistics(),
+                connection_parameters=conn.statistics(), version=self.config.version,
             )
             for conn in ep.connections.values()
         ]

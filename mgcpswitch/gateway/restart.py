@@ -220,6 +220,7 @@ class Restarts:
         command = Command.create(
             Verb.RSIP, context.allocate_transaction_id(), procedure.name,
             restart_method=procedure.method, restart_delay=delay, reason_code=procedure.reason,
+            version=context.config.version,
         )
         procedure.command = command
         procedure.failed = False

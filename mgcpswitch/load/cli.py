@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--restart-delay", type=float, default=0.0, help="gateways' RSIP spread (MWD)")
     r.add_argument("--gateways", default=None, help="simulate only these gateways (comma separated)")
     r.add_argument("--progress-interval", type=float, default=2.0)
+    r.add_argument("--linger", type=float, default=0.0,
+                   help="keep the gateways up this long after the report, then add what they hold "
+                        "(lines idle and armed, connections left) to it as 'end_state'")
     r.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     r.add_argument("--raw", action="store_true", help="every setup latency in the JSON (to merge runs)")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
@@ -265,6 +268,11 @@ def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> 
         else:
             work = runner.register if args.command == "register" else runner.run
         d = maybeDeferred(work).addCallbacks(done, failed)
+        if getattr(args, "linger", 0.0) > 0:
+            from twisted.internet.task import deferLater
+
+            d.addCallback(lambda _: deferLater(reactor, args.linger, runner.end_state))
+            d.addCallback(lambda state: result.update(end_state=state))
         return d.addBoth(lambda _: runner.stop_gateways())
 
     try:
@@ -287,9 +295,14 @@ def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> 
             sys.stdout.write(format_registration(report) + "\n")
         return 0
     if args.json:
-        sys.stdout.write(json.dumps(asdict(report), indent=2, default=str) + "\n")
+        data = asdict(report)
+        if "end_state" in result:
+            data["end_state"] = result["end_state"]
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     else:
         sys.stdout.write(format_report(report) + "\n")
+        if "end_state" in result:
+            sys.stdout.write(f"after {args.linger:g} s: {result['end_state']}\n")
     return 0 if report.failed == 0 and report.unfinished == 0 else 1
 
 

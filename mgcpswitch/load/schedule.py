@@ -25,6 +25,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 
 from ..config import Settings
+from ..transport import connect_address
 from .options import CAUSES, LoadOptions
 from .procstat import CpuSampler, find_agent_pid, read_rss_kb
 from .report import Report, cpu_per_call, milliseconds, percentile, saturation_verdict
@@ -86,11 +87,6 @@ def _cancelling(result: Any, timer: Any) -> Any:
     return result
 
 
-def connect_address(interface: str) -> str:
-    """Where to reach an agent listening on C{interface} (the wildcard: loopback)."""
-    return "127.0.0.1" if interface in ("", "0.0.0.0") else ("::1" if interface == "::" else interface)
-
-
 class CallScheduler:
     """
     Places calls on an engine's parties and fires with a L{Report}.
@@ -115,11 +111,11 @@ class CallScheduler:
         self.out = out
         self.random = random if random is not None else _random.Random()
         switch = settings.switch
-        self.agent = options.agent or (connect_address(switch.interface), switch.port)
         names = options.gateway_names
         self.chosen = [g for g in settings.gateways if names is None or g.name in names]
         if not self.chosen:
             raise ValueError("no gateway to simulate in the configuration")
+        self.agent = options.agent or (connect_address(switch.interface, self.chosen[0].address), switch.port)
         for g in self.chosen:
             if any(local != f"aaln/{i}" for i, local in enumerate(g.endpoints, 1)):
                 raise ValueError(f"[gateway:{g.name}]: the tool simulates lines aaln/1..N: use 'lines = N'")

@@ -261,6 +261,15 @@ class LoadRunner(CallScheduler):
     def stop_gateways(self) -> Deferred[Any]:
         return gatherResults([gw.stop() for gw in self.gateways], consumeErrors=True)
 
+    def end_state(self) -> dict[str, int]:
+        """What the gateways hold now: lines, lines idle (released and armed), connections left."""
+        endpoints = [ep for gw in self.gateways for ep in gw.endpoints]
+        return {
+            "lines": len(endpoints),
+            "idle_and_armed": sum(1 for ep in endpoints if _idle(ep)),
+            "connections": sum(gw.connection_count() for gw in self.gateways),
+        }
+
     def _gateway_counters(self) -> Counter[str]:
         # Through snapshot(), the transaction layer's public view: counters
         # named "name" or "name VERB/CODE", summed here by name.

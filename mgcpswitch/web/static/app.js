@@ -123,7 +123,7 @@
     syncRows($("#gateways"), gateways, (g) => g.name, (g) => [
       g.name,
       { text: g.state, cls: "state", state: g.state },
-      g.host ? g.host + ":" + g.port : "",
+      g.host ? (g.host.includes(":") ? "[" + g.host + "]" : g.host) + ":" + g.port : "",  // IPv6 bracketed
       { text: String(g.endpoints), cls: "number" },
       { text: String(g.active_calls), cls: "number" },
       g.last_rsip ? g.last_rsip + " (" + ago(g.last_rsip_at) + ")" : "",
