@@ -2,17 +2,25 @@
 The trunks' faces (issue 18) against a L{FakeCallControl}: C{GET
 /api/trunks} and C{/api/trunks/NAME}, the trunk families of C{/metrics}
 (none without trunks), the page's embedded state and the event stream's
-samples.
+samples; and the call control service's side, with a real call in from a
+SIP trunk on the in-memory network.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
 import treq
+from treq.testing import StubTreq
+from zope.interface.verify import verifyObject
+
+from mgcpswitch.interfaces import ICallControl
+from mgcpswitch.web import WebSettings, make_site
 
 from .support.web import WebCase
+from .test_agent_trunks import Trunked
 from .test_web_overload import scrape
 from .test_web_page import embedded
 
@@ -110,3 +118,41 @@ class Page(WebCase):
                    if f.startswith(b"event: stats")]
         self.assertEqual([[(t["name"], t["state"]) for t in s["trunks"]] for s in samples],
                          [[("backup", "down"), ("provider", "up")], [("backup", "down"), ("provider", "down")]])
+
+
+class OfTheRealCallControl(Trunked):
+    def test_a_call_in_shows_on_its_trunk(self) -> None:
+        """
+        The call control service provides the new ICallControl methods:
+        a call in from the trunk is listed on it (API, metrics) while it
+        lasts, with the trunk's own channel and counts, and gone after.
+        """
+        s, far = self.switch()
+        verifyObject(ICallControl, s.service)
+        site = make_site(s.service, WebSettings(), s.reactor)
+        web = StubTreq(site.resource)
+
+        def get(path: str) -> Any:
+            answers: list[Any] = []
+            web.get("http://admin.test" + path).addCallback(treq.content).addCallback(answers.append)
+            web.flush()
+            return answers[0]
+
+        [idle] = s.service.list_trunks()
+        self.assertEqual((idle.name, idle.calls, idle.channels_in_use), ("provider", (), 0))
+        far.call("2001")
+        s.run(1.0)
+        s.phone("2001").off_hook()
+        s.run(0.5)
+        [call] = [c.call_id for c in s.service.list_calls()]
+        view = s.service.get_trunk("PROVIDER")
+        self.assertEqual((view.calls, view.channels_in_use, view.calls_in, view.answered_in), ((call,), 1, 1, 1))
+        self.assertIsNone(s.service.get_trunk("nope"))
+        self.assertEqual(json.loads(get("/api/trunks/provider"))["calls"], [call])
+        self.assertIn(b'mgcp_trunk_calls_in_progress{trunk="provider"} 1.0', get("/metrics"))
+        [far_call] = far.trunk.channels
+        far_call.hang_up()
+        s.run(0.5)
+        s.phone("2001").on_hook()
+        self.settled(s, far)
+        self.assertEqual(json.loads(get("/api/trunks"))["trunks"][0]["calls"], [])
