@@ -27,7 +27,8 @@ stopped by its PID:
      tone), NTFY (on hook) on the line.  A first SIPp run of C{--warmup}
      seconds is not measured; in the second, the agent's CPU (utime + stime
      from /proc, before and after SIPp) over the calls SIPp completed;
-  4. prints both, and the trunk call's CPU as a ratio to the line call's.
+  4. prints both, and the trunk step's calls/s and CPU per call as ratios
+     to the line-to-line step's.
 """
 
 from __future__ import annotations
@@ -165,11 +166,14 @@ def through_the_trunk(a: argparse.Namespace, sipp: str, config: str, pid: int, d
 
 
 def row(name: str, r: dict[str, Any], base: dict[str, Any]) -> str:
+    """One step's figures, and its calls/s and CPU per call as ratios to the line-to-line step's."""
     per = r["cpu_per_call_ms"]
     ratio = per / base["cpu_per_call_ms"] if per and base["cpu_per_call_ms"] else None
-    return (f"| {name:22} | {r['completed']:6d} | {r['failed']:4d} | {r['cps']:7.1f} | "
-            f"{'-' if r['cpu'] is None else format(r['cpu'], '.2f'):>6} | "
-            f"{'-' if per is None else format(per, '.3f'):>8} | {'-' if ratio is None else format(ratio, '.2f') + 'x':>6} |")
+    rate = r["cps"] / base["cps"] if base["cps"] else None
+    return (f"| {name:23} | {r['completed']:6d} | {r['failed']:4d} | {r['cps']:7.1f} | "
+            f"{'-' if rate is None else format(rate, '.2f') + 'x':>13} | "
+            f"{'-' if r['cpu'] is None else format(r['cpu'], '.2f'):>11} | "
+            f"{'-' if per is None else format(per, '.3f'):>13} | {'-' if ratio is None else format(ratio, '.2f') + 'x':>9} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     say(f"# trunk step  {trunk['command']}")
     say(f"# answerer    {trunk['answerer']}")
     say(f"# setup       line to line: {line['setup']}; trunk: {trunk['setup']}")
-    say("| path                   | calls  | fail | calls/s | agent CPU s | agent ms/call | ratio |")
-    say("|------------------------|-------:|-----:|--------:|------------:|--------------:|------:|")
+    say("| path                    | calls  | fail | calls/s | calls/s ratio | agent CPU s | agent ms/call | CPU ratio |")
+    say("|-------------------------|-------:|-----:|--------:|--------------:|------------:|--------------:|----------:|")
     say(row("line to line (mgcpload)", line, line))
     say(row("SIPp -> trunk -> line", trunk, line))
     shutil.rmtree(directory, ignore_errors=True)

@@ -13,7 +13,8 @@ mgcpctl: the switch from a terminal, through the admin's JSON API.
     mgcpctl hangup ID
     mgcpctl audit ENDPOINT
     mgcpctl gateway out|in NAME
-    mgcpctl stats
+    mgcpctl stats                     (with the overload guard: shedding or not, calls shed)
+    mgcpctl trunks [NAME]             (state, registration, channels, calls, counters)
     mgcpctl cluster                   (role, epoch, the active agent, lease age)
     mgcpctl hash-password [USER] [--stdin] [--iterations N]
 
@@ -441,6 +442,7 @@ def _stats(data: Mapping[str, Any]) -> str:
 
     lines = [
         f"cluster:       {_cluster_summary(data.get('cluster'))}",
+        f"overload:      {_overload(transactions.get('overload'))}",
         f"calls:         {calls['active']} active; ended: {outcomes}",
         f"gateways:      {gateways}",
         f"endpoints:     {data['endpoints']['registered']} registered of {data['endpoints']['total']}",
@@ -453,6 +455,55 @@ def _stats(data: Mapping[str, Any]) -> str:
         f"  latency:       {_percentiles(transactions)}",
     ]
     return "\n".join(lines)
+
+
+def _overload(overload: Mapping[str, Any] | None) -> str:
+    """The overload guard in a line: whether it sheds new calls, how many so far, and the lateness it watches."""
+    if not overload:
+        return "-"
+    share = overload["admitted_share"]
+    head = (f"OVERLOADED, shedding {1 - share:.0%} of new calls" if overload["state"] == "overloaded"
+            else "normal, every new call admitted")
+    return (f"{head}; {overload['calls_shed']} shed, {overload['calls_admitted']} admitted, "
+            f"{overload['episodes']} episode(s); reactor {overload['lateness_ms']:.1f} ms late")
+
+
+def _trunks(data: Mapping[str, Any]) -> str:
+    rows = [
+        [
+            t["name"],
+            t["state"],
+            t["registration"],
+            t["peer"],
+            f"{t['channels_in_use']}/{t['max_channels']}",
+            len(t["calls"]),
+            f"{t['answered_out']}/{t['calls_out']}",
+            f"{t['answered_in']}/{t['calls_in']}",
+            t["refused_full"],
+        ]
+        for t in data["trunks"]
+    ]
+    if not rows:
+        return "no trunks configured"
+    headers = ["TRUNK", "STATE", "REGISTRATION", "PEER", "CHANNELS", "CALLS", "OUT ANSWERED", "IN ANSWERED", "FULL"]
+    return format_table(headers, rows)
+
+
+def _trunk(t: Mapping[str, Any]) -> str:
+    """One trunk: its state, channels, the calls on it, its calls' final statuses and its SIP messages."""
+
+    def counts(items: Mapping[str, int]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in items.items()) or "none"
+
+    return "\n".join([
+        f"trunk {t['name']} ({t['kind']}, peer {t['peer']}): {t['state']}, registration {t['registration']}",
+        f"  channels:      {t['channels_in_use']} in use of {t['max_channels']}; {t['refused_full']} calls refused full",
+        f"  calls now:     {', '.join(t['calls']) or '-'}",
+        f"  out:           {t['answered_out']} answered of {t['calls_out']}",
+        f"  in:            {t['answered_in']} answered of {t['calls_in']}",
+        f"  statuses:      {counts(t['statuses'])}",
+        f"  SIP messages:  {counts(t['messages'])}",
+    ])
 
 
 def _cluster_summary(cluster: Mapping[str, Any] | None) -> str:
@@ -613,6 +664,10 @@ async def _do(client: Client, args: argparse.Namespace, out: TextIO) -> None:
         show(answer, lambda g: f"{g['name']}: {'in service' if g['in_service'] else 'out of service'} ({g['state']})")
     elif command == "stats":
         show(await client.call("GET", "/api/stats"), _stats)
+    elif command == "trunks" and args.name:
+        show(await client.call("GET", "/api/trunks/" + _ep(args.name)), _trunk)
+    elif command == "trunks":
+        show(await client.call("GET", "/api/trunks"), _trunks)
     elif command == "cluster":
         data = await client.call("GET", "/api/stats")
         show({"now": data["now"], "cluster": data.get("cluster")}, _cluster)
@@ -718,7 +773,9 @@ def _parser() -> argparse.ArgumentParser:
     gateway = command("gateway", "take a gateway out of service, or back in")
     gateway.add_argument("action", choices=["out", "in"])
     gateway.add_argument("name", metavar="NAME")
-    command("stats", "transaction, call and gateway statistics")
+    command("stats", "transaction, call and gateway statistics, and whether the agent sheds new calls (overload)")
+    command("trunks", "the trunks (SIP): state, registration, channels, calls, counters; or one in full").add_argument(
+        "name", metavar="NAME", nargs="?", help="one trunk, with its statuses and SIP message counts")
     command("cluster", "this agent's place in its cluster: role, epoch, the active agent, lease age, counts")
     hashing = command("hash-password", "print a users-file line (or hash) for a password read from the terminal")
     hashing.add_argument("user", nargs="?", help="print USER:HASH, ready for the users file")

@@ -151,6 +151,16 @@ class ICallControl(Interface):
     def call_outcomes():  # type: ignore[no-untyped-def]
         """Counts of ended calls per outcome (JSON-able dict)."""
 
+    def list_trunks():  # type: ignore[no-untyped-def]
+        """
+        Every configured trunk, by name: a list of L{mgcpswitch.trunk.TrunkView}
+        (the trunk's own state, channels and counters) whose C{calls} are
+        the calls in progress with a leg on it, as call control sees them.
+        """
+
+    def get_trunk(name):  # type: ignore[no-untyped-def]
+        """One trunk's L{mgcpswitch.trunk.TrunkView} by name (any case), or None."""
+
     def subscribe(observer):  # type: ignore[no-untyped-def]
         """
         Call C{observer(event)} with every later L{mgcpswitch.agent.model}

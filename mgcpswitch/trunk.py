@@ -61,6 +61,9 @@ class TrunkView:
     """
     A trunk as the admin and /metrics show it.  C{statuses} counts the
     final statuses of calls, both ways (C{"out 486"}, C{"in 200"}).
+    C{calls} are the ids of the calls in progress with a leg on the trunk:
+    call control's side, set by it (L{ICallControl.list_trunks}); a
+    trunk's own view leaves it empty.
     """
 
     name: str
@@ -77,6 +80,7 @@ class TrunkView:
     refused_full: int = 0
     statuses: Mapping[str, int] = field(default_factory=dict)
     messages: Mapping[str, int] = field(default_factory=dict)
+    calls: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +98,7 @@ class TrunkView:
             "refused_full": self.refused_full,
             "statuses": dict(sorted(self.statuses.items())),
             "messages": dict(self.messages),
+            "calls": list(self.calls),
         }
 
 

@@ -12,6 +12,7 @@ import random
 from dataclasses import replace
 
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from mgcpswitch.agent.model import LineState, ReleaseCause
@@ -57,6 +58,28 @@ class Guard(SynchronousTestCase):
         self.assertEqual(changes, [OverloadState.OVERLOADED, OverloadState.NORMAL])
         self.assertEqual(guard.snapshot()["episodes"], 1)
         self.assertEqual(guard.snapshot()["calls_shed"], 10_000 - admitted)
+
+    def test_one_log_line_each_way(self) -> None:
+        """
+        The log says when overload starts and when it ends, one line each
+        with figures (lateness and share; duration, calls shed of offered,
+        lowest share), and nothing per shed call.
+        """
+        clock, guard, _ = self.guard()
+        with capturedLogs() as events:
+            for _ in range(30):
+                clock.advance(0.12)
+                for _ in range(10):
+                    guard.admit()
+            for _ in range(200):
+                clock.advance(0.02)
+        lines = [formatEvent(e) for e in events if e.get("log_namespace", "").endswith("OverloadGuard")]
+        self.assertEqual(len(lines), 2, lines)
+        self.assertRegex(lines[0], r"^overloaded: the reactor runs \d+ ms late \(target 30 ms\); admitting \d+% of new calls$")
+        snapshot = guard.snapshot()
+        self.assertRegex(lines[1], rf"^no longer overloaded after \d+\.\d s: {snapshot['calls_shed']} of \d+ new calls shed "
+                                   r"\(lowest share admitted \d+%\); every new call is admitted again$")
+        self.assertGreater(snapshot["calls_shed"], 100)
 
     def test_a_single_late_turn_is_not_overload(self) -> None:
         """One turn of 50 ms (a garbage collection, say) is smoothed away: nothing is shed."""

@@ -18,12 +18,14 @@ import json
 import os
 import shutil
 import tempfile
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from .support.browser import Browser, require_browser
-from .support.live import LiveSwitch
+from .support.live import LiveSwitch, wait_until
+from .support.sip import Recorder, free_udp_port, line_sdp, settings
 
 A, B = "aaln/2@rgw1", "aaln/5@rgw2"  # 1002 and 2005
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -145,3 +147,74 @@ class AdminPageOnARealSwitch(TestCase):
             "Array.from(document.querySelectorAll('#endpoints tbody tr')).every(r => r.dataset.state === 'idle')",
             what="every line idle on the page",
         )
+
+
+TRUNK = """
+[trunk:far]
+address = 127.0.0.1
+port = {far}
+local_port = {local}
+keepalive_interval = 0.5
+max_channels = 4
+"""
+
+
+class TrunkAndOverloadOnARealSwitch(TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        require_browser()
+        self.directory = tempfile.mkdtemp(prefix="mgcpswitch-browser-real-")
+        if not os.environ.get("MGCPSWITCH_KEEP_BROWSER_FILES"):
+            self.addCleanup(shutil.rmtree, self.directory, True)
+
+    async def test_trunk_table_and_overload_badge(self) -> None:
+        """
+        The trunk shows up (OPTIONS answered), a call in from it is listed
+        on its row with a channel held, and gone after; the overload badge
+        shows the real guard shedding and goes when it recovers.
+        """
+        from mgcpswitch.sip.trunk import SipTrunk
+
+        far_port, local_port = free_udp_port(), free_udp_port()
+        far_calls: list[Any] = []
+        far = SipTrunk(settings("peer", far_port, local_port), reactor, far_calls.append)
+        far.startService()
+        self.addCleanup(far.stopService)
+        switch = await LiveSwitch.start(sections=TRUNK.format(far=far_port, local=local_port))
+        self.addCleanup(switch.stop)
+        switch.auto_answer()
+        browser = await Browser.start(reactor, self.directory)
+        self.addCleanup(browser.stop)
+
+        await browser.get(switch.url + "/")
+        await browser.wait_for_text("#status", "live")
+        await browser.wait_until("document.querySelector('#trunks tr[data-trunk=far]')?.dataset.state === 'up'",
+                                 what="the trunk up on the page")
+        self.assertIn(f"127.0.0.1:{far_port}", await browser.text(row("trunks", "trunk", "far")))
+
+        far.call("2005", line_sdp(6000, "127.0.0.50"), Recorder(), caller="0123456")
+        await wait_until(lambda: [c for c in switch.control.list_calls() if c.state.value == "connected"], 10,
+                         "the call in connected")
+        [call] = switch.control.list_calls()
+        await browser.wait_for_text(row("trunks", "trunk", "far") + f' a[href="/calls/{call.call_id}"]', call.call_id)
+        self.assertIn("1 / 4", await browser.text(row("trunks", "trunk", "far")))
+
+        guard = switch.control.control.overload
+        guard.stop()  # the test makes the lateness: the probe would smooth it away meanwhile
+        while guard.share > 0.3:
+            guard.observe(0.2)
+        shedding = round((1 - guard.share) * 100)
+        await browser.wait_for_text("#overload", f"overload: shedding {shedding}%")
+        await browser.screenshot(os.path.join(self.directory, "trunk-and-overload.png"))
+        while guard.state.value == "overloaded":
+            guard.observe(0.0)
+        await browser.wait_until("document.querySelector('#overload').hidden", what="the overload badge gone")
+
+        [far_call] = far.channels
+        far_call.hang_up()
+        await browser.wait_until(
+            "!document.querySelector('#trunks tr[data-trunk=far] a')", what="no call left on the trunk's row")
+        await switch.hang_up_all()
+        self.assertTrue(switch.idle(), switch.describe())
+        self.assertEqual(switch.control.get_trunk("far").channels_in_use, 0)

@@ -24,6 +24,7 @@ import json
 from dataclasses import replace
 
 from mgcpswitch.agent.model import CallStateChanged, LadderEntry
+from mgcpswitch.trunk import TrunkState
 from mgcpswitch.web import WebSettings, make_site
 from mgcpswitch.web.auth import hash_password
 
@@ -331,6 +332,43 @@ class LiveChart(FastSamples):
             self.assertEqual(count, drawn, series)
             self.assertGreater(count, 2, series)
         await browser.screenshot(os.path.join(self.directory, "chart.png"))
+
+
+class OverloadAndTrunks(FastSamples):
+
+    async def test_overload_badge_and_trunks_table(self) -> None:
+        """
+        The overload badge appears while the guard sheds ("overload:
+        shedding 75%") and goes when it stops, from the stream's samples;
+        the trunks table shows each trunk's state, registration, channels
+        and calls, and follows a trunk going down and a call on it.
+        """
+        browser = await Browser.start(reactor, self.directory)
+        self.addCleanup(browser.stop)
+        await browser.get(self.url + "/")
+        await browser.wait_for_text("#status", "live")
+        self.assertTrue(await browser.execute("return document.querySelector('#overload').hidden"))
+        self.assertFalse(await browser.execute("return document.querySelector('#trunks-section').hidden"))
+        provider = await browser.execute(
+            "return Array.from(document.querySelector('#trunks tr[data-trunk=provider]').cells).map(c => c.textContent)")
+        self.assertEqual(provider[:9], ["provider", "up", "registered", "192.0.2.10:5060", "2 / 30", "", "9 / 12",
+                                        "4 / 5", "1"])
+        self.assertIn("out 486 \u00d72", provider[9])
+        self.assertEqual(await browser.text(row("trunks", "trunk", "backup") + " td.state"), "down")
+
+        self.fake.overload(0.25, shed=120, lateness_ms=80.0)
+        await browser.wait_for_text("#overload", "overload: shedding 75%")
+        self.assertIn("120 calls shed", await browser.execute("return document.querySelector('#overload').title"))
+        self.fake.trunks["provider"] = replace(self.fake.trunks["provider"], state=TrunkState.DOWN, calls=("c1",))
+        await browser.wait_until(
+            "document.querySelector('#trunks tr[data-trunk=provider]').dataset.state === 'down'", what="provider down")
+        await browser.wait_for_text(row("trunks", "trunk", "provider") + ' a[href="/calls/c1"]', "c1")
+        await browser.screenshot(os.path.join(self.directory, "overload-and-trunks.png"))
+
+        self.fake.overload(1.0, shed=121)
+        await browser.wait_until("document.querySelector('#overload').hidden", what="the overload badge gone")
+        self.fake.trunks.clear()
+        await browser.wait_until("document.querySelector('#trunks-section').hidden", what="no trunks section")
 
 
 class AdminPageWithBasicAuth(TestCase):

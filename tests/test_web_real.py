@@ -192,10 +192,11 @@ class Reading(RealCase):
             for placeholder, value in real.items():
                 path = path.replace(placeholder, value)
             methods.setdefault(path, set()).add(route["method"])
-        self.assertEqual(len(routes), 18)
+        self.assertEqual(len(routes), 20)
         for path, allowed in methods.items():
-            if path in ("/api/events", "/api/calls/x", "/api/calls/x/flow", "/api/calls/x/ladder.pcap"):
-                continue  # the stream never ends; there is no call x (both below)
+            if path in ("/api/events", "/api/calls/x", "/api/calls/x/flow", "/api/calls/x/ladder.pcap",
+                        "/api/trunks/rgw1"):
+                continue  # the stream never ends; there is no call x, and no trunk here (below)
             if "GET" in allowed:
                 answer = self.request("GET", path)
                 self.assertEqual(answer.code, 200, (path, answer.body))
@@ -206,6 +207,8 @@ class Reading(RealCase):
         self.assertEqual(self.request("HEAD", "/api/events").code, 200)
         for path in ("/api/calls/x", "/api/calls/x/flow", "/api/calls/x/ladder.pcap"):
             self.assertError(self.request("GET", path), 404, "not-found", "'x'")
+        self.assertEqual(self.get("/api/trunks")["trunks"], [])
+        self.assertError(self.request("GET", "/api/trunks/rgw1"), 404, "not-found", "none configured")
 
     def test_gateways_up_after_registration(self) -> None:
         """Both gateways registered (RSIP restart), audited and up, with their real counters."""

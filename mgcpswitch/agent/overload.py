@@ -25,6 +25,11 @@ of new calls admitted is cut by C{decrease} at each probe (down to
 C{floor}); once it is below half the target, the share grows back by
 C{increase} per probe.  The agent is "overloaded" while the share is below
 one.  Calls already admitted are never touched.
+
+What is said: one log line when the agent becomes overloaded (how late the
+reactor runs, the share admitted) and one when it recovers (how long it
+lasted, how many new calls were shed of how many, the lowest share), never
+one per shed call: a surge sheds thousands.
 """
 
 from __future__ import annotations
@@ -71,6 +76,10 @@ class OverloadGuard:
         self.admitted = 0
         self.shed = 0
         self.episodes = 0  # times the agent became overloaded
+        # The current episode, for the line that ends it: when it began, the counts then, the lowest share.
+        self._began = 0.0
+        self._counts_then = (0, 0)
+        self._lowest = 1.0
         self._due = 0.0
         self._probe: Optional[IDelayedCall] = None
 
@@ -120,15 +129,25 @@ class OverloadGuard:
             self.share = max(settings.floor, self.share * settings.decrease)
         elif self.lateness < settings.target / 2 and self.share < 1.0:
             self.share = min(1.0, self.share + settings.increase)
+        self._lowest = min(self._lowest, self.share)
         state = OverloadState.OVERLOADED if self.share < 1.0 else OverloadState.NORMAL
         if state is not self.state:
             self.state = state
             if state is OverloadState.OVERLOADED:
                 self.episodes += 1
-                self.log.warn("overloaded: the reactor runs {late:.0f} ms late; admitting fewer new calls",
-                              late=self.lateness * 1000)
+                self._began, self._counts_then, self._lowest = self._clock.seconds(), (self.shed, self.admitted), self.share
+                self.log.warn(
+                    "overloaded: the reactor runs {late:.0f} ms late (target {target:.0f} ms); "
+                    "admitting {share:.0%} of new calls", late=self.lateness * 1000,
+                    target=settings.target * 1000, share=self.share,
+                )
             else:
-                self.log.info("no longer overloaded: every new call is admitted again ({shed} shed so far)",
-                              shed=self.shed)
+                shed, admitted = self.shed - self._counts_then[0], self.admitted - self._counts_then[1]
+                self.log.info(
+                    "no longer overloaded after {seconds:.1f} s: {shed} of {offered} new calls shed "
+                    "(lowest share admitted {lowest:.0%}); every new call is admitted again",
+                    seconds=self._clock.seconds() - self._began, shed=shed, offered=shed + admitted,
+                    lowest=self._lowest, shed_total=self.shed,
+                )
             if self.changed is not None:
                 self.changed(state)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import replace
 from typing import Any, Callable, Iterable, Optional
 
 from twisted.application.service import IService, Service
@@ -50,6 +51,8 @@ from ..interfaces import (
 from ..mgcp import Command, NotifiedEntity, Response, Verb
 from ..transaction import PeerState, Unanswered
 from ..transport import CallAgentProtocol
+from ..trunk import TrunkView
+from .calls import LegState
 from .control import CallControl
 from .model import CallView, ClusterView, EndpointView, GatewayView
 
@@ -336,6 +339,18 @@ class CallControlService(Service):
 
     def call_outcomes(self) -> dict[str, int]:
         return dict(self.control.outcomes)
+
+    def list_trunks(self) -> list[TrunkView]:
+        # Call control's side of each trunk: the calls in progress with a leg on it.
+        calls: dict[str, list[str]] = {}
+        for call in self.control.calls():
+            for name in {leg.trunk.name for leg in call.legs if leg.trunk is not None and leg.state is not LegState.GONE}:
+                calls.setdefault(name, []).append(call.call_id)
+        return [replace(trunk.view(), calls=tuple(calls.get(name, ()))) for name, trunk in sorted(self.trunks.items())]
+
+    def get_trunk(self, name: str) -> Optional[TrunkView]:
+        wanted = name.lower()
+        return next((view for view in self.list_trunks() if view.name.lower() == wanted), None)
 
     def subscribe(self, observer: Callable[[Any], None]) -> Callable[[], None]:
         # Kept here too: each term's call control has its own event bus.

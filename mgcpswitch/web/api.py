@@ -31,7 +31,9 @@ runs to the first segment holding C{@}):
     GET    /api/calls/ID/flow                its ladder as a flow graph (columns, messages)
     GET    /api/calls/ID/ladder.pcap         its ladder as a pcap (UDP, real addresses and times)
     DELETE /api/calls/ID                     hang it up
-    GET    /api/stats                        transactions, calls, gateways, the cluster (or null)
+    GET    /api/trunks                       trunks (SIP): state, registration, channels, counters, calls
+    GET    /api/trunks/NAME                  one trunk
+    GET    /api/stats                        transactions, calls, gateways, overload, the cluster (or null)
     GET    /api/events                       server-sent events (and a C{stats} sample a second)
 """
 
@@ -367,7 +369,11 @@ def cluster_json(view: ClusterView | None) -> dict[str, Any] | None:
 
 
 def stats_json(control: ICallControl, now: float) -> dict[str, Any]:
-    """C{GET /api/stats}: transactions, calls, gateways, endpoints and the cluster."""
+    """
+    C{GET /api/stats}: transactions (with call control's counters, the
+    store's and the overload guard's snapshot), calls, gateways, endpoints
+    and the cluster.
+    """
     views = control.list_gateways()
     gateways: dict[str, int] = {s.value: 0 for s in GatewayState}
     for g in views:
@@ -390,6 +396,7 @@ def snapshot(control: ICallControl, now: float) -> dict[str, Any]:
         "gateways": [g.to_json() for g in control.list_gateways()],
         "endpoints": [e.to_json() for e in control.list_endpoints()],
         "calls": [call_json(c, ladder=False) for c in control.list_calls()],
+        "trunks": [t.to_json() for t in control.list_trunks()],
         "stats": stats_json(control, now),
     }
 
@@ -398,13 +405,16 @@ def live_figures(control: ICallControl, now: float) -> dict[str, Any]:
     """
     One sample for the page's live chart: calls in progress, and running
     totals of calls started and of MGCP transactions (commands sent and
-    received), from which the page draws calls/s and transactions/s; and
-    the cluster (L{cluster_json}), so that the page shows a takeover and
-    the lease's age within a second.
+    received), from which the page draws calls/s and transactions/s; the
+    cluster (L{cluster_json}), so that the page shows a takeover and the
+    lease's age within a second; the overload guard's snapshot (or None
+    when the agent has none) and the trunks, so that shedding and a trunk
+    going down or filling up show within a second too.
     """
     calls = control.list_calls()
     active = active_calls(calls)
-    counters: Mapping[str, int] = control.transaction_stats().get("counters", {})
+    stats = control.transaction_stats()
+    counters: Mapping[str, int] = stats.get("counters", {})
     transactions = sum(v for k, v in counters.items() if k.startswith(("commands_sent ", "commands_received ")))
     return {
         "now": now,
@@ -412,6 +422,8 @@ def live_figures(control: ICallControl, now: float) -> dict[str, Any]:
         "calls": active + sum(control.call_outcomes().values()),
         "transactions": transactions,
         "cluster": cluster_json(control.cluster()),
+        "overload": stats.get("overload"),
+        "trunks": [t.to_json() for t in control.list_trunks()],
     }
 
 
@@ -600,6 +612,28 @@ class CallsResource(_ControlResource):
         if after is None:
             return 200, {"call_id": call_id, "state": CallState.ENDED.value}
         return 200, call_json(after, ladder=False)
+
+
+class TrunksResource(_ControlResource):
+    """C{/api/trunks}: the trunks' views; C{/api/trunks/NAME}: one (any case), or 404."""
+
+    def routes(self, path: tuple[str, ...]) -> Mapping[bytes, Handler]:
+        match path:
+            case ():
+                return {b"GET": self.list}
+            case (name,):
+                return {b"GET": partial(self.show, name)}
+        raise not_found(f"no such route: /api/trunks/{'/'.join(path)}")
+
+    async def list(self, request: Any) -> tuple[int, Body]:
+        return 200, {"now": self.now(), "trunks": [t.to_json() for t in self.control.list_trunks()]}
+
+    async def show(self, name: str, request: Any) -> tuple[int, Body]:
+        view = self.control.get_trunk(name)
+        if view is None:
+            known = ", ".join(t.name for t in self.control.list_trunks()) or "none configured"
+            raise not_found(f"no trunk {name!r} (trunks: {known})")
+        return 200, view.to_json()
 
 
 class StatsResource(_ControlResource):
@@ -792,7 +826,9 @@ _ROUTES = [
     ("GET", "/api/calls/ID/flow", "its ladder as a flow graph: columns (agent, endpoints) and messages"),
     ("GET", "/api/calls/ID/ladder.pcap", "its ladder as a pcap for Wireshark (UDP, real addresses and times)"),
     ("DELETE", "/api/calls/ID", "hang it up"),
-    ("GET", "/api/stats", "transaction, call and gateway statistics; the cluster (role, epoch, active) or null"),
+    ("GET", "/api/trunks", "trunks: state (OPTIONS), registration, channels in use/max, counters, calls on each"),
+    ("GET", "/api/trunks/NAME", "one trunk"),
+    ("GET", "/api/stats", "transaction, call and gateway statistics; overload; the cluster (role, epoch, active) or null"),
     ("GET", "/api/events", "server-sent events of call and gateway changes, and live stats samples"),
     ("GET", "/metrics", "Prometheus metrics"),
 ]
@@ -834,6 +870,7 @@ class ApiRoot(Resource):
         self.putChild(b"gateways", GatewaysResource(control, clock))
         self.putChild(b"endpoints", EndpointsResource(control, clock))
         self.putChild(b"calls", CallsResource(control, clock, agent))
+        self.putChild(b"trunks", TrunksResource(control, clock))
         self.putChild(b"stats", StatsResource(control, clock))
         self.putChild(b"events", EventsResource(control, clock, stats_interval=stats_interval))
 

@@ -9,7 +9,10 @@ C{prometheus_client}'s global one.
 
 An agent in a cluster adds the C{mgcp_cluster_*} families (role, epoch,
 lease age, takeovers, the store's refused rows, ...); a single agent has
-none of them.
+none of them.  The overload guard's state, admitted share, lateness and
+calls shed are C{mgcp_overload*}; each configured trunk's state,
+registration, channels, calls and SIP messages are C{mgcp_trunk_*} with a
+C{trunk} label (none without trunks).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from prometheus_client.core import (
 
 from ..agent.model import ClusterView, GatewayState, Role
 from ..interfaces import ICallControl
+from ..trunk import RegistrationState, TrunkState, TrunkView
 from .api import JSONResource, Raw, active_calls, not_found, registered_endpoints
 
 __all__ = ["SwitchCollector", "make_registry", "MetricsResource"]
@@ -127,6 +131,12 @@ class SwitchCollector:
         for outcome, count in sorted(self.control.call_outcomes().items()):
             outcomes.add_metric([str(outcome)], count)
         yield outcomes
+        overload = snapshot.get("overload")
+        if overload is not None:
+            yield from _overload(overload)
+        trunks = self.control.list_trunks()
+        if trunks:
+            yield from _trunks(trunks)
         view = self.control.cluster()
         if view is not None:
             yield from _cluster(view)
@@ -192,6 +202,77 @@ def _cluster(view: ClusterView) -> Iterator[Metric]:
         if key.startswith("leadership_"):
             leadership.add_metric([key[len("leadership_"):]], value)
     yield leadership
+
+
+def _overload(snapshot: Mapping[str, Any]) -> Iterator[Metric]:
+    """The overload guard (L{mgcpswitch.agent.overload}): whether it sheds, how much, and why."""
+    yield GaugeMetricFamily("mgcp_overloaded", "1 while the overload guard sheds a share of new calls, else 0",
+                            value=1 if snapshot["state"] == "overloaded" else 0)
+    yield GaugeMetricFamily("mgcp_overload_admitted_share", "The share of new calls admitted now (1: all)",
+                            value=snapshot["admitted_share"])
+    yield GaugeMetricFamily("mgcp_overload_lateness_seconds",
+                            "How late the reactor runs its timers, smoothed (what the guard watches)",
+                            value=snapshot["lateness_ms"] / 1000)
+    yield CounterMetricFamily("mgcp_overload_calls_shed", "New calls refused at once because the agent was overloaded",
+                              value=snapshot["calls_shed"])
+    yield CounterMetricFamily("mgcp_overload_calls_admitted", "New calls the overload guard admitted",
+                              value=snapshot["calls_admitted"])
+    yield CounterMetricFamily("mgcp_overload_episodes", "Times the agent became overloaded",
+                              value=snapshot["episodes"])
+
+
+# A trunk's message counters that count since it started, and the gauges.
+_TRUNK_MESSAGE_COUNTERS = ("received", "sent", "malformed", "stray_responses", "retransmissions")
+_TRUNK_MESSAGE_GAUGES = {
+    "transactions": ("mgcp_trunk_sip_transactions", "SIP transactions the trunk keeps open"),
+    "dialogs": ("mgcp_trunk_sip_dialogs", "SIP dialogs the trunk keeps open"),
+}
+
+
+def _trunks(trunks: list[TrunkView]) -> Iterator[Metric]:
+    """Every trunk's state, registration, channels, calls (both ways) and SIP messages, labelled by trunk."""
+    state = GaugeMetricFamily("mgcp_trunk_state", "The trunk's state from its keepalives (1 for the current one)",
+                              labels=["trunk", "state"])
+    registration = GaugeMetricFamily("mgcp_trunk_registration", "The trunk's registration (1 for the current one)",
+                                     labels=["trunk", "state"])
+    in_use = GaugeMetricFamily("mgcp_trunk_channels_in_use", "Channels held by calls on the trunk", labels=["trunk"])
+    channels = GaugeMetricFamily("mgcp_trunk_channels", "The trunk's channels (max_channels)", labels=["trunk"])
+    legs = GaugeMetricFamily("mgcp_trunk_calls_in_progress", "Calls in progress with a leg on the trunk (call control)",
+                             labels=["trunk"])
+    calls = CounterMetricFamily("mgcp_trunk_calls", "Calls placed on the trunk (out) and taken from it (in)",
+                                labels=["trunk", "direction"])
+    answered = CounterMetricFamily("mgcp_trunk_calls_answered", "Calls through the trunk that were answered",
+                                   labels=["trunk", "direction"])
+    full = CounterMetricFamily("mgcp_trunk_calls_refused_full", "Calls refused because every channel was busy",
+                               labels=["trunk"])
+    statuses = CounterMetricFamily("mgcp_trunk_final_statuses", "Calls' final SIP statuses, by direction and code",
+                                   labels=["trunk", "direction", "code"])
+    messages = CounterMetricFamily("mgcp_trunk_sip_messages", "SIP messages received, sent, malformed, stray, resent",
+                                   labels=["trunk", "event"])
+    gauges = {key: GaugeMetricFamily(name, doc, labels=["trunk"]) for key, (name, doc) in _TRUNK_MESSAGE_GAUGES.items()}
+    for trunk in trunks:
+        name = trunk.name
+        for member in TrunkState:
+            state.add_metric([name, member.value], 1 if trunk.state is member else 0)
+        for kind in RegistrationState:
+            registration.add_metric([name, kind.value], 1 if trunk.registration is kind else 0)
+        in_use.add_metric([name], trunk.channels_in_use)
+        channels.add_metric([name], trunk.max_channels)
+        legs.add_metric([name], len(trunk.calls))
+        calls.add_metric([name, "out"], trunk.calls_out)
+        calls.add_metric([name, "in"], trunk.calls_in)
+        answered.add_metric([name, "out"], trunk.answered_out)
+        answered.add_metric([name, "in"], trunk.answered_in)
+        full.add_metric([name], trunk.refused_full)
+        for key, value in sorted(trunk.statuses.items()):
+            direction, _, code = key.partition(" ")
+            statuses.add_metric([name, direction, code], value)
+        for key in _TRUNK_MESSAGE_COUNTERS:
+            messages.add_metric([name, key], trunk.messages.get(key, 0))
+        for key, gauge in gauges.items():
+            gauge.add_metric([name], trunk.messages.get(key, 0))
+    yield from (state, registration, in_use, channels, legs, calls, answered, full, statuses, messages)
+    yield from gauges.values()
 
 
 def _bound(value: float) -> str:

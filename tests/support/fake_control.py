@@ -1,11 +1,12 @@
 """
 A fake L{ICallControl} for the web admin, mgcpctl and browser tests: canned
-gateways, endpoints and calls that change the way call control's would
-(originate rings, hang up ends, out of service, a line's services change),
-every action recorded in C{actions}, and events handed to subscribers
-synchronously.  L{FakeCallControl.stand_by} makes it a standby of a
-cluster: it still shows everything, and refuses every change with
-L{StandbyError}, as call control does.
+gateways, endpoints, calls and trunks that change the way call control's
+would (originate rings, hang up ends, out of service, a line's services
+change), every action recorded in C{actions}, and events handed to
+subscribers synchronously.  L{FakeCallControl.stand_by} makes it a standby
+of a cluster: it still shows everything, and refuses every change with
+L{StandbyError}, as call control does.  L{FakeCallControl.overload} puts
+its overload guard's snapshot where a shedding agent's would be.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from mgcpswitch.agent.model import (
 from mgcpswitch.agent.services import check_services
 from mgcpswitch.errors import CallControlError, StandbyError
 from mgcpswitch.interfaces import ICallControl
+from mgcpswitch.trunk import RegistrationState, TrunkState, TrunkView
 
 __all__ = ["FakeCallControl", "GW1", "GW2", "T0", "ACTIVE", "STANDBY"]
 
@@ -73,6 +75,23 @@ SNAPSHOT: dict[str, Any] = {
     "latency_buckets": [0.001, 0.01, 0.1, 1.0],
     "latency_counts": [2, 10, 5, 1, 1],
     "peers": {"127.0.0.1:2427": {"rto": 0.2, "state": "reachable"}},
+    "overload": {"state": "normal", "admitted_share": 1.0, "lateness_ms": 0.8, "calls_admitted": 40,
+                 "calls_shed": 0, "episodes": 0},
+}
+
+#: The trunks, as their views say (call control's calls on them are set per test).
+TRUNKS = {
+    "provider": TrunkView(
+        name="provider", kind="sip", peer="192.0.2.10:5060", state=TrunkState.UP,
+        registration=RegistrationState.REGISTERED, channels_in_use=2, max_channels=30, calls_out=12, calls_in=5,
+        answered_out=9, answered_in=4, refused_full=1, statuses={"out 200": 9, "out 486": 2, "in 200": 4, "in 487": 1},
+        messages={"received": 160, "sent": 171, "malformed": 1, "stray_responses": 0, "retransmissions": 3,
+                  "transactions": 2, "dialogs": 2},
+    ),
+    "backup": TrunkView(
+        name="backup", kind="sip", peer="198.51.100.7:5070", state=TrunkState.DOWN,
+        registration=RegistrationState.NONE, channels_in_use=0, max_channels=10,
+    ),
 }
 
 
@@ -117,6 +136,7 @@ class FakeCallControl:
         self.stats: dict[str, Any] = {**SNAPSHOT, "counters": dict(SNAPSHOT["counters"])}
         self.outcomes: dict[str, int] = {"normal": 3, "busy": 1, "no-answer": 0}
         self.cluster_view: ClusterView | None = None  # a single agent until made a member
+        self.trunks: dict[str, TrunkView] = dict(TRUNKS)
         self._next_call = 1
         now = self.clock.seconds()
         self.gateways: dict[str, GatewayView] = {
@@ -191,6 +211,22 @@ class FakeCallControl:
 
     def cluster(self) -> ClusterView | None:
         return self.cluster_view
+
+    def list_trunks(self) -> list[TrunkView]:
+        return [self.trunks[name] for name in sorted(self.trunks)]
+
+    def get_trunk(self, name: str) -> TrunkView | None:
+        return next((t for t in self.trunks.values() if t.name.lower() == name.lower()), None)
+
+    def overload(self, share: float, shed: int, lateness_ms: float = 42.0) -> None:
+        """From now on the guard admits C{share} of new calls, having shed C{shed} (share 1: normal again)."""
+        before = self.stats["overload"]
+        overloaded = share < 1.0
+        self.stats["overload"] = {
+            "state": "overloaded" if overloaded else "normal", "admitted_share": share, "lateness_ms": lateness_ms,
+            "calls_admitted": before["calls_admitted"], "calls_shed": shed,
+            "episodes": before["episodes"] + (1 if overloaded and before["state"] == "normal" else 0),
+        }
 
     def stand_by(self, active: str | None = ACTIVE) -> None:
         """From now on a standby of a cluster whose active is C{active} (None: none is known)."""

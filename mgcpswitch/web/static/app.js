@@ -4,8 +4,9 @@
 // a fallback; buttons call the JSON API; a small chart plots the stream's
 // "stats" samples.  An agent of a cluster shows its role, epoch, the active
 // agent and the lease's age (from each sample); a standby's buttons are
-// disabled with the reason, its admin being read-only.  Plain JavaScript,
-// no framework, no build step.
+// disabled with the reason, its admin being read-only.  Each sample also
+// carries the overload guard's state (a badge while it sheds new calls) and
+// the trunks (their table).  Plain JavaScript, no framework, no build step.
 "use strict";
 
 (function () {
@@ -18,6 +19,7 @@
     gateways: new Map(),   // name -> gateway view
     endpoints: new Map(),  // name -> endpoint view
     calls: new Map(),      // call_id -> call view (without ladder)
+    trunks: [],            // trunk views, by name
     offset: 0,             // server clock minus ours, in seconds
     samples: [],           // the event stream's stats samples, oldest first
     cluster: null,         // this agent's place in its cluster, or null (a single agent)
@@ -137,6 +139,44 @@
       row.dataset.gateway = g.name;
       row.dataset.state = g.state;
     });
+  }
+
+  // Trunks (SIP): the section shows only when some are configured.
+  function renderTrunks(trunks) {
+    state.trunks = trunks || [];
+    $("#trunks-section").hidden = state.trunks.length === 0;
+    const page = (id) => ({ link: id, href: "/calls/" + quote(id), title: "the call's flow" });
+    syncRows($("#trunks"), state.trunks, (t) => t.name, (t) => [
+      t.name,
+      { text: t.state, cls: "state", state: t.state },
+      { text: t.registration, cls: "state", state: t.registration },
+      t.peer,
+      { text: t.channels_in_use + " / " + t.max_channels, cls: "number",
+        state: t.channels_in_use >= t.max_channels ? "full" : "free" },
+      t.calls.length ? { buttons: t.calls.map(page) } : "",
+      { text: t.answered_out + " / " + t.calls_out, cls: "number" },
+      { text: t.answered_in + " / " + t.calls_in, cls: "number" },
+      { text: String(t.refused_full), cls: "number" },
+      { text: Object.entries(t.statuses).map(([k, v]) => k + " \u00d7" + v).join(", "), cls: "notes",
+        title: Object.entries(t.messages).map(([k, v]) => k.replace("_", " ") + " " + v).join("\n") },
+    ], (row, t) => {
+      row.dataset.trunk = t.name;
+      row.dataset.state = t.state;
+    });
+  }
+
+  // The overload guard: a badge while it sheds new calls ("overload: shedding 60%").
+  function renderOverload(overload) {
+    const badge = $("#overload");
+    const shedding = Boolean(overload) && overload.state === "overloaded";
+    badge.hidden = !shedding;
+    badge.dataset.state = overload ? overload.state : "none";
+    if (!overload) return;
+    const share = Math.round((1 - overload.admitted_share) * 100);
+    badge.textContent = "overload: shedding " + share + "%";
+    badge.title = "admitting " + Math.round(overload.admitted_share * 100) + "% of new calls; the reactor runs " +
+      overload.lateness_ms.toFixed(1) + " ms late; " + overload.calls_shed + " calls shed since start, " +
+      overload.episodes + " episode(s)";
   }
 
   // The calls on a line: "c1, c2 (held), c3 (waiting) · three-way".
@@ -280,7 +320,8 @@
       " · endpoints " + stats.endpoints.registered + "/" + stats.endpoints.total +
       " · commands out " + sent + ", in " + received +
       " · retransmissions " + (counters.retransmissions || 0) +
-      " · timeouts " + (counters.timeouts || 0);
+      " · timeouts " + (counters.timeouts || 0) +
+      (stats.transactions.overload ? " · calls shed " + stats.transactions.overload.calls_shed : "");
   }
 
   // -- the cluster ----------------------------------------------------------
@@ -324,6 +365,8 @@
     const samples = state.samples;
     if (samples.length && sample.now <= samples[samples.length - 1].now) return;
     renderCluster(sample.cluster);
+    renderOverload(sample.overload);
+    renderTrunks(sample.trunks);
     samples.push(sample);
     if (samples.length > CHART_SAMPLES) samples.shift();
     renderChart();
@@ -453,19 +496,22 @@
     renderCalls();
     renderStats(snapshot.stats);
     renderCluster(snapshot.stats.cluster);
+    renderOverload(snapshot.stats.transactions.overload);
+    renderTrunks(snapshot.trunks);
     document.body.dataset.loaded = "true";
   }
 
   async function refresh() {
     try {
-      const [gateways, endpoints, calls, stats] = await Promise.all([
+      const [gateways, endpoints, calls, trunks, stats] = await Promise.all([
         api("GET", "/api/gateways"),
         api("GET", "/api/endpoints"),
         api("GET", "/api/calls"),
+        api("GET", "/api/trunks"),
         api("GET", "/api/stats"),
       ]);
       apply({ now: gateways.now, gateways: gateways.gateways, endpoints: endpoints.endpoints,
-              calls: calls.calls, stats: stats });
+              calls: calls.calls, trunks: trunks.trunks, stats: stats });
     } catch (e) {
       say("cannot refresh: " + e.message, "error");
     }
