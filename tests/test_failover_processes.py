@@ -25,7 +25,7 @@ import time
 import unittest
 from typing import Any, Callable
 
-from .support.failover import ACTIVE, PairRig
+from .support.failover import ACTIVE, LEASE, PairRig
 from .support.postgres import PostgresCase
 
 TALKING = 200
@@ -45,12 +45,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         pause.wait(0.05)
 
 
-class FailoverProcesses(PostgresCase, unittest.TestCase):
+class PairCase(PostgresCase):
     """The pair with 200 calls talking and 20 ringing, then one failure."""
+
+    lease = LEASE
 
     def setUp(self) -> None:
         super().setUp()
-        self.rig = PairRig(self.dsn, lines=500)
+        self.rig = PairRig(self.dsn, lines=500, lease=self.lease)
         self.addCleanup(shutil.rmtree, self.rig.directory, True)
         self.addCleanup(self.rig.stop)
         self.rig.start()
@@ -99,6 +101,10 @@ class FailoverProcesses(PostgresCase, unittest.TestCase):
 
     pending_release = TALKING
 
+
+class ActiveFails(PairCase, unittest.TestCase):
+    """The active agent dies or freezes (the [cluster] defaults: lease 1 s)."""
+
     def test_kill_the_active(self) -> None:
         """SIGKILL of the active: B takes over, keeps the 200 talking calls, clears the 20 ringing ones."""
         old = self.rig.active()
@@ -130,6 +136,16 @@ class FailoverProcesses(PostgresCase, unittest.TestCase):
         watched = self.phones.ask(f"watch 127.0.0.1:{old.port}")
         self.assertIsNotNone(watched["recovered"], watched)
 
+class DatabaseRestarts(PairCase, unittest.TestCase):
+    """
+    PostgreSQL restarts under load.  A lease of 3 s (heartbeat 0.5 s,
+    idle_timeout 4 s): an outage shorter than the lease is not a takeover,
+    and a restart on this shared machine can take more than the default
+    1 s; the price is a frozen active detected in 4 s rather than 1.5 s.
+    """
+
+    lease = (0.5, 3.0, 4.0)
+
     def test_restart_postgresql_under_load(self) -> None:
         """
         The database restarts (fast shutdown, then start: shorter than the
@@ -141,9 +157,12 @@ class FailoverProcesses(PostgresCase, unittest.TestCase):
         began = time.time()
         self.phones.send("release 100")
         self.phones.send("talk 50")
+        restart = time.time()
         self.server.restart()
-        self.assertEqual(self.phones.answer("release 100")["failures"], 0)
-        self.assertEqual(self.phones.answer("talk 50")["talking"], 50)
+        print(f"\nPostgreSQL restarted in {time.time() - restart:.3f} s")
+        logs = "\n".join(a.log_tail(15) for a in self.rig.agents)
+        self.assertEqual(self.phones.answer("release 100")["failures"], 0, logs)
+        self.assertEqual(self.phones.answer("talk 50")["talking"], 50, logs)
         for agent in self.rig.agents:
             self.assertIsNone(agent.wait("no longer active", 0.0, since=began), agent.log_tail())
             self.assertIsNone(agent.wait(ACTIVE, 0.0, since=began), agent.log_tail())

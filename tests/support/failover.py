@@ -46,7 +46,12 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def pair_config(dsn_url: str, lines: int, base_port: int, gateways: int = 2) -> str:
+#: [cluster] heartbeat, lease, idle_timeout: the defaults.
+LEASE = (0.25, 1.0, 1.5)
+
+
+def pair_config(dsn_url: str, lines: int, base_port: int, gateways: int = 2,
+                lease: tuple[float, float, float] = LEASE) -> str:
     """The pair's INI: gateways of C{lines} lines each, the PostgreSQL store, the cluster."""
     from mgcpswitch.load.population import make_config
 
@@ -54,7 +59,9 @@ def pair_config(dsn_url: str, lines: int, base_port: int, gateways: int = 2) -> 
                             agent=("127.0.0.1", 2727), web="free", store=dsn_url)
     # The overload guard is off: on a shared, loaded machine it would shed
     # some of the 200 calls placed at once, and these tests are about failover.
-    return text + "\n[cluster]\nheartbeat = 0.25\nlease = 1.0\nidle_timeout = 1.5\n\n[overload]\nenabled = no\n"
+    heartbeat, expiry, idle = lease
+    return text + (f"\n[cluster]\nheartbeat = {heartbeat}\nlease = {expiry}\nidle_timeout = {idle}\n"
+                   "\n[overload]\nenabled = no\n")
 
 
 def url_of(dsn: str) -> str:
@@ -213,7 +220,7 @@ class Phones:
 class PairRig:
     """Two agents on one database, and two gateways of C{lines} lines each in the phones' process."""
 
-    def __init__(self, dsn: str, lines: int = 500) -> None:
+    def __init__(self, dsn: str, lines: int = 500, lease: tuple[float, float, float] = LEASE) -> None:
         self.dsn = dsn
         self.directory = tempfile.mkdtemp(prefix="failover.")
         self.config = os.path.join(self.directory, "pair.ini")
@@ -221,7 +228,7 @@ class PairRig:
         while base > 65000:
             base = free_udp_port()
         with open(self.config, "w") as f:
-            f.write(pair_config(url_of(dsn), lines, base))
+            f.write(pair_config(url_of(dsn), lines, base, lease=lease))
         self.agents = [Agent(self.config, free_udp_port(), self.directory) for _ in range(2)]
         self.phones: Optional[Phones] = None
 
