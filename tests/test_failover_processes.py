@@ -18,12 +18,15 @@ bounded only generously here; benchmarks/bench_failover.py measures them.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import threading
 import time
 import unittest
 from typing import Any, Callable
+
+from mgcpswitch.config import load_settings
 
 from .support.failover import ACTIVE, LEASE, PairRig
 from .support.postgres import PostgresCase
@@ -170,3 +173,16 @@ class DatabaseRestarts(PairCase, unittest.TestCase):
         wait_for(lambda: self.count("cdr") >= 100, 20.0, "the CDRs of the restart written")
         self.pending_release = TALKING - 100 + 50
         self.release_and_check(calls=TALKING + 50)
+
+
+class PairExample(unittest.TestCase):
+    """etc/pair-a.ini and etc/pair-b.ini, the README's pair."""
+
+    def test_the_two_files_form_a_pair(self) -> None:
+        """They load, share the store, the cluster settings and the gateways, and name two agents."""
+        etc = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "etc")
+        a, b = (load_settings(os.path.join(etc, f"pair-{x}.ini")) for x in "ab")
+        self.assertEqual((a.store, a.cluster, a.gateways), (b.store, b.cluster, b.gateways))
+        self.assertTrue(a.store.url.startswith("postgresql://"))
+        self.assertNotEqual(a.cluster.member_name(a.switch), b.cluster.member_name(b.switch))
+        self.assertEqual(a.simulator.gateways, ())

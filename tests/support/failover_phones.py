@@ -18,8 +18,10 @@ on stdout:
     stats                  {"connections": n, "txid_reuse": [...], "commands": {source: n}, ...}
 
 TIME is C{time.time()} when the condition was first seen (polled every
-5 ms), so a test can subtract the moment it sent a signal.  A wait that
-runs out answers what it has, with C{"failed"} or C{"timeout": true}.
+10 ms: cheap enough not to slow the agents sharing the machine), so a
+test can subtract the moment it sent a signal.  A wait that runs out
+(20 s a step, 30 s for watch) answers what it has: C{"failed"}, or None
+for a time.
 
 Transaction ids are recorded from the raw datagrams each gateway receives
 (before the transaction layer, which answers a repeated id from its cache
@@ -117,7 +119,7 @@ class Phones:
         return len(line.connections) == 1 and line.connections[0].mode == "sendrecv"
 
     def until(self, predicate: Callable[[], bool], timeout: float = STEP) -> Deferred[float | None]:
-        """Fires with time.time() once C{predicate()} holds (polled every 5 ms), None at the timeout."""
+        """Fires with time.time() once C{predicate()} holds (polled every 10 ms), None at the timeout."""
         d: Deferred[float | None] = Deferred()
         deadline = time.time() + timeout
 
@@ -127,7 +129,7 @@ class Phones:
             elif time.time() > deadline:
                 d.callback(None)
             else:
-                self.reactor.callLater(0.005, poll)
+                self.reactor.callLater(0.01, poll)
 
         poll()
         return d
