@@ -7,12 +7,14 @@ their own whose call agent list names both agents
 active is killed (SIGKILL), frozen (SIGSTOP, then SIGCONT), or the
 database restarts under load.
 
-What each test asserts is the outcome the issue asks for: the other
-agent takes over; every endpoint ends up commanding through it, idle
-lines armed; every talking call is still connected and is released
-normally afterwards with one complete CDR; the ringing calls are cleared
-with no connection left; no gateway ever received one transaction id
-twice from two sources (or for two commands).  Times are printed and
+What each test asserts is the outcome the issue asks for.  When the
+active is killed or frozen: the other agent takes over; every endpoint
+ends up sending to it, idle lines armed; every talking call is still
+connected and is released normally afterwards with one complete CDR; the
+ringing calls are cleared with no connection left.  When the database
+restarts: the active keeps its term and every call, and the store
+catches up.  Always: no gateway ever received one transaction id twice
+from two sources (or for two commands).  Times are printed and
 bounded only generously here; benchmarks/bench_failover.py measures them.
 """
 
