@@ -4,6 +4,7 @@ C{twistd -n mgcpgateway}: a simulated residential gateway on UDP.
 
     twistd -n mgcpgateway --lines 8 --call-agent 127.0.0.1:2727 --restart-delay 0
     twistd -n mgcpgateway --media --control tcp:8427:interface=127.0.0.1
+    twistd -n mgcpgateway --call-agent 127.0.0.1:2727,127.0.0.1:2737   # a pair of agents
 
 The options build a L{GatewayConfig}; L{makeService} returns a
 C{MultiService} whose child is the L{GatewayService}.  This is the only
@@ -84,7 +85,8 @@ class Options(usage.Options):
         ["domain", "d", "rgw1", "Domain of the endpoint names (aaln/N@DOMAIN)."],
         ["lines", "l", "8", "Number of analog lines."],
         ["call-agent", "c", f"127.0.0.1:{CALL_AGENT_PORT}",
-         "Notified entity at start, HOST:PORT (port defaults to 2727)."],
+         "Notified entity at start, HOST:PORT (port defaults to 2727); a comma-separated list "
+         "names backups, tried in order when one stops answering (Max2, RFC 3435 4.3)."],
         ["restart-delay", "r", "0",
          "Maximum waiting delay (MWD) in seconds: the first RSIP goes out after a random "
          "delay in [0, MWD] (RFC 3435 4.4.6; the RFC suggests 600 for residential gateways)."],
@@ -114,7 +116,7 @@ class Options(usage.Options):
         domain = self["domain"].strip()
         if not domain or "@" in domain or any(c.isspace() for c in domain):
             raise usage.UsageError(f"--domain must be a domain name, not {self['domain']!r}")
-        call_agent = parse_host_port(self["call-agent"])
+        call_agent, *backup_agents = [parse_host_port(text) for text in self["call-agent"].split(",")]
         restart_delay = _number(self, "restart-delay", float, 0, None, "a number of seconds >= 0")
         rates = {
             key: _number(self, key, float, 0, 1, "a fraction in [0, 1]")
@@ -140,7 +142,7 @@ class Options(usage.Options):
         try:
             self["config"] = GatewayConfig(
                 domain=domain, lines=lines, port=port, interface=self["interface"],
-                call_agent=call_agent, restart_delay=restart_delay, rtp=not self["no-rtp"],
+                call_agent=call_agent, backup_agents=tuple(backup_agents), restart_delay=restart_delay, rtp=not self["no-rtp"],
                 media=bool(self["media"]), faults=faults,
             )
         except ValueError as e:

@@ -61,7 +61,7 @@ class Cluster:
 class Member:
     def __init__(self, cluster: Cluster, name: str, store: Any) -> None:
         self.cluster = cluster
-        self.name = name
+        self.name = self.member_name = name
         self.store = store
         self.role = Role.STANDBY
         self.lease_runs = False
@@ -84,7 +84,8 @@ class Member:
 
     def view(self) -> ClusterView:
         active = self.cluster.active
-        return ClusterView(self.name, self.role, self.cluster.epoch, active.name if active else None, 0.1, None, 0)
+        return ClusterView(self.member_name, self.role, self.cluster.epoch,
+                           active.member_name if active else None, 0.1, None, 0)
 
 
 class Pair(Switch):
@@ -218,6 +219,23 @@ class Takeover(SynchronousTestCase):
         s.run(0.5)
         self.assertEqual(len(a.connections) + len(b.connections), 2)
         return a, b
+
+    def test_the_n_is_the_members_name_not_its_service_name(self) -> None:
+        """
+        The real member is a Twisted service named "cluster" (its C{name});
+        the agent's N: must be the member's name of its view (found by the
+        failover test with processes: gateways looked up the host "cluster").
+        """
+        s = Pair()
+        self.addCleanup(s.stop)
+        s.members["B"].name = "cluster"  # as tap.build_member's setName("cluster") does
+        s.elect("A")
+        s.run(3.0)
+        s.kill("A")
+        s.elect("B")
+        s.run(5.0)
+        entity = NotifiedEntity("ca-b", "127.0.0.4", 2727)
+        self.assertEqual({ep.notified_entity for gw in (s.gw1, s.gw2) for ep in gw.endpoints}, {entity})
 
     def test_kill_the_active(self) -> None:
         """

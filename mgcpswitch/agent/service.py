@@ -143,11 +143,20 @@ class CallControlService(Service):
         assert self._cluster is not None
         self._counters["standby_commands"] += 1
         holder = self._cluster.view().holder
-        if command.verb is Verb.RSIP and holder is not None and holder != self._cluster.name:
+        if command.verb is Verb.RSIP and holder is not None and holder != self._member_name():
             self._counters["standby_redirects"] += 1
             return Response.create(521, command.transaction_id, "Redirected",
                                    notified_entity=NotifiedEntity.parse(holder))
         raise Unanswered(f"{command.verb} {command.transaction_id}: this agent stands by")
+
+    def _member_name(self) -> str:
+        """
+        The N: gateways reach this agent at: the member's view's name, not
+        its C{name}, which a member that is a Twisted service (the
+        ClusterService) holds as its service name ("cluster").
+        """
+        assert self._cluster is not None
+        return str(self._cluster.view().name)
 
     def _became_active(self, epoch: int) -> None:
         assert self._cluster is not None
@@ -156,7 +165,7 @@ class CallControlService(Service):
         if self.control.started:
             self._retire()  # the last term's call control, if not retired yet
         self.log.info("active in epoch {epoch}: taking over the gateways", epoch=epoch)
-        self.control.begin_term(prefix, NotifiedEntity.parse(self._cluster.name))
+        self.control.begin_term(prefix, NotifiedEntity.parse(self._member_name()))
         self._active = True
         if self.running:
             self.control.start()  # else startService starts it

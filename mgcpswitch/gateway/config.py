@@ -76,6 +76,9 @@ class GatewayConfig:
     @ivar interface: address to bind MGCP and RTP to.
     @ivar call_agent: the provisioned notified entity (host, port); a host
         name is resolved with the reactor's resolver, never blocking.
+    @ivar backup_agents: further call agent addresses, in order: when a
+        call agent stops answering (Max2 repetitions, RFC 3435 §4.3) the
+        endpoints it served move to the next one of the list.
     @ivar restart_delay: MWD: the first RSIP goes out after a uniform random
         delay in [0, MWD] seconds (RFC 3435 §4.4.6).
     @ivar tdinit, tdmin, tdmax: the "disconnected" timers (§4.4.7).
@@ -106,6 +109,7 @@ class GatewayConfig:
     port: int = 2427
     interface: str = "127.0.0.1"
     call_agent: tuple[str, int] = ("127.0.0.1", 2727)
+    backup_agents: tuple[tuple[str, int], ...] = ()
     restart_delay: float = 0.0
     tdinit: float = 15.0
     tdmin: float = 15.0
@@ -135,9 +139,9 @@ class GatewayConfig:
             raise ValueError("a gateway needs at least one line")
         if not 0 <= self.port < 65536:
             raise ValueError(f"bad port {self.port}")
-        host, port = self.call_agent
-        if not host or not 0 < port < 65536:
-            raise ValueError(f"bad call agent address {self.call_agent!r}")
+        for host, port in self.call_agents:
+            if not host or not 0 < port < 65536:
+                raise ValueError(f"bad call agent address {(host, port)!r}")
         if self.restart_delay < 0:
             raise ValueError("restart_delay must not be negative")
         if not 1.0 <= self.tdinit <= self.tdmax or self.tdmin < 0:
@@ -155,6 +159,11 @@ class GatewayConfig:
             raise ValueError(f"unsupported version {self.version!r}; known: {', '.join(VERSIONS)}")
         if self.faults.slow_answer and self.faults.slow_seconds >= self.transaction.execution_timeout:
             raise ValueError("slow_seconds must stay below the transaction's execution_timeout")
+
+    @property
+    def call_agents(self) -> tuple[tuple[str, int], ...]:
+        """The call agent list: the provisioned one, then the backups."""
+        return (self.call_agent, *self.backup_agents)
 
     @property
     def media_address(self) -> str:

@@ -296,6 +296,43 @@ class SimulatedGateway:
         else:
             self.peer_states[tuple(address)] = state
         self.log.info("call agent {peer} is {state}", peer=address, state=state.value)
+        if state is PeerState.SUSPECT:
+            self._resolved.clear()  # Max1: look the call agents' names up again (§4.3)
+        elif state is PeerState.DISCONNECTED:
+            self._next_call_agent(tuple(address))
+
+    def _next_call_agent(self, address: Address) -> None:
+        """
+        Max2 repetitions to one address of the call agent list (RFC 3435
+        §4.3): the endpoints whose commands went there move to the next
+        address of the list (their notified entity follows, and their
+        NTFYs still unanswered go there at once), and so does the
+        provisioned entity, which later restarts announce to.
+        """
+        agents = self.config.call_agents
+        if len(agents) < 2 or address not in agents:
+            return
+        host, port = agents[(agents.index(address) + 1) % len(agents)]
+        entity = NotifiedEntity(None, f"[{host}]" if ":" in host else host, port)
+        self.log.info("call agent {peer} is gone: endpoints move to {entity}", peer=address, entity=str(entity))
+        provisioned = self._entity_address(self.provisioned_entity)
+        if provisioned == address:
+            self.provisioned_entity = entity
+        for ep in self.endpoints:
+            if ep.notified_entity.is_empty:
+                current = ep.last_source or provisioned  # where an empty entity sends (§2.1.4)
+            else:
+                current = ep.ne_address or self._entity_address(ep.notified_entity)
+            if current is not None and tuple(current) == address:
+                self.set_notified_entity(ep, entity)
+
+    @staticmethod
+    def _entity_address(entity: NotifiedEntity) -> Address | None:
+        """An entity's address when it names an IP literal (names are not looked up here)."""
+        if entity.is_empty:
+            return None
+        host = entity.domain[1:-1] if entity.domain.startswith("[") else entity.domain
+        return (host, entity.port_or_default) if isIPAddress(host) or isIPv6Address(host) else None
 
     # -- ICommandHandler ---------------------------------------------------
 
