@@ -25,6 +25,7 @@ from .transaction import TransactionConfig
 
 __all__ = [
     "Settings",
+    "PluginContext",
     "SwitchSettings",
     "GatewaySettings",
     "TrunkSettings",
@@ -348,6 +349,15 @@ class Settings:
             if gateway.name.lower() == name.lower():
                 return gateway
         return None
+
+
+@dataclass(frozen=True)
+class PluginContext:
+    """What a plugin factory may use to build its object (L{mgcpswitch.plugin} hands it over)."""
+
+    reactor: Any
+    settings: Optional[Settings] = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------

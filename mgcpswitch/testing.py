@@ -28,7 +28,7 @@ from .txid import MAX_TXID, txid_add
 
 __all__ = ["MemoryNetwork", "MemoryUDPPort", "MemoryReactor", "Datagram", "SequentialIds", "run_timers"]
 
-Address = tuple
+Address = tuple[str, int]
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,9 @@ from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import Interface, implementer
 
 from .errors import ProtocolError, TransactionAborted, TransactionTimeout
-from .interfaces import ICommandHandler, IPeerListener, ITransactionSender
 from .mgcp import (
     Command,
     MalformedMessage,
@@ -71,9 +70,13 @@ __all__ = [
     "Reply",
     "Outbox",
     "Address",
+    "HandlerResult",
+    "ICommandHandler",
+    "ITransactionSender",
+    "IPeerListener",
 ]
 
-Address = tuple  # (host, port) as Twisted gives it
+Address = tuple[str, int]  # (host, port) as Twisted gives it
 
 
 class Unanswered(Exception):
@@ -297,6 +300,59 @@ class Outbox:
 
 
 HandlerResult = Union[Response, Reply, "Deferred[Response | Reply]"]
+
+
+# The layer's seams (re-exported by L{mgcpswitch.interfaces}): here, beside
+# the types they speak of, so that the interfaces above the layer may name
+# call control's types without an import circle.
+
+
+class ICommandHandler(Interface):
+    """What a role (call agent or gateway) gives the transaction layer."""
+
+    def command_received(command: Command, source: Address) -> HandlerResult:
+        """
+        Execute C{command} (a L{mgcpswitch.mgcp.Command}) that arrived from
+        C{source} (an address tuple), at most once per transaction.
+
+        @return: a L{mgcpswitch.mgcp.Response}, a
+            L{mgcpswitch.transaction.Reply} (a response with the commands
+            that share its datagram: copies ahead of it, new transactions
+            after it), or a Deferred firing with either.
+            Raising or failing with a L{mgcpswitch.errors.ProtocolError}
+            answers with its code; any other exception is a bug, logged
+            and answered with 400.
+        """
+
+
+class ITransactionSender(Interface):
+    """Sends commands reliably (the transaction layer)."""
+
+    def send_command(command: Command, address: Address) -> Deferred[Response]:
+        """
+        Send C{command} to C{address}; retransmit until a final response.
+
+        @return: a Deferred firing with the final
+            L{mgcpswitch.mgcp.Response} (whatever its code), or failing with
+            L{mgcpswitch.errors.TransactionTimeout}.
+        """
+
+    def allocate_transaction_id() -> int:
+        """A fresh transaction id, for commands that must be resent as is."""
+
+
+class IPeerListener(Interface):
+    """Told when a peer stops answering, and when it answers again."""
+
+    def peer_state_changed(address: Address, state: PeerState) -> None:
+        """
+        C{state} is a L{PeerState}: SUSPECT when a command to C{address}
+        was repeated Max1 times, DISCONNECTED at Max2 (RFC 3435 §4.3) or
+        when a command gave up unanswered, REACHABLE when a response
+        (provisional or final) comes from C{address} again.  Each is about
+        one transaction, not a verdict on the peer (see L{PeerState}).
+        Called after the layer's own state is updated.
+        """
 
 # Latency buckets (seconds) of the per-transaction histogram.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -104,8 +104,7 @@ class CallControlService(Service):
         # Trunks live as long as the service (each term's call control uses them).
         self.trunks: dict[str, Any] = {}
         if settings.trunks:
-            from ..plugin import PluginContext
-            from ..trunk import build_trunks
+            from ..plugin import PluginContext, build_trunks
 
             self.trunks = build_trunks(settings, PluginContext(reactor=reactor, settings=settings), self._call_in)
             for trunk in self.trunks.values():
