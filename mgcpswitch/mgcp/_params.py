@@ -62,7 +62,7 @@ class Parameters(dict):  # type: ignore[type-arg]
         raise TypeError("Parameters are immutable; use replace()")
 
     __setitem__ = __delitem__ = _readonly
-    setdefault = update = pop = popitem = clear = __ior__ = _readonly  # type: ignore[assignment]
+    setdefault = update = pop = popitem = clear = __ior__ = _readonly
 
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(frozenset(self.items()))
