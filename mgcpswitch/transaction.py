@@ -37,7 +37,7 @@ import random
 from collections import Counter, deque
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union, cast
 
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -70,6 +70,7 @@ __all__ = [
     "Reply",
     "Outbox",
     "Address",
+    "as_address",
     "HandlerResult",
     "ICommandHandler",
     "ITransactionSender",
@@ -77,6 +78,11 @@ __all__ = [
 ]
 
 Address = tuple[str, int]  # (host, port) as Twisted gives it
+
+
+def as_address(address: Iterable[object]) -> Address:
+    """C{address} as a hashable (host, port): a caller may hold it as a list (read back from JSON)."""
+    return cast(Address, tuple(address))
 
 
 class Unanswered(Exception):
@@ -274,7 +280,7 @@ class Outbox:
     """
 
     def __init__(self, source: Address) -> None:
-        self.source = tuple(source)
+        self.source = as_address(source)
         self.commands: list[tuple[Command, Deferred[Response]]] = []
 
     def add(self, command: Command) -> Deferred[Response]:
@@ -534,8 +540,8 @@ class TransactionLayer:
 
     def set_peer_options(self, address: Address, *, response_acks: bool) -> None:
         """Per-peer quirks (whether C{K:} may be sent to it)."""
-        self._peer_options[tuple(address)] = response_acks
-        peer = self._peers.get(tuple(address))
+        self._peer_options[as_address(address)] = response_acks
+        peer = self._peers.get(as_address(address))
         if peer is not None:
             peer.send_acks = response_acks
 
@@ -577,7 +583,7 @@ class TransactionLayer:
         return deferreds
 
     def _outgoing(self, address: Address) -> _Outgoing:
-        address = tuple(address)
+        address = as_address(address)
         peer = self._peers.get(address)
         if peer is None:
             peer = self._new_peer(address)
@@ -730,8 +736,8 @@ class TransactionLayer:
             self._arm(out, now, min(config.longtran, limit - elapsed))
             return
         give_up = config.t_max if config.give_up is None else config.give_up
-        limit = config.max_retransmissions
-        if elapsed >= give_up - 1e-9 or (limit is not None and repetitions >= limit):
+        max_repeats = config.max_retransmissions
+        if elapsed >= give_up - 1e-9 or (max_repeats is not None and repetitions >= max_repeats):
             self._time_out(out)
             return
         if elapsed < config.t_max - 1e-9:
@@ -988,7 +994,7 @@ class TransactionLayer:
 
     def _duplicate(self, entry: _Incoming | tuple[bytes | None, float, Address], address: Address) -> None:
         self.counters["duplicates"] += 1
-        if type(entry) is tuple:
+        if isinstance(entry, tuple):
             if entry[0] is not None:
                 self.counters["replays"] += 1
                 self._send(entry[0], address)
@@ -1320,11 +1326,11 @@ class TransactionLayer:
         }
 
     def peer_state(self, address: Address) -> PeerState:
-        peer = self._peers.get(tuple(address))
+        peer = self._peers.get(as_address(address))
         return PeerState.REACHABLE if peer is None else peer.state
 
     def peer_rto(self, address: Address) -> float:
-        peer = self._peers.get(tuple(address))
+        peer = self._peers.get(as_address(address))
         return self.config.initial_rto if peer is None else peer.rto
 
 

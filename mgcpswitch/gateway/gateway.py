@@ -67,7 +67,7 @@ from ..mgcp import (
     RestartMethod,
     Verb,
 )
-from ..transaction import Address, Outbox, PeerState, Reply
+from ..transaction import Address, Outbox, PeerState, Reply, as_address
 from ..transport import GatewayProtocol
 from ..txid import TransactionIdAllocator
 from .config import GatewayConfig
@@ -292,9 +292,9 @@ class SimulatedGateway:
         commands' timeouts, not on this (§4.3).
         """
         if state is PeerState.REACHABLE:
-            self.peer_states.pop(tuple(address), None)
+            self.peer_states.pop(as_address(address), None)
         else:
-            self.peer_states[tuple(address)] = state
+            self.peer_states[as_address(address)] = state
         self.log.info("call agent {peer} is {state}", peer=address, state=state.value)
 
     # -- ICommandHandler ---------------------------------------------------
