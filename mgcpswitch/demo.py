@@ -39,13 +39,13 @@ class DemoService(Service):
         return [line for gateway in self._gateways for line in gateway.lines]
 
     def startService(self) -> None:  # noqa: N802
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         for line in self._lines():
             self._answer_when_rung(line)
         self._timer = self._reactor.callLater(self._demo.call_interval, self._place_call)
 
     def stopService(self) -> None:  # noqa: N802
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None

@@ -318,8 +318,8 @@ class SQLiteStore(Service):
             if batch.cdrs:
                 cursor.executemany(_INSERT_CDR, batch.cdrs)
 
-        d = self._get_pool().runInteraction(write)
-        d.addCallbacks(self._written, self._write_failed, (batch,), None, (batch,))
+        d: Deferred[None] = self._get_pool().runInteraction(write)
+        d.addCallbacks(self._written, self._write_failed, (batch,), errbackArgs=(batch,))
         self._flushing = d
         return d
 
@@ -385,7 +385,7 @@ class SQLiteStore(Service):
         return self.flush().addCallback(lambda _: self._get_pool().runInteraction(read))
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         d = self.flush()
 
         def close(_: Any) -> None:

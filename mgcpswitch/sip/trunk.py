@@ -92,7 +92,7 @@ class SipTrunk(Service):
     # -- service ---------------------------------------------------------
 
     def startService(self) -> None:  # noqa: N802
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         self.port = self.reactor.listenUDP(
             self.settings.local_port, SipProtocol(self.agent), interface=self.settings.local_address
         )
@@ -105,7 +105,7 @@ class SipTrunk(Service):
             self.registration.start()
 
     def stopService(self) -> None:  # noqa: N802
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         if self.keepalive is not None:
             self.keepalive.stop()
         if self.registration is not None:
