@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import MultiService
+from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from .gateway import FaultConfig, GatewayConfig, GatewayService, SimulatedGateway
@@ -136,5 +136,6 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
 
     service = MultiService()
     gateway = SimulatedGateway(reactor, options["config"])
-    GatewayService(gateway).setServiceParent(service)
+    child: IService = GatewayService(gateway)
+    child.setServiceParent(service)
     return service

@@ -43,6 +43,7 @@ __all__ = [
     "IDialPlan",
     "ICallObserver",
     "IGatewayProfile",
+    "INamed",
     "IPluginFactory",
     "IDialPlanFactory",
     "ICallObserverFactory",
@@ -167,7 +168,13 @@ class ICallObserver(Interface):
         """
 
 
-class IGatewayProfile(Interface):
+class INamed(Interface):
+    """What every plugin found in C{mgcpswitch.plugins} has: the name the configuration gives."""
+
+    name = Attribute("the name the configuration enables or selects it by")
+
+
+class IGatewayProfile(INamed):
     """Per-gateway quirks and capabilities."""
 
     name = Attribute("the name the configuration selects it by")
@@ -178,7 +185,7 @@ class IGatewayProfile(Interface):
     packetization = Attribute("packetization period in ms to ask for")
 
 
-class IPluginFactory(Interface):
+class IPluginFactory(INamed):
     """
     What every plugin factory has: its name, the keys of its section, and
     C{build}.  The switch reads the C{[plugin:NAME]} section through C{keys}
@@ -430,7 +437,7 @@ class ITrunk(Interface):
         """A frozen L{mgcpswitch.trunk.TrunkView}: state, channels, counters."""
 
 
-class ITrunkFactory(Interface):
+class ITrunkFactory(INamed):
     """
     A kind of trunk, found in C{mgcpswitch.plugins} and chosen by a
     C{[trunk:NAME]} section's C{kind} key.

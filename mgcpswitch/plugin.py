@@ -17,15 +17,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from twisted.plugin import IPlugin, getPlugins
-from zope.interface.interface import InterfaceClass
 
 from . import plugins as _plugin_package
 from .config import PluginContext, Settings, read_keys
 from .errors import ConfigError, PluginNotFound
-from .interfaces import ICallObserverFactory, IDialPlanFactory, IGatewayProfile, IIncomingCall, ITrunk, ITrunkFactory
+from .interfaces import (
+    ICallObserverFactory,
+    IDialPlanFactory,
+    IGatewayProfile,
+    IIncomingCall,
+    INamed,
+    ITrunk,
+    ITrunkFactory,
+)
 
 __all__ = ["PluginContext", "Plugins", "available", "find", "read_section", "build", "enable", "build_trunks"]
 
@@ -39,23 +46,26 @@ class Plugins:
     profiles: Mapping[str, Any]  # name -> IGatewayProfile
 
 
-def available(interface: InterfaceClass) -> dict[str, Any]:
+_Plugin = TypeVar("_Plugin", bound=INamed)
+
+
+def available(interface: type[_Plugin]) -> dict[str, _Plugin]:
     """Every discovered plugin providing C{interface} (and IPlugin), by name."""
-    found: dict[str, Any] = {}
+    found: dict[str, _Plugin] = {}
     for plugin in getPlugins(interface, _plugin_package):
         if IPlugin.providedBy(plugin):
             found.setdefault(plugin.name, plugin)
     return found
 
 
-def find(interface: InterfaceClass, name: str) -> Any:
+def find(interface: type[_Plugin], name: str) -> _Plugin:
     """The plugin called C{name} providing C{interface}."""
     plugins = available(interface)
     try:
         return plugins[name]
     except KeyError:
         raise PluginNotFound(
-            f"no {interface.getName()} plugin named {name!r}; available: "
+            f"no {interface.__name__} plugin named {name!r}; available: "
             + (", ".join(sorted(plugins)) or "none")
         ) from None
 
@@ -80,7 +90,7 @@ def build(factory: Any, items: Mapping[str, str], context: PluginContext) -> Any
     return factory.build(read_section(factory, items), context)
 
 
-def _enabled(interface: InterfaceClass, name: str, where: tuple[str, str]) -> Any:
+def _enabled(interface: type[_Plugin], name: str, where: tuple[str, str]) -> _Plugin:
     try:
         return find(interface, name)
     except PluginNotFound as e:

@@ -51,7 +51,7 @@ def direct_sendto(transport: object) -> Callable[[bytes, Address], Any] | None:
     """
     if not (IUDPTransport.providedBy(transport) and ISystemHandle.providedBy(transport)):
         return None
-    handle = transport.getHandle()  # type: ignore[attr-defined]
+    handle = transport.getHandle()
     if not isinstance(handle, socket.socket) or handle.type != socket.SOCK_DGRAM:
         return None
     try:

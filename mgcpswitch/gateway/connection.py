@@ -389,7 +389,7 @@ class Connection:
         if remote is None or self.listening is None:
             return
         try:
-            self.listening.write(datagram, remote)
+            self.listening.write(datagram, remote)  # type: ignore[attr-defined]  # listenUDP is declared to return IListeningPort; its ports are IUDPTransports too
         except OSError:
             pass  # unreachable peer: the packet is lost like any other
 
