@@ -45,6 +45,7 @@ from urllib.parse import quote, urlsplit
 from hyperlink import DecodedURL
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, ensureDeferred
 from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import react
 from twisted.web.client import (
     Agent,
@@ -158,7 +159,13 @@ class _Body(Protocol):
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
-        self.done: Deferred[bytes] = Deferred(lambda d: self.transport.stopProducing())
+        self.done: Deferred[bytes] = Deferred(self._cancel)
+
+    def _cancel(self, done: Deferred[bytes]) -> None:
+        """Cancelled: stop the transfer (the body's transport is the response's IPushProducer)."""
+        producer = IPushProducer(self.transport, None)
+        if producer is not None:
+            producer.stopProducing()
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         self.chunks.append(data)
