@@ -36,7 +36,7 @@ import json
 import sys
 import time
 from dataclasses import asdict
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from twisted.python.failure import Failure
 
@@ -222,7 +222,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> int:
     import random
 
-    from twisted.internet.defer import maybeDeferred
+    from twisted.internet.defer import Deferred, maybeDeferred
     from twisted.internet.task import react
     from twisted.logger import (
         FilteringLogObserver,
@@ -245,7 +245,7 @@ def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> 
 
         profiler = cProfile.Profile(time.process_time)  # CPU time, not wall
 
-    def done(report: Report) -> None:
+    def done(report: Report | dict[str, Any]) -> None:  # run's Report; register's and answer's counts
         result["report"] = report
 
     def failed(failure: Failure) -> None:
@@ -259,7 +259,9 @@ def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> 
                         random=random.Random(args.seed))
         if profiler is not None:
             profiler.enable()
+        work: Callable[[], Deferred[Report] | Deferred[dict[str, Any]]]
         if args.command == "answer":
+            assert isinstance(runner, LeanRunner)  # answering is the lean generator's alone
             reactor.addSystemEventTrigger("before", "shutdown", lambda: runner.stop_answering())
             work = lambda: runner.answer(_ready)  # noqa: E731
         else:

@@ -255,9 +255,7 @@ class CallScheduler:
 
     def run(self) -> Deferred[Report]:
         """Register, place calls for warm-up + duration, drain, report."""
-        d = self.start_gateways()
-        d.addCallback(self._registered)
-        return d
+        return self.start_gateways().addCallback(self._registered)
 
     def _registered(self, seconds: float) -> Deferred[Report]:
         self.register_seconds = seconds
@@ -458,7 +456,7 @@ class CallScheduler:
                 "p95": milliseconds(percentile(setups, 0.95)),
                 "p99": milliseconds(percentile(setups, 0.99)),
                 "max": milliseconds(setups[-1] if setups else None),
-                "count": len(setups),  # type: ignore[dict-item]
+                "count": len(setups),
             },
             transactions_per_second=sent_received / window if window else 0.0,
             transactions=tx,

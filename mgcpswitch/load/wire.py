@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import heapq
 import re
+from random import Random
 from typing import Any, Callable, Optional
 
 from twisted.internet.protocol import DatagramProtocol
@@ -536,7 +537,7 @@ class LeanGateway(DatagramProtocol):
     log = Logger()
 
     def __init__(self, clock: Any, domain: str, lines: int, numbers: tuple[str, ...], interface: str,
-                 port: int, agent: tuple[str, int], random: Any, restart_delay: float = 0.0,
+                 port: int, agent: tuple[str, int], random: Random, restart_delay: float = 0.0,
                  timers: Optional[LeanTimers] = None, rtp_base: int = 40000) -> None:
         self.clock = clock
         self.domain = domain
@@ -800,7 +801,8 @@ class LeanGateway(DatagramProtocol):
         acks = params.get(b"K")
         if acks:
             self._confirmed(acks)
-        self._held = held = []
+        held: list[LeanEndpoint] = []
+        self._held = held
         try:
             if len(head) < 3:
                 raise _Refused(400, "no endpoint name")
