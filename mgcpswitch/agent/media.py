@@ -20,8 +20,10 @@ L{ILegListener}.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Optional
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface
@@ -74,8 +76,8 @@ class Media:
         registry: Registry,
         listener: ILegListener,
         idle_events: tuple[Any, ...],
-        counters: Any,
-        clock: Any,
+        counters: Counter[str],
+        clock: IReactorTime,
     ) -> None:
         self._wire = wire
         self._lines = lines

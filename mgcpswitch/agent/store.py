@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ..config import StoreSettings
 from ..interfaces import IStore
 from .calls import Call
 from .model import (
@@ -403,7 +404,7 @@ class SQLiteStore(Service):
         return d.addBoth(close)
 
 
-def build_store(clock: IReactorTime, settings: Any) -> IStore:
+def build_store(clock: IReactorTime, settings: StoreSettings) -> IStore:
     """
     The store C{[store]} asks for (a L{mgcpswitch.config.StoreSettings}),
     checked now: an SQLite file that cannot be used is a L{ConfigError}
