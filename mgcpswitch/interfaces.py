@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_interfaces -*-
+# -*- test-case-name: tests.test_plugins,tests.test_sip_trunk -*-
 """
 The seams of mgcpswitch as small zope interfaces.
 
