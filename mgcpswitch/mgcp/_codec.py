@@ -344,7 +344,7 @@ _FORMATTED: dict[int, tuple[Any, str]] = {}
 
 
 def _format_slow(key: ParamKey, value: Any) -> str:
-    spec = SPECS[key]  # type: ignore[index]
+    spec = SPECS[key]
     if spec.multi and key is not ParamCode.CONNECTION_ID:
         text = f"\r\n{_NAMES[key]}: ".join(str(item) for item in value)
     else:

@@ -159,7 +159,7 @@ class Response(_Accessors):
         **params: Any,
     ) -> Response:
         if comment is None:
-            comment = COMMENTS.get(code, "")  # type: ignore[call-overload]
+            comment = COMMENTS.get(code, "")
         if isinstance(sdp, str):
             sdp = SessionDescription.parse(sdp)
         if isinstance(second_sdp, str):
