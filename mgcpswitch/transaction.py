@@ -37,7 +37,7 @@ import random
 from collections import Counter, deque
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Callable, Iterable, Optional, Union, cast
+from typing import Any, Callable, Iterable, Optional, Union, cast, final
 
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -237,6 +237,7 @@ class TransactionConfig:
             raise ValueError("need log_burst >= 0 and log_window > 0")
 
 
+@final  # tested with type(x) is Reply
 @dataclass(frozen=True)
 class Reply:
     """
@@ -296,7 +297,7 @@ class Outbox:
         after = tuple(self.commands)
         if type(result) is Reply:
             return replace(result, after=result.after + after)
-        return Reply(result, after=after)  # type: ignore[arg-type]
+        return Reply(result, after=after)
 
     def send_now(self, send_command: Callable[[Command, Address], Deferred[Response]]) -> None:
         """No reply will carry them (the handler failed): send them on their own with C{send_command}."""
@@ -1097,9 +1098,9 @@ class TransactionLayer:
             return
         assert entry.command is not None
         txid = entry.command.transaction_id
-        if failure.check(ProtocolError):
-            error = failure.value
-            response = Response(error.code, txid, _comment(error.reason))  # type: ignore[union-attr]
+        error = failure.value
+        if isinstance(error, ProtocolError):
+            response = Response(error.code, txid, _comment(error.reason))
         elif failure.check(CancelledError):
             response = Response(ReturnCode.TRANSACTION_TIMEOUT, txid, "Transaction timed out")
         else:
@@ -1128,7 +1129,7 @@ class TransactionLayer:
             before = result.before
             after = result.after
         else:
-            response = result  # type: ignore[assignment]
+            response = result
             before = after = ()
         if self._stopped:
             if after:

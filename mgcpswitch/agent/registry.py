@@ -42,7 +42,7 @@ from ..mgcp import (
     RestartMethod,
     ReturnCode,
 )
-from ..transaction import PeerState
+from ..transaction import PeerState, as_address
 from . import commands as cmd
 from .lines import Line
 from .model import GatewayState, Hook, LineState
@@ -626,7 +626,7 @@ class Registry:
         for a liveness check to say, so one is made at once.  A gateway
         that answers again after it was found down is resynchronised.
         """
-        gateway = self._by_address.get(tuple(address))  # type: ignore[arg-type]
+        gateway = self._by_address.get(as_address(address))
         if gateway is None:
             return
         if state is PeerState.REACHABLE:
