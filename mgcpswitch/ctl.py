@@ -557,11 +557,12 @@ def _changes(pairs: Sequence[str], services: Mapping[str, Any]) -> dict[str, Any
 async def _find_line(client: Client, name: str) -> dict[str, Any]:
     """The endpoint named, or the one with this directory number."""
     if "@" in name:
-        return await client.call("GET", "/api/endpoints/" + _ep(name))  # type: ignore[no-any-return]
-    endpoints = (await client.call("GET", "/api/endpoints"))["endpoints"]
+        found: dict[str, Any] = await client.call("GET", "/api/endpoints/" + _ep(name))
+        return found
+    endpoints: list[dict[str, Any]] = (await client.call("GET", "/api/endpoints"))["endpoints"]
     for endpoint in endpoints:
         if endpoint.get("number") == name:
-            return endpoint  # type: ignore[no-any-return]
+            return endpoint
     raise CtlError(EXIT_API, f"no line has the number {name!r} (name an endpoint as local@gateway)")
 
 

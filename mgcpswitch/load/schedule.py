@@ -177,7 +177,8 @@ class CallScheduler:
         self.idle: deque[Any] = deque(pool)
 
     def now(self) -> float:
-        return self.reactor.seconds()  # type: ignore[no-any-return]
+        now: float = self.reactor.seconds()
+        return now
 
     def _say(self, text: str) -> None:
         if self.out is not None:

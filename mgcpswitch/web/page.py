@@ -102,7 +102,7 @@ class CallPages(Resource):
         return _CallPage(self, view)
 
     def render(self, request: Any) -> bytes:
-        return pages.notFound("No such call", "Open a call from the list on /.").render(request)  # type: ignore[no-any-return]
+        return pages.notFound("No such call", "Open a call from the list on /.").render(request)  # type: ignore[no-any-return]  # IResource.render is unannotated upstream
 
 
 class _CallPage(Resource):

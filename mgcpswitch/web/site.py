@@ -78,7 +78,7 @@ class _Static(Resource):
         return pages.notFound("Not found", "No such file.")
 
     def render(self, request: Any) -> bytes:
-        return pages.notFound("Not found", "No such file.").render(request)  # type: ignore[no-any-return]
+        return pages.notFound("Not found", "No such file.").render(request)  # type: ignore[no-any-return]  # IResource.render is unannotated upstream
 
 
 class _Root(Resource):
