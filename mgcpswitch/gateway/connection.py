@@ -23,7 +23,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 
@@ -300,7 +300,7 @@ class Connection:
         self.expected_seq: int | None = None
         self.lost = 0
         self.sender: LoopingCall | None = None
-        self._clock: Any = None
+        self._clock: IReactorTime | None = None
         self._on_media: Callable[[], None] | None = None
 
     # -- SDP -----------------------------------------------------------
@@ -361,7 +361,7 @@ class Connection:
         if self.mode is ConnectionMode.NETWLOOP and self.listening is not None:
             self._send_raw(datagram)
 
-    def update_media(self, clock: Any, enabled: bool) -> None:
+    def update_media(self, clock: IReactorTime, enabled: bool) -> None:
         """Start or stop sending 20 ms packets, as mode and remote SDP allow."""
         should = (
             enabled and self.listening is not None and self.remote_sdp is not None

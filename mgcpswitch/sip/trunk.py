@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Any, Callable, Hashable
 
 from twisted.application.service import IService, Service
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -68,7 +69,7 @@ class SipTrunk(Service):
         self.settings = settings
         self.name = settings.name
         self.reactor = reactor
-        self.clock = reactor
+        self.clock: IReactorTime = reactor
         self.incoming = incoming
         self.timers = timers
         self.peer: Address = (settings.address, settings.port)
