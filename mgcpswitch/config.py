@@ -17,7 +17,7 @@ import ipaddress
 import re
 from collections import Counter
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any, Callable, Mapping, Optional, get_args, get_type_hints
+from typing import Any, Callable, Mapping, Optional, TypeVar, get_args, get_type_hints
 
 from .errors import ConfigError, ProtocolError
 from .mgcp import DigitMap, DigitMapError, EndpointName
@@ -25,6 +25,7 @@ from .transaction import TransactionConfig
 
 __all__ = [
     "Settings",
+    "PluginContext",
     "SwitchSettings",
     "GatewaySettings",
     "TrunkSettings",
@@ -350,6 +351,15 @@ class Settings:
         return None
 
 
+@dataclass(frozen=True)
+class PluginContext:
+    """What a plugin factory may use to build its object (L{mgcpswitch.plugin} hands it over)."""
+
+    reactor: Any
+    settings: Optional[Settings] = None
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+
 # ---------------------------------------------------------------------------
 # Keys and their readers.  A reader turns the text of one value into the
 # value, or raises ValueError saying what is wrong with it; read_keys adds
@@ -432,7 +442,10 @@ def boolean(value: str) -> bool:
     raise ValueError(f"expected yes or no, not {value!r}")
 
 
-def _bounded(value: Any, low: float | None, high: float | None) -> Any:
+_Number = TypeVar("_Number", int, float)
+
+
+def _bounded(value: _Number, low: float | None, high: float | None) -> _Number:
     if low is not None and high is not None and not low <= value <= high:
         raise ValueError(f"must be between {low:g} and {high:g}, not {value:g}")
     if low is not None and value < low:
@@ -450,7 +463,7 @@ def integer(low: int | None = None, high: int | None = None) -> Callable[[str], 
             result = int(value.strip())
         except ValueError:
             raise ValueError(f"expected an integer, not {value!r}") from None
-        return _bounded(result, low, high)  # type: ignore[no-any-return]
+        return _bounded(result, low, high)
 
     return read
 
@@ -465,7 +478,7 @@ def number(low: float | None = 0.0, high: float | None = None) -> Callable[[str]
             raise ValueError(f"expected a number, not {value!r}") from None
         if result != result or result in (float("inf"), float("-inf")):
             raise ValueError(f"expected a finite number, not {value!r}")
-        return _bounded(result, low, high)  # type: ignore[no-any-return]
+        return _bounded(result, low, high)
 
     return read
 

@@ -46,6 +46,7 @@ from urllib.parse import quote, urlsplit
 from hyperlink import DecodedURL
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, ensureDeferred
 from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import react
 from twisted.web.client import (
     Agent,
@@ -159,7 +160,13 @@ class _Body(Protocol):
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
-        self.done: Deferred[bytes] = Deferred(lambda d: self.transport.stopProducing())
+        self.done: Deferred[bytes] = Deferred(self._cancel)
+
+    def _cancel(self, done: Deferred[bytes]) -> None:
+        """Cancelled: stop the transfer (the body's transport is the response's IPushProducer)."""
+        producer = IPushProducer(self.transport, None)
+        if producer is not None:
+            producer.stopProducing()
 
     def dataReceived(self, data: bytes) -> None:  # noqa: N802
         self.chunks.append(data)
@@ -606,11 +613,12 @@ def _changes(pairs: Sequence[str], services: Mapping[str, Any]) -> dict[str, Any
 async def _find_line(client: Client, name: str) -> dict[str, Any]:
     """The endpoint named, or the one with this directory number."""
     if "@" in name:
-        return await client.call("GET", "/api/endpoints/" + _ep(name))  # type: ignore[no-any-return]
-    endpoints = (await client.call("GET", "/api/endpoints"))["endpoints"]
+        found: dict[str, Any] = await client.call("GET", "/api/endpoints/" + _ep(name))
+        return found
+    endpoints: list[dict[str, Any]] = (await client.call("GET", "/api/endpoints"))["endpoints"]
     for endpoint in endpoints:
         if endpoint.get("number") == name:
-            return endpoint  # type: ignore[no-any-return]
+            return endpoint
     raise CtlError(EXIT_API, f"no line has the number {name!r} (name an endpoint as local@gateway)")
 
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_demo -*-
+# -*- test-case-name: tests.test_tap -*-
 """
 Scripted subscribers for C{twistd mgcpswitch --demo}: they pick up idle
 simulated lines, dial other lines' numbers (now and then a number that
@@ -12,8 +12,11 @@ import random
 from typing import Any, Optional
 
 from twisted.application.service import Service
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+
+from .config import Settings
+from .gateway import SimulatedGateway
 
 __all__ = ["DemoService"]
 
@@ -21,7 +24,8 @@ __all__ = ["DemoService"]
 class DemoService(Service):
     log = Logger()
 
-    def __init__(self, reactor: Any, settings: Any, gateways: list[Any], seed: Optional[int] = None) -> None:
+    def __init__(self, reactor: IReactorTime, settings: Settings, gateways: list[SimulatedGateway],
+                 seed: Optional[int] = None) -> None:
         self._reactor = reactor
         self._demo = settings.demo
         self._gateways = gateways
@@ -39,13 +43,13 @@ class DemoService(Service):
         return [line for gateway in self._gateways for line in gateway.lines]
 
     def startService(self) -> None:  # noqa: N802
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         for line in self._lines():
             self._answer_when_rung(line)
         self._timer = self._reactor.callLater(self._demo.call_interval, self._place_call)
 
     def stopService(self) -> None:  # noqa: N802
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None

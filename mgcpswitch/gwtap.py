@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import strports
-from twisted.application.service import MultiService
+from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
@@ -155,7 +155,8 @@ def makeService(options: Options) -> MultiService:  # noqa: N802
 
     service = MultiService()
     gateway = SimulatedGateway(reactor, options["config"])
-    GatewayService(gateway).setServiceParent(service)
+    child: IService = GatewayService(gateway)
+    child.setServiceParent(service)
     if options["control"] is not None:
         from .gateway.control import control_site
 

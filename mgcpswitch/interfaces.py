@@ -1,15 +1,39 @@
-# -*- test-case-name: tests.test_interfaces -*-
+# -*- test-case-name: tests.test_plugins,tests.test_sip_trunk -*-
 """
 The seams of mgcpswitch as small zope interfaces.
 
 Internal seams let each layer be tested against a fake: the transaction
 layer hands commands to an L{ICommandHandler} and reports peer health to an
-L{IPeerListener}; roles send through an L{ITransactionSender}.
+L{IPeerListener}; roles send through an L{ITransactionSender} (those three
+live in L{mgcpswitch.transaction}, beside the types they speak of, and are
+named here too).
 """
 
 from __future__ import annotations
 
+from typing import Any, Callable, Mapping
+
+from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
+
+from .agent.model import (
+    CallCheckpoint,
+    CallRecord,
+    CallView,
+    ClusterView,
+    EndpointView,
+    Event,
+    GatewayRecord,
+    GatewayView,
+    LineRecord,
+    RouteDecision,
+    RouteRequest,
+    StoredState,
+)
+from .config import PluginContext, TrunkSettings
+from .mgcp import DigitMap, SessionDescription
+from .transaction import ICommandHandler, IPeerListener, ITransactionSender
+from .trunk import TrunkView
 
 __all__ = [
     "ICommandHandler",
@@ -19,6 +43,7 @@ __all__ = [
     "IDialPlan",
     "ICallObserver",
     "IGatewayProfile",
+    "INamed",
     "IPluginFactory",
     "IDialPlanFactory",
     "ICallObserverFactory",
@@ -35,55 +60,6 @@ __all__ = [
 ]
 
 
-class ICommandHandler(Interface):
-    """What a role (call agent or gateway) gives the transaction layer."""
-
-    def command_received(command, source):  # type: ignore[no-untyped-def]
-        """
-        Execute C{command} (a L{mgcpswitch.mgcp.Command}) that arrived from
-        C{source} (an address tuple), at most once per transaction.
-
-        @return: a L{mgcpswitch.mgcp.Response}, a
-            L{mgcpswitch.transaction.Reply} (a response with the commands
-            that share its datagram: copies ahead of it, new transactions
-            after it), or a Deferred firing with either.
-            Raising or failing with a L{mgcpswitch.errors.ProtocolError}
-            answers with its code; any other exception is a bug, logged
-            and answered with 400.
-        """
-
-
-class ITransactionSender(Interface):
-    """Sends commands reliably (the transaction layer)."""
-
-    def send_command(command, address):  # type: ignore[no-untyped-def]
-        """
-        Send C{command} to C{address}; retransmit until a final response.
-
-        @return: a Deferred firing with the final
-            L{mgcpswitch.mgcp.Response} (whatever its code), or failing with
-            L{mgcpswitch.errors.TransactionTimeout}.
-        """
-
-    def allocate_transaction_id():  # type: ignore[no-untyped-def]
-        """A fresh transaction id, for commands that must be resent as is."""
-
-
-class IPeerListener(Interface):
-    """Told when a peer stops answering, and when it answers again."""
-
-    def peer_state_changed(address, state):  # type: ignore[no-untyped-def]
-        """
-        C{state} is a L{mgcpswitch.transaction.PeerState}: SUSPECT when a
-        command to C{address} was repeated Max1 times, DISCONNECTED at Max2
-        (RFC 3435 §4.3) or when a command gave up unanswered, REACHABLE
-        when a response (provisional or final) comes from C{address}
-        again.  Each is about one transaction, not a verdict on the peer
-        (see L{mgcpswitch.transaction.PeerState}).  Called after the
-        layer's own state is updated.
-        """
-
-
 # ---------------------------------------------------------------------------
 # Call control, as the faces (web admin, mgcpctl) see it.
 
@@ -95,41 +71,41 @@ class ICallControl(Interface):
     has C{to_json()}); actions return Deferreds.
     """
 
-    def list_gateways():  # type: ignore[no-untyped-def]
+    def list_gateways() -> list[GatewayView]:
         """All gateways: a list of L{GatewayView}."""
 
-    def get_gateway(name):  # type: ignore[no-untyped-def]
+    def get_gateway(name: str) -> GatewayView | None:
         """One L{GatewayView} by domain name, or None."""
 
-    def list_endpoints(gateway=None):  # type: ignore[no-untyped-def]
+    def list_endpoints(gateway: str | None = None) -> list[EndpointView]:
         """Endpoints (of one gateway, or all): a list of L{EndpointView}."""
 
-    def get_endpoint(name):  # type: ignore[no-untyped-def]
+    def get_endpoint(name: str) -> EndpointView | None:
         """One L{EndpointView} by full endpoint name, or None."""
 
-    def list_calls():  # type: ignore[no-untyped-def]
+    def list_calls() -> list[CallView]:
         """Calls in progress and recently ended: a list of L{CallView}."""
 
-    def get_call(call_id):  # type: ignore[no-untyped-def]
+    def get_call(call_id: str) -> CallView | None:
         """One L{CallView} (with its MGCP ladder), or None."""
 
-    def originate(a, b):  # type: ignore[no-untyped-def]
+    def originate(a: str, b: str) -> Deferred[str]:
         """
         Ring endpoint C{a}; when it answers, ring C{b} and connect them.
         @return: a Deferred firing with the new call's id once C{a} rings,
             or failing with L{CallControlError} (unknown or busy endpoint).
         """
 
-    def hangup(call_id):  # type: ignore[no-untyped-def]
+    def hangup(call_id: str) -> Deferred[None]:
         """Release a call; Deferred fires when its connections are deleted."""
 
-    def audit_endpoint(name):  # type: ignore[no-untyped-def]
+    def audit_endpoint(name: str) -> Deferred[EndpointView]:
         """AUEP the endpoint; Deferred fires with an L{EndpointView}."""
 
-    def set_gateway_in_service(name, in_service):  # type: ignore[no-untyped-def]
+    def set_gateway_in_service(name: str, in_service: bool) -> Deferred[GatewayView]:
         """Take a gateway out of service (no new calls) or back in."""
 
-    def set_line_services(name, changes):  # type: ignore[no-untyped-def]
+    def set_line_services(name: str, changes: dict[str, Any]) -> Deferred[EndpointView]:
         """
         Change a line's services (by endpoint name or directory number):
         C{changes} maps names of L{mgcpswitch.config.LineServices} fields
@@ -138,30 +114,30 @@ class ICallControl(Interface):
             L{CallControlError} (unknown line, unknown field, bad value).
         """
 
-    def transaction_stats():  # type: ignore[no-untyped-def]
+    def transaction_stats() -> dict[str, Any]:
         """The transaction layer's snapshot (a JSON-able dict)."""
 
-    def cluster():  # type: ignore[no-untyped-def]
+    def cluster() -> ClusterView | None:
         """
         The agent's L{mgcpswitch.agent.model.ClusterView} when it is one of a
         cluster, else None.  A standby's admin is read-only: it shows what
         it sees, and refuses changes (L{CallControlError} naming the active).
         """
 
-    def call_outcomes():  # type: ignore[no-untyped-def]
+    def call_outcomes() -> dict[str, int]:
         """Counts of ended calls per outcome (JSON-able dict)."""
 
-    def list_trunks():  # type: ignore[no-untyped-def]
+    def list_trunks() -> list[TrunkView]:
         """
         Every configured trunk, by name: a list of L{mgcpswitch.trunk.TrunkView}
         (the trunk's own state, channels and counters) whose C{calls} are
         the calls in progress with a leg on it, as call control sees them.
         """
 
-    def get_trunk(name):  # type: ignore[no-untyped-def]
+    def get_trunk(name: str) -> TrunkView | None:
         """One trunk's L{mgcpswitch.trunk.TrunkView} by name (any case), or None."""
 
-    def subscribe(observer):  # type: ignore[no-untyped-def]
+    def subscribe(observer: Callable[[Event], None]) -> Callable[[], None]:
         """
         Call C{observer(event)} with every later L{mgcpswitch.agent.model}
         event (after the state change, on a later turn); returns a callable
@@ -179,10 +155,10 @@ class IDialPlan(Interface):
 
     name = Attribute("the name the configuration enables it by")
 
-    def digit_map(endpoint):  # type: ignore[no-untyped-def]
+    def digit_map(endpoint: str) -> DigitMap:
         """The L{mgcpswitch.mgcp.DigitMap} to push to C{endpoint} (a name)."""
 
-    def route(request):  # type: ignore[no-untyped-def]
+    def route(request: RouteRequest) -> RouteDecision | Deferred[RouteDecision]:
         """
         Route a L{mgcpswitch.agent.model.RouteRequest}: return a
         L{RouteDecision} (or a Deferred of one).
@@ -194,7 +170,7 @@ class ICallObserver(Interface):
 
     name = Attribute("the name the configuration enables it by")
 
-    def call_event(event):  # type: ignore[no-untyped-def]
+    def call_event(event: Event) -> Deferred[None] | None:
         """
         C{event} is a frozen event of L{mgcpswitch.agent.model}.  Called on
         a later reactor turn; an exception is logged and contained.  May
@@ -202,7 +178,13 @@ class ICallObserver(Interface):
         """
 
 
-class IGatewayProfile(Interface):
+class INamed(Interface):
+    """What every plugin found in C{mgcpswitch.plugins} has: the name the configuration gives."""
+
+    name = Attribute("the name the configuration enables or selects it by")
+
+
+class IGatewayProfile(INamed):
     """Per-gateway quirks and capabilities."""
 
     name = Attribute("the name the configuration selects it by")
@@ -213,7 +195,7 @@ class IGatewayProfile(Interface):
     packetization = Attribute("packetization period in ms to ask for")
 
 
-class IPluginFactory(Interface):
+class IPluginFactory(INamed):
     """
     What every plugin factory has: its name, the keys of its section, and
     C{build}.  The switch reads the C{[plugin:NAME]} section through C{keys}
@@ -227,7 +209,7 @@ class IPluginFactory(Interface):
         "mgcpswitch.config.Key (reader, default or REQUIRED, doc); {} for none"
     )
 
-    def build(settings, context):  # type: ignore[no-untyped-def]
+    def build(settings: Mapping[str, Any], context: PluginContext) -> object:
         """
         @param settings: the C{[plugin:NAME]} section read through C{keys}:
             a mapping of every declared key to its value (its default when
@@ -255,7 +237,7 @@ class ICallObserverFactory(IPluginFactory):
 class IMessageWaiting(Interface):
     """What call control offers a voicemail system: a line's message-waiting flag."""
 
-    def set_message_waiting(line, waiting):  # type: ignore[no-untyped-def]
+    def set_message_waiting(line: str, waiting: bool) -> None:
         """
         Messages wait for C{line} (an endpoint name or a directory number),
         or no longer: its indicator (L/vmwi) is shown or cleared, its next
@@ -270,7 +252,7 @@ class IMessageWaitingSource(Interface):
     system): when call control starts it is handed an L{IMessageWaiting}.
     """
 
-    def attach(message_waiting):  # type: ignore[no-untyped-def]
+    def attach(message_waiting: IMessageWaiting) -> None:
         """Keep C{message_waiting} (an L{IMessageWaiting}) to set lines' flags with."""
 
 
@@ -294,10 +276,10 @@ class IClusterMember(Interface):
     became_active = Attribute("Set by call control: called with the epoch once the agent is active.")
     lost_leadership = Attribute("Set by call control: called with the reason when the agent stops being active.")
 
-    def holds_lease():  # type: ignore[no-untyped-def]
+    def holds_lease() -> bool:
         """Whether the agent may command gateways now (its lease runs); checked before every send."""
 
-    def view():  # type: ignore[no-untyped-def]
+    def view() -> ClusterView:
         """A L{mgcpswitch.agent.model.ClusterView}: role, epoch, the active's name, lease age, counts."""
 
 
@@ -310,29 +292,29 @@ class IStore(Interface):
     returns at once; L{flush} says when what was queued is durable.
     """
 
-    def gateway_changed(record):  # type: ignore[no-untyped-def]
+    def gateway_changed(record: GatewayRecord) -> None:
         """A gateway's registration changed (a L{mgcpswitch.agent.model.GatewayRecord})."""
 
-    def call_answered(checkpoint):  # type: ignore[no-untyped-def]
+    def call_answered(checkpoint: CallCheckpoint) -> None:
         """A call is talking (a L{mgcpswitch.agent.model.CallCheckpoint}): its legs and connections."""
 
-    def call_ended(record):  # type: ignore[no-untyped-def]
+    def call_ended(record: CallRecord) -> None:
         """A call ended (its L{mgcpswitch.agent.model.CallRecord}); its checkpoint goes."""
 
-    def line_changed(record):  # type: ignore[no-untyped-def]
+    def line_changed(record: LineRecord) -> None:
         """A line's services changed (a L{mgcpswitch.agent.model.LineRecord}): kept over the configuration's."""
 
-    def load():  # type: ignore[no-untyped-def]
+    def load() -> Deferred[StoredState]:
         """
         A Deferred firing with the L{mgcpswitch.agent.model.StoredState}:
         the gateways, the calls that were talking and the lines' services,
         for an agent that starts (or takes over) after another stopped.
         """
 
-    def flush():  # type: ignore[no-untyped-def]
+    def flush() -> Deferred[None]:
         """A Deferred firing when everything queued so far is written."""
 
-    def stats():  # type: ignore[no-untyped-def]
+    def stats() -> dict[str, Any]:
         """
         A JSON-able dict: C{kind}, and counts such as C{rows_written},
         C{batches_failed}, C{rows_lost} (given up on) and C{waiting}.
@@ -350,27 +332,27 @@ class IStore(Interface):
 class IOutgoingCallListener(Interface):
     """What call control is told about a call it placed on a trunk."""
 
-    def progress(code, sdp):  # type: ignore[no-untyped-def]
+    def progress(code: int, sdp: SessionDescription | None) -> None:
         """
         A provisional answer: C{code} 180 (ringing) or 183 (session
         progress); C{sdp} the far end's early media description (a
         L{mgcpswitch.mgcp.SessionDescription}) or None.
         """
 
-    def answered(sdp):  # type: ignore[no-untyped-def]
+    def answered(sdp: SessionDescription) -> None:
         """The far end answered; C{sdp} is its answer to the offer."""
 
-    def failed(code, reason):  # type: ignore[no-untyped-def]
+    def failed(code: int, reason: str) -> None:
         """
         The call did not connect: C{code} the final status (486 busy, 404,
         408 no answer or no response, 503 trunk down or full, ...),
         C{reason} text.  Nothing of the call is left on the trunk.
         """
 
-    def ended(reason):  # type: ignore[no-untyped-def]
+    def ended(reason: str) -> None:
         """The far end hung up an answered call (or it was lost)."""
 
-    def media_changed(sdp):  # type: ignore[no-untyped-def]
+    def media_changed(sdp: SessionDescription) -> None:
         """The far end moved its media (a re-INVITE): C{sdp} its new description."""
 
 
@@ -382,7 +364,7 @@ class ITrunkCall(Interface):
         "them (ITrunk.keep_messages), else None: the admin shows them in the call's ladder."
     )
 
-    def update(sdp):  # type: ignore[no-untyped-def]
+    def update(sdp: SessionDescription) -> Deferred[SessionDescription]:
         """
         Change the media of the answered call: offer C{sdp} (the line's
         new connection; C{a=sendonly} or C{a=inactive} puts the far end on
@@ -403,23 +385,23 @@ class ITrunkCall(Interface):
 class IOutgoingCall(ITrunkCall):
     """A call placed on a trunk (what L{ITrunk.call} returns)."""
 
-    def cancel():  # type: ignore[no-untyped-def]
+    def cancel() -> None:
         """Give up before the answer (CANCEL); no more notifications follow."""
 
-    def hang_up():  # type: ignore[no-untyped-def]
+    def hang_up() -> None:
         """End the call (BYE, or CANCEL before the answer); no more notifications follow."""
 
 
 class IIncomingCallListener(Interface):
     """What call control is told about a call that came in on a trunk."""
 
-    def cancelled():  # type: ignore[no-untyped-def]
+    def cancelled() -> None:
         """The caller gave up before the answer."""
 
-    def ended(reason):  # type: ignore[no-untyped-def]
+    def ended(reason: str) -> None:
         """The caller hung up an answered call (or it was lost: no ACK, no answer in time)."""
 
-    def media_changed(sdp):  # type: ignore[no-untyped-def]
+    def media_changed(sdp: SessionDescription) -> None:
         """The caller moved its media (a re-INVITE): C{sdp} its new description."""
 
 
@@ -431,16 +413,16 @@ class IIncomingCall(ITrunkCall):
     offer_sdp = Attribute("the caller's offer (a SessionDescription)")
     listener = Attribute("an IIncomingCallListener: set it when the call is accepted for routing")
 
-    def ringing():  # type: ignore[no-untyped-def]
+    def ringing() -> None:
         """Tell the caller it rings (180)."""
 
-    def answer(sdp):  # type: ignore[no-untyped-def]
+    def answer(sdp: SessionDescription) -> None:
         """Answer with C{sdp} (the line's connection); the trunk makes it an answer to the offer."""
 
-    def reject(code):  # type: ignore[no-untyped-def]
+    def reject(code: int) -> None:
         """Refuse the call with a final status (404, 480, 486, 503, ...)."""
 
-    def hang_up():  # type: ignore[no-untyped-def]
+    def hang_up() -> None:
         """End the call (BYE once answered, 480 before)."""
 
 
@@ -450,7 +432,8 @@ class ITrunk(Interface):
     name = Attribute("the trunk's name ([trunk:NAME])")
     keep_messages = Attribute("whether its calls keep their messages (set by call control, with its ladders)")
 
-    def call(number, offer_sdp, listener, caller=None):  # type: ignore[no-untyped-def]
+    def call(number: str, offer_sdp: SessionDescription, listener: IOutgoingCallListener,
+             caller: str | None = None) -> IOutgoingCall:
         """
         Call C{number} (before the trunk's outgoing rewriting) offering
         C{offer_sdp} (the line's connection); C{listener} provides
@@ -460,11 +443,11 @@ class ITrunk(Interface):
             C{listener.failed} on a later turn.
         """
 
-    def view():  # type: ignore[no-untyped-def]
+    def view() -> TrunkView:
         """A frozen L{mgcpswitch.trunk.TrunkView}: state, channels, counters."""
 
 
-class ITrunkFactory(Interface):
+class ITrunkFactory(INamed):
     """
     A kind of trunk, found in C{mgcpswitch.plugins} and chosen by a
     C{[trunk:NAME]} section's C{kind} key.
@@ -472,7 +455,8 @@ class ITrunkFactory(Interface):
 
     name = Attribute("the kind ([trunk:NAME] kind = ...)")
 
-    def build(settings, context, incoming):  # type: ignore[no-untyped-def]
+    def build(settings: TrunkSettings, context: PluginContext,
+              incoming: Callable[[IIncomingCall], None]) -> ITrunk:
         """
         @param settings: the section read (a L{mgcpswitch.config.TrunkSettings}).
         @param context: a L{mgcpswitch.plugin.PluginContext} (the reactor).

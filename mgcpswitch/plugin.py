@@ -15,26 +15,26 @@ L{ConfigError} naming section and key before anything is built.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Mapping, TypeVar
 
 from twisted.plugin import IPlugin, getPlugins
-from zope.interface.interface import InterfaceClass
 
 from . import plugins as _plugin_package
-from .config import Settings, read_keys
+from .config import PluginContext, Settings, read_keys
 from .errors import ConfigError, PluginNotFound
-from .interfaces import ICallObserverFactory, IDialPlanFactory, IGatewayProfile
+from .interfaces import (
+    ICallObserverFactory,
+    IDialPlanFactory,
+    IGatewayProfile,
+    IIncomingCall,
+    INamed,
+    ITrunk,
+    ITrunkFactory,
+)
 
-__all__ = ["PluginContext", "Plugins", "available", "find", "read_section", "build", "enable"]
-
-@dataclass(frozen=True)
-class PluginContext:
-    """What a plugin factory may use to build its object."""
-
-    reactor: Any
-    settings: Any = None  # the switch's Settings
-    extras: Mapping[str, Any] = field(default_factory=dict)
+__all__ = ["PluginContext", "Plugins", "available", "find", "read_section", "build", "enable", "build_trunks"]
 
 
 @dataclass(frozen=True)
@@ -46,23 +46,26 @@ class Plugins:
     profiles: Mapping[str, Any]  # name -> IGatewayProfile
 
 
-def available(interface: InterfaceClass) -> dict[str, Any]:
+_Plugin = TypeVar("_Plugin", bound=INamed)
+
+
+def available(interface: type[_Plugin]) -> dict[str, _Plugin]:
     """Every discovered plugin providing C{interface} (and IPlugin), by name."""
-    found: dict[str, Any] = {}
+    found: dict[str, _Plugin] = {}
     for plugin in getPlugins(interface, _plugin_package):
         if IPlugin.providedBy(plugin):
             found.setdefault(plugin.name, plugin)
     return found
 
 
-def find(interface: InterfaceClass, name: str) -> Any:
+def find(interface: type[_Plugin], name: str) -> _Plugin:
     """The plugin called C{name} providing C{interface}."""
     plugins = available(interface)
     try:
         return plugins[name]
     except KeyError:
         raise PluginNotFound(
-            f"no {interface.getName()} plugin named {name!r}; available: "
+            f"no {interface.__name__} plugin named {name!r}; available: "
             + (", ".join(sorted(plugins)) or "none")
         ) from None
 
@@ -87,7 +90,7 @@ def build(factory: Any, items: Mapping[str, str], context: PluginContext) -> Any
     return factory.build(read_section(factory, items), context)
 
 
-def _enabled(interface: InterfaceClass, name: str, where: tuple[str, str]) -> Any:
+def _enabled(interface: type[_Plugin], name: str, where: tuple[str, str]) -> _Plugin:
     try:
         return find(interface, name)
     except PluginNotFound as e:
@@ -128,3 +131,26 @@ def enable(settings: Settings, context: PluginContext) -> Plugins:
         observers=tuple(build(f, settings.plugins.get(f.name, {}), context) for f in enabled),
         profiles=profiles,
     )
+
+
+def build_trunks(settings: Settings, context: PluginContext,
+                 incoming: Callable[[str, IIncomingCall], None]) -> dict[str, ITrunk]:
+    """
+    Every C{[trunk:NAME]} built by the factory its C{kind} names, by name;
+    a kind no plugin provides is a L{ConfigError} naming section and key.
+    Each trunk's calls in go to C{incoming(NAME, call)}.
+    """
+    factories = available(ITrunkFactory)
+    trunks: dict[str, ITrunk] = {}
+    for trunk in settings.trunks:
+        factory = factories.get(trunk.kind)
+        if factory is None:
+            raise ConfigError(
+                (f"trunk:{trunk.name}", "kind"),
+                f"no trunk kind {trunk.kind!r}; available: {', '.join(sorted(factories)) or 'none'}",
+            )
+        built = factory.build(trunk, context, partial(incoming, trunk.name))
+        if not ITrunk.providedBy(built):
+            raise TypeError(f"the {trunk.kind} trunk factory built {built!r}, not an ITrunk")
+        trunks[trunk.name] = built
+    return trunks

@@ -143,7 +143,7 @@ def build_switch(
                     (f"gateway:{gateway.name}", "endpoints"),
                     "a simulated gateway has lines aaln/1..N: use 'lines = N'",
                 )
-            service = GatewayService(SimulatedGateway(reactor, GatewayConfig(
+            gateway_service = GatewayService(SimulatedGateway(reactor, GatewayConfig(
                 domain=gateway.name,
                 lines=len(gateway.endpoints),
                 port=gateway.port,
@@ -153,9 +153,10 @@ def build_switch(
                 media=settings.simulator.media,
                 rtp=settings.simulator.rtp,
             )))
+            service: IService = gateway_service  # named and parented as a service (Twisted's API)
             service.setName(f"gateway:{gateway.name}")
             top.add(service, f"gateway:{gateway.name}", port="port", address="address")
-            gateways.append(service)
+            gateways.append(gateway_service)
     if web:
         from .web import build_web_service
 
@@ -170,11 +171,12 @@ def build_switch(
     if demo:
         from .demo import DemoService
 
-        service = DemoService(reactor, settings, [g.gateway for g in gateways])
-        service.setName("demo")
-        service.setServiceParent(top)
+        demo_service: IService = DemoService(reactor, settings, [g.gateway for g in gateways])
+        demo_service.setName("demo")
+        demo_service.setServiceParent(top)
     if parent is not None:
-        top.setServiceParent(parent)
+        switch: IService = top
+        switch.setServiceParent(parent)
     return top
 
 
@@ -203,7 +205,8 @@ def build_member(reactor: Any, settings: Settings) -> Any:
         lease=LeaseSettings(heartbeat=cluster.heartbeat, lease=cluster.lease, idle_timeout=cluster.idle_timeout),
         batch_size=store.batch_size, flush_interval=store.flush_interval, txid_block_size=cluster.txid_block_size,
     ))
-    member.setName("cluster")
+    service: IService = member
+    service.setName("cluster")
     return member
 
 
@@ -256,7 +259,7 @@ class SwitchService(MultiService):
     exit_on_error = False
 
     def __init__(self, reactor: Any, source: str) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # MultiService is unannotated upstream
         self._reactor = reactor
         self._source = source  # where the configuration came from, for exit_on_error
         self._origins: dict[str, tuple[str, str, str]] = {}

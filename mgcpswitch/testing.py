@@ -24,11 +24,10 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 from zope.interface.verify import verifyClass
 
+from .transaction import Address, as_address
 from .txid import MAX_TXID, txid_add
 
 __all__ = ["MemoryNetwork", "MemoryUDPPort", "MemoryReactor", "Datagram", "SequentialIds", "run_timers"]
-
-Address = tuple
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class MemoryUDPPort:
             raise OSError("no destination")
         if len(packet) > self.network.max_datagram:
             raise OSError(f"datagram of {len(packet)} bytes is too large")
-        self.network.send(self.address, tuple(addr), packet)
+        self.network.send(self.address, as_address(addr), packet)
 
     def connect(self, host: str, port: int) -> None:
         raise NotImplementedError("connected UDP is not simulated")
@@ -141,7 +140,7 @@ class MemoryNetwork:
         return udp
 
     def unbind(self, address: Address) -> None:
-        self.ports.pop(tuple(address), None)
+        self.ports.pop(as_address(address), None)
 
     def _ephemeral(self, host: str) -> int:
         while (host, self._next_port) in self.ports:
@@ -154,7 +153,7 @@ class MemoryNetwork:
     def set_link(self, source: Address, destination: Address, *, loss: float = 0.0,
                  duplicate: float = 0.0) -> None:
         """Loss and duplication for datagrams from C{source} to C{destination}."""
-        self._links[(tuple(source), tuple(destination))] = (loss, duplicate)
+        self._links[(as_address(source), as_address(destination))] = (loss, duplicate)
 
     def drop_next(self, predicate: Callable[[bytes], bool] = lambda data: True, count: int = 1) -> None:
         """Drop the next C{count} datagrams whose bytes satisfy C{predicate}."""

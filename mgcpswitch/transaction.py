@@ -37,16 +37,15 @@ import random
 from collections import Counter, deque
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union, cast, final
 
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
+from zope.interface import Interface, implementer
 
 from .errors import ProtocolError, TransactionAborted, TransactionTimeout
-from .interfaces import ICommandHandler, IPeerListener, ITransactionSender
 from .mgcp import (
     Command,
     MalformedMessage,
@@ -71,9 +70,19 @@ __all__ = [
     "Reply",
     "Outbox",
     "Address",
+    "as_address",
+    "HandlerResult",
+    "ICommandHandler",
+    "ITransactionSender",
+    "IPeerListener",
 ]
 
-Address = tuple  # (host, port) as Twisted gives it
+Address = tuple[str, int]  # (host, port) as Twisted gives it
+
+
+def as_address(address: Iterable[object]) -> Address:
+    """C{address} as a hashable (host, port): a caller may hold it as a list (read back from JSON)."""
+    return cast(Address, tuple(address))
 
 
 class Unanswered(Exception):
@@ -228,6 +237,7 @@ class TransactionConfig:
             raise ValueError("need log_burst >= 0 and log_window > 0")
 
 
+@final  # tested with type(x) is Reply
 @dataclass(frozen=True)
 class Reply:
     """
@@ -271,7 +281,7 @@ class Outbox:
     """
 
     def __init__(self, source: Address) -> None:
-        self.source = tuple(source)
+        self.source = as_address(source)
         self.commands: list[tuple[Command, Deferred[Response]]] = []
 
     def add(self, command: Command) -> Deferred[Response]:
@@ -287,7 +297,7 @@ class Outbox:
         after = tuple(self.commands)
         if type(result) is Reply:
             return replace(result, after=result.after + after)
-        return Reply(result, after=after)  # type: ignore[arg-type]
+        return Reply(result, after=after)
 
     def send_now(self, send_command: Callable[[Command, Address], Deferred[Response]]) -> None:
         """No reply will carry them (the handler failed): send them on their own with C{send_command}."""
@@ -297,6 +307,59 @@ class Outbox:
 
 
 HandlerResult = Union[Response, Reply, "Deferred[Response | Reply]"]
+
+
+# The layer's seams (re-exported by L{mgcpswitch.interfaces}): here, beside
+# the types they speak of, so that the interfaces above the layer may name
+# call control's types without an import circle.
+
+
+class ICommandHandler(Interface):
+    """What a role (call agent or gateway) gives the transaction layer."""
+
+    def command_received(command: Command, source: Address) -> HandlerResult:
+        """
+        Execute C{command} (a L{mgcpswitch.mgcp.Command}) that arrived from
+        C{source} (an address tuple), at most once per transaction.
+
+        @return: a L{mgcpswitch.mgcp.Response}, a
+            L{mgcpswitch.transaction.Reply} (a response with the commands
+            that share its datagram: copies ahead of it, new transactions
+            after it), or a Deferred firing with either.
+            Raising or failing with a L{mgcpswitch.errors.ProtocolError}
+            answers with its code; any other exception is a bug, logged
+            and answered with 400.
+        """
+
+
+class ITransactionSender(Interface):
+    """Sends commands reliably (the transaction layer)."""
+
+    def send_command(command: Command, address: Address) -> Deferred[Response]:
+        """
+        Send C{command} to C{address}; retransmit until a final response.
+
+        @return: a Deferred firing with the final
+            L{mgcpswitch.mgcp.Response} (whatever its code), or failing with
+            L{mgcpswitch.errors.TransactionTimeout}.
+        """
+
+    def allocate_transaction_id() -> int:
+        """A fresh transaction id, for commands that must be resent as is."""
+
+
+class IPeerListener(Interface):
+    """Told when a peer stops answering, and when it answers again."""
+
+    def peer_state_changed(address: Address, state: PeerState) -> None:
+        """
+        C{state} is a L{PeerState}: SUSPECT when a command to C{address}
+        was repeated Max1 times, DISCONNECTED at Max2 (RFC 3435 §4.3) or
+        when a command gave up unanswered, REACHABLE when a response
+        (provisional or final) comes from C{address} again.  Each is about
+        one transaction, not a verdict on the peer (see L{PeerState}).
+        Called after the layer's own state is updated.
+        """
 
 # Latency buckets (seconds) of the per-transaction histogram.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -478,8 +541,8 @@ class TransactionLayer:
 
     def set_peer_options(self, address: Address, *, response_acks: bool) -> None:
         """Per-peer quirks (whether C{K:} may be sent to it)."""
-        self._peer_options[tuple(address)] = response_acks
-        peer = self._peers.get(tuple(address))
+        self._peer_options[as_address(address)] = response_acks
+        peer = self._peers.get(as_address(address))
         if peer is not None:
             peer.send_acks = response_acks
 
@@ -521,7 +584,7 @@ class TransactionLayer:
         return deferreds
 
     def _outgoing(self, address: Address) -> _Outgoing:
-        address = tuple(address)
+        address = as_address(address)
         peer = self._peers.get(address)
         if peer is None:
             peer = self._new_peer(address)
@@ -674,8 +737,8 @@ class TransactionLayer:
             self._arm(out, now, min(config.longtran, limit - elapsed))
             return
         give_up = config.t_max if config.give_up is None else config.give_up
-        limit = config.max_retransmissions
-        if elapsed >= give_up - 1e-9 or (limit is not None and repetitions >= limit):
+        max_repeats = config.max_retransmissions
+        if elapsed >= give_up - 1e-9 or (max_repeats is not None and repetitions >= max_repeats):
             self._time_out(out)
             return
         if elapsed < config.t_max - 1e-9:
@@ -932,7 +995,7 @@ class TransactionLayer:
 
     def _duplicate(self, entry: _Incoming | tuple[bytes | None, float, Address], address: Address) -> None:
         self.counters["duplicates"] += 1
-        if type(entry) is tuple:
+        if isinstance(entry, tuple):
             if entry[0] is not None:
                 self.counters["replays"] += 1
                 self._send(entry[0], address)
@@ -1035,9 +1098,9 @@ class TransactionLayer:
             return
         assert entry.command is not None
         txid = entry.command.transaction_id
-        if failure.check(ProtocolError):
-            error = failure.value
-            response = Response(error.code, txid, _comment(error.reason))  # type: ignore[union-attr]
+        error = failure.value
+        if isinstance(error, ProtocolError):
+            response = Response(error.code, txid, _comment(error.reason))
         elif failure.check(CancelledError):
             response = Response(ReturnCode.TRANSACTION_TIMEOUT, txid, "Transaction timed out")
         else:
@@ -1066,7 +1129,7 @@ class TransactionLayer:
             before = result.before
             after = result.after
         else:
-            response = result  # type: ignore[assignment]
+            response = result
             before = after = ()
         if self._stopped:
             if after:
@@ -1264,11 +1327,11 @@ class TransactionLayer:
         }
 
     def peer_state(self, address: Address) -> PeerState:
-        peer = self._peers.get(tuple(address))
+        peer = self._peers.get(as_address(address))
         return PeerState.REACHABLE if peer is None else peer.state
 
     def peer_rto(self, address: Address) -> float:
-        peer = self._peers.get(tuple(address))
+        peer = self._peers.get(as_address(address))
         return self.config.initial_rto if peer is None else peer.rto
 
 

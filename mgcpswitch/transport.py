@@ -89,7 +89,7 @@ def direct_sendto(transport: object) -> Callable[[bytes, Address], Any] | None:
     """
     if not (IUDPTransport.providedBy(transport) and ISystemHandle.providedBy(transport)):
         return None
-    handle = transport.getHandle()  # type: ignore[attr-defined]
+    handle = transport.getHandle()
     if not isinstance(handle, socket.socket) or handle.type != socket.SOCK_DGRAM:
         return None
     try:
@@ -144,8 +144,10 @@ class MGCPProtocol(DatagramProtocol):
             self.transport.write(datagram, address)
 
     def startProtocol(self) -> None:  # noqa: N802
-        self._sendto = direct_sendto(self.transport)
-        self._ipv6 = isinstance(self.transport.getHost(), IPv6Address)
+        transport = self.transport
+        assert transport is not None  # Twisted starts a protocol once it has its port
+        self._sendto = direct_sendto(transport)
+        self._ipv6 = isinstance(transport.getHost(), IPv6Address)
 
     def datagramReceived(self, datagram: bytes, addr: Address) -> None:  # noqa: N802
         if addr[0].startswith("::ffff:"):  # an IPv4 peer of an IPv6 socket

@@ -1,23 +1,18 @@
 # -*- test-case-name: tests.test_sip_trunk -*-
 """
-Trunks of any kind: the frozen view the faces read, the error a trunk
-call's C{update} fails with, and building the configured trunks through
-their factories (L{ITrunkFactory} plugins, chosen by each
-C{[trunk:NAME]} section's C{kind}).
+Trunks of any kind: the frozen view the faces read and the error a trunk
+call's C{update} fails with.  The configured trunks are built through
+their factories by L{mgcpswitch.plugin.build_trunks}.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from enum import Enum
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-from .config import Settings
-from .errors import ConfigError
-from .interfaces import ITrunk, ITrunkFactory
 
-__all__ = ["TrunkState", "RegistrationState", "TrunkView", "TrunkCallError", "build_trunks"]
+__all__ = ["TrunkState", "RegistrationState", "TrunkView", "TrunkCallError"]
 
 
 class TrunkCallError(Exception):
@@ -100,27 +95,3 @@ class TrunkView:
             "messages": dict(self.messages),
             "calls": list(self.calls),
         }
-
-
-def build_trunks(settings: Settings, context: Any, incoming: Callable[[str, Any], None]) -> dict[str, Any]:
-    """
-    Every C{[trunk:NAME]} built by the factory its C{kind} names, by name;
-    a kind no plugin provides is a L{ConfigError} naming section and key.
-    Each trunk's calls in go to C{incoming(NAME, call)}.
-    """
-    from .plugin import available
-
-    factories = available(ITrunkFactory)
-    trunks: dict[str, Any] = {}
-    for trunk in settings.trunks:
-        factory = factories.get(trunk.kind)
-        if factory is None:
-            raise ConfigError(
-                (f"trunk:{trunk.name}", "kind"),
-                f"no trunk kind {trunk.kind!r}; available: {', '.join(sorted(factories)) or 'none'}",
-            )
-        built = factory.build(trunk, context, partial(incoming, trunk.name))
-        if not ITrunk.providedBy(built):
-            raise TypeError(f"the {trunk.kind} trunk factory built {built!r}, not an ITrunk")
-        trunks[trunk.name] = built
-    return trunks

@@ -1,7 +1,8 @@
 """
 Architecture guards read from the source (ARCHITECTURE.md, "Dependencies
-point down"): no import circle anywhere in C{mgcpswitch}, and no module
-outside the protocol core imports a private name of it.
+point down"): no import circle anywhere in C{mgcpswitch}, no module
+outside the protocol core imports a private name of it, and every
+C{test-case-name} header names a test module that exists.
 
 Both read every import statement with C{ast}, including those under
 C{if TYPE_CHECKING:} and inside functions: a circle that only the type
@@ -121,6 +122,23 @@ class ImportCircleTests(SynchronousTestCase):
         self.assertIn("mgcpswitch.mgcp._params", graph["mgcpswitch.mgcp._message"])
         self.assertIn("mgcpswitch.gateway.endpoint", graph["mgcpswitch.gateway.gateway"])
         self.assertEqual(circles(graph), [])
+
+
+class TestCaseNameTests(SynchronousTestCase):
+    def test_test_case_names_exist(self) -> None:
+        """Every C{test-case-name} header names test modules that exist (trial and editors run them)."""
+        named = 0
+        missing = []
+        for path in sorted(PACKAGE.rglob("*.py")):
+            first = path.read_text(encoding="utf-8").split("\n", 1)[0]
+            if "test-case-name:" not in first:
+                continue
+            for module in first.split("test-case-name:", 1)[1].split("-*-", 1)[0].strip().split(","):
+                named += 1
+                if not (ROOT / (module.strip().replace(".", "/") + ".py")).is_file():
+                    missing.append(f"{path.relative_to(ROOT)}: {module.strip()}")
+        self.assertGreater(named, 50)
+        self.assertEqual(missing, [])
 
 
 class PrivateCoreNameTests(SynchronousTestCase):

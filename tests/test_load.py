@@ -81,6 +81,13 @@ class Config(SynchronousTestCase):
         report = Report(cpu={"agent_cpu": 0.5, "tool_cpu": 0.97, "other_load": 0.1})
         self.assertIn("TOOL saturated first", saturation_verdict(report))
 
+    def test_verdict_without_the_tools_cpu(self) -> None:
+        """A report that has the agent's CPU but not the tool's (one read back, say) gets a verdict, not a TypeError."""
+        report = Report(cpu={"agent_cpu": 0.98})
+        verdict = saturation_verdict(report)
+        self.assertIn("agent CPU 98 % of one core", verdict)
+        self.assertIn("the tool's CPU is unknown", verdict)
+
 
 class Run(SynchronousTestCase):
     """A switch and the tool's gateways on one in-memory network."""

@@ -14,11 +14,11 @@ from zope.interface.verify import verifyObject
 
 from mgcpswitch.config import parse_settings
 from mgcpswitch.interfaces import IIncomingCall, IOutgoingCall, ITrunk, ITrunkFactory
-from mgcpswitch.plugin import PluginContext, available
+from mgcpswitch.plugin import PluginContext, available, build_trunks
 from mgcpswitch.sip import CSeq, NameAddress, Request, SipUri, authorization, decode, parse_challenge
 from mgcpswitch.sip.trunk import IncomingCall, SipTrunk
 from mgcpswitch.testing import MemoryReactor, run_timers
-from mgcpswitch.trunk import RegistrationState, TrunkState, build_trunks
+from mgcpswitch.trunk import RegistrationState, TrunkState
 from tests.support.sip import RawPeer, Recorder, line_sdp, settings, settle, trunk_pair
 
 

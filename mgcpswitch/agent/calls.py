@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agent_calls_model -*-
+# -*- test-case-name: tests.test_agent_machines -*-
 """
 Calls as legs (half-calls), each with its own transition table.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from twisted.application.service import Service
+from twisted.application.service import IService, Service
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -52,9 +52,9 @@ class SQLiteCDRWriter(Service):
         return self.store.records()
 
     def startService(self) -> None:  # noqa: N802
-        super().startService()
-        self.store.startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
+        IService(self.store).startService()
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         return self.store.stopService()

@@ -13,7 +13,7 @@ does not need).
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from ..mgcp import (
     Command,
@@ -22,7 +22,9 @@ from ..mgcp import (
     EndpointName,
     LocalConnectionOptions,
     ParamCode,
+    ParamKey,
     Parameters,
+    RequestedEvent,
     SessionDescription,
     SignalRequest,
     Verb,
@@ -74,9 +76,13 @@ AUDIT_INFO = (P.CONNECTION_ID, P.NOTIFIED_ENTITY, P.EVENT_STATES)
 KEEPALIVE_INFO: tuple[ParamCode, ...] = ()
 
 _new = object.__new__
+_Items = dict[ParamKey, Any]  # a command's parameters before they are frozen
+_Events = tuple[RequestedEvent, ...]
+_Signals = tuple[SignalRequest, ...]
 
 
-def _command(verb: Verb, txid: int, endpoint: EndpointName, items: dict, sdp=None) -> Command:  # type: ignore[no-untyped-def,type-arg]
+def _command(verb: Verb, txid: int, endpoint: EndpointName, items: _Items,
+             sdp: Optional[SessionDescription] = None) -> Command:
     return trusted_command(verb, txid, endpoint, Parameters(items), sdp)
 
 
@@ -84,20 +90,20 @@ def rqnt(
     txid: int,
     endpoint: EndpointName,
     request_id: str,
-    events: tuple,  # type: ignore[type-arg]
-    signals: tuple = NO_SIGNALS,  # type: ignore[type-arg]
+    events: _Events,
+    signals: _Signals = NO_SIGNALS,
     digit_map: Optional[DigitMap] = None,
 ) -> Command:
     return _command(Verb.RQNT, txid, endpoint, _request({}, request_id, events, signals, digit_map))
 
 
 def _request(
-    items: dict,  # type: ignore[type-arg]
+    items: _Items,
     request_id: Optional[str],
-    events: tuple,  # type: ignore[type-arg]
-    signals: tuple,  # type: ignore[type-arg]
+    events: _Events,
+    signals: _Signals,
     digit_map: Optional[DigitMap] = None,
-) -> dict:  # type: ignore[type-arg]
+) -> _Items:
     """Add a notification request (X:, R:, S:, D:) to a command's parameters, if there is one."""
     if request_id is not None:
         items[P.REQUEST_ID] = request_id
@@ -116,10 +122,10 @@ def crcx(
     options: LocalConnectionOptions,
     sdp: Optional[SessionDescription] = None,
     request_id: Optional[str] = None,
-    events: tuple = (),  # type: ignore[type-arg]
-    signals: tuple = (),  # type: ignore[type-arg]
+    events: _Events = (),
+    signals: _Signals = (),
 ) -> Command:
-    items = {P.CALL_ID: call_id, P.LOCAL_CONNECTION_OPTIONS: options, P.CONNECTION_MODE: mode}
+    items: _Items = {P.CALL_ID: call_id, P.LOCAL_CONNECTION_OPTIONS: options, P.CONNECTION_MODE: mode}
     return _command(Verb.CRCX, txid, endpoint, _request(items, request_id, events, signals), sdp)
 
 
@@ -131,10 +137,10 @@ def mdcx(
     mode: ConnectionMode,
     sdp: Optional[SessionDescription] = None,
     request_id: Optional[str] = None,
-    events: tuple = (),  # type: ignore[type-arg]
-    signals: tuple = (),  # type: ignore[type-arg]
+    events: _Events = (),
+    signals: _Signals = (),
 ) -> Command:
-    items = {P.CALL_ID: call_id, P.CONNECTION_ID: (connection_id,), P.CONNECTION_MODE: mode}
+    items: _Items = {P.CALL_ID: call_id, P.CONNECTION_ID: (connection_id,), P.CONNECTION_MODE: mode}
     return _command(Verb.MDCX, txid, endpoint, _request(items, request_id, events, signals), sdp)
 
 
@@ -144,8 +150,8 @@ def dlcx(
     call_id: Optional[str] = None,
     connection_id: Optional[str] = None,
     request_id: Optional[str] = None,
-    events: tuple = (),  # type: ignore[type-arg]
-    signals: tuple = (),  # type: ignore[type-arg]
+    events: _Events = (),
+    signals: _Signals = (),
     digit_map: Optional[DigitMap] = None,
 ) -> Command:
     """
@@ -153,7 +159,7 @@ def dlcx(
     endpoint's (neither).  An encapsulated RQNT re-arms the line in the
     same transaction (only allowed with a single connection, §2.3.9).
     """
-    items: dict = {}  # type: ignore[type-arg]
+    items: _Items = {}
     if call_id is not None:
         items[P.CALL_ID] = call_id
     if connection_id is not None:
@@ -162,7 +168,7 @@ def dlcx(
 
 
 def auep(txid: int, endpoint: EndpointName, info: tuple[ParamCode, ...] = AUDIT_INFO) -> Command:
-    items = {P.REQUESTED_INFO: info} if info else {}
+    items: _Items = {P.REQUESTED_INFO: info} if info else {}
     return _command(Verb.AUEP, txid, endpoint, items)
 
 

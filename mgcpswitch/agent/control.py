@@ -189,11 +189,9 @@ class CallControl:
         """
         self.started = True
         self.overload.start()
-        d = self.store.load()
-        d.addCallback(self.resync.recover)
+        d = self.store.load().addCallback(self.resync.recover)
         d.addErrback(lambda f: self.log.failure("cannot load the store; starting afresh", f))
-        d.addCallback(lambda _: self.registry.start())
-        return d
+        return d.addCallback(lambda _: self.registry.start())
 
     def begin_term(self, prefix: str, notified_entity: NotifiedEntity) -> None:
         """
@@ -437,7 +435,7 @@ class CallControl:
             return
         request = RouteRequest(str(endpoint.name), dialled, endpoint.number)
         maybeDeferred(self.dial_plan.route, request).addCallbacks(
-            self._routed, self._route_failed, (line, dialled, no_waiting), None, (line,)
+            self._routed, self._route_failed, (line, dialled, no_waiting), errbackArgs=(line,)
         )
 
     def _route_failed(self, failure: Failure, line: Line) -> None:
@@ -487,7 +485,7 @@ class CallControl:
         """The calling party's leg: on its line, or the trunk's call in."""
         if type(origin) is TrunkOrigin:
             return self.trunks.origin_leg(call, origin)
-        line: Line = origin  # type: ignore[assignment]
+        line: Line = origin
         leg = self.machine.new_leg(call, line, True)
         if any(other.held for other in line.legs):
             self.machine.mark(leg, consultation=True)  # dialled while another call was held
@@ -499,7 +497,7 @@ class CallControl:
         """Whether a call is still being routed for C{origin} (its caller has not given up)."""
         if type(origin) is TrunkOrigin:
             return origin.routing
-        return origin.state is LineState.ROUTING  # type: ignore[union-attr]
+        return origin.state is LineState.ROUTING
 
     def _set_up(self, call: Call, target: Line, waiting: bool = False) -> None:
         """Ring C{target} for C{call} (or make the call wait for it): its leg, then the connections."""

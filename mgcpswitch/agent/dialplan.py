@@ -10,10 +10,11 @@ line gets the gateway's digit map, or the switch's.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 from zope.interface import implementer
 
+from ..config import Settings
 from ..interfaces import IDialPlan
 from ..mgcp import DigitMap, MatchStatus
 from .model import ReleaseCause, RouteDecision, RouteRequest
@@ -44,7 +45,7 @@ class StaticDialPlan:
         self._maps = {domain.lower(): DigitMap.parse(m) for domain, m in digit_maps.items()}
 
     @classmethod
-    def from_settings(cls, settings: Any) -> StaticDialPlan:
+    def from_settings(cls, settings: Settings) -> StaticDialPlan:
         numbers: dict[str, str] = {}
         digit_maps: dict[str, str] = {}
         for gateway in settings.gateways:

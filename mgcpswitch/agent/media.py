@@ -20,8 +20,10 @@ L{ILegListener}.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Optional
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface
@@ -29,7 +31,7 @@ from zope.interface import Interface
 from ..errors import TransactionAborted, TransactionTimeout
 from ..mgcp import ConnectionMode, ParamCode, Response, ReturnCode, SessionDescription
 from . import commands as cmd
-from .calls import CallMachine, Leg, LegInput, LegState, Tone, wanted
+from .calls import Call, CallMachine, Leg, LegInput, LegState, Tone, wanted
 from .lines import Line, LineMachine
 from .model import GatewayState, Hook, ReleaseCause
 from .registry import Registry
@@ -47,16 +49,16 @@ _BUSY_CAUSES = (ReleaseCause.NORMAL, ReleaseCause.BUSY, ReleaseCause.ADMIN, None
 class ILegListener(Interface):
     """What the coordinator learns from legs' connections."""
 
-    def connection_open(leg):  # type: ignore[no-untyped-def]
+    def connection_open(leg: Leg) -> None:
         """C{leg}'s connection was created (its local SDP is known)."""
 
-    def connection_applied(leg):  # type: ignore[no-untyped-def]
+    def connection_applied(leg: Leg) -> None:
         """The gateway accepted a modification of C{leg}'s connection (mode, SDP, tone)."""
 
-    def release(call, cause):  # type: ignore[no-untyped-def]
+    def release(call: Call, cause: ReleaseCause) -> None:
         """A command of the call failed: release it with C{cause}."""
 
-    def leg_gone(leg, rearmed):  # type: ignore[no-untyped-def]
+    def leg_gone(leg: Leg, rearmed: bool) -> None:
         """
         C{leg} has no connection any more; C{rearmed} when its DLCX carried
         (and the gateway accepted) the request that re-arms its line.
@@ -74,8 +76,8 @@ class Media:
         registry: Registry,
         listener: ILegListener,
         idle_events: tuple[Any, ...],
-        counters: Any,
-        clock: Any,
+        counters: Counter[str],
+        clock: IReactorTime,
     ) -> None:
         self._wire = wire
         self._lines = lines
@@ -186,7 +188,7 @@ class Media:
             request_id=self._lines.new_request(line), events=events, signals=signals,
         )
         self._wire.send(endpoint.gateway, command, call).addCallbacks(
-            self._created, self._timed_out, (leg,), None, (leg,)
+            self._created, self._timed_out, (leg,), errbackArgs=(leg,)
         )
 
     def _created(self, response: Response, leg: Leg) -> None:
@@ -246,7 +248,7 @@ class Media:
             request_id=request_id, events=endpoint.call_events, signals=_SIGNALS[tone],
         )
         self._wire.send(endpoint.gateway, command, call).addCallbacks(
-            self._modified, self._timed_out, (leg,), None, (leg,)
+            self._modified, self._timed_out, (leg,), errbackArgs=(leg,)
         )
 
     def _modified(self, response: Response, leg: Leg) -> None:
@@ -296,7 +298,7 @@ class Media:
             endpoint.digit_map if embedded else None,
         )
         self._wire.send(endpoint.gateway, command, call).addCallbacks(
-            self._deleted, self._timed_out, (leg,), None, (leg,)
+            self._deleted, self._timed_out, (leg,), errbackArgs=(leg,)
         )
 
     def _deleted(self, response: Response, leg: Leg) -> None:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_agent_model -*-
+# -*- test-case-name: tests.test_agent_machines -*-
 """
 Frozen views of call-control state, and the events observers receive.
 

@@ -127,7 +127,7 @@ class Operator:
     def audit_endpoint(self, name: str) -> Deferred[Endpoint]:
         """AUEP one endpoint; fires with the endpoint, its hook updated."""
         control = self._control
-        endpoint = control.registry.endpoint(name)
+        endpoint: Endpoint | None = control.registry.endpoint(name)
         if endpoint is None:
             return fail(CallControlError(f"unknown endpoint {name}"))
 
@@ -142,4 +142,5 @@ class Operator:
             return endpoint
 
         command = cmd.auep(control.wire.txid(), endpoint.name)
-        return control.wire.send(endpoint.gateway, command).addCallback(audited)  # type: ignore[no-any-return]
+        sent: Deferred[Response] = control.wire.send(endpoint.gateway, command)
+        return sent.addCallback(audited)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_plugins_builtin -*-
+# -*- test-case-name: tests.test_agent_registry -*-
 """
 Gateway profiles: per-gateway quirks and capabilities (L{IGatewayProfile}).
 

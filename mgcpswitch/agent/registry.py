@@ -42,7 +42,7 @@ from ..mgcp import (
     RestartMethod,
     ReturnCode,
 )
-from ..transaction import PeerState
+from ..transaction import PeerState, as_address
 from . import commands as cmd
 from .lines import Line
 from .model import GatewayState, Hook, LineState
@@ -70,26 +70,26 @@ class Outage(enum.Enum):
 class IRegistryListener(Interface):
     """What the registry tells the coordinator (all called after its own state changed)."""
 
-    def endpoints_lost(endpoints, outage):  # type: ignore[no-untyped-def]
+    def endpoints_lost(endpoints: Iterable[Endpoint], outage: Outage) -> None:
         """
         The gateway dropped these endpoints' connections (an RSIP restart
         or forced, a graceful restart's delay ending): an L{Outage} says
         until when.
         """
 
-    def auditing(endpoints):  # type: ignore[no-untyped-def]
+    def auditing(endpoints: Iterable[Endpoint]) -> None:
         """An audit of these endpoints begins: their lines' state is unknown until it answers."""
 
-    def audited(endpoint, hook, connection_ids):  # type: ignore[no-untyped-def]
+    def audited(endpoint: Endpoint, hook: Hook, connection_ids: frozenset[str]) -> object:
         """
         An endpoint's audit answered: its hook (a L{Hook}, UNKNOWN when
         not said) and the connection ids the gateway holds for it.
         """
 
-    def endpoint_failed(endpoint, response):  # type: ignore[no-untyped-def]
+    def endpoint_failed(endpoint: Endpoint, response: Response) -> None:
         """A command to the endpoint was answered with an error."""
 
-    def gateway_down(gateway):  # type: ignore[no-untyped-def]
+    def gateway_down(gateway: Gateway) -> None:
         """The gateway stopped answering (or took every endpoint out of service)."""
 
 
@@ -360,7 +360,7 @@ class Registry:
         """Learn a dynamic gateway's endpoints: AUEP *@domain lists them (Z:)."""
         command = cmd.auep(self._sender.allocate_transaction_id(), EndpointName(f"*@{gateway.name}"), ())
         self.send(gateway, command).addCallbacks(
-            self._discovered, self._keepalive_failed, (gateway,), None, (gateway,)
+            self._discovered, self._keepalive_failed, (gateway,), errbackArgs=(gateway,)
         )
 
     def _discovered(self, response: Response, gateway: Gateway) -> None:
@@ -499,7 +499,7 @@ class Registry:
             gateway.audits_in_flight += 1
             self._audits_in_flight += 1
             self.send(gateway, cmd.auep(self._sender.allocate_transaction_id(), endpoint.name))\
-                .addCallbacks(self._audited, self._audit_timed_out, (endpoint,), None, (endpoint,))\
+                .addCallbacks(self._audited, self._audit_timed_out, (endpoint,), errbackArgs=(endpoint,))\
                 .addBoth(self._audit_done, gateway)
         if not gateway.audit_queue and not gateway.audits_in_flight:
             if gateway.state is GatewayState.REGISTERING:
@@ -567,7 +567,7 @@ class Registry:
         first = next(iter(gateway.endpoints.values()))
         command = cmd.auep(self._sender.allocate_transaction_id(), first.name, cmd.KEEPALIVE_INFO)
         self.send(gateway, command).addCallbacks(
-            self._keepalive_answered, self._keepalive_failed, (gateway,), None, (gateway,)
+            self._keepalive_answered, self._keepalive_failed, (gateway,), errbackArgs=(gateway,)
         )
 
     def stop(self) -> None:
@@ -626,7 +626,7 @@ class Registry:
         for a liveness check to say, so one is made at once.  A gateway
         that answers again after it was found down is resynchronised.
         """
-        gateway = self._by_address.get(tuple(address))  # type: ignore[arg-type]
+        gateway = self._by_address.get(as_address(address))
         if gateway is None:
             return
         if state is PeerState.REACHABLE:

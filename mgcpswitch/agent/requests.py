@@ -73,7 +73,7 @@ class Requests:
         if digit_map is None:
             digit_map = line.endpoint.digit_map
         self.send(line, events, signals, digit_map=digit_map).addCallbacks(
-            self._dial_tone_done, self._wire.command_failed, (line, line.request_id), None, (line,)
+            self._dial_tone_done, self._wire.command_failed, (line, line.request_id), errbackArgs=(line,)
         )
 
     def _dial_tone_done(self, response: Response, line: Line, request_id: str) -> None:
@@ -134,7 +134,7 @@ class Requests:
         return line.endpoint.call_events if line.legs else cmd.HANG_UP_EVENTS
 
     def _track(self, d: Deferred[Response], line: Line) -> None:
-        d.addCallbacks(self._armed, self._wire.command_failed, (line,), None, (line,))
+        d.addCallbacks(self._armed, self._wire.command_failed, (line,), errbackArgs=(line,))
 
     def _armed(self, response: Response, line: Line) -> None:
         code = response.code

@@ -107,13 +107,12 @@ class CallControlService(Service):
         # Trunks live as long as the service (each term's call control uses them).
         self.trunks: dict[str, Any] = {}
         if settings.trunks:
-            from ..plugin import PluginContext
-            from ..trunk import build_trunks
+            from ..plugin import PluginContext, build_trunks
 
             self.trunks = build_trunks(settings, PluginContext(reactor=reactor, settings=settings), self._call_in)
             for trunk in self.trunks.values():
                 trunk.keep_messages = settings.switch.ladder  # their messages join the calls' ladders
-        self._build = lambda: CallControl(
+        self._build: Callable[[], CallControl] = lambda: CallControl(
             reactor, settings, dial_plan, profiles, self.protocol.transactions, self._observers,
             random_source, store, self._counters, self._outcomes, self.trunks,
         )
@@ -217,13 +216,13 @@ class CallControlService(Service):
         return (host.host, host.port)
 
     def startService(self) -> None:  # noqa: N802
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         store = self.control.store
         if self._cluster is None and IService.providedBy(store) and not store.running:
-            store.startService()  # a cluster's store is its member's to start and stop
+            IService(store).startService()  # a cluster's store is its member's to start and stop
         for observer in self._observers:
             if IService.providedBy(observer) and not observer.running:
-                observer.startService()
+                IService(observer).startService()
             if IMessageWaitingSource.providedBy(observer):
                 observer.attach(self)  # a voicemail system drives message waiting through us
         switch = self.settings.switch
@@ -245,7 +244,7 @@ class CallControlService(Service):
             self.control.start()
 
     def stopService(self) -> Deferred[Any]:  # noqa: N802
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         self.control.stop()
         ds = [maybeDeferred(trunk.stopService) for trunk in self.trunks.values() if trunk.running]
         if self.port is not None:

@@ -181,7 +181,7 @@ class Services:
         maybeDeferred(control.dial_plan.route, request).addCallbacks(
             self._forward_routed, self._forward_failed,
             (line, dialled, endpoint, reason, hops + 1, visited | {key}, first or str(endpoint.name), no_waiting),
-            None, (line, dialled),
+            errbackArgs=(line, dialled),
         )
 
     def _forward_routed(self, decision: Any, line: Line, dialled: str, source: Endpoint, reason: str,
@@ -226,7 +226,7 @@ class Services:
         control.counters["forwards_no_answer"] += 1
         request = RouteRequest(str(endpoint.name), number, endpoint.number, "forward-no-answer")
         maybeDeferred(control.dial_plan.route, request).addCallbacks(
-            self._no_answer_routed, lambda f: None, (call, callee), None, ()
+            self._no_answer_routed, lambda f: None, (call, callee)
         )
 
     def _no_answer_routed(self, decision: Any, call: Call, callee: Leg) -> None:

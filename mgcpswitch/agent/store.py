@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ..config import StoreSettings
 from ..interfaces import IStore
 from .calls import Call
 from .model import (
@@ -318,8 +319,8 @@ class SQLiteStore(Service):
             if batch.cdrs:
                 cursor.executemany(_INSERT_CDR, batch.cdrs)
 
-        d = self._get_pool().runInteraction(write)
-        d.addCallbacks(self._written, self._write_failed, (batch,), None, (batch,))
+        d: Deferred[None] = self._get_pool().runInteraction(write)
+        d.addCallbacks(self._written, self._write_failed, (batch,), errbackArgs=(batch,))
         self._flushing = d
         return d
 
@@ -385,7 +386,7 @@ class SQLiteStore(Service):
         return self.flush().addCallback(lambda _: self._get_pool().runInteraction(read))
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         d = self.flush()
 
         def close(_: Any) -> None:
@@ -403,7 +404,7 @@ class SQLiteStore(Service):
         return d.addBoth(close)
 
 
-def build_store(clock: IReactorTime, settings: Any) -> IStore:
+def build_store(clock: IReactorTime, settings: StoreSettings) -> IStore:
     """
     The store C{[store]} asks for (a L{mgcpswitch.config.StoreSettings}),
     checked now: an SQLite file that cannot be used is a L{ConfigError}

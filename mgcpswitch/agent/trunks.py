@@ -26,7 +26,7 @@ agent cannot take back a call with a trunk leg, and closes its record.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, final
 
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
@@ -75,7 +75,7 @@ def cause_of_status(code: int) -> ReleaseCause:
 
 def status_of_cause(cause: Optional[ReleaseCause]) -> int:
     """The final status a trunk's caller gets when the call ends before its answer."""
-    return _STATUS_OF_CAUSE.get(cause, 503) if cause is not None else 480  # type: ignore[arg-type]
+    return _STATUS_OF_CAUSE.get(cause, 503) if cause is not None else 480
 
 
 class TrunkParty:
@@ -101,6 +101,7 @@ class TrunkParty:
         return TRUNK_PREFIX + self.name
 
 
+@final  # call control tests type(origin) is TrunkOrigin
 class TrunkOrigin:
     """
     A call in from a trunk while the dial plan and the line services find
@@ -154,7 +155,7 @@ class Trunks:
             control.refuse(origin, dialled, ReleaseCause.UNKNOWN_NUMBER)
             return None
         name, trunk = found
-        call = control.new_call(dialled)
+        call: Call = control.new_call(dialled)
         call.no_waiting = no_waiting
         control.start_leg(call, origin)
         control.machine.new_leg(call, None, False, TrunkParty(name, trunk, dialled, incoming=False))
@@ -192,7 +193,7 @@ class Trunks:
             return
         request = RouteRequest(party.endpoint, call.number, call.caller)
         maybeDeferred(control.dial_plan.route, request).addCallbacks(
-            self._routed, self._route_failed, (origin,), None, (origin,)
+            self._routed, self._route_failed, (origin,), errbackArgs=(origin,)
         )
 
     def _routed(self, decision: Any, origin: TrunkOrigin) -> None:
@@ -216,7 +217,7 @@ class Trunks:
     def origin_leg(self, call: Call, origin: TrunkOrigin) -> Leg:
         """The caller's leg of a call in, open from the start: its SDP is the offer."""
         machine = self._control.machine
-        leg = machine.new_leg(call, None, True, origin.party)
+        leg: Leg = machine.new_leg(call, None, True, origin.party)
         machine.feed_leg(leg, LegInput.CREATE)
         machine.feed_leg(leg, LegInput.CREATED)
         leg.local_sdp = origin.party.call.offer_sdp
@@ -286,7 +287,7 @@ class Trunks:
         leg.remote_sdp = offer
         self._control.counters["trunk_updates"] += 1
         maybeDeferred(leg.trunk.call.update, offer).addCallbacks(
-            self._updated, self._update_failed, (leg,), None, (leg,)
+            self._updated, self._update_failed, (leg,), errbackArgs=(leg,)
         )
 
     def _updated(self, answer: SessionDescription, leg: Leg) -> None:

@@ -48,7 +48,7 @@ class Wire:
         self.notified_entity: NotifiedEntity | None = None
 
     def txid(self) -> int:
-        return self._sender.allocate_transaction_id()  # type: ignore[no-any-return]
+        return self._sender.allocate_transaction_id()
 
     def send(self, gateway: Any, command: Command, call: Any = None) -> Deferred[Response]:
         """Send C{command} to C{gateway}; the Deferred fires with its final response."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
 
-from twisted.application.service import Service
+from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -141,13 +141,13 @@ class ClusterService(Service):
     # -- the service ------------------------------------------------------------------
 
     def startService(self) -> None:  # noqa: N802
-        super().startService()
-        self.store.startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
+        IService(self.store).startService()
         self.ids.start()
         self.leadership.start()
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         # Write what is queued while our epoch is still the cluster's, then
         # hand over, then close.
         d = self.store.stopService()

@@ -305,7 +305,7 @@ class PostgresStore(Service):
         return self._queued_changes - self._settled_changes
 
     def stopService(self) -> Deferred[None]:  # noqa: N802
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         return self.flush()
 
     # -- batching -----------------------------------------------------------------

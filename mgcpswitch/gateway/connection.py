@@ -36,7 +36,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Iterable, MutableMapping
 
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 
@@ -428,7 +428,7 @@ class Connection:
                     other._send(datagram[header:], contributors)
                     self.forwarded += 1
 
-    def update_media(self, clock: Any, enabled: bool) -> None:
+    def update_media(self, clock: IReactorTime, enabled: bool) -> None:
         """Start or stop sending 20 ms packets, as mode and remote SDP allow."""
         should = (
             enabled and self.listening is not None and self.remote_sdp is not None
@@ -455,7 +455,7 @@ class Connection:
         if remote is None or self.listening is None:
             return
         try:
-            self.listening.write(datagram, remote)
+            self.listening.write(datagram, remote)  # type: ignore[attr-defined]  # listenUDP is declared to return IListeningPort; its ports are IUDPTransports too
         except OSError:
             pass  # unreachable peer: the packet is lost like any other
 

@@ -88,7 +88,7 @@ class ControlResource(Resource):
     log = Logger()
 
     def __init__(self, lines: tuple[Line, ...]) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's Resource is unannotated upstream
         self._lines = lines
 
     def render(self, request: Any) -> Any:
@@ -189,7 +189,7 @@ class ControlResource(Resource):
 
 def control_site(lines: tuple[Line, ...]) -> Site:
     """The HTTP site of the driving API of C{lines}."""
-    site = Site(ControlResource(lines))
+    site = Site(ControlResource(lines))  # type: ignore[no-untyped-call]  # Twisted's Site is unannotated upstream
     site.displayTracebacks = False
     site.noisy = False
     return site

@@ -391,7 +391,7 @@ class Endpoint:
         self.requested = embedded.requested_events
         self.matchers = matchers
         if embedded.digit_map is not None:
-            self.digit_map = embedded.digit_map  # type: ignore[assignment]
+            self.digit_map = embedded.digit_map
         self.dial_string = ""
         self.embedded_active = True
         self.note("embedded request activated")

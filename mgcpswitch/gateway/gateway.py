@@ -66,7 +66,7 @@ from ..mgcp import (
     RestartMethod,
     Verb,
 )
-from ..transaction import Address, Outbox, PeerState, Reply
+from ..transaction import Address, Outbox, PeerState, Reply, as_address
 from ..transport import GatewayProtocol
 from ..txid import TransactionIdAllocator
 from .config import VERSIONS, GatewayConfig
@@ -292,14 +292,14 @@ class SimulatedGateway:
         commands' timeouts, not on this (§4.3).
         """
         if state is PeerState.REACHABLE:
-            self.peer_states.pop(tuple(address), None)
+            self.peer_states.pop(as_address(address), None)
         else:
-            self.peer_states[tuple(address)] = state
+            self.peer_states[as_address(address)] = state
         self.log.info("call agent {peer} is {state}", peer=address, state=state.value)
         if state is PeerState.SUSPECT:
             self._resolved.clear()  # Max1: look the call agents' names up again (§4.3)
         elif state is PeerState.DISCONNECTED:
-            self._next_call_agent(tuple(address))
+            self._next_call_agent(as_address(address))
 
     def _next_call_agent(self, address: Address) -> None:
         """

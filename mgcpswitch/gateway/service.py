@@ -21,9 +21,9 @@ class GatewayService(Service):
         self.gateway = gateway
 
     def startService(self) -> None:  # noqa: N802
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         self.gateway.start()
 
     def stopService(self) -> Any:  # noqa: N802
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         return self.gateway.stop()

@@ -36,8 +36,9 @@ import json
 import sys
 import time
 from dataclasses import asdict
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from ..config import Settings, parse_settings
@@ -198,6 +199,8 @@ def main(argv: Optional[list[str]] = None) -> None:
             parser.error("--lean presses the whole number at once: leave out --gap")
         if getattr(args, "track", False):
             parser.error("--track counts commands on the simulator's gateways: leave out --lean")
+        if getattr(args, "linger", 0.0) > 0:
+            parser.error("--linger reads the simulator's lines at the end: leave out --lean")
     if args.command == "config":
         import shlex
 
@@ -225,7 +228,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> int:
     import random
 
-    from twisted.internet.defer import maybeDeferred
+    from twisted.internet.defer import Deferred, maybeDeferred
     from twisted.internet.task import react
     from twisted.logger import (
         FilteringLogObserver,
@@ -248,7 +251,7 @@ def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> 
 
         profiler = cProfile.Profile(time.process_time)  # CPU time, not wall
 
-    def done(report: Report) -> None:
+    def done(report: Report | dict[str, Any]) -> None:  # run's Report; register's and answer's counts
         result["report"] = report
 
     def failed(failure: Failure) -> None:
@@ -262,16 +265,24 @@ def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> 
                         random=random.Random(args.seed))
         if profiler is not None:
             profiler.enable()
+        work: Callable[[], Deferred[Report] | Deferred[dict[str, Any]]]
         if args.command == "answer":
+            assert isinstance(runner, LeanRunner)  # answering is the lean generator's alone
             reactor.addSystemEventTrigger("before", "shutdown", lambda: runner.stop_answering())
             work = lambda: runner.answer(_ready)  # noqa: E731
         else:
             work = runner.register if args.command == "register" else runner.run
         d = maybeDeferred(work).addCallbacks(done, failed)
-        if getattr(args, "linger", 0.0) > 0:
+        linger: float = getattr(args, "linger", 0.0)
+        if linger > 0 and isinstance(runner, LoadRunner):  # --lean refused --linger above
             from twisted.internet.task import deferLater
 
-            d.addCallback(lambda _: deferLater(reactor, args.linger, runner.end_state))
+            end_state = runner.end_state
+
+            def lingered(_: object) -> Deferred[dict[str, int]]:
+                return deferLater(reactor, linger, end_state)
+
+            d.addCallback(lingered)
             d.addCallback(lambda state: result.update(end_state=state))
         return d.addBoth(lambda _: runner.stop_gateways())
 

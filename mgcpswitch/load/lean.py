@@ -158,6 +158,7 @@ class LeanRunner(CallScheduler):
         self._poller: Any = None
         self._timers_due = 0.0
         self._by_fd: dict[int, LeanGateway] = {}
+        self._finish_answering: Optional[Callable[[], None]] = None  # while answer() runs
         if options.gap > 0:
             raise ValueError("the lean generator presses the whole number at once: --gap needs the simulator")
         if options.track_commands:
@@ -309,10 +310,12 @@ class LeanRunner(CallScheduler):
                 })
 
             timer = self.reactor.callLater(self.options.duration, finish)
-            self.stop_answering = finish
+            self._finish_answering = finish
             return done
 
         return self.start_gateways().addCallback(armed)
 
     def stop_answering(self) -> None:
         """End L{answer} now (it fires with its counts); nothing to do before its lines are armed."""
+        if self._finish_answering is not None:
+            self._finish_answering()

@@ -132,6 +132,6 @@ class CpuSampler:
             out["other_load"] = busy - tool - (agent or 0.0) if agent is not None else None
         else:
             out["machine_busy"] = out["other_load"] = None
-        out["agent_cpu_seconds"] = (a1 - a0) / self.tck if agent is not None else None  # type: ignore[operator]
+        out["agent_cpu_seconds"] = (a1 - a0) / self.tck if a0 is not None and a1 is not None else None
         out["tool_cpu_seconds"] = s1 - s0
         return out

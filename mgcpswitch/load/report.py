@@ -103,6 +103,8 @@ def saturation_verdict(r: Report) -> str:
             return "CPU not measured"
         return (f"the tool used {tool * 100:.0f} % of one core; the agent's CPU is unknown "
                 "(give --agent-pid)")
+    if tool is None:
+        return f"agent CPU {agent * 100:.0f} % of one core; the tool's CPU is unknown"
     text = f"agent CPU {agent * 100:.0f} % of one core while the tool used {tool * 100:.0f} %"
     if other is not None:
         text += f" (other load {other * 100:.0f} % of a core)"

@@ -173,7 +173,8 @@ class CallScheduler:
         self.idle: deque[Any] = deque(pool)
 
     def now(self) -> float:
-        return self.reactor.seconds()  # type: ignore[no-any-return]
+        now: float = self.reactor.seconds()
+        return now
 
     def _say(self, text: str) -> None:
         if self.out is not None:
@@ -251,9 +252,7 @@ class CallScheduler:
 
     def run(self) -> Deferred[Report]:
         """Register, place calls for warm-up + duration, drain, report."""
-        d = self.start_gateways()
-        d.addCallback(self._registered)
-        return d
+        return self.start_gateways().addCallback(self._registered)
 
     def _registered(self, seconds: float) -> Deferred[Report]:
         self.register_seconds = seconds
@@ -454,7 +453,7 @@ class CallScheduler:
                 "p95": milliseconds(percentile(setups, 0.95)),
                 "p99": milliseconds(percentile(setups, 0.99)),
                 "max": milliseconds(setups[-1] if setups else None),
-                "count": len(setups),  # type: ignore[dict-item]
+                "count": len(setups),
             },
             transactions_per_second=sent_received / window if window else 0.0,
             transactions=tx,

@@ -256,7 +256,7 @@ class LoadRunner(CallScheduler):
             restarts.begin = begin  # type: ignore[method-assign]  # only the first
             return begin(*args, **kwargs)
 
-        restarts.begin = noting  # type: ignore[method-assign]
+        restarts.begin = noting  # type: ignore[method-assign]  # to note the RSIP waits
 
     def stop_gateways(self) -> Deferred[Any]:
         return gatherResults([gw.stop() for gw in self.gateways], consumeErrors=True)
@@ -309,7 +309,7 @@ class _AuditTracker:
             tracker.seen(domain, command)
             return original(command, source)
 
-        gw.command_received = command_received  # type: ignore[method-assign]
+        gw.command_received = command_received  # type: ignore[method-assign]  # to count what it is sent
 
     def seen(self, domain: str, command: Any) -> None:
         name = str(command.endpoint).lower()

@@ -59,7 +59,8 @@ from __future__ import annotations
 
 import heapq
 import re
-from typing import Any, Callable, Optional
+from random import Random
+from typing import Any, Callable, Optional, TypeVar
 
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
@@ -235,7 +236,7 @@ def _compile_embedded(embedded: EmbeddedRequest) -> _Request:
     signals = embedded.signal_requests
     request.signals = _Signals(", ".join(str(s) for s in signals).encode(), signals)
     if embedded.digit_map is not None:
-        request.digit_map = embedded.digit_map  # type: ignore[assignment]
+        request.digit_map = embedded.digit_map
         request.digit_map_text = str(embedded.digit_map).encode()
     return request
 
@@ -274,8 +275,11 @@ _signal_lists: dict[bytes, _Signals] = {}
 _digit_maps: dict[bytes, DigitMap] = {}
 
 
-def _compile(cache: dict[bytes, Any], key: bytes, text: bytes, build: Callable[[str], Any],
-             code: int) -> Any:
+_Compiled = TypeVar("_Compiled")
+
+
+def _compile(cache: dict[bytes, _Compiled], key: bytes, text: bytes, build: Callable[[str], _Compiled],
+             code: int) -> _Compiled:
     """Build from C{text} what C{cache} keeps under C{key}; a refusal with the parser's code."""
     try:
         found = build(text.decode("ascii"))
@@ -292,7 +296,7 @@ def compile_request(text: bytes) -> _Request:
     found = _requests.get(text)
     if found is not None:
         return found
-    return _compile(_requests, text, text, lambda t: _Request(text, parse_requested_events(t)), 400)  # type: ignore[no-any-return]
+    return _compile(_requests, text, text, lambda t: _Request(text, parse_requested_events(t)), 400)
 
 
 def compile_signals(text: bytes) -> _Signals:
@@ -309,7 +313,7 @@ def compile_signals(text: bytes) -> _Signals:
     found = _signal_lists.get(key)
     if found is not None:
         return found
-    return _compile(_signal_lists, key, text, lambda t: _Signals(key, parse_signal_requests(t)), 400)  # type: ignore[no-any-return]
+    return _compile(_signal_lists, key, text, lambda t: _Signals(key, parse_signal_requests(t)), 400)
 
 
 _SEPARATOR = re.compile(rb"\r?\n\.\r?\n")
@@ -321,7 +325,7 @@ def compile_digit_map(text: bytes) -> DigitMap:
     found = _digit_maps.get(text)
     if found is not None:
         return found
-    return _compile(_digit_maps, text, text, DigitMap.parse, 510)  # type: ignore[no-any-return]
+    return _compile(_digit_maps, text, text, DigitMap.parse, 510)
 
 
 # -- endpoints -------------------------------------------------------------------
@@ -536,7 +540,7 @@ class LeanGateway(DatagramProtocol):
     log = Logger()
 
     def __init__(self, clock: Any, domain: str, lines: int, numbers: tuple[str, ...], interface: str,
-                 port: int, agent: tuple[str, int], random: Any, restart_delay: float = 0.0,
+                 port: int, agent: tuple[str, int], random: Random, restart_delay: float = 0.0,
                  timers: Optional[LeanTimers] = None, rtp_base: int = 40000) -> None:
         self.clock = clock
         self.domain = domain
@@ -800,7 +804,8 @@ class LeanGateway(DatagramProtocol):
         acks = params.get(b"K")
         if acks:
             self._confirmed(acks)
-        self._held = held = []
+        held: list[LeanEndpoint] = []
+        self._held = held
         try:
             if len(head) < 3:
                 raise _Refused(400, "no endpoint name")

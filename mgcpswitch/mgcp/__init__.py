@@ -16,7 +16,7 @@ from ._digitmap import (
     MatchStatus,
 )
 from ._errors import LocalProtocolError, MGCPError, ProtocolError, RemoteProtocolError
-from ._codes import ParamCode, ReturnCode, Verb, code_class
+from ._codes import ParamCode, ParamKey, ReturnCode, Verb, code_class
 from ._message import (
     DEFAULT_VERSION,
     Command,
@@ -79,6 +79,7 @@ __all__ = [
     "ReturnCode",
     "code_class",
     "ParamCode",
+    "ParamKey",
     "Parameters",
     "PARAMETER_NAMES",
     "DEFAULT_VERSION",

@@ -41,7 +41,7 @@ be answered and is dropped by the receiver.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Union
+from typing import Any, Iterable, TypeVar, Union
 
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._codes import CODES, VERBS, ParamCode, ParamKey, Verb
@@ -60,9 +60,11 @@ DecodedItem = Union[Command, Response, MalformedMessage]
 # validated ones (bounded: the table is cleared when it grows past _MAX).
 _ENDPOINTS: dict[str, EndpointName] = {}
 _MAX_INTERNED = 8192
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
-def _intern(table: dict[str, Any], key: str, value: Any) -> Any:
+def _intern(table: dict[_K, _V], key: _K, value: _V) -> _V:
     if len(table) >= _MAX_INTERNED:
         table.clear()
     table[key] = value
@@ -216,7 +218,7 @@ def _decode_command_rest(parts: list[str], txid: int, header: list[str], body: s
         signature = (verb, tuple(items), sdp is not None)
         verdict = _VERDICTS.get(signature)
         if verdict is None:
-            verdict = _intern(_VERDICTS, signature, _presence_verdict(verb, items, sdp))  # type: ignore[arg-type]
+            verdict = _intern(_VERDICTS, signature, _presence_verdict(verb, items, sdp))
         if verdict is not _PRESENT_OK:
             raise RemoteProtocolError(*verdict)
         if "*" in endpoint_text or "$" in endpoint_text:
@@ -325,7 +327,7 @@ _NAMES: dict[ParamKey, str] = {code: code._value_ for code in ParamCode}
 
 
 def _rank(key: ParamKey) -> int:
-    return ORDER.get(key, 1000)  # type: ignore[call-overload]
+    return ORDER.get(key, 1000)
 
 
 # The canonical order of a set of keys with each key's line prefix (see
@@ -342,7 +344,7 @@ _FORMATTED: dict[int, tuple[Any, str]] = {}
 
 
 def _format_slow(key: ParamKey, value: Any) -> str:
-    spec = SPECS[key]  # type: ignore[index]
+    spec = SPECS[key]
     if spec.multi and key is not ParamCode.CONNECTION_ID:
         text = f"\r\n{_NAMES[key]}: ".join(str(item) for item in value)
     else:
@@ -380,7 +382,7 @@ def _layout(keys: tuple[ParamKey, ...]) -> list[tuple[ParamKey, str, str, bool]]
     """For a set of keys: each in canonical order with its line prefix."""
     layout = []
     for key in sorted(keys, key=_rank):
-        name = _NAMES.get(key, key)  # type: ignore[call-overload]
+        name = _NAMES.get(key, key)
         multi = key is ParamCode.SPECIFIC_ENDPOINT_ID or key is ParamCode.CAPABILITIES
         layout.append((key, f"{name}: ", f"{name}:", multi))
     return layout

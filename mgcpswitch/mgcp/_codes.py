@@ -121,7 +121,7 @@ def code_class(code: int) -> int:
     return {0: 0, 1: 100, 2: 200, 3: 521, 4: 400}.get(hundreds, 510)
 
 
-COMMENTS = {
+COMMENTS: dict[int, str] = {
     ReturnCode.ACK: "",
     ReturnCode.TRANSACTION_EXECUTING: "Transaction executing",
     ReturnCode.TRANSACTION_QUEUED: "Transaction queued",

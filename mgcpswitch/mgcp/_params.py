@@ -43,7 +43,7 @@ from ._values import (
 
 __all__ = ["Parameters", "PARAMETERS", "PARAMETER_NAMES", "build_parameters", "coerce_param"]
 
-class Parameters(dict):  # type: ignore[type-arg]
+class Parameters(dict[ParamKey, Any]):
     """
     An immutable mapping of parameter to typed value, in the order the
     parameters were given.  Equality ignores order, as MGCP does.
@@ -62,9 +62,9 @@ class Parameters(dict):  # type: ignore[type-arg]
         raise TypeError("Parameters are immutable; use replace()")
 
     __setitem__ = __delitem__ = _readonly
-    setdefault = update = pop = popitem = clear = __ior__ = _readonly  # type: ignore[assignment]
+    setdefault = update = pop = popitem = clear = __ior__ = _readonly
 
-    def __hash__(self) -> int:  # type: ignore[override]
+    def __hash__(self) -> int:  # type: ignore[override]  # typeshed: a dict is unhashable; this one is frozen
         return hash(frozenset(self.items()))
 
     def __repr__(self) -> str:
@@ -277,7 +277,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(ParamCode.NOTIFICATION_STATE, "notification_state", _notification_state, _s),
 )
 
-SPECS: dict[ParamCode, ParamSpec] = {spec.code: spec for spec in PARAMETERS}
+SPECS: dict[ParamKey, ParamSpec] = {spec.code: spec for spec in PARAMETERS}
 #: wire name -> (code, parser, the parser's intern table or None): the
 #: decoder's hot path, one lookup per parameter line.
 FAST: dict[str, tuple[ParamCode, Callable[[str], Any], dict[str, Any] | None]] = {

@@ -209,7 +209,7 @@ class SessionDescription:
         sdp = _new(cls)
         _set_lines(sdp, tuple(lines))
         _set_wire(sdp, text.replace("\n", "\r\n"))
-        return sdp  # type: ignore[no-any-return]
+        return sdp
 
     @classmethod
     def create(

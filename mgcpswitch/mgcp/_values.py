@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Union
 
+from ._digitmap import DigitMap, DigitMapError
 from ._errors import RemoteProtocolError
 
 __all__ = [
@@ -701,7 +702,7 @@ class EmbeddedRequest:
 
     requested_events: tuple[RequestedEvent, ...] = ()
     signal_requests: tuple[SignalRequest, ...] = ()
-    digit_map: object | None = None  # a DigitMap; typed loosely to avoid an import cycle
+    digit_map: DigitMap | None = None
 
     def __str__(self) -> str:
         parts = [f"R({format_requested_events(self.requested_events)})"]
@@ -879,11 +880,9 @@ _EXT_ACTION_RE = re.compile(r"[A-Za-z0-9-]+/[A-Za-z0-9-]+(\(.*\))?")
 
 
 def _parse_embedded(text: str) -> EmbeddedRequest:
-    from ._digitmap import DigitMap, DigitMapError
-
     requested: tuple[RequestedEvent, ...] = ()
     signals: tuple[SignalRequest, ...] = ()
-    digit_map = None
+    digit_map: DigitMap | None = None
     seen = set()
     for part in split_top_level(text):
         head, groups = _split_name_and_groups(part, 523)

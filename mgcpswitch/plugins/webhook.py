@@ -175,7 +175,7 @@ class WebhookObserver(Service):
     # IService
     def stopService(self) -> Deferred[Any]:
         """Drop what waits (counted), and wait for the POSTs in flight."""
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         self._stopped = True
         if self._queue:
             self.log.warn(

@@ -11,26 +11,54 @@ owed updates go; the transactions it used run out on their own timers.
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING, Callable
+from typing import Callable, Protocol
 
 from twisted.internet.defer import Deferred, fail
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from ..config import TrunkSettings
 from ..mgcp import SessionDescription
 from ..trunk import TrunkCallError
-from .agent import SDP_TYPE
-from .dialog import Dialog
+from .agent import SDP_TYPE, UserAgent
+from .dialog import Dialog, DialogId
+from .digest import Challenge
+from .headers import NameAddress
 from .message import Headers, Method, Request, Response, encode, response_to
 from .reinvite import ENDED, Updates
 from .sdp import Origin, make_answer, make_offer, parse_sdp
-from .transaction import ClientTransaction, ServerTransaction
-
-if TYPE_CHECKING:
-    from .trunk import SipTrunk
-
+from .transaction import ClientTransaction, ServerTransaction, SipTimers
+from .uri import SipUri
 
 Address = tuple[str, int]
+
+
+class TrunkContext(Protocol):
+    """What a trunk's calls need of their trunk (L{SipTrunk} provides it)."""
+
+    settings: TrunkSettings
+    agent: UserAgent
+    clock: IReactorTime
+    timers: SipTimers
+    peer: Address
+    channels: set[SipCall]
+    dialogs: dict[DialogId, SipCall]
+    recording: dict[str, SipCall]
+    answered_in: int
+    answered_out: int
+
+    @property
+    def contact(self) -> NameAddress: ...
+
+    def uri(self, user: str | None, *, port: bool = True) -> SipUri: ...
+
+    def record(self, call: SipCall, call_id: str) -> None: ...
+
+    def challenge_of(self, response: Response) -> Challenge | None: ...
+
+    def with_credentials(self, request: Request, challenge: Challenge, *, bump: bool = True) -> Request: ...
+
+    def count(self, direction: str, code: int) -> None: ...
 
 
 class Callback:
@@ -58,7 +86,7 @@ class Reliable2xx:
     64*T1 without one.
     """
 
-    def __init__(self, trunk: SipTrunk, response: Response, destination: Address,
+    def __init__(self, trunk: TrunkContext, response: Response, destination: Address,
                  on_no_ack: Callable[[], None]) -> None:
         self.trunk = trunk
         self.data = encode(response)
@@ -101,7 +129,7 @@ class SipCall:
     direction = ""
     owns_call_id = False  # whether this side made the Call-ID (§14.1's pause after a 491)
 
-    def __init__(self, trunk: SipTrunk) -> None:
+    def __init__(self, trunk: TrunkContext) -> None:
         self.trunk = trunk
         self.phase = Phase.CALLING
         self.dialog: Dialog | None = None
@@ -160,7 +188,7 @@ class SipCall:
             self.trunk.dialogs.pop(self.dialog.id, None)
         self.trunk.channels.discard(self)
         if self.recorded_id is not None:
-            self.trunk._recording.pop(self.recorded_id, None)
+            self.trunk.recording.pop(self.recorded_id, None)
         self.updates.end()
 
     def _set_dialog(self, dialog: Dialog) -> None:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sip_dialog -*-
+# -*- test-case-name: tests.test_sip_trunk -*-
 """
 Dialogs (RFC 3261 §12): the state two user agents share for the length
 of a call, and the requests built from it.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sip_digest -*-
+# -*- test-case-name: tests.test_sip_sdp_digest -*-
 """
 Digest authentication as a client (RFC 3261 §22, RFC 2617, RFC 7616's
 algorithms as RFC 8760 brings them to SIP): read the challenges of a 401

@@ -7,7 +7,7 @@ rejection, CANCEL, and no BYE before the ACK (§15).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Hashable, Protocol
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -15,14 +15,17 @@ from zope.interface import implementer
 from ..interfaces import IIncomingCall
 from ..mgcp import SessionDescription
 from .agent import ALLOW, SDP_TYPE
-from .calls import SipCall, Phase, Reliable2xx
+from .calls import SipCall, Phase, Reliable2xx, TrunkContext
 from .dialog import Dialog
 from .message import Request, encode, response_to
 from .sdp import make_answer
 from .transaction import ServerTransaction
 
-if TYPE_CHECKING:
-    from .trunk import SipTrunk
+
+class IncomingContext(TrunkContext, Protocol):
+    """What an incoming call needs of its trunk besides what every call does: the INVITEs not yet answered."""
+
+    pending: dict[Hashable, IncomingCall]  # INVITE server transaction key -> call, until answered
 
 
 @implementer(IIncomingCall)
@@ -30,8 +33,9 @@ class IncomingCall(SipCall):
     """A call the peer places on this trunk, handed to the trunk's C{incoming} handler."""
 
     direction = "in"
+    trunk: IncomingContext
 
-    def __init__(self, trunk: SipTrunk, transaction: ServerTransaction, number: str, caller: str | None,
+    def __init__(self, trunk: IncomingContext, transaction: ServerTransaction, number: str, caller: str | None,
                  offer: SessionDescription) -> None:
         super().__init__(trunk)
         self.transaction = transaction
@@ -53,7 +57,7 @@ class IncomingCall(SipCall):
         return self.hang_up_after_ack
 
     def _finish(self) -> None:
-        self.trunk._pending.pop(self.transaction.key, None)
+        self.trunk.pending.pop(self.transaction.key, None)
         super()._finish()
 
     def _tell_ended(self, reason: str) -> None:
@@ -83,7 +87,7 @@ class IncomingCall(SipCall):
             return
         self.line = sdp
         self.local_sdp = answer
-        self.trunk._pending.pop(self.transaction.key, None)
+        self.trunk.pending.pop(self.transaction.key, None)
         request = self.transaction.request
         response = response_to(
             request, 200, to_tag=self.tag, contact=(self.trunk.contact,), headers=(("Allow", ALLOW), SDP_TYPE),

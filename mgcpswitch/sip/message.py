@@ -33,7 +33,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Union
+from typing import Callable, TypedDict, TypeVar, Union
 
 from .headers import (
     TOKEN_RE,
@@ -368,7 +368,7 @@ def _message(first: str, raw: list[tuple[str, str]], body: bytes, is_request: bo
         if length > len(body):
             raise _Bad(400, f"Content-Length {length} but {len(body)} bytes of body")
         body = body[:length]
-    common = dict(
+    common = _Common(
         via=via, from_=from_, to=to, call_id=call_id, cseq=cseq, max_forwards=max_forwards,
         contact=contact, route=_addresses("Route", values), record_route=_addresses("Record-Route", values),
         headers=tuple(headers), body=body,
@@ -393,7 +393,26 @@ def _addresses(name: str, values: dict[str, list[str]]) -> tuple[NameAddress, ..
     )
 
 
-def _parse(name: str, parse, text: str):  # type: ignore[no-untyped-def]
+_T = TypeVar("_T")
+
+
+class _Common(TypedDict):
+    """The fields a decoded request and response share (L{_Fields}), as keyword arguments."""
+
+    via: tuple[Via, ...]
+    from_: NameAddress
+    to: NameAddress
+    call_id: str
+    cseq: CSeq
+    max_forwards: int | None
+    contact: tuple[NameAddress, ...]
+    route: tuple[NameAddress, ...]
+    record_route: tuple[NameAddress, ...]
+    headers: Headers
+    body: bytes
+
+
+def _parse(name: str, parse: Callable[[str], _T], text: str) -> _T:
     try:
         return parse(text)
     except ValueError as e:

@@ -7,22 +7,19 @@ wants ACKed and ended (§13.2.2.4).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from zope.interface import implementer
 
 from ..interfaces import IOutgoingCall
 from ..mgcp import SessionDescription
 from .agent import ALLOW, SDP_TYPE
-from .calls import Address, SipCall, Callback, ignore, Phase
+from .calls import Address, SipCall, Callback, ignore, Phase, TrunkContext
 from .dialog import Dialog
 from .headers import CSeq, NameAddress
 from .message import Method, Request, Response, encode
 from .sdp import check_answer, make_offer, parse_sdp
 from .transaction import ClientTransaction, State
-
-if TYPE_CHECKING:
-    from .trunk import SipTrunk
 
 
 @implementer(IOutgoingCall)
@@ -32,7 +29,7 @@ class OutgoingCall(SipCall):
     direction = "out"
     owns_call_id = True
 
-    def __init__(self, trunk: SipTrunk, number: str, offer: SessionDescription, listener: Any,
+    def __init__(self, trunk: TrunkContext, number: str, offer: SessionDescription, listener: Any,
                  caller: str | None) -> None:
         super().__init__(trunk)
         self.number = number

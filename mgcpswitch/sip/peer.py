@@ -6,25 +6,47 @@ it is up, and REGISTER kept fresh (§10.2).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from ..config import TrunkSettings
 from ..trunk import RegistrationState, TrunkState
+from .agent import UserAgent
 from .calls import Address, Callback
 from .digest import Challenge
 from .headers import CSeq, NameAddress
 from .message import Method, Request, Response
-from .uri import SipUri
+from .uri import SipUri, Uri
 
-if TYPE_CHECKING:
-    from .trunk import SipTrunk
+
+class PeerContext(Protocol):
+    """What the keepalive and the registration need of their trunk (L{SipTrunk} provides it)."""
+
+    settings: TrunkSettings
+    agent: UserAgent
+    clock: IReactorTime
+    peer: Address
+    domain: str
+
+    @property
+    def contact(self) -> NameAddress: ...
+
+    def uri(self, user: str | None, *, port: bool = True) -> SipUri: ...
+
+    def out_of_dialog(self, method: str, uri: Uri, call_id: str, seq: int) -> Request: ...
+
+    def challenge_of(self, response: Response) -> Challenge | None: ...
+
+    def with_credentials(self, request: Request, challenge: Challenge, *, bump: bool = True) -> Request: ...
+
+    def set_state(self, state: TrunkState) -> None: ...
 
 
 class Keepalive:
     """OPTIONS to the peer every C{interval}: a response means up, a timeout down."""
 
-    def __init__(self, trunk: SipTrunk, interval: float) -> None:
+    def __init__(self, trunk: PeerContext, interval: float) -> None:
         self.trunk = trunk
         self.interval = interval
         self.call: IDelayedCall | None = None
@@ -69,7 +91,7 @@ class Registration:
 
     RETRY = 60.0
 
-    def __init__(self, trunk: SipTrunk, registrar: Address, expiry: int) -> None:
+    def __init__(self, trunk: PeerContext, registrar: Address, expiry: int) -> None:
         self.trunk = trunk
         self.registrar = registrar
         self.expiry = expiry

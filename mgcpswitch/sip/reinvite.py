@@ -20,27 +20,78 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from ..config import TrunkSettings
 from ..mgcp import SessionDescription
 from ..trunk import TrunkCallError
-from .agent import ALLOW, SDP_TYPE
-from .headers import CSeq
+from .agent import ALLOW, SDP_TYPE, Address, UserAgent
+from .dialog import Dialog
+from .digest import Challenge
+from .headers import CSeq, NameAddress
 from .message import Method, Request, Response, encode
 from .sdp import Origin, check_answer, make_offer, parse_sdp
 from .transaction import ClientTransaction
 
-if TYPE_CHECKING:
-    from .calls import SipCall
-
-__all__ = ["Updates", "MAX_GLARE_RETRIES"]
+__all__ = ["Updates", "UpdatingCall", "MAX_GLARE_RETRIES"]
 
 MAX_GLARE_RETRIES = 3  # 491s answered by trying again; the next one fails the update
 ENDED = "the call has ended"
+
+
+class UpdateTrunk(Protocol):
+    """What updates need of their call's trunk."""
+
+    @property
+    def settings(self) -> TrunkSettings: ...
+
+    @property
+    def agent(self) -> UserAgent: ...
+
+    @property
+    def clock(self) -> IReactorTime: ...
+
+    @property
+    def peer(self) -> Address: ...
+
+    @property
+    def contact(self) -> NameAddress: ...
+
+    def challenge_of(self, response: Response) -> Challenge | None: ...
+
+    def with_credentials(self, request: Request, challenge: Challenge, *, bump: bool = True) -> Request: ...
+
+
+class UpdatingCall(Protocol):
+    """What updates need of their call (L{calls.SipCall} provides it): its session, its dialog, its way out."""
+
+    origin: Origin
+    line: SessionDescription | None
+    local_sdp: SessionDescription | None
+    remote_sdp: SessionDescription | None
+
+    @property
+    def trunk(self) -> UpdateTrunk: ...
+
+    @property
+    def dialog(self) -> Dialog | None: ...
+
+    @property
+    def owns_call_id(self) -> bool: ...
+
+    def ready_for_update(self) -> bool: ...
+
+    def _versioned(self, sdp: SessionDescription) -> SessionDescription: ...
+
+    def _send_bye(self, reason: str | None = None) -> None: ...
+
+    def _tell_ended(self, reason: str) -> None: ...
+
+    def _finish(self) -> None: ...
 
 
 class Update:
@@ -144,7 +195,7 @@ class Updates:
 
     log = Logger()
 
-    def __init__(self, call: SipCall) -> None:
+    def __init__(self, call: UpdatingCall) -> None:
         self.call = call
         self.waiting: deque[Update] = deque()
         self.current: Update | None = None  # its re-INVITE is out

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_sip_sdp -*-
+# -*- test-case-name: tests.test_sip_sdp_digest -*-
 """
 The offer/answer model (RFC 3264) over the project's SDP value
 (L{mgcpswitch.mgcp.SessionDescription}): the same value a gateway's

@@ -25,9 +25,10 @@ import ipaddress
 import random
 from collections import Counter
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 from twisted.application.service import IService, Service
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -68,7 +69,7 @@ class SipTrunk(Service):
         self.settings = settings
         self.name = settings.name
         self.reactor = reactor
-        self.clock = reactor
+        self.clock: IReactorTime = reactor
         self.incoming = incoming
         self.timers = timers
         self.peer: Address = (settings.address, settings.port)
@@ -82,8 +83,8 @@ class SipTrunk(Service):
         self.port: Any = None
         self.statuses: Counter[str] = Counter()
         self.calls_out = self.calls_in = self.answered_out = self.answered_in = self.refused_full = 0
-        self._pending: dict[Any, IncomingCall] = {}  # INVITE server transaction key -> call, until answered
-        self._recording: dict[str, SipCall] = {}  # Call-ID -> call, while calls keep their messages
+        self.pending: dict[Hashable, IncomingCall] = {}  # INVITE server transaction key -> call, until answered
+        self.recording: dict[str, SipCall] = {}  # Call-ID -> call, while calls keep their messages
         self.keepalive = Keepalive(self, settings.keepalive_interval) if settings.keepalive_interval else None
         self.registration = (
             Registration(self, settings.registrar, settings.register_expiry) if settings.registrar else None
@@ -92,7 +93,7 @@ class SipTrunk(Service):
     # -- service ---------------------------------------------------------
 
     def startService(self) -> None:  # noqa: N802
-        super().startService()  # type: ignore[no-untyped-call]
+        super().startService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         self.port = self.reactor.listenUDP(
             self.settings.local_port, SipProtocol(self.agent), interface=self.settings.local_address
         )
@@ -105,7 +106,7 @@ class SipTrunk(Service):
             self.registration.start()
 
     def stopService(self) -> None:  # noqa: N802
-        super().stopService()  # type: ignore[no-untyped-call]
+        super().stopService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
         if self.keepalive is not None:
             self.keepalive.stop()
         if self.registration is not None:
@@ -119,7 +120,7 @@ class SipTrunk(Service):
                 call._send_bye("switch stopping")
             call._finish()
         self.agent.layer.close()
-        self._pending.clear()
+        self.pending.clear()
         if self.port is not None:
             self.port.stopListening()
             self.port = None
@@ -140,11 +141,11 @@ class SipTrunk(Service):
         if self.agent.tap is not None:
             call.messages = []
             call.recorded_id = call_id
-            self._recording[call_id] = call
+            self.recording[call_id] = call
 
     def _tap(self, direction: str, data: bytes, address: Address, message: Any) -> None:
         call_id = message.call_id if message is not None else _call_id_of(data)
-        call = self._recording.get(call_id) if call_id is not None else None
+        call = self.recording.get(call_id) if call_id is not None else None
         if call is not None and call.messages is not None:
             call.messages.append((self.clock.seconds(), direction, data, address))
 
@@ -326,7 +327,7 @@ class SipTrunk(Service):
             return
         self.calls_in += 1
         call = IncomingCall(self, transaction, self.settings.rewrite_in(dialled), request.from_.user, offer)
-        self._pending[transaction.key] = call
+        self.pending[transaction.key] = call
         try:
             self.incoming(call)
         except Exception:
@@ -346,7 +347,7 @@ class SipTrunk(Service):
             transaction.respond(response_to(transaction.request, 481))
             return
         transaction.respond(response_to(transaction.request, 200))
-        call = self._pending.pop(invite.key, None)
+        call = self.pending.pop(invite.key, None)
         if call is not None:
             call.cancel_received()
 

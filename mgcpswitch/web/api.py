@@ -435,7 +435,7 @@ def call_flow(control: ICallControl, view: CallView, agent: AgentAddress | None)
 
 class _ControlResource(JSONResource):
     def __init__(self, control: ICallControl, clock: IReactorTime) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's Resource is unannotated upstream
         self.control = control
         self.clock = clock
 
@@ -500,7 +500,7 @@ class EndpointsResource(_ControlResource):
         view = self.control.get_endpoint(name)
         if view is None:
             raise not_found(f"unknown endpoint {name!r}")
-        return view  # type: ignore[no-any-return]
+        return view
 
     async def list(self, request: Any) -> tuple[int, Body]:
         gateway = None
@@ -569,7 +569,7 @@ class CallsResource(_ControlResource):
         view = self.control.get_call(call_id)
         if view is None:
             raise not_found(f"unknown call {call_id!r}")
-        return view  # type: ignore[no-any-return]
+        return view
 
     async def list(self, request: Any) -> tuple[int, Body]:
         calls = [call_json(c, ladder=False) for c in self.control.list_calls()]
@@ -848,7 +848,7 @@ class _Unknown(JSONResource):
     """Any name below C{/api} that is not a route: 404 whatever the method."""
 
     def __init__(self, name: bytes) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's Resource is unannotated upstream
         self.name = name.decode("utf-8", "replace")
 
     def routes(self, path: tuple[str, ...]) -> Mapping[bytes, Handler]:
@@ -865,8 +865,8 @@ class ApiRoot(Resource):
         agent: AgentAddress | None = None,
         stats_interval: float = STATS_INTERVAL,
     ) -> None:
-        super().__init__()
-        self.index = IndexResource()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's Resource is unannotated upstream
+        self.index = IndexResource()  # type: ignore[no-untyped-call]  # its __init__ is Resource's, unannotated upstream
         self.putChild(b"gateways", GatewaysResource(control, clock))
         self.putChild(b"endpoints", EndpointsResource(control, clock))
         self.putChild(b"calls", CallsResource(control, clock, agent))

@@ -89,7 +89,7 @@ DEFAULT_ITERATIONS = 600_000  # OWASP's 2023 figure for PBKDF2-HMAC-SHA256
 MAX_ITERATIONS = 10_000_000
 SALT_BYTES = 16
 
-Runner = Callable[..., Deferred]
+Runner = Callable[..., Deferred[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +179,7 @@ def load_password_file(filename: str) -> dict[str, PasswordHash]:
         raise PasswordFileError(filename, "is not UTF-8 text") from None
 
 
-def _synchronous(f: Callable[..., Any], *args: Any) -> Deferred:
+def _synchronous(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
     try:
         return succeed(f(*args))
     except Exception:
@@ -191,7 +191,7 @@ def thread_runner(reactor: Any) -> Runner:
     if not IReactorThreads.providedBy(reactor):
         return _synchronous
 
-    def run(f: Callable[..., Any], *args: Any) -> Deferred:
+    def run(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
         return deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
 
     return run
@@ -220,7 +220,7 @@ class BasicFromSourceFactory(BasicCredentialFactory):
     """Twisted's Basic factory, whose credentials carry the client's source."""
 
     def decode(self, response: bytes, request: Any) -> BasicCredentials:
-        credentials = super().decode(response, request)
+        credentials = super().decode(response, request)  # type: ignore[no-untyped-call]  # unannotated upstream
         return BasicCredentials(credentials.username, credentials.password, source_key(request.getClientAddress()))
 
 
@@ -285,9 +285,9 @@ class PasswordFileChecker:
     def _memo(self, user: str, password: bytes) -> bytes:
         return hmac.new(self._key, user.encode("utf-8") + b"\0" + password, hashlib.sha256).digest()
 
-    def requestAvatarId(self, credentials: Any) -> Deferred:
+    def requestAvatarId(self, credentials: Any) -> Deferred[str]:  # type: ignore[override]  # ICredentialsChecker says bytes; cred hands any avatar id to the realm, ours are user names
         try:
-            user = credentials.username.decode("utf-8")
+            user: str = credentials.username.decode("utf-8")
         except UnicodeDecodeError:
             return fail(UnauthorizedLogin("user name is not UTF-8"))
         if self.remembered(credentials) is not None:
@@ -354,7 +354,7 @@ class TokenChecker:
     def __init__(self, tokens: Sequence[str]) -> None:
         self.tokens = [t.encode("utf-8") for t in tokens]
 
-    def requestAvatarId(self, credentials: Any) -> Deferred:
+    def requestAvatarId(self, credentials: Any) -> Deferred[str]:  # type: ignore[override]  # ICredentialsChecker says bytes; cred hands any avatar id to the realm, ours are user names
         found = None
         for number, token in enumerate(self.tokens, 1):
             # Compare with every token, so timing says nothing of which.
@@ -389,7 +389,7 @@ class ErrorResource(Resource):
     isLeaf = True
 
     def __init__(self, error: ApiError) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's Resource is unannotated upstream
         self.error = error
 
     def render(self, request: Any) -> int:
@@ -489,14 +489,14 @@ class AuthenticatedResource:
         )
         return ErrorResource(error)
 
-    def _authorize(self, request: Any) -> Deferred:
+    def _authorize(self, request: Any) -> Deferred[IResource]:
         credentials = self._credentials(request)
         if isinstance(credentials, ApiError):
             return succeed(self._refuse(request, credentials, credentials.reason))
         d = self.portal.login(credentials, None, IResource)
 
         def refused(failure: Failure) -> Resource:
-            if failure.check(LoginThrottled):
+            if isinstance(failure.value, LoginThrottled):
                 return self._refuse(request, _too_many(failure.value), str(failure.value))
             failure.trap(UnauthorizedLogin, LoginFailed)
             return self._refuse(request, self.unauthorized(request, "bad credentials"), str(failure.value))
@@ -505,7 +505,7 @@ class AuthenticatedResource:
             self.log.failure("admin: checking credentials failed", failure=failure)
             return ErrorResource(ApiError(500, "internal-error", "checking credentials failed; see the switch's log"))
 
-        return d.addCallback(lambda result: result[1]).addErrback(refused).addErrback(broken)
+        return d.addCallback(lambda result: IResource(result[1])).addErrback(refused).addErrback(broken)
 
 
 def _too_many(throttled: LoginThrottled) -> ApiError:
@@ -529,7 +529,7 @@ def protect(resource: IResource, settings: WebSettings, clock: IReactorTime, run
     if settings.users_file:
         passwords = PasswordFileChecker.from_file(settings.users_file, clock, run)
         checkers.append(passwords)
-        factories.append(BasicFromSourceFactory(settings.realm.encode("utf-8")))
+        factories.append(BasicFromSourceFactory(settings.realm.encode("utf-8")))  # type: ignore[no-untyped-call]  # its __init__ is Twisted's, unannotated
     if settings.tokens:
         checkers.append(TokenChecker(settings.tokens))
         factories.append(BearerCredentialFactory(settings.realm))

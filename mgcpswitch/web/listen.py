@@ -25,13 +25,16 @@ def listen_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
     TLS listens with options holding C{cryptography} objects.
     """
     listening = parse_listen(description)
+    endpoint: IStreamServerEndpoint
     if listening is None:
-        return serverFromString(reactor, description)  # a plugin's endpoint, allowed with authentication
+        endpoint = serverFromString(reactor, description)
+        return endpoint  # a plugin's endpoint, allowed with authentication
     if listening.transport is Transport.SSL:
         return SSL4ServerEndpoint(
             reactor, listening.port, _modern(listening.tls), listening.backlog, listening.interface
         )
-    return serverFromString(reactor, description)
+    endpoint = serverFromString(reactor, description)
+    return endpoint
 
 
 def _modern(options: Any) -> Any:

@@ -290,7 +290,7 @@ class MetricsResource(JSONResource):
     """C{GET /metrics}: the registry in Prometheus text format."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's Resource is unannotated upstream
         self.registry = registry
 
     def routes(self, path: tuple[str, ...]) -> Mapping[bytes, Any]:

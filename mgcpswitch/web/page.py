@@ -22,7 +22,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.web import pages
-from twisted.web.resource import Resource
+from twisted.web.resource import IResource, Resource
 
 from ..agent.model import CallView
 from ..interfaces import ICallControl
@@ -70,7 +70,7 @@ class IndexPage(Resource):
     isLeaf = True
 
     def __init__(self, template: Template, control: ICallControl, clock: IReactorTime) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's Resource is unannotated upstream
         self.template = template
         self.control = control
         self.clock = clock
@@ -85,13 +85,13 @@ class CallPages(Resource):
     def __init__(
         self, template: Template, control: ICallControl, clock: IReactorTime, agent: AgentAddress | None
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's Resource is unannotated upstream
         self.template = template
         self.control = control
         self.clock = clock
         self.agent = agent
 
-    def getChild(self, path: bytes, request: Any) -> Resource:  # noqa: N802
+    def getChild(self, path: bytes, request: Any) -> IResource:  # noqa: N802
         try:
             call_id = path.decode("utf-8")
         except UnicodeDecodeError:
@@ -102,14 +102,14 @@ class CallPages(Resource):
         return _CallPage(self, view)
 
     def render(self, request: Any) -> bytes:
-        return pages.notFound("No such call", "Open a call from the list on /.").render(request)  # type: ignore[no-any-return]
+        return pages.notFound("No such call", "Open a call from the list on /.").render(request)  # type: ignore[no-any-return]  # IResource.render is unannotated upstream
 
 
 class _CallPage(Resource):
     isLeaf = True
 
     def __init__(self, calls: CallPages, view: CallView) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's Resource is unannotated upstream
         self.calls = calls
         self.view = view
 

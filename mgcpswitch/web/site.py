@@ -25,7 +25,7 @@ from twisted.application.service import IService
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web import pages
-from twisted.web.resource import Resource
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from ..interfaces import ICallControl
@@ -46,7 +46,7 @@ class _Asset(Resource):
     isLeaf = True
 
     def __init__(self, path: str, content_type: bytes) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's Resource is unannotated upstream
         with open(path, "rb") as f:
             self.body = f.read()
         self.content_type = content_type
@@ -68,21 +68,21 @@ class _Static(Resource):
     """C{/static/NAME}: the page's script and style, held in memory."""
 
     def __init__(self, directory: str) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Twisted's Resource is unannotated upstream
         for name in sorted(os.listdir(directory)):
             content_type = _TYPES.get(os.path.splitext(name)[1])
             if content_type is not None:
                 self.putChild(name.encode("utf-8"), _Asset(os.path.join(directory, name), content_type))
 
-    def getChild(self, path: bytes, request: Any) -> Resource:
+    def getChild(self, path: bytes, request: Any) -> IResource:
         return pages.notFound("Not found", "No such file.")
 
     def render(self, request: Any) -> bytes:
-        return pages.notFound("Not found", "No such file.").render(request)  # type: ignore[no-any-return]
+        return pages.notFound("Not found", "No such file.").render(request)  # type: ignore[no-any-return]  # IResource.render is unannotated upstream
 
 
 class _Root(Resource):
-    def getChild(self, path: bytes, request: Any) -> Resource:
+    def getChild(self, path: bytes, request: Any) -> IResource:
         return pages.notFound("Not found", "Try / for the admin page or /api for the JSON API.")
 
 
@@ -95,7 +95,7 @@ def make_root(
 ) -> Any:
     """The admin's resource tree, authentication included."""
     control = ICallControl(call_control)
-    root = _Root()
+    root = _Root()  # type: ignore[no-untyped-call]  # its __init__ is Resource's, unannotated upstream
     root.putChild(b"", IndexPage(Template(os.path.join(STATIC, "index.html")), control, reactor))
     root.putChild(b"calls", CallPages(Template(os.path.join(STATIC, "call.html")), control, reactor, agent))
     root.putChild(b"static", _Static(STATIC))
@@ -123,11 +123,17 @@ class AdminRequest(Request):
     refused = False
     _received = 0
 
+    @property
+    def _site(self) -> AdminSite:
+        """The site, before L{process} copies it onto the request."""
+        site: AdminSite = self.channel.site  # type: ignore[attr-defined]  # set by Site.buildProtocol, undeclared upstream
+        return site
+
     def gotLength(self, length: Optional[int]) -> None:  # noqa: N802
         self.content = BytesIO()
         if length == 0:
             return  # nothing to protect: the resource answers as usual
-        error = self.channel.site.early_refusal(self, length)
+        error = self._site.early_refusal(self, length)
         if error is not None:
             self._refuse(error)
 
@@ -135,14 +141,15 @@ class AdminRequest(Request):
         if self.refused:
             return
         self._received += len(data)
-        if self._received > self.channel.site.max_body:  # chunked, or longer than announced
-            self._refuse(too_large(self.channel.site.max_body))
+        if self._received > self._site.max_body:  # chunked, or longer than announced
+            self._refuse(too_large(self._site.max_body))
             return
+        assert self.content is not None  # gotLength made it
         self.content.write(data)
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802
         if not self.refused:
-            super().requestReceived(command, path, version)
+            super().requestReceived(command, path, version)  # type: ignore[no-untyped-call]  # unannotated upstream
 
     def _refuse(self, error: ApiError) -> None:
         self.refused = True
@@ -150,10 +157,11 @@ class AdminRequest(Request):
         self.requestHeaders.removeHeader(b"expect")  # no "100 Continue" after the refusal
         self.log.info(
             "admin: refused a request body from {client} before reading it: {code} {reason}",
-            client=str(self.getClientAddress()), code=error.code, reason=error.reason,
+            client=str(self.getClientAddress()),  # type: ignore[no-untyped-call]  # Request's, unannotated upstream code=error.code, reason=error.reason,
         )
         channel = self.channel
-        channel.transport.write(raw_answer(error))
+        if channel.transport is not None:
+            channel.transport.write(raw_answer(error))
         channel.loseConnection()
 
 
@@ -174,7 +182,7 @@ class AdminSite(Site):
         gate: Callable[[Any], ApiError | None] | None = None,
         max_body: int = MAX_BODY,
     ) -> None:
-        super().__init__(resource, reactor=reactor)
+        super().__init__(resource, reactor=reactor)  # type: ignore[no-untyped-call]  # Twisted's Site is unannotated upstream
         self.gate = gate
         self.max_body = max_body
 
