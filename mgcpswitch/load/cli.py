@@ -228,7 +228,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> int:
     import random
 
-    from twisted.internet.defer import Deferred, maybeDeferred
+    from twisted.internet.defer import maybeDeferred
     from twisted.internet.task import react
     from twisted.logger import (
         FilteringLogObserver,
