@@ -36,10 +36,15 @@ class Guard(SynchronousTestCase):
         return clock, guard, changes
 
     def test_on_time_admits_everything(self) -> None:
-        """A reactor on time: every call admitted, the state normal, one probe pending."""
-        clock, guard, changes = self.guard()
+        """
+        A reactor on time: every call admitted, the state normal, one probe
+        pending, and the CPU clock (a system call) never read.
+        """
+        reads = []
+        clock, guard, changes = self.guard(cpu=lambda: reads.append(1) or 0.0)
         for _ in range(100):
             clock.advance(0.02)
+        self.assertEqual(reads, [])
         self.assertEqual([guard.admit() for _ in range(1000)].count(True), 1000)
         self.assertEqual((guard.state, changes, len(clock.getDelayedCalls())), (OverloadState.NORMAL, [], 1))
 

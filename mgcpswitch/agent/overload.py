@@ -24,7 +24,10 @@ agent waits for a core, and shedding calls then only loses them (on this
 project's shared 2-core machine the guard shed three calls in four with
 the agent at 18 % of a core).  So each probe also reads the process's CPU
 time, and the smoothed share of a core the agent used over the probes
-must reach C{busy} for lateness to count as overload.
+must reach C{busy} for lateness to count as overload.  The CPU clock is
+read only while the smoothed lateness is above half the target, when the
+verdict depends on it: the read is a system call (about 10 µs on a
+virtual machine), too dear for every probe of an agent on time.
 
 What is done: admission control with additive increase and
 multiplicative decrease (RFC 7339's loss-based feedback, applied to our
@@ -88,7 +91,7 @@ class OverloadGuard:
         self.shed = 0
         self.episodes = 0  # times the agent became overloaded
         self._due = 0.0
-        self._cpu_at = 0.0  # the process's CPU time at the last probe
+        self._cpu_at: Optional[float] = None  # the process's CPU time at the last probe, while read
         self._probe: Optional[IDelayedCall] = None
 
     def start(self) -> None:
@@ -122,21 +125,32 @@ class OverloadGuard:
     def _schedule(self) -> None:
         interval = self.settings.interval
         self._due = self._clock.seconds() + interval
-        self._cpu_at = self._cpu()
         self._probe = self._clock.callLater(interval, self._probed)
 
     def _probed(self) -> None:
-        now, cpu_before = self._clock.seconds(), self._cpu_at
+        now = self._clock.seconds()
         late = max(0.0, now - self._due)
-        elapsed = now - (self._due - self.settings.interval)
+        busy = None
+        if self.lateness > self.settings.target / 2:
+            cpu, before = self._cpu(), self._cpu_at
+            elapsed = now - (self._due - self.settings.interval)
+            if before is not None and elapsed > 0:
+                busy = (cpu - before) / elapsed
+            self._cpu_at = cpu
+        else:
+            self._cpu_at = None
         self._schedule()
-        self.observe(late, (self._cpu_at - cpu_before) / elapsed if elapsed > 0 else 0.0)
+        self.observe(late, busy)
 
-    def observe(self, late: float, busy: float = 1.0) -> None:
-        """One probe ran C{late} seconds after it was due; the process used C{busy} of a core since the last."""
+    def observe(self, late: float, busy: Optional[float] = 1.0) -> None:
+        """
+        One probe ran C{late} seconds after it was due; the process used
+        C{busy} of a core since the last probe (None: not measured).
+        """
         settings = self.settings
         self.lateness += self.SMOOTHING * (late - self.lateness)
-        self.busy += self.SMOOTHING * (busy - self.busy)
+        if busy is not None:
+            self.busy += self.SMOOTHING * (busy - self.busy)
         overloaded = self.lateness > settings.target and self.busy >= settings.busy
         if overloaded:
             self.share = max(settings.floor, self.share * settings.decrease)
