@@ -350,6 +350,17 @@ def run_workers(args: list[str], workers: int, gateways: int) -> dict[str, Any]:
     merged["setup_ms"] = {"p50": ms(percentile(setups, 0.5)), "p95": ms(percentile(setups, 0.95)),
                           "p99": ms(percentile(setups, 0.99)), "max": ms(setups[-1] if setups else None),
                           "count": len(setups)}
+    refusals = sorted(x for r in reports for x in (r.get("refusals_raw") or []))
+    merged["refused_ms"] = {"p50": ms(percentile(refusals, 0.5)), "p99": ms(percentile(refusals, 0.99)),
+                            "max": ms(refusals[-1] if refusals else None), "count": len(refusals)}
+    seconds: dict[int, dict[str, int]] = {}
+    for r in reports:
+        for entry in r.get("timeline") or []:
+            into = seconds.setdefault(entry["second"], {"second": entry["second"]})
+            for k, v in entry.items():
+                if k != "second":
+                    into[k] = into.get(k, 0) + v
+    merged["timeline"] = [seconds[k] for k in sorted(seconds)]
     cpus = [r.get("cpu") or {} for r in reports]
     agent = [c["agent_cpu"] for c in cpus if c.get("agent_cpu") is not None]
     agent_s = [c["agent_cpu_seconds"] for c in cpus if c.get("agent_cpu_seconds") is not None]
@@ -371,7 +382,9 @@ def run_workers(args: list[str], workers: int, gateways: int) -> dict[str, Any]:
         cpu=cpu, completions_in_window=merged["completions_in_window"], transactions=transactions))
     for r in reports:
         r.pop("setups_raw", None)
+        r.pop("refusals_raw", None)
     merged.pop("setups_raw", None)
+    merged.pop("refusals_raw", None)
     merged["workers"] = reports
     a_cpu = cpu["agent_cpu"] or 0.0
     top_worker = max(c.get("tool_cpu") or 0.0 for c in cpus)

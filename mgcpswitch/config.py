@@ -286,6 +286,7 @@ class OverloadSettings:
     decrease: float = 0.85  # the admitted share is multiplied by this per late probe
     increase: float = 0.02  # and grows by this per probe once lateness is below target / 2
     floor: float = 0.02  # the smallest share admitted (some calls always get through)
+    busy: float = 0.5  # the share of a core the agent must use for lateness to count (0: lateness alone)
     tone: str = "reorder"  # what a refused caller hears: reorder or busy
 
 
@@ -839,6 +840,7 @@ _OVERLOAD_KEYS = _keys_of(OverloadSettings, {
     "decrease": number(0.01, 0.99),
     "increase": number(0.0001, 1.0),
     "floor": number(0.0, 1.0),
+    "busy": number(0.0, 1.0),
     "tone": one_of("reorder", "busy"),
 })
 _DEMO_KEYS = _keys_of(DemoSettings, {

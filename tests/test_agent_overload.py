@@ -3,13 +3,16 @@ Overload control (issue 15): the guard that watches the reactor's
 lateness and admits a shrinking share of new calls, and what call control
 does with a call it sheds (reorder at once, a record with cause overload,
 calls already admitted untouched).  Lateness is made by advancing the
-clock past the probe, as a busy reactor would run it late.
+clock past the probe, as a busy reactor would run it late; the process's
+CPU time is given by the test (by default it advances with the clock: an
+agent busy all the time).
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import replace
+from typing import Callable, Optional
 
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
@@ -23,19 +26,26 @@ from .support.switch import Switch
 
 
 class Guard(SynchronousTestCase):
-    def guard(self, **options: object) -> tuple[Clock, OverloadGuard, list[OverloadState]]:
+    def guard(self, cpu: Optional[Callable[[], float]] = None,
+              **options: object) -> tuple[Clock, OverloadGuard, list[OverloadState]]:
         clock = Clock()
         changes: list[OverloadState] = []
-        guard = OverloadGuard(clock, OverloadSettings(**options), random.Random(1), changes.append)  # type: ignore[arg-type]
+        guard = OverloadGuard(clock, OverloadSettings(**options), random.Random(1), changes.append,  # type: ignore[arg-type]
+                              cpu=clock.seconds if cpu is None else cpu)
         guard.start()
         self.addCleanup(guard.stop)
         return clock, guard, changes
 
     def test_on_time_admits_everything(self) -> None:
-        """A reactor on time: every call admitted, the state normal, one probe pending."""
-        clock, guard, changes = self.guard()
+        """
+        A reactor on time: every call admitted, the state normal, one probe
+        pending, and the CPU clock (a system call) never read.
+        """
+        reads = []
+        clock, guard, changes = self.guard(cpu=lambda: reads.append(1) or 0.0)
         for _ in range(100):
             clock.advance(0.02)
+        self.assertEqual(reads, [])
         self.assertEqual([guard.admit() for _ in range(1000)].count(True), 1000)
         self.assertEqual((guard.state, changes, len(clock.getDelayedCalls())), (OverloadState.NORMAL, [], 1))
 
@@ -81,6 +91,34 @@ class Guard(SynchronousTestCase):
                                    r"\(lowest share admitted \d+%\); every new call is admitted again$")
         self.assertGreater(snapshot["calls_shed"], 100)
 
+    def test_lateness_while_the_agent_idles_is_not_overload(self) -> None:
+        """
+        Probes 100 ms late while the process uses a tenth of a core (the
+        machine busy with others, the agent waiting for a core): nothing is
+        shed, since shedding would not make the agent any faster.
+        """
+        cpu = [0.0]
+        clock, guard, changes = self.guard(cpu=lambda: cpu[0])
+        for _ in range(60):
+            cpu[0] += 0.012
+            clock.advance(0.12)
+        self.assertEqual((guard.share, guard.state, changes), (1.0, OverloadState.NORMAL, []))
+        self.assertGreater(guard.lateness, 0.05)
+        self.assertAlmostEqual(guard.busy, 0.1, places=2)
+
+    def test_sheds_once_the_agent_is_busy_too(self) -> None:
+        """The same lateness sheds once the process uses most of a core (busy = 0.5 by default)."""
+        cpu = [0.0]
+        clock, guard, changes = self.guard(cpu=lambda: cpu[0])
+        for _ in range(30):
+            cpu[0] += 0.012
+            clock.advance(0.12)
+        for _ in range(30):
+            cpu[0] += 0.1
+            clock.advance(0.12)
+        self.assertEqual((guard.state, changes), (OverloadState.OVERLOADED, [OverloadState.OVERLOADED]))
+        self.assertLess(guard.share, 0.5)
+
     def test_a_single_late_turn_is_not_overload(self) -> None:
         """One turn of 50 ms (a garbage collection, say) is smoothed away: nothing is shed."""
         clock, guard, changes = self.guard()
@@ -98,9 +136,11 @@ class Guard(SynchronousTestCase):
 
     def test_config(self) -> None:
         """[overload] keys are read and checked."""
-        settings = parse_settings("[overload]\ntarget = 0.05\ntone = busy\n")
-        self.assertEqual((settings.overload.target, settings.overload.tone), (0.05, "busy"))
+        settings = parse_settings("[overload]\ntarget = 0.05\ntone = busy\nbusy = 0.7\n")
+        self.assertEqual((settings.overload.target, settings.overload.tone, settings.overload.busy),
+                         (0.05, "busy", 0.7))
         self.assertRaises(Exception, parse_settings, "[overload]\ndecrease = 1.5\n")
+        self.assertRaises(Exception, parse_settings, "[overload]\nbusy = 2\n")
 
 
 class Shedding(SynchronousTestCase):

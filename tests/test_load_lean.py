@@ -10,6 +10,7 @@ real UDP on loopback.  No timed assertions: the clocks are advanced.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -97,6 +98,37 @@ class AgainstTheSwitch(SynchronousTestCase):
         self.assertEqual(self.service.control.outcomes["normal"], self.runner.all_outcomes["completed"])
         self.assertEverythingIdle()
         self.assertIn("lean gateway(s)", format_report(report))
+
+    def test_surge_and_timeline(self) -> None:
+        """
+        --surge 3,1,1 at 10 calls/s: the window's second second starts 30
+        calls, the others 10, and the timeline counts them and their ends.
+        """
+        self.build(lines=40)
+        report = self.drive(_options(rate=10, duration=3.0, warmup=0.5, surge=(3.0, 1.0, 1.0)))
+        started = [second.get("started", 0) for second in report.timeline]
+        self.assertEqual(started, [10, 30, 10])
+        self.assertEqual(sum(second.get("completed", 0) for second in report.timeline), report.completions_in_window)
+        self.assertEqual((report.failed, report.refused_ms["count"]), (0, 0))
+
+    def test_refusals_are_timed(self) -> None:
+        """
+        With the overload guard admitting no new call (as after a long run
+        of late probes), every call is refused: its caller hears reorder,
+        and the time from its last digit to the reorder tone is reported.
+        """
+        self.build()
+        guard = self.service.control.overload
+        guard.stop()
+        guard.settings = replace(guard.settings, floor=0.0)
+        guard.share = 0.0
+        report = self.drive(_options(rate=10, duration=1.0, warmup=0.5))
+        self.assertEqual((report.completed, report.failures), (0, {"reorder": 10}))
+        self.assertEqual(report.refused_ms["count"], 10)
+        self.assertGreater(report.refused_ms["p50"], 0.0)
+        self.assertLess(report.refused_ms["max"], 10.0)  # one NTFY's round trip and a tick on this network
+        self.assertEqual(sum(second.get("reorder", 0) for second in report.timeline), 10)
+        self.assertIn("refused (reorder) 10", format_report(report))
 
     def test_plain_dial_tone(self) -> None:
         """Without the embedded request the line asks for dial tone: 14 transactions, every call completes."""

@@ -12,6 +12,7 @@ does not need).
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Optional
 
@@ -20,6 +21,7 @@ from ..mgcp import (
     ConnectionMode,
     DigitMap,
     EndpointName,
+    EventName,
     LocalConnectionOptions,
     ParamCode,
     ParamKey,
@@ -172,19 +174,24 @@ def auep(txid: int, endpoint: EndpointName, info: tuple[ParamCode, ...] = AUDIT_
     return _command(Verb.AUEP, txid, endpoint, items)
 
 
+_CALLER_ID = EventName("L/ci")
+
+
+@functools.lru_cache(maxsize=4)
+def _stamp(minute: int) -> str:
+    """MM/DD/HH/MM of a minute since the epoch (UTC): every callee rung within a minute shares it."""
+    t = time.gmtime(minute * 60)
+    return f"{t.tm_mon:02d}/{t.tm_mday:02d}/{t.tm_hour:02d}/{t.tm_min:02d}"
+
+
 def caller_id(now: float, number: Optional[str], name: Optional[str], private: bool = False) -> SignalRequest:
     """
     C{L/ci(time, number, name)} (RFC 3660 §2.4): time as MM/DD/HH/MM from
     the reactor clock (UTC); a missing number or name is C{O} (unavailable),
     a withheld one C{P} (private).
     """
-    t = time.gmtime(now)
-    stamp = f"{t.tm_mon:02d}/{t.tm_mday:02d}/{t.tm_hour:02d}/{t.tm_min:02d}"
-    from ..mgcp import EventName
-
+    stamp = _stamp(int(now // 60))
     if private:
-        return SignalRequest(EventName("L/ci"), (stamp, "P", "P"))
-    return SignalRequest(
-        EventName("L/ci"),
-        (stamp, f'"{number}"' if number else "O", f'"{name}"' if name else "O"),
-    )
+        return SignalRequest(_CALLER_ID, (stamp, "P", "P"))
+    return SignalRequest(_CALLER_ID, (stamp, f'"{number}"' if number else "O", f'"{name}"' if name else "O"))
+

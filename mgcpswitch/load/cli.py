@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(lines idle and armed, connections left) to it as 'end_state'")
     r.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     r.add_argument("--raw", action="store_true", help="every setup latency in the JSON (to merge runs)")
+    r.add_argument("--surge", default=None, metavar="FACTOR,START,LENGTH",
+                   help="start calls at FACTOR x --rate from START s into the window for LENGTH s")
     r.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     r.add_argument("--seed", type=int, default=None)
     r.add_argument("--lean", action="store_true",
@@ -173,7 +175,19 @@ def options_from_args(a: argparse.Namespace) -> LoadOptions:
         gateway_names=[n.strip() for n in a.gateways.split(",")] if a.gateways else None,
         raw_setups=a.raw,
         tick=_tick(a),
+        surge=_surge(a.surge) if a.surge else None,
     )
+
+
+def _surge(text: str) -> tuple[float, float, float]:
+    """C{FACTOR,START,LENGTH} (--surge)."""
+    try:
+        factor, start, length = (float(x) for x in text.split(","))
+    except ValueError:
+        raise SystemExit(f"mgcpload: --surge wants FACTOR,START,LENGTH (e.g. 2,10,30), not {text!r}") from None
+    if factor < 1 or start < 0 or length <= 0:
+        raise SystemExit(f"mgcpload: --surge {text}: factor >= 1, start >= 0, length > 0")
+    return factor, start, length
 
 
 def _tick(a: argparse.Namespace) -> float:

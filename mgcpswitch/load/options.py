@@ -40,3 +40,6 @@ class LoadOptions:
     max_calls: Optional[int] = None  # stop starting calls after this many (tests)
     gc_freeze: bool = True  # gc.freeze() the population once registered
     raw_setups: bool = False  # put every measured setup latency in the report (to merge reports)
+    # (factor, start, length): from start s into the measured window, for
+    # length s, calls start at factor x the rate (an overload surge, issue 15)
+    surge: Optional[tuple[float, float, float]] = None

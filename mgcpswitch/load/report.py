@@ -43,6 +43,10 @@ class Report:
         "from the last digit pressed on the caller's line to the later of "
         "'callee rings (L/rg)' and 'caller hears ringback (G/rt)', seen on the tool's gateways"
     )
+    # Measured calls that heard reorder: from the last digit to the reorder tone.
+    refused_ms: dict[str, Optional[float]] = field(default_factory=dict)
+    # Per second of the window: started, completed, reorder, failed (otherwise).
+    timeline: list[dict[str, int]] = field(default_factory=list)
     transactions_per_second: float = 0.0
     transactions: dict[str, int] = field(default_factory=dict)
     retransmissions: int = 0
@@ -56,6 +60,7 @@ class Report:
     peak_in_progress: int = 0
     audits: dict[str, Any] = field(default_factory=dict)
     setups_raw: Optional[list[float]] = None  # seconds, sorted (--raw)
+    refusals_raw: Optional[list[float]] = None  # seconds, sorted (--raw)
 
 
 def cpu_per_call(r: Report) -> dict[str, Optional[float]]:
@@ -152,6 +157,12 @@ def format_report(r: Report) -> str:
         f"  setup latency     p50 {_fmt(r.setup_ms.get('p50'), 2)}  p95 {_fmt(r.setup_ms.get('p95'), 2)}  "
         f"p99 {_fmt(r.setup_ms.get('p99'), 2)}  max {_fmt(r.setup_ms.get('max'), 2)} ms",
         f"                    ({r.setup_definition})",
+    ]
+    if r.refused_ms.get("count"):
+        lines.append(f"  refused (reorder) {r.refused_ms['count']}: last digit -> reorder p50 "
+                     f"{_fmt(r.refused_ms.get('p50'), 2)}  p99 {_fmt(r.refused_ms.get('p99'), 2)}  "
+                     f"max {_fmt(r.refused_ms.get('max'), 2)} ms")
+    lines += [
         f"  MGCP transactions {r.transactions_per_second:.0f}/s  (the tool's gateways' commands "
         "received + sent)",
         f"  retransmissions   {r.retransmissions} by the tool's gateways; "

@@ -137,6 +137,9 @@ class CallScheduler:
         self.outcomes: Counter[str] = Counter()  # measured calls: "completed" or a cause
         self.all_outcomes: Counter[str] = Counter()
         self.setups: list[float] = []
+        self.refusals: list[float] = []  # measured calls refused with reorder: last digit -> reorder (s)
+        # Per second of the window: calls started, completed, refused (reorder), failed otherwise.
+        self.timeline: dict[int, Counter[str]] = {}
         self.completions_in_window = 0
         self.peak_in_progress = 0
         self.calls_due = 0
@@ -322,8 +325,8 @@ class CallScheduler:
                 # One clock, one counter: the calls due since the start that
                 # have not had their slot yet.  A backlog (no idle lines)
                 # carries over, but never more than a second's worth.
-                due = int((now - self.t_begin) * opts.rate) + 1 - self.slots
-                cap = max(1, int(opts.rate))
+                due = int(self._offered(now)) + 1 - self.slots
+                cap = max(1, int(opts.rate * (opts.surge[0] if opts.surge else 1.0)))
                 if due > cap:
                     self.calls_due += due - cap
                     self.slots += due - cap
@@ -344,6 +347,31 @@ class CallScheduler:
         for call in [c for c in self.in_progress if c.deadline < now]:
             call.expired()
 
+    def _offered(self, now: float) -> float:
+        """The calls due since the start at --rate, and during a surge at factor x the rate."""
+        opts = self.options
+        assert opts.rate is not None
+        due = (now - self.t_begin) * opts.rate
+        if opts.surge is not None:
+            factor, start, length = opts.surge
+            surged = min(max(now - self.window_start - start, 0.0), length)
+            due += (factor - 1.0) * opts.rate * surged
+        return due
+
+    def _note(self, now: float, what: str) -> None:
+        """Count C{what} in the window's second C{now} falls in."""
+        if self.window_start <= now < self.window_end:
+            second = int(now - self.window_start)
+            counts = self.timeline.get(second)
+            if counts is None:
+                counts = self.timeline[second] = Counter()
+            counts[what] += 1
+
+    def refused(self, call: Call, waited: Optional[float]) -> None:
+        """A call heard reorder C{waited} s after its last digit (a call the switch shed, say)."""
+        if call.measured and waited is not None:
+            self.refusals.append(waited)
+
     def _start_call(self, now: float) -> bool:
         idle = self.idle
         if len(idle) < 2:
@@ -359,6 +387,7 @@ class CallScheduler:
             caller_first = hangup != "callee"
         call = self.new_call(caller, callee, measured, caller_first)
         self.in_progress.add(call)
+        self._note(now, "started")
         self.started += 1
         if measured:
             self.started_measured += 1
@@ -372,6 +401,7 @@ class CallScheduler:
         self.in_progress.discard(call)
         now = self.now()
         outcome = cause or "completed"
+        self._note(now, outcome if outcome in ("completed", "reorder") else "failed")
         self.all_outcomes[outcome] += 1
         if call.measured:
             self.outcomes[outcome] += 1
@@ -420,6 +450,7 @@ class CallScheduler:
         opts = self.options
         window = opts.duration
         setups = sorted(self.setups)
+        refusals = sorted(self.refusals)
         failures = {k: v for k, v in self.outcomes.items() if k != "completed"}
         failed = sum(failures.values())
         completed = self.outcomes["completed"]
@@ -455,6 +486,13 @@ class CallScheduler:
                 "max": milliseconds(setups[-1] if setups else None),
                 "count": len(setups),
             },
+            refused_ms={
+                "p50": milliseconds(percentile(refusals, 0.50)),
+                "p99": milliseconds(percentile(refusals, 0.99)),
+                "max": milliseconds(refusals[-1] if refusals else None),
+                "count": len(refusals),
+            },
+            timeline=[{"second": s, **self.timeline[s]} for s in sorted(self.timeline)],
             transactions_per_second=sent_received / window if window else 0.0,
             transactions=tx,
             retransmissions=tx.get("retransmissions", 0),
@@ -468,6 +506,7 @@ class CallScheduler:
         r.cpu_per_call_us = cpu_per_call(r)
         if opts.raw_setups:
             r.setups_raw = setups
+            r.refusals_raw = refusals
         r.saturation = saturation_verdict(r)
         if self.audit is not None:
             r.audits = self.audit.summary()

@@ -163,6 +163,8 @@ class BasicCall:
         elif self._hears(self.caller, BUSY):
             self.fail("busy")
         else:
+            runner = self.runner
+            runner.refused(self, runner.now() - self.t_digit if self.t_digit is not None else None)
             self.fail("reorder")
 
     def _callee_ringing(self) -> None:

@@ -987,6 +987,9 @@ def format_events(events: Iterable[Event]) -> str:
 # Connection parameters (RFC 3435 §2.3.7, §3.2.2.7)
 
 _CP_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[/-][A-Za-z0-9]+)?")
+_CP_PAIR = r"[A-Za-z][A-Za-z0-9]*(?:[/-][A-Za-z0-9]+)?=[0-9]+"
+_CP_PLAIN_RE = re.compile(rf"{_CP_PAIR}(?:, ?{_CP_PAIR})*")
+_CP_PAIR_RE = re.compile(r"([A-Za-z][A-Za-z0-9]*(?:[/-][A-Za-z0-9]+)?)=([0-9]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -1020,6 +1023,10 @@ class ConnectionParameters:
     @classmethod
     def parse(cls, text: str) -> ConnectionParameters:
         """@raise RemoteProtocolError: 510 for a malformed item."""
+        if _CP_PLAIN_RE.fullmatch(text):
+            # The form every gateway sends (NAME=digits, comma and space):
+            # one C-level match, then the pairs.
+            return cls(tuple((name.upper(), int(value)) for name, value in _CP_PAIR_RE.findall(text)))
         if not text.strip():
             return cls(())
         values = []
