@@ -131,7 +131,7 @@ class CallTable(SynchronousTestCase):
 # -- only the machines write the state they describe ---------------------------
 
 AGENT = pathlib.Path(__file__).resolve().parent.parent / "mgcpswitch" / "agent"
-WRITERS = {"state": {"lines.py", "calls.py", "registry.py", "overload.py"}, "hook": {"lines.py"}}
+WRITERS = {"state": {"lines.py", "calls.py", "registry.py", "overload.py", "gateways.py"}, "hook": {"lines.py"}}
 
 
 def _writes(attribute: str) -> list[tuple[str, int]]:
@@ -157,7 +157,7 @@ class StateWriters(SynchronousTestCase):
         """
         A line's state and hook are written in lines.py only (the line
         machine), a call's and a leg's in calls.py (the call machine), a
-        gateway's in registry.py, the overload guard's its own: the
+        gateway's in registry.py (gateways.py only gives a new one its first), the overload guard's its own: the
         coordinator feeds inputs, it never sets a state.
         """
         for attribute, allowed in WRITERS.items():
@@ -169,6 +169,9 @@ class StateWriters(SynchronousTestCase):
         """Within the registry, a gateway's state changes through set_state (which reports it)."""
         source = (AGENT / "registry.py").read_text()
         self.assertEqual(source.count("gateway.state = "), 1)
+        # gateways.py only gives a new Gateway its first state, in its constructor.
+        self.assertEqual([line.strip() for line in (AGENT / "gateways.py").read_text().splitlines()
+                          if ".state = " in line], ["self.state = GatewayState.UNKNOWN"])
 
 
 # -- every row fires --------------------------------------------------------------

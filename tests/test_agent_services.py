@@ -713,7 +713,7 @@ class MessageWaiting(Base):
         restarts the indicator is shown again (RFC 3660).
         """
         s, a = self.s, self.a
-        s.control.set_message_waiting(A, True)
+        s.control.operator.set_message_waiting(A, True)
         s.run(0.5)
         self.assertIn("L/vmwi", a.signals)
         a.off_hook()
@@ -724,7 +724,7 @@ class MessageWaiting(Base):
         s.gw1.restart()
         s.run(2.0)
         self.assertIn("L/vmwi", a.signals)
-        s.control.set_message_waiting("1001", False)  # by number too
+        s.control.operator.set_message_waiting("1001", False)  # by number too
         s.run(0.5)
         self.assertNotIn("L/vmwi", a.signals)
         self.finish()

@@ -26,12 +26,11 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter, deque
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..config import Settings
@@ -59,14 +58,13 @@ from ..mgcp import (
 from ..timeouts import TimeoutQueue
 from ..transaction import PeerState, Reply
 from . import commands as cmd
-from .calls import Call, CallAction, CallInput, CallMachine, Leg, LegInput, LegState
+from .calls import Call, CallAction, CallInput, CallMachine, Leg, LegState
 from .events import EventBus, Views
 from .lines import Action, Line, LineInput, LineMachine
 from .media import ILegListener, Media
 from .operator import Operator
 from .overload import OverloadGuard
 from .model import (
-    CallCheckpoint,
     CallEnded,
     CallStarted,
     CallState,
@@ -77,15 +75,15 @@ from .model import (
     Hook,
     LineState,
     ReleaseCause,
-    RouteDecision,
-    RouteRequest,
 )
-from .registry import Endpoint, Gateway, Registry
+from .gateways import Gateway
+from .registry import Registry
 from .requests import Requests
 from .resync import Resync
-from .services import HOLD_DIALLING, Services, check_services
+from .routing import Router
+from .services import HOLD_DIALLING, Services
 from .store import MemoryStore, checkpoint, gateway_record
-from .trunks import TrunkOrigin, Trunks
+from .trunks import Trunks
 from .wire import Wire
 
 __all__ = ["CallControl"]
@@ -151,8 +149,6 @@ class CallControl:
         )
         self._ladder = switch.ladder
         self.started = False
-        # What a caller hears when the line it calls cannot take calls now.
-        self._unavailable = LineInput.ROUTE_FAILED if switch.unavailable_tone == "reorder" else LineInput.ROUTE_BUSY
         self._calls: dict[str, Call] = {}
         self._ended: deque[Call] = deque(maxlen=max(switch.ended_calls_kept, 1))
         self._no_answer_timeouts = TimeoutQueue(clock, switch.no_answer_timeout, self._no_answer)
@@ -161,8 +157,8 @@ class CallControl:
                                  self.services.flash_digit_map)
         self.operator = Operator(self)
         self.overload = OverloadGuard(clock, settings.overload, rng)
-        self._shed_input = LineInput.ROUTE_BUSY if settings.overload.tone == "busy" else LineInput.ROUTE_FAILED
         self.trunks = Trunks(self, trunks)
+        self.router = Router(self, settings)
         self.media.trunks = self.trunks
         self._actions: dict[Action, Callable[[Line], None]] = {
             Action.DIAL_TONE: self.requests.dial_tone,
@@ -170,7 +166,7 @@ class CallControl:
             Action.BUSY_TONE: self.requests.busy_tone,
             Action.REORDER_TONE: self.requests.reorder_tone,
             Action.ANSWER: self._answer,
-            Action.CALL_FAR_END: self._call_far_end,
+            Action.CALL_FAR_END: self.router.call_far_end,
             Action.RELEASE: self._release_line,
             Action.FLASH: self.services.flash,
             Action.RECALL_DIAL_TONE: self.requests.recall_dial_tone,
@@ -204,29 +200,11 @@ class CallControl:
         self.lines.request_prefix = prefix
         self.wire.notified_entity = notified_entity
 
-    def adopt(self, saved: CallCheckpoint, endpoints: list[Endpoint]) -> Call:
-        """A talking call from a checkpoint: its legs hold their connections again."""
-        call = Call(saved.call_id, saved.started, saved.dialled)
-        call.answered = saved.answered
-        call.recovered = True
-        call.recovered_codec = saved.codec
+    def track(self, call: Call) -> Call:
+        """C{call} is one of the calls in progress (a new one, or one taken back from the store)."""
         if self._ladder:
             call.ladder = []
         self._calls[call.call_id] = call
-        self.counters["calls_recovered"] += 1
-        for leg_saved, endpoint in zip(saved.legs, endpoints):
-            line = endpoint.line
-            leg = self.machine.new_leg(call, line, leg_saved.originating)
-            leg.connection_id = leg_saved.connection_id
-            leg.mgcp_call_id = leg_saved.call_id or call.call_id
-            leg.mode = ConnectionMode(leg_saved.mode) if leg_saved.mode else ConnectionMode.SENDRECV
-            self.machine.feed_leg(leg, LegInput.ADOPT)
-            endpoint.connections[leg.connection_id] = call.call_id  # type: ignore[index]
-            self.lines.add_leg(line, leg)
-            self.feed(line, LineInput.RESUMED)
-        self.machine.feed(call, CallInput.RESUME)
-        if self.events.watched:
-            self.events.publish(CallStarted(self.views.call(call)))
         return call
 
     def retire(self) -> None:
@@ -326,7 +304,7 @@ class CallControl:
     def _digits(self, line: Line, digits: str) -> None:
         self.lines.noted(line, "D/" + digits)
         if self.lines.feed(line, LineInput.DIGITS) is Action.ROUTE:
-            self._route(line, digits)
+            self.router.route(line, digits)
 
     def feed(self, line: Line, event: LineInput) -> None:
         action = self.lines.feed(line, event)
@@ -414,101 +392,7 @@ class CallControl:
             signals = self.media.rearm_request(line, cause)[1]
             feed(line, LineInput.CLEARED_REORDER if signals is cmd.REORDER_TONE else LineInput.CLEARED_OFF_HOOK)
 
-    # -- routing and setup ---------------------------------------------------
-
-    def _route(self, line: Line, digits: str) -> None:
-        endpoint = line.endpoint
-        dialled = digits.rstrip("T")
-        no_waiting = False
-        feature = self.services.feature(line, dialled)
-        if feature:
-            return  # a star code: the services took it
-        if feature is None:
-            no_waiting = True  # *70 NUMBER: this call is not interrupted by call waiting
-        if not endpoint.gateway.usable:
-            # Its own gateway takes no new calls (draining, away): refused, with a record.
-            self._failed_attempt(line, dialled, ReleaseCause.UNAVAILABLE)
-            self.feed(line, self._unavailable)
-            return
-        if not self.overload.admit():
-            self.refuse(line, dialled, ReleaseCause.OVERLOAD)  # shed before it costs a connection
-            return
-        request = RouteRequest(str(endpoint.name), dialled, endpoint.number)
-        maybeDeferred(self.dial_plan.route, request).addCallbacks(
-            self._routed, self._route_failed, (line, dialled, no_waiting), errbackArgs=(line,)
-        )
-
-    def _route_failed(self, failure: Failure, line: Line) -> None:
-        self.log.failure("dial plan failed for {line}", failure, line=line.endpoint.name)
-        self.outcomes[ReleaseCause.REJECTED.value] += 1
-        if line.state is LineState.ROUTING:
-            self.feed(line, LineInput.ROUTE_FAILED)
-
-    def _routed(self, decision: RouteDecision, line: Line, dialled: str, no_waiting: bool) -> None:
-        if line.state is not LineState.ROUTING:
-            return  # the caller hung up while the dial plan thought
-        if self.trunks.trunk(decision.target) is not None:
-            self.trunks.call_out(line, dialled, decision.target, no_waiting)  # type: ignore[arg-type]
-            return
-        endpoint = self.registry.endpoint(decision.target) if decision.target else None
-        if endpoint is None:
-            self.refuse(line, dialled, decision.cause or ReleaseCause.UNKNOWN_NUMBER)
-            return
-        self.services.deliver(line, dialled, endpoint, no_waiting=no_waiting)
-
-    def refuse(self, line: Union[Line, TrunkOrigin], dialled: str, cause: ReleaseCause,
-               target: Optional[Line] = None) -> None:
-        """
-        A call that cannot be placed: its record, and the tone its cause
-        gets (a call in from a trunk: the status its cause gets).
-        """
-        self._failed_attempt(line, dialled, cause, target)
-        if type(line) is TrunkOrigin:
-            return
-        if cause is ReleaseCause.BUSY or cause is ReleaseCause.DND:
-            self.feed(line, LineInput.ROUTE_BUSY)
-        elif cause is ReleaseCause.UNAVAILABLE:
-            self.feed(line, self._unavailable)
-        elif cause is ReleaseCause.OVERLOAD:
-            self.feed(line, self._shed_input)
-        else:
-            self.feed(line, LineInput.ROUTE_FAILED)
-
-    def place(self, line: Union[Line, TrunkOrigin], dialled: str, target: Line, waiting: bool = False) -> Call:
-        """A call from C{line} (or a call in from a trunk) to C{target}: rung, or waiting for it (call waiting)."""
-        call = self.new_call(dialled)
-        self.start_leg(call, line)
-        self._set_up(call, target, waiting)
-        return call
-
-    def start_leg(self, call: Call, origin: Union[Line, TrunkOrigin]) -> Leg:
-        """The calling party's leg: on its line, or the trunk's call in."""
-        if type(origin) is TrunkOrigin:
-            return self.trunks.origin_leg(call, origin)
-        line: Line = origin
-        leg = self.machine.new_leg(call, line, True)
-        if any(other.held for other in line.legs):
-            self.machine.mark(leg, consultation=True)  # dialled while another call was held
-        self.lines.add_leg(line, leg)
-        return leg
-
-    @staticmethod
-    def routing(origin: Union[Line, TrunkOrigin]) -> bool:
-        """Whether a call is still being routed for C{origin} (its caller has not given up)."""
-        if type(origin) is TrunkOrigin:
-            return origin.routing
-        return origin.state is LineState.ROUTING
-
-    def _set_up(self, call: Call, target: Line, waiting: bool = False) -> None:
-        """Ring C{target} for C{call} (or make the call wait for it): its leg, then the connections."""
-        leg = self.machine.new_leg(call, target, False)
-        self.lines.add_leg(target, leg)
-        if waiting:
-            self.machine.mark(leg, waiting=True)
-            self.counters["calls_waiting"] += 1
-        else:
-            self.feed(target, LineInput.INCOMING)
-        self.media.reconcile_call(call)
+    # -- calls the services change -------------------------------------------
 
     def answer(self, leg: Leg) -> None:
         """A waiting (or recalled) call is answered; one still being created is connected when it is."""
@@ -519,7 +403,7 @@ class CallControl:
         """The call rings C{target} instead of C{old}'s line (forward on no answer)."""
         self.machine.mark(old, dropped=True)
         self.feed(old.line, LineInput.DROPPED)
-        self._set_up(call, target)
+        self.router.set_up(call, target)
 
     def join(self, a: Leg, b: Leg, template: Call, line: Line) -> Call:
         """
@@ -542,37 +426,12 @@ class CallControl:
         self.requests.ring(line)
         self.services.ringing_again(line)
 
-    def _call_far_end(self, line: Line) -> None:
-        """The first party of an originated call answered: now call the second."""
-        call = line.leg.call
-        self._cancel_no_answer(call)
-        target = call.target
-        if target.state is not LineState.IDLE or not target.endpoint.gateway.usable:
-            self.release(call, ReleaseCause.BUSY)
-            return
-        self._set_up(call, target)
-
     def new_call(self, dialled: str) -> Call:
-        call = Call(f"{self._call_prefix}{next(self._call_ids):x}", self.clock.seconds(), dialled)
-        if self._ladder:
-            call.ladder = []
-        self._calls[call.call_id] = call
+        call = self.track(Call(f"{self._call_prefix}{next(self._call_ids):x}", self.clock.seconds(), dialled))
         self.counters["calls_started"] += 1
         if self.events.watched:
             self.events.publish(CallStarted(self.views.call(call)))
         return call
-
-    def _failed_attempt(self, line: Union[Line, TrunkOrigin], dialled: str, cause: ReleaseCause,
-                        target: Optional[Line] = None) -> None:
-        """A call that never got a connection still gets its record (its legs hold no line)."""
-        call = self.new_call(dialled)
-        if type(line) is TrunkOrigin:
-            self.trunks.origin_leg(call, line)  # released below: the trunk's caller is told why
-        else:
-            self.machine.new_leg(call, line, True)
-        if target is not None:
-            self.machine.new_leg(call, target, False)
-        self.release(call, cause)
 
     # -- what legs report (ILegListener) -------------------------------------
 
@@ -644,11 +503,11 @@ class CallControl:
         if action is CallAction.ALERTING:
             self.await_answer(call)
         elif action is CallAction.CONNECTED:
-            self._cancel_no_answer(call)
+            self.cancel_no_answer(call)
             call.answered = self.clock.seconds()
             self.store.call_answered(checkpoint(call))
         elif action is CallAction.RELEASE:
-            self._cancel_no_answer(call)
+            self.cancel_no_answer(call)
             if call.originate_deferred is not None:
                 d, call.originate_deferred = call.originate_deferred, None
                 d.errback(CallControlError(f"call {call.call_id} ended: {call.cause.value}"))  # type: ignore[union-attr]
@@ -662,7 +521,7 @@ class CallControl:
         """Release C{call} with NO_ANSWER unless it is answered within the no-answer time."""
         call.no_answer = self._no_answer_timeouts.add(call)
 
-    def _cancel_no_answer(self, call: Call) -> None:
+    def cancel_no_answer(self, call: Call) -> None:
         if call.no_answer is not None:
             call.no_answer.cancel()
             call.no_answer = None
@@ -715,25 +574,6 @@ class CallControl:
         self.store.gateway_changed(gateway_record(gateway))
         if self.events.watched:
             self.events.publish(GatewayStateChanged(self.views.gateway(gateway), previous))
-
-    def set_message_waiting(self, line: str, waiting: bool) -> Endpoint:
-        """
-        The message-waiting flag of a line, by endpoint name or number (the
-        admin, a voicemail plugin): its indicator and stutter dial tone.
-        """
-        return self.change_services(line, {"message_waiting": waiting})
-
-    def change_services(self, line: str, changes: dict[str, Any]) -> Endpoint:
-        """A line's services, by endpoint name or number, checked field by field (CallControlError)."""
-        endpoint = self.registry.endpoint(line) or self.registry.numbers.get(line)
-        if endpoint is None:
-            raise CallControlError(f"unknown line {line}")
-        try:
-            values = check_services(changes)
-        except ValueError as e:
-            raise CallControlError(str(e)) from None
-        self.services.change(endpoint, **values)
-        return endpoint
 
     # -- lookups (the service's views, tests) --------------------------------
 

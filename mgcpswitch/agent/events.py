@@ -34,7 +34,7 @@ from .model import (
     LegView,
     ReleaseCause,
 )
-from .registry import Endpoint, Gateway
+from .gateways import Endpoint, Gateway
 
 __all__ = ["EventBus", "Views", "lost_record"]
 

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_agent_calls -*-
 """
 What the operator may ask of call control beyond reading: click-to-dial,
-hanging a call up, auditing one endpoint.
+hanging a call up, auditing one endpoint, changing a line's services (and
+message waiting, which a voicemail plugin changes too).
 
 Click-to-dial (L{Operator.originate}) rings the first party with the
 second's number as caller ID; when it answers, the second is called as if
@@ -23,7 +24,8 @@ from . import commands as cmd
 from .calls import Call
 from .lines import LineInput
 from .model import CallState, Hook, LineState, ReleaseCause
-from .registry import Endpoint
+from .gateways import Endpoint
+from .services import check_services
 
 __all__ = ["Operator"]
 
@@ -144,3 +146,23 @@ class Operator:
         command = cmd.auep(control.wire.txid(), endpoint.name)
         sent: Deferred[Response] = control.wire.send(endpoint.gateway, command)
         return sent.addCallback(audited)
+
+    def set_message_waiting(self, line: str, waiting: bool) -> Endpoint:
+        """
+        The message-waiting flag of a line, by endpoint name or number (the
+        admin, a voicemail plugin): its indicator and stutter dial tone.
+        """
+        return self.change_services(line, {"message_waiting": waiting})
+
+    def change_services(self, line: str, changes: dict[str, Any]) -> Endpoint:
+        """A line's services, by endpoint name or number, checked field by field (CallControlError)."""
+        control = self._control
+        endpoint: Endpoint | None = control.registry.endpoint(line) or control.registry.numbers.get(line)
+        if endpoint is None:
+            raise CallControlError(f"unknown line {line}")
+        try:
+            values = check_services(changes)
+        except ValueError as e:
+            raise CallControlError(str(e)) from None
+        control.services.change(endpoint, **values)
+        return endpoint

@@ -17,12 +17,12 @@ from typing import Any, Iterable
 
 from zope.interface import implementer
 
-from ..mgcp import Response
+from ..mgcp import ConnectionMode, Response
 from .events import lost_record
-from .calls import LegState
+from .calls import Call, CallInput, LegInput, LegState
 from .lines import Line, LineInput
-from .model import CallState, Hook, LineState, ReleaseCause, StoredState
-from .registry import Endpoint, Gateway, IRegistryListener, Outage
+from .model import CallCheckpoint, CallStarted, CallState, Hook, LineState, ReleaseCause, StoredState
+from .gateways import Endpoint, Gateway, IRegistryListener, Outage
 
 __all__ = ["Resync"]
 
@@ -129,7 +129,31 @@ class Resync:
             endpoints = [control.registry.endpoint(leg.endpoint) for leg in saved.legs]
             if all(e is not None and not e.line.legs for e in endpoints) \
                     and all(leg.connection_id for leg in saved.legs):
-                control.adopt(saved, endpoints)
+                self._adopt(saved, endpoints)
             else:
                 control.counters["calls_lost"] += 1
                 control.store.call_ended(lost_record(saved, control.clock.seconds()))
+
+    def _adopt(self, saved: CallCheckpoint, endpoints: list[Endpoint]) -> Call:
+        """A talking call from a checkpoint: its legs hold their connections again."""
+        control = self._control
+        call = Call(saved.call_id, saved.started, saved.dialled)
+        call.answered = saved.answered
+        call.recovered = True
+        call.recovered_codec = saved.codec
+        control.track(call)
+        control.counters["calls_recovered"] += 1
+        for leg_saved, endpoint in zip(saved.legs, endpoints):
+            line = endpoint.line
+            leg = control.machine.new_leg(call, line, leg_saved.originating)
+            leg.connection_id = leg_saved.connection_id
+            leg.mgcp_call_id = leg_saved.call_id or call.call_id
+            leg.mode = ConnectionMode(leg_saved.mode) if leg_saved.mode else ConnectionMode.SENDRECV
+            control.machine.feed_leg(leg, LegInput.ADOPT)
+            endpoint.connections[leg.connection_id] = call.call_id
+            control.lines.add_leg(line, leg)
+            control.feed(line, LineInput.RESUMED)
+        control.machine.feed(call, CallInput.RESUME)
+        if control.events.watched:
+            control.events.publish(CallStarted(control.views.call(call)))
+        return call

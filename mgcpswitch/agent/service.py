@@ -324,7 +324,7 @@ class CallControlService(Service):
         if refused is not None:
             return refused
         try:
-            endpoint = self.control.change_services(name, changes)
+            endpoint = self.control.operator.change_services(name, changes)
         except CallControlError as e:
             return fail(e)
         return succeed(self.control.views.endpoint(endpoint))
@@ -333,7 +333,7 @@ class CallControlService(Service):
         if not self._active:
             assert self._cluster is not None
             raise StandbyError(self._cluster.view().holder)
-        self.control.set_message_waiting(line, waiting)
+        self.control.operator.set_message_waiting(line, waiting)
 
     def transaction_stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = self.protocol.transactions.snapshot()

@@ -49,7 +49,7 @@ from .model import (
     ReleaseCause,
     RouteRequest,
 )
-from .registry import Endpoint
+from .gateways import Endpoint
 
 __all__ = ["Services", "check_services"]
 
@@ -121,21 +121,21 @@ class Services:
         target = endpoint.line
         services = endpoint.services
         if target is line:
-            control.refuse(line, dialled, ReleaseCause.BUSY, target)
+            control.router.refuse(line, dialled, ReleaseCause.BUSY, target)
             return
         if services.forward_always:
             self._forward(line, dialled, endpoint, services.forward_always, "always", hops, visited, first,
                           no_waiting)
             return
         if not (endpoint.gateway.usable and endpoint.in_service and target.state not in _AWAY):
-            control.refuse(line, dialled, ReleaseCause.UNAVAILABLE, target)
+            control.router.refuse(line, dialled, ReleaseCause.UNAVAILABLE, target)
             return
         if services.dnd:
             if services.forward_busy:
                 self._forward(line, dialled, endpoint, services.forward_busy, "dnd", hops, visited, first,
                               no_waiting)
             else:
-                control.refuse(line, dialled, ReleaseCause.DND, target)
+                control.router.refuse(line, dialled, ReleaseCause.DND, target)
             return
         waiting = False
         if target.state is not LineState.IDLE:
@@ -146,9 +146,9 @@ class Services:
                               no_waiting)
                 return
             else:
-                control.refuse(line, dialled, ReleaseCause.BUSY, target)
+                control.router.refuse(line, dialled, ReleaseCause.BUSY, target)
                 return
-        call = control.place(line, dialled, target, waiting=waiting)
+        call = control.router.place(line, dialled, target, waiting=waiting)
         call.no_waiting = no_waiting
         if first is not None:
             call.forwarded_from = first
@@ -174,7 +174,7 @@ class Services:
         key = endpoint.key
         if key in visited or hops >= self.settings.forward_limit:
             control.counters["forward_loops"] += 1
-            control.refuse(line, dialled, ReleaseCause.FORWARD_LOOP, endpoint.line)
+            control.router.refuse(line, dialled, ReleaseCause.FORWARD_LOOP, endpoint.line)
             return
         control.counters["forwards_" + reason] += 1
         request = RouteRequest(str(endpoint.name), number, endpoint.number, f"forward-{reason}")
@@ -187,7 +187,7 @@ class Services:
     def _forward_routed(self, decision: Any, line: Line, dialled: str, source: Endpoint, reason: str,
                         hops: int, visited: frozenset[str], first: str, no_waiting: bool) -> None:
         control = self._control
-        if not control.routing(line):
+        if not control.router.routing(line):
             return  # the caller hung up meanwhile
         if control.trunks.trunk(decision.target) is not None:  # forwarded beyond a trunk
             call = control.trunks.call_out(line, dialled, decision.target, no_waiting)
@@ -197,7 +197,7 @@ class Services:
             return
         target = control.registry.endpoint(decision.target) if decision.target else None
         if target is None:
-            control.refuse(line, dialled, decision.cause or ReleaseCause.UNKNOWN_NUMBER, source.line)
+            control.router.refuse(line, dialled, decision.cause or ReleaseCause.UNKNOWN_NUMBER, source.line)
             return
         self.deliver(line, dialled, target, hops, visited, first, no_waiting)
         leg = line.leg
@@ -207,8 +207,8 @@ class Services:
 
     def _forward_failed(self, failure: Failure, line: Line, dialled: str) -> None:
         self.log.failure("dial plan failed forwarding a call of {line}", failure, line=line.endpoint)
-        if self._control.routing(line):
-            self._control.refuse(line, dialled, ReleaseCause.REJECTED)
+        if self._control.router.routing(line):
+            self._control.router.refuse(line, dialled, ReleaseCause.REJECTED)
 
     def _forward_no_answer(self, call: Call) -> None:
         """The callee let it ring: the call goes on to its no-answer number (the caller keeps ringback)."""

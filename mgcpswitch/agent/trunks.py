@@ -152,12 +152,12 @@ class Trunks:
         control = self._control
         found = self.trunk(target)
         if found is None:
-            control.refuse(origin, dialled, ReleaseCause.UNKNOWN_NUMBER)
+            control.router.refuse(origin, dialled, ReleaseCause.UNKNOWN_NUMBER)
             return None
         name, trunk = found
         call: Call = control.new_call(dialled)
         call.no_waiting = no_waiting
-        control.start_leg(call, origin)
+        control.router.start_leg(call, origin)
         control.machine.new_leg(call, None, False, TrunkParty(name, trunk, dialled, incoming=False))
         control.counters["trunk_calls_out"] += 1
         control.media.reconcile_call(call)
@@ -189,7 +189,7 @@ class Trunks:
         call.listener = _In(self, origin)
         control.counters["trunk_calls_in"] += 1
         if not control.overload.admit():
-            control.refuse(origin, origin.dialled, ReleaseCause.OVERLOAD)  # 503: the peer may try elsewhere
+            control.router.refuse(origin, origin.dialled, ReleaseCause.OVERLOAD)  # 503: the peer may try elsewhere
             return
         request = RouteRequest(party.endpoint, call.number, call.caller)
         maybeDeferred(control.dial_plan.route, request).addCallbacks(
@@ -205,14 +205,14 @@ class Trunks:
             return
         endpoint = control.registry.endpoint(decision.target) if decision.target else None
         if endpoint is None:
-            control.refuse(origin, origin.dialled, decision.cause or ReleaseCause.UNKNOWN_NUMBER)
+            control.router.refuse(origin, origin.dialled, decision.cause or ReleaseCause.UNKNOWN_NUMBER)
             return
         control.services.deliver(origin, origin.dialled, endpoint)
 
     def _route_failed(self, failure: Failure, origin: TrunkOrigin) -> None:
         self.log.failure("dial plan failed for a call in on {trunk}", failure, trunk=origin.party.name)
         if origin.routing:
-            self._control.refuse(origin, origin.dialled, ReleaseCause.REJECTED)
+            self._control.router.refuse(origin, origin.dialled, ReleaseCause.REJECTED)
 
     def origin_leg(self, call: Call, origin: TrunkOrigin) -> Leg:
         """The caller's leg of a call in, open from the start: its SDP is the offer."""
@@ -361,7 +361,7 @@ class Trunks:
         origin.party.gone = True
         if origin.routing:
             origin.routing = False
-            self._control.refuse(origin, origin.dialled, ReleaseCause.ABANDONED)
+            self._control.router.refuse(origin, origin.dialled, ReleaseCause.ABANDONED)
         elif origin.leg is not None:
             self.ended(origin.leg, ReleaseCause.ABANDONED)
 
