@@ -155,10 +155,31 @@ def free_tcp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def load_tool(args: list[str], timeout: float = 900.0) -> tuple[dict[str, Any], "subprocess.Popen[bytes]"]:
-    """Run C{mgcpload ARGS --json}; its JSON report (stderr goes to ours)."""
+def load_tool(args: list[str], timeout: float = 900.0,
+              on_stderr: Any = None) -> tuple[dict[str, Any], "subprocess.Popen[bytes]"]:
+    """
+    Run C{mgcpload ARGS --json}; its JSON report.  Its stderr goes to ours;
+    with C{on_stderr}, each of its lines is also given to C{on_stderr(line)}
+    as it comes (from a thread).
+    """
+    import threading
+
     argv = [sys.executable, os.path.join(REPO, "scripts", "mgcpload")] + args + ["--json"]
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=None, env=env(), cwd=REPO)
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=None if on_stderr is None else subprocess.PIPE,
+                         env=env(), cwd=REPO)
+    reader = None
+    if on_stderr is not None:
+
+        def read() -> None:
+            assert p.stderr is not None
+            for raw in p.stderr:
+                line = raw.decode("utf-8", "replace")
+                on_stderr(line)
+                sys.stderr.write(line)
+                sys.stderr.flush()
+
+        reader = threading.Thread(target=read, name="mgcpload-stderr", daemon=True)
+        reader.start()
     try:
         out, _ = p.communicate(timeout=timeout)
     except BaseException:
@@ -166,6 +187,9 @@ def load_tool(args: list[str], timeout: float = 900.0) -> tuple[dict[str, Any], 
             os.kill(p.pid, signal.SIGTERM)
             p.wait(timeout=30)
         raise
+    finally:
+        if reader is not None:
+            reader.join(timeout=10)
     try:
         return json.loads(out), p
     except json.JSONDecodeError:

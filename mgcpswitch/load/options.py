@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from ..gateway.config import FaultConfig
+
 __all__ = ["LoadOptions", "CAUSES"]
 
 #: Failure causes, in the order the report lists them.
@@ -40,3 +42,10 @@ class LoadOptions:
     max_calls: Optional[int] = None  # stop starting calls after this many (tests)
     gc_freeze: bool = True  # gc.freeze() the population once registered
     raw_setups: bool = False  # put every measured setup latency in the report (to merge reports)
+    # Fault injection on the simulated gateways (both directions), as
+    # C{twistd mgcpgateway --drop/--duplicate/--delay/--slow}; None: none.
+    faults: Optional[FaultConfig] = None
+    # After the last call: the faults stop and the gateways keep running
+    # this long (the switch's retransmissions, audits and keepalives then
+    # meet no loss); the report says when every line was idle again.
+    settle: float = 0.0

@@ -152,6 +152,7 @@ class CallScheduler:
         self._progress: Optional[LoopingCall] = None
         self._done: Optional[Deferred[Report]] = None
         self._phase = "idle"
+        self._settle: dict[str, Any] = {}
         self._cpu: Optional[CpuSampler] = None
         self._cpu_result: dict[str, Any] = {}
         self._tx_start: Counter[str] = Counter()
@@ -199,6 +200,29 @@ class CallScheduler:
 
     def new_call(self, caller: Any, callee: Any, measured: bool, caller_hangs_up: bool) -> Call:
         raise NotImplementedError
+
+    def party_state(self, party: Any) -> tuple[str, int, bool]:
+        """A line's endpoint name, the connections its gateway holds for it, and whether it is idle."""
+        raise NotImplementedError
+
+    def stop_faults(self) -> None:
+        """End the engine's fault injection (an engine without any has nothing to do)."""
+
+    def fault_counters(self) -> Counter[str]:
+        """What the fault injection did: C{sent_dropped}, C{received_duplicated}, ..."""
+        return Counter()
+
+    def census(self) -> tuple[dict[str, int], int]:
+        """The connections left per endpoint (those holding any), and how many lines are not idle."""
+        connections: dict[str, int] = {}
+        busy = 0
+        for party in self.parties:
+            name, held, idle = self.party_state(party)
+            if held:
+                connections[name] = held
+            if not idle:
+                busy += 1
+        return connections, busy
 
     # -- registration ----------------------------------------------------------
 
@@ -392,13 +416,45 @@ class CallScheduler:
 
     def _maybe_finish(self) -> None:
         if self._phase == "drain" and not self.in_progress and self._done is not None:
-            self._phase = "done"
             if self._ticker is not None and self._ticker.running:
                 self._ticker.stop()
             if self._progress is not None and self._progress.running:
                 self._progress.stop()
-            d, self._done = self._done, None
+            if self.options.settle > 0:
+                self._settle_begins()
+            else:
+                self._report()
+
+    def _report(self) -> None:
+        self._phase = "done"
+        d, self._done = self._done, None
+        if d is not None:
             d.callback(self.report())
+
+    def _settle_begins(self) -> None:
+        """
+        The last call ended: the faults stop, and the gateways keep running
+        C{options.settle} seconds, noting when every line is idle again (on
+        hook, no connection, armed for off-hook), as the lines see it.
+        """
+        self._phase = "settle"
+        self.stop_faults()
+        now = self.now()
+        self._settle = {"seconds": self.options.settle, "faults_stopped_at": now, "idle_after_s": None}
+        self._say(f"mgcpload: faults stopped; settling for {self.options.settle:g} s")
+        watch = LoopingCall(self._settle_watch)
+        watch.clock = self.reactor
+        watch.start(0.1, now=True)
+
+        def done() -> None:
+            watch.stop()
+            self._report()
+
+        self.reactor.callLater(self.options.settle, done)
+
+    def _settle_watch(self) -> None:
+        if self._settle["idle_after_s"] is None and self.census()[1] == 0:
+            self._settle["idle_after_s"] = self.now() - self._settle["faults_stopped_at"]
 
     def _show_progress(self) -> None:
         now = self.now()
@@ -476,5 +532,11 @@ class CallScheduler:
         r.saturation = saturation_verdict(r)
         if self.audit is not None:
             r.audits = self.audit.summary()
+        connections, busy = self.census()
+        r.connections_left = sum(connections.values())
+        r.connections_left_by_endpoint = connections
+        r.lines_not_idle = busy
+        r.faults = dict(self.fault_counters())
+        r.settle = dict(self._settle)
         return r
 
