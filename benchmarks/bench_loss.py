@@ -151,6 +151,9 @@ def one_rate(a: Any, loss: float, directory: str) -> dict[str, Any]:
     db = os.path.join(directory, f"cdr-{loss:g}.sqlite")
     config = sp.write_config(a.gateways, a.lines, agent_port, base, web, directory=directory,
                              keepalive_interval=a.keepalive, store=f"sqlite:{db}")
+    if not a.overload_guard:
+        with open(config, "a", encoding="utf-8") as f:
+            f.write("\n[overload]\nenabled = no\n")
     switch = sp.Switch(config, web)
     switch.start()
     expected = a.gateways * a.lines
@@ -210,14 +213,18 @@ def main() -> None:
     p.add_argument("--settle", type=float, default=30.0, help="seconds the gateways run after the faults stop")
     p.add_argument("--keepalive", type=float, default=15.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--overload-guard", choices=("on", "off"), default="on",
+                   help="the switch's [overload] guard; 'off' on a shared machine, where other processes' "
+                        "CPU makes the reactor late and calls are shed as 'overload', which is not the loss")
     p.add_argument("--json", default=None, help="also write the figures to FILE")
     a = p.parse_args()
+    a.overload_guard = a.overload_guard == "on"
     print_machine(machine_info(sys.argv))
     say(f"# code        {sp.code_state()}")
     say(f"# population  {a.gateways} gateways x {a.lines} lines; {a.calls:,} calls per rate at {a.rate:g}/s, "
         f"hold {a.hold:g} s, step timeout {a.step_timeout:g} s; duplicates {a.duplicate * 100:g} %, "
         f"delays {a.delay * 100:g} % ({a.delay_seconds:g} s), each way; keepalive {a.keepalive:g} s; "
-        f"settle {a.settle:g} s")
+        f"settle {a.settle:g} s; overload guard {'on' if a.overload_guard else 'off'}")
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-loss-") as directory:
         for text in a.losses.split(","):

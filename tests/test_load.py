@@ -297,3 +297,12 @@ class Faults(SynchronousTestCase):
             self.assertEqual(self.runner.report().connections_left_by_endpoint, {"aaln/3@lg1": 1})
         finally:
             del ep.connections["1234"]
+
+    def test_the_window_closes_when_every_call_of_calls_ended(self) -> None:
+        """--calls 6 with a 100 s window: six calls, and the run ends when they have, not 100 s later."""
+        options = LoadOptions(rate=10, duration=100.0, warmup=0.0, hold=0.1, agent_pid=None,
+                              progress_interval=0, gc_freeze=False, max_calls=6)
+        report = self.drive(options, seconds=20.0)
+        self.assertEqual((report.attempted, report.completed), (6, 6))
+        self.assertLess(report.window_seconds, 20.0)
+        self.assertAlmostEqual(report.calls_per_second, 6 / report.window_seconds)

@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--open-loop", action="store_true", help="keep --concurrency calls in progress")
     r.add_argument("--concurrency", type=int, default=100)
     r.add_argument("--calls", type=int, default=None,
-                   help="start no more than N calls in all (warm-up included); the window still lasts --duration")
+                   help="start no more than N calls in all (warm-up included); the window closes when they "
+                        "have all ended, or at the end of --duration, whichever comes first")
     r.add_argument("--duration", type=float, default=10.0, help="measurement window (s)")
     r.add_argument("--warmup", type=float, default=2.0, help="not measured (s)")
     r.add_argument("--hold", type=float, default=1.0, help="talk time (s)")

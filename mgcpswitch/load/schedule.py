@@ -152,6 +152,7 @@ class CallScheduler:
         self._progress: Optional[LoopingCall] = None
         self._done: Optional[Deferred[Report]] = None
         self._phase = "idle"
+        self._closing: Any = None
         self._settle: dict[str, Any] = {}
         self._cpu: Optional[CpuSampler] = None
         self._cpu_result: dict[str, Any] = {}
@@ -312,7 +313,7 @@ class CallScheduler:
             self.reactor.callLater(opts.warmup, self._window_opens)
         else:
             self._window_opens()
-        self.reactor.callLater(opts.warmup + opts.duration, self._window_closes)
+        self._closing = self.reactor.callLater(opts.warmup + opts.duration, self._window_closes)
         return self._done
 
     def _window_opens(self) -> None:
@@ -327,6 +328,10 @@ class CallScheduler:
         self._last_progress = (self.now(), self.completions_in_window)
 
     def _window_closes(self) -> None:
+        if self._phase not in ("warmup", "window"):
+            return
+        if self._closing is not None and self._closing.active():
+            self._closing.cancel()  # all of --calls ended first
         self._phase = "drain"
         self._tx_end = self._gateway_counters()
         if self._cpu is not None:
@@ -415,6 +420,13 @@ class CallScheduler:
             self.suspect.extend((call.caller, call.callee))
 
     def _maybe_finish(self) -> None:
+        max_calls = self.options.max_calls
+        if max_calls is not None and self._phase == "window" and self.started >= max_calls \
+                and not self.in_progress:
+            # Every call of --calls ended: the window closes now, not at its end.
+            self.window_end = self.now()
+            self._window_closes()
+            return
         if self._phase == "drain" and not self.in_progress and self._done is not None:
             if self._ticker is not None and self._ticker.running:
                 self._ticker.stop()
@@ -479,7 +491,7 @@ class CallScheduler:
 
     def report(self) -> Report:
         opts = self.options
-        window = opts.duration
+        window = self.window_end - self.window_start  # opts.duration, unless --calls ended it
         setups = sorted(self.setups)
         failures = {k: v for k, v in self.outcomes.items() if k != "completed"}
         failed = sum(failures.values())
