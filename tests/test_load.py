@@ -306,3 +306,22 @@ class Faults(SynchronousTestCase):
         self.assertEqual((report.attempted, report.completed), (6, 6))
         self.assertLess(report.window_seconds, 20.0)
         self.assertAlmostEqual(report.calls_per_second, 6 / report.window_seconds)
+
+    def test_stopping_the_tool_during_the_settle_reports_at_once(self) -> None:
+        """end_settle (what SIGTERM calls) during a 100 s settle: the report comes now, with the census."""
+        options = LoadOptions(rate=10, duration=0.5, warmup=0.0, hold=0.1, agent_pid=None,
+                              progress_interval=0, gc_freeze=False, settle=100.0)
+        runner = LoadRunner(self.reactor, self.settings, options, random=random.Random(2))
+        self.addCleanup(runner.stop_gateways)
+        result: list[Any] = []
+        runner.run().addBoth(result.append)
+        self.network.run(10.0, step=0.001)
+        self.assertEqual(result, [], "still settling")
+        runner.end_settle()
+        [report] = result
+        self.assertIsInstance(report, Report, report)
+        self.assertLess(report.settle["ended_after_s"], 100.0)
+        self.assertEqual(report.settle["idle_after_s"], 0.0)
+        self.assertEqual((report.completed, report.connections_left, report.lines_not_idle), (5, 0, 0))
+        runner.end_settle()  # once only
+        self.assertEqual(len(result), 1)

@@ -123,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
         name, _, default, text = _GATEWAY_OPTIONS[key][:4]
         faults.add_argument("--" + name, type=float, default=float(default), help=text)
     r.add_argument("--settle", type=float, default=0.0,
-                   help="after the last call, stop the faults and keep the gateways running S seconds; "
-                        "the report says when every line was idle again (default 0: stop at once)")
+                   help="after the last call, stop the faults and keep the gateways running S seconds "
+                        "(SIGTERM ends it sooner); the report says when every line was idle again "
+                        "(default 0: stop at once)")
     g = sub.add_parser("register", help="only register the gateways (RSIP storm, memory)")
     g.add_argument("--config", "-c", required=True)
     g.add_argument("--agent", type=_host_port, default=None)
@@ -311,6 +312,9 @@ def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> 
             work = lambda: runner.answer(_ready)  # noqa: E731
         else:
             work = runner.register if args.command == "register" else runner.run
+            if args.command == "run":
+                # SIGTERM during --settle: the report of now, not none.
+                reactor.addSystemEventTrigger("before", "shutdown", runner.end_settle)
         d = maybeDeferred(work).addCallbacks(done, failed)
         return d.addBoth(lambda _: runner.stop_gateways())
 

@@ -153,6 +153,8 @@ class CallScheduler:
         self._done: Optional[Deferred[Report]] = None
         self._phase = "idle"
         self._closing: Any = None
+        self._settle_timer: Any = None
+        self._settle_watcher: Any = None
         self._settle: dict[str, Any] = {}
         self._cpu: Optional[CpuSampler] = None
         self._cpu_result: dict[str, Any] = {}
@@ -454,15 +456,25 @@ class CallScheduler:
         now = self.now()
         self._settle = {"seconds": self.options.settle, "faults_stopped_at": now, "idle_after_s": None}
         self._say(f"mgcpload: faults stopped; settling for {self.options.settle:g} s")
-        watch = LoopingCall(self._settle_watch)
-        watch.clock = self.reactor
-        watch.start(0.1, now=True)
+        self._settle_watcher = LoopingCall(self._settle_watch)
+        self._settle_watcher.clock = self.reactor
+        self._settle_watcher.start(0.1, now=True)
+        self._settle_timer = self.reactor.callLater(self.options.settle, self.end_settle)
 
-        def done() -> None:
-            watch.stop()
-            self._report()
-
-        self.reactor.callLater(self.options.settle, done)
+    def end_settle(self) -> None:
+        """
+        The settle ends (its time is up, or the tool is stopped during it:
+        C{mgcpload run} calls this on SIGTERM): the report, with the census
+        of now.  Outside the settle, nothing.
+        """
+        if self._phase != "settle":
+            return
+        if self._settle_timer is not None and self._settle_timer.active():
+            self._settle_timer.cancel()
+        self._settle_watch()
+        self._settle_watcher.stop()
+        self._settle["ended_after_s"] = self.now() - self._settle["faults_stopped_at"]
+        self._report()
 
     def _settle_watch(self) -> None:
         if self._settle["idle_after_s"] is None and self.census()[1] == 0:
