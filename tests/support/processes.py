@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Awaitable, Callable, Optional
+from inspect import isawaitable
+from typing import Any, Callable, Optional
 
 import treq
 from twisted.internet import reactor
@@ -42,10 +43,11 @@ def _twistd() -> list[str]:
     return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
-async def poll(fetch: Callable[[], Awaitable[Any]], check: Callable[[Any], bool], timeout: float,
+async def poll(fetch: Callable[[], Any], check: Callable[[Any], bool], timeout: float,
                what: str, interval: float = 0.2) -> Any:
     """
-    Fetch, then C{check(value)}, every C{interval} seconds until it holds
+    Fetch (a function, or a coroutine function: awaited), then
+    C{check(value)}, every C{interval} seconds until it holds
     (return that value) or C{timeout} seconds passed (AssertionError naming
     C{what} and the last value).  A fetch that fails counts as not yet.
     """
@@ -53,7 +55,9 @@ async def poll(fetch: Callable[[], Awaitable[Any]], check: Callable[[Any], bool]
     value: Any = None
     while True:
         try:
-            value = await fetch()
+            value = fetch()
+            if isawaitable(value):
+                value = await value
             if check(value):
                 return value
         except Exception as e:  # noqa: BLE001 - not listening yet, or a reading cut short
