@@ -29,8 +29,9 @@ What is checked, per rate:
     hook, without connection, every gateway up);
   - convergence: the time from the faults stopping to the first reading of
     the switch showing that;
-  - false downs: the switch's liveness checks that failed (a gateway marked
-    down, C{keepalive_timeouts}) although no gateway ever was.
+  - false downs: gateways the switch declared down (its log's "is down"),
+    although none ever was; beside them, its liveness probes that got no
+    answer (C{keepalive_timeouts}).
 
 The verdict line says whether every invariant held and whether >= 95 % of
 the calls completed at 20 % loss.
@@ -259,7 +260,7 @@ def main() -> None:
         cpu = (rep.get("cpu") or {}).get("agent_cpu")
         say(f"| {r['loss'] * 100:g} % | {rep['attempted']:,} | {rep['completed']:,} ({share * 100:.1f} %) "
             f"| {rep['failed']:,}: {failures} | {r['rows']:,} = {started:,} | {causes} "
-            f"| {cc.get('keepalive_timeouts', 0)} ({r['downs_logged']} logged) | {cc.get('gateways_suspect', 0)} "
+            f"| {r['downs_logged']} ({cc.get('keepalive_timeouts', 0)} probes failed) | {cc.get('gateways_suspect', 0)} "
             f"| {rep['connections_left']} | {rep['lines_not_idle']} / {end.get('not_idle', '?')} | {conv} "
             f"| {'-' if cpu is None else f'{cpu * 100:.0f} %'} |")
     say("")

@@ -87,3 +87,41 @@ class LostArmingRequest(SynchronousTestCase):
         s.run(2)
         self.assertEqual(s.line(A).state, LineState.IDLE)
         self.assertEqual([str(e.name) for e in phone.requested_events], ["L/hd"])
+
+
+class LostProbe(SynchronousTestCase):
+    def test_a_gateway_heard_during_its_probe_is_not_down(self) -> None:
+        """
+        The liveness check's AUEP is lost with every retransmission (at 20 %
+        loss each way a probe sent 5 times fails about once in 170), while
+        the gateway's phones keep notifying the switch and answering its
+        requests.  A gateway heard from during its probe is alive: it stays
+        up, and its calls go on.  (A silent one is still found down:
+        tests/test_agent_registry.py, Liveness.)
+        """
+        from mgcpswitch.agent.model import GatewayState
+
+        s = Switch(lines=2, keepalive=15.0)
+        self.addCleanup(s.stop)
+        s.run(5)
+        probing = [True]  # rgw1's AUEPs are lost while this holds
+
+        def lost(data: bytes) -> bool:
+            return probing[0] and data.startswith(b"AUEP ") and b"@rgw1 " in data.split(b"\r\n", 1)[0]
+
+        s.network.drop_next(lost, count=1000)
+        s.control.registry.probe(s.control.registry.gateway("rgw1"))
+        phone = s.phone("1001")
+        for _ in range(6):  # the gateway speaks throughout the probe's 20 s
+            phone.off_hook()
+            s.run(2)
+            phone.on_hook()
+            s.run(2)
+        self.assertEqual(s.control.counters["keepalive_timeouts"], 1, "the probe failed")
+        self.assertEqual(s.control.gateway("rgw1").state, GatewayState.UP)
+        probing[0] = False
+        phone.off_hook()
+        s.run(1)
+        phone.dial("2001", gap=0.05)
+        s.run(2)
+        self.assertTrue(s.phone("2001").ringing)

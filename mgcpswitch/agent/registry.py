@@ -99,7 +99,7 @@ class Gateway:
     __slots__ = (
         "name", "key", "settings", "address", "allowed", "match_port", "state", "in_service",
         "last_rsip", "last_rsip_at", "last_seen", "keepalive", "keepalive_interval", "profile",
-        "endpoints", "counters", "audit_queue", "audits_in_flight", "probing", "timer",
+        "endpoints", "counters", "audit_queue", "audits_in_flight", "probing", "probe_since", "timer",
         "version", "options", "codecs",
     )
 
@@ -115,7 +115,7 @@ class Gateway:
         self.in_service = True
         self.last_rsip: Optional[str] = None
         self.last_rsip_at: Optional[float] = None
-        self.last_seen: Optional[float] = None
+        self.last_seen: Optional[float] = None  # when it last sent a command, or answered after a doubt
         self.keepalive: Optional[IDelayedCall] = None
         self.keepalive_interval = keepalive_interval
         self.profile = profile
@@ -124,6 +124,7 @@ class Gateway:
         self.audit_queue: deque[Endpoint] = deque()
         self.audits_in_flight = 0
         self.probing = False  # a liveness AUEP is in flight
+        self.probe_since: Optional[float] = None  # when it was sent
         self.timer: Optional[IDelayedCall] = None  # a restart's or graceful restart's delay
         self.version = DEFAULT_VERSION  # MGCP 1.0, or the profile it registered with (NCS 1.0)
         # What to ask of it in LCO, and the codecs to offer it (None: any).
@@ -563,6 +564,7 @@ class Registry:
             gateway.keepalive.cancel()
         gateway.keepalive = None
         gateway.probing = True
+        gateway.probe_since = self._clock.seconds()
         self.counters["keepalives"] += 1
         first = next(iter(gateway.endpoints.values()))
         command = cmd.auep(self._sender.allocate_transaction_id(), first.name, cmd.KEEPALIVE_INFO)
@@ -615,7 +617,13 @@ class Registry:
             return  # shutting down
         gateway.probing = False
         self.counters["keepalive_timeouts"] += 1
-        self.gateway_down(gateway)
+        if gateway.last_seen is not None and gateway.probe_since is not None \
+                and gateway.last_seen >= gateway.probe_since:
+            # Its AUEP went unanswered, yet it spoke meanwhile (a command, an
+            # answer): alive, on a lossy path.  Down means silent.
+            self.counters["probes_lost"] += 1
+        else:
+            self.gateway_down(gateway)
         self._schedule_keepalive(gateway)
 
     def peer_state_changed(self, address: Address, state: PeerState) -> None:
@@ -630,6 +638,7 @@ class Registry:
         if gateway is None:
             return
         if state is PeerState.REACHABLE:
+            gateway.last_seen = self._clock.seconds()  # it answered: alive
             if gateway.state is GatewayState.DOWN and gateway.in_service:
                 self.set_state(gateway, GatewayState.REGISTERING)
                 self.audit(gateway, list(gateway.endpoints.values()))
@@ -640,6 +649,7 @@ class Registry:
     def gateway_down(self, gateway: Gateway) -> None:
         if gateway.state is GatewayState.DOWN:
             return
+        self.counters["gateways_down"] += 1
         self.log.warn("{gateway} is down", gateway=gateway.name)
         self.set_state(gateway, GatewayState.DOWN)
         self._listener.gateway_down(gateway)
