@@ -155,17 +155,49 @@ def free_tcp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def load_tool(args: list[str], timeout: float = 900.0) -> tuple[dict[str, Any], "subprocess.Popen[bytes]"]:
-    """Run C{mgcpload ARGS --json}; its JSON report (stderr goes to ours)."""
+def load_tool(args: list[str], timeout: float = 900.0,
+              on_stderr: Any = None) -> tuple[dict[str, Any], "subprocess.Popen[bytes]"]:
+    """
+    Run C{mgcpload ARGS --json}; its JSON report.  Its stderr goes to ours;
+    with C{on_stderr}, each of its lines is also given to C{on_stderr(line)}
+    as it comes (from a thread that alone reads the pipe).
+    """
+    import threading
+
     argv = [sys.executable, os.path.join(REPO, "scripts", "mgcpload")] + args + ["--json"]
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=None, env=env(), cwd=REPO)
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=None if on_stderr is None else subprocess.PIPE,
+                         env=env(), cwd=REPO)
+
+    def read_stderr() -> None:
+        assert p.stderr is not None
+        for raw in p.stderr:
+            line = raw.decode("utf-8", "replace")
+            on_stderr(line)
+            sys.stderr.write(line)
+            sys.stderr.flush()
+
+    def overdue() -> None:
+        if p.poll() is None:  # still ours, not reaped
+            os.kill(p.pid, signal.SIGTERM)
+
+    reader = threading.Thread(target=read_stderr, name="mgcpload-stderr", daemon=True)
+    killer = threading.Timer(timeout, overdue)
+    if on_stderr is not None:
+        reader.start()
+    killer.start()
     try:
-        out, _ = p.communicate(timeout=timeout)
+        assert p.stdout is not None
+        out = p.stdout.read()  # not communicate(): it would read stderr too
+        p.wait(timeout=30)
     except BaseException:
         if p.poll() is None:
             os.kill(p.pid, signal.SIGTERM)
             p.wait(timeout=30)
         raise
+    finally:
+        killer.cancel()
+        if on_stderr is not None:
+            reader.join(timeout=10)
     try:
         return json.loads(out), p
     except json.JSONDecodeError:

@@ -79,7 +79,7 @@ class Options(usage.Options):
         "/lines/N/off-hook, on-hook, flash, dial)."
     )
 
-    optParameters = [
+    optParameters: list[list[Any]] = [
         ["port", "p", str(GATEWAY_PORT), "UDP port for MGCP (0: any free port)."],
         ["interface", "i", "127.0.0.1", "Address to bind MGCP and RTP to."],
         ["domain", "d", "rgw1", "Domain of the endpoint names (aaln/N@DOMAIN)."],

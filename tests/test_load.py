@@ -104,12 +104,13 @@ class Run(SynchronousTestCase):
         self.service.startService()
         self.addCleanup(self.service.stopService)
 
-    def drive(self, options: LoadOptions, seconds: float = 60.0, before: Any = None) -> Report:
+    def drive(self, options: LoadOptions, seconds: float = 60.0, before: Any = None,
+              register: float = 5.0) -> Report:
         runner = LoadRunner(self.reactor, self.settings, options, random=random.Random(2))
         self.runner = runner
         result: list[Any] = []
         runner.start_gateways().addCallback(result.append)
-        self.network.run(5.0)
+        self.network.run(register)
         self.assertEqual(len(result), 1, "every line armed")
         if before is not None:
             before()
@@ -160,22 +161,6 @@ class Run(SynchronousTestCase):
         for key in ("attempted", "completed", "failed", "failures", "calls_per_second", "setup_ms",
                     "transactions_per_second", "retransmissions", "timeouts", "cpu", "saturation"):
             self.assertIn(key, data)
-
-    def test_end_state_says_what_the_gateways_hold(self) -> None:
-        """
-        end_state (what 'mgcpload run --linger' adds to the report): every
-        line idle and armed and no connection after a clean run; a line left
-        off hook, or a connection left on a gateway, shows.
-        """
-        options = LoadOptions(rate=10, duration=1.0, warmup=0.0, hold=0.1, agent_pid=None,
-                              progress_interval=0, gc_freeze=False)
-        self.drive(options)
-        self.assertEqual(self.runner.end_state(), {"lines": 40, "idle_and_armed": 40, "connections": 0})
-        gateway = self.runner.gateways[0]
-        gateway.line(1).off_hook()
-        self.network.run(0.5)
-        self.assertEqual(self.runner.end_state(), {"lines": 40, "idle_and_armed": 39, "connections": 0})
-        self.assertEqual(build_parser().parse_args(["run", "--config", "x.ini", "--linger", "30"]).linger, 30.0)
 
     def test_open_loop_keeps_calls_in_progress(self) -> None:
         """Open loop with 4 calls in progress; the callee hangs up first on alternate calls."""
@@ -229,3 +214,121 @@ class Run(SynchronousTestCase):
         self.assertEqual(figures["timeouts"], 0)
         text = format_registration(figures)
         self.assertIn("every line armed", text)
+
+
+class Faults(SynchronousTestCase):
+    """C{mgcpload run} with the simulated gateways' fault injection, and the end-of-run census."""
+
+    setUp = Run.setUp
+    drive = Run.drive
+
+    def test_fault_options_from_the_command_line(self) -> None:
+        """The fault options are twistd mgcpgateway's; --settle and --calls go to the options."""
+        from mgcpswitch.gateway import FaultConfig
+
+        args = build_parser().parse_args(
+            ["run", "--config", "x.ini", "--drop", "0.3", "--duplicate", "0.05", "--delay", "0.05",
+             "--delay-seconds", "0.25", "--settle", "30", "--calls", "10000"]
+        )
+        options = options_from_args(args)
+        self.assertEqual(options.faults, FaultConfig(drop=0.3, duplicate=0.05, delay=0.05, delay_seconds=0.25))
+        self.assertEqual((options.settle, options.max_calls), (30.0, 10000))
+        plain = options_from_args(build_parser().parse_args(["run", "--config", "x.ini"]))
+        self.assertEqual((plain.faults, plain.settle, plain.max_calls), (None, 0.0, None))
+
+    def test_bad_fault_options_are_refused(self) -> None:
+        """A rate out of [0, 1], faults with --lean, a negative --settle, --calls 0: a usage error naming it."""
+        self.assertIn("drop must be a fraction in [0, 1]", self._error(["--drop", "1.5"]))
+        self.assertIn("leave out --lean", self._error(["--lean", "--drop", "0.1"]))
+        self.assertIn("--settle must be", self._error(["--settle", "-1"]))
+        self.assertIn("--calls must be at least 1", self._error(["--calls", "0"]))
+
+    def _error(self, argv: list[str]) -> str:
+        """What C{mgcpload run --config x.ini ARGV} says on stderr; it must exit with status 2."""
+        import contextlib
+        import io
+
+        from mgcpswitch.load import main
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), self.assertRaises(SystemExit) as e:
+            main(["run", "--config", "x.ini"] + argv)
+        self.assertEqual(e.exception.code, 2, argv)
+        self.assertIn("mgcpload: error:", err.getvalue())
+        return err.getvalue()
+
+    def test_calls_under_loss_end_cleanly_and_the_gateways_say_so(self) -> None:
+        """
+        20 % of the datagrams dropped each way (and 5 % duplicated, 5 %
+        delayed) by the tool's own gateways: the injection is counted both
+        ways, every call completes or fails with a cause, and after the
+        faults stop (--settle) no connection is left and every line is idle
+        again, as the report's census says.
+        """
+        from mgcpswitch.gateway import FaultConfig
+
+        faults = FaultConfig(drop=0.2, duplicate=0.05, delay=0.05, delay_seconds=0.3)
+        options = LoadOptions(rate=4, duration=5.0, warmup=0.0, hold=0.2, agent_pid=None,
+                              progress_interval=0, gc_freeze=False, faults=faults, settle=20.0,
+                              step_timeout=10.0, register_timeout=60.0)
+        report = self.drive(options, seconds=180.0, register=60.0)
+        self.assertEqual(report.attempted, 20)
+        self.assertEqual(report.unfinished, 0)
+        self.assertEqual(report.completed + report.failed, 20)
+        self.assertEqual(sum(report.failures.values()), report.failed)
+        for direction in ("sent", "received"):
+            for fault in ("dropped", "duplicated", "delayed"):
+                self.assertGreater(report.faults.get(f"{direction}_{fault}", 0), 0, (direction, fault))
+        self.assertGreater(report.retransmissions, 0)
+        # The faults stopped when the last call ended; the lines were idle within the settle.
+        for gw in self.runner.gateways:
+            self.assertEqual(gw.protocol.faults, FaultConfig())
+        self.assertEqual(report.settle["seconds"], 20.0)
+        self.assertIsNotNone(report.settle["idle_after_s"])
+        self.assertEqual((report.connections_left, report.connections_left_by_endpoint, report.lines_not_idle),
+                         (0, {}, 0))
+        text = format_report(report)
+        self.assertIn("faults injected", text)
+        self.assertIn("0 connection(s) left on the gateways, 0 line(s) not idle", text)
+
+    def test_the_census_names_connections_left(self) -> None:
+        """A connection a gateway still holds at the end is counted against its endpoint, and the line is not idle."""
+        options = LoadOptions(rate=10, duration=0.5, warmup=0.0, hold=0.1, agent_pid=None,
+                              progress_interval=0, gc_freeze=False)
+        report = self.drive(options)
+        self.assertEqual((report.connections_left, report.lines_not_idle), (0, 0))
+        ep = self.runner.gateways[0].endpoints[2]
+        ep.connections["1234"] = object()
+        try:
+            self.assertEqual(self.runner.census(), ({"aaln/3@lg1": 1}, 1))
+            self.assertEqual(self.runner.report().connections_left_by_endpoint, {"aaln/3@lg1": 1})
+        finally:
+            del ep.connections["1234"]
+
+    def test_the_window_closes_when_every_call_of_calls_ended(self) -> None:
+        """--calls 6 with a 100 s window: six calls, and the run ends when they have, not 100 s later."""
+        options = LoadOptions(rate=10, duration=100.0, warmup=0.0, hold=0.1, agent_pid=None,
+                              progress_interval=0, gc_freeze=False, max_calls=6)
+        report = self.drive(options, seconds=20.0)
+        self.assertEqual((report.attempted, report.completed), (6, 6))
+        self.assertLess(report.window_seconds, 20.0)
+        self.assertAlmostEqual(report.calls_per_second, 6 / report.window_seconds)
+
+    def test_stopping_the_tool_during_the_settle_reports_at_once(self) -> None:
+        """end_settle (what SIGTERM calls) during a 100 s settle: the report comes now, with the census."""
+        options = LoadOptions(rate=10, duration=0.5, warmup=0.0, hold=0.1, agent_pid=None,
+                              progress_interval=0, gc_freeze=False, settle=100.0)
+        runner = LoadRunner(self.reactor, self.settings, options, random=random.Random(2))
+        self.addCleanup(runner.stop_gateways)
+        result: list[Any] = []
+        runner.run().addBoth(result.append)
+        self.network.run(10.0, step=0.001)
+        self.assertEqual(result, [], "still settling")
+        runner.end_settle()
+        [report] = result
+        self.assertIsInstance(report, Report, report)
+        self.assertLess(report.settle["ended_after_s"], 100.0)
+        self.assertEqual(report.settle["idle_after_s"], 0.0)
+        self.assertEqual((report.completed, report.connections_left, report.lines_not_idle), (5, 0, 0))
+        runner.end_settle()  # once only
+        self.assertEqual(len(result), 1)

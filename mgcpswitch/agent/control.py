@@ -154,7 +154,7 @@ class CallControl:
         self._no_answer_timeouts = TimeoutQueue(clock, switch.no_answer_timeout, self._no_answer)
         self.services = Services(self, settings.services)
         self.requests = Requests(self.wire, self.lines, self.feed, self.media.idle_events, self.counters,
-                                 self.services.flash_digit_map)
+                                 self.services.flash_digit_map, self.registry.recheck)
         self.operator = Operator(self)
         self.overload = OverloadGuard(clock, settings.overload, rng)
         self.trunks = Trunks(self, trunks)

@@ -68,7 +68,7 @@ class Gateway:
     __slots__ = (
         "name", "key", "settings", "address", "allowed", "match_port", "state", "in_service",
         "last_rsip", "last_rsip_at", "last_seen", "keepalive", "keepalive_interval", "profile",
-        "endpoints", "counters", "audit_queue", "audits_in_flight", "probing", "timer",
+        "endpoints", "counters", "audit_queue", "audits_in_flight", "probing", "probe_since", "timer",
         "version", "options", "codecs",
     )
 
@@ -84,7 +84,7 @@ class Gateway:
         self.in_service = True
         self.last_rsip: Optional[str] = None
         self.last_rsip_at: Optional[float] = None
-        self.last_seen: Optional[float] = None
+        self.last_seen: Optional[float] = None  # when it last sent a command, or answered after a doubt
         self.keepalive: Optional[IDelayedCall] = None
         self.keepalive_interval = keepalive_interval
         self.profile = profile
@@ -93,6 +93,7 @@ class Gateway:
         self.audit_queue: deque[Endpoint] = deque()
         self.audits_in_flight = 0
         self.probing = False  # a liveness AUEP is in flight
+        self.probe_since: Optional[float] = None  # when it was sent
         self.timer: Optional[IDelayedCall] = None  # a restart's or graceful restart's delay
         self.version = DEFAULT_VERSION  # MGCP 1.0, or the profile it registered with (NCS 1.0)
         # What to ask of it in LCO, and the codecs to offer it (None: any).

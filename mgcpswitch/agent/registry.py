@@ -430,6 +430,7 @@ class Registry:
             gateway.keepalive.cancel()
         gateway.keepalive = None
         gateway.probing = True
+        gateway.probe_since = self._clock.seconds()
         self.counters["keepalives"] += 1
         first = next(iter(gateway.endpoints.values()))
         command = cmd.auep(self._sender.allocate_transaction_id(), first.name, cmd.KEEPALIVE_INFO)
@@ -482,7 +483,13 @@ class Registry:
             return  # shutting down
         gateway.probing = False
         self.counters["keepalive_timeouts"] += 1
-        self.gateway_down(gateway)
+        if gateway.last_seen is not None and gateway.probe_since is not None \
+                and gateway.last_seen >= gateway.probe_since:
+            # Its AUEP went unanswered, yet it spoke meanwhile (a command, an
+            # answer): alive, on a lossy path.  Down means silent.
+            self.counters["probes_lost"] += 1
+        else:
+            self.gateway_down(gateway)
         self._schedule_keepalive(gateway)
 
     def peer_state_changed(self, address: Address, state: PeerState) -> None:
@@ -497,6 +504,7 @@ class Registry:
         if gateway is None:
             return
         if state is PeerState.REACHABLE:
+            gateway.last_seen = self._clock.seconds()  # it answered: alive
             if gateway.state is GatewayState.DOWN and gateway.in_service:
                 self.set_state(gateway, GatewayState.REGISTERING)
                 self.audit(gateway, list(gateway.endpoints.values()))
@@ -507,6 +515,7 @@ class Registry:
     def gateway_down(self, gateway: Gateway) -> None:
         if gateway.state is GatewayState.DOWN:
             return
+        self.counters["gateways_down"] += 1
         self.log.warn("{gateway} is down", gateway=gateway.name)
         self.set_state(gateway, GatewayState.DOWN)
         self._listener.gateway_down(gateway)

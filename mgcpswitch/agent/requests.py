@@ -16,7 +16,9 @@ from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from ..errors import TransactionTimeout
 from ..mgcp import Response, ReturnCode
 from . import commands as cmd
 from .lines import Line, LineInput, LineMachine
@@ -37,8 +39,10 @@ class Requests:
         idle_events: tuple[Any, ...],
         counters: Any,
         flash_digit_map: Any = None,
+        recheck: Callable[[Any], None] = lambda endpoint: None,
     ) -> None:
         self._wire = wire
+        self._recheck = recheck
         self._lines = lines
         self._feed = feed
         self.idle_events = idle_events
@@ -73,7 +77,7 @@ class Requests:
         if digit_map is None:
             digit_map = line.endpoint.digit_map
         self.send(line, events, signals, digit_map=digit_map).addCallbacks(
-            self._dial_tone_done, self._wire.command_failed, (line, line.request_id), errbackArgs=(line,)
+            self._dial_tone_done, self._lost, (line, line.request_id), errbackArgs=(line, line.request_id)
         )
 
     def _dial_tone_done(self, response: Response, line: Line, request_id: str) -> None:
@@ -134,7 +138,21 @@ class Requests:
         return line.endpoint.call_events if line.legs else cmd.HANG_UP_EVENTS
 
     def _track(self, d: Deferred[Response], line: Line) -> None:
-        d.addCallbacks(self._armed, self._wire.command_failed, (line,), errbackArgs=(line,))
+        d.addCallbacks(self._armed, self._lost, (line,), errbackArgs=(line, line.request_id))
+
+    def _lost(self, failure: Failure, line: Line, request_id: Optional[str]) -> None:
+        """
+        A request got no answer at all (every retransmission lost, T-MAX):
+        the gateway may still run the line's previous request, which need
+        not watch for the off-hook (or the hang-up), so the line could sit
+        "idle" here while a subscriber lifts the handset for nothing.  When
+        it is still the line's latest request and no call holds the line,
+        the line is unknown until an audit reads its hook and arms it.
+        """
+        self._wire.command_failed(failure, line)
+        if failure.check(TransactionTimeout) and line.request_id == request_id and not line.legs:
+            self._feed(line, LineInput.RESET)
+            self._recheck(line.endpoint)
 
     def _armed(self, response: Response, line: Line) -> None:
         code = response.code

@@ -69,7 +69,7 @@ from ..mgcp import (
 from ..transaction import Address, Outbox, PeerState, Reply, as_address
 from ..transport import GatewayProtocol
 from ..txid import TransactionIdAllocator
-from .config import VERSIONS, GatewayConfig
+from .config import VERSIONS, FaultConfig, GatewayConfig
 from .connection import (
     MODES_NEEDING_REMOTE,
     Connection,
@@ -282,6 +282,16 @@ class SimulatedGateway:
 
     def connection_count(self) -> int:
         return sum(len(ep.connections) for ep in self.endpoints)
+
+    def stop_faults(self) -> None:
+        """
+        The fault injection ends (a reliability run's loss stops): no more
+        datagrams dropped, duplicated or delayed, no more slow answers.
+        What was already held back still arrives.
+        """
+        self._slow_rate = 0.0
+        if isinstance(self.protocol, FaultyGatewayProtocol):
+            self.protocol.faults = FaultConfig()
 
     # -- IPeerListener -----------------------------------------------------
 

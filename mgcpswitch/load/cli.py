@@ -42,6 +42,8 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from ..config import Settings, parse_settings
+from ..gateway import FaultConfig, GatewayConfig
+from ..gwtap import Options as GatewayOptions
 from .options import LoadOptions
 from .population import make_config
 from .report import Report, format_registration, format_report
@@ -89,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--rate", type=float, default=None, help="calls started per second (default 100)")
     mode.add_argument("--open-loop", action="store_true", help="keep --concurrency calls in progress")
     r.add_argument("--concurrency", type=int, default=100)
+    r.add_argument("--calls", type=int, default=None,
+                   help="start no more than N calls in all (warm-up included); the window closes when they "
+                        "have all ended, or at the end of --duration, whichever comes first")
     r.add_argument("--duration", type=float, default=10.0, help="measurement window (s)")
     r.add_argument("--warmup", type=float, default=2.0, help="not measured (s)")
     r.add_argument("--hold", type=float, default=1.0, help="talk time (s)")
@@ -102,9 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--restart-delay", type=float, default=0.0, help="gateways' RSIP spread (MWD)")
     r.add_argument("--gateways", default=None, help="simulate only these gateways (comma separated)")
     r.add_argument("--progress-interval", type=float, default=2.0)
-    r.add_argument("--linger", type=float, default=0.0,
-                   help="keep the gateways up this long after the report, then add what they hold "
-                        "(lines idle and armed, connections left) to it as 'end_state'")
     r.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     r.add_argument("--raw", action="store_true", help="every setup latency in the JSON (to merge runs)")
     r.add_argument("--surge", default=None, metavar="FACTOR,START,LENGTH",
@@ -117,6 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "are read every 2 ms")
     r.add_argument("--profile", default=None,
                    help="write a cProfile of the tool to FILE (.prof) while it runs")
+    faults = r.add_argument_group(
+        "fault injection", "the simulated gateways' faults, as twistd mgcpgateway's (the same code); "
+        "each gateway draws them from its own generator, seeded from --seed")
+    for key in _FAULT_OPTIONS:
+        name, _, default, text = _GATEWAY_OPTIONS[key][:4]
+        faults.add_argument("--" + name, type=float, default=float(default), help=text)
+    r.add_argument("--settle", type=float, default=0.0,
+                   help="after the last call, stop the faults and keep the gateways running S seconds "
+                        "(SIGTERM ends it sooner); the report says when every line was idle again "
+                        "(default 0: stop at once)")
     g = sub.add_parser("register", help="only register the gateways (RSIP storm, memory)")
     g.add_argument("--config", "-c", required=True)
     g.add_argument("--agent", type=_host_port, default=None)
@@ -141,6 +153,27 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true", help="the counts as JSON (the ready line is JSON anyway)")
     a.add_argument("--quiet", "-q", action="store_true")
     return p
+
+
+#: twistd mgcpgateway's fault options that C{mgcpload run} takes too (their
+#: names, defaults and help are read from there).
+_FAULT_OPTIONS = ("drop", "duplicate", "delay", "delay-seconds", "slow", "slow-seconds")
+_GATEWAY_OPTIONS = {row[0]: row for row in GatewayOptions.optParameters}
+
+
+def _faults(a: argparse.Namespace) -> Optional[FaultConfig]:
+    """
+    The run's fault injection (None: none).  @raise ValueError: naming the
+    option out of range (as L{GatewayConfig} checks it).
+    """
+    faults = FaultConfig(
+        drop=a.drop, duplicate=a.duplicate, delay=a.delay, delay_seconds=a.delay_seconds,
+        slow_answer=a.slow, slow_seconds=a.slow_seconds,
+    )
+    if not faults.any:
+        return None
+    GatewayConfig(faults=faults)  # slow_seconds against the execution timeout
+    return faults
 
 
 def options_from_args(a: argparse.Namespace) -> LoadOptions:
@@ -176,6 +209,9 @@ def options_from_args(a: argparse.Namespace) -> LoadOptions:
         raw_setups=a.raw,
         tick=_tick(a),
         surge=_surge(a.surge) if a.surge else None,
+        faults=_faults(a),
+        settle=a.settle,
+        max_calls=a.calls,
     )
 
 
@@ -213,8 +249,8 @@ def main(argv: Optional[list[str]] = None) -> None:
             parser.error("--lean presses the whole number at once: leave out --gap")
         if getattr(args, "track", False):
             parser.error("--track counts commands on the simulator's gateways: leave out --lean")
-        if getattr(args, "linger", 0.0) > 0:
-            parser.error("--linger reads the simulator's lines at the end: leave out --lean")
+        if args.command == "run" and any(getattr(args, k.replace("-", "_")) for k in ("drop", "duplicate", "delay", "slow")):
+            parser.error("fault injection runs on the simulator's gateways: leave out --lean")
     if args.command == "config":
         import shlex
 
@@ -233,9 +269,16 @@ def main(argv: Optional[list[str]] = None) -> None:
         else:
             sys.stdout.write(text)
         return
+    if args.command == "run" and args.settle < 0:
+        parser.error("--settle must be a number of seconds >= 0")
+    if args.command == "run" and args.calls is not None and args.calls < 1:
+        parser.error("--calls must be at least 1")
+    try:
+        options = options_from_args(args)
+    except ValueError as e:
+        parser.error(f"fault injection: {e}")
     with open(args.config, encoding="utf-8") as f:
         settings = parse_settings(f.read(), args.config)
-    options = options_from_args(args)
     sys.exit(_run(settings, options, args))
 
 
@@ -286,18 +329,10 @@ def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> 
             work = lambda: runner.answer(_ready)  # noqa: E731
         else:
             work = runner.register if args.command == "register" else runner.run
+            if args.command == "run":
+                # SIGTERM during --settle: the report of now, not none.
+                reactor.addSystemEventTrigger("before", "shutdown", runner.end_settle)
         d = maybeDeferred(work).addCallbacks(done, failed)
-        linger: float = getattr(args, "linger", 0.0)
-        if linger > 0 and isinstance(runner, LoadRunner):  # --lean refused --linger above
-            from twisted.internet.task import deferLater
-
-            end_state = runner.end_state
-
-            def lingered(_: object) -> Deferred[dict[str, int]]:
-                return deferLater(reactor, linger, end_state)
-
-            d.addCallback(lingered)
-            d.addCallback(lambda state: result.update(end_state=state))
         return d.addBoth(lambda _: runner.stop_gateways())
 
     try:
@@ -320,14 +355,9 @@ def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> 
             sys.stdout.write(format_registration(report) + "\n")
         return 0
     if args.json:
-        data = asdict(report)
-        if "end_state" in result:
-            data["end_state"] = result["end_state"]
-        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(asdict(report), indent=2, default=str) + "\n")
     else:
         sys.stdout.write(format_report(report) + "\n")
-        if "end_state" in result:
-            sys.stdout.write(f"after {args.linger:g} s: {result['end_state']}\n")
     return 0 if report.failed == 0 and report.unfinished == 0 else 1
 
 

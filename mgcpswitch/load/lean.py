@@ -173,6 +173,9 @@ class LeanRunner(CallScheduler):
         self.pool()
         self._timers: Optional[LoopingCall] = None
 
+    def party_state(self, party: LeanEndpoint) -> tuple[str, int, bool]:
+        return party.name.decode(), len(party.connections), party.idle()
+
     def new_call(self, caller: LeanEndpoint, callee: LeanEndpoint, measured: bool,
                  caller_hangs_up: bool) -> LeanCall:
         return LeanCall(self, caller, callee, measured, caller_hangs_up)

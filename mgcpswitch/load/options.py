@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
+from ..gateway.config import FaultConfig
+
 __all__ = ["LoadOptions", "CAUSES"]
 
 #: Failure causes, in the order the report lists them.
@@ -43,3 +45,10 @@ class LoadOptions:
     # (factor, start, length): from start s into the measured window, for
     # length s, calls start at factor x the rate (an overload surge, issue 15)
     surge: Optional[tuple[float, float, float]] = None
+    # Fault injection on the simulated gateways (both directions), as
+    # C{twistd mgcpgateway --drop/--duplicate/--delay/--slow}; None: none.
+    faults: Optional[FaultConfig] = None
+    # After the last call: the faults stop and the gateways keep running
+    # this long (the switch's retransmissions, audits and keepalives then
+    # meet no loss); the report says when every line was idle again.
+    settle: float = 0.0

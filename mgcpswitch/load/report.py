@@ -61,6 +61,13 @@ class Report:
     audits: dict[str, Any] = field(default_factory=dict)
     setups_raw: Optional[list[float]] = None  # seconds, sorted (--raw)
     refusals_raw: Optional[list[float]] = None  # seconds, sorted (--raw)
+    # The end of the run, as the tool's lines see it (after --settle, if any):
+    connections_left: int = 0  # connections the gateways still hold
+    connections_left_by_endpoint: dict[str, int] = field(default_factory=dict)  # those holding any
+    lines_not_idle: int = 0  # lines not on hook, silent, without connection and armed for off-hook
+    faults: dict[str, int] = field(default_factory=dict)  # what the fault injection did (sent_dropped, ...)
+    # --settle: faults_stopped_at (the reactor's clock), seconds, idle_after_s (None: not all idle)
+    settle: dict[str, Any] = field(default_factory=dict)
 
 
 def cpu_per_call(r: Report) -> dict[str, Optional[float]]:
@@ -185,6 +192,15 @@ def format_report(r: Report) -> str:
                      + ("" if ratio is None else f"  ({ratio:.2f} x the agent's)"))
     if r.audits:
         lines.append(f"  audits            {json.dumps(r.audits)}")
+    if r.faults:
+        lines.append("  faults injected   " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(r.faults.items())))
+    if r.settle:
+        idle = r.settle.get("idle_after_s")
+        lines.append(f"  after the faults  every line idle after {_fmt(idle, 2, ' s')} of the "
+                     f"{r.settle['seconds']:g} s settle" if idle is not None else
+                     f"  after the faults  lines still not idle after the {r.settle['seconds']:g} s settle")
+    lines.append(f"  at the end        {r.connections_left} connection(s) left on the gateways, "
+                 f"{r.lines_not_idle} line(s) not idle")
     lines.append(f"  saturation        {r.saturation}")
     return "\n".join(lines)
 

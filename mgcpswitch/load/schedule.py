@@ -151,6 +151,10 @@ class CallScheduler:
         self._progress: Optional[LoopingCall] = None
         self._done: Optional[Deferred[Report]] = None
         self._phase = "idle"
+        self._closing: Any = None
+        self._settle_timer: Any = None
+        self._settle_watcher: Any = None
+        self._settle: dict[str, Any] = {}
         self._cpu: Optional[CpuSampler] = None
         self._cpu_result: dict[str, Any] = {}
         self._tx_start: Counter[str] = Counter()
@@ -199,6 +203,29 @@ class CallScheduler:
 
     def new_call(self, caller: Any, callee: Any, measured: bool, caller_hangs_up: bool) -> Call:
         raise NotImplementedError
+
+    def party_state(self, party: Any) -> tuple[str, int, bool]:
+        """A line's endpoint name, the connections its gateway holds for it, and whether it is idle."""
+        raise NotImplementedError
+
+    def stop_faults(self) -> None:
+        """End the engine's fault injection (an engine without any has nothing to do)."""
+
+    def fault_counters(self) -> Counter[str]:
+        """What the fault injection did: C{sent_dropped}, C{received_duplicated}, ..."""
+        return Counter()
+
+    def census(self) -> tuple[dict[str, int], int]:
+        """The connections left per endpoint (those holding any), and how many lines are not idle."""
+        connections: dict[str, int] = {}
+        busy = 0
+        for party in self.parties:
+            name, held, idle = self.party_state(party)
+            if held:
+                connections[name] = held
+            if not idle:
+                busy += 1
+        return connections, busy
 
     # -- registration ----------------------------------------------------------
 
@@ -286,7 +313,7 @@ class CallScheduler:
             self.reactor.callLater(opts.warmup, self._window_opens)
         else:
             self._window_opens()
-        self.reactor.callLater(opts.warmup + opts.duration, self._window_closes)
+        self._closing = self.reactor.callLater(opts.warmup + opts.duration, self._window_closes)
         return self._done
 
     def _window_opens(self) -> None:
@@ -301,6 +328,10 @@ class CallScheduler:
         self._last_progress = (self.now(), self.completions_in_window)
 
     def _window_closes(self) -> None:
+        if self._phase not in ("warmup", "window"):
+            return
+        if self._closing is not None and self._closing.active():
+            self._closing.cancel()  # all of --calls ended first
         self._phase = "drain"
         self._tx_end = self._gateway_counters()
         if self._cpu is not None:
@@ -416,14 +447,63 @@ class CallScheduler:
             self.suspect.extend((call.caller, call.callee))
 
     def _maybe_finish(self) -> None:
+        max_calls = self.options.max_calls
+        if max_calls is not None and self._phase == "window" and self.started >= max_calls \
+                and not self.in_progress:
+            # Every call of --calls ended: the window closes now, not at its end.
+            self.window_end = self.now()
+            self._window_closes()
+            return
         if self._phase == "drain" and not self.in_progress and self._done is not None:
-            self._phase = "done"
             if self._ticker is not None and self._ticker.running:
                 self._ticker.stop()
             if self._progress is not None and self._progress.running:
                 self._progress.stop()
-            d, self._done = self._done, None
+            if self.options.settle > 0:
+                self._settle_begins()
+            else:
+                self._report()
+
+    def _report(self) -> None:
+        self._phase = "done"
+        d, self._done = self._done, None
+        if d is not None:
             d.callback(self.report())
+
+    def _settle_begins(self) -> None:
+        """
+        The last call ended: the faults stop, and the gateways keep running
+        C{options.settle} seconds, noting when every line is idle again (on
+        hook, no connection, armed for off-hook), as the lines see it.
+        """
+        self._phase = "settle"
+        self.stop_faults()
+        now = self.now()
+        self._settle = {"seconds": self.options.settle, "faults_stopped_at": now, "idle_after_s": None}
+        self._say(f"mgcpload: faults stopped; settling for {self.options.settle:g} s")
+        self._settle_watcher = LoopingCall(self._settle_watch)
+        self._settle_watcher.clock = self.reactor
+        self._settle_watcher.start(0.1, now=True)
+        self._settle_timer = self.reactor.callLater(self.options.settle, self.end_settle)
+
+    def end_settle(self) -> None:
+        """
+        The settle ends (its time is up, or the tool is stopped during it:
+        C{mgcpload run} calls this on SIGTERM): the report, with the census
+        of now.  Outside the settle, nothing.
+        """
+        if self._phase != "settle":
+            return
+        if self._settle_timer is not None and self._settle_timer.active():
+            self._settle_timer.cancel()
+        self._settle_watch()
+        self._settle_watcher.stop()
+        self._settle["ended_after_s"] = self.now() - self._settle["faults_stopped_at"]
+        self._report()
+
+    def _settle_watch(self) -> None:
+        if self._settle["idle_after_s"] is None and self.census()[1] == 0:
+            self._settle["idle_after_s"] = self.now() - self._settle["faults_stopped_at"]
 
     def _show_progress(self) -> None:
         now = self.now()
@@ -448,7 +528,7 @@ class CallScheduler:
 
     def report(self) -> Report:
         opts = self.options
-        window = opts.duration
+        window = self.window_end - self.window_start  # opts.duration, unless --calls ended it
         setups = sorted(self.setups)
         refusals = sorted(self.refusals)
         failures = {k: v for k, v in self.outcomes.items() if k != "completed"}
@@ -510,5 +590,11 @@ class CallScheduler:
         r.saturation = saturation_verdict(r)
         if self.audit is not None:
             r.audits = self.audit.summary()
+        connections, busy = self.census()
+        r.connections_left = sum(connections.values())
+        r.connections_left_by_endpoint = connections
+        r.lines_not_idle = busy
+        r.faults = dict(self.fault_counters())
+        r.settle = dict(self._settle)
         return r
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import random as _random
 from collections import Counter
+from dataclasses import replace
 from functools import lru_cache, partial
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.python.failure import Failure
 
 from ..config import Settings
 from ..errors import TransactionTimeout
-from ..gateway import GatewayConfig, SimulatedGateway
+from ..gateway import FaultConfig, GatewayConfig, SimulatedGateway
 from ..gateway.packages import Hook, SignalType
 from ..mgcp import ConnectionMode, EventName, ParamCode, Verb
 from .options import LoadOptions
@@ -211,6 +212,7 @@ class LoadRunner(CallScheduler):
             gw = SimulatedGateway(reactor, GatewayConfig(
                 domain=g.name, lines=len(g.endpoints), port=g.port, interface=g.address,
                 call_agent=self.agent, restart_delay=options.restart_delay, rtp=False, history_limit=0,
+                faults=self._faults(options.faults),
             ), random=_random.Random(self.random.getrandbits(32)))
             self.gateways.append(gw)
             self.parties.extend(_Party(line, number, g.name) for line, number in zip(gw.lines, g.numbers))
@@ -222,6 +224,29 @@ class LoadRunner(CallScheduler):
 
     def new_call(self, caller: _Party, callee: _Party, measured: bool, caller_hangs_up: bool) -> _Call:
         return _Call(self, caller, callee, measured, caller_hangs_up)
+
+    def _faults(self, faults: Optional[FaultConfig]) -> FaultConfig:
+        """
+        Each gateway's own fault generator: seeded from the run's (C{--seed})
+        when the faults name no seed, so that a seeded run is reproducible.
+        """
+        if faults is None:
+            return FaultConfig()
+        return faults if faults.seed is not None else replace(faults, seed=self.random.getrandbits(32))
+
+    def party_state(self, party: _Party) -> tuple[str, int, bool]:
+        ep = party.ep
+        return str(ep.name), len(ep.connections), _idle(ep)
+
+    def stop_faults(self) -> None:
+        for gw in self.gateways:
+            gw.stop_faults()
+
+    def fault_counters(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for gw in self.gateways:
+            total.update(getattr(gw.protocol, "fault_counters", {}))
+        return total
 
     # -- registration ----------------------------------------------------------
 
@@ -260,15 +285,6 @@ class LoadRunner(CallScheduler):
 
     def stop_gateways(self) -> Deferred[Any]:
         return gatherResults([gw.stop() for gw in self.gateways], consumeErrors=True)
-
-    def end_state(self) -> dict[str, int]:
-        """What the gateways hold now: lines, lines idle (released and armed), connections left."""
-        endpoints = [ep for gw in self.gateways for ep in gw.endpoints]
-        return {
-            "lines": len(endpoints),
-            "idle_and_armed": sum(1 for ep in endpoints if _idle(ep)),
-            "connections": sum(gw.connection_count() for gw in self.gateways),
-        }
 
     def _gateway_counters(self) -> Counter[str]:
         # Through snapshot(), the transaction layer's public view: counters
