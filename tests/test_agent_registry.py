@@ -201,6 +201,38 @@ class RestartMethods(SynchronousTestCase):
         self.assertEqual(s.gw1.connection_count(), 0)
         self.assertEqual(s.control.counters["stale_connections"], 1)
 
+    def test_an_audit_during_a_crcx_leaves_the_line_marked(self) -> None:
+        """
+        An audit answered while the line's CRCX is still unanswered (its
+        response lost) cannot tell the new connection from a stale one, so
+        nothing is deleted and the line stays marked for the next
+        keepalive's audit (RFC 3435 §4.4.6: the agent re-synchronises with
+        audits; a connection it does not know is found only that way).
+        Before, the mark was cleared whatever the audit found.
+        """
+        s = self.s
+        s.network.drop_next(lambda data: data.startswith(b"200 ") and b"I: " in data)  # the caller's CRCX answer
+        caller = s.phone("1001")
+        caller.off_hook()
+        s.run(0.5)
+        caller.dial("2001", gap=0.05)
+        endpoint = s.control.registry.endpoint("aaln/1@rgw1")
+        for _ in range(100):  # until the CRCX went (its answer lost: not yet retransmitted)
+            s.run(0.01)
+            if endpoint.line.legs:
+                break
+        s.run(0.02)
+        self.assertTrue(any(leg.connection_id is None for leg in endpoint.line.legs))
+        self.assertEqual(s.gw1.connection_count(), 1)
+        s.control.registry.audit(endpoint.gateway, [endpoint], reset=False)
+        s.run(0.05)
+        self.assertEqual(s.control.counters["stale_connections"], 0)  # the new connection was left alone
+        self.assertTrue(endpoint.needs_audit)
+        s.run(3.0)
+        caller.on_hook()
+        s.run(2.0)
+        self.assertTrue(s.idle())
+
     def test_mass_restart_audits_are_paced(self) -> None:
         """After a restart no more than audit_concurrency audits are in flight to a gateway."""
         s = Switch(lines=64)

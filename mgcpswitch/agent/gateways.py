@@ -49,10 +49,12 @@ class IRegistryListener(Interface):
     def auditing(endpoints: Iterable[Endpoint]) -> None:
         """An audit of these endpoints begins: their lines' state is unknown until it answers."""
 
-    def audited(endpoint: Endpoint, hook: Hook, connection_ids: frozenset[str]) -> object:
+    def audited(endpoint: Endpoint, hook: Hook, connection_ids: frozenset[str]) -> bool:
         """
         An endpoint's audit answered: its hook (a L{Hook}, UNKNOWN when
-        not said) and the connection ids the gateway holds for it.
+        not said) and the connection ids the gateway holds for it.  Returns
+        whether that settled the line (False: a connection was being
+        created, so the line must be audited again later).
         """
 
     def endpoint_failed(endpoint: Endpoint, response: Response) -> None:

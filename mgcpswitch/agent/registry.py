@@ -390,8 +390,12 @@ class Registry:
             return
         names = {event.name for event in response.params.get(P.EVENT_STATES, ())}
         hook = Hook.OFF if "L/hd" in names else Hook.ON if "L/hu" in names else Hook.UNKNOWN
+        # The listener says whether the audit settled the line: with a CRCX
+        # still unanswered it cannot tell that connection from a stale one,
+        # and the line stays marked for the next keepalive's audit.
         endpoint.needs_audit = False
-        self._listener.audited(endpoint, hook, frozenset(response.connection_ids))
+        if not self._listener.audited(endpoint, hook, frozenset(response.connection_ids)):
+            endpoint.needs_audit = True
 
     def _audit_timed_out(self, failure: Failure, endpoint: Endpoint) -> None:
         if failure.trap(TransactionTimeout, TransactionAborted) is TransactionAborted:
