@@ -18,7 +18,7 @@ agent that takes over re-homes the endpoints, and keeps them).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -46,9 +46,8 @@ class Wire:
         self._holding: Any = None  # the gateway whose NTFY is being handled
         self._held: list[tuple[Command, Deferred[Response]]] = []
         self.notified_entity: NotifiedEntity | None = None
-
-    def txid(self) -> int:
-        return self._sender.allocate_transaction_id()
+        #: A fresh transaction id for a command (the layer's, bound once).
+        self.txid: Callable[[], int] = sender.allocate_transaction_id
 
     def send(self, gateway: Any, command: Command, call: Any = None) -> Deferred[Response]:
         """Send C{command} to C{gateway}; the Deferred fires with its final response."""
