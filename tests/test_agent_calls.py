@@ -17,7 +17,7 @@ from mgcpswitch.errors import CallControlError
 from mgcpswitch.interfaces import ICallControl, ICommandHandler, IPeerListener
 from mgcpswitch.mgcp import Command, ConnectionMode, RestartMethod, Verb, encode
 
-from .support.switch import Switch
+from .support.switch import Probe, Switch
 
 A, B = "aaln/1@rgw1", "aaln/3@rgw2"
 
@@ -326,7 +326,7 @@ class Outcomes(Base):
         """The callee's gateway refuses the CRCX (540): the caller's connection is deleted, reorder."""
         s = self.switch
         # Fill the callee line's connections from a rogue source so our CRCX gets 540.
-        rogue = s.network.bind(("127.0.0.9", 2727), _Sink())
+        rogue = s.network.bind(("127.0.0.9", 2727), Probe())
         for n in (1, 2):
             rogue.write(encode(Command.create(
                 Verb.CRCX, 900 + n, B, call_id="beef", mode=ConnectionMode.INACTIVE,
@@ -512,26 +512,13 @@ class Operator(Base):
         s.run(0.5)
 
 
-class _Sink:
-    """A datagram protocol that ignores what it receives."""
-
-    transport = None
-
-    def makeConnection(self, transport: Any) -> None:  # noqa: N802
-        self.transport = transport
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
-        pass
-
-    def doStop(self) -> None:  # noqa: N802
-        pass
 
 
 class Security(Base):
     def test_unconfigured_source_changes_nothing(self) -> None:
         """Commands from an address that is no gateway's are dropped and counted."""
         s = self.switch
-        rogue = s.network.bind(("127.0.0.66", 2427), _Sink())
+        rogue = s.network.bind(("127.0.0.66", 2427), Probe())
         rogue.write(b"NTFY 77 aaln/1@rgw1 MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", ("127.0.0.1", 2727))
         rogue.write(b"RSIP 78 *@rgw1 MGCP 1.0\r\nRM: forced\r\n", ("127.0.0.1", 2727))
         s.run(0.5)

@@ -30,7 +30,7 @@ from mgcpswitch.errors import StandbyError
 from mgcpswitch.interfaces import IClusterMember
 from mgcpswitch.mgcp import NotifiedEntity, ParamCode, decode
 
-from .support.switch import Switch
+from .support.switch import Switch, talking
 
 A = ("127.0.0.1", 2727)
 B = ("127.0.0.4", 2727)
@@ -209,17 +209,6 @@ class Standby(SynchronousTestCase):
 
 
 class Takeover(SynchronousTestCase):
-    def talking(self, s: Pair, caller: str, callee: str) -> tuple[Any, Any]:
-        a, b = s.phone(caller), s.phone(callee)
-        a.off_hook()
-        s.run(0.5)
-        a.dial(callee, gap=0.05)
-        s.run(1.0)
-        b.off_hook()
-        s.run(0.5)
-        self.assertEqual(len(a.connections) + len(b.connections), 2)
-        return a, b
-
     def test_the_n_is_the_members_name_not_its_service_name(self) -> None:
         """
         The real member is a Twisted service named "cluster" (its C{name});
@@ -249,7 +238,7 @@ class Takeover(SynchronousTestCase):
         self.addCleanup(s.stop)
         s.elect("A")
         s.run(3.0)
-        talking = [self.talking(s, "1001", "2001"), self.talking(s, "1002", "2002")]
+        pairs = [talking(s, "1001", "2001"), talking(s, "1002", "2002")]
         before = {c.call_id for c in s.a.list_calls()}
         caller, ringing = s.phone("1003"), s.phone("2003")
         caller.off_hook()
@@ -272,9 +261,9 @@ class Takeover(SynchronousTestCase):
         self.assertEqual({c.call_id for c in s.b.list_calls() if c.state is CallState.CONNECTED}, before)
         self.assertEqual((caller.connections, ringing.connections), ((), ()))
         self.assertNotIn("L/rg", ringing.signals)
-        for a, b in talking:
+        for a, b in pairs:
             self.assertEqual(len(a.connections) + len(b.connections), 2)
-        for a, b in talking:
+        for a, b in pairs:
             a.on_hook()
             s.run(0.5)
             b.on_hook()
@@ -285,7 +274,7 @@ class Takeover(SynchronousTestCase):
         ended = [r for r in s.shared.records if r.call_id in before]
         self.assertEqual(sorted((r.call_id, r.cause) for r in ended), sorted((c, ReleaseCause.NORMAL) for c in before))
         self.assertTrue(s.idle())
-        a, b = self.talking(s, "1005", "2005")
+        a, b = talking(s, "1005", "2005")
         [new] = [c for c in s.b.list_calls() if c.state is CallState.CONNECTED]
         self.assertTrue(new.call_id.startswith(prefix))
 
@@ -300,7 +289,7 @@ class Takeover(SynchronousTestCase):
         self.addCleanup(s.stop)
         s.elect("A")
         s.run(3.0)
-        a, b = self.talking(s, "1001", "2001")
+        a, b = talking(s, "1001", "2001")
         records = len(s.shared.records)
         s.members["A"].lease_runs = False
         since = s.mark()

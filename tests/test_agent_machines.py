@@ -27,7 +27,7 @@ from mgcpswitch.agent.model import CallState, LineState
 from mgcpswitch.agent.store import MemoryStore
 from mgcpswitch.mgcp import Command, ConnectionMode, RestartMethod, Verb, encode
 
-from .support.switch import CA, Switch
+from .support.switch import CA, Probe, Switch
 
 C, CI, CA_ = CallState, CallInput, CallAction
 L, LI = LegState, LegInput
@@ -593,7 +593,7 @@ def _notifier(s: Switch) -> Callable[..., None]:
 
 def _fill(s: Switch, endpoint: str, gateway: tuple[str, int]) -> None:
     """Two connections from a stranger: the endpoint has no room for another (540)."""
-    port = s.network.bind(("127.0.0.9", 2727), _Sink())
+    port = s.network.bind(("127.0.0.9", 2727), Probe())
     for n in (1, 2):
         port.write(encode(Command.create(
             Verb.CRCX, 800 + n, endpoint, call_id="beef", mode=ConnectionMode.INACTIVE,
@@ -622,17 +622,6 @@ def _forge_answer(s: Switch, prefix: bytes, code: bytes, gateway: tuple[str, int
     s.network.drop_next(forge)
 
 
-class _Sink:
-    transport = None
-
-    def makeConnection(self, transport: Any) -> None:  # noqa: N802
-        self.transport = transport
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
-        pass
-
-    def doStop(self) -> None:  # noqa: N802
-        pass
 
 
 class Codec(SynchronousTestCase):

@@ -11,27 +11,13 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from mgcpswitch.agent.model import GatewayState, LineState, ReleaseCause
-from mgcpswitch.mgcp import Command, ConnectionMode, Verb, decode, encode
+from mgcpswitch.mgcp import Command, ConnectionMode, Verb, encode
 
-from .support.switch import Switch
+from .support.switch import Probe, Switch
 
 GW1 = ("127.0.0.2", 2427)
 
 
-class _Probe:
-    """A datagram protocol recording what it receives."""
-
-    def __init__(self) -> None:
-        self.received: list[Any] = []
-
-    def makeConnection(self, transport: Any) -> None:  # noqa: N802
-        self.transport = transport
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
-        self.received.extend(decode(data))
-
-    def doStop(self) -> None:  # noqa: N802
-        pass
 
 
 class RestartMethods(SynchronousTestCase):
@@ -189,7 +175,7 @@ class RestartMethods(SynchronousTestCase):
     def test_stale_connections_deleted_after_restart(self) -> None:
         """Connections the agent does not know, found by the audit, are deleted."""
         s = self.s
-        probe = _Probe()
+        probe = Probe()
         port = s.network.bind(("127.0.0.1", 3000), probe)
         port.write(encode(Command.create(
             Verb.CRCX, 555, "aaln/3@rgw1", call_id="dead", mode=ConnectionMode.INACTIVE,

@@ -15,21 +15,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from mgcpswitch.agent.model import CallState, GatewayState, LineState, ReleaseCause
 from mgcpswitch.agent.store import MemoryStore
 
-from .support.switch import Switch
+from .support.switch import Switch, talking
 
 
 class Restart(SynchronousTestCase):
-    def talking(self, s: Switch, caller: str, callee: str) -> tuple[Any, Any]:
-        a, b = s.phone(caller), s.phone(callee)
-        a.off_hook()
-        s.run(0.5)
-        a.dial(callee, gap=0.05)
-        s.run(1.0)
-        b.off_hook()
-        s.run(0.5)
-        self.assertEqual(len(a.connections) + len(b.connections), 2)
-        return a, b
-
     def switch(self, **options: Any) -> Switch:
         s = Switch(keepalive=0, store=MemoryStore(), **options)
         self.addCleanup(s.stop)
@@ -47,7 +36,7 @@ class Restart(SynchronousTestCase):
         for name in ("rgw1", "rgw2"):
             self.assertIs(s.control.gateway(name).state, GatewayState.UP)
         self.assertTrue(s.idle())
-        a, b = self.talking(s, "1001", "2002")
+        a, b = talking(s, "1001", "2002")
         a.on_hook()
         b.on_hook()
         s.run(1.0)
@@ -61,7 +50,7 @@ class Restart(SynchronousTestCase):
         and it ends normally with one record carrying its first answer time.
         """
         s = self.switch()
-        a, b = self.talking(s, "1001", "2002")
+        a, b = talking(s, "1001", "2002")
         [before] = s.service.list_calls()
         s.restart_agent(down=3.0)
         s.run(5.0)
@@ -82,7 +71,7 @@ class Restart(SynchronousTestCase):
     def test_a_party_hung_up_while_the_agent_was_down(self) -> None:
         """The audit finds the caller on hook: the call is released, the callee hears busy tone."""
         s = self.switch()
-        a, b = self.talking(s, "1001", "2002")
+        a, b = talking(s, "1001", "2002")
         s.service.stopService()
         a.on_hook()  # its NTFY goes nowhere
         s.run(1.0)
@@ -99,7 +88,7 @@ class Restart(SynchronousTestCase):
     def test_calls_gone_meanwhile_are_closed(self) -> None:
         """A checkpointed call whose connections the gateway no longer has ends with agent-restart."""
         s = self.switch()
-        a, b = self.talking(s, "1001", "2002")
+        a, b = talking(s, "1001", "2002")
         s.service.stopService()
         s.gw2.restart_silently = True
         for connection in list(b.connections):  # gone, and nobody said so
@@ -121,7 +110,7 @@ class Restart(SynchronousTestCase):
         tone from the audit.
         """
         s = self.switch()
-        a, b = self.talking(s, "1001", "2002")
+        a, b = talking(s, "1001", "2002")
         s.restart_agent(store=MemoryStore())
         s.run(5.0)
         self.assertEqual(a.connections + b.connections, ())

@@ -21,7 +21,7 @@ from mgcpswitch.agent.model import (
 )
 from mgcpswitch.mgcp import Command, ConnectionMode, Verb, encode
 
-from .support.switch import Switch
+from .support.switch import Probe, Switch
 
 A, B, C = "aaln/1@rgw1", "aaln/1@rgw2", "aaln/2@rgw2"
 
@@ -523,7 +523,7 @@ class ThreeWay(Base):
     def test_gateway_error_on_the_consultation_call(self) -> None:
         """C's gateway refuses the CRCX: the consultation call fails, the held call is kept."""
         s, a, b = self.s, self.a, self.b
-        rogue = s.network.bind(("127.0.0.9", 2727), _Sink())
+        rogue = s.network.bind(("127.0.0.9", 2727), Probe())
         for n in (1, 2):  # C's endpoint is full: 540
             rogue.write(encode(Command.create(
                 Verb.CRCX, 900 + n, C, call_id="beef", mode=ConnectionMode.INACTIVE)), ("127.0.0.3", 2427))
@@ -811,17 +811,6 @@ def _endpoint(number: str) -> str:
     return f"aaln/{int(number[1:])}@rgw{number[0]}"
 
 
-class _Sink:
-    transport = None
-
-    def makeConnection(self, transport: Any) -> None:  # noqa: N802
-        self.transport = transport
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
-        pass
-
-    def doStop(self) -> None:  # noqa: N802
-        pass
 
 
 class Soak(SynchronousTestCase):

@@ -238,3 +238,39 @@ class Switch:
         return all(
             g.state is GatewayState.UP for g in (self.control.gateway("rgw1"), self.control.gateway("rgw2"))
         )
+
+
+class Probe:
+    """A datagram protocol on the memory network that records what it receives, decoded."""
+
+    transport: Any = None
+
+    def __init__(self) -> None:
+        self.received: list[Any] = []
+
+    def makeConnection(self, transport: Any) -> None:  # noqa: N802
+        self.transport = transport
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
+        self.received.extend(decode(data))
+
+    def doStop(self) -> None:  # noqa: N802
+        pass
+
+
+def talking(s: Any, caller: str, callee: str) -> tuple[Any, Any]:
+    """
+    C{caller} calls C{callee}, who answers, on C{s} (a L{Switch}, or any
+    harness with C{phone} and C{run}): the two phones, each with its
+    connection.
+    """
+    a, b = s.phone(caller), s.phone(callee)
+    a.off_hook()
+    s.run(0.5)
+    a.dial(callee, gap=0.05)
+    s.run(1.0)
+    b.off_hook()
+    s.run(0.5)
+    if len(a.connections) + len(b.connections) != 2:
+        raise AssertionError(f"{caller} -> {callee} is not talking: {a.connections}, {b.connections}")
+    return a, b
