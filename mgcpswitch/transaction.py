@@ -563,9 +563,9 @@ class TransactionLayer:
         """
         if self._stopped:
             raise TransactionAborted("the transaction layer is stopped")
-        if self.may_command is not None and not self.may_command():
+        if self._fenced():
             self.counters["commands_refused"] += 1
-            return [fail(TransactionAborted(f"{c.verb}: this agent may not command gateways now")) for c in commands]
+            return [fail(_refused(c)) for c in commands]
         out = self._outgoing(address)
         deferreds = []
         for command in commands:
@@ -615,9 +615,9 @@ class TransactionLayer:
             if self._stopped:
                 d.errback(TransactionAborted(f"{command.verb} {command.transaction_id}: stopped"))
                 continue
-            if self.may_command is not None and not self.may_command():
+            if self._fenced():
                 self.counters["commands_refused"] += 1
-                d.errback(TransactionAborted(f"{command.verb}: this agent may not command gateways now"))
+                d.errback(_refused(command))
                 continue
             if not command.transaction_id:
                 command = command.with_transaction_id(self.allocate_transaction_id())
@@ -755,8 +755,12 @@ class TransactionLayer:
             interval = give_up - elapsed  # T-MAX passed: only wait now
         self._arm(out, now, min(interval, max(give_up - elapsed, 0.0)))
 
+    def _fenced(self) -> bool:
+        """Whether C{may_command} forbids sending commands now (a cluster's agent that is not active)."""
+        return self.may_command is not None and not self.may_command()
+
     def _repeat(self, out: _Outgoing) -> None:
-        if self.may_command is not None and not self.may_command():
+        if self._fenced():
             self.counters["retransmissions_refused"] += 1
             return
         out.transmissions += 1
@@ -1360,6 +1364,10 @@ def _with_empty_ack(response: Response) -> Response:
         response.code, response.transaction_id, response.comment, Parameters(items),
         response.sdp, response.second_sdp, response.package,
     )
+
+
+def _refused(command: Command) -> TransactionAborted:
+    return TransactionAborted(f"{command.verb}: this agent may not command gateways now")
 
 
 def _comment(reason: str) -> str:
