@@ -22,7 +22,7 @@ from mgcpswitch.agent.model import LineState, ReleaseCause
 from mgcpswitch.agent.overload import OverloadGuard, OverloadState
 from mgcpswitch.config import OverloadSettings, parse_settings
 
-from .support.switch import Switch
+from .support.switch import Switch, talking
 
 
 class Guard(SynchronousTestCase):
@@ -143,41 +143,110 @@ class Guard(SynchronousTestCase):
         self.assertRaises(Exception, parse_settings, "[overload]\nbusy = 2\n")
 
 
+def overloaded(s: Switch) -> OverloadGuard:
+    """The guard of C{s} shedding every new call (no probe: the share stays where the test puts it)."""
+    guard = s.control.overload
+    guard.stop()
+    guard.settings = replace(guard.settings, floor=0.0)
+    guard.share = 0.0  # as after a long run of late probes
+    return guard
+
+
 class Shedding(SynchronousTestCase):
-    def test_a_shed_call_gets_reorder_and_a_record(self) -> None:
+    def test_a_shed_call_costs_two_transactions(self) -> None:
         """
-        Overloaded, a new call is refused at once with reorder tone and a
-        record (cause overload) and no connection; a call admitted before
-        talks on and ends normally.
+        Overloaded, a new call is refused at its off-hook NTFY: the NTFY's
+        response carries one RQNT (reorder; the hang-up re-arms the line
+        by an embedded request, without a word to the agent), a record
+        with cause overload, no connection; a call admitted before talks
+        on and ends normally, and the line's next off-hook is a new call.
         """
         s = Switch()
         self.addCleanup(s.stop)
-        a, b = s.phone("1001"), s.phone("2001")
-        a.off_hook()
-        s.run(0.5)
-        a.dial("2001", gap=0.05)
-        s.run(1.0)
-        b.off_hook()
-        s.run(0.5)
-        guard = s.control.overload
-        guard.stop()  # no probe: the share stays where the test puts it
-        guard.settings = replace(guard.settings, floor=0.0)
-        guard.share = 0.0  # as after a long run of late probes
+        a, b = talking(s, "1001", "2001")
+        guard = overloaded(s)
         c = s.phone("1002")
+        since = s.mark()
         c.off_hook()
         s.run(0.5)
-        c.dial("2002", gap=0.05)
-        s.run(0.5)
-        self.assertIn("L/ro", {str(x) for x in c.signals})
+        self.assertEqual(s.steps("aaln/2@rgw1", since), ["NTFY O:L/hd", "RQNT R:L/hu S:L/ro"])
+        self.assertEqual([str(x) for x in c.signals], ["L/ro"])
+        self.assertEqual(len(s.network.log) - since, 3)  # NTFY, its response + the RQNT, the RQNT's response
+        line = s.line("aaln/2@rgw1")
+        self.assertIs(line.state, LineState.IDLE)
+        c.on_hook()
+        s.run(1.0)
+        self.assertEqual(s.steps("aaln/2@rgw1", since)[2:], [])  # the hang-up is not notified
         self.assertEqual((c.connections, s.phone("2002").ringing), ((), False))
-        self.assertIs(s.line("aaln/2@rgw1").state, LineState.REORDER)
         self.assertEqual(len(a.connections) + len(b.connections), 2)
         a.on_hook()
         b.on_hook()
-        c.on_hook()
         s.run(1.0)
         self.assertEqual(sorted(r.cause.value for r in s.recorder.records), ["normal", "overload"])
         stats = s.service.transaction_stats()["overload"]
         self.assertEqual((stats["calls_shed"], stats["admitted_share"]), (1, 0.0))
         self.assertTrue(s.idle())
-        self.assertIs(ReleaseCause("overload"), ReleaseCause.OVERLOAD)
+        # No longer overloaded: the line's next off-hook is an ordinary call.
+        guard.share = 1.0
+        since = s.mark()
+        a, b = talking(s, "1002", "2001")
+        self.assertEqual(s.steps("aaln/2@rgw1", since)[:2], ["NTFY O:L/hd", "RQNT R:L/hu,D/[0-9#*T] S:L/dl"])
+        a.on_hook()
+        b.on_hook()
+        s.run(1.0)
+        self.assertTrue(s.idle())
+
+    def test_embedded_dial_tone_sheds_at_the_digits(self) -> None:
+        """
+        Where the idle request embeds dial tone, the first NTFY carries the
+        off-hook and the digits: the call is shed there (its record says
+        what was dialled).  The re-arming request cannot embed dial tone
+        again (an embedded request may not embed another, RFC 3435
+        §2.3.3), so the line's next call starts with a plain off-hook NTFY,
+        and the line gets the embedded request back once that call ends.
+        """
+        s = Switch(embedded=True)
+        self.addCleanup(s.stop)
+        overloaded(s)
+        c = s.phone("1002")
+        since = s.mark()
+        c.off_hook()
+        s.run(0.2)
+        c.dial("2002", gap=0.05)
+        s.run(0.5)
+        self.assertEqual(s.steps("aaln/2@rgw1", since),
+                         ["NTFY O:L/hd,D/2,D/0,D/0,D/2", "RQNT R:L/hu S:L/ro"])
+        c.on_hook()
+        s.run(1.0)
+        self.assertEqual(len(s.steps("aaln/2@rgw1", since)), 2)
+        self.assertEqual([(r.cause.value, r.callee) for r in s.recorder.records], [("overload", "2002")])
+        self.assertTrue(s.idle())
+        s.control.overload.share = 1.0
+        since = s.mark()
+        a, b = talking(s, "1002", "2001")
+        self.assertEqual(s.steps("aaln/2@rgw1", since)[:3],
+                         ["NTFY O:L/hd", "RQNT R:L/hu,D/[0-9#*T] S:L/dl", "NTFY O:D/2,D/0,D/0,D/1"])
+        a.on_hook()
+        b.on_hook()
+        s.run(1.0)
+        self.assertTrue(s.idle())
+        since = s.mark()
+        a, b = talking(s, "1002", "2001")
+        self.assertEqual(s.steps("aaln/2@rgw1", since)[0], "NTFY O:L/hd,D/2,D/0,D/0,D/1")
+
+    def test_hung_up_before_the_tone(self) -> None:
+        """
+        The caller hangs up before the shed's RQNT arrives: the gateway
+        answers 402 (already on hook) and the agent arms the line itself.
+        """
+        s = Switch(latency=0.05)
+        self.addCleanup(s.stop)
+        overloaded(s)
+        c = s.phone("1002")
+        c.off_hook()
+        s.run(0.06)  # the NTFY is at the agent, its answer on its way
+        c.on_hook()
+        s.run(1.0)
+        self.assertIs(s.line("aaln/2@rgw1").state, LineState.IDLE)
+        self.assertTrue(s.idle())
+        self.assertEqual([r.cause.value for r in s.recorder.records], ["overload"])

@@ -429,21 +429,23 @@ class LeanEndpoint:
             self.gateway.notify(self)
         elif actions.accumulate:
             self.observed.append(observed)
-            embedded = actions.embedded
-            if embedded is not None:
-                self.request = embedded
-                signals = embedded.signals
-                assert signals is not None
-                self.signals = signals.timeout
-                if embedded.digit_map is not None:
-                    self.digit_map = embedded.digit_map
-                self.dial = ""
         elif actions.digit_map and self.digit_map is not None:
             self.observed.append(observed)
             self.dial += observed[2:].decode()
             status = self.digit_map.match(self.dial).status
             if status is _COMPLETE or status is _NO_MATCH:
                 self.gateway.notify(self)
+        embedded = actions.embedded
+        if embedded is not None:
+            # With A (the idle request's dial tone) or alone (E: the line
+            # re-arms itself without a word, as after an overload shed).
+            self.request = embedded
+            signals = embedded.signals
+            assert signals is not None
+            self.signals = signals.timeout
+            if embedded.digit_map is not None:
+                self.digit_map = embedded.digit_map
+            self.dial = ""
 
     def leave_quarantine(self) -> None:
         """The NTFY was answered or a new request came: process what was queued, if allowed."""
