@@ -4,8 +4,8 @@ lateness and admits a shrinking share of new calls, and what call control
 does with a call it sheds (reorder at once, a record with cause overload,
 calls already admitted untouched).  Lateness is made by advancing the
 clock past the probe, as a busy reactor would run it late; the process's
-CPU time is given by the test (by default it advances with the clock: an
-agent busy all the time).
+CPU time is given by the test (by default it advances at 0.6 of the
+clock: an agent busy, below the CPU ceiling).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class Guard(SynchronousTestCase):
         clock = Clock()
         changes: list[OverloadState] = []
         guard = OverloadGuard(clock, OverloadSettings(**options), random.Random(1), changes.append,  # type: ignore[arg-type]
-                              cpu=clock.seconds if cpu is None else cpu)
+                              cpu=(lambda: clock.seconds() * 0.6) if cpu is None else cpu)
         guard.start()
         self.addCleanup(guard.stop)
         return clock, guard, changes
@@ -39,13 +39,13 @@ class Guard(SynchronousTestCase):
     def test_on_time_admits_everything(self) -> None:
         """
         A reactor on time: every call admitted, the state normal, one probe
-        pending, and the CPU clock (a system call) never read.
+        pending, and the CPU clock read once per probe (and at the start).
         """
         reads = []
         clock, guard, changes = self.guard(cpu=lambda: reads.append(1) or 0.0)
         for _ in range(100):
             clock.advance(0.02)
-        self.assertEqual(reads, [])
+        self.assertEqual(len(reads), 101)
         self.assertEqual([guard.admit() for _ in range(1000)].count(True), 1000)
         self.assertEqual((guard.state, changes, len(clock.getDelayedCalls())), (OverloadState.NORMAL, [], 1))
 
@@ -119,6 +119,36 @@ class Guard(SynchronousTestCase):
         self.assertEqual((guard.state, changes), (OverloadState.OVERLOADED, [OverloadState.OVERLOADED]))
         self.assertLess(guard.share, 0.5)
 
+    def test_the_cpu_ceiling_leads(self) -> None:
+        """
+        Probes on time, but the agent uses a whole core: no spare
+        capacity, so the share falls before any probe is late, a few per
+        cent a probe (the signal is continuous); between the ceiling and
+        the headroom below it (85 %) the share holds; at 50 % it grows back.
+        """
+        cpu = [0.0]
+        clock, guard, changes = self.guard(cpu=lambda: cpu[0])
+
+        def run(probes: int, share_of_core: float) -> None:
+            for _ in range(probes):
+                cpu[0] += 0.02 * share_of_core
+                clock.advance(0.02)
+
+        run(50, 0.7)  # at the knee: 70 % of a core, every call admitted
+        self.assertEqual((guard.share, changes), (1.0, []))
+        run(6, 1.0)
+        self.assertEqual(changes, [OverloadState.OVERLOADED])  # within 120 ms
+        run(25, 1.0)
+        self.assertLess(guard.share, 0.5)
+        self.assertGreater(guard.share, 0.05)  # about 0.9 a probe, not the 0.7 of a late one
+        self.assertEqual(guard.late, 0.0)
+        run(20, 0.85)
+        held = guard.share
+        run(20, 0.85)
+        self.assertEqual(guard.share, held)
+        run(150, 0.5)
+        self.assertEqual((guard.share, changes), (1.0, [OverloadState.OVERLOADED, OverloadState.NORMAL]))
+
     def test_a_single_late_turn_is_not_overload(self) -> None:
         """One turn of 50 ms (a garbage collection, say) is smoothed away: nothing is shed."""
         clock, guard, changes = self.guard()
@@ -136,9 +166,9 @@ class Guard(SynchronousTestCase):
 
     def test_config(self) -> None:
         """[overload] keys are read and checked."""
-        settings = parse_settings("[overload]\ntarget = 0.05\ntone = busy\nbusy = 0.7\n")
-        self.assertEqual((settings.overload.target, settings.overload.tone, settings.overload.busy),
-                         (0.05, "busy", 0.7))
+        settings = parse_settings("[overload]\ntarget = 0.05\ntone = busy\nbusy = 0.7\nceiling = 0.8\n")
+        self.assertEqual((settings.overload.target, settings.overload.tone, settings.overload.busy,
+                          settings.overload.ceiling), (0.05, "busy", 0.7, 0.8))
         self.assertRaises(Exception, parse_settings, "[overload]\ndecrease = 1.5\n")
         self.assertRaises(Exception, parse_settings, "[overload]\nbusy = 2\n")
 
