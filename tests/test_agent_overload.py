@@ -85,7 +85,8 @@ class Guard(SynchronousTestCase):
                 clock.advance(0.02)
         lines = [formatEvent(e) for e in events if e.get("log_namespace", "").endswith("OverloadGuard")]
         self.assertEqual(len(lines), 2, lines)
-        self.assertRegex(lines[0], r"^overloaded: the reactor runs \d+ ms late \(target 30 ms\); admitting \d+% of new calls$")
+        self.assertRegex(lines[0], r"^overloaded: the agent uses \d+% of a core \(ceiling 90%\), the reactor runs \d+ ms late "
+                                   r"\(target 30 ms\); admitting \d+% of new calls$")
         snapshot = guard.snapshot()
         self.assertRegex(lines[1], rf"^no longer overloaded after \d+\.\d s: {snapshot['calls_shed']} of \d+ new calls shed "
                                    r"\(lowest share admitted \d+%\); every new call is admitted again$")

@@ -7,9 +7,9 @@ Why: past its capacity, a call agent's answers come later than the
 gateways' retransmission timers, both sides retransmit, the work per call
 doubles and the completed rate collapses (RFC 6357 §3 describes the same
 collapse for SIP servers).  The cure is to refuse the excess early and
-cheaply: a call refused before any connection is made costs the agent an
-NTFY and an RQNT (the caller hears reorder, the record's cause is
-C{overload}), a sixth of a completed call.
+cheaply: a call refused at its first NTFY costs the agent that NTFY and
+one RQNT riding with its response (the caller hears reorder, the record's
+cause is C{overload}), two transactions of a completed call's twelve.
 
 What is measured, at each probe (a timer asking to run every C{interval}
 seconds): how late it ran (the reactor was busy with other work: a turn
@@ -37,19 +37,21 @@ queues, and the share admitted falls before any probe is late.
 
 What is done: admission control with additive increase and
 multiplicative decrease (RFC 7339's loss-based feedback, applied to our
-own admission).  While overloaded (the smoothed lateness above C{target}
-with the agent busy, or the agent's CPU share above C{ceiling}), the
-share of new calls admitted is cut by C{decrease} at each probe (down to
-C{floor}); once the lateness is below half the target and the CPU share
-below the ceiling, it grows back by C{increase} per probe.  The agent is
+own admission).  At each late probe (the lateness above C{target}, the
+agent busy) the share of new calls admitted is cut by C{decrease}; at
+each probe with the CPU share above C{ceiling}, by C{ceiling / share}
+(a few per cent: the signal is continuous); never below C{floor}.  Once
+the lateness is below half the target and the CPU share below the
+ceiling minus a headroom of 0.1, it grows back by C{increase} per probe
+(between the two it holds, so that it does not swing around the ceiling).  The agent is
 "overloaded" while the share is below one.  Calls already admitted are
 never touched: the decision is taken at a new call's first NTFY
 (L{mgcpswitch.agent.routing.Router.shed}).
 
-What is said: one log line when the agent becomes overloaded (how late the
-reactor runs, the share admitted) and one when it recovers (how long it
-lasted, how many new calls were shed of how many, the lowest share), never
-one per shed call: a surge sheds thousands.
+What is said: one log line when the agent becomes overloaded (its CPU
+share, how late the reactor runs, the share admitted) and one when it
+recovers (how long it lasted, how many new calls were shed of how many,
+the lowest share), never one per shed call: a surge sheds thousands.
 """
 
 from __future__ import annotations
@@ -186,8 +188,9 @@ class OverloadGuard:
                 self.episodes += 1
                 self._began, self._counts_then, self._lowest = self._clock.seconds(), (self.shed, self.admitted), self.share
                 self.log.warn(
-                    "overloaded: the reactor runs {late:.0f} ms late (target {target:.0f} ms); "
-                    "admitting {share:.0%} of new calls", late=self.lateness * 1000,
+                    "overloaded: the agent uses {busy:.0%} of a core (ceiling {ceiling:.0%}), the reactor runs "
+                    "{late:.0f} ms late (target {target:.0f} ms); admitting {share:.0%} of new calls",
+                    busy=self.busy, ceiling=settings.ceiling, late=self.late * 1000,
                     target=settings.target * 1000, share=self.share,
                 )
             else:
