@@ -30,7 +30,8 @@ lateness averaged over ten probes rose, the datagrams of a second of
 surge were queued, the admitted calls' setups took seconds and the
 gateways retransmitted (2x the knee: p99 setup 1.3 s, 2 % retransmitted).
 A lateness smoothed over two probes reacts at the second late turn (a
-single long turn, a garbage collection, is not overload), and the CPU
+single turn shorter than twice the target, a garbage collection, is not
+overload), and the CPU
 share leads it: past C{ceiling} of a core (smoothed over about five
 probes, 100 ms) the agent has no spare capacity left, the next burst
 queues, and the share admitted falls before any probe is late.
@@ -39,12 +40,12 @@ What is done: admission control with additive increase and
 multiplicative decrease (RFC 7339's loss-based feedback, applied to our
 own admission).  At each late probe (the lateness above C{target}, the
 agent busy) the share of new calls admitted is cut by C{decrease}; at
-each probe with the CPU share above C{ceiling}, by C{ceiling / share}
-(a few per cent: the signal is continuous); never below C{floor}.  Once
-the lateness is below half the target and the CPU share below the
-ceiling minus a headroom of 0.1, it grows back by C{increase} per probe
-(between the two it holds, so that it does not swing around the ceiling).  The agent is
-"overloaded" while the share is below one.  Calls already admitted are
+each probe with the CPU share above C{ceiling}, by the ceiling over the
+CPU share (a few per cent: the signal is continuous); never below
+C{floor}.  Once the lateness is below half the target and the CPU share
+below the ceiling minus a headroom of 0.1, it grows back by C{increase}
+per probe (between the two it holds, so that it does not swing around
+the ceiling).  The agent is "overloaded" while the share is below one.  Calls already admitted are
 never touched: the decision is taken at a new call's first NTFY
 (L{mgcpswitch.agent.routing.Router.shed}).
 
