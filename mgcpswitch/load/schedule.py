@@ -212,6 +212,13 @@ class CallScheduler:
         """A line's endpoint name, the connections its gateway holds for it, and whether it is idle."""
         raise NotImplementedError
 
+    def every(self, interval: float, f: Callable[[], None]) -> Any:
+        """C{f()} now and every C{interval} s until the result's C{stop()} (a running C{LoopingCall})."""
+        loop = LoopingCall(f)
+        loop.clock = self.reactor
+        loop.start(interval, now=True)
+        return loop
+
     def stop_faults(self) -> None:
         """End the engine's fault injection (an engine without any has nothing to do)."""
 
@@ -306,9 +313,7 @@ class CallScheduler:
         self.window_end = self.window_start + opts.duration
         self._phase = "warmup" if opts.warmup > 0 else "window"
         self._done = Deferred()
-        self._ticker = LoopingCall(self._tick)
-        self._ticker.clock = self.reactor
-        self._ticker.start(opts.tick, now=True)
+        self._ticker = self.every(opts.tick, self._tick)
         if opts.progress_interval > 0 and self.out is not None:
             self._progress = LoopingCall(self._show_progress)
             self._progress.clock = self.reactor
