@@ -44,7 +44,8 @@ _PROGRESS = frozenset((RINGBACK, BUSY, REORDER))
 # What each condition reads on a lean line (the call is there for DIALLED).
 
 def _hears_dial_tone(ep: LeanEndpoint, call: LeanCall) -> bool:
-    return DIAL_TONE in ep.signals
+    signals = ep.signals
+    return DIAL_TONE in signals or REORDER in signals or BUSY in signals
 
 
 def _dialled(ep: LeanEndpoint, call: LeanCall) -> bool:

@@ -424,26 +424,30 @@ class LeanEndpoint:
             return  # not requested: nothing to do
         if not actions.keep_signals:
             self.signals = frozenset()
+        embedded = actions.embedded
         if actions.notify:
             self.observed.append(observed)
             self.gateway.notify(self)
         elif actions.accumulate:
             self.observed.append(observed)
-            embedded = actions.embedded
-            if embedded is not None:
-                self.request = embedded
-                signals = embedded.signals
-                assert signals is not None
-                self.signals = signals.timeout
-                if embedded.digit_map is not None:
-                    self.digit_map = embedded.digit_map
-                self.dial = ""
         elif actions.digit_map and self.digit_map is not None:
             self.observed.append(observed)
             self.dial += observed[2:].decode()
             status = self.digit_map.match(self.dial).status
             if status is _COMPLETE or status is _NO_MATCH:
                 self.gateway.notify(self)
+        # E alone (a shed call's L/hu(E(R(L/hd...)))) is neither notified
+        # nor accumulated: the line re-arms itself in silence.
+        if embedded is not None:
+            # The embedded request becomes the request in force (§2.3.3), its
+            # signals and digit map with it, whatever other action came along.
+            self.request = embedded
+            signals = embedded.signals
+            assert signals is not None
+            self.signals = signals.timeout
+            if embedded.digit_map is not None:
+                self.digit_map = embedded.digit_map
+            self.dial = ""
 
     def leave_quarantine(self) -> None:
         """The NTFY was answered or a new request came: process what was queued, if allowed."""
