@@ -424,7 +424,6 @@ class LeanEndpoint:
             return  # not requested: nothing to do
         if not actions.keep_signals:
             self.signals = frozenset()
-        embedded = actions.embedded
         if actions.notify:
             self.observed.append(observed)
             self.gateway.notify(self)
@@ -436,11 +435,10 @@ class LeanEndpoint:
             status = self.digit_map.match(self.dial).status
             if status is _COMPLETE or status is _NO_MATCH:
                 self.gateway.notify(self)
-        # E alone (a shed call's L/hu(E(R(L/hd...)))) is neither notified
-        # nor accumulated: the line re-arms itself in silence.
+        embedded = actions.embedded
         if embedded is not None:
-            # The embedded request becomes the request in force (§2.3.3), its
-            # signals and digit map with it, whatever other action came along.
+            # With A (the idle request's dial tone) or alone (E: the line
+            # re-arms itself without a word, as after an overload shed).
             self.request = embedded
             signals = embedded.signals
             assert signals is not None
