@@ -130,6 +130,23 @@ class AgainstTheSwitch(SynchronousTestCase):
         self.assertEqual(sum(second.get("reorder", 0) for second in report.timeline), 10)
         self.assertIn("refused (reorder) 10", format_report(report))
 
+    def test_refusals_at_the_off_hook(self) -> None:
+        """
+        The same without the embedded dial tone: the guard refuses each call
+        at its off-hook NTFY; the caller hears reorder instead of dial tone,
+        hangs up, and the line (re-armed by the gateway) serves the next call.
+        """
+        self.build(embedded=False)
+        guard = self.service.control.overload
+        guard.stop()
+        guard.settings = replace(guard.settings, floor=0.0)
+        guard.share = 0.0
+        report = self.drive(_options(rate=10, duration=1.0, warmup=0.5))
+        self.assertEqual((report.completed, report.failures, report.unfinished), (0, {"reorder": 10}, 0))
+        self.assertEqual(report.refused_ms["count"], 10)
+        self.assertEqual(self.runner.counters()["timeouts"], 0)
+        self.assertEverythingIdle()
+
     def test_plain_dial_tone(self) -> None:
         """Without the embedded request the line asks for dial tone: 14 transactions, every call completes."""
         self.build(embedded=False)
