@@ -130,6 +130,23 @@ class AgainstTheSwitch(SynchronousTestCase):
         self.assertEqual(sum(second.get("reorder", 0) for second in report.timeline), 10)
         self.assertIn("refused (reorder) 10", format_report(report))
 
+    def test_refusals_at_the_off_hook(self) -> None:
+        """
+        The same without the embedded dial tone: the guard refuses each call
+        at its off-hook NTFY; the caller hears reorder instead of dial tone,
+        hangs up, and the line (re-armed by the gateway) serves the next call.
+        """
+        self.build(embedded=False)
+        guard = self.service.control.overload
+        guard.stop()
+        guard.settings = replace(guard.settings, floor=0.0)
+        guard.share = 0.0
+        report = self.drive(_options(rate=10, duration=1.0, warmup=0.5))
+        self.assertEqual((report.completed, report.failures, report.unfinished), (0, {"reorder": 10}, 0))
+        self.assertEqual(report.refused_ms["count"], 10)
+        self.assertEqual(self.runner.counters()["timeouts"], 0)
+        self.assertEverythingIdle()
+
     def test_plain_dial_tone(self) -> None:
         """Without the embedded request the line asks for dial tone: 14 transactions, every call completes."""
         self.build(embedded=False)
@@ -202,6 +219,91 @@ class AgainstTheSwitch(SynchronousTestCase):
         self.assertEqual([d.fate for d in sent], ["dropped", "delivered"])
         self.assertGreaterEqual(sent[1].time - sent[0].time, 0.1)  # after the backed-off timer, not at once
         self.assertEqual(self.runner.counters()["retransmissions"], 1)
+
+
+class SheddingAgent(DatagramProtocol):
+    """
+    An agent that sheds every call at its first NTFY, as the overload guard
+    does: 200, then reorder with the hang-up's only action an embedded
+    request that re-arms the line.  C{idle}: the request it arms the lines
+    with after their RSIP.  Records every NTFY's observed events.
+    """
+
+    def __init__(self, lines: int, idle: str) -> None:
+        self.lines = lines
+        self.idle = idle
+        self.observed: list[str] = []
+        self.txid = 5000
+
+    def command(self, text: str, addr: Any) -> None:
+        self.txid += 1
+        assert self.transport is not None
+        self.transport.write((text % self.txid).replace("\n", "\r\n").encode(), addr)
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
+        for message in decode(data):
+            if isinstance(message, Response):
+                continue
+            assert self.transport is not None
+            self.transport.write(b"200 %d OK\r\n" % message.transaction_id, addr)
+            endpoint = str(message.endpoint)
+            if data.startswith(b"RSIP "):
+                domain = endpoint.split("@")[1]
+                for i in range(1, self.lines + 1):
+                    self.command(f"RQNT %d aaln/{i}@{domain} MGCP 1.0\nX: 1\nR: {self.idle}\nD: (xxxx)", addr)
+                continue
+            self.observed.append(data.split(b"\r\nO: ")[1].split(b"\r\n")[0].decode())
+            self.command(f"RQNT %d {endpoint} MGCP 1.0\nX: 2\nR: L/hu(E(R(L/hd(N))))\nS: L/ro", addr)
+
+
+class ShedCalls(SynchronousTestCase):
+    """
+    Calls refused at their first NTFY (the agent's overload shedding): the
+    generator counts them as refused (reorder), hangs up, sends no NTFY for
+    the hang-up (its only action re-arms the line) and reuses the line.
+    """
+
+    def shed(self, idle: str, first_ntfy: str) -> None:
+        reactor = MemoryReactor()
+        network = MemoryNetwork(reactor, latency=0.0005)
+        reactor.network = network
+        agent = SheddingAgent(4, idle)
+        port = reactor.listenUDP(AGENT[1], agent, interface=AGENT[0])
+        self.addCleanup(port.stopListening)
+        settings = parse_settings(make_config(1, 4, base_port=31000, web="default"))
+        runner = LeanRunner(reactor, settings, _options(rate=10, duration=1.0, warmup=0.0, agent=AGENT),
+                            random=random.Random(5))
+        self.addCleanup(runner.stop_gateways)
+        result: list[Any] = []
+        runner.run().addBoth(result.append)
+        for _ in range(40):
+            network.run(0.5, step=0.001)
+            if result:
+                break
+        [report] = result
+        self.assertIsInstance(report, Report, report)
+        self.assertEqual((report.attempted, report.completed, report.failures), (10, 0, {"reorder": 10}))
+        self.assertEqual((report.unfinished, report.suspect_lines), (0, 0))
+        self.assertEqual(report.refused_ms["count"], 10)
+        self.assertLess(report.refused_ms["max"], 10.0)  # off-hook -> reorder: one round trip and a tick
+        # One NTFY per call, none for a hang-up; a line the shed re-armed
+        # with L/hd(N) reports its next off-hook alone.
+        self.assertEqual(len(agent.observed), 10)
+        self.assertTrue(all(o == "L/hd" or o.startswith(first_ntfy) for o in agent.observed), agent.observed)
+        self.assertIn(first_ntfy, " ".join(agent.observed))
+        self.assertEqual(runner.counters()["timeouts"], 0)
+        self.assertTrue(all(ep.idle() and ep.armed for ep in runner.parties))
+
+    def test_shed_at_off_hook(self) -> None:
+        """C{R: L/hu(E(R(L/hd(N))))} with C{S: L/ro} at the off-hook: refused, hung up in silence, re-armed."""
+        self.shed("L/hd(N)", "L/hd")
+
+    def test_shed_with_embedded_dial_tone(self) -> None:
+        """
+        With the switch's embedded dial tone the first NTFY carries the
+        dialled number: the caller hears reorder after dialling, the same.
+        """
+        self.shed("L/hd(A,E(R(L/hu(N), D/[0-9#*T](D)),S(L/dl)))", "L/hd, D/1, D/0, D/0, D/")
 
 
 class ScriptedAgent(DatagramProtocol):
