@@ -6,6 +6,21 @@ A benchmark, not a test: it prints figures and the acceptance verdicts.
     PYTHONPATH=. python benchmarks/bench_overload.py --knee 500 [--factors 2,4] [--surge 30]
         [--before 10] [--after 15] [--workers 2] [--gateways 10] [--lines 1000] [--json FILE]
 
+    PYTHONPATH=. python benchmarks/bench_overload.py --shed-cost [--calls 500] [--repo DIR] [--embedded]
+
+--shed-cost measures, without sockets or timing, what a shed call costs
+the agent against an admitted one: bench_agent.py's harness (the real
+CallControlService on an in-process reactor, scripted gateways) plays N
+calls with the guard admitting every one, then N with it shedding every
+one, each under valgrind's callgrind twice (N and 5N calls; instructions
+per call are the difference over 4N), and counts the datagrams each way
+per call.  The scripted gateway plays a shed call as a phone would: off
+hook (with the digits when the idle request embeds dial tone), dial the
+number if it hears dial tone, hang up when it hears the overload tone,
+and notify the hang-up only if the agent asked for it.  With --repo,
+another checkout is measured by the same script (the shed decided after
+the digits there, if that is what its code does).
+
 Without --knee it first finds the knee with the lean generator the way
 bench_calls.py does (--rates, --step; a step is good with no failed call,
 p99 setup < 50 ms and >= 95 % of the rate completed).
@@ -111,6 +126,144 @@ def recovery(timeline: list[dict[str, int]], end: int, knee: float) -> Optional[
     return None
 
 
+def _shed_run(calls: int, shed: bool, embedded: bool) -> dict[str, Any]:
+    """C{calls} calls through bench_agent's harness, every one admitted or every one shed."""
+    import re
+    from dataclasses import replace
+
+    import bench_agent as ba
+    from mgcpswitch import config as config_module
+    from mgcpswitch.agent.dialplan import StaticDialPlan
+    from mgcpswitch.agent.profiles import DEFAULT_PROFILE
+    from mgcpswitch.agent.service import CallControlService
+
+    datagrams = [0]  # both ways: what the scripted gateways receive and send
+    signal_re = re.compile(rb"^S: ?(.*?)\r$", re.M)
+    events_re = re.compile(rb"^R: ?(.*?)\r$", re.M)
+
+    class Gateway(ba.ScriptedGateway):
+        """Also remembers each endpoint's last S: and R: (what the phone hears, what the agent watches)."""
+
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            self.heard: dict[bytes, tuple[bytes, bytes]] = {}
+
+        def datagramReceived(self, data: bytes, source: Any) -> None:  # noqa: N802
+            datagrams[0] += 1
+            for part in data.split(b"\r\n.\r\n"):
+                m = ba._CMD.match(part)
+                if m is not None and m.group(1) in (b"RQNT", b"CRCX", b"MDCX", b"DLCX"):
+                    sig, ev = signal_re.search(part), events_re.search(part)
+                    if ev is not None:
+                        self.heard[m.group(3)] = (sig.group(1) if sig else b"", ev.group(1))
+            super().datagramReceived(data, source)
+
+    lines = 100
+    text = ba.ini(lines, hasattr(config_module, "StoreSettings"))
+    if embedded:
+        text = text.replace("[switch]\n", "[switch]\nembedded_dial_tone = yes\n", 1)
+    settings = config_module.parse_settings(text)
+    reactor = ba.BenchReactor()
+    agent = ("127.0.0.1", 2727)
+    service = CallControlService(reactor, settings, StaticDialPlan.from_settings(settings), {"default": DEFAULT_PROFILE})
+    service.startService()
+    gwa, gwb = Gateway(("127.0.0.2", 2427), agent), Gateway(("127.0.0.3", 2427), agent)
+    for gw, domain in ((gwa, b"gwa"), (gwb, b"gwb")):
+        reactor.bind(gw.address, gw)
+        gw.transport.write(b"RSIP 1 *@%s MGCP 1.0\r\nRM: restart\r\n" % domain, agent)
+    reactor.run(2.0, step=0.05)
+    guard = service.control.overload
+    guard.stop()
+    guard.settings = replace(guard.settings, floor=0.0)
+    guard.share = 0.0 if shed else 1.0
+    def counting(write: Any) -> Any:
+        def counted(packet: bytes, addr: Any = None) -> None:
+            datagrams[0] += 1
+            write(packet, addr)
+        return counted
+
+    for gw in (gwa, gwb):
+        gw.transport.write = counting(gw.transport.write)
+    step = reactor.pump
+
+    def shed_call(i: int) -> None:
+        n = i % lines + 1
+        a = b"aaln/%d@gwa" % n
+        digits = b"D/2,D/%03d" % n  # as bench_agent.py dials
+        gwa.notify(a, b"L/hd," + digits if embedded else b"L/hd")
+        step()
+        if b"L/dl" in gwa.heard[a][0]:
+            gwa.notify(a, digits)
+            step()
+        if b"L/hu(N)" in gwa.heard[a][1] or b"L/hu," in gwa.heard[a][1] or gwa.heard[a][1] == b"L/hu":
+            gwa.notify(a, b"L/hu")  # the agent asked to hear the hang-up
+            step()
+        reactor.advance(0.001)
+
+    def basic_call(i: int) -> None:
+        n = i % lines + 1
+        a, b = b"aaln/%d@gwa" % n, b"aaln/%d@gwb" % n
+        digits = b"D/2,D/%03d" % n  # as bench_agent.py dials
+        if embedded:
+            gwa.notify(a, b"L/hd," + digits)
+            step()
+        else:
+            gwa.notify(a, b"L/hd")
+            step()
+            gwa.notify(a, digits)
+            step()
+        gwb.notify(b, b"L/hd")
+        step()
+        gwa.notify(a, b"L/hu")
+        step()
+        gwb.notify(b, b"L/hu")
+        step()
+        reactor.advance(0.001)
+
+    one = shed_call if shed else basic_call
+    for i in range(min(calls, 200)):
+        one(i)
+    before, datagrams[0] = service.control.counters["calls_started"], 0
+    for i in range(calls):
+        one(i)
+    done = service.control.counters["calls_started"] - before
+    outcomes = service.call_outcomes()
+    service.stopService()
+    return {"calls": done, "datagrams_per_call": datagrams[0] / max(calls, 1), "outcomes": dict(outcomes)}
+
+
+def shed_cost(a: Any) -> None:
+    """Instructions (callgrind) and datagrams per call, admitted and shed (see the module's docstring)."""
+    import re
+    import subprocess
+    import tempfile
+
+    if a.shed_child:
+        sys.path.insert(0, a.repo)
+        r = _shed_run(a.calls, a.shed_child == "shed", a.embedded)
+        print(json.dumps(r))
+        return
+    print_machine(machine_info(sys.argv))
+    say(f"# code        {a.repo}")
+    for kind in ("admitted", "shed"):
+        counts, report = [], {}
+        for n in (a.calls, 5 * a.calls):
+            with tempfile.TemporaryDirectory(prefix="bench-shed-") as d:
+                out = subprocess.run(
+                    ["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.out", sys.executable,
+                     os.path.abspath(__file__), "--shed-cost", "--shed-child", kind, "--calls", str(n),
+                     "--repo", a.repo] + (["--embedded"] if a.embedded else []),
+                    capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": a.repo},
+                )
+            m = re.search(r"Collected : (\d+)", out.stderr)
+            assert m is not None, out.stderr[-2000:]
+            counts.append(int(m.group(1)))
+            report = json.loads(out.stdout.strip().splitlines()[-1])
+        per_call = (counts[1] - counts[0]) / (4 * a.calls)
+        say(f"# {kind:9} {per_call / 1e3:.0f} thousand instructions per call (callgrind, {4 * a.calls} calls), "
+            f"{report['datagrams_per_call']:.1f} datagrams per call, outcomes {report['outcomes']}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--knee", type=float, default=None, help="calls/s (default: find it first)")
@@ -125,7 +278,15 @@ def main() -> None:
     p.add_argument("--gateways", type=int, default=10)
     p.add_argument("--lines", type=int, default=1000)
     p.add_argument("--json", default=None)
+    p.add_argument("--shed-cost", action="store_true", help="instructions per call, admitted and shed (callgrind)")
+    p.add_argument("--calls", type=int, default=500, help="with --shed-cost")
+    p.add_argument("--embedded", action="store_true", help="with --shed-cost: the idle request embeds dial tone")
+    p.add_argument("--repo", default=os.path.dirname(HERE), help="with --shed-cost: the checkout to measure")
+    p.add_argument("--shed-child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.shed_cost:
+        shed_cost(a)
+        return
     info = machine_info(sys.argv)
     print_machine(info)
     say(f"# code        {sp.code_state()}")

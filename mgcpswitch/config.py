@@ -282,11 +282,12 @@ class OverloadSettings:
 
     enabled: bool = True
     interval: float = 0.02  # seconds between probes of the reactor's lateness
-    target: float = 0.03  # smoothed lateness (s) above which fewer calls are admitted
-    decrease: float = 0.85  # the admitted share is multiplied by this per late probe
-    increase: float = 0.02  # and grows by this per probe once lateness is below target / 2
+    target: float = 0.03  # lateness (s, over two probes) above which fewer calls are admitted
+    decrease: float = 0.7  # the admitted share is multiplied by this per late probe
+    increase: float = 0.01  # and grows by this per probe once lateness is below target / 2
     floor: float = 0.02  # the smallest share admitted (some calls always get through)
     busy: float = 0.5  # the share of a core the agent must use for lateness to count (0: lateness alone)
+    ceiling: float = 0.9  # the agent's share of a core (over ~100 ms) above which fewer calls are admitted
     tone: str = "reorder"  # what a refused caller hears: reorder or busy
 
 
@@ -841,6 +842,7 @@ _OVERLOAD_KEYS = _keys_of(OverloadSettings, {
     "increase": number(0.0001, 1.0),
     "floor": number(0.0, 1.0),
     "busy": number(0.0, 1.0),
+    "ceiling": number(0.1, 10.0),
     "tone": one_of("reorder", "busy"),
 })
 _DEMO_KEYS = _keys_of(DemoSettings, {

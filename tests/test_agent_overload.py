@@ -4,8 +4,8 @@ lateness and admits a shrinking share of new calls, and what call control
 does with a call it sheds (reorder at once, a record with cause overload,
 calls already admitted untouched).  Lateness is made by advancing the
 clock past the probe, as a busy reactor would run it late; the process's
-CPU time is given by the test (by default it advances with the clock: an
-agent busy all the time).
+CPU time is given by the test (by default it advances at 0.6 of the
+clock: an agent busy, below the CPU ceiling).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from mgcpswitch.agent.model import LineState, ReleaseCause
 from mgcpswitch.agent.overload import OverloadGuard, OverloadState
 from mgcpswitch.config import OverloadSettings, parse_settings
 
-from .support.switch import Switch
+from .support.switch import Switch, talking
 
 
 class Guard(SynchronousTestCase):
@@ -31,7 +31,7 @@ class Guard(SynchronousTestCase):
         clock = Clock()
         changes: list[OverloadState] = []
         guard = OverloadGuard(clock, OverloadSettings(**options), random.Random(1), changes.append,  # type: ignore[arg-type]
-                              cpu=clock.seconds if cpu is None else cpu)
+                              cpu=(lambda: clock.seconds() * 0.6) if cpu is None else cpu)
         guard.start()
         self.addCleanup(guard.stop)
         return clock, guard, changes
@@ -39,13 +39,13 @@ class Guard(SynchronousTestCase):
     def test_on_time_admits_everything(self) -> None:
         """
         A reactor on time: every call admitted, the state normal, one probe
-        pending, and the CPU clock (a system call) never read.
+        pending, and the CPU clock read once per probe (and at the start).
         """
         reads = []
         clock, guard, changes = self.guard(cpu=lambda: reads.append(1) or 0.0)
         for _ in range(100):
             clock.advance(0.02)
-        self.assertEqual(reads, [])
+        self.assertEqual(len(reads), 101)
         self.assertEqual([guard.admit() for _ in range(1000)].count(True), 1000)
         self.assertEqual((guard.state, changes, len(clock.getDelayedCalls())), (OverloadState.NORMAL, [], 1))
 
@@ -85,7 +85,8 @@ class Guard(SynchronousTestCase):
                 clock.advance(0.02)
         lines = [formatEvent(e) for e in events if e.get("log_namespace", "").endswith("OverloadGuard")]
         self.assertEqual(len(lines), 2, lines)
-        self.assertRegex(lines[0], r"^overloaded: the reactor runs \d+ ms late \(target 30 ms\); admitting \d+% of new calls$")
+        self.assertRegex(lines[0], r"^overloaded: the agent uses \d+% of a core \(ceiling 90%\), the reactor runs \d+ ms late "
+                                   r"\(target 30 ms\); admitting \d+% of new calls$")
         snapshot = guard.snapshot()
         self.assertRegex(lines[1], rf"^no longer overloaded after \d+\.\d s: {snapshot['calls_shed']} of \d+ new calls shed "
                                    r"\(lowest share admitted \d+%\); every new call is admitted again$")
@@ -119,6 +120,36 @@ class Guard(SynchronousTestCase):
         self.assertEqual((guard.state, changes), (OverloadState.OVERLOADED, [OverloadState.OVERLOADED]))
         self.assertLess(guard.share, 0.5)
 
+    def test_the_cpu_ceiling_leads(self) -> None:
+        """
+        Probes on time, but the agent uses a whole core: no spare
+        capacity, so the share falls before any probe is late, a few per
+        cent a probe (the signal is continuous); between the ceiling and
+        the headroom below it (85 %) the share holds; at 50 % it grows back.
+        """
+        cpu = [0.0]
+        clock, guard, changes = self.guard(cpu=lambda: cpu[0])
+
+        def run(probes: int, share_of_core: float) -> None:
+            for _ in range(probes):
+                cpu[0] += 0.02 * share_of_core
+                clock.advance(0.02)
+
+        run(50, 0.7)  # at the knee: 70 % of a core, every call admitted
+        self.assertEqual((guard.share, changes), (1.0, []))
+        run(6, 1.0)
+        self.assertEqual(changes, [OverloadState.OVERLOADED])  # within 120 ms
+        run(25, 1.0)
+        self.assertLess(guard.share, 0.5)
+        self.assertGreater(guard.share, 0.05)  # about 0.9 a probe, not the 0.7 of a late one
+        self.assertEqual(guard.late, 0.0)
+        run(20, 0.85)
+        held = guard.share
+        run(20, 0.85)
+        self.assertEqual(guard.share, held)
+        run(150, 0.5)
+        self.assertEqual((guard.share, changes), (1.0, [OverloadState.OVERLOADED, OverloadState.NORMAL]))
+
     def test_a_single_late_turn_is_not_overload(self) -> None:
         """One turn of 50 ms (a garbage collection, say) is smoothed away: nothing is shed."""
         clock, guard, changes = self.guard()
@@ -136,48 +167,117 @@ class Guard(SynchronousTestCase):
 
     def test_config(self) -> None:
         """[overload] keys are read and checked."""
-        settings = parse_settings("[overload]\ntarget = 0.05\ntone = busy\nbusy = 0.7\n")
-        self.assertEqual((settings.overload.target, settings.overload.tone, settings.overload.busy),
-                         (0.05, "busy", 0.7))
+        settings = parse_settings("[overload]\ntarget = 0.05\ntone = busy\nbusy = 0.7\nceiling = 0.8\n")
+        self.assertEqual((settings.overload.target, settings.overload.tone, settings.overload.busy,
+                          settings.overload.ceiling), (0.05, "busy", 0.7, 0.8))
         self.assertRaises(Exception, parse_settings, "[overload]\ndecrease = 1.5\n")
         self.assertRaises(Exception, parse_settings, "[overload]\nbusy = 2\n")
 
 
+def overloaded(s: Switch) -> OverloadGuard:
+    """The guard of C{s} shedding every new call (no probe: the share stays where the test puts it)."""
+    guard = s.control.overload
+    guard.stop()
+    guard.settings = replace(guard.settings, floor=0.0)
+    guard.share = 0.0  # as after a long run of late probes
+    return guard
+
+
 class Shedding(SynchronousTestCase):
-    def test_a_shed_call_gets_reorder_and_a_record(self) -> None:
+    def test_a_shed_call_costs_two_transactions(self) -> None:
         """
-        Overloaded, a new call is refused at once with reorder tone and a
-        record (cause overload) and no connection; a call admitted before
-        talks on and ends normally.
+        Overloaded, a new call is refused at its off-hook NTFY: the NTFY's
+        response carries one RQNT (reorder; the hang-up re-arms the line
+        by an embedded request, without a word to the agent), a record
+        with cause overload, no connection; a call admitted before talks
+        on and ends normally, and the line's next off-hook is a new call.
         """
         s = Switch()
         self.addCleanup(s.stop)
-        a, b = s.phone("1001"), s.phone("2001")
-        a.off_hook()
-        s.run(0.5)
-        a.dial("2001", gap=0.05)
-        s.run(1.0)
-        b.off_hook()
-        s.run(0.5)
-        guard = s.control.overload
-        guard.stop()  # no probe: the share stays where the test puts it
-        guard.settings = replace(guard.settings, floor=0.0)
-        guard.share = 0.0  # as after a long run of late probes
+        a, b = talking(s, "1001", "2001")
+        guard = overloaded(s)
         c = s.phone("1002")
+        since = s.mark()
         c.off_hook()
         s.run(0.5)
-        c.dial("2002", gap=0.05)
-        s.run(0.5)
-        self.assertIn("L/ro", {str(x) for x in c.signals})
+        self.assertEqual(s.steps("aaln/2@rgw1", since), ["NTFY O:L/hd", "RQNT R:L/hu S:L/ro"])
+        self.assertEqual([str(x) for x in c.signals], ["L/ro"])
+        self.assertEqual(len(s.network.log) - since, 3)  # NTFY, its response + the RQNT, the RQNT's response
+        line = s.line("aaln/2@rgw1")
+        self.assertIs(line.state, LineState.IDLE)
+        c.on_hook()
+        s.run(1.0)
+        self.assertEqual(s.steps("aaln/2@rgw1", since)[2:], [])  # the hang-up is not notified
         self.assertEqual((c.connections, s.phone("2002").ringing), ((), False))
-        self.assertIs(s.line("aaln/2@rgw1").state, LineState.REORDER)
         self.assertEqual(len(a.connections) + len(b.connections), 2)
         a.on_hook()
         b.on_hook()
-        c.on_hook()
         s.run(1.0)
         self.assertEqual(sorted(r.cause.value for r in s.recorder.records), ["normal", "overload"])
         stats = s.service.transaction_stats()["overload"]
         self.assertEqual((stats["calls_shed"], stats["admitted_share"]), (1, 0.0))
         self.assertTrue(s.idle())
-        self.assertIs(ReleaseCause("overload"), ReleaseCause.OVERLOAD)
+        # No longer overloaded: the line's next off-hook is an ordinary call.
+        guard.share = 1.0
+        since = s.mark()
+        a, b = talking(s, "1002", "2001")
+        self.assertEqual(s.steps("aaln/2@rgw1", since)[:2], ["NTFY O:L/hd", "RQNT R:L/hu,D/[0-9#*T] S:L/dl"])
+        a.on_hook()
+        b.on_hook()
+        s.run(1.0)
+        self.assertTrue(s.idle())
+
+    def test_embedded_dial_tone_sheds_at_the_digits(self) -> None:
+        """
+        Where the idle request embeds dial tone, the first NTFY carries the
+        off-hook and the digits: the call is shed there (its record says
+        what was dialled).  The re-arming request cannot embed dial tone
+        again (an embedded request may not embed another, RFC 3435
+        §2.3.3), so the line's next call starts with a plain off-hook NTFY,
+        and the line gets the embedded request back once that call ends.
+        """
+        s = Switch(embedded=True)
+        self.addCleanup(s.stop)
+        overloaded(s)
+        c = s.phone("1002")
+        since = s.mark()
+        c.off_hook()
+        s.run(0.2)
+        c.dial("2002", gap=0.05)
+        s.run(0.5)
+        self.assertEqual(s.steps("aaln/2@rgw1", since),
+                         ["NTFY O:L/hd,D/2,D/0,D/0,D/2", "RQNT R:L/hu S:L/ro"])
+        c.on_hook()
+        s.run(1.0)
+        self.assertEqual(len(s.steps("aaln/2@rgw1", since)), 2)
+        self.assertEqual([(r.cause.value, r.callee) for r in s.recorder.records], [("overload", "2002")])
+        self.assertTrue(s.idle())
+        s.control.overload.share = 1.0
+        since = s.mark()
+        a, b = talking(s, "1002", "2001")
+        self.assertEqual(s.steps("aaln/2@rgw1", since)[:3],
+                         ["NTFY O:L/hd", "RQNT R:L/hu,D/[0-9#*T] S:L/dl", "NTFY O:D/2,D/0,D/0,D/1"])
+        a.on_hook()
+        b.on_hook()
+        s.run(1.0)
+        self.assertTrue(s.idle())
+        since = s.mark()
+        a, b = talking(s, "1002", "2001")
+        self.assertEqual(s.steps("aaln/2@rgw1", since)[0], "NTFY O:L/hd,D/2,D/0,D/0,D/1")
+
+    def test_hung_up_before_the_tone(self) -> None:
+        """
+        The caller hangs up before the shed's RQNT arrives: the gateway
+        answers 402 (already on hook) and the agent arms the line itself.
+        """
+        s = Switch(latency=0.05)
+        self.addCleanup(s.stop)
+        overloaded(s)
+        c = s.phone("1002")
+        c.off_hook()
+        s.run(0.06)  # the NTFY is at the agent, its answer on its way
+        c.on_hook()
+        s.run(1.0)
+        self.assertIs(s.line("aaln/2@rgw1").state, LineState.IDLE)
+        self.assertTrue(s.idle())
+        self.assertEqual([r.cause.value for r in s.recorder.records], ["overload"])

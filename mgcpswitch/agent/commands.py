@@ -63,6 +63,13 @@ HANG_UP_FLASH_EVENTS = parse_requested_events("L/hu(N), L/hf(N)")
 DIALLING_FLASH_EVENTS = parse_requested_events("L/hu(N), L/hf(N), D/[0-9#*T](D)")
 # The idle request with stutter dial tone embedded (a message waits).
 DIALLING_ON_OFF_HOOK_STUTTER = parse_requested_events("L/hd(A,E(R(L/hu(N),D/[0-9#*T](D)),S(L/sl)))")
+# A new call shed by the overload guard: the caller hears the overload
+# tone, and its hang-up re-arms the line for the next off-hook without an
+# NTFY (RFC 3435 §2.3.3: E alone activates the embedded request, and does
+# not notify).  An embedded request may not embed another, so the line is
+# re-armed with the plain idle request even where the switch embeds dial
+# tone: the next call from it takes the off-hook NTFY and dial-tone RQNT.
+SHED_EVENTS = parse_requested_events("L/hu(E(R(L/hd(N))))")
 NO_SIGNALS: tuple[SignalRequest, ...] = ()
 DIAL_TONE = parse_signal_requests("L/dl")
 STUTTER_DIAL_TONE = parse_signal_requests("L/sl")  # a message waits; recall dial tone after a flash

@@ -91,6 +91,7 @@ __all__ = ["CallControl"]
 P = ParamCode
 _HOOK_EVENTS = frozenset(("L/hd", "L/hu", "L/hf"))
 _OK = ReturnCode.OK
+_IDLE = LineState.IDLE
 _NO_PARAMS = Parameters()
 
 
@@ -246,6 +247,11 @@ class CallControl:
 
     def _notify(self, gateway: Gateway, command: Command) -> Any:
         line = self.registry.endpoint_of(gateway, command.endpoint).line
+        observed = command.params.get(P.OBSERVED_EVENTS, ())
+        if line.state is _IDLE and observed and observed[0].name == "L/hd" and not self.overload.admit():
+            # A new call's first NTFY, and the guard sheds it: answered
+            # before the line or call machines do anything (issue 15 §2).
+            return self.router.shed(gateway, line, command, observed)
         leg = line.leg
         ladder = leg.call.ladder if leg is not None else None
         now = self.clock.seconds()
@@ -256,7 +262,7 @@ class CallControl:
             ladder.append((now, "out", gateway, response))
         digits = []
         hooks = []
-        for event in command.params.get(P.OBSERVED_EVENTS, ()):
+        for event in observed:
             name = event.name
             if name.startswith("D/"):
                 digits.append(name[2:])

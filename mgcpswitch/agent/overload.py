@@ -7,40 +7,52 @@ Why: past its capacity, a call agent's answers come later than the
 gateways' retransmission timers, both sides retransmit, the work per call
 doubles and the completed rate collapses (RFC 6357 §3 describes the same
 collapse for SIP servers).  The cure is to refuse the excess early and
-cheaply: a call refused before any connection is made costs the agent an
-NTFY and an RQNT (the caller hears reorder, the record's cause is
-C{overload}), a sixth of a completed call.
+cheaply: a call refused at its first NTFY costs the agent that NTFY and
+one RQNT riding with its response (the caller hears reorder, the record's
+cause is C{overload}), two transactions of a completed call's twelve.
 
-What is measured: the reactor's lateness.  A probe timer asks to run
-every C{interval} seconds; how late it runs is how long the reactor was
-busy with other work (a turn that handled a burst of datagrams).  A
-healthy agent idles between datagrams and the probe is on time; a
-saturated one runs turns of tens of milliseconds.  The lateness is
-smoothed (an exponentially weighted mean over about ten probes).
+What is measured, at each probe (a timer asking to run every C{interval}
+seconds): how late it ran (the reactor was busy with other work: a turn
+that handled a burst of datagrams), and the share of a core the process
+used since the previous probe (its CPU time, read at every probe: a
+system call of a few microseconds, fifty times a second).
 
 Lateness alone does not say that the agent is the cause: on a machine
 shared with other busy processes the reactor also runs late while the
 agent waits for a core, and shedding calls then only loses them (on this
 project's shared 2-core machine the guard shed three calls in four with
-the agent at 18 % of a core).  So each probe also reads the process's CPU
-time, and the smoothed share of a core the agent used over the probes
-must reach C{busy} for lateness to count as overload.  The CPU clock is
-read only while the smoothed lateness is above half the target, when the
-verdict depends on it: the read is a system call (about 10 µs on a
-virtual machine), too dear for every probe of an agent on time.
+the agent at 18 % of a core).  So a late probe counts only if the process
+used at least C{busy} of a core over that same interval: a late turn
+spent on its own work, not waiting for a core.
+
+Why per probe, and not smoothed over a second as before: by the time a
+lateness averaged over ten probes rose, the datagrams of a second of
+surge were queued, the admitted calls' setups took seconds and the
+gateways retransmitted (2x the knee: p99 setup 1.3 s, 2 % retransmitted).
+A lateness smoothed over two probes reacts at the second late turn (a
+single turn shorter than twice the target, a garbage collection, is not
+overload), and the CPU
+share leads it: past C{ceiling} of a core (smoothed over about five
+probes, 100 ms) the agent has no spare capacity left, the next burst
+queues, and the share admitted falls before any probe is late.
 
 What is done: admission control with additive increase and
 multiplicative decrease (RFC 7339's loss-based feedback, applied to our
-own admission).  While the smoothed lateness is above C{target}, the share
-of new calls admitted is cut by C{decrease} at each probe (down to
-C{floor}); once it is below half the target, the share grows back by
-C{increase} per probe.  The agent is "overloaded" while the share is below
-one.  Calls already admitted are never touched.
+own admission).  At each late probe (the lateness above C{target}, the
+agent busy) the share of new calls admitted is cut by C{decrease}; at
+each probe with the CPU share above C{ceiling}, by the ceiling over the
+CPU share (a few per cent: the signal is continuous); never below
+C{floor}.  Once the lateness is below half the target and the CPU share
+below the ceiling minus a headroom of 0.1, it grows back by C{increase}
+per probe (between the two it holds, so that it does not swing around
+the ceiling).  The agent is "overloaded" while the share is below one.  Calls already admitted are
+never touched: the decision is taken at a new call's first NTFY
+(L{mgcpswitch.agent.routing.Router.shed}).
 
-What is said: one log line when the agent becomes overloaded (how late the
-reactor runs, the share admitted) and one when it recovers (how long it
-lasted, how many new calls were shed of how many, the lowest share), never
-one per shed call: a surge sheds thousands.
+What is said: one log line when the agent becomes overloaded (its CPU
+share, how late the reactor runs, the share admitted) and one when it
+recovers (how long it lasted, how many new calls were shed of how many,
+the lowest share), never one per shed call: a surge sheds thousands.
 """
 
 from __future__ import annotations
@@ -71,7 +83,10 @@ class OverloadGuard:
     """
 
     log = Logger()
-    SMOOTHING = 0.1  # weight of the newest probe in the mean
+    LATENESS_SMOOTHING = 0.5  # weight of the newest probe: two late probes in a row are overload, one is not
+    BUSY_SMOOTHING = 0.2  # about five probes (100 ms) of CPU share
+    SHOWN_SMOOTHING = 0.1  # the lateness shown (/api/stats, /metrics): about ten probes
+    HEADROOM = 0.1  # the share grows back only below the ceiling minus this: between, it holds
 
     def __init__(
         self, clock: IReactorTime, settings: OverloadSettings = OverloadSettings(),
@@ -89,7 +104,8 @@ class OverloadGuard:
         self._random = (random_source or random.Random()).random
         self.changed = changed
         self.share = 1.0  # of new calls admitted
-        self.lateness = 0.0  # smoothed, seconds
+        self.late = 0.0  # smoothed over two probes, seconds: what decides
+        self.lateness = 0.0  # smoothed over about ten, seconds: what is shown
         self.busy = 0.0  # smoothed share of a core the process used
         self.state = OverloadState.NORMAL
         self.admitted = 0
@@ -100,12 +116,9 @@ class OverloadGuard:
         self._counts_then = (0, 0)
         self._lowest = 1.0
         self._due = 0.0
-        self._cpu_at: Optional[float] = None  # the process's CPU time at the last probe, while read
+        self._ran = 0.0  # when the last probe ran
+        self._cpu_at = 0.0  # the process's CPU time then
         self._probe: Optional[IDelayedCall] = None
-
-    def start(self) -> None:
-        if self.settings.enabled and self._probe is None:
-            self._schedule()
 
     def stop(self) -> None:
         if self._probe is not None and self._probe.active():
@@ -136,34 +149,37 @@ class OverloadGuard:
         self._due = self._clock.seconds() + interval
         self._probe = self._clock.callLater(interval, self._probed)
 
+    def start(self) -> None:
+        if self.settings.enabled and self._probe is None:
+            self._ran, self._cpu_at = self._clock.seconds(), self._cpu()
+            self._schedule()
+
     def _probed(self) -> None:
-        now = self._clock.seconds()
+        now, cpu = self._clock.seconds(), self._cpu()
         late = max(0.0, now - self._due)
-        busy = None
-        if self.lateness > self.settings.target / 2:
-            cpu, before = self._cpu(), self._cpu_at
-            elapsed = now - (self._due - self.settings.interval)
-            if before is not None and elapsed > 0:
-                busy = (cpu - before) / elapsed
-            self._cpu_at = cpu
-        else:
-            self._cpu_at = None
+        elapsed = now - self._ran
+        busy = (cpu - self._cpu_at) / elapsed if elapsed > 0 else 0.0
+        self._ran, self._cpu_at = now, cpu
         self._schedule()
         self.observe(late, busy)
 
-    def observe(self, late: float, busy: Optional[float] = 1.0) -> None:
+    def observe(self, late: float, busy: float = 1.0) -> None:
         """
         One probe ran C{late} seconds after it was due; the process used
-        C{busy} of a core since the last probe (None: not measured).
+        C{busy} of a core since the previous probe.
         """
         settings = self.settings
-        self.lateness += self.SMOOTHING * (late - self.lateness)
-        if busy is not None:
-            self.busy += self.SMOOTHING * (busy - self.busy)
-        overloaded = self.lateness > settings.target and self.busy >= settings.busy
-        if overloaded:
-            self.share = max(settings.floor, self.share * settings.decrease)
-        elif (self.lateness < settings.target / 2 or self.busy < settings.busy) and self.share < 1.0:
+        self.late += self.LATENESS_SMOOTHING * (late - self.late)
+        self.lateness += self.SHOWN_SMOOTHING * (late - self.lateness)
+        self.busy += self.BUSY_SMOOTHING * (busy - self.busy)
+        if self.late > settings.target and busy >= settings.busy:
+            self.share = max(settings.floor, self.share * settings.decrease)  # late, on its own work
+        elif self.busy >= settings.ceiling:
+            # No spare capacity: cut by how far over the ceiling (a few per
+            # cent a probe), since this signal is continuous, not an alarm.
+            self.share = max(settings.floor, self.share * max(settings.decrease, settings.ceiling / self.busy))
+        elif self.share < 1.0 and (self.late < settings.target / 2 or busy < settings.busy) \
+                and self.busy < settings.ceiling - self.HEADROOM:
             self.share = min(1.0, self.share + settings.increase)
         self._lowest = min(self._lowest, self.share)
         state = OverloadState.OVERLOADED if self.share < 1.0 else OverloadState.NORMAL
@@ -173,8 +189,9 @@ class OverloadGuard:
                 self.episodes += 1
                 self._began, self._counts_then, self._lowest = self._clock.seconds(), (self.shed, self.admitted), self.share
                 self.log.warn(
-                    "overloaded: the reactor runs {late:.0f} ms late (target {target:.0f} ms); "
-                    "admitting {share:.0%} of new calls", late=self.lateness * 1000,
+                    "overloaded: the agent uses {busy:.0%} of a core (ceiling {ceiling:.0%}), the reactor runs "
+                    "{late:.0f} ms late (target {target:.0f} ms); admitting {share:.0%} of new calls",
+                    busy=self.busy, ceiling=settings.ceiling, late=self.late * 1000,
                     target=settings.target * 1000, share=self.share,
                 )
             else:

@@ -108,6 +108,15 @@ class Requests:
                 endpoint.mwi_shown = waiting
         self._track(self.send(line, events, signals, dialling=self._embedded), line)
 
+    def overload_tone(self, line: Line, signals: tuple[Any, ...]) -> None:
+        """
+        A new call shed at its first NTFY: the tone, and nothing more to
+        hear from the line until its next off-hook (the gateway re-arms it
+        on the hang-up, L{cmd.SHED_EVENTS}).  Answers are those of any
+        request: 402 (hung up already) re-arms the line, a time-out audits it.
+        """
+        self._track(self.send(line, cmd.SHED_EVENTS, signals), line)
+
     def busy_tone(self, line: Line) -> None:
         self._track(self.send(line, self._watch(line), cmd.BUSY_TONE), line)
 

@@ -1,12 +1,12 @@
 # -*- test-case-name: tests.test_agent_calls -*-
 """
 Routing and setting calls up: what happens between a number dialled (or a
-call in from a trunk) and a call whose legs ring.
+call in from a trunk) and a call whose legs ring, and the new calls the
+overload guard sheds.
 
 The dial plan is asked (its answer may come later: a plugin may look the
 number up elsewhere), the phone services get their say (star codes, call
-waiting, forwarding, do-not-disturb), the overload guard admits or sheds,
-and the call is either placed (its legs made, the callee rung or made to
+waiting, forwarding, do-not-disturb), and the call is either placed (its legs made, the callee rung or made to
 wait) or refused with a record and the tone (or SIP status) its cause
 gets.  The coordinator (C{control}) owns lines, calls and their machines;
 this module only decides and asks it to act.
@@ -21,12 +21,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..config import Settings
+from ..mgcp import Command, Parameters, ReturnCode, trusted_response
+from ..transaction import Reply
+from . import commands as cmd
 from .calls import Call, Leg
 from .lines import Line, LineInput
-from .model import LineState, ReleaseCause, RouteDecision, RouteRequest
+from .model import Hook, LineState, ReleaseCause, RouteDecision, RouteRequest
 from .trunks import TrunkOrigin
 
 __all__ = ["Router"]
+
+_OK = ReturnCode.OK
+_NO_PARAMS = Parameters()
 
 
 class Router:
@@ -41,7 +47,7 @@ class Router:
         self._unavailable = (
             LineInput.ROUTE_FAILED if settings.switch.unavailable_tone == "reorder" else LineInput.ROUTE_BUSY
         )
-        self._shed_input = LineInput.ROUTE_BUSY if settings.overload.tone == "busy" else LineInput.ROUTE_FAILED
+        self._shed_tone = cmd.BUSY_TONE if settings.overload.tone == "busy" else cmd.REORDER_TONE
 
     def route(self, line: Line, digits: str) -> None:
         endpoint = line.endpoint
@@ -57,13 +63,36 @@ class Router:
             self.failed_attempt(line, dialled, ReleaseCause.UNAVAILABLE)
             self._control.feed(line, self._unavailable)
             return
-        if not self._control.overload.admit():
-            self.refuse(line, dialled, ReleaseCause.OVERLOAD)  # shed before it costs a connection
-            return
         request = RouteRequest(str(endpoint.name), dialled, endpoint.number)
         maybeDeferred(self._control.dial_plan.route, request).addCallbacks(
             self._routed, self._route_failed, (line, dialled, no_waiting), errbackArgs=(line,)
         )
+
+    def shed(self, gateway: Any, line: Line, command: Command, observed: tuple[Any, ...]) -> Reply:
+        """
+        A new call the overload guard refuses at its first NTFY (the
+        off-hook, or the off-hook with the digits where the idle request
+        embeds dial tone): its record (cause overload), and one RQNT riding
+        with the NTFY's response that plays the overload tone and leaves
+        the re-arming to the gateway (L{cmd.SHED_EVENTS}).  The line stays
+        idle here: its next NTFY is its next call.  Why this way: two
+        transactions for a shed call, against six when it was refused
+        after the digits (dial tone, reorder, the hang-up, re-arming),
+        and no work in the line or call machines.
+        """
+        control = self._control
+        lines = control.lines
+        lines.noted(line, "L/hd")
+        lines.hook_seen(line, Hook.UNKNOWN)  # off hook now; back on hook unseen, when the gateway re-arms
+        dialled = "".join(e.name[2:] for e in observed if e.name.startswith("D/"))
+        self.failed_attempt(line, dialled, ReleaseCause.OVERLOAD)
+        wire = control.wire
+        wire.collect(gateway)
+        try:
+            control.requests.overload_tone(line, self._shed_tone)
+        finally:
+            riders = wire.collected()
+        return Reply(trusted_response(_OK, command.transaction_id, "OK", _NO_PARAMS), after=riders)
 
     def _route_failed(self, failure: Failure, line: Line) -> None:
         self.log.failure("dial plan failed for {line}", failure, line=line.endpoint.name)
@@ -96,8 +125,6 @@ class Router:
             self._control.feed(line, LineInput.ROUTE_BUSY)
         elif cause is ReleaseCause.UNAVAILABLE:
             self._control.feed(line, self._unavailable)
-        elif cause is ReleaseCause.OVERLOAD:
-            self._control.feed(line, self._shed_input)
         else:
             self._control.feed(line, LineInput.ROUTE_FAILED)
 

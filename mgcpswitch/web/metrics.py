@@ -213,6 +213,10 @@ def _overload(snapshot: Mapping[str, Any]) -> Iterator[Metric]:
     yield GaugeMetricFamily("mgcp_overload_lateness_seconds",
                             "How late the reactor runs its timers, smoothed (what the guard watches)",
                             value=snapshot["lateness_ms"] / 1000)
+    if "busy" in snapshot:
+        yield GaugeMetricFamily("mgcp_overload_cpu_share",
+                                "The share of a core the agent uses, smoothed over ~100 ms (the guard's leading signal)",
+                                value=snapshot["busy"])
     yield CounterMetricFamily("mgcp_overload_calls_shed", "New calls refused at once because the agent was overloaded",
                               value=snapshot["calls_shed"])
     yield CounterMetricFamily("mgcp_overload_calls_admitted", "New calls the overload guard admitted",
