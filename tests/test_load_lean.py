@@ -54,8 +54,9 @@ class AgainstTheSwitch(SynchronousTestCase):
         self.service.startService()
         self.addCleanup(self.service.stopService)
 
-    def drive(self, options: LoadOptions, seconds: float = 120.0) -> Report:
+    def drive(self, options: LoadOptions, seconds: float = 120.0, profiler: Any = None) -> Report:
         runner = LeanRunner(self.reactor, self.settings, options, random=random.Random(2))
+        runner.profiler = profiler
         self.runner = runner
         self.addCleanup(runner.stop_gateways)
         result: list[Any] = []
@@ -98,6 +99,18 @@ class AgainstTheSwitch(SynchronousTestCase):
         self.assertEqual(self.service.control.outcomes["normal"], self.runner.all_outcomes["completed"])
         self.assertEverythingIdle()
         self.assertIn("lean gateway(s)", format_report(report))
+        self.assertIsNone(report.python_calls_per_call, "no profiler, no count")
+
+    def test_python_calls_per_call(self) -> None:
+        """With a profiler, the report counts the tool's Python function calls per call of the window."""
+        import cProfile
+
+        self.build()
+        report = self.drive(_options(rate=10, duration=1.0), profiler=cProfile.Profile())
+        self.assertEqual(report.completed, 10)
+        assert report.python_calls_per_call is not None
+        self.assertGreater(report.python_calls_per_call, 100)  # the switch's calls too: one process here
+        self.assertIn("Python function calls per completed call", format_report(report))
 
     def test_surge_and_timeline(self) -> None:
         """
@@ -532,6 +545,8 @@ class CommandLine(SynchronousTestCase):
         self.assertEqual(options_from_args(args).tick, 0.002, "the lean sockets are read every 2 ms")
         plain = options_from_args(build_parser().parse_args(["run", "--config", "x.ini"]))
         self.assertEqual(plain.tick, LoadOptions().tick)
+        longer = options_from_args(build_parser().parse_args(["run", "--config", "x.ini", "--lean", "--tick", "5"]))
+        self.assertEqual(longer.tick, 0.005, "--tick is in ms")
         from mgcpswitch.load import main
 
         for argv in (["run", "--config", "x.ini", "--lean", "--gap", "0.1"],
