@@ -265,6 +265,33 @@ class Shedding(SynchronousTestCase):
         a, b = talking(s, "1002", "2001")
         self.assertEqual(s.steps("aaln/2@rgw1", since)[0], "NTFY O:L/hd,D/2,D/0,D/0,D/1")
 
+    def test_unwatched_sheds_write_the_record_alone(self) -> None:
+        """
+        With nobody watching calls (no observer, no subscriber: a switch
+        under a surge, typically), a shed call's record goes to the store
+        as it would have (cause overload, the caller, what was dialled),
+        the counters count it, and no call is made for it.
+        """
+        s = Switch(embedded=True)
+        self.addCleanup(s.stop)
+        s.control.events.observers.clear()
+        s.control.events.watched = False
+        overloaded(s)
+        c = s.phone("1002")
+        c.off_hook()
+        s.run(0.2)
+        c.dial("2002", gap=0.05)
+        s.run(0.5)
+        c.on_hook()
+        s.run(0.5)
+        [record] = s.control.store.records  # type: ignore[attr-defined]
+        self.assertEqual((record.cause, record.caller, record.callee, record.caller_endpoint, record.answer),
+                         (ReleaseCause.OVERLOAD, "1002", "2002", "aaln/2@rgw1", None))
+        self.assertEqual((s.control.counters["calls_started"], s.control.counters["calls_ended"],
+                          s.service.call_outcomes()["overload"]), (1, 1, 1))
+        self.assertEqual(s.control.recent_calls(), [])
+        self.assertTrue(s.idle())
+
     def test_hung_up_before_the_tone(self) -> None:
         """
         The caller hangs up before the shed's RQNT arrives: the gateway

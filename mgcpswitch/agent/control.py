@@ -66,6 +66,7 @@ from .operator import Operator
 from .overload import OverloadGuard
 from .model import (
     CallEnded,
+    CallRecord,
     CallStarted,
     CallState,
     CallStateChanged,
@@ -438,6 +439,26 @@ class CallControl:
         if self.events.watched:
             self.events.publish(CallStarted(self.views.call(call)))
         return call
+
+    def refused(self, line: Line, dialled: str, cause: ReleaseCause) -> None:
+        """
+        The record of a call refused at its first NTFY while nobody watches
+        calls (no observer, no subscriber): written to the store as is,
+        without a L{Call} through the call machine (the overload guard's
+        shed path, thousands a second in a surge).  With watchers, the
+        router makes it a call, whose start and end they see.
+        """
+        now = self.clock.seconds()
+        endpoint = line.endpoint
+        name = str(endpoint.name)
+        counters = self.counters
+        counters["calls_started"] += 1
+        counters["calls_ended"] += 1
+        self.outcomes[cause.value] += 1
+        self.store.call_ended(CallRecord(
+            f"{self._call_prefix}{next(self._call_ids):x}", endpoint.number or name, dialled or None, name,
+            None, None, None, None, now, None, now, cause,
+        ))
 
     # -- what legs report (ILegListener) -------------------------------------
 

@@ -85,7 +85,10 @@ class Router:
         lines.noted(line, "L/hd")
         lines.hook_seen(line, Hook.UNKNOWN)  # off hook now; back on hook unseen, when the gateway re-arms
         dialled = "".join(e.name[2:] for e in observed if e.name.startswith("D/"))
-        self.failed_attempt(line, dialled, ReleaseCause.OVERLOAD)
+        if control.events.watched:
+            self.failed_attempt(line, dialled, ReleaseCause.OVERLOAD)  # a call: observers see it begin and end
+        else:
+            control.refused(line, dialled, ReleaseCause.OVERLOAD)  # its record alone: a third of the shed's cost
         wire = control.wire
         wire.collect(gateway)
         try:
