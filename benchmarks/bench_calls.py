@@ -90,21 +90,24 @@ def row(label: str, r: dict[str, Any]) -> str:
         return "      -" if v is None else f"{v:7.1f}"
 
     failures = ",".join(f"{k}:{v}" for k, v in r["failures"].items()) or "-"
-    per_call = tool_call = "-"
+    per_call = tool_call = ratio = "-"
     if cpu.get("agent_cpu_seconds") is not None and r["completions_in_window"]:
         per_call = f"{cpu['agent_cpu_seconds'] / r['completions_in_window'] * 1e6:.0f}"
         tool_call = f"{cpu['tool_cpu_seconds'] / r['completions_in_window'] * 1e6:.0f}"
+        if cpu["agent_cpu_seconds"]:
+            ratio = f"{cpu['tool_cpu_seconds'] / cpu['agent_cpu_seconds']:.2f}"
     return (f"| {label:>9} | {r['calls_per_second']:8.1f} | {r['attempted']:6d} | {r['failed']:5d} "
             f"| {ms(s.get('p50'))} | {ms(s.get('p99'))} | {ms(s.get('max'))} | {r['transactions_per_second']:7.0f} "
             f"| {r['retransmissions']:4d}/{r['duplicates_received']:<5d} | {pc(cpu.get('agent_cpu'))} % "
-            f"| {pc(cpu.get('tool_cpu'))} % | {pc(cpu.get('other_load'))} % | {per_call:>6} | {tool_call:>6} | {failures}")
+            f"| {pc(cpu.get('tool_cpu'))} % | {pc(cpu.get('other_load'))} % | {per_call:>6} | {tool_call:>6} | {ratio:>5} "
+            f"| {failures}")
 
 
 HEADER = (
     "| rate      | calls/s  | calls  | fail  | p50 ms  | p99 ms  | max ms  | MGCP/s  | retr/dup   | agent  "
-    "| tool   | other  | agent us/call | tool us/call | failures\n"
+    "| tool   | other  | agent us/call | tool us/call | tool/agent | failures\n"
     "|----------:|---------:|-------:|------:|--------:|--------:|--------:|--------:|-----------:|-------:"
-    "|-------:|-------:|-------:|-------:|---------"
+    "|-------:|-------:|-------:|-------:|------:|---------"
 )
 
 

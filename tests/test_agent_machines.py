@@ -366,14 +366,24 @@ class EveryRowFires(SynchronousTestCase):
         self.settle(s)
 
     def path_caller_hangs_up_during_setup(self) -> None:
-        """The caller hangs up while its connection is being created, then while it is being modified."""
+        """
+        The caller hangs up while its connection is being created, while
+        the callee's is (its line still routing), and while the answer's
+        MDCX is on its way to it.
+        """
         s = self.switch(latency=0.2)
         phone = self.dial(s, "1001", "2001", wait=0.0)
         s.run(0.25)
         phone.on_hook()
         self.settle(s)
         phone = self.dial(s, "1002", "2002", wait=0.0)
-        s.run(1.25)  # the ringback MDCX is on its way
+        s.run(0.85)  # the callee's CRCX is on its way
+        self.assertIs(s.line("aaln/2@rgw1").state, LineState.ROUTING)
+        phone.on_hook()
+        self.settle(s)
+        phone = self.dial(s, "1003", "2003")
+        s.phone("2003").off_hook()
+        s.run(0.3)  # the answer's MDCX is on its way to the caller
         phone.on_hook()
         self.settle(s)
 
@@ -439,8 +449,9 @@ class EveryRowFires(SynchronousTestCase):
         s.gw1.restart(RestartMethod.RESTART)
         s.run(1.0)
         self.settle(s)
-        self.dial(s, "1003", "2003", wait=0.0)
-        s.run(0.45)  # the ringback MDCX is in flight
+        self.dial(s, "1003", "2003")
+        s.phone("2003").off_hook()
+        s.run(0.07)  # the answer's MDCX to the caller is in flight
         s.gw1.restart(RestartMethod.RESTART)
         s.run(1.0)
         self.settle(s)
@@ -485,7 +496,8 @@ class EveryRowFires(SynchronousTestCase):
         self.settle(s)
         # Silent mid-modification: every MDCX answer from rgw1 is lost.
         _drop_answers(s, b"MDCX")
-        self.dial(s, "1001", "2001", wait=0.45)
+        self.dial(s, "1001", "2001")
+        s.phone("2001").off_hook()
         s.run(30)
         s.network._drops.clear()
         self.settle(s)

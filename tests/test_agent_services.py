@@ -385,8 +385,7 @@ class ThreeWay(Base):
             "RQNT R:L/hu,L/hf,D/[0-9#*T] S:L/sl",  # recall dial tone, digits, flash
             "MDCX M:inactive",  # B held
             "NTFY O:D/2,D/0,D/0,D/2",
-            "CRCX M:recvonly R:L/hu,L/hf",
-            "MDCX M:recvonly R:L/hu,L/hf S:G/rt",
+            "CRCX M:recvonly R:L/hu,L/hf S:G/rt",  # ringback from the CRCX on
             "MDCX M:sendrecv R:L/hu,L/hf",
             "NTFY O:L/hf",
             "RQNT R:L/hu,L/hf",
@@ -849,7 +848,7 @@ class Soak(SynchronousTestCase):
                 phone(n).on_hook()
             s.run(3.0)
 
-        for round_ in range(1300):
+        for round_ in range(1350):
             free = idle_numbers()
             if len(free) < 4:
                 hang_up_all()

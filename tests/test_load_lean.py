@@ -54,8 +54,9 @@ class AgainstTheSwitch(SynchronousTestCase):
         self.service.startService()
         self.addCleanup(self.service.stopService)
 
-    def drive(self, options: LoadOptions, seconds: float = 120.0) -> Report:
+    def drive(self, options: LoadOptions, seconds: float = 120.0, profiler: Any = None) -> Report:
         runner = LeanRunner(self.reactor, self.settings, options, random=random.Random(2))
+        runner.profiler = profiler
         self.runner = runner
         self.addCleanup(runner.stop_gateways)
         result: list[Any] = []
@@ -93,11 +94,23 @@ class AgainstTheSwitch(SynchronousTestCase):
         self.assertGreater(report.setup_ms["p50"], 0.0)
         # The dial tone comes from the idle request's embedded request: 12
         # transactions a call (4 NTFYs, 2 CRCX, 2 MDCX, 2 DLCX, 2 RQNT).
-        self.assertAlmostEqual(report.transactions_per_second, 12 * 20, delta=20)
+        self.assertAlmostEqual(report.transactions_per_second, 11 * 20, delta=20)
         self.assertEqual((report.retransmissions, report.timeouts, report.duplicates_received), (0, 0, 0))
         self.assertEqual(self.service.control.outcomes["normal"], self.runner.all_outcomes["completed"])
         self.assertEverythingIdle()
         self.assertIn("lean gateway(s)", format_report(report))
+        self.assertIsNone(report.python_calls_per_call, "no profiler, no count")
+
+    def test_python_calls_per_call(self) -> None:
+        """With a profiler, the report counts the tool's Python function calls per call of the window."""
+        import cProfile
+
+        self.build()
+        report = self.drive(_options(rate=10, duration=1.0), profiler=cProfile.Profile())
+        self.assertEqual(report.completed, 10)
+        assert report.python_calls_per_call is not None
+        self.assertGreater(report.python_calls_per_call, 100)  # the switch's calls too: one process here
+        self.assertIn("Python function calls per completed call", format_report(report))
 
     def test_surge_and_timeline(self) -> None:
         """
@@ -130,12 +143,29 @@ class AgainstTheSwitch(SynchronousTestCase):
         self.assertEqual(sum(second.get("reorder", 0) for second in report.timeline), 10)
         self.assertIn("refused (reorder) 10", format_report(report))
 
+    def test_refusals_at_the_off_hook(self) -> None:
+        """
+        The same without the embedded dial tone: the guard refuses each call
+        at its off-hook NTFY; the caller hears reorder instead of dial tone,
+        hangs up, and the line (re-armed by the gateway) serves the next call.
+        """
+        self.build(embedded=False)
+        guard = self.service.control.overload
+        guard.stop()
+        guard.settings = replace(guard.settings, floor=0.0)
+        guard.share = 0.0
+        report = self.drive(_options(rate=10, duration=1.0, warmup=0.5))
+        self.assertEqual((report.completed, report.failures, report.unfinished), (0, {"reorder": 10}, 0))
+        self.assertEqual(report.refused_ms["count"], 10)
+        self.assertEqual(self.runner.counters()["timeouts"], 0)
+        self.assertEverythingIdle()
+
     def test_plain_dial_tone(self) -> None:
         """Without the embedded request the line asks for dial tone: 14 transactions, every call completes."""
         self.build(embedded=False)
         report = self.drive(_options(hangup="alternate"))
         self.assertEqual((report.attempted, report.completed, report.failed), (40, 40, 0))
-        self.assertAlmostEqual(report.transactions_per_second, 14 * 20, delta=20)
+        self.assertAlmostEqual(report.transactions_per_second, 13 * 20, delta=20)
         self.assertEverythingIdle()
 
     def test_open_loop(self) -> None:
@@ -202,6 +232,91 @@ class AgainstTheSwitch(SynchronousTestCase):
         self.assertEqual([d.fate for d in sent], ["dropped", "delivered"])
         self.assertGreaterEqual(sent[1].time - sent[0].time, 0.1)  # after the backed-off timer, not at once
         self.assertEqual(self.runner.counters()["retransmissions"], 1)
+
+
+class SheddingAgent(DatagramProtocol):
+    """
+    An agent that sheds every call at its first NTFY, as the overload guard
+    does: 200, then reorder with the hang-up's only action an embedded
+    request that re-arms the line.  C{idle}: the request it arms the lines
+    with after their RSIP.  Records every NTFY's observed events.
+    """
+
+    def __init__(self, lines: int, idle: str) -> None:
+        self.lines = lines
+        self.idle = idle
+        self.observed: list[str] = []
+        self.txid = 5000
+
+    def command(self, text: str, addr: Any) -> None:
+        self.txid += 1
+        assert self.transport is not None
+        self.transport.write((text % self.txid).replace("\n", "\r\n").encode(), addr)
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
+        for message in decode(data):
+            if isinstance(message, Response):
+                continue
+            assert self.transport is not None
+            self.transport.write(b"200 %d OK\r\n" % message.transaction_id, addr)
+            endpoint = str(message.endpoint)
+            if data.startswith(b"RSIP "):
+                domain = endpoint.split("@")[1]
+                for i in range(1, self.lines + 1):
+                    self.command(f"RQNT %d aaln/{i}@{domain} MGCP 1.0\nX: 1\nR: {self.idle}\nD: (xxxx)", addr)
+                continue
+            self.observed.append(data.split(b"\r\nO: ")[1].split(b"\r\n")[0].decode())
+            self.command(f"RQNT %d {endpoint} MGCP 1.0\nX: 2\nR: L/hu(E(R(L/hd(N))))\nS: L/ro", addr)
+
+
+class ShedCalls(SynchronousTestCase):
+    """
+    Calls refused at their first NTFY (the agent's overload shedding): the
+    generator counts them as refused (reorder), hangs up, sends no NTFY for
+    the hang-up (its only action re-arms the line) and reuses the line.
+    """
+
+    def shed(self, idle: str, first_ntfy: str) -> None:
+        reactor = MemoryReactor()
+        network = MemoryNetwork(reactor, latency=0.0005)
+        reactor.network = network
+        agent = SheddingAgent(4, idle)
+        port = reactor.listenUDP(AGENT[1], agent, interface=AGENT[0])
+        self.addCleanup(port.stopListening)
+        settings = parse_settings(make_config(1, 4, base_port=31000, web="default"))
+        runner = LeanRunner(reactor, settings, _options(rate=10, duration=1.0, warmup=0.0, agent=AGENT),
+                            random=random.Random(5))
+        self.addCleanup(runner.stop_gateways)
+        result: list[Any] = []
+        runner.run().addBoth(result.append)
+        for _ in range(40):
+            network.run(0.5, step=0.001)
+            if result:
+                break
+        [report] = result
+        self.assertIsInstance(report, Report, report)
+        self.assertEqual((report.attempted, report.completed, report.failures), (10, 0, {"reorder": 10}))
+        self.assertEqual((report.unfinished, report.suspect_lines), (0, 0))
+        self.assertEqual(report.refused_ms["count"], 10)
+        self.assertLess(report.refused_ms["max"], 10.0)  # off-hook -> reorder: one round trip and a tick
+        # One NTFY per call, none for a hang-up; a line the shed re-armed
+        # with L/hd(N) reports its next off-hook alone.
+        self.assertEqual(len(agent.observed), 10)
+        self.assertTrue(all(o == "L/hd" or o.startswith(first_ntfy) for o in agent.observed), agent.observed)
+        self.assertIn(first_ntfy, " ".join(agent.observed))
+        self.assertEqual(runner.counters()["timeouts"], 0)
+        self.assertTrue(all(ep.idle() and ep.armed for ep in runner.parties))
+
+    def test_shed_at_off_hook(self) -> None:
+        """C{R: L/hu(E(R(L/hd(N))))} with C{S: L/ro} at the off-hook: refused, hung up in silence, re-armed."""
+        self.shed("L/hd(N)", "L/hd")
+
+    def test_shed_with_embedded_dial_tone(self) -> None:
+        """
+        With the switch's embedded dial tone the first NTFY carries the
+        dialled number: the caller hears reorder after dialling, the same.
+        """
+        self.shed("L/hd(A,E(R(L/hu(N), D/[0-9#*T](D)),S(L/dl)))", "L/hd, D/1, D/0, D/0, D/")
 
 
 class ScriptedAgent(DatagramProtocol):
@@ -430,6 +545,8 @@ class CommandLine(SynchronousTestCase):
         self.assertEqual(options_from_args(args).tick, 0.002, "the lean sockets are read every 2 ms")
         plain = options_from_args(build_parser().parse_args(["run", "--config", "x.ini"]))
         self.assertEqual(plain.tick, LoadOptions().tick)
+        longer = options_from_args(build_parser().parse_args(["run", "--config", "x.ini", "--lean", "--tick", "5"]))
+        self.assertEqual(longer.tick, 0.005, "--tick is in ms")
         from mgcpswitch.load import main
 
         for argv in (["run", "--config", "x.ini", "--lean", "--gap", "0.1"],

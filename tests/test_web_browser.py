@@ -208,7 +208,7 @@ class TrunkAndOverloadOnARealSwitch(TestCase):
         await browser.wait_for_text("#overload", f"overload: shedding {shedding}%")
         await browser.screenshot(os.path.join(self.directory, "trunk-and-overload.png"))
         while guard.state.value == "overloaded":
-            guard.observe(0.0, 0.0)  # on time, and idle
+            guard.observe(0.0, busy=0.0)  # on time, and idle
         await browser.wait_until("document.querySelector('#overload').hidden", what="the overload badge gone")
 
         [far_call] = far.channels

@@ -390,6 +390,15 @@ def wanted(leg: Leg) -> tuple[ConnectionMode, Optional[SessionDescription], Tone
     if state is CallState.CONNECTED:
         return ConnectionMode.SENDRECV, remote, Tone.NONE
     if leg.originating:
+        if leg.line is not None and peer is not None and peer.line is not None and state is not CallState.RELEASING:
+            # A call to a line: the callee's gateway sends no media before
+            # it answers, so the caller's connection learns the callee's
+            # SDP with the answer's MDCX, and hears ringback from its CRCX
+            # on (the callee's CRCX follows within a round trip, and a
+            # callee that fails gives busy or reorder with the DLCX).  One
+            # MDCX fewer per call than ringback once the callee rings: a
+            # twelfth of a basic call's transactions (issue 15 §3).
+            return ConnectionMode.RECVONLY, None, Tone.RINGBACK
         # Ringback, unless the far end sends its own (a trunk's early media).
         early = peer is not None and peer.trunk is not None and peer.local_sdp is not None
         return (

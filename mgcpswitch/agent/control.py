@@ -58,7 +58,7 @@ from ..mgcp import (
 from ..timeouts import TimeoutQueue
 from ..transaction import PeerState, Reply
 from . import commands as cmd
-from .calls import Call, CallAction, CallInput, CallMachine, Leg, LegState
+from .calls import Call, CallAction, CallInput, CallMachine, Leg, LegState, Tone
 from .events import EventBus, Views
 from .lines import Action, Line, LineInput, LineMachine
 from .media import ILegListener, Media
@@ -466,6 +466,10 @@ class CallControl:
         if not leg.originating:
             call = leg.call
             self._call_input(call, CallInput.ALERT)
+            caller = leg.peer
+            if (caller is not None and caller.tone is Tone.RINGBACK and caller.line is not None
+                    and caller.line.state is LineState.ROUTING):
+                self.feed(caller.line, LineInput.ALERTING)  # its CRCX already plays ringback (calls.wanted)
             line = leg.line
             if line is not None and line.state is LineState.CONNECTED and not leg.waiting and line.active is leg:
                 # The callee answered while its CRCX was answered: no ringback.

@@ -129,7 +129,7 @@ class Media:
         mode, remote, tone = wanted(leg)
         if state is LegState.NEW:
             if leg.originating or remote is not None:
-                self._create(leg, mode, remote)
+                self._create(leg, mode, remote, tone)
         elif mode is not leg.mode or tone is not leg.tone or (remote is not None and remote is not leg.remote_sdp):
             self._modify(leg, mode, remote if remote is not leg.remote_sdp else None, tone)
 
@@ -142,12 +142,13 @@ class Media:
 
     # -- CRCX --------------------------------------------------------------
 
-    def _create(self, leg: Leg, mode: ConnectionMode, remote: Any) -> None:
+    def _create(self, leg: Leg, mode: ConnectionMode, remote: Any, tone: Tone) -> None:
         line = leg.line
         endpoint = line.endpoint
         call = leg.call
         if leg.originating:
-            events, signals = endpoint.call_events, cmd.NO_SIGNALS
+            events, signals = endpoint.call_events, _SIGNALS[tone]  # ringback, for a call to a line
+            leg.tone = tone
         else:
             # Ring the callee with the caller's number and name (withheld:
             # "P"); a line already in a call hears the call-waiting tone

@@ -29,7 +29,6 @@ from collections import Counter
 from typing import Any, Callable, Optional
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.task import LoopingCall
 
 from ..config import Settings
 from .options import LoadOptions
@@ -45,7 +44,8 @@ _PROGRESS = frozenset((RINGBACK, BUSY, REORDER))
 # What each condition reads on a lean line (the call is there for DIALLED).
 
 def _hears_dial_tone(ep: LeanEndpoint, call: LeanCall) -> bool:
-    return DIAL_TONE in ep.signals
+    signals = ep.signals
+    return DIAL_TONE in signals or REORDER in signals or BUSY in signals
 
 
 def _dialled(ep: LeanEndpoint, call: LeanCall) -> bool:
@@ -105,14 +105,17 @@ class LeanCall(BasicCall):
     def _clear_waits(self) -> None:
         self.waits = []
 
-    def poke(self) -> None:
-        """One of the lines changed: run every continuation whose condition now holds."""
+    def poke(self, line: LeanEndpoint) -> None:
+        """
+        C{line} changed: run every continuation on it whose condition now
+        holds.  A condition reads only its own line, and every change of a
+        line pokes its call, so the other line's waits need no look.
+        """
         while True:
             for entry in self.waits:
-                party, holds, then = entry
-                if holds(party, self):
+                if entry[0] is line and entry[1](line, self):
                     self.waits.remove(entry)
-                    then()
+                    entry[2]()
                     break  # the continuation may have changed the waits: look again
             else:
                 return
@@ -131,6 +134,38 @@ class LeanCall(BasicCall):
 
     def _is_off_hook(self, party: LeanEndpoint) -> bool:
         return party.off
+
+
+class _Ticker:
+    """
+    C{f()} now and then every C{interval} s, on the reactor's timers: what
+    the scheduler asks of a C{LoopingCall}, without its Deferred and its
+    callbacks on every run (the lean generator ticks 500 times a second).
+    A tick that raises is logged by the reactor; the next one still comes.
+    """
+
+    __slots__ = ("clock", "interval", "f", "_next")
+
+    def __init__(self, clock: Any, interval: float, f: Callable[[], None]) -> None:
+        self.clock = clock
+        self.interval = interval
+        self.f = f
+        self._next: Any = None
+        self._fire()
+
+    @property
+    def running(self) -> bool:
+        return self._next is not None
+
+    def _fire(self) -> None:
+        self._next = self.clock.callLater(self.interval, self._fire)
+        self.f()
+
+    def stop(self) -> None:
+        if self._next is not None:
+            if self._next.active():
+                self._next.cancel()
+            self._next = None
 
 
 class LeanRunner(CallScheduler):
@@ -171,7 +206,10 @@ class LeanRunner(CallScheduler):
             self.gateways.append(gw)
             self.parties.extend(gw.lines)
         self.pool()
-        self._timers: Optional[LoopingCall] = None
+        self._timers: Optional[_Ticker] = None
+
+    def every(self, interval: float, f: Callable[[], None]) -> _Ticker:
+        return _Ticker(self.reactor, interval, f)
 
     def party_state(self, party: LeanEndpoint) -> tuple[str, int, bool]:
         return party.name.decode(), len(party.connections), party.idle()
@@ -220,9 +258,7 @@ class LeanRunner(CallScheduler):
                     self._poller = select.epoll()
                 self._poller.register(fd, 1)  # EPOLLIN
                 self._by_fd[fd] = gw
-        self._timers = LoopingCall(self._tick_gateways)
-        self._timers.clock = self.reactor
-        self._timers.start(self.options.tick, now=True)
+        self._timers = self.every(self.options.tick, self._tick_gateways)
         return arming.deferred.addCallback(stop_watching)
 
     def _tick_gateways(self) -> None:

@@ -98,7 +98,7 @@ def make_config(
         "dial_plan = static",
         "observers = " + ", ".join(observers),
         "ladder = " + ("yes" if ladder else "no"),
-        # Dial tone from the idle request itself: 12 transactions per call, not 14.
+        # Dial tone from the idle request itself: 11 transactions per call, not 13.
         "embedded_dial_tone = " + ("yes" if embedded_dial_tone else "no"),
     ]
     if audit_concurrency is not None:

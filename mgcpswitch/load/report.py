@@ -58,6 +58,8 @@ class Report:
     agent_rss_kb: Optional[int] = None
     saturation: str = ""
     peak_in_progress: int = 0
+    # --profile: Python function calls (cProfile) over the window per call completed in it
+    python_calls_per_call: Optional[float] = None
     audits: dict[str, Any] = field(default_factory=dict)
     setups_raw: Optional[list[float]] = None  # seconds, sorted (--raw)
     refusals_raw: Optional[list[float]] = None  # seconds, sorted (--raw)
@@ -190,6 +192,9 @@ def format_report(r: Report) -> str:
         ratio = per.get("tool_to_agent")
         lines.append(f"  tool CPU/call     {per['tool']:.0f} us"
                      + ("" if ratio is None else f"  ({ratio:.2f} x the agent's)"))
+    if r.python_calls_per_call is not None:
+        lines.append(f"  tool calls/call   {r.python_calls_per_call:.0f} Python function calls per completed call "
+                     "(cProfile over the window)")
     if r.audits:
         lines.append(f"  audits            {json.dumps(r.audits)}")
     if r.faults:

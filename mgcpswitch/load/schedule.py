@@ -164,6 +164,10 @@ class CallScheduler:
         self.arm_times: list[float] = []
         self.rsip_waits: list[float] = []
         self.audit: Any = None  # an engine's per-line command tracker (register --track)
+        # A cProfile.Profile to run over the window only (mgcpload run --profile): registration and
+        # drain left out, so that its call count divides by the calls completed in the window.
+        self.profiler: Any = None
+        self._python_calls: Optional[int] = None
         agent_pid = options.agent_pid
         if agent_pid == 0:
             agent_pid = find_agent_pid(self.agent[0], self.agent[1])
@@ -207,6 +211,13 @@ class CallScheduler:
     def party_state(self, party: Any) -> tuple[str, int, bool]:
         """A line's endpoint name, the connections its gateway holds for it, and whether it is idle."""
         raise NotImplementedError
+
+    def every(self, interval: float, f: Callable[[], None]) -> Any:
+        """C{f()} now and every C{interval} s until the result's C{stop()} (a running C{LoopingCall})."""
+        loop = LoopingCall(f)
+        loop.clock = self.reactor
+        loop.start(interval, now=True)
+        return loop
 
     def stop_faults(self) -> None:
         """End the engine's fault injection (an engine without any has nothing to do)."""
@@ -302,9 +313,7 @@ class CallScheduler:
         self.window_end = self.window_start + opts.duration
         self._phase = "warmup" if opts.warmup > 0 else "window"
         self._done = Deferred()
-        self._ticker = LoopingCall(self._tick)
-        self._ticker.clock = self.reactor
-        self._ticker.start(opts.tick, now=True)
+        self._ticker = self.every(opts.tick, self._tick)
         if opts.progress_interval > 0 and self.out is not None:
             self._progress = LoopingCall(self._show_progress)
             self._progress.clock = self.reactor
@@ -326,6 +335,8 @@ class CallScheduler:
             self._cpu = CpuSampler(None)
             self._cpu.begin()
         self._last_progress = (self.now(), self.completions_in_window)
+        if self.profiler is not None:
+            self.profiler.enable()
 
     def _window_closes(self) -> None:
         if self._phase not in ("warmup", "window"):
@@ -333,6 +344,11 @@ class CallScheduler:
         if self._closing is not None and self._closing.active():
             self._closing.cancel()  # all of --calls ended first
         self._phase = "drain"
+        if self.profiler is not None:
+            import pstats
+
+            self.profiler.disable()
+            self._python_calls = pstats.Stats(self.profiler).total_calls  # type: ignore[attr-defined]
         self._tx_end = self._gateway_counters()
         if self._cpu is not None:
             self._cpu_result = self._cpu.end()
@@ -584,6 +600,8 @@ class CallScheduler:
             peak_in_progress=self.peak_in_progress,
         )
         r.cpu_per_call_us = cpu_per_call(r)
+        if self._python_calls is not None and self.completions_in_window:
+            r.python_calls_per_call = self._python_calls / self.completions_in_window
         if opts.raw_setups:
             r.setups_raw = setups
             r.refusals_raw = refusals

@@ -3,7 +3,11 @@
 One basic call as the load tool plays it (the digest §7 basic call), the
 same whatever simulates the gateways:
 
-  1. the caller goes off hook; it must hear dial tone (C{L/dl});
+  1. the caller goes off hook; it must hear dial tone (C{L/dl}); reorder
+     tone instead (C{L/ro}: a switch shedding load refuses the call at
+     its first NTFY) makes the call I{refused} (C{reorder}), timed from
+     the off-hook, and busy tone a C{busy} failure; either way the caller
+     hangs up;
   2. it dials the callee's number;
   3. the callee must ring (C{L/rg}) and the caller hear ringback (C{G/rt});
      I{setup latency} is the time from the last digit pressed (the moment
@@ -46,7 +50,7 @@ class Until(enum.Enum):
 
     __hash__ = object.__hash__
 
-    DIAL_TONE = "hears dial tone"
+    DIAL_TONE = "hears dial tone, reorder or busy tone"
     DIALLED = "has accumulated every digit of the callee's number"
     PROGRESS = "hears ringback, busy or reorder tone"
     RINGING = "rings"
@@ -141,6 +145,15 @@ class BasicCall:
 
     def _dial_number(self) -> None:
         if self.done or self.step != "dial-tone":
+            return
+        if self._hears(self.caller, REORDER):
+            # Shed at the off-hook: hang up at once and count the refusal.
+            runner = self.runner
+            runner.refused(self, runner.now() - self.started)
+            self.fail("reorder")
+            return
+        if self._hears(self.caller, BUSY):
+            self.fail("busy")  # shed with [overload] tone = busy
             return
         self._step("setup", self.runner.options.step_timeout)
         self.pending = 2

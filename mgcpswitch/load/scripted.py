@@ -79,7 +79,8 @@ def _ep_of(line: Any) -> Any:
 # endpoint: no closure per wait.
 
 def _hears_dial_tone(line: Any) -> bool:
-    return DIAL_TONE in line._ep.signals
+    signals = line._ep.signals
+    return DIAL_TONE in signals or REORDER in signals or BUSY in signals
 
 
 def _hears_progress(line: Any) -> bool:
