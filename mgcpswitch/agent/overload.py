@@ -31,17 +31,20 @@ surge were queued, the admitted calls' setups took seconds and the
 gateways retransmitted (2x the knee: p99 setup 1.3 s, 2 % retransmitted).
 A lateness smoothed over two probes reacts at the second late turn (a
 single turn shorter than twice the target, a garbage collection, is not
-overload), and the CPU
-share leads it: past C{ceiling} of a core (smoothed over about five
-probes, 100 ms) the agent has no spare capacity left, the next burst
-queues, and the share admitted falls before any probe is late.
+overload), and the CPU share leads it: past C{ceiling} of a core
+(smoothed over about five probes, 100 ms) the agent has no spare
+capacity left, the next burst queues, and the share admitted falls as
+soon as the reactor runs a quarter of the target late.  (Not on the CPU
+share alone: under a simulated clock, in tests and in-process benchmarks,
+CPU seconds over simulated seconds mean nothing, and such a clock's
+probes are on time.)
 
 What is done: admission control with additive increase and
 multiplicative decrease (RFC 7339's loss-based feedback, applied to our
 own admission).  At each late probe (the lateness above C{target}, the
 agent busy) the share of new calls admitted is cut by C{decrease}; at
-each probe with the CPU share above C{ceiling}, by the ceiling over the
-CPU share (a few per cent: the signal is continuous); never below
+each probe with the CPU share above C{ceiling} (and the lateness above
+a quarter of the target), by the ceiling over the CPU share (a few per cent: the signal is continuous); never below
 C{floor}.  Once the lateness is below half the target and the CPU share
 below the ceiling minus a headroom of 0.1, it grows back by C{increase}
 per probe (between the two it holds, so that it does not swing around
@@ -87,6 +90,7 @@ class OverloadGuard:
     BUSY_SMOOTHING = 0.2  # about five probes (100 ms) of CPU share
     SHOWN_SMOOTHING = 0.1  # the lateness shown (/api/stats, /metrics): about ten probes
     HEADROOM = 0.1  # the share grows back only below the ceiling minus this: between, it holds
+    EARLY = 0.25  # at the CPU ceiling, a lateness of this much of the target is enough
 
     def __init__(
         self, clock: IReactorTime, settings: OverloadSettings = OverloadSettings(),
@@ -174,7 +178,7 @@ class OverloadGuard:
         self.busy += self.BUSY_SMOOTHING * (busy - self.busy)
         if self.late > settings.target and busy >= settings.busy:
             self.share = max(settings.floor, self.share * settings.decrease)  # late, on its own work
-        elif self.busy >= settings.ceiling:
+        elif self.busy >= settings.ceiling and self.late > settings.target * self.EARLY:
             # No spare capacity: cut by how far over the ceiling (a few per
             # cent a probe), since this signal is continuous, not an alarm.
             self.share = max(settings.floor, self.share * max(settings.decrease, settings.ceiling / self.busy))
