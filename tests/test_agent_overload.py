@@ -31,7 +31,7 @@ class Guard(SynchronousTestCase):
         clock = Clock()
         changes: list[OverloadState] = []
         guard = OverloadGuard(clock, OverloadSettings(**options), random.Random(1), changes.append,  # type: ignore[arg-type]
-                              cpu=(lambda: clock.seconds() * 0.6) if cpu is None else cpu)
+                              cpu=(lambda: clock.seconds() * 0.6) if cpu is None else cpu, wall=clock.seconds)
         guard.start()
         self.addCleanup(guard.stop)
         return clock, guard, changes
@@ -155,6 +155,22 @@ class Guard(SynchronousTestCase):
         self.assertEqual(guard.share, held)
         run(150, 0.5)
         self.assertEqual((guard.share, changes), (1.0, [OverloadState.OVERLOADED, OverloadState.NORMAL]))
+
+    def test_a_simulated_clock_is_never_busy(self) -> None:
+        """
+        A clock that is not real time (a test's, an in-process benchmark's):
+        the process's CPU over its seconds means nothing, so however the
+        CPU clock runs, the agent counts as idle and nothing is shed.
+        """
+        clock = Clock()
+        cpu = [0.0]
+        guard = OverloadGuard(clock, OverloadSettings(), random.Random(1), cpu=lambda: cpu[0], wall=lambda: 0.0)
+        guard.start()
+        self.addCleanup(guard.stop)
+        for _ in range(100):
+            cpu[0] += 0.1
+            clock.advance(0.03)  # 10 ms late each time
+        self.assertEqual((guard.share, guard.busy), (1.0, 0.0))
 
     def test_a_single_late_turn_is_not_overload(self) -> None:
         """One turn of 50 ms (a garbage collection, say) is smoothed away: nothing is shed."""
