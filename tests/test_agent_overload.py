@@ -180,6 +180,18 @@ class Guard(SynchronousTestCase):
             clock.advance(0.02)
         self.assertEqual((guard.share, changes), (1.0, []))
 
+    def test_a_long_turn_alone_is_not_overload(self) -> None:
+        """
+        One turn of 150 ms (five times the target: a batch of records
+        written, say) between probes on time: nothing is shed; it takes two
+        late probes in a row, as a backlog gives.
+        """
+        clock, guard, changes = self.guard()
+        clock.advance(0.17)
+        for _ in range(50):
+            clock.advance(0.02)
+        self.assertEqual((guard.share, changes), (1.0, []))
+
     def test_disabled(self) -> None:
         """enabled = no: no probe runs, every call is admitted."""
         clock, guard, _ = self.guard(enabled=False)

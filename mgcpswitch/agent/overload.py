@@ -29,9 +29,12 @@ Why per probe, and not smoothed over a second as before: by the time a
 lateness averaged over ten probes rose, the datagrams of a second of
 surge were queued, the admitted calls' setups took seconds and the
 gateways retransmitted (2x the knee: p99 setup 1.3 s, 2 % retransmitted).
-A lateness smoothed over two probes reacts at the second late turn (a
-single turn shorter than twice the target, a garbage collection, is not
-overload), and the CPU share leads it: past C{ceiling} of a core
+Two probes in a row, each later than the target, are overload: a backlog
+keeps every turn long, while a single long turn (a garbage collection, a
+batch of records written, the periodic work of a busy agent) is not, and
+shedding for one cost calls at the knee itself (a few dozen every five
+seconds at 300 calls/s when a single turn of twice the target counted).
+The CPU share leads it: past C{ceiling} of a core
 (smoothed over about five probes, 100 ms) the agent has no spare
 capacity left, the next burst queues, and the share admitted falls as
 soon as the reactor runs a quarter of the target late.  Under a
@@ -42,8 +45,8 @@ machine shed calls in simulated-time tests before this).
 
 What is done: admission control with additive increase and
 multiplicative decrease (RFC 7339's loss-based feedback, applied to our
-own admission).  At each late probe (the lateness above C{target}, the
-agent busy) the share of new calls admitted is cut by C{decrease}; at
+own admission).  At each late probe after a late one (both above
+C{target}, the agent busy) the share of new calls admitted is cut by C{decrease}; at
 each probe with the CPU share above C{ceiling} (and the lateness above
 a quarter of the target), by the ceiling over the CPU share (a few per cent: the signal is continuous); never below
 C{floor}.  Once the lateness is below half the target and the CPU share
@@ -87,7 +90,7 @@ class OverloadGuard:
     """
 
     log = Logger()
-    LATENESS_SMOOTHING = 0.5  # weight of the newest probe: two late probes in a row are overload, one is not
+    LATENESS_SMOOTHING = 0.5  # weight of the newest probe in the lateness the CPU ceiling and recovery read
     BUSY_SMOOTHING = 0.2  # about five probes (100 ms) of CPU share
     SHOWN_SMOOTHING = 0.1  # the lateness shown (/api/stats, /metrics): about ten probes
     HEADROOM = 0.1  # the share grows back only below the ceiling minus this: between, it holds
@@ -114,7 +117,8 @@ class OverloadGuard:
         self._random = (random_source or random.Random()).random
         self.changed = changed
         self.share = 1.0  # of new calls admitted
-        self.late = 0.0  # smoothed over two probes, seconds: what decides
+        self.late = 0.0  # smoothed over two probes, seconds
+        self._last_late = 0.0  # the previous probe's lateness: two late in a row are overload
         self.lateness = 0.0  # smoothed over about ten, seconds: what is shown
         self.busy = 0.0  # smoothed share of a core the process used
         self.state = OverloadState.NORMAL
@@ -186,7 +190,8 @@ class OverloadGuard:
         self.late += self.LATENESS_SMOOTHING * (late - self.late)
         self.lateness += self.SHOWN_SMOOTHING * (late - self.lateness)
         self.busy += self.BUSY_SMOOTHING * (busy - self.busy)
-        if self.late > settings.target and busy >= settings.busy:
+        previous, self._last_late = self._last_late, late
+        if late > settings.target and previous > settings.target and busy >= settings.busy:
             self.share = max(settings.floor, self.share * settings.decrease)  # late, on its own work
         elif self.busy >= settings.ceiling and self.late > settings.target * self.EARLY:
             # No spare capacity: cut by how far over the ceiling (a few per
