@@ -9,7 +9,7 @@ doubles and the completed rate collapses (RFC 6357 §3 describes the same
 collapse for SIP servers).  The cure is to refuse the excess early and
 cheaply: a call refused at its first NTFY costs the agent that NTFY and
 one RQNT riding with its response (the caller hears reorder, the record's
-cause is C{overload}), two transactions of a completed call's twelve.
+cause is C{overload}), two transactions of a completed call's eleven.
 
 What is measured, at each probe (a timer asking to run every C{interval}
 seconds): how late it ran (the reactor was busy with other work: a turn
@@ -46,15 +46,16 @@ machine shed calls in simulated-time tests before this).
 What is done: admission control with additive increase and
 multiplicative decrease (RFC 7339's loss-based feedback, applied to our
 own admission).  At each late probe after a late one (both above
-C{target}, the agent busy) the share of new calls admitted is cut by C{decrease}; at
-each probe with the CPU share above C{ceiling} (and the lateness above
-a quarter of the target), by the ceiling over the CPU share (a few per cent: the signal is continuous); never below
-C{floor}.  Once the lateness is below half the target and the CPU share
-below the ceiling minus a headroom of 0.1, it grows back by C{increase}
-per probe (between the two it holds, so that it does not swing around
-the ceiling).  The agent is "overloaded" while the share is below one.  Calls already admitted are
-never touched: the decision is taken at a new call's first NTFY
-(L{mgcpswitch.agent.routing.Router.shed}).
+C{target}, the agent busy) the share of new calls admitted is cut by
+C{decrease}; at each probe with the CPU share above C{ceiling} (and the
+lateness above a quarter of the target), by the ceiling over the CPU
+share (a few per cent: the signal is continuous); never below C{floor}.
+Once the lateness is below half the target and the CPU share below the
+ceiling minus a headroom of 0.1, it grows back by C{increase} per probe
+(between the two it holds, so that it does not swing around the
+ceiling).  The agent is "overloaded" while the share is below one.
+Calls already admitted are never touched: the decision is taken at a new
+call's first NTFY (L{mgcpswitch.agent.routing.Router.shed}).
 
 What is said: one log line when the agent becomes overloaded (its CPU
 share, how late the reactor runs, the share admitted) and one when it
