@@ -47,13 +47,10 @@ _CMD = re.compile(rb"^([A-Z]{4}) (\d+) (\S+)", re.M)
 _X = re.compile(rb"^X: ?(\S+)", re.M)
 
 
-def ini(lines: int, store: bool, overload: bool = False) -> str:
-    # No overload guard: this harness runs the agent flat out on a clock of
-    # its own, which the guard would read as a saturated agent and shed.
+def ini(lines: int, store: bool) -> str:
     return (
         "[switch]\ninterface = 127.0.0.1\nport = 2727\nobservers =\nladder = no\nkeepalive_interval = 0\n"
         + ("[store]\nurl = memory\n" if store else "")
-        + ("[overload]\nenabled = no\n" if overload else "")
         + f"[gateway:gwa]\naddress = 127.0.0.2\nlines = {lines}\nnumbers = 1001-{1000 + lines}\n"
         + f"[gateway:gwb]\naddress = 127.0.0.3\nlines = {lines}\nnumbers = 2001-{2000 + lines}\n"
     )
@@ -212,6 +209,33 @@ class BenchReactor:
             self.advance(min(step, end - self.now))
 
 
+def basic_call(gwa: ScriptedGateway, gwb: ScriptedGateway, reactor: BenchReactor, n: int,
+               embedded: bool = False) -> None:
+    """
+    One basic call between line C{n} of each gateway: off hook and digits
+    (one NTFY where the idle request embeds dial tone), the callee answers,
+    the caller hangs up, then the callee.
+    """
+    a, b = b"aaln/%d@gwa" % n, b"aaln/%d@gwb" % n
+    step = reactor.pump
+    digits = b"D/2,D/%03d" % n
+    if embedded:
+        gwa.notify(a, b"L/hd," + digits)
+        step()
+    else:
+        gwa.notify(a, b"L/hd")
+        step()
+        gwa.notify(a, digits)
+        step()
+    gwb.notify(b, b"L/hd")
+    step()
+    gwa.notify(a, b"L/hu")
+    step()
+    gwb.notify(b, b"L/hu")
+    step()
+    reactor.advance(0.001)
+
+
 def _ignore(call: Any) -> None:
     """A cancelled timer stays in the heap and is skipped when due (as in Twisted's reactor)."""
 
@@ -223,7 +247,7 @@ def run(calls: int, lines: int) -> dict[str, Any]:
     from mgcpswitch.agent.service import CallControlService
 
     store = hasattr(config_module, "StoreSettings")
-    settings = config_module.parse_settings(ini(lines, store, hasattr(config_module, "OverloadSettings")))
+    settings = config_module.parse_settings(ini(lines, store))
     reactor = network = BenchReactor()
     agent = ("127.0.0.1", 2727)
     service = CallControlService(reactor, settings, StaticDialPlan.from_settings(settings), {"default": DEFAULT_PROFILE})
@@ -237,20 +261,7 @@ def run(calls: int, lines: int) -> dict[str, Any]:
     network.run(2.0, step=0.05)
 
     def call(i: int) -> None:
-        n = i % lines + 1
-        a, b = b"aaln/%d@gwa" % n, b"aaln/%d@gwb" % n
-        step = network.pump
-        gwa.notify(a, b"L/hd")
-        step()
-        gwa.notify(a, b"D/2,D/%s" % (b"%03d" % n))
-        step()
-        gwb.notify(b, b"L/hd")
-        step()
-        gwa.notify(a, b"L/hu")
-        step()
-        gwb.notify(b, b"L/hu")
-        step()
-        reactor.advance(0.001)
+        basic_call(gwa, gwb, reactor, i % lines + 1)
 
     for i in range(min(calls, 200)):
         call(i)

@@ -201,24 +201,7 @@ def _shed_run(calls: int, shed: bool, embedded: bool) -> dict[str, Any]:
         reactor.advance(0.001)
 
     def basic_call(i: int) -> None:
-        n = i % lines + 1
-        a, b = b"aaln/%d@gwa" % n, b"aaln/%d@gwb" % n
-        digits = b"D/2,D/%03d" % n  # as bench_agent.py dials
-        if embedded:
-            gwa.notify(a, b"L/hd," + digits)
-            step()
-        else:
-            gwa.notify(a, b"L/hd")
-            step()
-            gwa.notify(a, digits)
-            step()
-        gwb.notify(b, b"L/hd")
-        step()
-        gwa.notify(a, b"L/hu")
-        step()
-        gwb.notify(b, b"L/hu")
-        step()
-        reactor.advance(0.001)
+        ba.basic_call(gwa, gwb, reactor, i % lines + 1, embedded)
 
     one = shed_call if shed else basic_call
     for i in range(min(calls, 200)):
