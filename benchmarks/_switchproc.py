@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -243,7 +244,12 @@ class PySpy:
     def __init__(self, pid: int, seconds: float, output: str, rate: int = 250, native: bool = False) -> None:
         exe = os.path.join(os.path.dirname(sys.executable), "py-spy")
         if not os.path.exists(exe):
-            exe = "py-spy"
+            exe = shutil.which("py-spy") or exe
+        if not os.path.exists(exe):
+            # A profiling tool, not a dependency of the switch: the benchmark
+            # installs it beside its own Python when asked to profile.
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "py-spy"],
+                           check=True)
         self.output = output
         self.argv = [exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", str(rate),
                      "--format", "raw", "--function", "--nonblocking", "-o", output] + (["--native"] if native else [])
