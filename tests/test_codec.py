@@ -897,6 +897,39 @@ class ResponseTests(SynchronousTestCase):
         self.assertEqual({ParamCode.CONNECTION_ID: ("1",)}, dict(response.params))
 
 
+    def test_recurring_response_only_its_id_new(self) -> None:
+        """
+        A response whose bytes after the id were read before decodes the
+        same as the first time, with its own id (the decoder keeps what it
+        read by those bytes); each wire text twice, the second time under
+        another id.
+        """
+        rows = []
+        for label, wire, expected in RESPONSES:
+            for r in decode(wire):
+                if type(r) is Response and wire[:1].isdigit():
+                    again = wire.replace(b" %d" % r.transaction_id, b" 987654321", 1)
+                    rows.append((label, [expected.with_transaction_id(987654321)], decode(again)))
+                    rows.append((label + " (first id)", [expected], decode(wire)))
+        self.assertEqual([], disagreements(rows))
+
+    def test_recurring_response_not_mistaken(self) -> None:
+        """
+        Only "<3 digits> <1-9 digits> <rest>" takes the short way: a tab
+        or a second space before the id, a piggybacked datagram and an
+        unreadable id are read afresh each time.
+        """
+        for _ in range(2):
+            tab = one(b"200\t5 77 OK\r\n")
+            self.assertEqual((5, "77 OK"), (tab.transaction_id, tab.comment))
+            spaced = one(b"200  6 OK\r\n")
+            self.assertEqual((6, "OK"), (spaced.transaction_id, spaced.comment))
+            piggy = decode(b"200 7 OK\r\n.\r\n200 8 OK\r\n")
+            self.assertEqual([7, 8], [r.transaction_id for r in piggy])
+            self.assertIsInstance(decode(b"200 1234567890 OK\r\n")[0], MalformedMessage)
+            self.assertIsInstance(decode(b"2000 12 OK\r\n")[0], MalformedMessage)
+
+
 # ---------------------------------------------------------------------------
 # SDP
 

@@ -80,6 +80,15 @@ _VERSION_RE = re.compile(r"\d+\.\d+")
 _wrap = Parameters
 
 
+# Responses read before, by their bytes after the transaction id (and
+# their code): a peer answers most commands with the same few responses
+# ("200 <txid> OK", a DLCX's 250 with its P: line), so everything but the
+# id is decoded once.  The values are immutable, so responses share them.
+# Bounded like the parsers' intern tables; responses with a session
+# description are not kept (each one differs).
+_RESPONSES: dict[tuple[bytes, bytes], tuple[Any, ...]] = {}
+
+
 def decode(data: bytes) -> list[DecodedItem]:
     """
     Decode one datagram into its messages, in order.
@@ -87,6 +96,29 @@ def decode(data: bytes) -> list[DecodedItem]:
     Each item is a L{Command}, a L{Response} or a L{MalformedMessage}.
     Never raises, whatever the bytes.
     """
+    if data[:1].isdigit():
+        fields = data.split(b" ", 2)
+        if len(fields) == 3:
+            code, txid, rest = fields
+            # "<code> <txid> <rest>" with one space each side of the id:
+            # when code and rest were read before, only the id is new.
+            if len(code) == 3 and code.isdigit() and txid.isdigit() and len(txid) <= 9:
+                key = (code, rest)
+                hit = _RESPONSES.get(key)
+                if hit is not None:
+                    return [trusted_response(hit[0], int(txid), hit[1], hit[2], None, None, hit[3])]
+                out = _decode(data)
+                if len(out) == 1 and b"\n." not in rest:  # a piggybacked datagram takes the long way
+                    r = out[0]
+                    if type(r) is Response and r.sdp is None and r.second_sdp is None and r.transaction_id == int(txid):
+                        if len(_RESPONSES) >= MAX_MEMO:
+                            _RESPONSES.clear()
+                        _RESPONSES[key] = (r.code, r.comment, r.params, r.package)
+                return out
+    return _decode(data)
+
+
+def _decode(data: bytes) -> list[DecodedItem]:
     text = data.decode("utf-8", "surrogateescape")
     if "\r" in text:
         text = text.replace("\r\n", "\n")
