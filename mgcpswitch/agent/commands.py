@@ -84,15 +84,9 @@ RINGING = parse_signal_requests("L/rg")
 AUDIT_INFO = (P.CONNECTION_ID, P.NOTIFIED_ENTITY, P.EVENT_STATES)
 KEEPALIVE_INFO: tuple[ParamCode, ...] = ()
 
-_new = object.__new__
 _Items = dict[ParamKey, Any]  # a command's parameters before they are frozen
 _Events = tuple[RequestedEvent, ...]
 _Signals = tuple[SignalRequest, ...]
-
-
-def _command(verb: Verb, txid: int, endpoint: EndpointName, items: _Items,
-             sdp: Optional[SessionDescription] = None) -> Command:
-    return trusted_command(verb, txid, endpoint, Parameters(items), sdp)
 
 
 def rqnt(
@@ -103,7 +97,7 @@ def rqnt(
     signals: _Signals = NO_SIGNALS,
     digit_map: Optional[DigitMap] = None,
 ) -> Command:
-    return _command(Verb.RQNT, txid, endpoint, _request({}, request_id, events, signals, digit_map))
+    return trusted_command(Verb.RQNT, txid, endpoint, Parameters(_request({}, request_id, events, signals, digit_map)))
 
 
 def _request(
@@ -135,7 +129,7 @@ def crcx(
     signals: _Signals = (),
 ) -> Command:
     items: _Items = {P.CALL_ID: call_id, P.LOCAL_CONNECTION_OPTIONS: options, P.CONNECTION_MODE: mode}
-    return _command(Verb.CRCX, txid, endpoint, _request(items, request_id, events, signals), sdp)
+    return trusted_command(Verb.CRCX, txid, endpoint, Parameters(_request(items, request_id, events, signals)), sdp)
 
 
 def mdcx(
@@ -150,7 +144,7 @@ def mdcx(
     signals: _Signals = (),
 ) -> Command:
     items: _Items = {P.CALL_ID: call_id, P.CONNECTION_ID: (connection_id,), P.CONNECTION_MODE: mode}
-    return _command(Verb.MDCX, txid, endpoint, _request(items, request_id, events, signals), sdp)
+    return trusted_command(Verb.MDCX, txid, endpoint, Parameters(_request(items, request_id, events, signals)), sdp)
 
 
 def dlcx(
@@ -173,12 +167,12 @@ def dlcx(
         items[P.CALL_ID] = call_id
     if connection_id is not None:
         items[P.CONNECTION_ID] = (connection_id,)
-    return _command(Verb.DLCX, txid, endpoint, _request(items, request_id, events, signals, digit_map))
+    return trusted_command(Verb.DLCX, txid, endpoint, Parameters(_request(items, request_id, events, signals, digit_map)))
 
 
 def auep(txid: int, endpoint: EndpointName, info: tuple[ParamCode, ...] = AUDIT_INFO) -> Command:
     items: _Items = {P.REQUESTED_INFO: info} if info else {}
-    return _command(Verb.AUEP, txid, endpoint, items)
+    return trusted_command(Verb.AUEP, txid, endpoint, Parameters(items))
 
 
 _CALLER_ID = EventName("L/ci")

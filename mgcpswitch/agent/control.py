@@ -94,6 +94,8 @@ _HOOK_EVENTS = frozenset(("L/hd", "L/hu", "L/hf"))
 _OK = ReturnCode.OK
 _IDLE = LineState.IDLE
 _NO_PARAMS = Parameters()
+#: A cause's text by member (C{.value} is a Python-level descriptor call).
+_CAUSE_TEXT = {cause: cause.value for cause in ReleaseCause}
 
 
 @implementer(ICommandHandler, IPeerListener, ILegListener)
@@ -253,14 +255,14 @@ class CallControl:
             # A new call's first NTFY, and the guard sheds it: answered
             # before the line or call machines do anything (issue 15 §2).
             return self.router.shed(gateway, line, command, observed)
-        leg = line.leg
-        ladder = leg.call.ladder if leg is not None else None
-        now = self.clock.seconds()
-        if ladder is not None:
-            ladder.append((now, "in", gateway, command))
         response = trusted_response(_OK, command.transaction_id, "OK", _NO_PARAMS)
-        if ladder is not None:
-            ladder.append((now, "out", gateway, response))
+        if self._ladder:
+            leg = line.leg
+            ladder = leg.call.ladder if leg is not None else None
+            if ladder is not None:
+                now = self.clock.seconds()
+                ladder.append((now, "in", gateway, command))
+                ladder.append((now, "out", gateway, response))
         digits = []
         hooks = []
         for event in observed:
@@ -454,7 +456,7 @@ class CallControl:
         counters = self.counters
         counters["calls_started"] += 1
         counters["calls_ended"] += 1
-        self.outcomes[cause.value] += 1
+        self.outcomes[_CAUSE_TEXT[cause]] += 1
         self.store.call_ended(CallRecord(
             f"{self._call_prefix}{next(self._call_ids):x}", endpoint.number or name, dialled or None, name,
             None, None, None, None, now, None, now, cause,
@@ -577,8 +579,7 @@ class CallControl:
             gone.legs = []
             gone.former = []
         ended.append(call)
-        cause = call.cause or ReleaseCause.NORMAL
-        self.outcomes[cause.value] += 1
+        self.outcomes[_CAUSE_TEXT[call.cause or ReleaseCause.NORMAL]] += 1
         self.counters["calls_ended"] += 1
         record = self.views.record(call)
         self.store.call_ended(record)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Union
 
-from twisted.internet.defer import maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -64,9 +64,19 @@ class Router:
             self._control.feed(line, self._unavailable)
             return
         request = RouteRequest(str(endpoint.name), dialled, endpoint.number)
-        maybeDeferred(self._control.dial_plan.route, request).addCallbacks(
-            self._routed, self._route_failed, (line, dialled, no_waiting), errbackArgs=(line,)
-        )
+        # The dial plan answers at once (the static one) or later (a
+        # plugin's Deferred): a Deferred only for the latter, since
+        # wrapping every answer in one cost a Deferred and its callback
+        # run per call.
+        try:
+            decision = self._control.dial_plan.route(request)
+        except Exception:
+            self._route_failed(Failure(), line)
+            return
+        if isinstance(decision, Deferred):
+            decision.addCallbacks(self._routed, self._route_failed, (line, dialled, no_waiting), errbackArgs=(line,))
+        else:
+            self._routed(decision, line, dialled, no_waiting)
 
     def shed(self, gateway: Any, line: Line, command: Command, observed: tuple[Any, ...]) -> Reply:
         """

@@ -28,6 +28,7 @@ from zope.interface import implementer
 
 from ..config import StoreSettings
 from ..interfaces import IStore
+from ..mgcp import ConnectionMode
 from .calls import Call
 from .model import (
     CallCheckpoint,
@@ -41,23 +42,29 @@ from .model import (
 __all__ = ["MemoryStore", "SQLiteStore", "StoreUnusable", "build_store", "checkpoint", "gateway_record", "SCHEMA"]
 
 
+#: A mode's text by member: C{.value} of an enum member is a Python-level
+#: descriptor call, twice per answered call here.
+_MODE_TEXT = {mode: mode.value for mode in ConnectionMode}
+
+
 def checkpoint(call: Call) -> CallCheckpoint:
     """What the store keeps of a talking call."""
+    call_id = call.call_id
     return CallCheckpoint(
-        call_id=call.call_id,
+        call_id=call_id,
         dialled=call.dialled,
         started=call.started,
         answered=call.answered,
-        legs=tuple(
+        legs=tuple([
             LegCheckpoint(
                 endpoint=str(leg.line.endpoint.name) if leg.line is not None else leg.trunk.endpoint,
                 originating=leg.originating,
                 connection_id=leg.connection_id,
-                mode=leg.mode.value if leg.mode is not None else None,
-                call_id=leg.mgcp_call_id if leg.mgcp_call_id != call.call_id else None,
+                mode=_MODE_TEXT[leg.mode] if leg.mode is not None else None,
+                call_id=leg.mgcp_call_id if leg.mgcp_call_id != call_id else None,
             )
             for leg in call.legs
-        ),
+        ]),
         codec=call.codec,
     )
 
