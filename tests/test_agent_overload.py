@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from mgcpswitch.agent.model import LineState, ReleaseCause
 from mgcpswitch.agent.overload import OverloadGuard, OverloadState
@@ -86,7 +86,7 @@ class Guard(SynchronousTestCase):
         lines = [formatEvent(e) for e in events if e.get("log_namespace", "").endswith("OverloadGuard")]
         self.assertEqual(len(lines), 2, lines)
         self.assertRegex(lines[0], r"^overloaded: the agent uses \d+% of a core \(ceiling 90%\), the reactor runs \d+ ms late "
-                                   r"\(target 30 ms\); admitting \d+% of new calls$")
+                                   r"\(target 30 ms\), 0 datagrams dropped unread; admitting \d+% of new calls$")
         snapshot = guard.snapshot()
         self.assertRegex(lines[1], rf"^no longer overloaded after \d+\.\d s: {snapshot['calls_shed']} of \d+ new calls shed "
                                    r"\(lowest share admitted \d+%\); every new call is admitted again$")
@@ -191,6 +191,71 @@ class Guard(SynchronousTestCase):
         for _ in range(50):
             clock.advance(0.02)
         self.assertEqual((guard.share, changes), (1.0, []))
+
+    def test_drops_cut_at_once(self) -> None:
+        """
+        A probe on time that saw the kernel drop datagrams at the agent's
+        socket (its receive buffer full): the share is cut at once, by
+        C{decrease}, with no second probe; the drops are counted and shown
+        with the bytes queued.  Drops while the agent idles (waiting for a
+        core on a machine busy with others) shed nothing, as lateness then.
+        """
+        kernel = [0, 5]  # bytes queued, drops so far (a u32 that wraps)
+        clock, guard, changes = self.guard()
+        guard.watch(lambda: (kernel[0], kernel[1]))
+        clock.advance(0.02)
+        self.assertEqual((guard.share, guard.dropped), (1.0, 0))  # the drops before it watched are not ours
+        kernel[:] = [212_480, 5 + 134]
+        clock.advance(0.02)
+        self.assertEqual((guard.share, changes), (0.7, [OverloadState.OVERLOADED]))
+        self.assertEqual((guard.snapshot()["receive_dropped"], guard.snapshot()["receive_queued_bytes"]), (134, 212_480))
+        kernel[:] = [0, 2**32 - 1]
+        guard.watch(lambda: (kernel[0], kernel[1]))
+        kernel[1] = 3  # wrapped: four more
+        clock.advance(0.02)
+        self.assertEqual((guard.dropped, round(guard.share, 2)), (138, 0.49))
+
+        cpu = [0.0]
+        clock, guard, changes = self.guard(cpu=lambda: cpu[0])
+        guard.watch(lambda: (0, kernel[1]))
+        for _ in range(10):
+            kernel[1] += 50
+            cpu[0] += 0.002  # a tenth of a core
+            clock.advance(0.02)
+        self.assertEqual((guard.share, changes, guard.dropped), (1.0, [], 500))
+
+    def test_receive_meter(self) -> None:
+        """
+        On Linux, a real UDP socket's queue and drops are read from the
+        kernel (SO_MEMINFO): a buffer too small for what was sent drops
+        the rest.  Not a socket (an in-memory port's): nothing to read.
+        """
+        import socket
+        import sys
+
+        from mgcpswitch.agent.overload import receive_meter
+
+        self.assertIsNone(receive_meter(None))
+        self.assertIsNone(receive_meter(object()))
+        if not sys.platform.startswith("linux"):
+            raise SkipTest("SO_MEMINFO is Linux's")
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(receiver.close)
+        self.addCleanup(sender.close)
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        receiver.bind(("127.0.0.1", 0))
+        meter = receive_meter(receiver)
+        assert meter is not None
+        self.assertEqual(meter(), (0, 0))
+        for _ in range(100):
+            sender.sendto(b"NTFY 1 aaln/1@gw MGCP 1.0\r\n", receiver.getsockname())
+        queued, dropped = meter()
+        self.assertGreater(queued, 0)
+        self.assertGreater(dropped, 0)
+        self.assertLess(dropped, 100)
+        receiver.close()
+        self.assertIsNone(receive_meter(receiver))
 
     def test_disabled(self) -> None:
         """enabled = no: no probe runs, every call is admitted."""

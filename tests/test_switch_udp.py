@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred, inlineCallbacks
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from mgcpswitch.agent.model import CallState, GatewayState, LineState, ReleaseCause
 from mgcpswitch.config import parse_settings
@@ -106,3 +106,27 @@ gateways = udp1, udp2
         [call] = self.control.list_calls()
         self.assertEqual((call.state, call.cause), (CallState.ENDED, ReleaseCause.NORMAL))
         self.assertEqual(self.control.call_outcomes(), {"normal": 1})
+
+    @inlineCallbacks
+    def test_the_guard_reads_the_kernels_drops(self) -> Any:
+        """
+        The overload guard watches the agent's own socket: datagrams the
+        kernel drops because its receive buffer is full (here made tiny,
+        and flooded while the reactor cannot read) are counted at the next
+        probe and shown in the stats.
+        """
+        import sys
+
+        if not sys.platform.startswith("linux"):
+            raise SkipTest("SO_MEMINFO is Linux's")
+        yield until(lambda: all(g.state is GatewayState.UP for g in self.control.list_gateways()))
+        service = self.switch.getServiceNamed("call-control")
+        port = service.port
+        self.assertEqual(service.transaction_stats()["overload"]["receive_dropped"], 0)
+        port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        flood = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(flood.close)
+        for i in range(200):  # all before the reactor runs again: most cannot fit
+            flood.sendto(b"000 %d\r\n" % i, port.socket.getsockname())
+        yield until(lambda: service.transaction_stats()["overload"]["receive_dropped"] > 0)
+        self.assertLess(service.transaction_stats()["overload"]["receive_dropped"], 200)

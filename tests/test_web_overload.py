@@ -54,6 +54,15 @@ class Overload(WebCase):
             (1, 0.4, 0.065, 12, 1),
         )
 
+    def test_receive_buffer(self) -> None:
+        """Where the kernel says (Linux), the datagrams dropped at the agent's socket and the bytes queued."""
+        self.assertNotIn("mgcp_receive_dropped_total", scrape(self))  # an in-memory port: nothing read
+        self.fake.stats["overload"] = {**self.fake.stats["overload"], "receive_dropped": 134,
+                                       "receive_queued_bytes": 212_480}
+        samples = scrape(self)
+        self.assertEqual((samples["mgcp_receive_dropped_total"], samples["mgcp_receive_queued_bytes"]),
+                         (134, 212_480))
+
     def test_no_guard_no_metric(self) -> None:
         """A call control without an overload snapshot exports no overload family (nothing made up)."""
         del self.fake.stats["overload"]

@@ -43,11 +43,29 @@ seconds mean nothing: a probe whose clock interval differs from real
 time by more than half counts the agent idle (a test suite on a loaded
 machine shed calls in simulated-time tests before this).
 
+What the kernel says, where it can (Linux, C{SO_MEMINFO} on the agent's
+UDP socket, read at each probe with the CPU time): datagrams it dropped
+because the agent's receive buffer was full.  That buffer holds about
+166 small datagrams by default (212,992 bytes at 1,280 bytes of kernel
+accounting each), some 30 ms of the agent's work: past it the surge
+does not queue, it is lost, and lateness cannot grow much beyond one
+buffer's worth of work, while every datagram lost comes back as a
+retransmission 200 ms or more later (the seconds-long setups of the 4x
+surge).  A drop is evidence no single long turn gives: the agent did not
+read in time.  So a probe that saw drops, the agent busy, cuts the share
+at once, without waiting for a second late probe.  Busy, as for
+lateness: on the shared machine, offered the knee rate with the agent
+given a third of a core, drops that cut the share whatever the CPU share
+made it shed two calls in three and complete 93 calls a second, against
+215 when nothing was shed there (the calls it sheds cost CPU too, and the
+agent's trouble was a core, not its own work).
+
 What is done: admission control with additive increase and
 multiplicative decrease (RFC 7339's loss-based feedback, applied to our
 own admission).  At each late probe after a late one (both above
 C{target}, the agent busy) the share of new calls admitted is cut by
-C{decrease}; at each probe with the CPU share above C{ceiling} (and the
+C{decrease}, and so is it at each probe that saw the kernel drop
+datagrams; at each probe with the CPU share above C{ceiling} (and the
 lateness above a quarter of the target), by the ceiling over the CPU
 share (a few per cent: the signal is continuous); never below C{floor}.
 Once the lateness is below half the target and the CPU share below the
@@ -67,6 +85,9 @@ from __future__ import annotations
 
 import enum
 import random
+import socket
+import struct
+import sys
 import time
 from typing import Any, Callable, Optional
 
@@ -75,7 +96,36 @@ from twisted.logger import Logger
 
 from ..config import OverloadSettings
 
-__all__ = ["OverloadState", "OverloadGuard"]
+__all__ = ["OverloadState", "OverloadGuard", "receive_meter"]
+
+# Linux's SO_MEMINFO (include/uapi/asm-generic/socket.h): nine u32, of
+# which [0] is the receive queue's kernel memory (SK_MEMINFO_RMEM_ALLOC)
+# and [8] the datagrams dropped (SK_MEMINFO_DROPS).
+_SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
+_MEMINFO = struct.Struct("9I")
+
+ReceiveMeter = Callable[[], "tuple[int, int]"]
+
+
+def receive_meter(sock: Any) -> Optional[ReceiveMeter]:
+    """
+    A reader of C{sock}'s receive queue: (bytes queued, datagrams dropped
+    since it was opened), from the kernel; None where the kernel does not
+    say (not Linux, not a real socket: a test's in-memory port).
+    """
+    if not sys.platform.startswith("linux") or not isinstance(sock, socket.socket):
+        return None
+    size, unpack, level = _MEMINFO.size, _MEMINFO.unpack, socket.SOL_SOCKET
+
+    def read() -> tuple[int, int]:
+        info = unpack(sock.getsockopt(level, _SO_MEMINFO, size))
+        return info[0], info[8]
+
+    try:
+        read()
+    except (OSError, struct.error):
+        return None
+    return read
 
 
 class OverloadState(enum.Enum):
@@ -134,6 +184,19 @@ class OverloadGuard:
         self._ran = 0.0  # when the last probe ran
         self._cpu_at = 0.0  # the process's CPU time then
         self._probe: Optional[IDelayedCall] = None
+        self._meter: Optional[ReceiveMeter] = None  # the agent's socket, read at each probe (L{watch})
+        self._drops_at = 0  # the drops it had counted then
+        self.dropped = 0  # datagrams the kernel dropped at the agent's socket since it was watched
+        self.queued = 0  # bytes in its receive queue at the last probe
+
+    def watch(self, meter: Optional[ReceiveMeter]) -> None:
+        """
+        Read the agent's socket's receive queue and drops at each probe
+        (L{receive_meter}; None: nothing to read, as for a socket closed).
+        """
+        self._meter = meter
+        if meter is not None:
+            self._drops_at = meter()[1]
 
     def stop(self) -> None:
         if self._probe is not None and self._probe.active():
@@ -155,6 +218,7 @@ class OverloadGuard:
             "state": self.state.value, "admitted_share": round(self.share, 4),
             "lateness_ms": round(self.lateness * 1000, 3), "busy": round(self.busy, 3), "calls_admitted": self.admitted,
             "calls_shed": self.shed, "episodes": self.episodes,
+            **({"receive_dropped": self.dropped, "receive_queued_bytes": self.queued} if self._meter else {}),
         }
 
     # -- the probe ---------------------------------------------------------------
@@ -180,20 +244,31 @@ class OverloadGuard:
             busy = 0.0
         self._ran, self._cpu_at, self._wall_at = now, cpu, wall
         self._schedule()
-        self.observe(late, busy)
+        dropped = 0
+        if self._meter is not None:
+            try:
+                self.queued, drops = self._meter()
+            except OSError:  # the socket closed under us (the service stopping)
+                self._meter = None
+            else:
+                dropped, self._drops_at = (drops - self._drops_at) % 2**32, drops  # a u32 in the kernel: it wraps
+                self.dropped += dropped
+        self.observe(late, busy, dropped)
 
-    def observe(self, late: float, busy: float = 1.0) -> None:
+    def observe(self, late: float, busy: float = 1.0, dropped: int = 0) -> None:
         """
         One probe ran C{late} seconds after it was due; the process used
-        C{busy} of a core since the previous probe.
+        C{busy} of a core since the previous probe, and the kernel dropped
+        C{dropped} datagrams meant for the agent meanwhile.
         """
         settings = self.settings
         self.late += self.LATENESS_SMOOTHING * (late - self.late)
         self.lateness += self.SHOWN_SMOOTHING * (late - self.lateness)
         self.busy += self.BUSY_SMOOTHING * (busy - self.busy)
         previous, self._last_late = self._last_late, late
-        if late > settings.target and previous > settings.target and busy >= settings.busy:
-            self.share = max(settings.floor, self.share * settings.decrease)  # late, on its own work
+        if (dropped or (late > settings.target and previous > settings.target)) and busy >= settings.busy:
+            # Datagrams lost, or late twice in a row, on its own work: behind.
+            self.share = max(settings.floor, self.share * settings.decrease)
         elif self.busy >= settings.ceiling and self.late > settings.target * self.EARLY:
             # No spare capacity: cut by how far over the ceiling (a few per
             # cent a probe), since this signal is continuous, not an alarm.
@@ -210,9 +285,10 @@ class OverloadGuard:
                 self._began, self._counts_then, self._lowest = self._clock.seconds(), (self.shed, self.admitted), self.share
                 self.log.warn(
                     "overloaded: the agent uses {busy:.0%} of a core (ceiling {ceiling:.0%}), the reactor runs "
-                    "{late:.0f} ms late (target {target:.0f} ms); admitting {share:.0%} of new calls",
+                    "{late:.0f} ms late (target {target:.0f} ms), {dropped} datagrams dropped unread; "
+                    "admitting {share:.0%} of new calls",
                     busy=self.busy, ceiling=settings.ceiling, late=self.late * 1000,
-                    target=settings.target * 1000, share=self.share,
+                    target=settings.target * 1000, dropped=dropped, share=self.share,
                 )
             else:
                 shed, admitted = self.shed - self._counts_then[0], self.admitted - self._counts_then[1]

@@ -55,6 +55,7 @@ from ..trunk import TrunkView
 from .calls import LegState
 from .control import CallControl
 from .model import CallView, ClusterView, EndpointView, GatewayView
+from .overload import receive_meter
 
 __all__ = ["CallControlService"]
 
@@ -227,6 +228,8 @@ class CallControlService(Service):
                 observer.attach(self)  # a voicemail system drives message waiting through us
         switch = self.settings.switch
         self.port = self._reactor.listenUDP(switch.port, self.protocol, interface=switch.interface)
+        # The overload guard reads the kernel's drops at this socket (a full receive buffer).
+        self.control.overload.watch(receive_meter(getattr(self.port, "socket", None)))
         for trunk in self.trunks.values():
             try:
                 trunk.startService()
@@ -248,6 +251,7 @@ class CallControlService(Service):
         self.control.stop()
         ds = [maybeDeferred(trunk.stopService) for trunk in self.trunks.values() if trunk.running]
         if self.port is not None:
+            self.control.overload.watch(None)
             ds.append(maybeDeferred(self.port.stopListening))
             self.port = None
         for observer in self._observers:

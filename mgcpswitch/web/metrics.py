@@ -217,6 +217,13 @@ def _overload(snapshot: Mapping[str, Any]) -> Iterator[Metric]:
         yield GaugeMetricFamily("mgcp_overload_cpu_share",
                                 "The share of a core the agent uses, smoothed over ~100 ms (the guard's leading signal)",
                                 value=snapshot["busy"])
+    if "receive_dropped" in snapshot:
+        yield CounterMetricFamily("mgcp_receive_dropped",
+                                  "Datagrams to the agent the kernel dropped, its receive buffer full (Linux)",
+                                  value=snapshot["receive_dropped"])
+        yield GaugeMetricFamily("mgcp_receive_queued_bytes",
+                                "Kernel memory of the datagrams waiting in the agent's receive buffer (Linux)",
+                                value=snapshot["receive_queued_bytes"])
     yield CounterMetricFamily("mgcp_overload_calls_shed", "New calls refused at once because the agent was overloaded",
                               value=snapshot["calls_shed"])
     yield CounterMetricFamily("mgcp_overload_calls_admitted", "New calls the overload guard admitted",
