@@ -30,7 +30,7 @@ health to an optional L{IPeerListener}.
 
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_left
 import enum
 import heapq
 import random
@@ -361,6 +361,8 @@ class IPeerListener(Interface):
         Called after the layer's own state is updated.
         """
 
+_RESPONSE_ACK = ParamCode.RESPONSE_ACK
+
 # Latency buckets (seconds) of the per-transaction histogram.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -584,7 +586,8 @@ class TransactionLayer:
         return deferreds
 
     def _outgoing(self, address: Address) -> _Outgoing:
-        address = as_address(address)
+        if type(address) is not tuple:
+            address = as_address(address)
         peer = self._peers.get(address)
         if peer is None:
             peer = self._new_peer(address)
@@ -896,7 +899,7 @@ class TransactionLayer:
             )
             return
         peer = out.peer
-        peer.heard = self._clock.seconds()
+        now = peer.heard = self._clock.seconds()
         self.responses_received[code] += 1
         if self._trace:
             self.log.debug(
@@ -908,31 +911,45 @@ class TransactionLayer:
                 self._throttle(peer)
             if not out.provisional:
                 out.provisional = True
-                self._arm(out, peer.heard, self.config.longtran)
+                self._arm(out, now, self.config.longtran)
             if peer.state is not PeerState.REACHABLE:
                 self._set_peer_state(peer, PeerState.REACHABLE)  # it is working on it
             return
         command, d = out.waiting.pop(txid)
         del self._pending[txid]
-        now = peer.heard
         rtt = now - out.first_sent
-        self.latency[bisect.bisect_left(LATENCY_BUCKETS, rtt)] += 1
+        self.latency[bisect_left(LATENCY_BUCKETS, rtt)] += 1
         self.latency_sum += rtt
-        if out.transmissions == 1 and not out.provisional:
-            self._measure(peer, rtt)
-        elif out.transmissions > 1:
+        config = self.config
+        if out.transmissions == 1:
+            if not out.provisional:
+                # The TCP-style estimator RFC 3435 §3.5.3 suggests (inlined:
+                # one sample per transaction).
+                aad = peer.aad
+                if aad is None:
+                    aad = rtt
+                    adev = rtt / 2
+                else:
+                    adev = peer.adev + (abs(rtt - aad) - peer.adev) / 4
+                    aad += (rtt - aad) / 8
+                peer.aad = aad
+                peer.adev = adev
+                rto = aad + config.rto_dev_factor * adev
+                peer.rto = config.min_rto if rto < config.min_rto else rto if rto < config.rto_max else config.rto_max
+        else:
             # Karn: no sample from a retransmitted transaction; keep the
             # backed-off timer until a clean one (RFC 3435 §4.3).
-            peer.rto = min(max(out.delay, peer.rto), self.config.rto_max)
+            peer.rto = min(max(out.delay, peer.rto), config.rto_max)
         if code == ReturnCode.OVERLOADED:
             self._throttle(peer)
-        elif peer.cap < self.config.max_in_flight:
+        elif peer.cap < config.max_in_flight:
             peer.cap += 1
         if peer.send_acks:
-            peer.acks.append(txid)
-            if len(peer.acks) > self.config.max_acks:
-                del peer.acks[0]
-        if ParamCode.RESPONSE_ACK in response.params:
+            acks = peer.acks
+            acks.append(txid)
+            if len(acks) > config.max_acks:
+                del acks[0]
+        if _RESPONSE_ACK in response.params:
             self._send_ack(txid, address)
         if not out.waiting:
             self._finish_outgoing(out)
@@ -940,17 +957,6 @@ class TransactionLayer:
             self._set_peer_state(peer, PeerState.REACHABLE)
         if not d.called:  # else abandoned by its owner (see Reply.after)
             d.callback(response)
-
-    def _measure(self, peer: _Peer, sample: float) -> None:
-        """The TCP-style estimator RFC 3435 §3.5.3 suggests."""
-        if peer.aad is None:
-            peer.aad = sample
-            peer.adev = sample / 2
-        else:
-            peer.adev += (abs(sample - peer.aad) - peer.adev) / 4
-            peer.aad += (sample - peer.aad) / 8
-        config = self.config
-        peer.rto = min(max(peer.aad + config.rto_dev_factor * peer.adev, config.min_rto), config.rto_max)
 
     def _throttle(self, peer: _Peer) -> None:
         """The peer is overloaded (101/409): halve what we keep in flight."""

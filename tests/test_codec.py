@@ -36,6 +36,7 @@ from mgcpswitch.mgcp import (
     ExtensionAction,
     ExtensionName,
     LocalConnectionOptions,
+    LocalProtocolError,
     LoopControl,
     PARAMETER_NAMES,
     MalformedMessage,
@@ -896,6 +897,18 @@ class ResponseTests(SynchronousTestCase):
         response = one(crlf("200 1 OK", "M: bogus", "I: 1", "garbage line", "K: x-y"))
         self.assertEqual({ParamCode.CONNECTION_ID: ("1",)}, dict(response.params))
 
+
+    def test_line_break_in_commentary_refused(self) -> None:
+        """
+        A commentary holding a line break would inject lines: encoding
+        refuses it, however often it is tried, while a clean commentary
+        encodes the same each time (the encoder remembers clean ones).
+        """
+        for _ in range(2):
+            for comment in ("OK\r\nI: 1", "OK\n", "\r"):
+                self.assertRaises(LocalProtocolError, encode, Response(200, 1, comment))
+            self.assertEqual(b"200 1 Fine\r\n", encode(Response(200, 1, "Fine")))
+            self.assertEqual(b"200 2\r\n", encode(Response(200, 2, "")))
 
     def test_recurring_response_only_its_id_new(self) -> None:
         """

@@ -444,6 +444,11 @@ def _sdp_text(sdp: SessionDescription) -> str:
     return text
 
 
+# Response commentaries known to hold no line break (bounded; a comment
+# left out is checked each time, as any other field).
+_CLEAN_COMMENTS: set[str] = set()
+
+
 def _encode_text(message: Command | Response) -> str:
     if type(message) is Command:
         out = [
@@ -454,6 +459,16 @@ def _encode_text(message: Command | Response) -> str:
         if message.sdp is not None:
             return _checked(out, extra) + "\r\n\r\n" + _sdp_text(message.sdp)
         return _checked(out, extra) + "\r\n"
+    if not message.params and message.sdp is None and message.package is None:
+        # The common answer ("200 1203 OK"): one line, its commentary
+        # checked once (see _checked) and remembered.
+        comment = message.comment
+        if comment in _CLEAN_COMMENTS:
+            if comment:
+                return f"{message.code:03d} {message.transaction_id} {comment}\r\n"
+            return f"{message.code:03d} {message.transaction_id}\r\n"
+        if "\n" not in comment and "\r" not in comment and len(_CLEAN_COMMENTS) < MAX_MEMO:
+            _CLEAN_COMMENTS.add(comment)
     head = f"{message.code:03d} {message.transaction_id}"
     if message.package:
         head += f" /{message.package}"

@@ -119,7 +119,9 @@ class Command(_Accessors):
         return parts[2] if len(parts) > 2 else None
 
     def with_transaction_id(self, transaction_id: int) -> Command:
-        return Command(self.verb, transaction_id, self.endpoint, self.params, self.sdp, self.version)
+        # Every field but the id is this command's, already checked: the
+        # unchecked constructor (the layer numbers each command it sends).
+        return trusted_command(self.verb, transaction_id, self.endpoint, self.params, self.sdp, self.version)
 
     def with_params(self, **changes: Any) -> Command:
         return Command(
@@ -191,7 +193,7 @@ class Response(_Accessors):
         return tuple(d for d in (self.sdp, self.second_sdp) if d is not None)
 
     def with_transaction_id(self, transaction_id: int) -> Response:
-        return Response(
+        return trusted_response(
             self.code, transaction_id, self.comment, self.params, self.sdp,
             self.second_sdp, self.package,
         )
