@@ -9,10 +9,11 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from mgcpswitch.agent.model import CallState, GatewayState, Hook, LineState, ReleaseCause
+from mgcpswitch.agent.model import CallState, GatewayState, Hook, LineState, ReleaseCause, RouteDecision, RouteRequest
 from mgcpswitch.errors import CallControlError
 from mgcpswitch.interfaces import ICallControl, ICommandHandler, IPeerListener
 from mgcpswitch.mgcp import Command, ConnectionMode, RestartMethod, Verb, encode
@@ -414,6 +415,77 @@ class Outcomes(Base):
         s.run(1.0)
         self.assertEqual(caller.connections, ())
         self.assertEqual(self.record().cause, ReleaseCause.GATEWAY_ERROR)
+
+
+class DialPlanAnswers(Base):
+    """
+    The router calls the dial plan directly and takes a Deferred only when
+    it gets one: an answer at once, a later answer and a failure (raised,
+    or a failed Deferred) each lead where they did through maybeDeferred.
+    """
+
+    def _later(self) -> list[tuple[Deferred[RouteDecision], RouteDecision]]:
+        static = self.switch.control.dial_plan
+        pending: list[tuple[Deferred[RouteDecision], RouteDecision]] = []
+
+        class Later:
+            def route(self, request: RouteRequest) -> Deferred[RouteDecision]:
+                d: Deferred[RouteDecision] = Deferred()
+                pending.append((d, static.route(request)))
+                return d
+
+        self.switch.control.dial_plan = Later()
+        return pending
+
+    def test_a_later_answer_places_the_call(self) -> None:
+        pending = self._later()
+        caller = self.dial("1001", "2003")
+        self.assertEqual(self.switch.line(A).state, LineState.ROUTING)
+        d, decision = pending.pop()
+        d.callback(decision)
+        self.switch.run(0.5)
+        self.assertTrue(self.switch.phone("2003").ringing)
+        caller.on_hook()
+        self.switch.run(1.0)
+        self.assertIdle()
+        self.assertEqual(self.record().cause, ReleaseCause.ABANDONED)
+
+    def test_a_later_answer_after_the_caller_gave_up_is_dropped(self) -> None:
+        pending = self._later()
+        caller = self.dial("1001", "2003")
+        caller.on_hook()
+        self.switch.run(0.5)
+        d, decision = pending.pop()
+        d.callback(decision)
+        self.switch.run(0.5)
+        self.assertFalse(self.switch.phone("2003").ringing)
+        self.assertIdle()
+
+    def _failing(self, later: bool) -> None:
+        class Broken:
+            def route(self, request: RouteRequest) -> Any:
+                if later:
+                    d: Deferred[RouteDecision] = Deferred()
+                    d.errback(RuntimeError("dial plan down"))
+                    return d
+                raise RuntimeError("dial plan down")
+
+        control = self.switch.control
+        control.dial_plan = Broken()
+        caller = self.dial("1001", "2003")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertIn("L/ro", caller.signals)
+        self.assertEqual(self.switch.line(A).state, LineState.REORDER)
+        self.assertEqual(control.outcomes["rejected"], 1)
+        caller.on_hook()
+        self.switch.run(0.5)
+        self.assertIdle()
+
+    def test_a_dial_plan_that_raises_gives_reorder(self) -> None:
+        self._failing(later=False)
+
+    def test_a_failed_deferred_gives_reorder(self) -> None:
+        self._failing(later=True)
 
 
 class Operator(Base):

@@ -93,6 +93,8 @@ P = ParamCode
 _HOOK_EVENTS = frozenset(("L/hd", "L/hu", "L/hf"))
 _OK = ReturnCode.OK
 _IDLE = LineState.IDLE
+_OBSERVED = ParamCode.OBSERVED_EVENTS
+_NO_ACTION = Action.NONE
 _NO_PARAMS = Parameters()
 #: A cause's text by member (C{.value} is a Python-level descriptor call).
 _CAUSE_TEXT = {cause: cause.value for cause in ReleaseCause}
@@ -250,7 +252,7 @@ class CallControl:
 
     def _notify(self, gateway: Gateway, command: Command) -> Any:
         line = self.registry.endpoint_of(gateway, command.endpoint).line
-        observed = command.params.get(P.OBSERVED_EVENTS, ())
+        observed = command.params.get(_OBSERVED, ())
         if line.state is _IDLE and observed and observed[0].name == "L/hd" and not self.overload.admit():
             # A new call's first NTFY, and the guard sheds it: answered
             # before the line or call machines do anything (issue 15 §2).
@@ -267,11 +269,12 @@ class CallControl:
         hooks = []
         for event in observed:
             name = event.name
-            if name.startswith("D/"):
-                digits.append(name[2:])
-            elif name in _HOOK_EVENTS:
+            if name in _HOOK_EVENTS:
                 hooks.append(name)
-        self.wire.collect(gateway)
+            elif name.startswith("D/"):
+                digits.append(name[2:])
+        wire = self.wire
+        wire.collect(gateway)
         try:
             # The events in the order observed; the digit string is what the map matched.
             for name in hooks:
@@ -294,7 +297,7 @@ class CallControl:
             if digits:
                 self._digits(line, "".join(digits))
         finally:
-            riders = self.wire.collected()
+            riders = wire.collected()
         # The commands this NTFY led to ride after its response, in one
         # datagram (RFC 3435 §4.4.1: NTFY response + RQNT).
         return Reply(response, after=riders) if riders else response
@@ -317,7 +320,7 @@ class CallControl:
 
     def feed(self, line: Line, event: LineInput) -> None:
         action = self.lines.feed(line, event)
-        if action is not Action.NONE:
+        if action is not _NO_ACTION:
             self._actions[action](line)
 
     def _gateway_deleted(self, gateway: Gateway, command: Command) -> Response:

@@ -335,7 +335,7 @@ class LineMachine:
 
     def new_request(self, line: Line, dialling: bool = False) -> str:
         """A fresh request id (X:) for the next request sent to the line."""
-        request_id = self.request_prefix + format(next(self._requests), "x")
+        request_id = f"{self.request_prefix}{next(self._requests):x}"
         line.request_id = request_id
         line.dialling_armed = dialling
         return request_id

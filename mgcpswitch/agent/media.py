@@ -40,6 +40,8 @@ from .wire import Wire
 __all__ = ["Media", "ILegListener", "restrict_codecs"]
 
 P = ParamCode
+_OPEN = LegState.OPEN
+_NEW = LegState.NEW
 _SIGNALS = {Tone.NONE: cmd.NO_SIGNALS, Tone.RINGBACK: cmd.RINGBACK}
 # Causes after which a line left off hook hears busy tone (the other party
 # hung up, or was busy); any other failure gets reorder tone.
@@ -116,21 +118,26 @@ class Media:
             self.trunks.reconcile(leg)  # a party beyond a trunk
             return
         state = leg.state
-        if state is not LegState.OPEN and state is not LegState.NEW:
+        if state is not _OPEN and state is not _NEW:
             return  # gone, or a command is in flight: its answer reconciles again
         call = leg.call
         if not call.live or leg.dropped:
-            if state is LegState.NEW:
+            if state is _NEW:
                 self._calls.feed_leg(leg, LegInput.DELETE)
                 self._listener.leg_gone(leg, False)
             else:
                 self._delete(leg)
             return
-        mode, remote, tone = wanted(leg)
-        if state is LegState.NEW:
-            if leg.originating or remote is not None:
+        if state is _NEW:
+            # A callee's connection waits for its caller's SDP: nothing to
+            # work out until then (a call's first reconcile, and the
+            # caller's CRCX answer until it arrives).
+            if leg.originating or (leg.peer is not None and leg.peer.local_sdp is not None):
+                mode, remote, tone = wanted(leg)
                 self._create(leg, mode, remote, tone)
-        elif mode is not leg.mode or tone is not leg.tone or (remote is not None and remote is not leg.remote_sdp):
+            return
+        mode, remote, tone = wanted(leg)
+        if mode is not leg.mode or tone is not leg.tone or (remote is not None and remote is not leg.remote_sdp):
             self._modify(leg, mode, remote if remote is not leg.remote_sdp else None, tone)
 
     def lost(self, leg: Leg) -> None:
@@ -315,7 +322,8 @@ class Media:
             self._send_delete(leg)
             return
         connection_id = leg.connection_id
-        if response.is_success or code == ReturnCode.INCORRECT_CONNECTION_ID:
+        success = response.is_success
+        if success or code == ReturnCode.INCORRECT_CONNECTION_ID:
             stats = response.params.get(P.CONNECTION_PARAMETERS)
             if stats is not None and hasattr(stats, "values"):
                 leg.stats = dict(stats.values)
@@ -329,7 +337,7 @@ class Media:
             self._calls.feed_leg(leg, LegInput.FAILED)
         if connection_id is not None:
             line.endpoint.connections.pop(connection_id, None)
-        self._listener.leg_gone(leg, response.is_success and code != ReturnCode.INCORRECT_CONNECTION_ID)
+        self._listener.leg_gone(leg, success and code != ReturnCode.INCORRECT_CONNECTION_ID)
 
     def _delete_stray(self, line: Line, connection_id: str) -> None:
         endpoint = line.endpoint

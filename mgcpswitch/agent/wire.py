@@ -80,13 +80,15 @@ class Wire:
 
     def collect(self, gateway: Any) -> None:
         """Hold the commands for C{gateway} until L{collected} (an NTFY from it is handled)."""
-        self._holding = gateway
-        self._held = []
+        self._holding = gateway  # nothing is held meanwhile: L{collected} leaves the list empty
 
     def collected(self) -> tuple[tuple[Command, Deferred[Response]], ...]:
         """Stop holding; the held commands with their Deferreds, in order."""
         self._holding = None
-        held, self._held = self._held, []
+        held = self._held
+        if not held:
+            return ()
+        self._held = []
         return tuple(held)
 
 
