@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from typing import Any
+from typing import Any, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
@@ -598,3 +598,80 @@ class OverRealUDP(TestCase):
             self.assertTrue(all(ep.idle() for ep in runner.parties))
 
         return runner.run().addCallback(check)
+
+
+class _Reactor:
+    """
+    Time and timers as the lean loop sees them: C{sleep} only moves time,
+    and L{turn} runs the timers due when the turn begins (a C{callLater(0)}
+    made during a turn waits for the next one, as on the real reactor).
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.calls: list[tuple[float, Any]] = []
+
+    def seconds(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def callLater(self, delay: float, f: Any) -> None:  # noqa: N802
+        self.calls.append((self.now + delay, f))
+
+    def timeout(self) -> Optional[float]:
+        return max(0.0, min(t for t, _ in self.calls) - self.now) if self.calls else None
+
+    def turn(self) -> None:
+        due = sorted((c for c in self.calls if c[0] <= self.now), key=lambda c: c[0])
+        self.calls = [c for c in self.calls if c[0] > self.now]
+        for _, f in due:
+            f()
+
+
+class OwnLoop(SynchronousTestCase):
+    """The lean generator's own loop (L{mgcpswitch.load.lean._Loop}): ticks, slices, the reactor's timers."""
+
+    def test_ticks_in_slices_and_yields_to_the_reactor(self) -> None:
+        """A tick every interval; a slice ends after 0.1 s or when a reactor timer is due, which then runs."""
+        from mgcpswitch.load.lean import _Loop
+
+        reactor = _Reactor()
+        ticks: list[float] = []
+        fired: list[float] = []
+        reactor.callLater(0.0301, lambda: fired.append(reactor.now))
+        loop = _Loop(reactor, 0.002, lambda: ticks.append(reactor.now), sleep=reactor.sleep)
+        self.assertEqual(ticks, [], "the first slice at the reactor's next turn")
+        reactor.turn()
+        self.assertEqual(fired, [], "the slice ran alone")
+        self.assertEqual(len(ticks), 17, "ticks at 0, 2, ... 32 ms, and then the reactor's timer was due")
+        self.assertAlmostEqual(ticks[1] - ticks[0], 0.002)
+        reactor.turn()  # the reactor's turn: its timer, then the next slice
+        self.assertEqual(len(fired), 1)
+        self.assertAlmostEqual(reactor.now, 0.132)
+        self.assertEqual(len(ticks), 17 + 50, "a whole slice of 0.1 s: no timer due")
+        self.assertTrue(loop.running)
+        loop.stop()
+        reactor.turn()
+        self.assertEqual(len(ticks), 67, "stopped: no more slices")
+        self.assertEqual(reactor.calls, [])
+
+    def test_a_failing_tick_is_logged_and_the_next_one_comes(self) -> None:
+        from mgcpswitch.load.lean import _Loop
+
+        reactor = _Reactor()
+        ticks: list[float] = []
+
+        def tick() -> None:
+            ticks.append(reactor.now)
+            if len(ticks) == 2:
+                raise RuntimeError("boom")
+            if len(ticks) == 5:
+                loop.stop()
+
+        loop = _Loop(reactor, 0.01, tick, sleep=reactor.sleep)
+        reactor.turn()
+        self.assertEqual(len(ticks), 5)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(reactor.calls, [])

@@ -324,9 +324,13 @@ def _run(settings: Settings, options: LoadOptions, args: argparse.Namespace) -> 
 
     def main(reactor: Any) -> Any:
         # task.react hands us the running reactor: only the script picks it.
-        engine = LeanRunner if args.command == "answer" or args.lean else LoadRunner
-        runner = engine(reactor, settings, options, out=None if args.quiet else sys.stderr,
-                        random=random.Random(args.seed))
+        out = None if args.quiet else sys.stderr
+        runner: LoadRunner | LeanRunner
+        if args.command == "answer" or args.lean:
+            # A process of its own: the lean gateways tick on a loop of their own.
+            runner = LeanRunner(reactor, settings, options, out=out, random=random.Random(args.seed), own_loop=True)
+        else:
+            runner = LoadRunner(reactor, settings, options, out=out, random=random.Random(args.seed))
         if profiler is not None:
             if args.command == "run":
                 runner.profiler = profiler  # the window only
