@@ -33,6 +33,7 @@ as a gateway on loopback would.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import subprocess
@@ -265,6 +266,11 @@ def run(calls: int, lines: int) -> dict[str, Any]:
 
     for i in range(min(calls, 200)):
         call(i)
+    # As the switch does once started (mgcpswitch.tap): what startup built
+    # lives as long as the process, and the collector need not scan it on
+    # every full collection (here ~50k objects: the configuration, the
+    # endpoints, the imported modules).
+    gc.freeze()
     started = service.control.counters["calls_started"]
     t0 = time.process_time()
     for i in range(calls):

@@ -206,6 +206,9 @@ def _shed_run(calls: int, shed: bool, embedded: bool) -> dict[str, Any]:
     one = shed_call if shed else basic_call
     for i in range(min(calls, 200)):
         one(i)
+    import gc
+
+    gc.freeze()  # as the switch does once started (see bench_agent.run)
     before, datagrams[0] = service.control.counters["calls_started"], 0
     for i in range(calls):
         one(i)
