@@ -42,6 +42,7 @@ __all__ = ["LeanRunner", "LeanCall"]
 
 _PROGRESS = frozenset((RINGBACK, BUSY, REORDER))
 _SLICE = 0.1  # seconds of the own loop between two turns of the reactor
+_LOOK = 0.01  # how often the own loop looks for a timer of the reactor added during its slice
 
 
 # What each condition reads on a lean line (the call is there for DIALLED).
@@ -209,6 +210,8 @@ class _Loop:
         timers_due = reactor.timeout
         interval, f, sleep = self.interval, self.f, self._sleep
         end = seconds() + _SLICE
+        due = timers_due()
+        look = end if due is None else seconds() + due
         while self.running:
             now = seconds()
             if now >= self._next:
@@ -221,9 +224,13 @@ class _Loop:
                 continue
             if now >= end:
                 break
-            due = timers_due()
-            if due is not None and due <= 0:
-                break
+            if now >= look:
+                # The reactor's next timer: due now, or one added since we last
+                # looked (every _LOOK s: a few microseconds each time).
+                due = timers_due()
+                if due is not None and due <= 0:
+                    break
+                look = now + (_LOOK if due is None else min(_LOOK, due))
             sleep(self._next - now)
         if self.running:
             reactor.callLater(0, self._slice)
