@@ -5,6 +5,7 @@ A benchmark, not a test: it prints figures and the acceptance verdicts.
 
     PYTHONPATH=. python benchmarks/bench_overload.py --knee 500 [--factors 2,4] [--surge 30]
         [--before 10] [--after 15] [--workers 2] [--gateways 10] [--lines 1000] [--json FILE]
+        [--receive-buffer BYTES]
 
     PYTHONPATH=. python benchmarks/bench_overload.py --shed-cost [--calls 500] [--repo DIR] [--embedded]
 
@@ -93,6 +94,11 @@ def fresh_switch(a: Any) -> tuple[str, sp.Switch]:
     base_port = sp.free_udp_range(a.gateways)
     web_port = sp.free_tcp_port()
     config = sp.write_config(a.gateways, a.lines, agent_port, base_port, web_port)
+    if a.receive_buffer:
+        with open(config) as f:
+            text = f.read()
+        with open(config, "w") as f:
+            f.write(text.replace("[switch]\n", f"[switch]\nreceive_buffer = {a.receive_buffer}\n", 1))
     switch = sp.Switch(config, web_port)
     switch.start()
     return config, switch
@@ -264,6 +270,8 @@ def main() -> None:
     p.add_argument("--gateways", type=int, default=10)
     p.add_argument("--lines", type=int, default=1000)
     p.add_argument("--json", default=None)
+    p.add_argument("--receive-buffer", type=int, default=0,
+                   help="the switch's [switch] receive_buffer, bytes (0: the system's default)")
     p.add_argument("--shed-cost", action="store_true", help="instructions per call, admitted and shed (callgrind)")
     p.add_argument("--calls", type=int, default=500, help="with --shed-cost")
     p.add_argument("--embedded", action="store_true", help="with --shed-cost: the idle request embeds dial tone")

@@ -171,6 +171,8 @@ class SwitchSettings:
     # What a caller hears when the line called cannot take calls now (out of
     # service, restarting, its gateway draining or away): busy or reorder.
     unavailable_tone: str = "busy"
+    # The agent's UDP receive buffer (bytes; 0: the system's default).
+    receive_buffer: int = 0
 
 
 @dataclass(frozen=True)
@@ -662,6 +664,7 @@ _SWITCH_KEYS = _keys_of(SwitchSettings, {
     "embedded_dial_tone": boolean,
     "ended_calls_kept": integer(0, 1_000_000),
     "unavailable_tone": one_of("busy", "reorder"),
+    "receive_buffer": integer(0),
 })
 _TRANSACTION_KEYS = _keys_of(TransactionConfig, {
     name: _reader_of(kind) for name, kind in get_type_hints(TransactionConfig).items()

@@ -182,6 +182,7 @@ BAD = [
     ("[switch]\nladder = maybe", "[switch] ladder", "yes or no"),
     ("[switch]\ndigit_map = (1%)", "[switch] digit_map", "bad digit map"),
     ("[switch]\nkeepalive_interval = -1", "[switch] keepalive_interval", "at least"),
+    ("[switch]\nreceive_buffer = -1", "[switch] receive_buffer", "at least 0"),
     ("[transactions]\nmax2 = 3", "[transactions]", "Max2"),
     ("[transactions]\nt_hist = soon", "[transactions] t_hist", "number"),
     ("[transactions]\nfoo = 1", "[transactions] foo", "unknown key"),

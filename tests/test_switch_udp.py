@@ -130,3 +130,29 @@ gateways = udp1, udp2
             flood.sendto(b"000 %d\r\n" % i, port.socket.getsockname())
         yield until(lambda: service.transaction_stats()["overload"]["receive_dropped"] > 0)
         self.assertLess(service.transaction_stats()["overload"]["receive_dropped"], 200)
+
+    @inlineCallbacks
+    def test_receive_buffer(self) -> Any:
+        """
+        [switch] receive_buffer sizes the agent's socket: Linux gives twice
+        what is asked (its bookkeeping), up to net.core.rmem_max; without
+        the key the system's default stays.
+        """
+        import sys
+        from dataclasses import replace
+
+        if not sys.platform.startswith("linux"):
+            raise SkipTest("Linux's SO_RCVBUF accounting")
+        with open("/proc/sys/net/core/rmem_max") as f:
+            asked = min(65536, int(f.read()))
+        default = self.switch.getServiceNamed("call-control").port.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        settings = replace(self.settings, switch=replace(self.settings.switch, port=0, receive_buffer=asked),
+                           simulator=replace(self.settings.simulator, gateways=()))
+        other = build_switch(reactor, settings, web=False)
+        other.startService()
+        try:
+            sock = other.getServiceNamed("call-control").port.socket
+            self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), 2 * asked)
+            self.assertNotEqual(default, 2 * asked)
+        finally:
+            yield other.stopService()

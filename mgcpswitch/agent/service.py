@@ -24,6 +24,7 @@ agent is gone keeps retransmitting (§4.3) until an agent takes over.
 from __future__ import annotations
 
 import random
+import socket
 from collections import Counter
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Optional
@@ -228,8 +229,11 @@ class CallControlService(Service):
                 observer.attach(self)  # a voicemail system drives message waiting through us
         switch = self.settings.switch
         self.port = self._reactor.listenUDP(switch.port, self.protocol, interface=switch.interface)
+        sock = getattr(self.port, "socket", None)  # a real socket (not a test's in-memory port)
+        if switch.receive_buffer and sock is not None:
+            self._size_receive_buffer(sock, switch.receive_buffer)
         # The overload guard reads the kernel's drops at this socket (a full receive buffer).
-        self.control.overload.watch(receive_meter(getattr(self.port, "socket", None)))
+        self.control.overload.watch(receive_meter(sock))
         for trunk in self.trunks.values():
             try:
                 trunk.startService()
@@ -245,6 +249,22 @@ class CallControlService(Service):
         )
         if self._active:
             self.control.start()
+
+    def _size_receive_buffer(self, sock: Any, size: int) -> None:
+        """
+        Ask for C{[switch] receive_buffer} bytes; say what the kernel gave
+        (Linux doubles the value asked for its own bookkeeping and caps it
+        at net.core.rmem_max, silently).
+        """
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        given = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        if given < size:
+            self.log.warn(
+                "receive buffer: asked for {asked} bytes, the kernel gave {given} "
+                "(raise net.core.rmem_max to give more)", asked=size, given=given,
+            )
+        else:
+            self.log.info("receive buffer: {given} bytes", given=given)
 
     def stopService(self) -> Deferred[Any]:  # noqa: N802
         super().stopService()  # type: ignore[no-untyped-call]  # Service is unannotated upstream
