@@ -618,7 +618,7 @@ class TransactionLayer:
             if self._stopped:
                 d.errback(TransactionAborted(f"{command.verb} {command.transaction_id}: stopped"))
                 continue
-            if self._fenced():
+            if self.may_command is not None and not self.may_command():  # _fenced()
                 self.counters["commands_refused"] += 1
                 d.errback(_refused(command))
                 continue
@@ -657,7 +657,7 @@ class TransactionLayer:
         now = self._clock.seconds()
         out.first_sent = now
         out.transmissions = 1
-        out.delay = peer.rto
+        out.delay = delay = peer.rto
         peer.in_flight += 1
         sent = self.sent
         for command in commands:
@@ -670,8 +670,13 @@ class TransactionLayer:
                     endpoint=command.endpoint, peer=out.address,
                 )
         if send:
-            self._send(out.datagram, out.address)
-        self._arm(out, now, out.delay)
+            self._send(data, out.address)
+        # _arm, inlined (once per command sent)
+        deadline = out.deadline = now + delay
+        self._deadline_seq += 1
+        heapq.heappush(self._deadlines, (deadline, self._deadline_seq, out))
+        if self._wakeup is None or deadline < self._wakeup_at:
+            self._schedule_wakeup(now)
 
     # Granularity of the shared timer: wake-ups are at least this far apart,
     # so a stream of commands costs at most 100 wake-ups a second; a
@@ -952,7 +957,13 @@ class TransactionLayer:
         if _RESPONSE_ACK in response.params:
             self._send_ack(txid, address)
         if not out.waiting:
-            self._finish_outgoing(out)
+            if peer.queue or not out.transmissions:
+                self._finish_outgoing(out)
+            else:  # _finish_outgoing with nothing queued, inlined
+                out.deadline = None
+                peer.in_flight -= 1
+                if not self._pending and self._wakeup is not None:
+                    self._disarm(out)
         if peer.state is not PeerState.REACHABLE:
             self._set_peer_state(peer, PeerState.REACHABLE)
         if not d.called:  # else abandoned by its owner (see Reply.after)
@@ -967,15 +978,14 @@ class TransactionLayer:
         self.counters["acks_sent"] += 1
         self._send(b"000 %d\r\n" % txid, address)
 
-    def _key(self, command: Command) -> Any:
-        if self._gateway_role:
-            return command.transaction_id
-        return (command.endpoint.rpartition("@")[2].lower(), command.transaction_id)
-
     def _command_received(self, command: Command, address: Address) -> None:
         self.received[command.verb] += 1
         counters = self.counters
-        key = self._key(command)
+        # _key, inlined
+        key = (
+            command.transaction_id if self._gateway_role
+            else (command.endpoint.rpartition("@")[2].lower(), command.transaction_id)
+        )
         entry = self._history.get(key)
         if entry is not None:
             self._duplicate(entry, address)
@@ -986,7 +996,7 @@ class TransactionLayer:
                 verb=str(command.verb), txid=command.transaction_id,
                 endpoint=command.endpoint, peer=address,
             )
-        acks = command.params.get(ParamCode.RESPONSE_ACK)
+        acks = command.params.get(_RESPONSE_ACK)
         if acks:
             self._purge_acknowledged(command, acks, address)
         entry = _Incoming(key, command, address)
@@ -1163,9 +1173,10 @@ class TransactionLayer:
         riders = self._start_after(after, entry.address, ride=True) if after else None
         if riders:
             self.counters["piggybacked"] += len(riders)
-            self._send(
-                datagram + b"".join(b".\r\n" + out.datagram for out in riders), entry.address
-            )
+            if len(riders) == 1:
+                self._send(b"%s.\r\n%s" % (datagram, riders[0].datagram), entry.address)
+            else:
+                self._send(datagram + b"".join(b".\r\n" + out.datagram for out in riders), entry.address)
         else:
             self._send(datagram, entry.address)
         self._expiry.append((now, key))

@@ -72,9 +72,6 @@ def _intern(table: dict[_K, _V], key: _K, value: _V) -> _V:
 
 
 _EXT_VERB_RE = re.compile(r"[A-Za-z][A-Za-z0-9]{3}")
-# 1 to 9 ASCII digits, not all zeros (str.isdigit() would take "²", which
-# int() refuses).
-_TXID_RE = re.compile(r"(?=[0-9]{1,9}\Z)0*[1-9][0-9]*")
 _MISSING = object()
 _VERSION_RE = re.compile(r"\d+\.\d+")
 _wrap = Parameters
@@ -164,12 +161,22 @@ def _split(text: str) -> tuple[list[str], str]:
 
 
 def _decode_command(text: str) -> DecodedItem:
-    header, body = _split(text)
+    # _split, inlined (once per command received)
+    blank = text.find("\n\n")
+    if blank < 0:
+        header = text.split("\n")
+        if not header[-1]:
+            header.pop()  # the EOL that ends the last line starts no line
+        body = ""
+    else:
+        header, body = text[:blank].split("\n"), text[blank + 2 :]
     parts = header[0].split()
     txid_text = parts[1] if len(parts) > 1 else ""
-    if _TXID_RE.fullmatch(txid_text) is None:
+    # 1 to 9 ASCII digits, not all zeros (str.isdigit() alone would take
+    # "²", which int() refuses).
+    txid = int(txid_text) if txid_text.isdigit() and txid_text.isascii() and len(txid_text) <= 9 else 0
+    if not txid:
         raise RemoteProtocolError(510, f"bad transaction id in {header[0][:60]!r}")
-    txid = int(txid_text)
     try:
         return _decode_command_rest(parts, txid, header, body)
     except RemoteProtocolError as e:
