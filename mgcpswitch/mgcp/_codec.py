@@ -466,7 +466,7 @@ def _encode_text(message: Command | Response) -> str:
         if message.sdp is not None:
             return _checked(out, extra) + "\r\n\r\n" + _sdp_text(message.sdp)
         return _checked(out, extra) + "\r\n"
-    if not message.params and message.sdp is None and message.package is None:
+    if not message.params and message.sdp is None and message.second_sdp is None and message.package is None:
         # The common answer ("200 1203 OK"): one line, its commentary
         # checked once (see _checked) and remembered.
         comment = message.comment
