@@ -50,10 +50,10 @@ because the agent's receive buffer was full.  That buffer holds about
 accounting each), some 30 ms of the agent's work: past it the surge
 does not queue, it is lost, and lateness cannot grow much beyond one
 buffer's worth of work, while every datagram lost comes back as a
-retransmission 200 ms or more later (the seconds-long setups of the 4x
-surge).  A drop is evidence no single long turn gives: the agent did not
-read in time.  So a probe that saw drops, the agent busy, cuts the share
-at once, without waiting for a second late probe.  Busy, as for
+retransmission 200 ms or more later (part of the seconds-long setups
+of the 4x surge).  A drop is evidence no single long turn gives: the
+agent did not read in time.  So a probe that saw drops, the agent busy,
+cuts the share at once, without waiting for a second late probe.  Busy, as for
 lateness: on the shared machine, offered the knee rate with the agent
 given a third of a core, drops that cut the share whatever the CPU share
 made it shed two calls in three and complete 93 calls a second, against
