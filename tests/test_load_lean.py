@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from mgcpswitch.agent.dialplan import StaticDialPlan
@@ -600,34 +601,29 @@ class OverRealUDP(TestCase):
         return runner.run().addCallback(check)
 
 
-class _Reactor:
+class _Reactor(Clock):
     """
-    Time and timers as the lean loop sees them: C{sleep} only moves time,
-    and L{turn} runs the timers due when the turn begins (a C{callLater(0)}
-    made during a turn waits for the next one, as on the real reactor).
+    A task.Clock with what the lean loop reads of a real reactor:
+    C{timeout()} (how long until its next timer is due), a blocking wait
+    (L{block}: time moves, no timer runs, as while the real process
+    blocks between ticks), and L{turn}, one iteration that runs the
+    timers due when it begins (a C{callLater(0)} made during the turn
+    waits for the next one, as on the real reactor; C{Clock.advance}
+    would run it at once).
     """
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.calls: list[tuple[float, Any]] = []
-
-    def seconds(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-    def callLater(self, delay: float, f: Any) -> None:  # noqa: N802
-        self.calls.append((self.now + delay, f))
 
     def timeout(self) -> Optional[float]:
-        return max(0.0, min(t for t, _ in self.calls) - self.now) if self.calls else None
+        return max(0.0, self.calls[0].getTime() - self.rightNow) if self.calls else None
+
+    def block(self, seconds: float) -> None:
+        self.rightNow += seconds
 
     def turn(self) -> None:
-        due = sorted((c for c in self.calls if c[0] <= self.now), key=lambda c: c[0])
-        self.calls = [c for c in self.calls if c[0] > self.now]
-        for _, f in due:
-            f()
+        now = self.rightNow
+        for call in [c for c in self.calls if c.getTime() <= now]:
+            self.calls.remove(call)
+            call.called = 1
+            call.func(*call.args, **call.kw)
 
 
 class OwnLoop(SynchronousTestCase):
@@ -640,8 +636,8 @@ class OwnLoop(SynchronousTestCase):
         reactor = _Reactor()
         ticks: list[float] = []
         fired: list[float] = []
-        reactor.callLater(0.0301, lambda: fired.append(reactor.now))
-        loop = _Loop(reactor, 0.002, lambda: ticks.append(reactor.now), sleep=reactor.sleep)
+        reactor.callLater(0.0301, lambda: fired.append(reactor.seconds()))
+        loop = _Loop(reactor, 0.002, lambda: ticks.append(reactor.seconds()), wait=reactor.block)
         self.assertEqual(ticks, [], "the first slice at the reactor's next turn")
         reactor.turn()
         self.assertEqual(fired, [], "the slice ran alone")
@@ -649,7 +645,7 @@ class OwnLoop(SynchronousTestCase):
         self.assertAlmostEqual(ticks[1] - ticks[0], 0.002)
         reactor.turn()  # the reactor's turn: its timer, then the next slice
         self.assertEqual(len(fired), 1)
-        self.assertAlmostEqual(reactor.now, 0.132)
+        self.assertAlmostEqual(reactor.seconds(), 0.132)
         self.assertEqual(len(ticks), 17 + 50, "a whole slice of 0.1 s: no timer due")
         self.assertTrue(loop.running)
         loop.stop()
@@ -664,13 +660,13 @@ class OwnLoop(SynchronousTestCase):
         ticks: list[float] = []
 
         def tick() -> None:
-            ticks.append(reactor.now)
+            ticks.append(reactor.seconds())
             if len(ticks) == 2:
                 raise RuntimeError("boom")
             if len(ticks) == 5:
                 loop.stop()
 
-        loop = _Loop(reactor, 0.01, tick, sleep=reactor.sleep)
+        loop = _Loop(reactor, 0.01, tick, wait=reactor.block)
         reactor.turn()
         self.assertEqual(len(ticks), 5)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

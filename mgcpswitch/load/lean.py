@@ -175,8 +175,8 @@ class _Ticker:
 class _Loop:
     """
     C{f()} at once and then every C{interval} s on a loop of our own, not on
-    the reactor's timers: between ticks the process sleeps, and a tick
-    costs a C{sleep} and what C{f} does (the reactor's iteration around a
+    the reactor's timers: between ticks the process blocks in C{wait}
+    (C{time.sleep}), and a tick costs that and what C{f} does (the reactor's iteration around a
     timed call cost half as much again as an empty tick on a small VM, and
     the lean generator ticks 500 times a second).  The loop runs in slices
     of at most C{_SLICE} s, ended early when one of the reactor's timers
@@ -188,17 +188,17 @@ class _Loop:
     next one still comes.
     """
 
-    __slots__ = ("reactor", "interval", "f", "running", "_next", "_sleep")
+    __slots__ = ("reactor", "interval", "f", "running", "_next", "_wait")
 
     log = Logger()
 
     def __init__(self, reactor: Any, interval: float, f: Callable[[], None],
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 wait: Callable[[float], None] = time.sleep) -> None:
         self.reactor = reactor
         self.interval = interval
         self.f = f
         self.running = True
-        self._sleep = sleep
+        self._wait = wait
         self._next = reactor.seconds()
         # The first slice at the reactor's next turn: the caller keeps the
         # loop (to stop it) and schedules its own timers first.
@@ -208,7 +208,7 @@ class _Loop:
         reactor = self.reactor
         seconds = reactor.seconds
         timers_due = reactor.timeout
-        interval, f, sleep = self.interval, self.f, self._sleep
+        interval, f, wait = self.interval, self.f, self._wait
         end = seconds() + _SLICE
         due = timers_due()
         look = end if due is None else seconds() + due
@@ -231,7 +231,7 @@ class _Loop:
                 if due is not None and due <= 0:
                     break
                 look = now + (_LOOK if due is None else min(_LOOK, due))
-            sleep(self._next - now)
+            wait(self._next - now)
         if self.running:
             reactor.callLater(0, self._slice)
 
