@@ -176,9 +176,10 @@ class _Loop:
     """
     C{f()} at once and then every C{interval} s on a loop of our own, not on
     the reactor's timers: between ticks the process blocks in C{wait}
-    (C{time.sleep}), and a tick costs that and what C{f} does (the reactor's iteration around a
-    timed call cost half as much again as an empty tick on a small VM, and
-    the lean generator ticks 500 times a second).  The loop runs in slices
+    (C{time.sleep}), and a tick costs that and what C{f} does (the
+    reactor's iteration around a timed call cost half as much again as an
+    empty tick on a small VM, and the lean generator ticks 500 times a
+    second).  The loop runs in slices
     of at most C{_SLICE} s, ended early when one of the reactor's timers
     is due (the scheduler's window and progress timers, a registration
     timeout), so that the reactor still runs them, and its signals, in
