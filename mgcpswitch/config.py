@@ -290,6 +290,9 @@ class OverloadSettings:
     floor: float = 0.02  # the smallest share admitted (some calls always get through)
     busy: float = 0.5  # the share of a core the agent must use for lateness to count (0: lateness alone)
     ceiling: float = 0.9  # the agent's share of a core (over ~100 ms) above which fewer calls are admitted
+    capacity: bool = True  # also admit at most the calls/s its measured CPU per call allows at the ceiling
+    shed_cost: float = 0.15  # a shed call's CPU as a share of an admitted call's (bench_overload.py --shed-cost)
+    burst: float = 0.1  # seconds of that rate admitted at once beyond it
     tone: str = "reorder"  # what a refused caller hears: reorder or busy
 
 
@@ -846,6 +849,9 @@ _OVERLOAD_KEYS = _keys_of(OverloadSettings, {
     "floor": number(0.0, 1.0),
     "busy": number(0.0, 1.0),
     "ceiling": number(0.1, 10.0),
+    "capacity": boolean,
+    "shed_cost": number(0.0, 1.0),
+    "burst": number(0.001, 10.0),
     "tone": one_of("reorder", "busy"),
 })
 _DEMO_KEYS = _keys_of(DemoSettings, {

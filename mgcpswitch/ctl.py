@@ -469,10 +469,13 @@ def _overload(overload: Mapping[str, Any] | None) -> str:
     if not overload:
         return "-"
     share = overload["admitted_share"]
-    head = (f"OVERLOADED, shedding {1 - share:.0%} of new calls" if overload["state"] == "overloaded"
-            else "normal, every new call admitted")
+    head = ("normal, every new call admitted" if overload["state"] != "overloaded"
+            else f"OVERLOADED, shedding {1 - share:.0%} of new calls" if share < 1
+            else "OVERLOADED, new calls beyond the admission rate shed")
+    rate = overload.get("admission_rate")
+    limit = "" if rate is None else f"; at most {rate:.0f} new calls/s ({overload['cpu_per_call_ms']:.2f} ms CPU a call)"
     return (f"{head}; {overload['calls_shed']} shed, {overload['calls_admitted']} admitted, "
-            f"{overload['episodes']} episode(s); reactor {overload['lateness_ms']:.1f} ms late")
+            f"{overload['episodes']} episode(s); reactor {overload['lateness_ms']:.1f} ms late{limit}")
 
 
 def _trunks(data: Mapping[str, Any]) -> str:

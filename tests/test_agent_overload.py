@@ -172,6 +172,105 @@ class Guard(SynchronousTestCase):
             clock.advance(0.03)  # 10 ms late each time
         self.assertEqual((guard.share, guard.busy), (1.0, 0.0))
 
+    def offer(self, clock: Clock, guard: OverloadGuard, rate: float, seconds: float) -> tuple[int, int]:
+        """Offer C{rate} new calls a second, evenly spread, for C{seconds}: (admitted, shed)."""
+        admitted = shed = 0
+        for _ in range(round(rate * seconds)):
+            clock.advance(1 / rate)
+            if guard.admit():
+                admitted += 1
+            else:
+                shed += 1
+        return admitted, shed
+
+    def costly(self, fixed: float = 0.0, **options: object) -> tuple[Clock, OverloadGuard, list[OverloadState]]:
+        """
+        A guard whose agent spends 2 ms of CPU per call admitted, 0.3 ms per
+        call shed, and C{fixed} of a core on other work.
+        """
+        made: list[tuple[Clock, OverloadGuard]] = []
+
+        def cpu() -> float:
+            if not made:
+                return 0.0
+            clock, guard = made[0]
+            return clock.seconds() * fixed + guard.admitted * 0.002 + guard.shed * 0.0003
+
+        clock, guard, changes = self.guard(cpu=cpu, **options)
+        made.append((clock, guard))
+        return clock, guard, changes
+
+    def test_the_rate_refuses_a_surge_from_its_first_call(self) -> None:
+        """
+        At 300 calls/s (60 % of a core at 2 ms a call) the guard learns the
+        cost and sets the rate that fits under the 90 % ceiling (450 a
+        second) and refuses nothing.  Offered four times that, it refuses
+        the excess from the first 100 ms on, on time, before any lateness:
+        it admits what fits under the ceiling once the calls shed are paid
+        for (0.15 of one each), about 320 a second, and the agent stays
+        at the ceiling.  Back at 300, nothing is refused at once, and after
+        a second without a refusal the state is normal again.
+        """
+        clock, guard, changes = self.costly()
+        self.assertEqual(self.offer(clock, guard, 300, 5), (1500, 0))
+        assert guard.rate is not None and guard.cost is not None
+        self.assertApproximates(guard.cost, 0.002, 0.0002)
+        self.assertApproximates(guard.rate, 450, 40)
+        self.assertEqual(changes, [])
+
+        admitted, shed = self.offer(clock, guard, 1200, 0.1)
+        self.assertLess(admitted, 0.1 * 450 + 0.1 * 450 + 1)  # the rate and its burst, no more
+        self.assertEqual(changes, [OverloadState.OVERLOADED])
+        self.assertEqual(guard.share, 1.0)  # no lateness: the rate alone refused them
+        admitted, shed = self.offer(clock, guard, 1200, 10)
+        self.assertApproximates(admitted / 10, 320, 25)
+        self.assertApproximates(guard.busy, 0.9, 0.05)
+        self.assertEqual(guard.capped, guard.shed)
+
+        self.assertEqual(self.offer(clock, guard, 300, 1.0)[1], 0)
+        self.assertEqual(self.offer(clock, guard, 300, 1.0), (300, 0))
+        self.assertEqual(changes, [OverloadState.OVERLOADED, OverloadState.NORMAL])
+        snapshot = guard.snapshot()
+        self.assertEqual((snapshot["calls_refused_by_rate"], snapshot["state"]), (guard.capped, "normal"))
+        self.assertApproximates(snapshot["cpu_per_call_ms"], 2.0, 0.2)
+
+    def test_the_rate_rises_with_the_calls(self) -> None:
+        """
+        The cost learned at 100 calls/s reads high when the agent has other
+        work too (a fixed 20 % of a core here): 4 ms a call, not 2, so the
+        first rate is low (225 a second).  Offered 330 a second, which fits
+        under the ceiling, the agent admits the rate, stays below the
+        ceiling, reads a lower cost and raises the rate, until every call
+        is admitted again.
+        """
+        clock, guard, _ = self.costly(fixed=0.2)
+        self.offer(clock, guard, 100, 5)
+        assert guard.rate is not None
+        self.assertApproximates(guard.rate, 225, 10)
+        admitted, _ = self.offer(clock, guard, 330, 1)
+        self.assertLess(admitted, 300)
+        self.offer(clock, guard, 330, 10)
+        self.assertEqual(self.offer(clock, guard, 330, 1), (330, 0))
+        self.assertLess(guard.busy, 0.9)
+
+    def test_no_rate_without_a_measure(self) -> None:
+        """
+        No rate is set under a simulated clock (the CPU share means
+        nothing), with capacity = no, or below 50 calls/s admitted.
+        """
+        clock = Clock()
+        simulated = OverloadGuard(clock, OverloadSettings(), random.Random(1), cpu=lambda: clock.seconds(),
+                                  wall=lambda: 0.0)
+        simulated.start()
+        self.addCleanup(simulated.stop)
+        self.offer(clock, simulated, 300, 2)
+        _, off, _ = self.costly(capacity=False)
+        self.offer(off._clock, off, 300, 2)  # type: ignore[arg-type]
+        slow_clock, slow, _ = self.costly()
+        self.offer(slow_clock, slow, 40, 2)
+        self.assertEqual((simulated.rate, off.rate, slow.rate), (None, None, None))
+        self.assertEqual(simulated.snapshot()["admission_rate"], None)
+
     def test_a_single_late_turn_is_not_overload(self) -> None:
         """One turn of 50 ms (a garbage collection, say) is smoothed away: nothing is shed."""
         clock, guard, changes = self.guard()

@@ -28,6 +28,14 @@ class Overload(CtlCase):
         self.assertIn("overload:      OVERLOADED, shedding 75% of new calls; 310 shed, 40 admitted, 1 episode(s); "
                       "reactor 71.2 ms late", out)
 
+    async def test_admission_rate(self) -> None:
+        """stats with the rate refusing calls (the share still one): the rate and the CPU per call it comes from."""
+        self.fake.stats["overload"] = {**self.fake.stats["overload"], "state": "overloaded", "calls_shed": 907,
+                                       "admission_rate": 412.5, "cpu_per_call_ms": 2.18, "calls_refused_by_rate": 907}
+        code, out, _ = await self.ctl("stats")
+        self.assertIn("overload:      OVERLOADED, new calls beyond the admission rate shed; 907 shed, 40 admitted, "
+                      "0 episode(s); reactor 0.8 ms late; at most 412 new calls/s (2.18 ms CPU a call)", out)
+
     async def test_no_guard(self) -> None:
         """A switch whose stats carry no overload snapshot: a dash, not an error."""
         del self.fake.stats["overload"]

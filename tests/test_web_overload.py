@@ -63,6 +63,15 @@ class Overload(WebCase):
         self.assertEqual((samples["mgcp_receive_dropped_total"], samples["mgcp_receive_queued_bytes"]),
                          (134, 212_480))
 
+    def test_admission_rate(self) -> None:
+        """Once learned, the admission rate, the CPU per call it comes from, and the calls it refused."""
+        self.assertNotIn("mgcp_overload_admission_rate", scrape(self))  # not learned yet: nothing made up
+        self.fake.stats["overload"] = {**self.fake.stats["overload"], "admission_rate": 412.5,
+                                       "cpu_per_call_ms": 2.18, "calls_refused_by_rate": 907}
+        samples = scrape(self)
+        self.assertEqual((samples["mgcp_overload_admission_rate"], samples["mgcp_overload_cpu_per_call_seconds"],
+                          samples["mgcp_overload_calls_refused_by_rate_total"]), (412.5, 0.00218, 907))
+
     def test_no_guard_no_metric(self) -> None:
         """A call control without an overload snapshot exports no overload family (nothing made up)."""
         del self.fake.stats["overload"]

@@ -146,6 +146,9 @@ class OverloadGuard:
     SHOWN_SMOOTHING = 0.1  # the lateness shown (/api/stats, /metrics): about ten probes
     HEADROOM = 0.1  # the share grows back only below the ceiling minus this: between, it holds
     EARLY = 0.25  # at the CPU ceiling, a lateness of this much of the target is enough
+    LEARNING = 0.02  # weight of the newest probe in the CPU per call learned: about a second of probes
+    LEARN_FROM = 50.0  # calls/s admitted, at least, for the CPU per call to be read from them
+    CALM = 50  # probes (a second) without a call refused by the rate before it no longer counts as overload
 
     def __init__(
         self, clock: IReactorTime, settings: OverloadSettings = OverloadSettings(),
@@ -188,6 +191,17 @@ class OverloadGuard:
         self._drops_at = 0  # the drops it had counted then
         self.dropped = 0  # datagrams the kernel dropped at the agent's socket since it was watched
         self.queued = 0  # bytes in its receive queue at the last probe
+        # The admission rate (settings.capacity): what a call costs, learned, and the bucket that admits at that rate.
+        self.cost: Optional[float] = None  # CPU seconds per admitted call (a shed one counts shed_cost of it)
+        self.rate: Optional[float] = None  # new calls per second admitted at most; None: not learned yet
+        self.capped = 0  # new calls refused by the rate (counted in shed too)
+        self._tokens = 0.0
+        self._filled = 0.0  # when the bucket was last filled
+        self._burst = 0.0
+        self._admitting = 0.0  # calls/s admitted, smoothed as busy is
+        self._shedding = 0.0  # and shed
+        self._counted = (0, 0, 0)  # admitted, shed, capped at the last probe
+        self._calm = self.CALM  # probes since the rate last refused a call
 
     def watch(self, meter: Optional[ReceiveMeter]) -> None:
         """
@@ -204,9 +218,25 @@ class OverloadGuard:
         self._probe = None
 
     def admit(self) -> bool:
-        """Whether to admit a new call now (always, unless overloaded)."""
+        """
+        Whether to admit a new call now: the share admitted draws first,
+        then the admission rate's bucket, where one is learned.
+        """
         share = self.share
         if share >= 1.0 or self._random() < share:
+            rate = self.rate
+            if rate is not None:
+                now = self._clock.seconds()
+                tokens = self._tokens + (now - self._filled) * rate
+                self._filled = now
+                if tokens > self._burst:
+                    tokens = self._burst
+                if tokens < 1.0:
+                    self._tokens = tokens
+                    self.capped += 1
+                    self.shed += 1
+                    return False
+                self._tokens = tokens - 1.0
             self.admitted += 1
             return True
         self.shed += 1
@@ -218,6 +248,9 @@ class OverloadGuard:
             "state": self.state.value, "admitted_share": round(self.share, 4),
             "lateness_ms": round(self.lateness * 1000, 3), "busy": round(self.busy, 3), "calls_admitted": self.admitted,
             "calls_shed": self.shed, "episodes": self.episodes,
+            "admission_rate": None if self.rate is None else round(self.rate, 1),
+            "cpu_per_call_ms": None if self.cost is None else round(self.cost * 1000, 4),
+            "calls_refused_by_rate": self.capped,
             **({"receive_dropped": self.dropped, "receive_queued_bytes": self.queued} if self._meter else {}),
         }
 
@@ -253,13 +286,14 @@ class OverloadGuard:
             else:
                 dropped, self._drops_at = (drops - self._drops_at) % 2**32, drops  # a u32 in the kernel: it wraps
                 self.dropped += dropped
-        self.observe(late, busy, dropped)
+        self.observe(late, busy, dropped, elapsed)
 
-    def observe(self, late: float, busy: float = 1.0, dropped: int = 0) -> None:
+    def observe(self, late: float, busy: float = 1.0, dropped: int = 0, elapsed: Optional[float] = None) -> None:
         """
         One probe ran C{late} seconds after it was due; the process used
-        C{busy} of a core since the previous probe, and the kernel dropped
-        C{dropped} datagrams meant for the agent meanwhile.
+        C{busy} of a core since the previous probe (C{elapsed} seconds ago:
+        the interval if not given), and the kernel dropped C{dropped}
+        datagrams meant for the agent meanwhile.
         """
         settings = self.settings
         self.late += self.LATENESS_SMOOTHING * (late - self.late)
@@ -277,7 +311,9 @@ class OverloadGuard:
                 and self.busy < settings.ceiling - self.HEADROOM:
             self.share = min(1.0, self.share + settings.increase)
         self._lowest = min(self._lowest, self.share)
-        state = OverloadState.OVERLOADED if self.share < 1.0 else OverloadState.NORMAL
+        if settings.capacity:
+            self._learn(busy, settings.interval if elapsed is None else elapsed)
+        state = OverloadState.OVERLOADED if self.share < 1.0 or self._calm < self.CALM else OverloadState.NORMAL
         if state is not self.state:
             self.state = state
             if state is OverloadState.OVERLOADED:
@@ -286,9 +322,10 @@ class OverloadGuard:
                 self.log.warn(
                     "overloaded: the agent uses {busy:.0%} of a core (ceiling {ceiling:.0%}), the reactor runs "
                     "{late:.0f} ms late (target {target:.0f} ms), {dropped} datagrams dropped unread; "
-                    "admitting {share:.0%} of new calls",
+                    "admitting {share:.0%} of new calls{limit}",
                     busy=self.busy, ceiling=settings.ceiling, late=self.late * 1000,
                     target=settings.target * 1000, dropped=dropped, share=self.share,
+                    limit="" if self.rate is None else f", at most {self.rate:.0f} a second", rate=self.rate,
                 )
             else:
                 shed, admitted = self.shed - self._counts_then[0], self.admitted - self._counts_then[1]
@@ -300,3 +337,49 @@ class OverloadGuard:
                 )
             if self.changed is not None:
                 self.changed(state)
+
+    def _learn(self, busy: float, elapsed: float) -> None:
+        """
+        Learn what a call costs and set the admission rate from it.
+
+        Why: the share admitted is a reaction; it falls only once the
+        reactor runs late or the kernel drops datagrams, and a surge from
+        the knee to four times it starts with every call admitted (the
+        share is one), so its first few hundred milliseconds queue and
+        their calls take seconds to set up.  The agent's CPU per call is
+        known before the surge, though: the smoothed CPU share over the
+        smoothed rate of calls admitted (a shed call counting C{shed_cost}
+        of one, the ratio measured by C{bench_overload.py --shed-cost}),
+        read while at least L{LEARN_FROM} calls a second are admitted (below,
+        the agent's fixed work would weigh on it).  The rate admitted is
+        what fits under the ceiling once the calls shed are paid for:
+        C{ceiling / cost - shed_cost * shed rate}, never below the floor's
+        share of the first term.  Under that rate the bucket never refuses
+        a call; over it, the excess is refused from its first call on.
+
+        The cost is read all the time, the rate binding or not: with the
+        agent below the ceiling it reads a little high and the rate sits
+        above the calls admitted, which then grow until the agent is at
+        the ceiling; above it, the rate falls.  Under a simulated clock
+        (C{busy} 0) nothing is learned and no rate is set.
+        """
+        settings = self.settings
+        admitted, shed, capped = self.admitted, self.shed, self.capped
+        before = self._counted
+        self._counted = (admitted, shed, capped)
+        self._calm = 0 if capped > before[2] else self._calm + 1
+        if elapsed <= 0.0:
+            return
+        smoothing = self.BUSY_SMOOTHING
+        self._admitting += smoothing * ((admitted - before[0]) / elapsed - self._admitting)
+        self._shedding += smoothing * ((shed - before[1]) / elapsed - self._shedding)
+        if busy > 0.0 and self._admitting >= self.LEARN_FROM:
+            sample = self.busy / (self._admitting + settings.shed_cost * self._shedding)
+            self.cost = sample if self.cost is None else self.cost + self.LEARNING * (sample - self.cost)
+        if self.cost is None:
+            return
+        most = settings.ceiling / self.cost
+        rate = max(settings.floor * most, most - settings.shed_cost * self._shedding)
+        if self.rate is None:
+            self._tokens, self._filled = max(1.0, rate * settings.burst), self._clock.seconds()
+        self.rate, self._burst = rate, max(1.0, rate * settings.burst)

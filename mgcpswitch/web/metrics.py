@@ -217,6 +217,17 @@ def _overload(snapshot: Mapping[str, Any]) -> Iterator[Metric]:
         yield GaugeMetricFamily("mgcp_overload_cpu_share",
                                 "The share of a core the agent uses, smoothed over ~100 ms (the guard's leading signal)",
                                 value=snapshot["busy"])
+    if snapshot.get("admission_rate") is not None:
+        yield GaugeMetricFamily("mgcp_overload_admission_rate",
+                                "New calls per second admitted at most: what the agent's CPU per call allows at its "
+                                "ceiling (absent until learned)", value=snapshot["admission_rate"])
+        yield GaugeMetricFamily("mgcp_overload_cpu_per_call_seconds",
+                                "The agent's CPU per admitted call, learned (a shed call counts shed_cost of one)",
+                                value=snapshot["cpu_per_call_ms"] / 1000)
+    if "calls_refused_by_rate" in snapshot:
+        yield CounterMetricFamily("mgcp_overload_calls_refused_by_rate",
+                                  "New calls shed because they came faster than the admission rate (part of calls_shed)",
+                                  value=snapshot["calls_refused_by_rate"])
     if "receive_dropped" in snapshot:
         yield CounterMetricFamily("mgcp_receive_dropped",
                                   "Datagrams to the agent the kernel dropped, its receive buffer full (Linux)",
