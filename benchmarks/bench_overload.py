@@ -99,6 +99,10 @@ def fresh_switch(a: Any) -> tuple[str, sp.Switch]:
             text = f.read()
         with open(config, "w") as f:
             f.write(text.replace("[switch]\n", f"[switch]\nreceive_buffer = {a.receive_buffer}\n", 1))
+    if a.overload:
+        with open(config, "a") as f:
+            f.write("\n[overload]\n" + "".join(f"{key.strip()} = {value.strip()}\n"
+                                                for key, value in (item.split("=", 1) for item in a.overload)))
     switch = sp.Switch(config, web_port)
     switch.start()
     return config, switch
@@ -272,6 +276,8 @@ def main() -> None:
     p.add_argument("--json", default=None)
     p.add_argument("--receive-buffer", type=int, default=0,
                    help="the switch's [switch] receive_buffer, bytes (0: the system's default)")
+    p.add_argument("--overload", action="append", default=[], metavar="KEY=VALUE",
+                   help="a key of the switch's [overload] section (repeatable), e.g. capacity=no")
     p.add_argument("--shed-cost", action="store_true", help="instructions per call, admitted and shed (callgrind)")
     p.add_argument("--calls", type=int, default=500, help="with --shed-cost")
     p.add_argument("--embedded", action="store_true", help="with --shed-cost: the idle request embeds dial tone")

@@ -365,6 +365,12 @@ class OverloadAndTrunks(FastSamples):
         await browser.wait_for_text(row("trunks", "trunk", "provider") + ' a[href="/calls/c1"]', "c1")
         await browser.screenshot(os.path.join(self.directory, "overload-and-trunks.png"))
 
+        # The share back at one, the admission rate still refusing calls.
+        self.fake.stats["overload"] = {**self.fake.stats["overload"], "admitted_share": 1.0, "admission_rate": 412.5,
+                                       "cpu_per_call_ms": 2.18, "calls_refused_by_rate": 30}
+        await browser.wait_for_text("#overload", "overload: at most 413 calls/s")
+        self.assertIn("2.18 ms of CPU a call; 30 refused by that rate",
+                      await browser.execute("return document.querySelector('#overload').title"))
         self.fake.overload(1.0, shed=121)
         await browser.wait_until("document.querySelector('#overload').hidden", what="the overload badge gone")
         self.fake.trunks.clear()

@@ -75,6 +75,13 @@ ceiling).  The agent is "overloaded" while the share is below one.
 Calls already admitted are never touched: the decision is taken at a new
 call's first NTFY (L{mgcpswitch.agent.routing.Router.shed}).
 
+And before any of that (C{capacity}, on by default): an admission rate.
+The agent learns its CPU per call while it carries calls, and admits at
+most the new calls per second that fit under the ceiling, the calls it
+sheds paid for; past it, a new call is refused at once, from the first
+one (L{_learn} says why a reaction alone comes too late).  The agent is
+also "overloaded" while that rate refuses calls, and for a second after.
+
 What is said: one log line when the agent becomes overloaded (its CPU
 share, how late the reactor runs, the share admitted) and one when it
 recovers (how long it lasted, how many new calls were shed of how many,

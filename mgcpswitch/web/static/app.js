@@ -165,7 +165,8 @@
     });
   }
 
-  // The overload guard: a badge while it sheds new calls ("overload: shedding 60%").
+  // The overload guard: a badge while it sheds new calls ("overload: shedding 60%"), or while
+  // only its admission rate refuses them ("overload: at most 410 calls/s").
   function renderOverload(overload) {
     const badge = $("#overload");
     const shedding = Boolean(overload) && overload.state === "overloaded";
@@ -173,10 +174,15 @@
     badge.dataset.state = overload ? overload.state : "none";
     if (!overload) return;
     const share = Math.round((1 - overload.admitted_share) * 100);
-    badge.textContent = "overload: shedding " + share + "%";
-    badge.title = "admitting " + Math.round(overload.admitted_share * 100) + "% of new calls; the reactor runs " +
-      overload.lateness_ms.toFixed(1) + " ms late; " + overload.calls_shed + " calls shed since start, " +
-      overload.episodes + " episode(s)";
+    const rate = overload.admission_rate;
+    const limited = rate !== undefined && rate !== null;
+    badge.textContent = (share === 0 && limited) ? "overload: at most " + Math.round(rate) + " calls/s"
+      : "overload: shedding " + share + "%";
+    badge.title = "admitting " + Math.round(overload.admitted_share * 100) + "% of new calls" +
+      (limited ? ", at most " + Math.round(rate) + " a second (" + overload.cpu_per_call_ms.toFixed(2) +
+        " ms of CPU a call; " + overload.calls_refused_by_rate + " refused by that rate)" : "") +
+      "; the reactor runs " + overload.lateness_ms.toFixed(1) + " ms late; " + overload.calls_shed +
+      " calls shed since start, " + overload.episodes + " episode(s)";
   }
 
   // The calls on a line: "c1, c2 (held), c3 (waiting) · three-way".
