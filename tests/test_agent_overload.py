@@ -253,6 +253,20 @@ class Guard(SynchronousTestCase):
         self.assertEqual(self.offer(clock, guard, 330, 1), (330, 0))
         self.assertLess(guard.busy, 0.9)
 
+    def test_a_surge_from_idle(self) -> None:
+        """
+        From idle, the cost is read only once calls have come at 50+ a second
+        for a second (before, the CPU share lags the calls admitted), and
+        then the rate settles where the agent is at the ceiling.
+        """
+        clock, guard, _ = self.costly()
+        self.assertEqual(self.offer(clock, guard, 1000, 0.9), (900, 0))
+        self.assertIsNone(guard.rate)
+        self.offer(clock, guard, 1000, 5)
+        admitted, _ = self.offer(clock, guard, 1000, 1)
+        self.assertApproximates(admitted, 353, 25)  # 0.9 = 2 ms x admitted + 0.3 ms x the rest
+        self.assertApproximates(guard.busy, 0.9, 0.05)
+
     def test_no_rate_without_a_measure(self) -> None:
         """
         No rate is set under a simulated clock (the CPU share means

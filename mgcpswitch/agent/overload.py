@@ -209,6 +209,7 @@ class OverloadGuard:
         self._shedding = 0.0  # and shed
         self._counted = (0, 0, 0)  # admitted, shed, capped at the last probe
         self._calm = self.CALM  # probes since the rate last refused a call
+        self._steady = 0  # probes in a row with at least LEARN_FROM calls/s admitted
 
     def watch(self, meter: Optional[ReceiveMeter]) -> None:
         """
@@ -357,8 +358,11 @@ class OverloadGuard:
         known before the surge, though: the smoothed CPU share over the
         smoothed rate of calls admitted (a shed call counting C{shed_cost}
         of one, the ratio measured by C{bench_overload.py --shed-cost}),
-        read while at least L{LEARN_FROM} calls a second are admitted (below,
-        the agent's fixed work would weigh on it).  The rate admitted is
+        read once at least L{LEARN_FROM} calls a second have been admitted
+        for a second (below, the agent's fixed work would weigh on it; in
+        a call's first hundred milliseconds, the CPU share has not caught
+        up with the calls admitted: a surge from idle would read them as
+        nearly free).  The rate admitted is
         what fits under the ceiling once the calls shed are paid for:
         C{ceiling / cost - shed_cost * shed rate}, never below the floor's
         share of the first term.  Under that rate the bucket never refuses
@@ -380,7 +384,8 @@ class OverloadGuard:
         smoothing = self.BUSY_SMOOTHING
         self._admitting += smoothing * ((admitted - before[0]) / elapsed - self._admitting)
         self._shedding += smoothing * ((shed - before[1]) / elapsed - self._shedding)
-        if busy > 0.0 and self._admitting >= self.LEARN_FROM:
+        self._steady = self._steady + 1 if self._admitting >= self.LEARN_FROM else 0
+        if busy > 0.0 and self._steady >= self.CALM:
             sample = self.busy / (self._admitting + settings.shed_cost * self._shedding)
             self.cost = sample if self.cost is None else self.cost + self.LEARNING * (sample - self.cost)
         if self.cost is None:
