@@ -234,6 +234,27 @@ class Guard(SynchronousTestCase):
         self.assertEqual((snapshot["calls_refused_by_rate"], snapshot["state"]), (guard.capped, "normal"))
         self.assertApproximates(snapshot["cpu_per_call_ms"], 2.0, 0.2)
 
+    def test_with_a_rate_the_share_answers_alarms_only(self) -> None:
+        """
+        Once there is a rate, the agent at the ceiling with the reactor a
+        little late (10 ms: a third of the target) keeps the share at one:
+        the rate holds the CPU; two probes late past the target still cut
+        the share, which grows back on time even with the agent at the
+        ceiling.
+        """
+        clock, guard, _ = self.costly()
+        self.offer(clock, guard, 300, 5)
+        self.assertIsNotNone(guard.rate)
+        for _ in range(50):
+            guard.observe(0.01, 0.95)
+        self.assertEqual(guard.share, 1.0)
+        guard.observe(0.05, 0.95)
+        guard.observe(0.05, 0.95)
+        self.assertEqual(guard.share, 0.7)
+        for _ in range(50):
+            guard.observe(0.0, 0.95)
+        self.assertEqual(guard.share, 1.0)
+
     def test_the_rate_rises_with_the_calls(self) -> None:
         """
         The cost learned at 100 calls/s reads high when the agent has other

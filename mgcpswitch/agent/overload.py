@@ -79,7 +79,10 @@ And before any of that (C{capacity}, on by default): an admission rate.
 The agent learns its CPU per call while it carries calls, and admits at
 most the new calls per second that fit under the ceiling, the calls it
 sheds paid for; past it, a new call is refused at once, from the first
-one (L{_learn} says why a reaction alone comes too late).  The agent is
+one (L{_learn} says why a reaction alone comes too late).  Once there is
+a rate, it alone answers the CPU share, and the share admitted answers
+only lateness and drops (the ceiling's cut and headroom apply without a
+rate only).  The agent is
 also "overloaded" while that rate refuses calls, and for a second after.
 
 What is said: one log line when the agent becomes overloaded (its CPU
@@ -308,15 +311,20 @@ class OverloadGuard:
         self.lateness += self.SHOWN_SMOOTHING * (late - self.lateness)
         self.busy += self.BUSY_SMOOTHING * (busy - self.busy)
         previous, self._last_late = self._last_late, late
+        # With an admission rate, the rate holds the CPU at the ceiling, and
+        # the share answers only the alarms (lateness, drops): cutting it
+        # at the ceiling too, the two would pull the calls admitted below
+        # what fits, and the share would climb back only after the surge.
+        rate = self.rate
         if (dropped or (late > settings.target and previous > settings.target)) and busy >= settings.busy:
             # Datagrams lost, or late twice in a row, on its own work: behind.
             self.share = max(settings.floor, self.share * settings.decrease)
-        elif self.busy >= settings.ceiling and self.late > settings.target * self.EARLY:
+        elif rate is None and self.busy >= settings.ceiling and self.late > settings.target * self.EARLY:
             # No spare capacity: cut by how far over the ceiling (a few per
             # cent a probe), since this signal is continuous, not an alarm.
             self.share = max(settings.floor, self.share * max(settings.decrease, settings.ceiling / self.busy))
         elif self.share < 1.0 and (self.late < settings.target / 2 or busy < settings.busy) \
-                and self.busy < settings.ceiling - self.HEADROOM:
+                and (rate is not None or self.busy < settings.ceiling - self.HEADROOM):
             self.share = min(1.0, self.share + settings.increase)
         self._lowest = min(self._lowest, self.share)
         if settings.capacity:
