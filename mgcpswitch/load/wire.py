@@ -634,11 +634,23 @@ class LeanGateway(DatagramProtocol):
         """
         recvfrom = self._recvfrom
         received = self.datagramReceived
+        fast = self._fast_command
         while True:
             try:
                 data, addr = recvfrom(65536)
             except OSError:
                 return  # nothing left (EAGAIN), or an ICMP error report: the next tick reads on
+            # The flat path first (a canonical command, see _fast_command), inline
+            # here to save a frame per datagram; anything else the general one.
+            handler = _HANDLERS.get(data[:4])
+            if handler is not None and b"\n." not in data:
+                try:
+                    if fast(handler, data, addr):
+                        continue
+                except Exception:
+                    self.log.failure("lean gateway {domain}: datagram from {addr} not handled",
+                                     domain=self.domain, addr=addr)
+                    continue
             received(data, addr)
 
     def stop(self) -> None:
@@ -752,9 +764,13 @@ class LeanGateway(DatagramProtocol):
         try:
             if b"\n." in data:  # piggybacked: messages separated by a line "."
                 for message in _SEPARATOR.split(data):
-                    self._message(message, addr)
+                    handler = _HANDLERS.get(message[:4])
+                    if handler is None or not self._fast_command(handler, message, addr):
+                        self._message(message, addr)
             else:
-                self._message(data, addr)
+                handler = _HANDLERS.get(data[:4])
+                if handler is None or not self._fast_command(handler, data, addr):
+                    self._message(data, addr)
         except Exception:
             # Nothing may reach the reactor; an error here is the tool's bug.
             self.log.failure("lean gateway {domain}: datagram from {addr} not handled",
@@ -810,6 +826,70 @@ class LeanGateway(DatagramProtocol):
         ep.changed()
 
     # -- the agent's commands -----------------------------------------------------------------
+
+    def _fast_command(self, handler: Callable[[LeanGateway, int, bytes, dict[bytes, bytes]], bytes],
+                      data: bytes, addr: Any) -> bool:
+        """
+        A command in the agent's canonical form (RFC 3435 §3.1 as the
+        codec writes it: CRLF line ends, C{Code: value} with one space, no
+        piggyback) executed with its parameters split in one pass of
+        C{bytes} methods, past the general path's per-line strip and
+        upper-casing; False, with nothing done, for anything else (a
+        duplicate included), which the general path then reads.  Per
+        datagram this is about half the general path's work.
+        """
+        eol = data.find(b"\r\n")
+        if eol < 0 or data[4:5] != b" " or data.find(b"\n") != eol + 1:
+            return False
+        head = data[:eol].split(b" ")
+        if len(head) != 5 or not head[1].isdigit():
+            return False
+        txid = int(head[1])
+        answers = self.answers
+        if txid in answers or txid in self.older:
+            return False
+        blank = data.find(b"\r\n\r\n", eol)
+        # The last line's CRLF, if any (a piggybacked message has lost it to the separator).
+        body = data[eol + 2:blank] if blank >= 0 else data[eol + 2:-2 if data[-2:] == b"\r\n" else None]
+        if body:
+            if b"  " in body or body[-1:] == b" " or b" \r" in body:
+                return False
+            if body[-1:] == b":":
+                body += b" "
+            try:
+                # An empty value is written "S:", without the blank.
+                params = dict([line.split(b": ", 1) for line in body.replace(b":\r\n", b": \r\n").split(b"\r\n")])
+            except ValueError:
+                return False  # a line without ": "
+            if not params.keys() <= _CANONICAL:
+                return False
+        else:
+            params = {}
+        counters = self.counters
+        counters["commands_received"] += 1
+        acks = params.get(b"K")
+        if acks:
+            if acks.isdigit():
+                self._forget_answer(int(acks))
+            else:
+                self._confirmed(acks)
+        held: list[LeanEndpoint] = []
+        self._held = held
+        try:
+            answer = handler(self, txid, head[2].lower(), params)
+        except _Refused as refused:
+            counters["refused"] += 1
+            answer = b"%d %d %s\r\n" % (refused.code, txid, refused.reason.encode("ascii", "replace"))
+        finally:
+            self._held = None
+        answers[txid] = answer
+        try:
+            self._sendto(answer, addr)
+        except OSError:
+            counters["send_errors"] += 1
+        for ep in held:
+            self._notify(ep)
+        return True
 
     def _command_received(self, verb: bytes, txid: int, head: list[bytes], message: bytes, end: int,
                           addr: Any) -> None:
@@ -1064,6 +1144,11 @@ class LeanGateway(DatagramProtocol):
         self._endpoint(name)
         return b"200 %d OK\r\n" % txid
 
+
+#: The parameter codes of RFC 3435 §3.2.2 in canonical form: a command whose
+#: lines all carry one of these (upper case, no stray blank) may take the flat path.
+_CANONICAL = frozenset((b"B", b"C", b"A", b"I", b"M", b"P", b"T", b"D", b"ES", b"L", b"MD", b"N", b"O", b"PL",
+                        b"Q", b"E", b"R", b"F", b"X", b"K", b"RD", b"RM", b"I2", b"Z2", b"S", b"Z", b"RC", b"LC"))
 
 _HANDLERS: dict[bytes, Callable[[LeanGateway, int, bytes, dict[bytes, bytes]], bytes]] = {
     b"RQNT": LeanGateway._rqnt,
