@@ -342,9 +342,13 @@ class LeanRunner(CallScheduler):
     def _tick_gateways(self) -> None:
         poller = self._poller
         if poller is not None:
+            # One datagram per ready socket, then ask again until none is.
             by_fd = self._by_fd
-            for fd, _ in poller.poll(0):
-                by_fd[fd].read()
+            ready = poller.poll(0)
+            while ready:
+                for fd, _ in ready:
+                    by_fd[fd].read(1)
+                ready = poller.poll(0)
         now = self.now()
         if now >= self._timers_due:
             # Retransmissions and the response cache need no finer grain
