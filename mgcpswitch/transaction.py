@@ -37,7 +37,7 @@ import random
 from collections import Counter, deque
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Callable, Iterable, Optional, Union, cast, final
+from typing import Any, Callable, Iterable, Optional, Protocol, Union, cast, final
 
 from twisted.internet.defer import CancelledError, Deferred, fail
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -69,6 +69,8 @@ __all__ = [
     "TransactionLayer",
     "Reply",
     "Outbox",
+    "Waiter",
+    "Callbacks",
     "Address",
     "as_address",
     "HandlerResult",
@@ -237,6 +239,64 @@ class TransactionConfig:
             raise ValueError("need log_burst >= 0 and log_window > 0")
 
 
+class Waiter(Protocol):
+    """
+    What waits for a command's outcome in the layer: a
+    L{Deferred[Response]} (L{TransactionLayer.send_command}), or a plain
+    L{Callbacks} (L{TransactionLayer.send}).  The layer calls one of
+    C{callback} and C{errback} once, and reads C{called} to skip waiters
+    whose owner gave up on them (a cancelled Deferred).
+    """
+
+    called: bool
+
+    def callback(self, result: Response) -> None: ...
+
+    def errback(self, fail: BaseException) -> None: ...
+
+
+@final
+class Callbacks:
+    """
+    A command's outcome handed to two plain functions: the call agent's
+    way to send its hot commands (RQNT, CRCX, MDCX, DLCX), one per call
+    step, without the cost of a Deferred (its callbacks chain, and
+    C{_runCallbacks} to walk it) for a result that has one consumer.
+
+    C{on_response(response, *args)} gets the final response (whatever
+    its code); C{on_failure(failure, *args)} a L{Failure} of
+    L{TransactionTimeout} or L{TransactionAborted}, as a Deferred's
+    errback would.  An exception either raises is logged here: the layer
+    goes on with the rest of the datagram.
+    """
+
+    __slots__ = ("called", "_on_response", "_on_failure", "_args")
+
+    log = Logger()
+
+    def __init__(
+        self, on_response: Callable[..., object], on_failure: Callable[..., object], *args: Any
+    ) -> None:
+        self.called = False
+        self._on_response = on_response
+        self._on_failure = on_failure
+        self._args = args
+
+    def callback(self, result: Response) -> None:
+        self.called = True
+        try:
+            self._on_response(result, *self._args)
+        except Exception:
+            self.log.failure("handling the response {txid} failed", txid=result.transaction_id)
+
+    def errback(self, fail: BaseException) -> None:
+        self.called = True
+        try:
+            self._on_failure(Failure(fail), *self._args)
+        except Exception:
+            self.log.failure("handling a failed command failed")
+
+
 @final  # tested with type(x) is Reply
 @dataclass(frozen=True)
 class Reply:
@@ -254,10 +314,11 @@ class Reply:
         L{TransactionLayer.send_command}.
     @ivar after: commands sent after the response in the same datagram
         (§4.4.1: a lockstep call agent answers an NTFY with its next RQNT
-        in one datagram), each paired with an unfired Deferred.  Each is a
-        transaction of its own to the command's source: a txid of 0 gets
-        a fresh one; it is retransmitted alone when needed, and its
-        Deferred fires with the final response or fails with
+        in one datagram), each paired with an unfired L{Waiter} (a
+        Deferred, or L{Callbacks}).  Each is a transaction of its own to
+        the command's source: a txid of 0 gets a fresh one; it is
+        retransmitted alone when needed, and its waiter is called back
+        with the final response or fails with
         L{TransactionTimeout} or L{TransactionAborted}, as
         L{TransactionLayer.send_command}'s would.  When the source's
         in-flight cap is reached a command waits in its queue instead of
@@ -269,7 +330,7 @@ class Reply:
 
     response: Response
     before: tuple[Command, ...] = ()
-    after: tuple[tuple[Command, Deferred[Response]], ...] = ()
+    after: tuple[tuple[Command, Waiter], ...] = ()
 
 
 class Outbox:
@@ -344,6 +405,12 @@ class ITransactionSender(Interface):
             L{mgcpswitch.errors.TransactionTimeout}.
         """
 
+    def send(command: Command, address: Address, waiter: Waiter) -> None:
+        """
+        As L{send_command}, the outcome told to C{waiter} (a
+        L{mgcpswitch.transaction.Callbacks}) rather than through a Deferred.
+        """
+
     def allocate_transaction_id() -> int:
         """A fresh transaction id, for commands that must be resent as is."""
 
@@ -401,7 +468,7 @@ class _Outgoing:
 
     def __init__(self, commands: list[Command], address: Address, peer: _Peer) -> None:
         self.commands = commands
-        self.waiting: dict[int, tuple[Command, Deferred[Response]]] = {}
+        self.waiting: dict[int, tuple[Command, Waiter]] = {}
         self.address = address
         self.peer = peer
         self.datagram = b""
@@ -556,6 +623,25 @@ class TransactionLayer:
         """
         return self.send_commands((command,), address)[0]
 
+    def send(self, command: Command, address: Address, waiter: Waiter) -> None:
+        """
+        Send one command as L{send_command} does, its outcome to C{waiter}
+        (usually L{Callbacks}) instead of a Deferred's: called back with the
+        final response, or errbacked with L{TransactionTimeout},
+        L{TransactionAborted} (possibly at once: a fenced agent).
+        """
+        if self._stopped:
+            raise TransactionAborted("the transaction layer is stopped")
+        if self._fenced():
+            self.counters["commands_refused"] += 1
+            waiter.errback(_refused(command))
+            return
+        if not command.transaction_id:
+            command = command.with_transaction_id(self.allocate_transaction_id())
+        out = self._outgoing(address)
+        self._add(out, command, waiter)
+        self._launch(out, send=True)
+
     def send_commands(
         self, commands: Iterable[Command], address: Address
     ) -> list[Deferred[Response]]:
@@ -573,17 +659,21 @@ class TransactionLayer:
         for command in commands:
             if not command.transaction_id:
                 command = command.with_transaction_id(self.allocate_transaction_id())
-            txid = command.transaction_id
-            if txid in self._pending and not self._gives_way(txid):
-                raise ValueError(f"transaction {txid} is already in flight")
-            d: Deferred[Response] = Deferred(partial(self._cancel, txid))
-            out.commands.append(command)
-            out.waiting[txid] = (command, d)
-            self._pending[txid] = out
+            d: Deferred[Response] = Deferred(partial(self._cancel, command.transaction_id))
+            self._add(out, command, d)
             deferreds.append(d)
         if out.commands:
             self._launch(out, send=True)
         return deferreds
+
+    def _add(self, out: _Outgoing, command: Command, waiter: Waiter) -> None:
+        """Make C{command} (with its id) one of C{out}'s, in flight under its id."""
+        txid = command.transaction_id
+        if txid in self._pending and not self._gives_way(txid):
+            raise ValueError(f"transaction {txid} is already in flight")
+        out.commands.append(command)
+        out.waiting[txid] = (command, waiter)
+        self._pending[txid] = out
 
     def _outgoing(self, address: Address) -> _Outgoing:
         if type(address) is not tuple:
@@ -604,7 +694,7 @@ class TransactionLayer:
         return True
 
     def _start_after(
-        self, after: tuple[tuple[Command, Deferred[Response]], ...], address: Address, ride: bool
+        self, after: tuple[tuple[Command, Waiter], ...], address: Address, ride: bool
     ) -> list[_Outgoing]:
         """
         Start the transactions of a L{Reply}'s C{after} commands, each its
@@ -837,7 +927,7 @@ class TransactionLayer:
                 self._cancel(txid, d)
         return not out.waiting
 
-    def _cancel(self, txid: int, d: Deferred[Response]) -> None:
+    def _cancel(self, txid: int, d: object = None) -> None:
         """The caller gave up on a command: stop retransmitting it."""
         out = self._pending.pop(txid, None)
         if out is None:

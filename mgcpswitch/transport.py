@@ -23,7 +23,7 @@ from zope.interface import implementer
 
 from .interfaces import ICommandHandler, IPeerListener, ITransactionSender
 from .mgcp import Command, Response
-from .transaction import Address, Role, TransactionConfig, TransactionLayer
+from .transaction import Address, Role, TransactionConfig, TransactionLayer, Waiter
 
 __all__ = [
     "MGCPProtocol", "CallAgentProtocol", "GatewayProtocol", "CALL_AGENT_PORT", "GATEWAY_PORT", "direct_sendto",
@@ -162,6 +162,9 @@ class MGCPProtocol(DatagramProtocol):
 
     def send_command(self, command: Command, address: Address) -> Deferred[Response]:
         return self.transactions.send_command(command, address)
+
+    def send(self, command: Command, address: Address, waiter: Waiter) -> None:
+        self.transactions.send(command, address, waiter)
 
     def allocate_transaction_id(self) -> int:
         return self.transactions.allocate_transaction_id()

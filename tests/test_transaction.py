@@ -22,7 +22,9 @@ from mgcpswitch.errors import RemoteProtocolError, TransactionAborted, Transacti
 from mgcpswitch.interfaces import ICommandHandler, IPeerListener, ITransactionSender
 from mgcpswitch.mgcp import Command, ParamCode, Response, Verb, decode
 from mgcpswitch.testing import MemoryNetwork, SequentialIds, run_timers
-from mgcpswitch.transaction import Outbox, PeerState, Reply, ResponseBinding, Role, TransactionConfig, TransactionLayer
+from mgcpswitch.transaction import (
+    Callbacks, Outbox, PeerState, Reply, ResponseBinding, Role, TransactionConfig, TransactionLayer,
+)
 from mgcpswitch.transport import CallAgentProtocol, GatewayProtocol
 
 CA = ("127.0.0.1", 2727)
@@ -285,6 +287,73 @@ class Retransmission(SynchronousTestCase):
         self.failureResultOf(d, TransactionAborted)
         self.assertEqual(w.clock.getDelayedCalls(), [])
         self.assertRaises(TransactionAborted, w.layer.send_command, auep(), GW)
+
+
+class PlainCallbacks(SynchronousTestCase):
+    """L{TransactionLayer.send}: a command's outcome to two functions (L{Callbacks}), no Deferred."""
+
+    def setUp(self) -> None:
+        self.outcomes: list[tuple[str, Any, Any]] = []
+
+    def callbacks(self, tag: str = "t") -> Callbacks:
+        return Callbacks(
+            lambda response, tag: self.outcomes.append(("response", response, tag)),
+            lambda failure, tag: self.outcomes.append(("failure", failure, tag)),
+            tag,
+        )
+
+    def test_response_with_the_arguments(self) -> None:
+        """The final response goes to on_response with the extra arguments; provisional ones do not."""
+        w = Wire()
+        w.layer.send(auep(), GW, self.callbacks("a"))
+        self.assertEqual(decode(w.sent[0][1])[0].transaction_id, 100)
+        w.receive("100 100 Executing\r\n")
+        self.assertEqual(self.outcomes, [])
+        w.receive("200 100 OK\r\n")
+        [(kind, response, tag)] = self.outcomes
+        self.assertEqual((kind, response.code, tag), ("response", 200, "a"))
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+
+    def test_time_out_is_a_failure(self) -> None:
+        """A command that gets no answer fails as send_command's Deferred would: a Failure of TransactionTimeout."""
+        w = Wire()
+        w.layer.send(auep(), GW, self.callbacks())
+        run_timers(w.clock)
+        [(kind, failure, tag)] = self.outcomes
+        self.assertEqual(kind, "failure")
+        self.assertIsInstance(failure.value, TransactionTimeout)
+        self.assertEqual(failure.value.transmissions, 9)
+
+    def test_fenced_fails_at_once_and_stopped_raises(self) -> None:
+        """A fenced agent's command fails at once with TransactionAborted; a stopped layer raises."""
+        w = Wire()
+        w.layer.may_command = lambda: False
+        w.layer.send(auep(), GW, self.callbacks())
+        [(kind, failure, _)] = self.outcomes
+        self.assertIsInstance(failure.value, TransactionAborted)
+        self.assertEqual(w.sent, [])
+        w.layer.may_command = None
+        w.layer.stop()
+        self.assertRaises(TransactionAborted, w.layer.send, auep(), GW, self.callbacks())
+
+    def test_failing_callback_is_logged_and_the_datagram_goes_on(self) -> None:
+        """An exception in on_response is logged; the next message of the datagram is still handled."""
+        w = Wire()
+        w.layer.send(auep(), GW, Callbacks(lambda response: 1 / 0, lambda failure: None))
+        w.layer.send(auep(endpoint="aaln/2@gw"), GW, self.callbacks())
+        w.receive("200 100 OK\r\n.\r\n200 101 OK\r\n")
+        self.assertEqual([(kind, r.transaction_id) for kind, r, _ in self.outcomes], [("response", 101)])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_rides_after_a_response(self) -> None:
+        """Callbacks wait for a L{Reply}'s C{after} command as its Deferred would."""
+        w = Wire()
+        rqnt = Command.create(Verb.RQNT, 0, "aaln/1@gw", request_id="2", requested_events="L/hu(N)")
+        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id), after=((rqnt, self.callbacks()),))
+        w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
+        response, sent = decode(w.sent[0][1])
+        w.receive("200 %d OK\r\n" % sent.transaction_id)
+        self.assertEqual([(kind, r.transaction_id) for kind, r, _ in self.outcomes], [("response", sent.transaction_id)])
 
 
 class Piggybacking(SynchronousTestCase):

@@ -195,9 +195,7 @@ class Media:
             self._wire.txid(), endpoint.name, call.call_id, mode, gateway.options, sdp=offer,
             request_id=self._lines.new_request(line), events=events, signals=signals,
         )
-        self._wire.send(endpoint.gateway, command, call).addCallbacks(
-            self._created, self._timed_out, (leg,), errbackArgs=(leg,)
-        )
+        self._wire.request(endpoint.gateway, command, call, self._created, self._timed_out, leg)
 
     def _created(self, response: Response, leg: Leg) -> None:
         call = leg.call
@@ -255,9 +253,7 @@ class Media:
             self._wire.txid(), endpoint.name, leg.mgcp_call_id, leg.connection_id, mode, sdp=sdp,  # type: ignore[arg-type]
             request_id=request_id, events=endpoint.call_events, signals=_SIGNALS[tone],
         )
-        self._wire.send(endpoint.gateway, command, call).addCallbacks(
-            self._modified, self._timed_out, (leg,), errbackArgs=(leg,)
-        )
+        self._wire.request(endpoint.gateway, command, call, self._modified, self._timed_out, leg)
 
     def _modified(self, response: Response, leg: Leg) -> None:
         if leg.state is not LegState.MODIFYING:
@@ -305,9 +301,7 @@ class Media:
             self._wire.txid(), endpoint.name, leg.mgcp_call_id, leg.connection_id, request_id, events, signals,
             endpoint.digit_map if embedded else None,
         )
-        self._wire.send(endpoint.gateway, command, call).addCallbacks(
-            self._deleted, self._timed_out, (leg,), errbackArgs=(leg,)
-        )
+        self._wire.request(endpoint.gateway, command, call, self._deleted, self._timed_out, leg)
 
     def _deleted(self, response: Response, leg: Leg) -> None:
         if leg.state is not LegState.DELETING:

@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..errors import TransactionTimeout
-from ..mgcp import Response, ReturnCode
+from ..mgcp import Command, Response, ReturnCode
 from . import commands as cmd
 from .lines import Line, LineInput, LineMachine
 from .model import Hook
@@ -53,12 +53,15 @@ class Requests:
     def send(self, line: Line, events: tuple[Any, ...], signals: tuple[Any, ...] = cmd.NO_SIGNALS,
              dialling: bool = False, call: Any = None, digit_map: Any = None) -> Deferred[Response]:
         """An RQNT with a fresh request id; the digit map goes with requests that collect digits."""
+        return self._wire.send(line.endpoint.gateway, self._rqnt(line, events, signals, dialling, digit_map), call)
+
+    def _rqnt(self, line: Line, events: tuple[Any, ...], signals: tuple[Any, ...], dialling: bool,
+              digit_map: Any) -> Command:
         endpoint = line.endpoint
         request_id = self._lines.new_request(line, dialling)
         if digit_map is None and (dialling or events is cmd.DIALLING_EVENTS):
             digit_map = endpoint.digit_map
-        command = cmd.rqnt(self._wire.txid(), endpoint.name, request_id, events, signals, digit_map)
-        return self._wire.send(endpoint.gateway, command, call)
+        return cmd.rqnt(self._wire.txid(), endpoint.name, request_id, events, signals, digit_map)
 
     def dial_tone(self, line: Line) -> None:
         """Dial tone (stutter dial tone when a message waits: RFC 3660 L/sl), collecting digits."""
@@ -76,9 +79,8 @@ class Requests:
     def _collect(self, line: Line, events: tuple[Any, ...], signals: tuple[Any, ...], digit_map: Any = None) -> None:
         if digit_map is None:
             digit_map = line.endpoint.digit_map
-        self.send(line, events, signals, digit_map=digit_map).addCallbacks(
-            self._dial_tone_done, self._lost, (line, line.request_id), errbackArgs=(line, line.request_id)
-        )
+        command = self._rqnt(line, events, signals, False, digit_map)
+        self._wire.request(line.endpoint.gateway, command, None, self._dial_tone_done, self._lost, line, line.request_id)
 
     def _dial_tone_done(self, response: Response, line: Line, request_id: str) -> None:
         if response.code == ReturnCode.ALREADY_ON_HOOK:
@@ -106,7 +108,7 @@ class Requests:
             if endpoint.mwi_shown is not waiting:
                 signals = cmd.MWI_ON if waiting else cmd.MWI_OFF
                 endpoint.mwi_shown = waiting
-        self._track(self.send(line, events, signals, dialling=self._embedded), line)
+        self._track(line, events, signals, dialling=self._embedded)
 
     def overload_tone(self, line: Line, signals: tuple[Any, ...]) -> None:
         """
@@ -115,39 +117,42 @@ class Requests:
         on the hang-up, L{cmd.SHED_EVENTS}).  Answers are those of any
         request: 402 (hung up already) re-arms the line, a time-out audits it.
         """
-        self._track(self.send(line, cmd.SHED_EVENTS, signals), line)
+        self._track(line, cmd.SHED_EVENTS, signals)
 
     def busy_tone(self, line: Line) -> None:
-        self._track(self.send(line, self._watch(line), cmd.BUSY_TONE), line)
+        self._track(line, self._watch(line), cmd.BUSY_TONE)
 
     def reorder_tone(self, line: Line) -> None:
-        self._track(self.send(line, self._watch(line), cmd.REORDER_TONE), line)
+        self._track(line, self._watch(line), cmd.REORDER_TONE)
 
     def watch_hang_up(self, line: Line, call: Optional[Any] = None) -> None:
         """The line talks: watch for its hang-up (and its flash, when its services use it)."""
-        self._track(self.send(line, line.endpoint.call_events, call=call), line)
+        self._track(line, line.endpoint.call_events, call=call)
 
     watch_call = watch_hang_up
 
     def ringback(self, line: Line) -> None:
         """The caller hears ringback again (after a flash with nothing to do)."""
-        self._track(self.send(line, line.endpoint.call_events, cmd.RINGBACK), line)
+        self._track(line, line.endpoint.call_events, cmd.RINGBACK)
 
     def ring(self, line: Line) -> None:
         """Ring the line again for a call it left on hold (recall)."""
-        self._track(self.send(line, cmd.OFF_HOOK_EVENTS, cmd.RINGING), line)
+        self._track(line, cmd.OFF_HOOK_EVENTS, cmd.RINGING)
 
     def confirm(self, line: Line) -> None:
         """A star code took effect: the confirmation tone (G/cf), then wait for the hang-up."""
-        self._track(self.send(line, cmd.HANG_UP_EVENTS, cmd.CONFIRMATION_TONE), line)
+        self._track(line, cmd.HANG_UP_EVENTS, cmd.CONFIRMATION_TONE)
 
     @staticmethod
     def _watch(line: Line) -> tuple[Any, ...]:
         """After a failed consultation call a flash brings the held call back: watch it too."""
         return line.endpoint.call_events if line.legs else cmd.HANG_UP_EVENTS
 
-    def _track(self, d: Deferred[Response], line: Line) -> None:
-        d.addCallbacks(self._armed, self._lost, (line,), errbackArgs=(line, line.request_id))
+    def _track(self, line: Line, events: tuple[Any, ...], signals: tuple[Any, ...] = cmd.NO_SIGNALS,
+               dialling: bool = False, call: Any = None) -> None:
+        """Send the line an RQNT whose answer is that of any request (L{_armed}, L{_lost})."""
+        command = self._rqnt(line, events, signals, dialling, None)
+        self._wire.request(line.endpoint.gateway, command, call, self._armed, self._lost, line, line.request_id)
 
     def _lost(self, failure: Failure, line: Line, request_id: Optional[str]) -> None:
         """
@@ -163,7 +168,7 @@ class Requests:
             self._feed(line, LineInput.RESET)
             self._recheck(line.endpoint)
 
-    def _armed(self, response: Response, line: Line) -> None:
+    def _armed(self, response: Response, line: Line, request_id: Optional[str]) -> None:
         code = response.code
         if code == ReturnCode.ALREADY_OFF_HOOK:
             # Glare: the line went off hook before our request arrived.

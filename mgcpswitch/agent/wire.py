@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 from ..errors import TransactionAborted, TransactionTimeout
 from ..interfaces import ITransactionSender
 from ..mgcp import DEFAULT_VERSION, Command, NotifiedEntity, Response, Verb
+from ..transaction import Callbacks, Waiter
 from .registry import in_profile
 
 __all__ = ["Wire"]
@@ -44,18 +45,14 @@ class Wire:
         self._sender = sender
         self._counters = counters
         self._holding: Any = None  # the gateway whose NTFY is being handled
-        self._held: list[tuple[Command, Deferred[Response]]] = []
+        self._held: list[tuple[Command, Waiter]] = []
         self.notified_entity: NotifiedEntity | None = None
         #: A fresh transaction id for a command (the layer's, bound once).
         self.txid: Callable[[], int] = sender.allocate_transaction_id
 
     def send(self, gateway: Any, command: Command, call: Any = None) -> Deferred[Response]:
         """Send C{command} to C{gateway}; the Deferred fires with its final response."""
-        gateway.counters["commands_sent"] += 1
-        if self.notified_entity is not None and command.verb in _HOMING:
-            command = command.with_params(notified_entity=self.notified_entity)
-        if gateway.version is not DEFAULT_VERSION:
-            command = in_profile(gateway, command)
+        command = self._outgoing(gateway, command)
         ladder = call.ladder if call is not None else None
         if ladder is not None:
             ladder.append((self._clock.seconds(), "out", gateway, command))
@@ -67,6 +64,37 @@ class Wire:
         if ladder is not None:
             d.addCallback(_note_answer, self._clock, ladder, gateway)
         return d
+
+    def request(
+        self, gateway: Any, command: Command, call: Any,
+        on_response: Callable[..., object], on_failure: Callable[..., object], *args: Any,
+    ) -> None:
+        """
+        As L{send}, with C{on_response(response, *args)} or
+        C{on_failure(failure, *args)} called instead of a Deferred fired:
+        call control's commands, one per step of a call, have a single
+        consumer each, and a Deferred cost more than the layer's own
+        bookkeeping of the transaction (L{Callbacks}).
+        """
+        if call is not None and call.ladder is not None:
+            # The ladder notes the answer before its consumer runs: send's way.
+            self.send(gateway, command, call).addCallbacks(on_response, on_failure, args, errbackArgs=args)
+            return
+        command = self._outgoing(gateway, command)
+        waiter = Callbacks(on_response, on_failure, *args)
+        if gateway is self._holding:
+            self._held.append((command, waiter))
+        else:
+            self._sender.send(command, gateway.address, waiter)
+
+    def _outgoing(self, gateway: Any, command: Command) -> Command:
+        """C{command} counted against C{gateway}, as it goes to it (our C{N:}, its profile)."""
+        gateway.counters["commands_sent"] += 1
+        if self.notified_entity is not None and command.verb in _HOMING:
+            command = command.with_params(notified_entity=self.notified_entity)
+        if gateway.version is not DEFAULT_VERSION:
+            command = in_profile(gateway, command)
+        return command
 
     def command_failed(self, failure: Failure, line: Any) -> None:
         """
@@ -82,8 +110,8 @@ class Wire:
         """Hold the commands for C{gateway} until L{collected} (an NTFY from it is handled)."""
         self._holding = gateway  # nothing is held meanwhile: L{collected} leaves the list empty
 
-    def collected(self) -> tuple[tuple[Command, Deferred[Response]], ...]:
-        """Stop holding; the held commands with their Deferreds, in order."""
+    def collected(self) -> tuple[tuple[Command, Waiter], ...]:
+        """Stop holding; the held commands with what waits for their outcome, in order."""
         self._holding = None
         held = self._held
         if not held:
