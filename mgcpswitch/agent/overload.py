@@ -82,8 +82,8 @@ sheds paid for; past it, a new call is refused at once, from the first
 one (L{_learn} says why a reaction alone comes too late).  Once there is
 a rate, it alone answers the CPU share, and the share admitted answers
 only lateness and drops (the ceiling's cut and headroom apply without a
-rate only).  The agent is
-also "overloaded" while that rate refuses calls, and for a second after.
+rate only).  The agent is also "overloaded" while that rate refuses
+calls, and for a second after.
 
 What is said: one log line when the agent becomes overloaded (its CPU
 share, how late the reactor runs, the share admitted) and one when it
@@ -370,11 +370,11 @@ class OverloadGuard:
         for a second (below, the agent's fixed work would weigh on it; in
         a call's first hundred milliseconds, the CPU share has not caught
         up with the calls admitted: a surge from idle would read them as
-        nearly free).  The rate admitted is
-        what fits under the ceiling once the calls shed are paid for:
-        C{ceiling / cost - shed_cost * shed rate}, never below the floor's
-        share of the first term.  Under that rate the bucket never refuses
-        a call; over it, the excess is refused from its first call on.
+        nearly free).  The rate admitted is what fits under the ceiling
+        once the calls shed are paid for: C{ceiling / cost - shed_cost *
+        shed rate}, never below the floor's share of the first term.  Under
+        that rate the bucket never refuses a call; over it, the excess is
+        refused from its first call on.
 
         The cost is read all the time, the rate binding or not: with the
         agent below the ceiling it reads a little high and the rate sits
