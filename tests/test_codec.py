@@ -58,6 +58,8 @@ from mgcpswitch.mgcp import (
     code_class,
     decode,
     encode,
+    trusted_command,
+    trusted_response,
     parse_requested_events,
     parse_signal_requests,
 )
@@ -839,6 +841,33 @@ RESPONSES: list[tuple[str, bytes, Response]] = [
      Response.create(200, 1206, sdp=EMPTY_SDP, second_sdp="\n".join(SDP_B))),
     ("unknown code", crlf("299 1 Odd"), Response.create(299, 1, "Odd")),
 ]
+
+
+class TrustedBuildersTests(SynchronousTestCase):
+    """trusted_command / trusted_response: no checks, but values like any other."""
+
+    def test_frozen_values_equal_to_created_ones(self) -> None:
+        """They build the frozen classes themselves, every field where C{create} puts it."""
+        sdp = SessionDescription.create("10.0.0.1", 4000, [0])
+        command = trusted_command(
+            Verb.CRCX, 7, EndpointName("aaln/1@gw"), Command.create(Verb.CRCX, 7, "aaln/1@gw", call_id="A1").params,
+            sdp, "MGCP 1.0 NCS 1.0",
+        )
+        self.assertIs(type(command), Command)
+        self.assertEqual(
+            command, Command.create(Verb.CRCX, 7, "aaln/1@gw", call_id="A1", sdp=sdp, version="MGCP 1.0 NCS 1.0")
+        )
+        created = Response.create(250, 9, "Gone", connection_id="C1")
+        response = trusted_response(created.code, 9, "Gone", created.params, None, sdp, "pkg")
+        self.assertIs(type(response), Response)
+        self.assertEqual(
+            (response.code, response.transaction_id, response.comment, response.params, response.sdp,
+             response.second_sdp, response.package),
+            (250, 9, "Gone", created.params, None, sdp, "pkg"),
+        )
+        self.assertEqual(hash(response), hash(trusted_response(created.code, 9, "Gone", created.params, None, sdp, "pkg")))
+        with self.assertRaises(AttributeError):  # FrozenInstanceError
+            response.code = ReturnCode.OK  # type: ignore[misc]
 
 
 class ResponseTests(SynchronousTestCase):
