@@ -56,7 +56,7 @@ from ..mgcp import (
     trusted_response,
 )
 from ..timeouts import TimeoutQueue
-from ..transaction import PeerState, Reply
+from ..transaction import PeerState, Reply, Tally
 from . import commands as cmd
 from .calls import Call, CallAction, CallInput, CallMachine, Leg, LegState, Tone
 from .events import EventBus, Views
@@ -136,8 +136,8 @@ class CallControl:
         rng = random_source or random.Random()
         self._call_prefix = format(rng.getrandbits(32), "08x")
         self._call_ids = itertools.count(1)
-        self.counters: Counter[str] = counters if counters is not None else Counter()
-        self.outcomes: Counter[str] = outcomes if outcomes is not None else Counter()
+        self.counters: Counter[str] = counters if counters is not None else Tally()
+        self.outcomes: Counter[str] = outcomes if outcomes is not None else Tally()
         self.store: IStore = store if store is not None else MemoryStore(switch.ended_calls_kept)
         self.events = EventBus(clock, observers, self.counters, self._watching)
         self.views = Views()

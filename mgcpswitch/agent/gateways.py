@@ -18,6 +18,7 @@ from zope.interface import Interface
 from ..config import GatewaySettings, LineServices
 from ..interfaces import IGatewayProfile
 from ..mgcp import DEFAULT_VERSION, DigitMap, EndpointName, LocalConnectionOptions, Response
+from ..transaction import Tally
 from . import commands as cmd
 from .lines import Line
 from .model import GatewayState, Hook
@@ -91,7 +92,7 @@ class Gateway:
         self.keepalive_interval = keepalive_interval
         self.profile = profile
         self.endpoints: dict[str, Endpoint] = {}  # by local name, lower case
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Tally()  # two increments a datagram: in C
         self.audit_queue: deque[Endpoint] = deque()
         self.audits_in_flight = 0
         self.probing = False  # a liveness AUEP is in flight

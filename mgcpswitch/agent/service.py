@@ -50,7 +50,7 @@ from ..interfaces import (
     IStore,
 )
 from ..mgcp import Command, NotifiedEntity, Response, Verb
-from ..transaction import PeerState, Unanswered
+from ..transaction import PeerState, Tally, Unanswered
 from ..transport import CallAgentProtocol
 from ..trunk import TrunkView
 from .calls import LegState
@@ -118,8 +118,8 @@ class CallControlService(Service):
             reactor, settings, dial_plan, profiles, self.protocol.transactions, self._observers,
             random_source, store, self._counters, self._outcomes, self.trunks,
         )
-        self._counters: Counter[str] = Counter()
-        self._outcomes: Counter[str] = Counter()
+        self._counters: Counter[str] = Tally()  # counted a few times a call: increments in C
+        self._outcomes: Counter[str] = Tally()
         self._subscribers: dict[Callable[[Any], None], Callable[[], None]] = {}
         self.control = self._build()
         self._active = cluster is None  # whether the agent may command gateways
