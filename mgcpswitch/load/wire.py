@@ -787,18 +787,16 @@ class LeanGateway(DatagramProtocol):
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
         try:
-            if b"\n." in data:  # piggybacked: messages separated by a line "."
-                for message in _SEPARATOR.split(data):
-                    handler = _HANDLERS.get(message[:4])
-                    if handler is None or not self._fast_command(handler, message, addr):
-                        self._message(message, addr)
-            else:
-                handler = _HANDLERS.get(data[:4])
+            # Piggybacked (the agent's 200 to an NTFY with its next RQNT, say):
+            # messages separated by a line ".".
+            for message in _SEPARATOR.split(data) if b"\n." in data else (data,):
+                first = message[:4]
+                handler = _HANDLERS.get(first)
                 if handler is not None:
-                    if not self._fast_command(handler, data, addr):
-                        self._message(data, addr)
-                elif data[:4] != b"200 " or not self._fast_ok(data):
-                    self._message(data, addr)
+                    if not self._fast_command(handler, message, addr):
+                        self._message(message, addr)
+                elif first != b"200 " or not self._fast_ok(message):
+                    self._message(message, addr)
         except Exception:
             # Nothing may reach the reactor; an error here is the tool's bug.
             self.log.failure("lean gateway {domain}: datagram from {addr} not handled",
@@ -820,10 +818,11 @@ class LeanGateway(DatagramProtocol):
 
     def _fast_ok(self, data: bytes) -> bool:
         """C{200 txid [comment]}, the answer to nearly every NTFY, read without the general split."""
-        eol = data.find(b"\n")
-        space = data.find(b" ", 4, eol)
-        txid = data[4:space if space > 0 else (eol - 1 if data[eol - 1:eol] == b"\r" else eol)]
-        if eol < 0 or not txid.isdigit():
+        eol = data.find(b"\n")  # none: one line, piggybacked (its CRLF went with the separator)
+        line_end = len(data) if eol < 0 else (eol - 1 if data[eol - 1:eol] == b"\r" else eol)
+        space = data.find(b" ", 4, line_end)
+        txid = data[4:space if space > 0 else line_end]
+        if not txid.isdigit():
             return False
         self._response(200, int(txid), data, eol)
         return True
