@@ -6,9 +6,13 @@ so that a load run measures the agent and not the tool (issue 15).
 
 What makes it cheap:
 
-  - a datagram is split into messages and lines with C{bytes} methods; only
-    the header line and the parameter lines are read, the SDP only for its
-    presence.  Requests (C{R:}), signal lists (C{S:}) and digit maps
+  - a command in the agent's canonical form (CRLF, C{Code: value}, the
+    codec's output) takes a flat path from the receive loop: its
+    parameter lines split in one pass, then its verb's handler; a C{200}
+    is read by slicing; anything else (other spellings, duplicates) goes
+    the general way, which splits a datagram into messages and lines with
+    C{bytes} methods; only the header line and the parameter lines are
+    read, the SDP only for its presence.  Requests (C{R:}), signal lists (C{S:}) and digit maps
     (C{D:}) go through the codec's parsers once per distinct text and are
     kept compiled (a few dozen texts in a run);
   - every answer is a C{bytes} template filled in with C{%}: the
