@@ -397,34 +397,6 @@ class GatewaySide(SynchronousTestCase):
         self.assertEqual(self.send("RQNT 9 aaln/1@lg1 MGCP 1.0\nX: 6\nR: L/hu(N)\nS: L/dl").code, 200)
         self.assertEqual(self.gw.lines[0].signals, {"L/dl"})
 
-    def test_canonical_and_other_forms_alike(self) -> None:
-        """
-        The agent's canonical commands (the flat path: CRLF, "Code: value",
-        "S:" empty, piggybacked) and the same commands written otherwise
-        (the general path: LF ends, lower-case codes, no or two blanks after
-        the colon) have the same effect and the same answers.
-        """
-        general: list[int] = []
-        command_received = self.gw._command_received
-
-        def counted(verb: bytes, txid: int, *rest: Any) -> None:
-            general.append(txid)
-            command_received(verb, txid, *rest)
-
-        self.gw._command_received = counted  # type: ignore[method-assign]
-        before = len(self.agent.received)
-        self.port.write(b"RQNT 30 aaln/1@lg1 MGCP 1.0\r\nK: 1\r\nX: 7\r\nR: L/hu(N)\r\nS:\r\n.\r\n"
-                        b"RQNT 31 aaln/2@lg1 MGCP 1.0\r\nX: 8\r\nR: L/hd(N)\r\nS: L/rg\r\n", ("127.0.0.9", 2427))
-        self.network.run(0.01, step=0.001)
-        self.port.write(b"rqnt 32 aaln/1@lg1 MGCP 1.0\nx:9\nr:  L/hd(N)\ns: \n", ("127.0.0.9", 2427))
-        self.network.run(0.01, step=0.001)
-        answers = [m for d in self.agent.received[before:] for m in decode(d) if isinstance(m, Response)]
-        self.assertEqual([(a.transaction_id, a.code) for a in answers], [(30, 402), (31, 200), (32, 200)])
-        self.assertEqual(general, [32], "the canonical ones took the flat path")
-        one, two = self.gw.lines
-        self.assertEqual((one.x, one.request.text, one.signals), (b"9", b"L/hd(N)", frozenset()))
-        self.assertEqual((two.x, two.request.text, two.signals), (b"8", b"L/hd(N)", {"L/rg"}))
-
     def test_connections(self) -> None:
         """CRCX answers I: and SDP, MDCX the SDP, DLCX of one connection 250 with P:."""
         created = self.send("CRCX 10 aaln/2@lg1 MGCP 1.0\nC: A1\nM: recvonly\nX: 7\nR: L/hd(N)")

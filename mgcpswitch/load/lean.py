@@ -45,9 +45,46 @@ _SLICE = 0.1  # seconds of the own loop between two turns of the reactor
 _LOOK = 0.01  # how often the own loop looks for a timer of the reactor added during its slice
 
 
-_DIAL_TONE_HEARD = frozenset((DIAL_TONE, REORDER, BUSY))
-_DIAL_TONE, _DIALLED, _PROGRESS_HEARD, _RINGING, _TALKING, _BUSY_TONE, _IDLE = (
-    Until.DIAL_TONE, Until.DIALLED, Until.PROGRESS, Until.RINGING, Until.TALKING, Until.BUSY_TONE, Until.IDLE)
+# What each condition reads on a lean line (the call is there for DIALLED).
+
+def _hears_dial_tone(ep: LeanEndpoint, call: LeanCall) -> bool:
+    signals = ep.signals
+    return DIAL_TONE in signals or REORDER in signals or BUSY in signals
+
+
+def _dialled(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return ep.pressed >= len(call.callee.number)
+
+
+def _hears_progress(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return not _PROGRESS.isdisjoint(ep.signals)
+
+
+def _rings(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return RINGING in ep.signals
+
+
+def _talking(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return ep.talking()
+
+
+def _hears_busy(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return BUSY in ep.signals
+
+
+def _idle(ep: LeanEndpoint, call: LeanCall) -> bool:
+    return ep.idle()
+
+
+_HOLDS: dict[Until, Callable[[LeanEndpoint, "LeanCall"], bool]] = {
+    Until.DIAL_TONE: _hears_dial_tone,
+    Until.DIALLED: _dialled,
+    Until.PROGRESS: _hears_progress,
+    Until.RINGING: _rings,
+    Until.TALKING: _talking,
+    Until.BUSY_TONE: _hears_busy,
+    Until.IDLE: _idle,
+}
 
 
 class LeanCall(BasicCall):
@@ -58,14 +95,16 @@ class LeanCall(BasicCall):
     def __init__(self, runner: LeanRunner, caller: LeanEndpoint, callee: LeanEndpoint, measured: bool,
                  caller_hangs_up: bool) -> None:
         super().__init__(runner, caller, callee, measured, caller_hangs_up)
-        self.waits: list[tuple[LeanEndpoint, Until, Callable[[], None]]] = []
+        self.waits: list[tuple[LeanEndpoint, Callable[[LeanEndpoint, LeanCall], bool], Callable[[], None]]] = []
         caller.call = self
         callee.call = self
 
     def _wait(self, party: LeanEndpoint, until: Until, then: Callable[[], None]) -> None:
-        # Added, then looked at as after a change: at once if it holds now.
-        self.waits.append((party, until, then))
-        self.poke(party)
+        holds = _HOLDS[until]
+        if holds(party, self):
+            then()
+        else:
+            self.waits.append((party, holds, then))
 
     def _clear_waits(self) -> None:
         self.waits = []
@@ -74,39 +113,16 @@ class LeanCall(BasicCall):
         """
         C{line} changed: run every continuation on it whose condition now
         holds.  A condition reads only its own line, and every change of a
-        line pokes its call, so the other line's waits need no look.  The
-        conditions are read here, inline (one look per change of a line,
-        some twenty a call: no function per condition).
+        line pokes its call, so the other line's waits need no look.
         """
-        waits = self.waits
-        i = 0
-        while i < len(waits):
-            party, until, then = waits[i]
-            if party is line:
-                signals = line.signals
-                if until is _IDLE:
-                    holds = (not line.off and not line.connections and not signals and line.request.armed
-                             and not line.ntfy and not line.quarantine)
-                elif until is _TALKING:
-                    holds = line.talking()
-                elif until is _PROGRESS_HEARD:
-                    holds = not _PROGRESS.isdisjoint(signals)
-                elif until is _DIALLED:
-                    holds = line.pressed >= len(self.callee.number)
-                elif until is _RINGING:
-                    holds = RINGING in signals
-                elif until is _BUSY_TONE:
-                    holds = BUSY in signals
-                else:
-                    holds = not _DIAL_TONE_HEARD.isdisjoint(signals)
-                if holds:
-                    del waits[i]
-                    then()
-                    # The continuation may have changed the waits: look again.
-                    waits = self.waits
-                    i = 0
-                    continue
-            i += 1
+        while True:
+            for entry in self.waits:
+                if entry[0] is line and entry[1](line, self):
+                    self.waits.remove(entry)
+                    entry[2]()
+                    break  # the continuation may have changed the waits: look again
+            else:
+                return
 
     def _off_hook(self, party: LeanEndpoint) -> None:
         party.off_hook()
@@ -326,13 +342,9 @@ class LeanRunner(CallScheduler):
     def _tick_gateways(self) -> None:
         poller = self._poller
         if poller is not None:
-            # One datagram per ready socket, then ask again until none is.
             by_fd = self._by_fd
-            ready = poller.poll(0)
-            while ready:
-                for fd, _ in ready:
-                    by_fd[fd].read(1)
-                ready = poller.poll(0)
+            for fd, _ in poller.poll(0):
+                by_fd[fd].read()
         now = self.now()
         if now >= self._timers_due:
             # Retransmissions and the response cache need no finer grain

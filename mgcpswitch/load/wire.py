@@ -455,8 +455,7 @@ class LeanEndpoint:
     def changed(self) -> None:
         call = self.call
         if call is not None:
-            if call.waits:  # nothing to look at otherwise: a call between steps
-                call.poke(self)
+            call.poke(self)
         else:
             watch = self.gateway.watch
             if watch is not None:
@@ -504,31 +503,19 @@ def _parameters(message: bytes) -> dict[bytes, bytes]:
     return params
 
 
-#: A checked notification request, ready to apply: X: (None: keep), the request
-#: (None: keep), the signals (None: keep), the digit map (None: keep), Q:, N:.
-_Plan = tuple[Optional[bytes], Optional[_Request], Optional[_Signals], Optional[DigitMap], Optional[bytes],
-              Optional[bytes]]
+class _Plan:
+    """A checked notification request, ready to apply."""
 
-_TextsKey = tuple[bool, Optional[bytes], Optional[bytes], Optional[bytes]]
-_Texts = tuple[_Request, Optional[_Signals], Optional[DigitMap]]
+    __slots__ = ("x", "request", "signals", "digit_map", "discard", "notified")
 
-#: (new request?, R:, S:, D:) -> what they compile to: one look-up per command
-#: for the few combinations the agent sends (compile_* keep each text's).
-_request_texts: dict[_TextsKey, _Texts] = {}
-
-
-def _compile_texts(key: _TextsKey) -> _Texts:
-    new, r, s, d = key
-    request = compile_request(r) if r else _NOTHING
-    # A new request without S: turns the signals off; S: alone replaces them.
-    signals = compile_signals(s) if s else (_NO_SIGNALS if new or s is not None else None)
-    digit_map = compile_digit_map(d) if d else None
-    if s and b"(" in s:
-        return request, signals, digit_map  # a caller-id burst: one text per number, not worth keeping
-    if len(_request_texts) >= _CACHE_LIMIT:
-        _request_texts.clear()
-    compiled = _request_texts[key] = (request, signals, digit_map)
-    return compiled
+    def __init__(self, x: Optional[bytes], request: Optional[_Request], signals: Optional[_Signals],
+                 digit_map: Optional[DigitMap], discard: bool, notified: Optional[bytes]) -> None:
+        self.x = x
+        self.request = request
+        self.signals = signals
+        self.digit_map = digit_map
+        self.discard = discard
+        self.notified = notified
 
 
 def _notified_entity(value: bytes) -> Optional[tuple[str, int]]:
@@ -596,6 +583,7 @@ class LeanGateway(DatagramProtocol):
         self.watch: Optional[Callable[[LeanEndpoint], None]] = None
         self._held: Optional[list[LeanEndpoint]] = None  # NTFYs caused while a command is answered
         self._udp: Any = None
+        self._poll: Optional[Callable[[], None]] = None
         self._recvfrom: Any = None
         self._sendto: Callable[[bytes, Any], Any] = self._unbound
         self.now = 0.0
@@ -619,6 +607,7 @@ class LeanGateway(DatagramProtocol):
         sock = getattr(self._udp, "socket", None)
         if polled and sock is not None:
             self._udp.stopReading()
+            self._poll = self._read_socket
             self._recvfrom = sock.recvfrom
         # A real Twisted port: straight to the socket, past the port's
         # per-datagram address checks (our peer is always an IP literal).
@@ -632,44 +621,28 @@ class LeanGateway(DatagramProtocol):
         sock = getattr(self._udp, "socket", None)
         return None if sock is None else int(sock.fileno())
 
-    def read(self, limit: int = 1 << 30) -> None:
+    def read(self) -> None:
+        """Read every datagram waiting (a polled gateway)."""
+        if self._poll is not None:
+            self._poll()
+
+    def _read_socket(self) -> None:
         """
-        Read up to C{limit} datagrams waiting (a polled gateway), straight
-        from the socket: Twisted's C{doRead} adds its own per-datagram work
-        (a byte budget, an address-family check, a handler per call) for
-        nothing here.  The owner's epoll says when there is one: reading
-        one per readiness, rather than until EAGAIN, spares the exception
-        that ends every such loop (a few microseconds, once per socket and
-        tick).
+        Every datagram waiting, straight from the socket: Twisted's
+        C{doRead} adds its own per-datagram work (a byte budget, an
+        address-family check, a handler per call) for nothing here.
         """
         recvfrom = self._recvfrom
-        if recvfrom is None:
-            return
         received = self.datagramReceived
-        fast = self._fast_command
-        ok = self._fast_ok
-        while limit > 0:
-            limit -= 1
+        while True:
             try:
                 data, addr = recvfrom(65536)
             except OSError:
                 return  # nothing left (EAGAIN), or an ICMP error report: the next tick reads on
-            # The flat path first (a canonical command, see _fast_command, or a
-            # 200), inline here to save a frame per datagram; anything else the
-            # general one.
-            first = data[:4]
-            handler = _HANDLERS.get(first)
-            if b"\n." not in data and (handler is not None or first == b"200 "):
-                try:
-                    if fast(handler, data, addr) if handler is not None else ok(data):
-                        continue
-                except Exception:
-                    self.log.failure("lean gateway {domain}: datagram from {addr} not handled",
-                                     domain=self.domain, addr=addr)
-                    continue
             received(data, addr)
 
     def stop(self) -> None:
+        self._poll = None
         self._recvfrom = None
         if self._udp is not None:
             self._udp.stopListening()
@@ -707,10 +680,7 @@ class LeanGateway(DatagramProtocol):
         out.give_up = now + self.timers.t_max
         heapq.heappush(self.due, (out.due, txid))
         self.counters["commands_sent"] += 1
-        try:
-            self._sendto(data, addr)
-        except OSError:
-            self.counters["send_errors"] += 1  # lost like a datagram: retransmission covers it
+        self._send(data, addr)
 
     def restart(self) -> None:
         """RSIP C{restart} for every line (C{*@domain}): what a gateway does when it comes up."""
@@ -729,16 +699,9 @@ class LeanGateway(DatagramProtocol):
         self._notify(ep)
 
     def _notify(self, ep: LeanEndpoint) -> None:
-        # _txid and _ack_line inline: four of these a call.
-        txid = self.next_txid
-        self.next_txid = txid + 1 if txid < 999_999_999 else 1
-        acks = self.acks
-        if acks:
-            self.acks = []
-            data = b"NTFY %d %s MGCP 1.0\r\nK: %s\r\nX: %s\r\nO: %s\r\n" % (
-                txid, ep.name, b", ".join(acks), ep.x, b", ".join(ep.observed))
-        else:
-            data = b"NTFY %d %s MGCP 1.0\r\nX: %s\r\nO: %s\r\n" % (txid, ep.name, ep.x, b", ".join(ep.observed))
+        txid = self._txid()
+        data = b"NTFY %d %s MGCP 1.0\r\n%sX: %s\r\nO: %s\r\n" % (
+            txid, ep.name, self._ack_line(), ep.x, b", ".join(ep.observed))
         ep.observed = []
         ep.dial = ""
         ep.fresh = False
@@ -789,16 +752,9 @@ class LeanGateway(DatagramProtocol):
         try:
             if b"\n." in data:  # piggybacked: messages separated by a line "."
                 for message in _SEPARATOR.split(data):
-                    handler = _HANDLERS.get(message[:4])
-                    if handler is None or not self._fast_command(handler, message, addr):
-                        self._message(message, addr)
+                    self._message(message, addr)
             else:
-                handler = _HANDLERS.get(data[:4])
-                if handler is not None:
-                    if not self._fast_command(handler, data, addr):
-                        self._message(data, addr)
-                elif data[:4] != b"200 " or not self._fast_ok(data):
-                    self._message(data, addr)
+                self._message(data, addr)
         except Exception:
             # Nothing may reach the reactor; an error here is the tool's bug.
             self.log.failure("lean gateway {domain}: datagram from {addr} not handled",
@@ -817,16 +773,6 @@ class LeanGateway(DatagramProtocol):
             self._command_received(first.upper(), int(head[1]), head, message, end, addr)
 
     # -- responses to our commands ------------------------------------------------------------
-
-    def _fast_ok(self, data: bytes) -> bool:
-        """C{200 txid [comment]}, the answer to nearly every NTFY, read without the general split."""
-        eol = data.find(b"\n")
-        space = data.find(b" ", 4, eol)
-        txid = data[4:space if space > 0 else (eol - 1 if data[eol - 1:eol] == b"\r" else eol)]
-        if eol < 0 or not txid.isdigit():
-            return False
-        self._response(200, int(txid), data, eol)
-        return True
 
     def _response(self, code: int, txid: int, message: bytes, end: int) -> None:
         self.counters["responses_received"] += 1
@@ -864,70 +810,6 @@ class LeanGateway(DatagramProtocol):
         ep.changed()
 
     # -- the agent's commands -----------------------------------------------------------------
-
-    def _fast_command(self, handler: Callable[[LeanGateway, int, bytes, dict[bytes, bytes]], bytes],
-                      data: bytes, addr: Any) -> bool:
-        """
-        A command in the agent's canonical form (RFC 3435 §3.1 as the
-        codec writes it: CRLF line ends, C{Code: value} with one space, no
-        piggyback) executed with its parameters split in one pass of
-        C{bytes} methods, past the general path's per-line strip and
-        upper-casing; False, with nothing done, for anything else (a
-        duplicate included), which the general path then reads.  Per
-        datagram this is about half the general path's work.
-        """
-        eol = data.find(b"\r\n")
-        if eol < 0 or data[4:5] != b" " or data.find(b"\n") != eol + 1:
-            return False
-        head = data[:eol].split(b" ")
-        if len(head) != 5 or not head[1].isdigit():
-            return False
-        txid = int(head[1])
-        answers = self.answers
-        if txid in answers or txid in self.older:
-            return False
-        blank = data.find(b"\r\n\r\n", eol)
-        # The last line's CRLF, if any (a piggybacked message has lost it to the separator).
-        body = data[eol + 2:blank] if blank >= 0 else data[eol + 2:-2 if data[-2:] == b"\r\n" else None]
-        if body:
-            if b"  " in body or body[-1:] == b" " or b" \r" in body:
-                return False
-            if body[-1:] == b":":
-                body += b" "
-            try:
-                # An empty value is written "S:", without the blank.
-                params = dict([line.split(b": ", 1) for line in body.replace(b":\r\n", b": \r\n").split(b"\r\n")])
-            except ValueError:
-                return False  # a line without ": "
-            if not params.keys() <= _CANONICAL:
-                return False
-        else:
-            params = {}
-        counters = self.counters
-        counters["commands_received"] += 1
-        acks = params.get(b"K")
-        if acks:
-            if acks.isdigit():
-                self._forget_answer(int(acks))
-            else:
-                self._confirmed(acks)
-        held: list[LeanEndpoint] = []
-        self._held = held
-        try:
-            answer = handler(self, txid, head[2].lower(), params)
-        except _Refused as refused:
-            counters["refused"] += 1
-            answer = b"%d %d %s\r\n" % (refused.code, txid, refused.reason.encode("ascii", "replace"))
-        finally:
-            self._held = None
-        answers[txid] = answer
-        try:
-            self._sendto(answer, addr)
-        except OSError:
-            counters["send_errors"] += 1
-        for ep in held:
-            self._notify(ep)
-        return True
 
     def _command_received(self, verb: bytes, txid: int, head: list[bytes], message: bytes, end: int,
                           addr: Any) -> None:
@@ -1007,11 +889,10 @@ class LeanGateway(DatagramProtocol):
         if x is None and r is None and s is None and d is None:
             return None
         new = x is not None or r is not None
-        key = (new, r, s, d)
-        compiled = _request_texts.get(key)
-        if compiled is None:
-            compiled = _compile_texts(key)
-        request, signals, digit_map = compiled
+        request = compile_request(r) if r else _NOTHING
+        # A new request without S: turns the signals off; S: alone replaces them.
+        signals = compile_signals(s) if s else (_NO_SIGNALS if new or s is not None else None)
+        digit_map = compile_digit_map(d) if d else None
         off = ep.off
         if new and request.needs_on and off:
             raise _Refused(401, "phone already off-hook")
@@ -1023,35 +904,34 @@ class LeanGateway(DatagramProtocol):
             raise _Refused(402, "this signal needs the phone off hook")
         if new and request.uses_map and digit_map is None and ep.digit_map is None:
             raise _Refused(519, "no digit map for the D action")
-        # A tuple, not an object: one fewer call per command (see _Plan).
-        return (x if new else None, request if new else None, signals, digit_map,
-                params.get(b"Q"), params.get(b"N"))
+        return _Plan(x if new else None, request if new else None, signals, digit_map,
+                     b"discard" in (params.get(b"Q") or b"").lower(), params.get(b"N"))
 
     def _apply_request(self, ep: LeanEndpoint, plan: _Plan) -> None:
-        x, request, signals, digit_map, quarantine, notified = plan
-        if request is not None:
-            if x is not None:
-                ep.x = x
-            ep.request = request
+        if plan.request is not None:
+            if plan.x is not None:
+                ep.x = plan.x
+            ep.request = plan.request
             ep.fresh = True
             ep.dial = ""
             ep.observed = []
-            if quarantine and b"discard" in quarantine.lower():
+            if plan.discard:
                 ep.quarantine = []
+        signals = plan.signals
         if signals is not None:
             ep.signals = signals.timeout
-        if digit_map is not None:
-            ep.digit_map = digit_map
+        if plan.digit_map is not None:
+            ep.digit_map = plan.digit_map
+        notified = plan.notified
         if notified is not None:
             ep.notified = notified
             ep.target = _notified_entity(notified) or self.agent
-        if ep.quarantine:
-            ep.leave_quarantine()
+        ep.leave_quarantine()
 
     # -- one handler per verb ------------------------------------------------------------
 
     def _rqnt(self, txid: int, name: bytes, params: dict[bytes, bytes]) -> bytes:
-        ep = self.by_name.get(name) or self._endpoint(name)
+        ep = self._endpoint(name)
         if params.get(b"X") is None:
             raise _Refused(400, "RQNT needs X:")
         plan = self._check_request(ep, params)
@@ -1061,7 +941,7 @@ class LeanGateway(DatagramProtocol):
         return b"200 %d OK\r\n" % txid
 
     def _crcx(self, txid: int, name: bytes, params: dict[bytes, bytes]) -> bytes:
-        ep = self.by_name.get(name) or self._endpoint(name)
+        ep = self._endpoint(name)
         call_id = params.get(b"C")
         if not call_id:
             raise _Refused(400, "CRCX needs C:")
@@ -1080,7 +960,7 @@ class LeanGateway(DatagramProtocol):
         return b"200 %d OK\r\nI: %s\r\n\r\n%s" % (txid, connection, ep.sdp)
 
     def _mdcx(self, txid: int, name: bytes, params: dict[bytes, bytes]) -> bytes:
-        ep = self.by_name.get(name) or self._endpoint(name)
+        ep = self._endpoint(name)
         conn = self._connection(ep, params, b"MDCX")
         mode = params.get(b"M")
         if mode is not None:
@@ -1114,7 +994,7 @@ class LeanGateway(DatagramProtocol):
                     ep.connections = {}
                     ep.changed()
             return b"250 %d Connection deleted\r\n" % txid
-        ep = self.by_name.get(name) or self._endpoint(name)
+        ep = self._endpoint(name)
         cid = params.get(b"I")
         call_id = params.get(b"C")
         if cid:
@@ -1184,11 +1064,6 @@ class LeanGateway(DatagramProtocol):
         self._endpoint(name)
         return b"200 %d OK\r\n" % txid
 
-
-#: The parameter codes of RFC 3435 §3.2.2 in canonical form: a command whose
-#: lines all carry one of these (upper case, no stray blank) may take the flat path.
-_CANONICAL = frozenset((b"B", b"C", b"A", b"I", b"M", b"P", b"T", b"D", b"ES", b"L", b"MD", b"N", b"O", b"PL",
-                        b"Q", b"E", b"R", b"F", b"X", b"K", b"RD", b"RM", b"I2", b"Z2", b"S", b"Z", b"RC", b"LC"))
 
 _HANDLERS: dict[bytes, Callable[[LeanGateway, int, bytes, dict[bytes, bytes]], bytes]] = {
     b"RQNT": LeanGateway._rqnt,
