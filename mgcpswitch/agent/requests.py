@@ -169,6 +169,7 @@ class Requests:
             self._recheck(line.endpoint)
 
     def _armed(self, response: Response, line: Line, request_id: Optional[str]) -> None:
+        # request_id is L{_lost}'s: both get the one argument list (L{Wire.request}).
         code = response.code
         if code == ReturnCode.ALREADY_OFF_HOOK:
             # Glare: the line went off hook before our request arrived.

@@ -161,15 +161,7 @@ def _split(text: str) -> tuple[list[str], str]:
 
 
 def _decode_command(text: str) -> DecodedItem:
-    # _split, inlined (once per command received)
-    blank = text.find("\n\n")
-    if blank < 0:
-        header = text.split("\n")
-        if not header[-1]:
-            header.pop()  # the EOL that ends the last line starts no line
-        body = ""
-    else:
-        header, body = text[:blank].split("\n"), text[blank + 2 :]
+    header, body = _split(text)
     parts = header[0].split()
     txid_text = parts[1] if len(parts) > 1 else ""
     # 1 to 9 ASCII digits, not all zeros (str.isdigit() alone would take
