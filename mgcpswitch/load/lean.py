@@ -179,11 +179,10 @@ class _Loop:
     (C{time.sleep}), and a tick costs that and what C{f} does (the
     reactor's iteration around a timed call cost half as much again as an
     empty tick on a small VM, and the lean generator ticks 500 times a
-    second).  The loop runs in slices
-    of at most C{_SLICE} s, ended early when one of the reactor's timers
-    is due (the scheduler's window and progress timers, a registration
-    timeout), so that the reactor still runs them, and its signals, in
-    time.  Only for a process of its own: while a slice runs nothing else
+    second).  The loop runs in slices of at most C{_SLICE} s, ended early
+    when one of the reactor's timers is due (the scheduler's window and
+    progress timers, a registration timeout), so that the reactor still
+    runs them, and its signals, in time.  Only for a process of its own: while a slice runs nothing else
     on the reactor does (C{mgcpload run --lean}, not the tests that run
     the switch in the same reactor).  A tick that raises is logged; the
     next one still comes.
