@@ -1,0 +1,146 @@
+"""
+The call agent's instructions per call in its real process: C{twistd -n
+mgcpswitch} on loopback UDP, driven by the lean generator (C{mgcpload run
+--lean}), the agent under valgrind's callgrind.  A benchmark, not a test:
+it prints figures.
+
+    python benchmarks/bench_process.py [--repo DIR] [--rates 3,8] [--seconds 60]
+
+Why beside bench_agent.py: that one counts the agent's own work in one
+process with no sockets and no reactor, which is what call control, the
+transaction layer and the codec cost.  This one counts everything the real
+process runs per call: Twisted's reactor (epoll, the per-event dispatch and
+its log context), the socket calls' Python side, the real timers, the
+overload guard's probes, the admin's and the store's periodic work.  Only
+the kernel's side of the system calls is missing (callgrind counts user
+space).  It is repeatable whatever else the machine runs, like bench_agent's
+count, so old and new code (C{--repo}) compare one after the other on a
+shared machine.
+
+How: the agent starts with instrumentation off (C{--instr-atstart=no}), so
+startup and registration run at near native speed; once calls flow, the
+instrumentation is switched on for C{--seconds} with C{callgrind_control},
+and the calls the agent completed in that window are read from its
+C{/api/stats}.  At a low rate each datagram is its own wake-up of the
+reactor, and whatever the process does per second (the guard's probes,
+sweeps) is charged to few calls; so it measures at two rates and solves
+C{instructions = per_call * calls + per_second * seconds} for both.  The
+rates must be low enough for the agent under callgrind (about 50x slower
+than native) to keep up: the default 2 and 5 calls/s with 2 x 50 lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import _switchproc as sp  # noqa: E402
+
+
+def measure(repo: str, rate: float, seconds: float, gateways: int, lines: int, out_dir: str) -> dict[str, Any]:
+    """One window at C{rate}: the agent's instructions and the calls it completed."""
+    agent_port = sp.free_udp_port()
+    base_port = sp.free_udp_range(gateways)
+    web_port = sp.free_tcp_port()
+    config = sp.write_config(gateways, lines, agent_port, base_port, web_port, directory=out_dir)
+    with open(config, "a") as f:
+        # Under callgrind the agent runs ~50x slower than native, which its
+        # overload guard reads as a busy core: it would shed calls, and a
+        # shed call costs a sixth of a connected one.
+        f.write("\n[overload]\nenabled = no\n")
+    out = os.path.join(out_dir, f"callgrind-{rate:g}.out")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = repo
+    env["PYTHONHASHSEED"] = "0"  # dict and set orders, and so the instructions, the same every run
+    argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"] + sp.TWISTD + [
+        "-n", "--pidfile=", "--logfile", config + ".log", "mgcpswitch", "--config", config, "--no-simulator"]
+    agent = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, env=env, cwd=repo)
+    switch = sp.Switch(config, web_port)
+    tool = None
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                switch.stats()
+                break
+            except OSError:
+                if agent.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the agent did not start; see {config}.log") from None
+                time.sleep(1)
+        tool = sp.start_load_tool(["run", "--config", config, "--duration", str(seconds + 600), "--warmup", "1",
+                                   "--hold", "1", "-q", "--lean", "--rate", str(rate)])
+
+        def completed() -> int:
+            return sum(switch.stats()["calls"]["outcomes"].values())
+
+        deadline = time.monotonic() + 300
+        while completed() < 20:  # registered, and calls flowing
+            if time.monotonic() > deadline:
+                raise RuntimeError("no calls completed")
+            time.sleep(2)
+        time.sleep(5)
+        c0 = completed()
+        subprocess.run(["callgrind_control", "-i", "on", str(agent.pid)], capture_output=True, check=True)
+        t0 = time.monotonic()
+        time.sleep(seconds)
+        subprocess.run(["callgrind_control", "-i", "off", str(agent.pid)], capture_output=True, check=True)
+        wall = time.monotonic() - t0
+        c1 = completed()
+        outcomes = switch.stats()["calls"]["outcomes"]
+        if set(outcomes) != {"normal"}:
+            raise RuntimeError(f"calls that did not end normally: {outcomes}")
+    finally:
+        if tool is not None:
+            tool.kill()
+            tool.wait()
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=300)
+    total = 0
+    for f in glob.glob(out + "*"):
+        with open(f) as fh:
+            for line in fh:
+                if line.startswith(("totals:", "summary:")):
+                    total = max(total, int(line.split()[1]))
+    return {"rate": rate, "calls": c1 - c0, "seconds": wall, "instructions": total, "outcomes": outcomes}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repo", default=os.path.dirname(HERE), help="the checkout whose agent runs (default: this one)")
+    p.add_argument("--rates", default="2,5", help="two calls/s rates (default 2,5)")
+    p.add_argument("--seconds", type=float, default=90.0, help="instrumented seconds per rate")
+    p.add_argument("--gateways", type=int, default=2)
+    p.add_argument("--lines", type=int, default=50)
+    a = p.parse_args()
+    rates = [float(r) for r in a.rates.split(",")]
+    if len(rates) != 2 or rates[0] == rates[1]:
+        p.error("--rates takes two different rates")
+    repo = os.path.abspath(a.repo)
+    with tempfile.TemporaryDirectory(prefix="bench-process-") as out_dir:
+        runs = [measure(repo, r, a.seconds, a.gateways, a.lines, out_dir) for r in rates]
+    for r in runs:
+        print(f"{repo}: {r['rate']:g} calls/s: {r['calls']} calls in {r['seconds']:.0f} s, "
+              f"{r['instructions'] / 1e6:,.1f} million instructions, "
+              f"{r['instructions'] / max(r['calls'], 1) / 1e3:,.0f} thousand per call (all in)")
+    lo, hi = runs
+    # instructions = per_call * calls + per_second * seconds, for both windows
+    det = lo["calls"] * hi["seconds"] - hi["calls"] * lo["seconds"]
+    per_call = (lo["instructions"] * hi["seconds"] - hi["instructions"] * lo["seconds"]) / det
+    per_second = (lo["calls"] * hi["instructions"] - hi["calls"] * lo["instructions"]) / det
+    print(f"{repo}: {per_call / 1e3:,.0f} thousand instructions per call, "
+          f"{per_second / 1e6:,.2f} million per second whatever the rate")
+
+
+if __name__ == "__main__":
+    main()
