@@ -107,8 +107,8 @@ def measure(repo: str, rate: float, seconds: float, gateways: int, lines: int, o
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=300)
     total = 0
-    for f in glob.glob(out + "*"):
-        with open(f) as fh:
+    for path in glob.glob(out + "*"):
+        with open(path) as fh:
             for line in fh:
                 if line.startswith(("totals:", "summary:")):
                     total = max(total, int(line.split()[1]))
