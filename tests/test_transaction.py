@@ -410,7 +410,8 @@ class PreEncoded(SynchronousTestCase):
     def test_rides_after_a_response(self) -> None:
         """After an NTFY's response, in its datagram; the response alone is replayed to a duplicate."""
         w = Wire()
-        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id), after=((self.encoded(), self.waiter),))
+        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id),
+                                           after=((self.encoded(), self.waiter),))
         w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
         self.assertEqual(w.sent[0][1], b"200 5 OK\r\n.\r\n" + self.RQNT)
         w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)

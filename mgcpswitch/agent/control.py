@@ -101,7 +101,9 @@ _NO_PARAMS = Parameters()
 _CAUSE_TEXT = {cause: cause.value for cause in ReleaseCause}
 #: A new call's first NTFY, whole, as gateways send it: the off-hook, with
 #: the digits where the idle request embeds dial tone (L{CallControl._first_notify}).
-_FIRST_NTFY = re.compile(rb"NTFY [0-9]{1,9} [^ \r\n]+ MGCP 1\.0\r\nX: [0-9A-Fa-f]{1,32}\r\nO: L/hd((?:, ?D/[0-9#*T]{1,32})*)\r\n\Z")
+_FIRST_NTFY = re.compile(
+    rb"NTFY [0-9]{1,9} [^ \r\n]+ MGCP 1\.0\r\nX: [0-9A-Fa-f]{1,32}\r\nO: L/hd((?:, ?D/[0-9#*T]{1,32})*)\r\n\Z"
+)
 
 
 @implementer(ICommandHandler, IPeerListener, ILegListener)
@@ -164,6 +166,8 @@ class CallControl:
         self._admitted: Optional[int] = None
         self._calls: dict[str, Call] = {}
         self._ended: deque[Call] = deque(maxlen=max(switch.ended_calls_kept, 1))
+        # The records of the calls L{refused} (their L{Call}s made when the admin asks: L{_shed_call}).
+        self._refused: deque[tuple[CallRecord, Line]] = deque(maxlen=max(switch.ended_calls_kept, 1))
         self._no_answer_timeouts = TimeoutQueue(clock, switch.no_answer_timeout, self._no_answer)
         self.services = Services(self, settings.services)
         self.requests = Requests(self.wire, self.lines, self.feed, self.media.idle_events, self.counters,
@@ -269,12 +273,13 @@ class CallControl:
         a surge thousands a second are shed, and decoding the NTFY cost
         more than what shedding it does).  Anything else (another shape of
         NTFY, a line not idle, a gateway not at its own address, calls
-        watched) goes the usual way, and so does a call the
-        guard admits: L{_notify} takes it as admitted, without a second draw.
+        watched, an agent of a cluster) goes the usual way, and so does a
+        call the guard admits: L{_notify} takes it as admitted, without a
+        second draw.
         """
         self._admitted = None
-        if self.events.watched:
-            return None
+        if self.events.watched or self.wire.notified_entity is not None:
+            return None  # calls watched, or an agent of a cluster (a standby answers otherwise)
         match = _FIRST_NTFY.match(data)
         if match is None:
             return None
@@ -290,7 +295,8 @@ class CallControl:
             return None
         gateway.last_seen = self.clock.seconds()  # as registry.sender_of
         gateway.counters["commands_received"] += 1
-        return self.router.shed(gateway, known.line, txid, match.group(1).replace(b" ", b"").replace(b",D/", b"").decode())
+        dialled = match.group(1).replace(b" ", b"").replace(b",D/", b"").decode()
+        return self.router.shed(gateway, known.line, txid, dialled)
 
     def _notify(self, gateway: Gateway, command: Command) -> Any:
         line = self.registry.endpoint_of(gateway, command.endpoint).line
@@ -506,10 +512,25 @@ class CallControl:
         counters["calls_started"] += 1
         counters["calls_ended"] += 1
         self.outcomes[_CAUSE_TEXT[cause]] += 1
-        self.store.call_ended(CallRecord(
+        record = CallRecord(
             f"{self._call_prefix}{next(self._call_ids):x}", endpoint.number or name, dialled or None, name,
             None, None, None, None, now, None, now, cause,
-        ))
+        )
+        self.store.call_ended(record)
+        self._refused.append((record, line))
+
+    @staticmethod
+    def _shed_call(record: CallRecord, line: Line) -> Call:
+        """The ended L{Call} of a record L{refused} wrote, as L{Router.failed_attempt} would have left it."""
+        call = Call(record.call_id, record.start, record.callee or "")
+        leg = Leg(call, line, True)
+        leg.state = LegState.GONE
+        call.legs.append(leg)
+        call.state = CallState.ENDED
+        call.live = False
+        call.cause = record.cause
+        call.ended = record.end
+        return call
 
     # -- what legs report (ILegListener) -------------------------------------
 
@@ -679,8 +700,21 @@ class CallControl:
             for ended in self._ended:
                 if ended.call_id == call_id:
                     return ended
+            for record, line in self._refused:
+                if record.call_id == call_id:
+                    return self._shed_call(record, line)
         return call
 
     def recent_calls(self) -> list[Call]:
-        """The calls in progress, then the recently ended ones."""
-        return list(self._calls.values()) + list(self._ended)
+        """The calls in progress, then the recently ended ones (those refused too), in the order they ended."""
+        ended = list(self._ended)
+        if self._refused:
+            ended += [self._shed_call(record, line) for record, line in self._refused]
+            ended.sort(key=_ended_at)  # stable: the order they ended in, at a tie
+            kept = self._ended.maxlen or len(ended)
+            del ended[:max(len(ended) - kept, 0)]  # as many as the list of ended calls keeps
+        return list(self._calls.values()) + ended
+
+
+def _ended_at(call: Call) -> float:
+    return call.ended or 0.0
