@@ -719,3 +719,19 @@ class FastShedding(SynchronousTestCase):
         self.assertEqual((views[1][0].cause, views[1][0].caller, views[1][0].state),
                          (ReleaseCause.OVERLOAD, "aaln/2@rgw1", CallState.ENDED))
 
+
+    def test_a_gateway_of_a_profile_gets_the_rqnt_in_it(self) -> None:
+        """The template is for gateways of plain MGCP 1.0: to one that registered with a profile the RQNT says it."""
+        s = Switch()
+        self.addCleanup(s.stop)
+        unwatched(s)
+        overloaded(s)
+        s.control.gateway("rgw1").version = "MGCP 1.0 NCS 1.0"
+        c = s.phone("1002")
+        since = s.mark()
+        c.off_hook()
+        s.run(0.5)
+        [datagram] = from_agent(s, since)
+        self.assertIn(b"aaln/2@rgw1 MGCP 1.0 NCS 1.0\r\nX: ", datagram)
+        self.assertEqual(s.service.protocol.transactions.counters["fast_path"], 1)
+        self.assertEqual((s.control.overload.shed, s.service.call_outcomes()["overload"]), (1, 1))
