@@ -502,8 +502,10 @@ class CallControl:
         The record of a call refused at its first NTFY while nobody watches
         calls (no observer, no subscriber): written to the store as is,
         without a L{Call} through the call machine (the overload guard's
-        shed path, thousands a second in a surge).  With watchers, the
-        router makes it a call, whose start and end they see.
+        shed path, thousands a second in a surge), and kept for the admin's
+        recent calls, which make its L{Call} when asked (L{_shed_call}).
+        With watchers, the router makes it a call, whose start and end they
+        see.
         """
         now = self.clock.seconds()
         endpoint = line.endpoint

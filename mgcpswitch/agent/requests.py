@@ -138,8 +138,8 @@ class Requests:
         way (the gateway speaks another profile, or an agent of a cluster
         names itself in C{N:}).  The line's RQNT is encoded once, as a
         template, and its transaction id and request id are spliced in:
-        in a surge thousands of calls a second are shed, and encoding the
-        command was a fifth of a shed call's cost.  Its answers are those
+        in a surge thousands of calls a second are shed, and building and
+        encoding the command was near a tenth of a shed call's cost.  Its answers are those
         of any request (L{_armed}, L{_lost}).
         """
         endpoint = line.endpoint
