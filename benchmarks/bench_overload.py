@@ -241,7 +241,7 @@ def shed_cost(a: Any) -> None:
         return
     print_machine(machine_info(sys.argv))
     say(f"# code        {a.repo}")
-    for kind in ("admitted", "shed"):
+    for kind in a.kinds.split(","):
         counts, report = [], {}
         for n in (a.calls, 5 * a.calls):
             with tempfile.TemporaryDirectory(prefix="bench-shed-") as d:
@@ -282,6 +282,7 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=500, help="with --shed-cost")
     p.add_argument("--embedded", action="store_true", help="with --shed-cost: the idle request embeds dial tone")
     p.add_argument("--repo", default=os.path.dirname(HERE), help="with --shed-cost: the checkout to measure")
+    p.add_argument("--kinds", default="admitted,shed", help="with --shed-cost: which calls to measure")
     p.add_argument("--shed-child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.shed_cost:

@@ -53,6 +53,7 @@ from .mgcp import (
     Parameters,
     Response,
     ReturnCode,
+    Verb,
     decode,
     encode,
     trusted_response,
@@ -72,9 +73,12 @@ __all__ = [
     "Outbox",
     "Waiter",
     "Callbacks",
+    "Encoded",
+    "Outgoing",
     "Address",
     "as_address",
     "HandlerResult",
+    "FastPath",
     "ICommandHandler",
     "ITransactionSender",
     "IPeerListener",
@@ -315,6 +319,58 @@ class Callbacks:
             self.log.failure("handling a failed command failed")
 
 
+@final
+class Encoded:
+    """
+    A command in its wire form, sent as it is: for a sender that sends the
+    same command, but for its transaction id and a field or two, many
+    times a second, and keeps it as a template of bytes to splice into
+    (call control's RQNT to a line whose new call the overload guard
+    sheds, thousands a second in a surge).  Encoding a L{Command} costs
+    more than the rest of sending it.
+
+    It stands for the command in the layer (L{TransactionLayer.send},
+    L{Reply.after}): a transaction like any other (retransmitted, C{K:}
+    spliced in, matched to its response by C{transaction_id}).  The
+    caller promises that C{datagram} is one well-formed command of
+    C{verb} to C{endpoint} whose transaction id is C{transaction_id}
+    (not 0: the layer does not allocate one for it).  L{command} decodes
+    it, for the rare reader that needs the L{Command} (a time-out's).
+    """
+
+    __slots__ = ("verb", "transaction_id", "endpoint", "datagram")
+
+    def __init__(self, verb: Verb, transaction_id: int, endpoint: str, datagram: bytes) -> None:
+        self.verb = verb
+        self.transaction_id = transaction_id
+        self.endpoint = endpoint
+        self.datagram = datagram
+
+    def command(self) -> Command:
+        """The L{Command} the datagram holds."""
+        message = decode(self.datagram)[0]
+        if type(message) is not Command:
+            raise ValueError(f"not a command: {self.datagram[:60]!r}")
+        return message
+
+
+#: What the layer sends as a command: a L{Command}, or one already encoded.
+Outgoing = Union[Command, Encoded]
+
+
+def _wire_form(commands: list[Outgoing]) -> bytes:
+    """The datagram of commands piggybacked (each L{Encoded} one as it is)."""
+    if len(commands) == 1:
+        only = commands[0]
+        return only.datagram if type(only) is Encoded else encode(only)
+    return b".\r\n".join(c.datagram if type(c) is Encoded else encode(c)
+                          for c in commands)
+
+
+def _as_command(command: Outgoing) -> Command:
+    return command.command() if type(command) is Encoded else command
+
+
 @final  # tested with type(x) is Reply
 @dataclass(frozen=True)
 class Reply:
@@ -348,7 +404,7 @@ class Reply:
 
     response: Response
     before: tuple[Command, ...] = ()
-    after: tuple[tuple[Command, Waiter], ...] = ()
+    after: tuple[tuple[Outgoing, Waiter], ...] = ()
 
 
 class Outbox:
@@ -386,6 +442,11 @@ class Outbox:
 
 
 HandlerResult = Union[Response, Reply, "Deferred[Response | Reply]"]
+
+#: A fast path for one verb (L{TransactionLayer.fast_paths}): called with
+#: the datagram, its transaction id, its endpoint name and its source; it
+#: answers, or returns None to have the command decoded and handled as usual.
+FastPath = Callable[[bytes, int, str, "Address"], "Response | Reply | None"]
 
 
 # The layer's seams (re-exported by L{mgcpswitch.interfaces}): here, beside
@@ -484,9 +545,9 @@ class _Outgoing:
         "delay", "deadline", "provisional",
     )
 
-    def __init__(self, commands: list[Command], address: Address, peer: _Peer) -> None:
+    def __init__(self, commands: list[Outgoing], address: Address, peer: _Peer) -> None:
         self.commands = commands
-        self.waiting: dict[int, tuple[Command, Waiter]] = {}
+        self.waiting: dict[int, tuple[Outgoing, Waiter]] = {}
         self.address = address
         self.peer = peer
         self.datagram = b""
@@ -615,6 +676,8 @@ class TransactionLayer:
         # Asked before a command is sent or retransmitted, when set: a call
         # agent of a cluster may command gateways only while its lease runs.
         self.may_command: Callable[[], bool] | None = None
+        # Per verb (as on the wire), the FastPath that may answer its commands (set_fast_path).
+        self._fast_paths: dict[bytes, tuple[Verb, FastPath]] = {}
 
     # -- sending -------------------------------------------------------
 
@@ -625,6 +688,19 @@ class TransactionLayer:
         while txid in pending:
             txid = self._allocate()
         return txid
+
+    def set_fast_path(self, verb: Verb, fast: FastPath | None) -> None:
+        """
+        Commands of C{verb} are first offered, as bytes, to C{fast} (None:
+        no longer), for a handler that answers some of them, thousands a
+        second, at less than the cost of decoding them (the call agent's
+        overload guard shedding new calls at their first NTFY).  See
+        L{_fast_command}.
+        """
+        if fast is None:
+            self._fast_paths.pop(verb.value.encode(), None)
+        else:
+            self._fast_paths[verb.value.encode()] = (verb, fast)
 
     def set_peer_options(self, address: Address, *, response_acks: bool) -> None:
         """Per-peer quirks (whether C{K:} may be sent to it)."""
@@ -641,12 +717,13 @@ class TransactionLayer:
         """
         return self.send_commands((command,), address)[0]
 
-    def send(self, command: Command, address: Address, waiter: Waiter) -> None:
+    def send(self, command: Outgoing, address: Address, waiter: Waiter) -> None:
         """
         Send one command as L{send_command} does, its outcome to C{waiter}
         (usually L{Callbacks}) instead of a Deferred's: called back with the
         final response, or errbacked with L{TransactionTimeout},
         L{TransactionAborted} (possibly at once: a fenced agent).
+        C{command} may be L{Encoded}.
         """
         if self._stopped:
             raise TransactionAborted("the transaction layer is stopped")
@@ -655,7 +732,7 @@ class TransactionLayer:
             waiter.errback(_refused(command))
             return
         if not command.transaction_id:
-            command = command.with_transaction_id(self.allocate_transaction_id())
+            command = command.with_transaction_id(self.allocate_transaction_id())  # type: ignore[union-attr]
         out = self._outgoing(address)
         self._add(out, command, waiter)
         self._launch(out, send=True)
@@ -684,7 +761,7 @@ class TransactionLayer:
             self._launch(out, send=True)
         return deferreds
 
-    def _add(self, out: _Outgoing, command: Command, waiter: Waiter) -> None:
+    def _add(self, out: _Outgoing, command: Outgoing, waiter: Waiter) -> None:
         """Make C{command} (with its id) one of C{out}'s, in flight under its id."""
         txid = command.transaction_id
         if txid in self._pending and not self._gives_way(txid):
@@ -712,7 +789,7 @@ class TransactionLayer:
         return True
 
     def _start_after(
-        self, after: tuple[tuple[Command, Waiter], ...], address: Address, ride: bool
+        self, after: tuple[tuple[Outgoing, Waiter], ...], address: Address, ride: bool
     ) -> list[_Outgoing]:
         """
         Start the transactions of a L{Reply}'s C{after} commands, each its
@@ -731,7 +808,7 @@ class TransactionLayer:
                 d.errback(_refused(command))
                 continue
             if not command.transaction_id:
-                command = command.with_transaction_id(self.allocate_transaction_id())
+                command = command.with_transaction_id(self.allocate_transaction_id())  # type: ignore[union-attr]
             txid = command.transaction_id
             if txid in self._pending and not self._gives_way(txid):
                 d.errback(ValueError(f"transaction {txid} is already in flight"))
@@ -753,7 +830,11 @@ class TransactionLayer:
     def _transmit_first(self, out: _Outgoing, send: bool = True) -> None:
         peer = out.peer
         commands = out.commands
-        data = encode(commands) if len(commands) > 1 else encode(commands[0])
+        if len(commands) == 1:
+            only = commands[0]
+            data = only.datagram if type(only) is Encoded else encode(only)
+        else:
+            data = _wire_form(commands)
         if peer.acks and peer.send_acks:
             # K: goes first after the command line (its canonical place):
             # splice it into the bytes rather than rebuild and re-encode the
@@ -908,7 +989,7 @@ class TransactionLayer:
                 verb=str(command.verb), txid=command.transaction_id, peer=out.address,
                 n=out.transmissions,
             )
-            d.errback(TransactionTimeout(command, out.address, out.transmissions))
+            d.errback(TransactionTimeout(_as_command(command), out.address, out.transmissions))
 
     def _finish_outgoing(self, out: _Outgoing) -> None:
         """The bundle is done: free its slot and send what was queued."""
@@ -974,6 +1055,8 @@ class TransactionLayer:
 
     def datagram_received(self, data: bytes, address: Address) -> None:
         """Handle one datagram: every message in it, in order."""
+        if self._fast_paths and self._fast_command(data, address):
+            return
         for message in decode(data):
             kind = type(message)
             if kind is Response:
@@ -1106,7 +1189,7 @@ class TransactionLayer:
             )
         acks = command.params.get(_RESPONSE_ACK)
         if acks:
-            self._purge_acknowledged(command, acks, address)
+            self._purge_acknowledged(key, acks, address)
         entry = _Incoming(key, command, address)
         self._history[key] = entry
         if self._executing >= self.config.high_water or self._incoming_queue:
@@ -1120,6 +1203,58 @@ class TransactionLayer:
             self._send_provisional(entry, ReturnCode.TRANSACTION_QUEUED, address)
             return
         self._execute(entry, command, address)
+
+    def _fast_command(self, data: bytes, address: Address) -> bool:
+        """
+        A datagram holding one command that a L{FastPath} of its verb
+        answers from its bytes (True), or nothing done (False: it is
+        decoded as usual).  The command is a transaction as any other
+        (at most once, its response kept for duplicates, its C{after}
+        commands started); only what the layer itself reads of a command
+        is read here: its id, its endpoint (the history's key), and whether
+        it confirms responses (C{K:}, then the usual way).  A fast path
+        answers only commands whose every line it has read itself: the
+        codec's checks are its to make.
+        """
+        verb_fast = self._fast_paths.get(data[:4])  # every verb is four letters
+        if verb_fast is None:
+            return False
+        fields = data.split(b" ", 3)
+        if len(fields) < 4 or len(fields[0]) != 4:
+            return False
+        verb, fast = verb_fast
+        txid_text = fields[1]
+        if (not txid_text.isdigit() or len(txid_text) > 9 or b"\n." in data or b"\nk:" in data
+                or self._trace or self._stopped or self._executing >= self.config.high_water
+                or self._incoming_queue):
+            return False
+        acks = None
+        start = data.find(b"\nK:")
+        if start >= 0:
+            # The responses it confirms: read here, and the line left out of
+            # what the fast path reads (it is the layer's, as in _command_received).
+            end = data.find(b"\n", start + 1)
+            acks = _parse_acks(data[start + 3:end]) if end > 0 else None
+            if acks is None:
+                return False
+            data = data[:start + 1] + data[end + 1:]
+        txid = int(txid_text)
+        endpoint = fields[2].decode("ascii", "replace")
+        key = txid if self._gateway_role else (endpoint.rpartition("@")[2].lower(), txid)
+        entry = self._history.get(key)
+        if entry is not None or not txid:
+            return False  # a duplicate (or id 0): the usual way
+        result = fast(data, txid, endpoint, address)
+        if result is None:
+            return False
+        self.received[verb] += 1
+        self.counters["fast_path"] += 1
+        if acks:
+            self._purge_acknowledged(key, acks, address)
+        entry = _Incoming(key, None, address)
+        self._history[key] = entry
+        self._answer(entry, result)
+        return True
 
     def _duplicate(self, entry: _Incoming | tuple[bytes | None, float, Address], address: Address) -> None:
         self.counters["duplicates"] += 1
@@ -1140,16 +1275,15 @@ class TransactionLayer:
         txid = entry.command.transaction_id if entry.command is not None else 0
         self._send(encode(Response(code, txid, code.default_comment)), address)
 
-    def _purge_acknowledged(
-        self, command: Command, ranges: tuple[tuple[int, int], ...], source: Address
-    ) -> None:
+    def _purge_acknowledged(self, key: Any, ranges: tuple[tuple[int, int], ...], source: Address) -> None:
         """
         Drop responses the peer confirmed having; remember their ids.  Only
         responses we sent to that peer: K: holds between the peers that
-        exchanged the transaction (RFC 3435 §3.5.1).
+        exchanged the transaction (RFC 3435 §3.5.1).  C{key} is the
+        confirming command's (its domain is theirs).
         """
         history = self._history
-        domain = None if self._gateway_role else command.endpoint.rpartition("@")[2].lower()
+        domain = None if self._gateway_role else key[0]
         for low, high in ranges:
             if high - low > 10_000:
                 continue  # a range this wide is not one of ours; ignore it
@@ -1266,7 +1400,22 @@ class TransactionLayer:
         if entry.provisional_sent and response.code >= 200:
             # The final after a provisional asks for a 000 (§3.5.6).
             response = _with_empty_ack(response)
-        datagram = encode((*before, response)) if before else encode(response)
+        if before:
+            datagram = encode((*before, response))
+        elif (response.params or response.sdp is not None or response.second_sdp is not None
+              or response.package is not None):
+            datagram = encode(response)
+        else:
+            # The common answer ("200 1203 OK"): its bytes after the id
+            # encoded once per commentary.
+            tail = _PLAIN_TAILS.get(response.comment)
+            if tail is None:
+                datagram = encode(response)
+                if len(_PLAIN_TAILS) < 64:
+                    head = b"%03d %d" % (response.code, response.transaction_id)
+                    _PLAIN_TAILS[response.comment] = datagram[len(head):]
+            else:
+                datagram = b"%03d %d%s" % (response.code, response.transaction_id, tail)
         entry.state = _Incoming.DONE
         now = self._clock.seconds()
         key = entry.key
@@ -1480,6 +1629,26 @@ def _format_acks(txids: list[int]) -> bytes:
     return b", ".join(parts)
 
 
+#: A plain response's bytes after its transaction id, by commentary (L{TransactionLayer._answer}).
+_PLAIN_TAILS: dict[str, bytes] = {}
+
+
+def _parse_acks(text: bytes) -> tuple[tuple[int, int], ...] | None:
+    """A C{K:} value (C{1203, 1205-1207}) as ranges; None when it is not one (the codec then judges it)."""
+    ranges = []
+    for part in text.split(b","):
+        low, dash, high = part.strip().partition(b"-")
+        if not dash:
+            high = low
+        if not (low.isdigit() and high.isdigit() and len(low) <= 9 and len(high) <= 9):
+            return None
+        first, last = int(low), int(high)
+        if last < first:
+            return None
+        ranges.append((first, last))
+    return tuple(ranges)
+
+
 def _with_empty_ack(response: Response) -> Response:
     if response.params.get(ParamCode.RESPONSE_ACK) == ():
         return response
@@ -1491,7 +1660,7 @@ def _with_empty_ack(response: Response) -> Response:
     )
 
 
-def _refused(command: Command) -> TransactionAborted:
+def _refused(command: Outgoing) -> TransactionAborted:
     return TransactionAborted(f"{command.verb}: this agent may not command gateways now")
 
 

@@ -11,16 +11,19 @@ clock: an agent busy, below the CPU ceiling).
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import replace
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from mgcpswitch.agent.model import LineState, ReleaseCause
+from mgcpswitch.agent import commands as cmd
+from mgcpswitch.agent.model import CallState, LineState, ReleaseCause
 from mgcpswitch.agent.overload import OverloadGuard, OverloadState
 from mgcpswitch.config import OverloadSettings, parse_settings
+from mgcpswitch.mgcp import decode, encode
 
 from .support.switch import Switch, talking
 
@@ -522,7 +525,7 @@ class Shedding(SynchronousTestCase):
                          (ReleaseCause.OVERLOAD, "1002", "2002", "aaln/2@rgw1", None))
         self.assertEqual((s.control.counters["calls_started"], s.control.counters["calls_ended"],
                           s.service.call_outcomes()["overload"]), (1, 1, 1))
-        self.assertEqual(s.control.recent_calls(), [])
+        self.assertEqual([c.call_id for c in s.control.recent_calls()], [record.call_id])  # listed for the admin
         self.assertTrue(s.idle())
 
     def test_hung_up_before_the_tone(self) -> None:
@@ -541,3 +544,194 @@ class Shedding(SynchronousTestCase):
         self.assertIs(s.line("aaln/2@rgw1").state, LineState.IDLE)
         self.assertTrue(s.idle())
         self.assertEqual([r.cause.value for r in s.recorder.records], ["overload"])
+
+
+def unwatched(s: Switch) -> None:
+    """Nobody watches calls (no observer, no subscriber): the switch in a surge, and the NTFY fast path's case."""
+    s.control.events.observers.clear()
+    s.control.events.watched = False
+
+
+def from_agent(s: Switch, since: int) -> list[bytes]:
+    """The datagrams the agent sent from C{since}, each with its C{K:} line left out."""
+    return [re.sub(rb"K: [^\r]*\r\n", b"", d.data) for d in s.network.log[since:] if d.source[1] == 2727]
+
+
+class FastShedding(SynchronousTestCase):
+    """
+    Shed at the layer's NTFY fast path (calls unwatched): the bytes read
+    and sent there are what the long way reads and sends, and the
+    transactions keep their semantics (the RQNT retransmitted until
+    answered, the NTFY's response replayed to its duplicate).
+    """
+
+    def shed_once(self, embedded: bool, fast: bool) -> tuple[list[bytes], Any]:
+        s = Switch(embedded=embedded)
+        self.addCleanup(s.stop)
+        if fast:
+            unwatched(s)
+        overloaded(s)
+        layer = s.service.protocol.transactions
+        c = s.phone("1002")
+        since = s.mark()
+        c.off_hook()
+        s.run(0.2)
+        if embedded:
+            c.dial("2002", gap=0.05)
+            s.run(0.5)
+        self.assertEqual(layer.counters["fast_path"], 1 if fast else 0)
+        return from_agent(s, since), s
+
+    def test_the_bytes_are_the_long_ways(self) -> None:
+        for embedded in (False, True):
+            fast, s = self.shed_once(embedded, True)
+            slow, _ = self.shed_once(embedded, False)
+            line = s.line("aaln/2@rgw1")
+            [datagram] = fast
+            [response, rqnt] = decode(datagram)
+            self.assertEqual((response.code, response.comment, rqnt.endpoint), (200, "OK", "aaln/2@rgw1"))
+            expected = b"%s.\r\n%s" % (
+                encode(response),
+                encode(cmd.rqnt(rqnt.transaction_id, rqnt.endpoint, line.request_id, cmd.SHED_EVENTS,
+                                cmd.REORDER_TONE)),
+            )
+            self.assertEqual(datagram, expected)
+            # The long way's datagram is the same but for the ids.
+            ids = re.compile(rb"\b[0-9a-f]{6,}\b")
+            self.assertEqual(ids.sub(b"#", slow[0]), ids.sub(b"#", datagram))
+            [record] = s.control.store.records  # type: ignore[attr-defined]
+            self.assertEqual((record.cause, record.caller, record.callee), (ReleaseCause.OVERLOAD, "1002",
+                                                                             "2002" if embedded else None))
+            self.assertEqual((s.service.call_outcomes()["overload"], s.control.overload.shed,
+                              s.control.counters["calls_ended"]), (1, 1, 1))
+            self.assertEqual([str(x) for x in s.phone("1002").signals], ["L/ro"])
+            s.phone("1002").on_hook()
+            s.run(1.0)
+            self.assertTrue(s.idle())
+
+    def test_the_rqnt_is_retransmitted_and_the_ntfy_answered_from_the_cache(self) -> None:
+        """
+        The datagram with the response and the RQNT is lost: the gateway
+        repeats its NTFY and gets the response alone (from the layer's
+        cache: the call is shed once), and the agent repeats the RQNT.
+        """
+        s = Switch()
+        self.addCleanup(s.stop)
+        unwatched(s)
+        overloaded(s)
+        c = s.phone("1002")
+        since = s.mark()
+        s.network.drop_next(lambda data: b"RQNT" in data and data.startswith(b"200"))
+        c.off_hook()
+        s.run(1.0)
+        sent = from_agent(s, since)
+        [first] = [re.sub(rb"K: [^\r]*\r\n", b"", d.data) for d in s.network.log[since:] if d.fate == "dropped"]
+        ntfy_response, rqnt = first.split(b".\r\n")
+        self.assertEqual(sent[0], first)
+        self.assertIn(ntfy_response, sent[1:])  # the replay: the response alone
+        self.assertIn(rqnt, sent[1:])  # the RQNT on its own
+        layer = s.service.protocol.transactions
+        self.assertEqual((layer.counters["fast_path"], layer.counters["replays"]), (1, 1))
+        self.assertGreaterEqual(layer.counters["retransmissions"], 1)
+        self.assertEqual((s.control.overload.shed, s.service.call_outcomes()["overload"]), (1, 1))
+        self.assertEqual([str(x) for x in c.signals], ["L/ro"])
+        self.assertEqual(layer.snapshot()["pending"], 0)
+        c.on_hook()
+        s.run(1.0)
+        self.assertTrue(s.idle())
+
+    def test_admitted_at_the_fast_path_is_drawn_once(self) -> None:
+        """A new call the guard admits at the fast path goes the usual way, without a second draw."""
+        s = Switch()
+        self.addCleanup(s.stop)
+        unwatched(s)
+        guard = overloaded(s)
+        guard.share = 1.0
+        a, b = talking(s, "1002", "2001")
+        self.assertEqual((guard.admitted, guard.shed), (1, 0))
+        self.assertEqual(s.service.protocol.transactions.counters["fast_path"], 0)
+        a.on_hook()
+        b.on_hook()
+        s.run(1.0)
+        self.assertTrue(s.idle())
+        self.assertEqual(s.service.call_outcomes()["normal"], 1)
+
+    def test_other_ntfys_go_the_long_way(self) -> None:
+        """
+        Only a new call's first NTFY, whole, from its gateway's address, on
+        an idle line, unwatched, is taken at the fast path (and then only
+        after the guard's draw); a stopped agent takes none.
+        """
+        s = Switch()
+        self.addCleanup(s.stop)
+        unwatched(s)
+        guard = overloaded(s)
+        fast = s.control._first_notify
+        gw = ("127.0.0.2", 2427)
+        ok = b"NTFY 77 aaln/2@rgw1 MGCP 1.0\r\nX: 1f\r\nO: L/hd\r\n"
+        for data, endpoint, source in [
+            (ok.replace(b"L/hd", b"L/hf"), "aaln/2@rgw1", gw),  # a hook-flash
+            (ok.replace(b"L/hd", b"L/hd,L/hu"), "aaln/2@rgw1", gw),
+            (ok.replace(b"O: ", b"N: ca@[127.0.0.1]\r\nO: "), "aaln/2@rgw1", gw),  # another parameter
+            (ok.replace(b"\r\n", b"\n"), "aaln/2@rgw1", gw),  # LF line ends
+            (ok + b"\r\nv=0\r\n", "aaln/2@rgw1", gw),  # a body
+            (ok, "aaln/2@rgw1", ("127.0.0.9", 2427)),  # not from the gateway's address
+            (ok.replace(b"aaln/2", b"aaln/99"), "aaln/99@rgw1", gw),  # an endpoint it does not have
+        ]:
+            self.assertIsNone(fast(data, 77, endpoint, source), data)
+        s.control.events.watched = True
+        self.assertIsNone(fast(ok, 77, "aaln/2@rgw1", gw))
+        s.control.events.watched = False
+        self.assertEqual((guard.admitted, guard.shed), (0, 0))
+        self.assertIsNotNone(fast(ok, 77, "aaln/2@rgw1", gw))
+        self.assertEqual((guard.admitted, guard.shed), (0, 1))
+        layer = s.service.protocol.transactions
+        self.assertEqual(list(layer._fast_paths), [b"NTFY"])
+        s.control.stop()
+        self.assertEqual(layer._fast_paths, {})
+
+    def test_the_admin_lists_them_as_when_watched(self) -> None:
+        """
+        The admin's recent calls (and a call's page) show a shed call as
+        they show one shed while watched, and keep as many as the ended calls.
+        """
+        views = []
+        for watched in (True, False):
+            s = Switch(embedded=True, ended_calls_kept=3)
+            self.addCleanup(s.stop)
+            if not watched:
+                unwatched(s)
+            overloaded(s)
+            c = s.phone("1002")
+            for _ in range(4):
+                c.off_hook()
+                s.run(0.2)
+                c.dial("2002", gap=0.05)
+                s.run(0.5)
+                c.on_hook()
+                s.run(0.5)
+            listed = s.service.list_calls()
+            self.assertEqual(len(listed), 3)
+            self.assertEqual(s.service.get_call(listed[-1].call_id), listed[-1])
+            self.assertIsNone(s.service.get_call("nonesuch"))
+            views.append([replace(v, call_id="", started=0.0, ended=0.0) for v in listed])
+        self.assertEqual(views[0], views[1])
+        self.assertEqual((views[1][0].cause, views[1][0].caller, views[1][0].state),
+                         (ReleaseCause.OVERLOAD, "aaln/2@rgw1", CallState.ENDED))
+
+
+    def test_a_gateway_of_a_profile_gets_the_rqnt_in_it(self) -> None:
+        """The template is for gateways of plain MGCP 1.0: to one that registered with a profile the RQNT says it."""
+        s = Switch()
+        self.addCleanup(s.stop)
+        unwatched(s)
+        overloaded(s)
+        s.control.gateway("rgw1").version = "MGCP 1.0 NCS 1.0"
+        c = s.phone("1002")
+        since = s.mark()
+        c.off_hook()
+        s.run(0.5)
+        [datagram] = from_agent(s, since)
+        self.assertIn(b"aaln/2@rgw1 MGCP 1.0 NCS 1.0\r\nX: ", datagram)
+        self.assertEqual(s.service.protocol.transactions.counters["fast_path"], 1)
+        self.assertEqual((s.control.overload.shed, s.service.call_outcomes()["overload"]), (1, 1))

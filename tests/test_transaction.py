@@ -23,7 +23,7 @@ from mgcpswitch.interfaces import ICommandHandler, IPeerListener, ITransactionSe
 from mgcpswitch.mgcp import Command, ParamCode, Response, Verb, decode
 from mgcpswitch.testing import MemoryNetwork, SequentialIds, run_timers
 from mgcpswitch.transaction import (
-    Callbacks, Outbox, PeerState, Reply, ResponseBinding, Role, TransactionConfig, TransactionLayer,
+    Callbacks, Encoded, Outbox, PeerState, Reply, ResponseBinding, Role, TransactionConfig, TransactionLayer,
 )
 from mgcpswitch.transport import CallAgentProtocol, GatewayProtocol
 
@@ -354,6 +354,142 @@ class PlainCallbacks(SynchronousTestCase):
         response, sent = decode(w.sent[0][1])
         w.receive("200 %d OK\r\n" % sent.transaction_id)
         self.assertEqual([(kind, r.transaction_id) for kind, r, _ in self.outcomes], [("response", sent.transaction_id)])
+
+
+class PreEncoded(SynchronousTestCase):
+    """
+    L{Encoded}: a command given as its datagram is a transaction like any
+    other: its bytes go out as they are (K: spliced in), are repeated on
+    the same schedule, its response is matched by its id, and a time-out
+    carries the decoded command.
+    """
+
+    RQNT = b"RQNT 7001 aaln/1@gw MGCP 1.0\r\nX: 2\r\nR: L/hu(N)\r\nS: L/ro\r\n"
+
+    def setUp(self) -> None:
+        self.outcomes: list[tuple[str, Any]] = []
+        self.waiter = Callbacks(lambda r: self.outcomes.append(("response", r)),
+                                lambda f: self.outcomes.append(("failure", f)))
+
+    def encoded(self, txid: int = 7001) -> Encoded:
+        return Encoded(Verb.RQNT, txid, "aaln/1@gw", self.RQNT.replace(b"7001", b"%d" % txid))
+
+    def test_sent_as_is_retransmitted_and_answered(self) -> None:
+        w = Wire()
+        w.layer.send(self.encoded(), GW, self.waiter)
+        self.assertEqual(w.sent[0][1:], (self.RQNT, GW))
+        w.clock.advance(0.2)
+        self.assertEqual((w.times(), w.sent[1][1]), ([0.0, 0.2], self.RQNT))
+        w.receive("200 7001 OK\r\n")
+        [(kind, response)] = self.outcomes
+        self.assertEqual((kind, response.transaction_id, response.code), ("response", 7001, 200))
+        self.assertEqual(w.layer.sent[Verb.RQNT], 1)
+        self.assertEqual(w.clock.getDelayedCalls(), [])
+
+    def test_k_is_spliced_in(self) -> None:
+        w = Wire()
+        d = w.send(auep())
+        w.receive("200 100 OK\r\n")
+        self.successResultOf(d)
+        w.layer.send(self.encoded(), GW, self.waiter)
+        self.assertEqual(w.sent[-1][1], self.RQNT.replace(b"MGCP 1.0\r\n", b"MGCP 1.0\r\nK: 100\r\n"))
+        [command] = w.last()
+        self.assertEqual((command.transaction_id, command.params[ParamCode.RESPONSE_ACK]), (7001, ((100, 100),)))
+        w.stop()
+
+    def test_time_out_carries_the_command(self) -> None:
+        w = Wire()
+        w.layer.send(self.encoded(), GW, self.waiter)
+        run_timers(w.clock)
+        [(kind, failure)] = self.outcomes
+        self.assertEqual(kind, "failure")
+        self.assertIsInstance(failure.value, TransactionTimeout)
+        self.assertEqual(failure.value.command, decode(self.RQNT)[0])
+        self.assertEqual(len(w.sent), 9)
+
+    def test_rides_after_a_response(self) -> None:
+        """After an NTFY's response, in its datagram; the response alone is replayed to a duplicate."""
+        w = Wire()
+        w.handler.answer = lambda c: Reply(Response.create(200, c.transaction_id),
+                                           after=((self.encoded(), self.waiter),))
+        w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
+        self.assertEqual(w.sent[0][1], b"200 5 OK\r\n.\r\n" + self.RQNT)
+        w.receive("NTFY 5 aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n", GW)
+        self.assertEqual(w.sent[1][1], b"200 5 OK\r\n")
+        self.assertEqual(len(w.handler.calls), 1)
+        w.clock.advance(0.2)
+        self.assertEqual(w.sent[2][1], self.RQNT)
+        w.receive("200 7001 OK\r\n")
+        self.assertEqual([kind for kind, _ in self.outcomes], ["response"])
+        run_timers(w.clock)
+        self.assertEqual((len(w.sent), w.clock.getDelayedCalls()), (3, []))
+
+
+class FastPaths(SynchronousTestCase):
+    """
+    L{TransactionLayer.set_fast_path}: a command answered from its bytes is
+    a transaction like any other (its response kept and replayed to a
+    duplicate, its K: confirming our responses, its C{after} commands
+    started); one the fast path declines is decoded and handled as usual.
+    """
+
+    NTFY = b"NTFY %d aaln/1@gw MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n"
+
+    def setUp(self) -> None:
+        self.offered: list[tuple[bytes, int, str, Any]] = []
+        self.w = Wire()
+        self.w.layer.set_fast_path(Verb.NTFY, self.fast)
+        self.answer: Any = None
+
+    def fast(self, data: bytes, txid: int, endpoint: str, source: Any) -> Any:
+        self.offered.append((data, txid, endpoint, source))
+        return self.answer(txid) if self.answer is not None else None
+
+    def test_answered_once_and_replayed(self) -> None:
+        w = self.w
+        self.answer = lambda txid: Response.create(200, txid)
+        w.receive(self.NTFY % 5)
+        self.assertEqual(self.offered, [(self.NTFY % 5, 5, "aaln/1@gw", GW)])
+        self.assertEqual((w.sent[0][1], w.handler.calls), (b"200 5 OK\r\n", []))
+        w.receive(self.NTFY % 5)
+        self.assertEqual((len(self.offered), w.sent[1][1]), (1, b"200 5 OK\r\n"))
+        self.assertEqual((w.layer.counters["fast_path"], w.layer.counters["replays"], w.layer.received[Verb.NTFY]),
+                         (1, 1, 2))
+
+    def test_declined_goes_the_usual_way(self) -> None:
+        w = self.w
+        w.receive(self.NTFY % 5)
+        self.assertEqual((len(self.offered), len(w.handler.calls)), (1, 1))
+        self.assertEqual(w.sent[0][1], b"200 5 OK\r\n")
+        w.receive(b"AUEP 6 aaln/1@gw MGCP 1.0\r\n")  # no fast path for its verb
+        w.receive(self.NTFY % 7 + b".\r\n" + self.NTFY % 8)  # piggybacked: never offered
+        self.assertEqual((len(self.offered), len(w.handler.calls), w.layer.counters["fast_path"]), (1, 4, 0))
+        w.layer.set_fast_path(Verb.NTFY, None)
+        w.receive(self.NTFY % 9)
+        self.assertEqual(len(self.offered), 1)
+
+    def test_k_confirms_our_responses_and_is_not_offered(self) -> None:
+        w = self.w
+        w.receive(self.NTFY % 5)  # the usual way: its response is kept
+        self.answer = lambda txid: Response.create(200, txid)
+        w.receive((self.NTFY % 6).replace(b"\r\nX:", b"\r\nK: 5\r\nX:"))
+        self.assertEqual(self.offered[-1][0], self.NTFY % 6)
+        self.assertEqual(w.layer.counters["responses_purged"], 1)
+        w.receive(self.NTFY % 5)  # its duplicate, late: discarded
+        self.assertEqual((len(w.sent), w.layer.counters["duplicates"]), (2, 1))
+        w.receive((self.NTFY % 7).replace(b"\r\nX:", b"\r\nK: 9-8\r\nX:"))  # not a K: the codec judges it
+        self.assertEqual((len(self.offered), decode(w.sent[-1][1])[0].code), (2, 510))
+
+    def test_after_commands_ride(self) -> None:
+        w = self.w
+        follow_up: Deferred[Response] = Deferred()
+        rqnt = Command.create(Verb.RQNT, 0, "aaln/1@gw", request_id="2", requested_events="L/hu(N)")
+        self.answer = lambda txid: Reply(Response.create(200, txid), after=((rqnt, follow_up),))
+        w.receive(self.NTFY % 5)
+        response, sent = decode(w.sent[0][1])
+        self.assertEqual((response.transaction_id, sent.verb), (5, Verb.RQNT))
+        w.receive(b"200 %d OK\r\n" % sent.transaction_id)
+        self.assertEqual(self.successResultOf(follow_up).code, 200)
 
 
 class Piggybacking(SynchronousTestCase):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 from collections import Counter, deque
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -56,7 +57,7 @@ from ..mgcp import (
     trusted_response,
 )
 from ..timeouts import TimeoutQueue
-from ..transaction import PeerState, Reply, Tally
+from ..transaction import Address, PeerState, Reply, Tally, TransactionLayer
 from . import commands as cmd
 from .calls import Call, CallAction, CallInput, CallMachine, Leg, LegState, Tone
 from .events import EventBus, Views
@@ -98,6 +99,11 @@ _NO_ACTION = Action.NONE
 _NO_PARAMS = Parameters()
 #: A cause's text by member (C{.value} is a Python-level descriptor call).
 _CAUSE_TEXT = {cause: cause.value for cause in ReleaseCause}
+#: A new call's first NTFY, whole, as gateways send it: the off-hook, with
+#: the digits where the idle request embeds dial tone (L{CallControl._first_notify}).
+_FIRST_NTFY = re.compile(
+    rb"NTFY [0-9]{1,9} [^ \r\n]+ MGCP 1\.0\r\nX: [0-9A-Fa-f]{1,32}\r\nO: L/hd((?:, ?D/[0-9#*T]{1,32})*)\r\n\Z"
+)
 
 
 @implementer(ICommandHandler, IPeerListener, ILegListener)
@@ -155,8 +161,13 @@ class CallControl:
         )
         self._ladder = switch.ladder
         self.started = False
+        # The layer, when it takes fast paths (L{_first_notify}); the NTFY it admitted there, by txid.
+        self._layer = sender if isinstance(sender, TransactionLayer) else None
+        self._admitted: Optional[int] = None
         self._calls: dict[str, Call] = {}
         self._ended: deque[Call] = deque(maxlen=max(switch.ended_calls_kept, 1))
+        # The records of the calls L{refused} (their L{Call}s made when the admin asks: L{_shed_call}).
+        self._refused: deque[tuple[CallRecord, Line]] = deque(maxlen=max(switch.ended_calls_kept, 1))
         self._no_answer_timeouts = TimeoutQueue(clock, switch.no_answer_timeout, self._no_answer)
         self.services = Services(self, settings.services)
         self.requests = Requests(self.wire, self.lines, self.feed, self.media.idle_events, self.counters,
@@ -191,6 +202,8 @@ class CallControl:
         """
         self.started = True
         self.overload.start()
+        if self._layer is not None:
+            self._layer.set_fast_path(Verb.NTFY, self._first_notify)
         d = self.store.load().addCallback(self.resync.recover)
         d.addErrback(lambda f: self.log.failure("cannot load the store; starting afresh", f))
         return d.addCallback(lambda _: self.registry.start())
@@ -224,6 +237,8 @@ class CallControl:
         self.wire.notified_entity = None
 
     def stop(self) -> None:
+        if self._layer is not None:
+            self._layer.set_fast_path(Verb.NTFY, None)
         self.overload.stop()
         self.registry.stop()
         self.services.stop()
@@ -250,13 +265,50 @@ class CallControl:
     def peer_state_changed(self, address: tuple[str, int], state: PeerState) -> None:
         self.registry.peer_state_changed(address, state)
 
+    def _first_notify(self, data: bytes, txid: int, endpoint: str, source: Address) -> Optional[Reply]:
+        """
+        The layer's fast path for NTFY (L{TransactionLayer.set_fast_path}):
+        a new call's first NTFY, read from its bytes, that the overload
+        guard sheds is answered here, without decoding it (issue 15 §2: in
+        a surge thousands a second are shed, and decoding the NTFY cost
+        more than what shedding it does).  Anything else (another shape of
+        NTFY, a line not idle, a gateway not at its own address, calls
+        watched, an agent of a cluster) goes the usual way, and so does a
+        call the guard admits: L{_notify} takes it as admitted, without a
+        second draw.
+        """
+        self._admitted = None
+        if self.events.watched or self.wire.notified_entity is not None:
+            return None  # calls watched, or an agent of a cluster (a standby answers otherwise)
+        match = _FIRST_NTFY.match(data)
+        if match is None:
+            return None
+        local, _, domain = endpoint.rpartition("@")
+        gateway = self.registry.gateways.get(domain.lower())
+        if gateway is None or source != gateway.address:
+            return None
+        known = gateway.endpoints.get(local.lower())
+        if known is None or known.line.state is not _IDLE:
+            return None
+        if self.overload.admit():
+            self._admitted = txid
+            return None
+        gateway.last_seen = self.clock.seconds()  # as registry.sender_of
+        gateway.counters["commands_received"] += 1
+        dialled = match.group(1).replace(b" ", b"").replace(b",D/", b"").decode()
+        return self.router.shed(gateway, known.line, txid, dialled)
+
     def _notify(self, gateway: Gateway, command: Command) -> Any:
         line = self.registry.endpoint_of(gateway, command.endpoint).line
         observed = command.params.get(_OBSERVED, ())
-        if line.state is _IDLE and observed and observed[0].name == "L/hd" and not self.overload.admit():
-            # A new call's first NTFY, and the guard sheds it: answered
-            # before the line or call machines do anything (issue 15 §2).
-            return self.router.shed(gateway, line, command, observed)
+        if line.state is _IDLE and observed and observed[0].name == "L/hd":
+            if self._admitted == command.transaction_id:
+                self._admitted = None  # admitted by _first_notify
+            elif not self.overload.admit():
+                # A new call's first NTFY, and the guard sheds it: answered
+                # before the line or call machines do anything (issue 15 §2).
+                dialled = "".join([e.name[2:] for e in observed if e.name[:2] == "D/"])
+                return self.router.shed(gateway, line, command.transaction_id, dialled)
         response = trusted_response(_OK, command.transaction_id, "OK", _NO_PARAMS)
         if self._ladder:
             leg = line.leg
@@ -450,8 +502,10 @@ class CallControl:
         The record of a call refused at its first NTFY while nobody watches
         calls (no observer, no subscriber): written to the store as is,
         without a L{Call} through the call machine (the overload guard's
-        shed path, thousands a second in a surge).  With watchers, the
-        router makes it a call, whose start and end they see.
+        shed path, thousands a second in a surge), and kept for the admin's
+        recent calls, which make its L{Call} when asked (L{_shed_call}).
+        With watchers, the router makes it a call, whose start and end they
+        see.
         """
         now = self.clock.seconds()
         endpoint = line.endpoint
@@ -460,10 +514,25 @@ class CallControl:
         counters["calls_started"] += 1
         counters["calls_ended"] += 1
         self.outcomes[_CAUSE_TEXT[cause]] += 1
-        self.store.call_ended(CallRecord(
+        record = CallRecord(
             f"{self._call_prefix}{next(self._call_ids):x}", endpoint.number or name, dialled or None, name,
             None, None, None, None, now, None, now, cause,
-        ))
+        )
+        self.store.call_ended(record)
+        self._refused.append((record, line))
+
+    @staticmethod
+    def _shed_call(record: CallRecord, line: Line) -> Call:
+        """The ended L{Call} of a record L{refused} wrote, as L{Router.failed_attempt} would have left it."""
+        call = Call(record.call_id, record.start, record.callee or "")
+        leg = Leg(call, line, True)
+        leg.state = LegState.GONE
+        call.legs.append(leg)
+        call.state = CallState.ENDED
+        call.live = False
+        call.cause = record.cause
+        call.ended = record.end
+        return call
 
     # -- what legs report (ILegListener) -------------------------------------
 
@@ -633,8 +702,21 @@ class CallControl:
             for ended in self._ended:
                 if ended.call_id == call_id:
                     return ended
+            for record, line in self._refused:
+                if record.call_id == call_id:
+                    return self._shed_call(record, line)
         return call
 
     def recent_calls(self) -> list[Call]:
-        """The calls in progress, then the recently ended ones."""
-        return list(self._calls.values()) + list(self._ended)
+        """The calls in progress, then the recently ended ones (those refused too), in the order they ended."""
+        ended = list(self._ended)
+        if self._refused:
+            ended += [self._shed_call(record, line) for record, line in self._refused]
+            ended.sort(key=_ended_at)  # stable: the order they ended in, at a tie
+            kept = self._ended.maxlen or len(ended)
+            del ended[:max(len(ended) - kept, 0)]  # as many as the list of ended calls keeps
+        return list(self._calls.values()) + ended
+
+
+def _ended_at(call: Call) -> float:
+    return call.ended or 0.0

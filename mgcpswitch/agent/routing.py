@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ..config import Settings
-from ..mgcp import Command, Parameters, ReturnCode, trusted_response
+from ..mgcp import Parameters, ReturnCode, trusted_response
 from ..transaction import Reply
 from . import commands as cmd
 from .calls import Call, Leg
@@ -78,7 +78,7 @@ class Router:
         else:
             self._routed(decision, line, dialled, no_waiting)
 
-    def shed(self, gateway: Any, line: Line, command: Command, observed: tuple[Any, ...]) -> Reply:
+    def shed(self, gateway: Any, line: Line, txid: int, dialled: str) -> Reply:
         """
         A new call the overload guard refuses at its first NTFY (the
         off-hook, or the off-hook with the digits where the idle request
@@ -88,24 +88,28 @@ class Router:
         idle here: its next NTFY is its next call.  Why this way: two
         transactions for a shed call, against six when it was refused
         after the digits (dial tone, reorder, the hang-up, re-arming),
-        and no work in the line or call machines.
+        and no work in the line or call machines.  C{txid} is the NTFY's,
+        C{dialled} the digits it carried.
         """
         control = self._control
         lines = control.lines
         lines.noted(line, "L/hd")
         lines.hook_seen(line, Hook.UNKNOWN)  # off hook now; back on hook unseen, when the gateway re-arms
-        dialled = "".join(e.name[2:] for e in observed if e.name.startswith("D/"))
         if control.events.watched:
             self.failed_attempt(line, dialled, ReleaseCause.OVERLOAD)  # a call: observers see it begin and end
         else:
             control.refused(line, dialled, ReleaseCause.OVERLOAD)  # its record alone: a third of the shed's cost
+        response = trusted_response(_OK, txid, "OK", _NO_PARAMS)
+        rider = control.requests.shed_request(line, self._shed_tone)
+        if rider is not None:
+            return Reply(response, after=(rider,))
         wire = control.wire
         wire.collect(gateway)
         try:
             control.requests.overload_tone(line, self._shed_tone)
         finally:
             riders = wire.collected()
-        return Reply(trusted_response(_OK, command.transaction_id, "OK", _NO_PARAMS), after=riders)
+        return Reply(response, after=riders)
 
     def _route_failed(self, failure: Failure, line: Line) -> None:
         self.log.failure("dial plan failed for {line}", failure, line=line.endpoint.name)
