@@ -897,7 +897,14 @@ class LeanGateway(DatagramProtocol):
         params = _parameters(message)
         acks = params.get(b"K")
         if acks:
-            self._confirmed(acks)
+            if acks.isdigit():  # one id, the usual case: _confirmed inline
+                confirmed = int(acks)
+                if confirmed in answers:
+                    answers[confirmed] = None
+                elif confirmed in self.older:
+                    self.older[confirmed] = None
+            else:
+                self._confirmed(acks)
         held: list[LeanEndpoint] = []
         self._held = held
         try:
@@ -1008,7 +1015,7 @@ class LeanGateway(DatagramProtocol):
     # -- one handler per verb ------------------------------------------------------------
 
     def _rqnt(self, txid: int, name: bytes, params: dict[bytes, bytes]) -> bytes:
-        ep = self._endpoint(name)
+        ep = self.by_name.get(name) or self._endpoint(name)
         if params.get(b"X") is None:
             raise _Refused(400, "RQNT needs X:")
         plan = self._check_request(ep, params)
@@ -1018,7 +1025,7 @@ class LeanGateway(DatagramProtocol):
         return b"200 %d OK\r\n" % txid
 
     def _crcx(self, txid: int, name: bytes, params: dict[bytes, bytes]) -> bytes:
-        ep = self._endpoint(name)
+        ep = self.by_name.get(name) or self._endpoint(name)
         call_id = params.get(b"C")
         if not call_id:
             raise _Refused(400, "CRCX needs C:")
@@ -1037,7 +1044,7 @@ class LeanGateway(DatagramProtocol):
         return b"200 %d OK\r\nI: %s\r\n\r\n%s" % (txid, connection, ep.sdp)
 
     def _mdcx(self, txid: int, name: bytes, params: dict[bytes, bytes]) -> bytes:
-        ep = self._endpoint(name)
+        ep = self.by_name.get(name) or self._endpoint(name)
         conn = self._connection(ep, params, b"MDCX")
         mode = params.get(b"M")
         if mode is not None:
@@ -1071,7 +1078,7 @@ class LeanGateway(DatagramProtocol):
                     ep.connections = {}
                     ep.changed()
             return b"250 %d Connection deleted\r\n" % txid
-        ep = self._endpoint(name)
+        ep = self.by_name.get(name) or self._endpoint(name)
         cid = params.get(b"I")
         call_id = params.get(b"C")
         if cid:
@@ -1099,7 +1106,7 @@ class LeanGateway(DatagramProtocol):
             if len(listing) > 4000:
                 raise _Refused(533, f"{len(self.lines)} endpoints do not fit in one response")
             return b"200 %d OK\r\n%s" % (txid, listing)
-        ep = self._endpoint(name)
+        ep = self.by_name.get(name) or self._endpoint(name)
         out = [b"200 %d OK\r\n" % txid]
         for item in (params.get(b"F") or b"").split(b","):
             item = item.strip().upper()
@@ -1126,7 +1133,7 @@ class LeanGateway(DatagramProtocol):
         return b"".join(out)
 
     def _aucx(self, txid: int, name: bytes, params: dict[bytes, bytes]) -> bytes:
-        ep = self._endpoint(name)
+        ep = self.by_name.get(name) or self._endpoint(name)
         conn = self._connection(ep, params, b"AUCX")
         out = [b"200 %d OK\r\n" % txid]
         for item in (params.get(b"F") or b"").split(b","):
