@@ -537,6 +537,63 @@ class GatewaySide(SynchronousTestCase):
         self.assertEqual(self.send("RQNT 61 aaln/1@lg1 MGCP 1.0\nX: 1\nR: L/hd(((").code // 100, 5)
 
 
+class Piggybacking(SynchronousTestCase):
+    """How a datagram is cut into messages (L{mgcpswitch.load.wire._piggybacked}), without a regex."""
+
+    def test_as_the_separator_line_says(self) -> None:
+        """Every form of the line "." (CRLF or LF on either side), as RFC 3435's separator regex cuts."""
+        import re
+
+        from mgcpswitch.load.wire import _piggybacked
+
+        separator = re.compile(rb"\r?\n\.\r?\n")
+        messages = [b"200 1 OK", b"200 2 OK\r\nI: 1A\r\n\r\nv=0\r\ns=-", b"RQNT 3 aaln/1@gw MGCP 1.0\nX: 1",
+                    b"x.y", b"a\r\n", b"b\n"]
+        separators = [b"\r\n.\r\n", b"\n.\n", b"\r\n.\n", b"\n.\r\n"]
+        rnd = random.Random(7)
+        for _ in range(3000):
+            data = rnd.choice(messages)
+            for _ in range(rnd.randrange(3)):
+                data += rnd.choice(separators) + rnd.choice(messages)
+            self.assertEqual(_piggybacked(data), separator.split(data), data)
+
+
+class PolledSockets(SynchronousTestCase):
+    """A polled gateway reads one datagram per L{LeanGateway.read}; its owner's epoll says when more wait."""
+
+    def test_a_burst_is_read_in_rounds_in_order(self) -> None:
+        import select
+        import socket
+
+        from twisted.internet import reactor as real
+
+        gw = LeanGateway(Clock(), "lg1", 2, ("1001", "1002"), "127.0.0.1", 0, ("127.0.0.1", 9),
+                         random=random.Random(1))
+        gw.listen(real, polled=True)
+        self.addCleanup(gw.stop)
+        fd = gw.fileno()
+        assert fd is not None
+        poller = select.epoll()
+        self.addCleanup(poller.close)
+        poller.register(fd, select.EPOLLIN)
+        address = gw._udp.getHost()
+        agent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(agent.close)
+        agent.bind(("127.0.0.1", 0))
+        for txid in range(100, 105):
+            agent.sendto(b"EPCF %d aaln/1@lg1 MGCP 1.0\r\n" % txid, (address.host, address.port))
+        rounds = 0
+        while poller.poll(1.0 if rounds == 0 else 0):
+            gw.read()
+            rounds += 1
+        self.assertEqual(rounds, 5)
+        gw.read()  # nothing waiting: no exception, nothing counted
+        agent.settimeout(1.0)
+        answers = [agent.recv(100) for _ in range(5)]
+        self.assertEqual(answers, [b"200 %d OK\r\n" % t for t in range(100, 105)])
+        self.assertEqual(gw.counters["commands_received"], 5)
+
+
 class CommandLine(SynchronousTestCase):
     def test_lean_option(self) -> None:
         """C{run --lean} and C{register --lean} parse (a 2 ms tick); --gap and --track are refused with it."""

@@ -42,6 +42,7 @@ __all__ = ["LeanRunner", "LeanCall"]
 
 _PROGRESS = frozenset((RINGBACK, BUSY, REORDER))
 _SLICE = 0.1  # seconds of the own loop between two turns of the reactor
+_ROUNDS = 256  # rounds of reads per tick, at most
 _LOOK = 0.01  # how often the own loop looks for a timer of the reactor added during its slice
 
 
@@ -341,9 +342,16 @@ class LeanRunner(CallScheduler):
     def _tick_gateways(self) -> None:
         poller = self._poller
         if poller is not None:
+            # One datagram per ready socket and round, until none is ready
+            # (at most _ROUNDS rounds: the timers still run at a flood).
             by_fd = self._by_fd
-            for fd, _ in poller.poll(0):
-                by_fd[fd].read()
+            poll = poller.poll
+            for _ in range(_ROUNDS):
+                ready = poll(0)
+                if not ready:
+                    break
+                for fd, _ in ready:
+                    by_fd[fd].read()
         now = self.now()
         if now >= self._timers_due:
             # Retransmissions and the response cache need no finer grain

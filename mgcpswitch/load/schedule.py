@@ -106,6 +106,8 @@ class CallScheduler:
         import random as _random
 
         self.reactor = reactor
+        # The reactor's clock itself, not a method that asks it: a call reads it a dozen times.
+        self.now: Callable[[], float] = reactor.seconds
         self.settings = settings
         self.options = options
         self.out = out
@@ -182,10 +184,6 @@ class CallScheduler:
         pool = list(self.parties)
         self.random.shuffle(pool)
         self.idle: deque[Any] = deque(pool)
-
-    def now(self) -> float:
-        now: float = self.reactor.seconds()
-        return now
 
     def _say(self, text: str) -> None:
         if self.out is not None:
