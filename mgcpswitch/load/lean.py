@@ -350,7 +350,7 @@ class LeanRunner(CallScheduler):
                 ready = poll(0)
                 if not ready:
                     break
-                for fd, _ in ready:
+                for fd, _events in ready:
                     by_fd[fd].read()
         now = self.now()
         if now >= self._timers_due:
