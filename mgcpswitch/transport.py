@@ -229,15 +229,17 @@ class MGCPProtocol(DatagramProtocol):
 
     def _deliverer(self) -> Callable[[bytes, Address], None]:
         """
-        What L{reader} hands each datagram (and its source, as C{recvfrom}
-        gives it) to: the transaction layer directly when this class reads
-        datagrams as L{MGCPProtocol} does, else C{datagramReceived}; from an
-        IPv6 socket the source is cut to (host, port) and spelled plain.
+        What L{reader} hands each datagram and its source (as C{recvfrom}
+        gives it: from an IPv6 socket a 4-tuple) to: what
+        L{datagramReceived} does, without its Python call per datagram;
+        a subclass's own C{datagramReceived} gets the (host, port) Twisted
+        would give it.
         """
-        received: Callable[[bytes, Address], None] = self.transactions.datagram_received
-        accept = self._accept
         if type(self).datagramReceived is not MGCPProtocol.datagramReceived:
-            received, accept = self.datagramReceived, None  # a subclass's own reading
+            own = self.datagramReceived
+            return own if not self._ipv6 else lambda datagram, addr: own(datagram, addr[:2])
+        received = self.transactions.datagram_received
+        accept = self._accept
         if self._ipv6:
             def deliver(datagram: bytes, addr: Any) -> None:
                 host = addr[0]

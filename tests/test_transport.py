@@ -328,3 +328,29 @@ class Reading(TestCase):
             [source for _, source in self.handler.seen],
             [self.sender.getsockname(), ("::1", sender6.getsockname()[1])],
         )
+
+    @inlineCallbacks
+    def test_subclass_reading_kept(self) -> Any:
+        """
+        A subclass's own datagramReceived (the fault-injecting gateway's)
+        still gets every datagram, with the (host, port) Twisted gives:
+        v4-mapped on an IPv6 socket.
+        """
+        got: list[Any] = []
+
+        class Own(CallAgentProtocol):
+            def datagramReceived(self, datagram: bytes, addr: Any) -> None:  # noqa: N802
+                got.append(addr)
+                super().datagramReceived(datagram, addr)
+
+        port = self.listen(Own(reactor, self.handler))
+        self.sender.sendto(self.auep(1), ("127.0.0.1", port.getHost().port))
+        yield self.until(lambda: self.handler.seen)
+        self.assertEqual(got, [self.sender.getsockname()])
+        if not _ipv6_loopback():
+            return
+        port6 = self.listen(Own(reactor, self.handler), interface="::")
+        self.sender.sendto(self.auep(2), ("127.0.0.1", port6.getHost().port))
+        yield self.until(lambda: len(self.handler.seen) == 2)
+        self.assertEqual(got[1], ("::ffff:127.0.0.1", self.sender.getsockname()[1]))
+        self.assertEqual(self.handler.seen[1][1], self.sender.getsockname())
