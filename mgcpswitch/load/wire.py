@@ -90,7 +90,6 @@ _SENDRECV = b"sendrecv"
 _MAX_CONNECTIONS = 8
 _COMPLETE = MatchStatus.COMPLETE
 _NO_MATCH = MatchStatus.NO_MATCH
-_SILENT: frozenset[str] = frozenset()  # no signal (one object, not a new empty set per event)
 _STATS = b"P: PS=0, OS=0, PR=0, OR=0, PL=0, JI=0, LA=0\r\n"
 _CACHE_LIMIT = 4096  # compiled requests and signal lists kept
 
@@ -447,7 +446,7 @@ class LeanEndpoint:
         if actions is None:
             return  # not requested: nothing to do
         if not actions.keep_signals:
-            self.signals = _SILENT
+            self.signals = frozenset()
         if actions.notify:
             self.observed.append(observed)
             self.gateway.notify(self)
