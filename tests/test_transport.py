@@ -1,7 +1,7 @@
 """
 The datagram protocols over real UDP on 127.0.0.1 (port 0): one call agent
 and one gateway exchange real transactions, piggybacked ones included; and
-the direct socket send they use on such ports.
+the direct socket send and the reader they use on such ports.
 """
 
 from __future__ import annotations
