@@ -192,6 +192,11 @@ def _shed_run(calls: int, shed: bool, embedded: bool, fed: bool = False) -> dict
     guard.stop()
     guard.settings = replace(guard.settings, floor=0.0)
     guard.share = 0.0 if shed else 1.0
+    if shed and getattr(guard, "changed", None) is not None:
+        from mgcpswitch.agent.overload import OverloadState
+
+        guard.state = OverloadState.OVERLOADED  # as the guard's probe sets it once it sheds
+        guard.changed(guard.state)
     def counting(write: Any) -> Any:
         def counted(packet: bytes, addr: Any = None) -> None:
             datagrams[0] += 1
