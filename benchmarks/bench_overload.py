@@ -142,7 +142,8 @@ def _shed_run(calls: int, shed: bool, embedded: bool, fed: bool = False) -> dict
     every one shed; C{fed}: shed calls whose NTFY, and the 200 to the RQNT
     the agent answers it with, are fed straight to the agent's protocol,
     so that only the agent's cost is counted (the scripted gateway's
-    parsing and answering is a third of a shed call's count otherwise).
+    parsing and answering is about a fifth of a shed call's count
+    otherwise: 75 of 420 thousand instructions at afa882e).
     """
     import re
     from dataclasses import replace
