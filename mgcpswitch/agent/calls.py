@@ -360,6 +360,24 @@ class CallMachine:
         call.legs.append(leg)
 
     @staticmethod
+    def refused(call_id: str, line: Any, dialled: str, started: float, ended: float, cause: Any) -> Call:
+        """
+        The ended call of a new call refused at its first NTFY (its record
+        alone was kept: the overload guard's shed path), as the machine
+        leaves a call that never got a connection: one leg on C{line},
+        gone, and the call ended with C{cause}.
+        """
+        call = Call(call_id, started, dialled)
+        leg = Leg(call, line, True)
+        leg.state = LegState.GONE
+        call.legs.append(leg)
+        call.state = CallState.ENDED
+        call.live = False
+        call.cause = cause
+        call.ended = ended
+        return call
+
+    @staticmethod
     def new_leg(call: Call, line: Any, originating: bool, trunk: Any = None) -> Leg:
         """A leg of C{call} on C{line} (or C{trunk}), paired with the call's first leg of the other side."""
         leg = Leg(call, line, originating, trunk)

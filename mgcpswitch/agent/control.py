@@ -533,18 +533,9 @@ class CallControl:
         self.store.call_ended(record)
         self._refused.append((record, line))
 
-    @staticmethod
-    def _shed_call(record: CallRecord, line: Line) -> Call:
+    def _shed_call(self, record: CallRecord, line: Line) -> Call:
         """The ended L{Call} of a record L{refused} wrote, as L{Router.failed_attempt} would have left it."""
-        call = Call(record.call_id, record.start, record.callee or "")
-        leg = Leg(call, line, True)
-        leg.state = LegState.GONE
-        call.legs.append(leg)
-        call.state = CallState.ENDED
-        call.live = False
-        call.cause = record.cause
-        call.ended = record.end
-        return call
+        return self.machine.refused(record.call_id, line, record.callee or "", record.start, record.end, record.cause)
 
     # -- what legs report (ILegListener) -------------------------------------
 
