@@ -171,33 +171,42 @@ class Agent:
 
 
 class Phones:
-    """The telephones' process (L{tests.support.failover_phones}), asked one command at a time."""
+    """The telephones' process (L{tests.support.failover_phones}): commands, and the answer to each."""
 
     def __init__(self, config: str, agents: list[Agent]) -> None:
         argv = [sys.executable, "-m", "tests.support.failover_phones", config,
                 ",".join(f"127.0.0.1:{a.port}" for a in agents)]
         self.process = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.lines = Lines(self.process.stdout)
+        self._answers: dict[str, list[dict[str, Any]]] = {}  # by command, read before their turn
 
     def ask(self, command: str, timeout: float = 120.0) -> dict[str, Any]:
         self.send(command)
         return self.answer(command, timeout)
 
     def send(self, command: str) -> None:
-        """Send a command without waiting (its answer comes in order: L{answer})."""
+        """Send a command without waiting (L{answer} reads its answer)."""
         assert self.process.stdin is not None
         self.process.stdin.write(command.encode() + b"\n")
         self.process.stdin.flush()
 
     def answer(self, command: str, timeout: float = 120.0) -> dict[str, Any]:
-        """The next answer (to C{command}, named in errors)."""
-        try:
-            _, line = self.lines.queue.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(f"the phones did not answer {command!r} within {timeout} s") from None
-        if not line:
-            raise AssertionError(f"the phones ended while asked {command!r}")
-        answer: dict[str, Any] = json.loads(line)
+        """
+        The answer to C{command}.  Commands sent together run side by side
+        and are answered as each is done, not in the order sent: answers
+        to others are kept for their own L{answer}.
+        """
+        deadline = time.time() + timeout
+        while not self._answers.get(command):
+            try:
+                _, line = self.lines.queue.get(timeout=max(deadline - time.time(), 0.0))
+            except queue.Empty:
+                raise AssertionError(f"the phones did not answer {command!r} within {timeout} s") from None
+            if not line:
+                raise AssertionError(f"the phones ended while asked {command!r}")
+            answer: dict[str, Any] = json.loads(line)
+            self._answers.setdefault(answer.pop("command"), []).append(answer)
+        answer = self._answers[command].pop(0)
         if "error" in answer:
             raise AssertionError(f"the phones failed {command!r}: {answer['error']}")
         return answer

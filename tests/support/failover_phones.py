@@ -301,15 +301,18 @@ def main(argv: list[str]) -> None:
             if words[0] == "quit":
                 reactor.stop()
                 return
+            command = " ".join(words)
             handler = getattr(phones, "cmd_" + words[0].replace("-", "_"), None)
             if handler is None:
-                self.say({"error": f"unknown command {words[0]}"})
+                self.say(command, {"error": f"unknown command {words[0]}"})
                 return
+            # Commands run at once, side by side, and each is answered when
+            # it is done: the answer names its command.
             maybeDeferred(handler, *words[1:]).addCallbacks(
-                self.say, lambda f: self.say({"error": f.getTraceback()}))
+                lambda answer: self.say(command, answer), lambda f: self.say(command, {"error": f.getTraceback()}))
 
-        def say(self, answer: Any) -> None:
-            sys.stdout.write(json.dumps(answer) + "\n")
+        def say(self, command: str, answer: Any) -> None:
+            sys.stdout.write(json.dumps(dict(answer, command=command)) + "\n")
             sys.stdout.flush()
 
         def connectionLost(self, reason: Any) -> None:  # noqa: N802
