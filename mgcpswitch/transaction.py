@@ -1400,22 +1400,7 @@ class TransactionLayer:
         if entry.provisional_sent and response.code >= 200:
             # The final after a provisional asks for a 000 (§3.5.6).
             response = _with_empty_ack(response)
-        if before:
-            datagram = encode((*before, response))
-        elif (response.params or response.sdp is not None or response.second_sdp is not None
-              or response.package is not None):
-            datagram = encode(response)
-        else:
-            # The common answer ("200 1203 OK"): its bytes after the id
-            # encoded once per commentary.
-            tail = _PLAIN_TAILS.get(response.comment)
-            if tail is None:
-                datagram = encode(response)
-                if len(_PLAIN_TAILS) < 64:
-                    head = b"%03d %d" % (response.code, response.transaction_id)
-                    _PLAIN_TAILS[response.comment] = datagram[len(head):]
-            else:
-                datagram = b"%03d %d%s" % (response.code, response.transaction_id, tail)
+        datagram = encode((*before, response)) if before else encode(response)
         entry.state = _Incoming.DONE
         now = self._clock.seconds()
         key = entry.key
@@ -1627,10 +1612,6 @@ def _format_acks(txids: list[int]) -> bytes:
         previous = txid
     parts.append(b"%d" % start if start == previous else b"%d-%d" % (start, previous))
     return b", ".join(parts)
-
-
-#: A plain response's bytes after its transaction id, by commentary (L{TransactionLayer._answer}).
-_PLAIN_TAILS: dict[str, bytes] = {}
 
 
 def _parse_acks(text: bytes) -> tuple[tuple[int, int], ...] | None:
