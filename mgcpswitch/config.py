@@ -289,7 +289,7 @@ class OverloadSettings:
     increase: float = 0.01  # and grows by this per probe once lateness is below target / 2
     floor: float = 0.02  # the smallest share admitted (some calls always get through)
     busy: float = 0.5  # the share of a core the agent must use for lateness to count (0: lateness alone)
-    ceiling: float = 0.9  # the agent's share of a core (over ~100 ms) above which fewer calls are admitted
+    ceiling: float = 0.8  # the agent's share of a core (over ~100 ms) above which fewer calls are admitted (why 0.8: etc/mgcpswitch.ini)
     capacity: bool = True  # also admit at most the calls/s its measured CPU per call allows at the ceiling
     shed_cost: float = 0.15  # a shed call's CPU as a share of an admitted call's (bench_overload.py --shed-cost)
     burst: float = 0.1  # seconds of that rate admitted at once beyond it

@@ -88,7 +88,7 @@ class Guard(SynchronousTestCase):
                 clock.advance(0.02)
         lines = [formatEvent(e) for e in events if e.get("log_namespace", "").endswith("OverloadGuard")]
         self.assertEqual(len(lines), 2, lines)
-        self.assertRegex(lines[0], r"^overloaded: the agent uses \d+% of a core \(ceiling 90%\), the reactor runs \d+ ms late "
+        self.assertRegex(lines[0], r"^overloaded: the agent uses \d+% of a core \(ceiling 80%\), the reactor runs \d+ ms late "
                                    r"\(target 30 ms\), 0 datagrams dropped unread; admitting \d+% of new calls$")
         snapshot = guard.snapshot()
         self.assertRegex(lines[1], rf"^no longer overloaded after \d+\.\d s: {snapshot['calls_shed']} of \d+ new calls shed "
@@ -128,7 +128,7 @@ class Guard(SynchronousTestCase):
         The agent uses a whole core and its probes run 10 ms late (a third
         of the target): no spare capacity, so the share falls before the
         lateness reaches the target, a few per cent a probe (the signal is
-        continuous); between the ceiling and the headroom below it (85 %)
+        continuous); between the ceiling and the headroom below it (75 %)
         the share holds; at 50 % (on time) it grows back.  Probes on time
         with the CPU at the ceiling shed nothing: under a simulated clock
         (tests, in-process benchmarks) CPU over clock time means nothing.
@@ -144,17 +144,17 @@ class Guard(SynchronousTestCase):
         run(50, 1.0)
         self.assertEqual((guard.share, changes), (1.0, []))  # on time: a simulated clock, say
 
-        run(50, 0.7)  # at the knee: 70 % of a core, every call admitted
+        run(50, 0.65)  # at the knee: 65 % of a core, every call admitted
         self.assertEqual((guard.share, changes), (1.0, []))
         run(6, 1.0, late=0.01)
         self.assertEqual(changes, [OverloadState.OVERLOADED])  # within 180 ms
-        run(25, 1.0, late=0.01)
+        run(8, 1.0, late=0.01)
         self.assertLess(guard.share, 0.5)
-        self.assertGreater(guard.share, 0.05)  # about 0.9 a probe, not the 0.7 of a late one
+        self.assertGreater(guard.share, 0.05)  # about 0.8 a probe, not the 0.7 of a late one
         self.assertLess(guard.late, 0.03)
-        run(20, 0.85, late=0.01)
+        run(20, 0.75, late=0.01)
         held = guard.share
-        run(20, 0.85, late=0.01)
+        run(20, 0.75, late=0.01)
         self.assertEqual(guard.share, held)
         run(150, 0.5)
         self.assertEqual((guard.share, changes), (1.0, [OverloadState.OVERLOADED, OverloadState.NORMAL]))
@@ -206,31 +206,33 @@ class Guard(SynchronousTestCase):
     def test_the_rate_refuses_a_surge_from_its_first_call(self) -> None:
         """
         At 300 calls/s (60 % of a core at 2 ms a call) the guard learns the
-        cost and sets the rate that fits under the 90 % ceiling (450 a
+        cost and sets the rate that fits under the 80 % ceiling (400 a
         second) and refuses nothing.  Offered four times that, it refuses
         the excess from the first 100 ms on, on time, before any lateness:
         it admits what fits under the ceiling once the calls shed are paid
-        for (0.15 of one each), about 320 a second, and the agent stays
-        at the ceiling.  Back at 300, nothing is refused at once, and after
-        a second without a refusal the state is normal again.
+        for (0.15 of one each), about 260 a second, and the agent stays
+        at the ceiling.  Back at 300, at most a call or two is refused while
+        the calls/s shed it pays for fade (0.9 left more room than 0.8 for
+        that), none after, and after a second without a refusal the state
+        is normal again.
         """
         clock, guard, changes = self.costly()
         self.assertEqual(self.offer(clock, guard, 300, 5), (1500, 0))
         assert guard.rate is not None and guard.cost is not None
         self.assertApproximates(guard.cost, 0.002, 0.0002)
-        self.assertApproximates(guard.rate, 450, 40)
+        self.assertApproximates(guard.rate, 400, 40)
         self.assertEqual(changes, [])
 
         admitted, shed = self.offer(clock, guard, 1200, 0.1)
-        self.assertLess(admitted, 0.1 * 450 + 0.1 * 450 + 1)  # the rate and its burst, no more
+        self.assertLess(admitted, 0.1 * 400 + 0.1 * 400 + 1)  # the rate and its burst, no more
         self.assertEqual(changes, [OverloadState.OVERLOADED])
         self.assertEqual(guard.share, 1.0)  # no lateness: the rate alone refused them
         admitted, shed = self.offer(clock, guard, 1200, 10)
-        self.assertApproximates(admitted / 10, 320, 25)
-        self.assertApproximates(guard.busy, 0.9, 0.05)
+        self.assertApproximates(admitted / 10, 259, 25)  # 0.8 = 2 ms x admitted + 0.3 ms x the rest
+        self.assertApproximates(guard.busy, 0.8, 0.05)
         self.assertEqual(guard.capped, guard.shed)
 
-        self.assertEqual(self.offer(clock, guard, 300, 1.0)[1], 0)
+        self.assertLessEqual(self.offer(clock, guard, 300, 1.0)[1], 2)
         self.assertEqual(self.offer(clock, guard, 300, 1.0), (300, 0))
         self.assertEqual(changes, [OverloadState.OVERLOADED, OverloadState.NORMAL])
         snapshot = guard.snapshot()
@@ -262,7 +264,7 @@ class Guard(SynchronousTestCase):
         """
         The cost learned at 100 calls/s reads high when the agent has other
         work too (a fixed 20 % of a core here): 4 ms a call, not 2, so the
-        first rate is low (225 a second).  Offered 330 a second, which fits
+        first rate is low (200 a second).  Offered 280 a second, which fits
         under the ceiling, the agent admits the rate, stays below the
         ceiling, reads a lower cost and raises the rate, until every call
         is admitted again.
@@ -270,12 +272,12 @@ class Guard(SynchronousTestCase):
         clock, guard, _ = self.costly(fixed=0.2)
         self.offer(clock, guard, 100, 5)
         assert guard.rate is not None
-        self.assertApproximates(guard.rate, 225, 10)
-        admitted, _ = self.offer(clock, guard, 330, 1)
-        self.assertLess(admitted, 300)
-        self.offer(clock, guard, 330, 10)
-        self.assertEqual(self.offer(clock, guard, 330, 1), (330, 0))
-        self.assertLess(guard.busy, 0.9)
+        self.assertApproximates(guard.rate, 200, 10)
+        admitted, _ = self.offer(clock, guard, 280, 1)
+        self.assertLess(admitted, 250)
+        self.offer(clock, guard, 280, 10)
+        self.assertEqual(self.offer(clock, guard, 280, 1), (280, 0))
+        self.assertLess(guard.busy, 0.8)
 
     def test_a_surge_from_idle(self) -> None:
         """
@@ -288,8 +290,8 @@ class Guard(SynchronousTestCase):
         self.assertIsNone(guard.rate)
         self.offer(clock, guard, 1000, 5)
         admitted, _ = self.offer(clock, guard, 1000, 1)
-        self.assertApproximates(admitted, 353, 25)  # 0.9 = 2 ms x admitted + 0.3 ms x the rest
-        self.assertApproximates(guard.busy, 0.9, 0.05)
+        self.assertApproximates(admitted, 294, 25)  # 0.8 = 2 ms x admitted + 0.3 ms x the rest
+        self.assertApproximates(guard.busy, 0.8, 0.05)
 
     def test_no_rate_without_a_measure(self) -> None:
         """
