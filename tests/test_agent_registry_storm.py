@@ -206,3 +206,23 @@ class CallsDuringAStorm(SynchronousTestCase):
         self.assertEqual([r.cause for r in s.recorder.records], [ReleaseCause.NORMAL])
         self.assertIs(gateway.state, GatewayState.UP)
         self.assertTrue(s.idle())
+
+    def test_the_guard_knows_lines_are_resynchronising(self) -> None:
+        """
+        The overload guard is told when the agent's work is lines
+        resynchronising (reset, queued, audited), not calls: from the RSIP
+        until the last audit has answered.
+        """
+        s = Switch(lines=LINES)
+        self.addCleanup(s.stop)
+        s.network.latency = 0.1
+        resynchronising = s.control.overload._background
+        self.assertFalse(resynchronising())
+        rsip(s, "*@rgw1", "restart")
+        s.run(0.15)  # the RSIP in, its lines being reset
+        self.assertTrue(resynchronising())
+        s.run(1.0)
+        self.assertTrue(resynchronising())
+        s.run(8.0)
+        self.assertIs(s.control.gateway("rgw1").state, GatewayState.UP)
+        self.assertFalse(resynchronising())

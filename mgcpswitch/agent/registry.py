@@ -359,6 +359,14 @@ class Registry:
 
     # -- bookkeeping a slice a turn ----------------------------------------
 
+    def resynchronising(self) -> bool:
+        """
+        Whether lines are being resynchronised (reset, queued or audited):
+        work that is not calls', which the overload guard does not count
+        as theirs (L{mgcpswitch.agent.overload.OverloadGuard}'s C{background}).
+        """
+        return self._audits_in_flight > 0 or bool(self._batches)
+
     def _later(self, gateway: Gateway, endpoints: list[Endpoint], each: Callable[[list[Endpoint]], None],
                then: Optional[Callable[[], None]] = None) -> None:
         """
