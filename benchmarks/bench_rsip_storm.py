@@ -21,12 +21,21 @@ Steady state = every line armed (holds the switch's C{R: L/hd}); the time
 is measured from the start of the gateways (the first RSIP is due at the
 earliest delay drawn).  Afterwards the switch's admin API must show every
 endpoint registered and every gateway up.
+
+And what the overload guard said meanwhile, from the switch's log (its
+one line when the agent becomes overloaded, one when it recovers): the
+episodes, how late the reactor ran when each began (smoothed over two
+probes of 20 ms), the datagrams the kernel dropped unread then, the
+seconds overloaded and the lowest share of new calls admitted.  A
+registration must not make the guard shed the calls of the lines that
+are up (issue 15).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -42,6 +51,23 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+_OVERLOADED = re.compile(r"overloaded: .*?runs (\d+) ms late .*?(\d+) datagrams dropped")
+_RECOVERED = re.compile(r"no longer overloaded after ([\d.]+) s: .*?lowest share admitted (\d+)%")
+
+
+def guard_said(log: str) -> dict[str, Any]:
+    """The overload guard's episodes in this part of the switch's log (L{mgcpswitch.agent.overload})."""
+    began = [(int(m.group(1)), int(m.group(2))) for m in _OVERLOADED.finditer(log)]
+    ended = [(float(m.group(1)), int(m.group(2)) / 100) for m in _RECOVERED.finditer(log)]
+    return {
+        "episodes": len(began),
+        "late_ms": max((late for late, _ in began), default=0),
+        "dropped": sum(dropped for _, dropped in began),
+        "seconds": sum(seconds for seconds, _ in ended),
+        "lowest_share": min((share for _, share in ended), default=1.0),
+    }
+
+
 def one_run(a: Any, n: int) -> dict[str, Any]:
     agent_port = sp.free_udp_port()
     base = sp.free_udp_range(a.gateways)
@@ -52,6 +78,7 @@ def one_run(a: Any, n: int) -> dict[str, Any]:
     switch.start()
     try:
         other = sp.wait_quiet([switch.pid], a.max_other, a.quiet_wait, say)
+        logged = os.path.getsize(switch.log_path)
         report, _ = sp.load_tool(["register", "--config", config, "--restart-delay", str(a.spread),
                                   "--track", "--agent-pid", str(switch.pid), "-q", "--seed", str(n)])
         t0 = time.monotonic()
@@ -61,6 +88,9 @@ def one_run(a: Any, n: int) -> dict[str, Any]:
                 break
             time.sleep(0.1)
         gateways = switch.gateways()
+        with open(switch.log_path, errors="replace") as f:
+            f.seek(logged)
+            report["guard"] = guard_said(f.read())
         report["agent_registered"] = stats["endpoints"]["registered"]
         report["agent_total"] = stats["endpoints"]["total"]
         report["gateway_states"] = sorted({g["state"] for g in gateways})
@@ -93,14 +123,15 @@ def main() -> None:
     say("")
     say("| run | RSIPs due (s) | all armed (s) | after last RSIP (s) | p50 / p90 / p99 armed (s) | AUEP/line | "
         "arming RQNT/line | max audits in flight/gw | retrans (gw) / dup (agent's) | timeouts | registered | "
-        "gateways | agent CPU | other |")
-    say("|---:|---|---:|---:|---|---|---|---:|---|---:|---|---|---:|---:|")
+        "gateways | agent CPU | other | overloaded: episodes / most late (ms) / dropped / seconds / lowest share |")
+    say("|---:|---|---:|---:|---|---|---|---:|---|---:|---|---|---:|---:|---|")
     ok = True
     for run in range(1, a.runs + 1):
         r = one_run(a, run)
         au = r["audits"]
         cpu = r.get("cpu") or {}
         armed = r["armed_s"]
+        g = r["guard"]
         exact = au["auep_per_line"] == {1: n} or au["auep_per_line"] == {"1": n}
         armed_once = au["arming_rqnt_per_line"] in ({1: n}, {"1": n})
         registered = r["agent_registered"] == n
@@ -111,7 +142,8 @@ def main() -> None:
             f"| {au['auep_per_line']} | {au['arming_rqnt_per_line']} | {au['max_audits_in_flight_per_gateway']} "
             f"| {r['retransmissions']} / {r['duplicates_received']} | {r['timeouts']} "
             f"| {r['agent_registered']:,}/{r['agent_total']:,} | {','.join(r['gateway_states'])} "
-            f"| {(cpu.get('agent_cpu') or 0) * 100:.0f} % | {(cpu.get('other_load') or 0) * 100:.0f} % |")
+            f"| {(cpu.get('agent_cpu') or 0) * 100:.0f} % | {(cpu.get('other_load') or 0) * 100:.0f} % "
+            f"| {g['episodes']} / {g['late_ms']} / {g['dropped']} / {g['seconds']:.1f} / {g['lowest_share']:.2f} |")
     say("")
     say("# verdict     " + ("every endpoint registered, each line audited once and armed once, audits in flight "
                            f"<= {limit} per gateway, no timeout" if ok else "SOMETHING WAS LOST OR UNBOUNDED: see the table"))

@@ -751,3 +751,96 @@ class FastShedding(SynchronousTestCase):
         self.assertIn(b"aaln/2@rgw1 MGCP 1.0 NCS 1.0\r\nX: ", datagram)
         self.assertEqual(s.service.protocol.transactions.counters["fast_path"], 1)
         self.assertEqual((s.control.overload.shed, s.service.call_outcomes()["overload"]), (1, 1))
+
+
+class Background(SynchronousTestCase):
+    """
+    Work that is not calls' (lines resynchronising after a restart: issue
+    15) neither cuts the share at the ceiling nor is read as the calls' CPU.
+    """
+
+    def guard(self, storm: list[bool]) -> tuple[Clock, OverloadGuard]:
+        """
+        A guard whose agent spends 2 ms of CPU per call admitted, 0.3 ms per
+        call shed, and, while C{storm[0]}, 40 % of a core resynchronising.
+        """
+        clock = Clock()
+        spent = [0.0, 0.0]  # CPU seconds, when last read
+
+        def cpu() -> float:
+            now = clock.seconds()
+            if storm[0]:
+                spent[0] += 0.4 * (now - spent[1])
+            spent[1] = now
+            return spent[0] + guard.admitted * 0.002 + guard.shed * 0.0003
+
+        guard = OverloadGuard(clock, OverloadSettings(), random.Random(1), cpu=cpu, wall=clock.seconds,
+                              background=lambda: storm[0])
+        guard.start()
+        self.addCleanup(guard.stop)
+        return clock, guard
+
+    def offer(self, clock: Clock, guard: OverloadGuard, rate: int, seconds: float) -> tuple[int, int]:
+        return Guard.offer(self, clock, guard, rate, seconds)  # type: ignore[arg-type]
+
+    def test_a_storm_does_not_lower_the_rate(self) -> None:
+        """
+        At 300 calls/s the guard learns 2 ms a call (a rate of 450); a
+        storm of three seconds taking the agent to a full core refuses no
+        call and leaves the cost and the rate as they were.
+        """
+        storm = [False]
+        clock, guard = self.guard(storm)
+        self.offer(clock, guard, 300, 5)
+        assert guard.cost is not None
+        self.assertApproximates(guard.cost, 0.002, 0.0002)
+        storm[0] = True
+        self.assertEqual(self.offer(clock, guard, 300, 3), (900, 0))
+        self.assertApproximates(guard.busy, 1.0, 0.05)
+        self.assertApproximates(guard.cost, 0.002, 0.0002)
+        self.assertApproximates(guard.rate, 450, 40)
+        storm[0] = False
+        self.assertEqual(self.offer(clock, guard, 300, 2), (600, 0))
+        self.assertIs(guard.state, OverloadState.NORMAL)
+
+    def test_counted_as_calls_it_would(self) -> None:
+        """
+        The same storm, for three seconds, not said to be background: the
+        cost read rises by half and the rate falls below the 300 calls a
+        second offered.
+        """
+        storm = [False]
+        clock, guard = self.guard(storm)
+        guard._background = lambda: False  # the guard as it was: every CPU second is the calls'
+        self.offer(clock, guard, 300, 5)
+        storm[0] = True
+        self.offer(clock, guard, 300, 3)
+        assert guard.cost is not None and guard.rate is not None
+        self.assertGreater(guard.cost, 0.003)
+        self.assertLess(guard.rate, 300)
+
+    def test_no_ceiling_cut_while_resynchronising(self) -> None:
+        """
+        With no rate learned yet, the agent at a full core and the reactor
+        10 ms late: the share holds while lines resynchronise, and is cut
+        by the ceiling otherwise; lateness past the target twice cuts it
+        either way.  Once the storm is over, the ceiling counts again
+        after L{OverloadGuard.SETTLE} probes.
+        """
+        storm = [True]
+        clock, guard = self.guard(storm)
+        for _ in range(50):
+            guard.observe(0.01, 1.0)
+        self.assertEqual(guard.share, 1.0)
+        guard.observe(0.05, 1.0)
+        guard.observe(0.05, 1.0)
+        self.assertEqual(guard.share, 0.7)
+        for _ in range(40):
+            guard.observe(0.0, 1.0)
+        self.assertEqual(guard.share, 1.0)  # grows back on time, the core full of the storm
+        storm[0] = False
+        for _ in range(guard.SETTLE - 1):  # the smoothed CPU share still holds the storm's work
+            guard.observe(0.01, 1.0)
+        self.assertEqual(guard.share, 1.0)
+        guard.observe(0.01, 1.0)
+        self.assertLess(guard.share, 1.0)

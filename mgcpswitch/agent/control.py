@@ -174,7 +174,8 @@ class CallControl:
         self.requests = Requests(self.wire, self.lines, self.feed, self.media.idle_events, self.counters,
                                  self.services.flash_digit_map, self.registry.recheck)
         self.operator = Operator(self)
-        self.overload = OverloadGuard(clock, settings.overload, rng, changed=self._overload_changed)
+        self.overload = OverloadGuard(clock, settings.overload, rng, changed=self._overload_changed,
+                                      background=self.registry.resynchronising)
         self.trunks = Trunks(self, trunks)
         self.router = Router(self, settings)
         self.media.trunks = self.trunks

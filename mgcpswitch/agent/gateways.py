@@ -71,8 +71,8 @@ class Gateway:
     __slots__ = (
         "name", "key", "settings", "address", "allowed", "match_port", "state", "in_service",
         "last_rsip", "last_rsip_at", "last_seen", "keepalive", "keepalive_interval", "profile",
-        "endpoints", "counters", "audit_queue", "audits_in_flight", "probing", "probe_since", "timer",
-        "version", "options", "codecs",
+        "endpoints", "counters", "audit_queue", "audits_in_flight", "batches", "probing", "probe_since",
+        "timer", "version", "options", "codecs",
     )
 
     def __init__(self, settings: GatewaySettings, profile: Optional[IGatewayProfile],
@@ -95,6 +95,7 @@ class Gateway:
         self.counters: Counter[str] = Tally()  # two increments a datagram: in C
         self.audit_queue: deque[Endpoint] = deque()
         self.audits_in_flight = 0
+        self.batches = 0  # RSIP or audit bookkeeping of its endpoints still to do, a slice a turn
         self.probing = False  # a liveness AUEP is in flight
         self.probe_since: Optional[float] = None  # when it was sent
         self.timer: Optional[IDelayedCall] = None  # a restart's or graceful restart's delay

@@ -18,7 +18,7 @@ what that means for lines and calls.
 from __future__ import annotations
 
 import ipaddress
-from collections import Counter
+from collections import Counter, deque
 from typing import Any, Callable, Iterable, Optional
 
 from twisted.internet.defer import Deferred
@@ -52,6 +52,29 @@ P = ParamCode
 #: probed and audited: gateways that restart with the agent announce
 #: themselves first, and one that stayed up is resynchronised in seconds.
 STARTUP_PROBE = 1.0
+#: Endpoints whose bookkeeping (an RSIP's lines reset and calls ended, an
+#: audit's lines reset and queued) one reactor turn does; the rest waits
+#: for the turns after.  Why: a wildcard RSIP names every line of its
+#: gateway, and a power cut brings every gateway back at once: ten RSIPs
+#: of 1,000 lines read in one turn kept the reactor 50 ms (in process,
+#: idle machine) to several hundred (the real switch, busy) from anything
+#: else, the overload guard's probe included.  A slice of 100 idle lines
+#: is about half a millisecond.
+SLICE = 100
+
+
+class _Batch:
+    """Bookkeeping for endpoints of one gateway, done a slice a turn (L{Registry._later})."""
+
+    __slots__ = ("gateway", "endpoints", "done", "each", "then")
+
+    def __init__(self, gateway: Gateway, endpoints: list[Endpoint], each: Callable[[list[Endpoint]], None],
+                 then: Optional[Callable[[], None]]) -> None:
+        self.gateway = gateway
+        self.endpoints = endpoints
+        self.done = 0
+        self.each = each
+        self.then = then
 
 
 class Registry:
@@ -87,6 +110,9 @@ class Registry:
         self._by_address: dict[Address, Gateway] = {}
         self._audits_in_flight = 0  # across every gateway
         self._audit_waiting: dict[Gateway, None] = {}  # gateways held by the switch-wide cap
+        self._batches: deque[_Batch] = deque()  # bookkeeping still to do, oldest first
+        self._pumps: dict[Gateway, None] = {}  # gateways whose audits go on at the next turn
+        self._turn: Optional[IDelayedCall] = None  # that turn
         self._startup: Optional[IDelayedCall] = None
         self._lco: dict[tuple[tuple[str, ...], int], LocalConnectionOptions] = {}
         self._lines = settings.lines
@@ -260,7 +286,9 @@ class Registry:
         gateway.last_rsip_at = self._clock.seconds()
         gateway.version = command.version  # NCS 1.0 gateways are spoken to in NCS
         local = command.endpoint.rpartition("@")[0].lower()
-        if "*" in local:
+        if local == "*":  # every endpoint of the gateway (§2.1.2): no name to match, 1,000 of them cost 2.5 ms
+            endpoints = list(gateway.endpoints.values())
+        elif "*" in local:
             endpoints = [e for e in gateway.endpoints.values() if command.endpoint.matches(str(e.name))]
         else:
             endpoint = gateway.endpoints.get(local)
@@ -273,6 +301,9 @@ class Registry:
             gateway=gateway.name, method=method.value, count=len(endpoints), delay=delay,
         )
         whole = len(endpoints) == len(gateway.endpoints)
+        # What is left of an earlier RSIP's bookkeeping is done first, as if
+        # it had been done when that RSIP came (§4.4.6: this one supersedes it).
+        self._finish(gateway)
         if method is not RestartMethod.DISCONNECTED:
             self._cancel(gateway)
         if method is RestartMethod.GRACEFUL:
@@ -283,36 +314,115 @@ class Registry:
             if gateway.state is GatewayState.DRAINING:
                 self.set_state(gateway, GatewayState.UP)
         elif method is RestartMethod.FORCED:
-            self._listener.endpoints_lost(endpoints, Outage.OUT_OF_SERVICE)
-            if whole:
-                self.set_state(gateway, GatewayState.DOWN)
+            self._out_of_service(gateway, endpoints, whole)
         else:  # restart, disconnected
             self.set_state(gateway, GatewayState.REGISTERING)
-            if method is RestartMethod.RESTART:
-                self._listener.endpoints_lost(endpoints, Outage.RESTARTING if delay else Outage.RESTARTED)
-            else:
-                delay = 0  # RD: how long it was disconnected, not how long to wait
             # Audit after our 200 is on its way (a gateway may answer 405 to
-            # commands until its restart procedure has completed, §4.4.6).
+            # commands until its restart procedure has completed, §4.4.6),
+            # and after its lines are reset.
             if gateway.settings.dynamic and "*" in local:
-                gateway.timer = self._clock.callLater(delay, self._discover, gateway)
+                resync: Callable[[], None] = lambda: self._discover(gateway)  # noqa: E731
             else:
-                gateway.timer = self._clock.callLater(delay, self.audit, gateway, endpoints)
+                resync = lambda: self.audit(gateway, endpoints)  # noqa: E731
+            if method is RestartMethod.RESTART:
+                outage = Outage.RESTARTING if delay else Outage.RESTARTED
+                due = self._clock.seconds() + delay
+                self._later(gateway, endpoints, lambda part: self._listener.endpoints_lost(part, outage),
+                            lambda: self._resync_at(gateway, due, resync))
+            else:  # RD: how long it was disconnected, not how long to wait
+                gateway.timer = self._clock.callLater(0, resync)
         return Response(ReturnCode.OK, command.transaction_id, "OK")
+
+    def _resync_at(self, gateway: Gateway, due: float, resync: Callable[[], None]) -> None:
+        """A restart's lines are reset: audit them when its delay ends (from the RSIP's arrival)."""
+        gateway.timer = self._clock.callLater(max(0.0, due - self._clock.seconds()), resync)
+
+    def _out_of_service(self, gateway: Gateway, endpoints: list[Endpoint], whole: bool) -> None:
+        """
+        Endpoints out of service until a later restart (forced, a graceful
+        restart's delay ended): the gateway, when they are all of it, is
+        down at once, so that no call is routed to a line not yet reset.
+        """
+        if whole:
+            self.set_state(gateway, GatewayState.DOWN)
+        self._later(gateway, endpoints, lambda part: self._listener.endpoints_lost(part, Outage.OUT_OF_SERVICE))
 
     def _drained(self, gateway: Gateway, endpoints: list[Endpoint], whole: bool) -> None:
         """A graceful restart's delay ended: its endpoints are out of service until a restart."""
         gateway.timer = None
         self.counters["graceful_expired"] += 1
-        self._listener.endpoints_lost(endpoints, Outage.OUT_OF_SERVICE)
-        if whole:
-            self.set_state(gateway, GatewayState.DOWN)
+        self._out_of_service(gateway, endpoints, whole)
 
     @staticmethod
     def _cancel(gateway: Gateway) -> None:
         if gateway.timer is not None and gateway.timer.active():
             gateway.timer.cancel()
         gateway.timer = None
+
+    # -- bookkeeping a slice a turn ----------------------------------------
+
+    def resynchronising(self) -> bool:
+        """
+        Whether lines are being resynchronised (reset, queued or audited):
+        work that is not calls', which the overload guard does not count
+        as theirs (L{mgcpswitch.agent.overload.OverloadGuard}'s C{background}).
+        """
+        return self._audits_in_flight > 0 or bool(self._batches)
+
+    def _later(self, gateway: Gateway, endpoints: list[Endpoint], each: Callable[[list[Endpoint]], None],
+               then: Optional[Callable[[], None]] = None) -> None:
+        """
+        C{each(part)} for every L{SLICE} endpoints of C{endpoints}, one
+        part a reactor turn (across gateways, oldest batch first), then
+        C{then()}: the reactor reads datagrams and runs timers between, so
+        that calls on other lines go on while a gateway registers.
+        """
+        gateway.batches += 1
+        self._batches.append(_Batch(gateway, endpoints, each, then))
+        self._next_turn()
+
+    def _next_turn(self) -> None:
+        if self._turn is None:
+            self._turn = self._clock.callLater(0, self._run_turn)
+
+    def _run_turn(self) -> None:
+        """One turn's bookkeeping (at most L{SLICE} endpoints), then the audits of gateways that had answers."""
+        self._turn = None
+        budget, batches = SLICE, self._batches
+        while batches and budget > 0:
+            batch = batches[0]
+            start = batch.done
+            batch.done = end = min(len(batch.endpoints), start + budget)
+            budget -= end - start
+            last = end == len(batch.endpoints)
+            if last:
+                batches.popleft()
+                batch.gateway.batches -= 1
+            self._do(batch, batch.endpoints[start:end], last)
+        pumps, self._pumps = self._pumps, {}
+        for gateway in pumps:
+            self._pump(gateway)
+        self._resume_waiting()
+        if batches or self._pumps:
+            self._next_turn()
+
+    def _do(self, batch: _Batch, part: list[Endpoint], last: bool) -> None:
+        try:
+            batch.each(part)
+            if last and batch.then is not None:
+                batch.then()
+        except Exception:
+            self.log.failure("bookkeeping of {count} endpoint(s) of {gateway}", count=len(part),
+                             gateway=batch.gateway.name)
+
+    def _finish(self, gateway: Gateway) -> None:
+        """What is left of the gateway's batches, at once and in order."""
+        while gateway.batches:
+            batch = next(b for b in self._batches if b.gateway is gateway)
+            self._batches.remove(batch)
+            gateway.batches -= 1
+            start, batch.done = batch.done, len(batch.endpoints)
+            self._do(batch, batch.endpoints[start:], True)
 
     # -- audits ----------------------------------------------------------
 
@@ -323,12 +433,15 @@ class Registry:
         only lines still unknown are armed by it (a gateway found at start,
         whose lines may already have been driven since).
         """
-        endpoints = list(endpoints)
-        if reset:
-            self._listener.auditing(endpoints)
-        queued = set(gateway.audit_queue)  # a gateway back twice must not get two rounds
-        gateway.audit_queue.extend(e for e in endpoints if e not in queued)
-        self._pump(gateway)
+        def each(part: list[Endpoint]) -> None:
+            if reset:
+                self._listener.auditing(part)
+            queue = gateway.audit_queue
+            queued = set(queue)  # a gateway back twice must not get two rounds
+            queue.extend(e for e in part if e not in queued)
+            self._pump(gateway)
+
+        self._later(gateway, list(endpoints), each)
 
     def recheck(self, endpoint: Endpoint) -> None:
         """
@@ -368,20 +481,32 @@ class Registry:
             self.send(gateway, cmd.auep(self._sender.allocate_transaction_id(), endpoint.name))\
                 .addCallbacks(self._audited, self._audit_timed_out, (endpoint,), errbackArgs=(endpoint,))\
                 .addBoth(self._audit_done, gateway)
-        if not gateway.audit_queue and not gateway.audits_in_flight:
+        if not gateway.audit_queue and not gateway.audits_in_flight and not gateway.batches:
             if gateway.state is GatewayState.REGISTERING:
                 self.set_state(gateway, GatewayState.UP)
 
     def _audit_done(self, result: Any, gateway: Gateway) -> None:
+        """
+        An audit ended: the next ones go out at the next turn, not now.
+        Why: answered at once (a gateway on loopback, the load tool), the
+        next audit's answer was queued before this turn's read ended, and
+        the read went on, a storm's every answer in one reactor turn (up
+        to Twisted's 256 KiB a read: thousands of datagrams, seconds).  So
+        a read ends once the audits in flight have answered.
+        """
         gateway.audits_in_flight -= 1
         self._audits_in_flight -= 1
-        self._pump(gateway)
+        self._pumps[gateway] = None
+        self._next_turn()
+        if isinstance(result, Failure):
+            self.log.failure("audit failed on {gateway}", result, gateway=gateway.name)
+
+    def _resume_waiting(self) -> None:
+        """Gateways held by the switch-wide cap go on as audits anywhere end."""
         while self._audit_waiting and self._audits_in_flight < 8 * self._switch.audit_concurrency:
             waiting = next(iter(self._audit_waiting))
             del self._audit_waiting[waiting]
             self._pump(waiting)
-        if isinstance(result, Failure):
-            self.log.failure("audit failed on {gateway}", result, gateway=gateway.name)
 
     def _audited(self, response: Response, endpoint: Endpoint) -> None:
         self.counters["audits"] += 1
@@ -446,11 +571,17 @@ class Registry:
         if self._startup is not None and self._startup.active():
             self._startup.cancel()
         self._startup = None
+        if self._turn is not None and self._turn.active():
+            self._turn.cancel()
+        self._turn = None
+        self._batches.clear()
+        self._pumps.clear()
         for gateway in self.gateways.values():
             if gateway.keepalive is not None and gateway.keepalive.active():
                 gateway.keepalive.cancel()
             gateway.keepalive = None
             self._cancel(gateway)
+            gateway.batches = 0
 
     def _schedule_keepalive(self, gateway: Gateway) -> None:
         if gateway.keepalive_interval > 0 and gateway.settings.redirect is None:
@@ -458,7 +589,7 @@ class Registry:
 
     def _keepalive(self, gateway: Gateway) -> None:
         gateway.keepalive = None
-        if gateway.state is GatewayState.UP and not gateway.audit_queue:
+        if gateway.state is GatewayState.UP and not gateway.audit_queue and not gateway.batches:
             # Self-healing: an endpoint whose audit failed (timed out), or
             # that may hold a connection we could not delete, is audited again.
             stuck = [e for e in gateway.endpoints.values() if e.needs_audit or _unarmed(e)]
