@@ -106,20 +106,20 @@ class CpuSampler:
         self.agent_pid = agent_pid
         self.tck = _clk_tck()
         self.ncpu = os.cpu_count() or 1
-        self.start: Optional[tuple[float, Optional[int], float, Optional[int]]] = None
+        self.start: Optional[tuple[float, Optional[int], float, Optional[int], float]] = None
 
-    def _sample(self) -> tuple[float, Optional[int], float, Optional[int]]:
+    def _sample(self) -> tuple[float, Optional[int], float, Optional[int], float]:
         t = os.times()
         agent = read_proc_ticks(self.agent_pid) if self.agent_pid else None
-        return time.monotonic(), agent, t.user + t.system, read_idle_ticks()
+        return time.monotonic(), agent, t.user + t.system, read_idle_ticks(), t.system
 
     def begin(self) -> None:
         self.start = self._sample()
 
     def end(self) -> dict[str, Any]:
         assert self.start is not None
-        t0, a0, s0, i0 = self.start
-        t1, a1, s1, i1 = self._sample()
+        t0, a0, s0, i0, k0 = self.start
+        t1, a1, s1, i1, k1 = self._sample()
         wall = max(t1 - t0, 1e-9)
         out: dict[str, Any] = {"wall_s": wall, "ncpu": self.ncpu}
         agent = (a1 - a0) / self.tck / wall if a0 is not None and a1 is not None else None
@@ -134,4 +134,6 @@ class CpuSampler:
             out["machine_busy"] = out["other_load"] = None
         out["agent_cpu_seconds"] = (a1 - a0) / self.tck if a0 is not None and a1 is not None else None
         out["tool_cpu_seconds"] = s1 - s0
+        # The kernel's share (system calls: a datagram sent costs its delivery on loopback).
+        out["tool_system_seconds"] = k1 - k0
         return out
