@@ -9,6 +9,12 @@ audited, at most C{audit_concurrency} at a time per gateway and eight
 times that across the switch), keepalives (an AUEP to a gateway not heard
 from for an interval), and gateways learnt at run time.
 
+A registration storm (every gateway of a neighbourhood back after a power
+cut) must not stall the calls of the lines that are up: an RSIP's and an
+audit's bookkeeping is done L{SLICE} endpoints a reactor turn, and the
+next audits go out at the turn after the answers (L{_audit_done}), so no
+turn of registration work is much longer than a few milliseconds.
+
 What it learns that matters to calls it tells its L{IRegistryListener}
 (the coordinator): endpoints whose connections the gateway lost, audits
 beginning and their answers, a gateway gone down.  The listener decides
