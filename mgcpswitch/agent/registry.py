@@ -62,10 +62,10 @@ STARTUP_PROBE = 1.0
 #: audit's lines reset and queued) one reactor turn does; the rest waits
 #: for the turns after.  Why: a wildcard RSIP names every line of its
 #: gateway, and a power cut brings every gateway back at once: ten RSIPs
-#: of 1,000 lines read in one turn kept the reactor 50 ms (in process,
-#: idle machine) to several hundred (the real switch, busy) from anything
-#: else, the overload guard's probe included.  A slice of 100 idle lines
-#: is about half a millisecond.
+#: of 1,000 lines read in one turn kept the reactor 33 ms (in process, an
+#: idle machine; more on a busy one) from anything else, the overload
+#: guard's probe included.  A slice of 100 idle lines is about a third of
+#: a millisecond.
 SLICE = 100
 
 
@@ -308,7 +308,9 @@ class Registry:
         )
         whole = len(endpoints) == len(gateway.endpoints)
         # What is left of an earlier RSIP's bookkeeping is done first, as if
-        # it had been done when that RSIP came (§4.4.6: this one supersedes it).
+        # it had been done when that RSIP came; then this one, the newer
+        # word of the gateway, is handled as before (its timers replace the
+        # earlier one's).
         self._finish(gateway)
         if method is not RestartMethod.DISCONNECTED:
             self._cancel(gateway)
