@@ -5,9 +5,15 @@ The registry: gateways and their endpoints, as the call agent knows them.
 It owns gateway and endpoint state and nothing about calls: the source
 firewall (which addresses may speak for which gateway), RSIP (RFC 3435
 §2.3.12, §4.4.6), audits and their pacing (after a restart every line is
-audited, at most C{audit_concurrency} at a time per gateway and eight
-times that across the switch), keepalives (an AUEP to a gateway not heard
+audited, at most C{audit_concurrency} at a time per gateway and
+L{SWITCH_WIDE} times that across the switch), keepalives (an AUEP to a gateway not heard
 from for an interval), and gateways learnt at run time.
+
+A registration storm (every gateway of a neighbourhood back after a power
+cut) must not stall the calls of the lines that are up: an RSIP's and an
+audit's bookkeeping is done L{SLICE} endpoints a reactor turn, and the
+next audits go out at the turn after the answers (L{_audit_done}), so no
+turn of registration work is much longer than a few milliseconds.
 
 What it learns that matters to calls it tells its L{IRegistryListener}
 (the coordinator): endpoints whose connections the gateway lost, audits
@@ -56,11 +62,21 @@ STARTUP_PROBE = 1.0
 #: audit's lines reset and queued) one reactor turn does; the rest waits
 #: for the turns after.  Why: a wildcard RSIP names every line of its
 #: gateway, and a power cut brings every gateway back at once: ten RSIPs
-#: of 1,000 lines read in one turn kept the reactor 50 ms (in process,
-#: idle machine) to several hundred (the real switch, busy) from anything
-#: else, the overload guard's probe included.  A slice of 100 idle lines
-#: is about half a millisecond.
+#: of 1,000 lines read in one turn kept the reactor 33 ms (in process, an
+#: idle machine; more on a busy one) from anything else, the overload
+#: guard's probe included.  A slice of 100 idle lines is about a third of
+#: a millisecond.
 SLICE = 100
+#: Audits in flight across the switch, at most, in C{audit_concurrency}s.
+#: Why four: each audit's answer brings an arming RQNT's, so 4 x 16 audits
+#: leave at most 128 answers on their way to the agent, within the ~166
+#: small datagrams its socket holds by default (C{receive_buffer}) while it
+#: works through a turn.  At eight, 256 could be, and a storm lost some:
+#: 13 datagrams at 10,000 lines, 117 at 100,000, 12,700-15,400 commands
+#: repeated; at four none was lost, 300-360 and 5,600 repeated, and steady
+#: state came as soon, within the runs' spread (docs/PERFORMANCE.md, "RSIP
+#: storm").
+SWITCH_WIDE = 4
 
 
 class _Batch:
@@ -302,7 +318,9 @@ class Registry:
         )
         whole = len(endpoints) == len(gateway.endpoints)
         # What is left of an earlier RSIP's bookkeeping is done first, as if
-        # it had been done when that RSIP came (§4.4.6: this one supersedes it).
+        # it had been done when that RSIP came; then this one, the newer
+        # word of the gateway, is handled as before (its timers replace the
+        # earlier one's).
         self._finish(gateway)
         if method is not RestartMethod.DISCONNECTED:
             self._cancel(gateway)
@@ -464,7 +482,7 @@ class Registry:
     def _pump(self, gateway: Gateway) -> None:
         """
         Audit at most audit_concurrency endpoints of a gateway at a time,
-        and at most 8 x audit_concurrency across the switch, so that a
+        and at most L{SWITCH_WIDE} x audit_concurrency across the switch, so that a
         storm of restarting gateways is paced too; a gateway waiting for
         the switch-wide budget is resumed when an audit anywhere completes.
         """
@@ -472,7 +490,7 @@ class Registry:
             return
         limit = self._switch.audit_concurrency
         while gateway.audit_queue and gateway.audits_in_flight < limit:
-            if self._audits_in_flight >= 8 * limit:
+            if self._audits_in_flight >= SWITCH_WIDE * limit:
                 self._audit_waiting[gateway] = None
                 break
             endpoint = gateway.audit_queue.popleft()
@@ -503,7 +521,7 @@ class Registry:
 
     def _resume_waiting(self) -> None:
         """Gateways held by the switch-wide cap go on as audits anywhere end."""
-        while self._audit_waiting and self._audits_in_flight < 8 * self._switch.audit_concurrency:
+        while self._audit_waiting and self._audits_in_flight < SWITCH_WIDE * self._switch.audit_concurrency:
             waiting = next(iter(self._audit_waiting))
             del self._audit_waiting[waiting]
             self._pump(waiting)
