@@ -420,3 +420,56 @@ def prototype_baseline(directory: str, seconds: float = 6.0, window: int = 64,
         if server.poll() is None:
             os.kill(server.pid, signal.SIGTERM)
             server.wait(timeout=10)
+
+
+# -- a real process under callgrind (bench_process.py, bench_generator.py) -----------------
+
+def wait_for_admin(switch: "Switch", process: "subprocess.Popen[bytes]", timeout: float, poll: float) -> None:
+    """Until the switch's admin answers (its reactor runs), or C{process} (the agent) is gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            switch.stats()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the agent did not start; see {switch.log_path}") from None
+            time.sleep(poll)
+
+
+def completed_calls(switch: "Switch") -> int:
+    return sum(switch.stats()["calls"]["outcomes"].values())
+
+
+def callgrind_window(pid: int, seconds: float) -> float:
+    """Instrument the callgrind process C{pid} for C{seconds} (it ran with --instr-atstart=no); the wall time."""
+    subprocess.run(["callgrind_control", "-i", "on", str(pid)], capture_output=True, check=True)
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    subprocess.run(["callgrind_control", "-i", "off", str(pid)], capture_output=True, check=True)
+    return time.monotonic() - t0
+
+
+def callgrind_total(out: str) -> int:
+    """The instructions counted in callgrind's output file(s) C{out}* (one per dump)."""
+    import glob
+
+    total = 0
+    for path in glob.glob(out + "*"):
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith(("totals:", "summary:")):
+                    total = max(total, int(line.split()[1]))
+    return total
+
+
+def per_call_and_second(lo: dict[str, Any], hi: dict[str, Any]) -> tuple[float, float]:
+    """
+    Solve C{instructions = per_call * calls + per_second * seconds} for two
+    windows at different rates: what each call costs and what the process
+    does every second whatever the rate (timers, probes, ticks).
+    """
+    det = lo["calls"] * hi["seconds"] - hi["calls"] * lo["seconds"]
+    per_call = (lo["instructions"] * hi["seconds"] - hi["instructions"] * lo["seconds"]) / det
+    per_second = (lo["calls"] * hi["instructions"] - hi["calls"] * lo["instructions"]) / det
+    return per_call, per_second

@@ -29,7 +29,6 @@ solved out with two rates: C{instructions = per_call * calls + per_second
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import signal
 import subprocess
@@ -64,24 +63,14 @@ def measure(repo: str, agent_repo: str, rate: float, seconds: float, tick: float
     tool_env["PYTHONHASHSEED"] = "0"
     tool = None
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                switch.stats()
-                break
-            except OSError:
-                if agent.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the agent did not start; see {config}.log") from None
-                time.sleep(0.5)
+        sp.wait_for_admin(switch, agent, 60, 0.5)
         tool = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", sys.executable,
              os.path.join(repo, "scripts", "mgcpload"), "run", "--config", config, "--duration", str(seconds + 600),
              "--warmup", "1", "--hold", "1", "--tick", str(tick), "-q", "--lean", "--rate", str(rate)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=tool_env, cwd=repo)
 
-        def completed() -> int:
-            return sum(switch.stats()["calls"]["outcomes"].values())
-
+        completed = lambda: sp.completed_calls(switch)  # noqa: E731
         deadline = time.monotonic() + 300
         while completed() < 10:  # registered, and calls flowing
             if time.monotonic() > deadline or tool.poll() is not None:
@@ -89,11 +78,7 @@ def measure(repo: str, agent_repo: str, rate: float, seconds: float, tick: float
             time.sleep(1)
         time.sleep(2)
         c0 = completed()
-        subprocess.run(["callgrind_control", "-i", "on", str(tool.pid)], capture_output=True, check=True)
-        t0 = time.monotonic()
-        time.sleep(seconds)
-        subprocess.run(["callgrind_control", "-i", "off", str(tool.pid)], capture_output=True, check=True)
-        wall = time.monotonic() - t0
+        wall = sp.callgrind_window(tool.pid, seconds)
         c1 = completed()
         subprocess.run(["callgrind_control", "-d", str(tool.pid)], capture_output=True, check=True)
         outcomes = switch.stats()["calls"]["outcomes"]
@@ -107,12 +92,7 @@ def measure(repo: str, agent_repo: str, rate: float, seconds: float, tick: float
                 tool.wait()
         switch.process = agent
         switch.stop()
-    total = 0
-    for path in glob.glob(out + "*"):
-        with open(path) as fh:
-            for line in fh:
-                if line.startswith(("totals:", "summary:")):
-                    total = max(total, int(line.split()[1]))
+    total = sp.callgrind_total(out)
     return {"rate": rate, "calls": c1 - c0, "seconds": wall, "instructions": total, "outcomes": outcomes}
 
 
@@ -138,10 +118,7 @@ def main() -> None:
               f"{r['instructions'] / 1e6:,.1f} million instructions, "
               f"{r['instructions'] / max(r['calls'], 1) / 1e3:,.0f} thousand per call (all in); "
               f"outcomes {r['outcomes']}", flush=True)
-    lo, hi = runs
-    det = lo["calls"] * hi["seconds"] - hi["calls"] * lo["seconds"]
-    per_call = (lo["instructions"] * hi["seconds"] - hi["instructions"] * lo["seconds"]) / det
-    per_second = (lo["calls"] * hi["instructions"] - hi["calls"] * lo["instructions"]) / det
+    per_call, per_second = sp.per_call_and_second(*runs)
     print(f"{repo}: {per_call / 1e3:,.0f} thousand instructions per call, "
           f"{per_second / 1e6:,.2f} million per second whatever the rate")
 

@@ -35,7 +35,6 @@ than native) to keep up: the default 2 and 5 calls/s with 2 x 50 lines.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import signal
 import subprocess
@@ -72,21 +71,11 @@ def measure(repo: str, rate: float, seconds: float, gateways: int, lines: int, o
     switch = sp.Switch(config, web_port)
     tool = None
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                switch.stats()
-                break
-            except OSError:
-                if agent.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the agent did not start; see {config}.log") from None
-                time.sleep(1)
+        sp.wait_for_admin(switch, agent, 300, 1)
         tool = sp.start_load_tool(["run", "--config", config, "--duration", str(seconds + 600), "--warmup", "1",
                                    "--hold", "1", "-q", "--lean", "--rate", str(rate)])
 
-        def completed() -> int:
-            return sum(switch.stats()["calls"]["outcomes"].values())
-
+        completed = lambda: sp.completed_calls(switch)  # noqa: E731
         deadline = time.monotonic() + 300
         while completed() < 20:  # registered, and calls flowing
             if time.monotonic() > deadline:
@@ -95,11 +84,7 @@ def measure(repo: str, rate: float, seconds: float, gateways: int, lines: int, o
         time.sleep(5)
         c0 = completed()
         t_before = switch.stats()["transactions"]["counters"]
-        subprocess.run(["callgrind_control", "-i", "on", str(agent.pid)], capture_output=True, check=True)
-        t0 = time.monotonic()
-        time.sleep(seconds)
-        subprocess.run(["callgrind_control", "-i", "off", str(agent.pid)], capture_output=True, check=True)
-        wall = time.monotonic() - t0
+        wall = sp.callgrind_window(agent.pid, seconds)
         c1 = completed()
         t_after = switch.stats()["transactions"]["counters"]
         outcomes = switch.stats()["calls"]["outcomes"]
@@ -111,12 +96,7 @@ def measure(repo: str, rate: float, seconds: float, gateways: int, lines: int, o
             tool.wait()
         agent.send_signal(signal.SIGTERM)
         agent.wait(timeout=300)
-    total = 0
-    for path in glob.glob(out + "*"):
-        with open(path) as fh:
-            for line in fh:
-                if line.startswith(("totals:", "summary:")):
-                    total = max(total, int(line.split()[1]))
+    total = sp.callgrind_total(out)
     # Work the calls did not ask for: the generator's retransmissions (the
     # agent under callgrind answered late, on a loaded machine) and the
     # agent's own.
@@ -144,11 +124,7 @@ def main() -> None:
               f"{r['instructions'] / 1e6:,.1f} million instructions, "
               f"{r['instructions'] / max(r['calls'], 1) / 1e3:,.0f} thousand per call (all in); "
               f"duplicates received {r['extra']['duplicates']}, retransmitted {r['extra']['retransmissions']}")
-    lo, hi = runs
-    # instructions = per_call * calls + per_second * seconds, for both windows
-    det = lo["calls"] * hi["seconds"] - hi["calls"] * lo["seconds"]
-    per_call = (lo["instructions"] * hi["seconds"] - hi["instructions"] * lo["seconds"]) / det
-    per_second = (lo["calls"] * hi["instructions"] - hi["calls"] * lo["instructions"]) / det
+    per_call, per_second = sp.per_call_and_second(*runs)
     print(f"{repo}: {per_call / 1e3:,.0f} thousand instructions per call, "
           f"{per_second / 1e6:,.2f} million per second whatever the rate")
 
