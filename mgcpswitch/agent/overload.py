@@ -99,17 +99,6 @@ still holds the storm's work for a few probes after it ends: the two
 wait L{SETTLE} probes more (without, in one run of the lean 300 calls/s
 step, the ceiling cut the share as the storm ended: 17 calls shed).
 
-Nor is a garbage collection's pause lateness: a full collection stops
-the process for 20-80 ms every few seconds at a few hundred calls a
-second (gc.callbacks in the switch, bench_overload.py's runs), the probe
-due meanwhile runs that much late, and with the turn after it catching
-up, two probes late in a row cut the share at the knee rate or seconds
-after a surge, when nothing queues but the collector's own pause (the
-share cut to 70 % and 109 calls shed 8 s after a surge, the agent at
-46 % of a core).  So each probe's lateness is less the collector's
-pauses since the previous probe (L{CollectorPauses}); the backlog the
-pause left still counts, in the probe after.
-
 What is said: one log line when the agent becomes overloaded (its CPU
 share, how late the reactor runs, the share admitted) and one when it
 recovers (how long it lasted, how many new calls were shed of how many,
@@ -119,7 +108,6 @@ the lowest share), never one per shed call: a surge sheds thousands.
 from __future__ import annotations
 
 import enum
-import gc
 import random
 import socket
 import struct
@@ -132,7 +120,7 @@ from twisted.logger import Logger
 
 from ..config import OverloadSettings
 
-__all__ = ["OverloadState", "OverloadGuard", "CollectorPauses", "receive_meter"]
+__all__ = ["OverloadState", "OverloadGuard", "receive_meter"]
 
 # Linux's SO_MEMINFO (include/uapi/asm-generic/socket.h): nine u32, of
 # which [0] is the receive queue's kernel memory (SK_MEMINFO_RMEM_ALLOC)
@@ -141,35 +129,6 @@ _SO_MEMINFO = getattr(socket, "SO_MEMINFO", 55)
 _MEMINFO = struct.Struct("9I")
 
 ReceiveMeter = Callable[[], "tuple[int, int]"]
-
-
-class CollectorPauses:
-    """
-    The seconds the garbage collector has held the process, summed since
-    L{install} (C{gc.callbacks}: a perf_counter read at each collection's
-    start and stop, a few hundred a second at most).
-    """
-
-    def __init__(self) -> None:
-        self.total = 0.0
-        self._started = 0.0
-
-    def __call__(self, phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.total += time.perf_counter() - self._started
-
-    def install(self) -> None:
-        if self not in gc.callbacks:
-            gc.callbacks.append(self)
-
-    def remove(self) -> None:
-        if self in gc.callbacks:
-            gc.callbacks.remove(self)
-
-    def read(self) -> float:
-        return self.total
 
 
 def receive_meter(sock: Any) -> Optional[ReceiveMeter]:
@@ -223,7 +182,6 @@ class OverloadGuard:
         cpu: Callable[[], float] = time.process_time,
         wall: Callable[[], float] = time.monotonic,
         background: Callable[[], bool] = lambda: False,
-        paused: Optional[Callable[[], float]] = None,
     ) -> None:
         """
         @param cpu: the process's CPU time in seconds (injected: tests give
@@ -233,10 +191,6 @@ class OverloadGuard:
         @param background: whether the agent is busy with work that is not
             calls' now (lines resynchronising): the ceiling does not cut
             the share and the CPU per call is not read meanwhile.
-        @param paused: the seconds the garbage collector has held the
-            process, summed (default: a L{CollectorPauses} installed while
-            the guard runs); they are not lateness.  Read only where the
-            clock is real time, as the CPU is.
         """
         self._clock = clock
         self._background = background
@@ -244,12 +198,6 @@ class OverloadGuard:
         self._cpu = cpu
         self._wall = wall
         self._wall_at = 0.0
-        self._collector: Optional[CollectorPauses] = None
-        if paused is None:
-            self._collector = collector = CollectorPauses()
-            paused = collector.read
-        self._paused = paused
-        self._paused_at = 0.0
         self.settings = settings
         self._random = (random_source or random.Random()).random
         self.changed = changed
@@ -297,8 +245,6 @@ class OverloadGuard:
             self._drops_at = meter()[1]
 
     def stop(self) -> None:
-        if self._collector is not None:
-            self._collector.remove()
         if self._probe is not None and self._probe.active():
             self._probe.cancel()
         self._probe = None
@@ -349,24 +295,19 @@ class OverloadGuard:
 
     def start(self) -> None:
         if self.settings.enabled and self._probe is None:
-            if self._collector is not None:
-                self._collector.install()
             self._ran, self._cpu_at, self._wall_at = self._clock.seconds(), self._cpu(), self._wall()
-            self._paused_at = self._paused()
             self._schedule()
 
     def _probed(self) -> None:
-        now, cpu, wall, paused = self._clock.seconds(), self._cpu(), self._wall(), self._paused()
+        now, cpu, wall = self._clock.seconds(), self._cpu(), self._wall()
+        late = max(0.0, now - self._due)
         elapsed = now - self._ran
         busy = (cpu - self._cpu_at) / elapsed if elapsed > 0 else 0.0
-        collecting = paused - self._paused_at
         if abs((wall - self._wall_at) - elapsed) > elapsed / 2:
             # The clock is not real time (a simulated one: tests, in-process
-            # benchmarks): CPU seconds over its seconds mean nothing, nor do
-            # the collector's.
-            busy = collecting = 0.0
-        late = max(0.0, now - self._due - collecting)
-        self._ran, self._cpu_at, self._wall_at, self._paused_at = now, cpu, wall, paused
+            # benchmarks): CPU seconds over its seconds mean nothing.
+            busy = 0.0
+        self._ran, self._cpu_at, self._wall_at = now, cpu, wall
         self._schedule()
         dropped = 0
         if self._meter is not None:
