@@ -332,3 +332,25 @@ class Faults(SynchronousTestCase):
         self.assertEqual((report.completed, report.connections_left, report.lines_not_idle), (5, 0, 0))
         runner.end_settle()  # once only
         self.assertEqual(len(result), 1)
+
+
+class Cpu(SynchronousTestCase):
+    def test_the_tool_s_kernel_time_is_part_of_its_cpu(self) -> None:
+        """
+        The report's CPU section gives the tool's CPU seconds and, within
+        them, its kernel time (system calls), and the agent's by PID (here
+        this process, as a stand-in).
+        """
+        import os
+
+        from mgcpswitch.load.procstat import CpuSampler
+
+        sampler = CpuSampler(os.getpid())
+        sampler.begin()
+        for _ in range(20000):
+            os.stat(".")  # a system call each
+        out = sampler.end()
+        self.assertGreaterEqual(out["tool_system_seconds"], 0.0)
+        self.assertLessEqual(out["tool_system_seconds"], out["tool_cpu_seconds"])
+        self.assertIsNotNone(out["agent_cpu_seconds"])
+        self.assertGreaterEqual(out["agent_cpu_seconds"], 0.0)
