@@ -354,3 +354,25 @@ class Cpu(SynchronousTestCase):
         self.assertLessEqual(out["tool_system_seconds"], out["tool_cpu_seconds"])
         self.assertIsNotNone(out["agent_cpu_seconds"])
         self.assertGreaterEqual(out["agent_cpu_seconds"], 0.0)
+
+    def test_kernel_time_never_exceeds_the_whole_by_rounding(self) -> None:
+        """
+        When only the kernel's time moved, the tool's CPU seconds equal its
+        kernel seconds exactly: summing user and kernel before differencing
+        once gave 0.049999999999954 against 0.05 and failed CI.
+        """
+        from mgcpswitch.load import procstat
+
+        times = iter([(1234.56, 0.06), (1234.56, 0.11)])
+
+        class FakeTimes:
+            def __init__(self) -> None:
+                self.user, self.system = next(times)
+
+        self.patch(procstat.os, "times", FakeTimes)
+        sampler = procstat.CpuSampler(None)
+        sampler.begin()
+        out = sampler.end()
+        self.assertEqual(out["tool_system_seconds"], 0.11 - 0.06)
+        self.assertEqual(out["tool_cpu_seconds"], out["tool_system_seconds"])
+        self.assertIsNone(out["agent_cpu_seconds"])

@@ -111,19 +111,22 @@ class CpuSampler:
     def _sample(self) -> tuple[float, Optional[int], float, Optional[int], float]:
         t = os.times()
         agent = read_proc_ticks(self.agent_pid) if self.agent_pid else None
-        return time.monotonic(), agent, t.user + t.system, read_idle_ticks(), t.system
+        return time.monotonic(), agent, t.user, read_idle_ticks(), t.system
 
     def begin(self) -> None:
         self.start = self._sample()
 
     def end(self) -> dict[str, Any]:
         assert self.start is not None
-        t0, a0, s0, i0, k0 = self.start
-        t1, a1, s1, i1, k1 = self._sample()
+        t0, a0, u0, i0, k0 = self.start
+        t1, a1, u1, i1, k1 = self._sample()
         wall = max(t1 - t0, 1e-9)
         out: dict[str, Any] = {"wall_s": wall, "ncpu": self.ncpu}
         agent = (a1 - a0) / self.tck / wall if a0 is not None and a1 is not None else None
-        tool = (s1 - s0) / wall
+        # User and kernel seconds are differenced apart, so that the kernel's
+        # share can never exceed the whole by a rounding of the sum.
+        tool_seconds = (u1 - u0) + (k1 - k0)
+        tool = tool_seconds / wall
         out["agent_cpu"] = agent
         out["tool_cpu"] = tool
         if i0 is not None and i1 is not None:
@@ -133,7 +136,7 @@ class CpuSampler:
         else:
             out["machine_busy"] = out["other_load"] = None
         out["agent_cpu_seconds"] = (a1 - a0) / self.tck if a0 is not None and a1 is not None else None
-        out["tool_cpu_seconds"] = s1 - s0
+        out["tool_cpu_seconds"] = tool_seconds
         # The kernel's share (system calls: a datagram sent costs its delivery on loopback).
         out["tool_system_seconds"] = k1 - k0
         return out
