@@ -226,3 +226,57 @@ class CallsDuringAStorm(SynchronousTestCase):
         s.run(8.0)
         self.assertIs(s.control.gateway("rgw1").state, GatewayState.UP)
         self.assertFalse(resynchronising())
+
+    def test_lines_reset_by_a_forced_restart_are_resynchronising(self) -> None:
+        """
+        A forced RSIP takes the gateway down and its lines are reset a
+        slice a turn: that bookkeeping is not calls' work either.
+        """
+        s = Switch(lines=LINES)
+        self.addCleanup(s.stop)
+        registry = s.control.registry
+        resynchronising = s.control.overload._background
+        seen = []
+        run_turn = registry._run_turn
+
+        def turn() -> None:
+            seen.append(resynchronising())
+            run_turn()
+
+        registry._run_turn = turn  # type: ignore[method-assign]
+        rsip(s, "*@rgw1", "forced")
+        s.run(1.0)
+        self.assertIs(s.control.gateway("rgw1").state, GatewayState.DOWN)
+        self.assertEqual(seen, [True, True, True])  # three slices of 100, 100 and 50 lines
+        self.assertFalse(resynchronising())
+
+    def test_a_self_healing_audit_is_not_resynchronising(self) -> None:
+        """
+        A keepalive's audit of a stuck line of a gateway that is up is the
+        calls' own upkeep, not a resynchronisation: the guard's CPU ceiling
+        stays on while it is in flight (before, any audit in flight
+        suspended it, at every keepalive that found a stuck line).
+        """
+        s = Switch(lines=LINES, keepalive=5.0)
+        self.addCleanup(s.stop)
+        s.run(3.0)
+        gateway = s.control.gateway("rgw1")
+        self.assertIs(gateway.state, GatewayState.UP)
+        registry = s.control.registry
+        resynchronising = s.control.overload._background
+        self.assertFalse(resynchronising())
+        stuck = next(iter(gateway.endpoints.values()))
+        stuck.needs_audit = True
+        s.network.latency = 0.5  # the audit stays in flight long enough to look
+        before = s.control.counters["reaudits"]
+        for _ in range(800):
+            s.run(0.01)
+            if registry._audits_in_flight:
+                break
+        self.assertEqual(registry._audits_in_flight, 1)
+        self.assertEqual(s.control.counters["reaudits"], before + 1)
+        self.assertIs(gateway.state, GatewayState.UP)
+        self.assertFalse(resynchronising())
+        s.run(2.0)
+        self.assertEqual(registry._audits_in_flight, 0)
+        self.assertFalse(stuck.needs_audit)

@@ -125,6 +125,7 @@ class Registry:
         self.numbers: dict[str, Endpoint] = {}
         self._by_address: dict[Address, Gateway] = {}
         self._audits_in_flight = 0  # across every gateway
+        self._registering: dict[Gateway, None] = {}  # gateways resynchronising their lines (REGISTERING)
         self._audit_waiting: dict[Gateway, None] = {}  # gateways held by the switch-wide cap
         self._batches: deque[_Batch] = deque()  # bookkeeping still to do, oldest first
         self._pumps: dict[Gateway, None] = {}  # gateways whose audits go on at the next turn
@@ -245,6 +246,10 @@ class Registry:
         previous = gateway.state
         if previous is not state:
             gateway.state = state
+            if state is GatewayState.REGISTERING:
+                self._registering[gateway] = None
+            else:
+                self._registering.pop(gateway, None)
             self._changed(gateway, previous)
 
     def send(self, gateway: Gateway, command: Command) -> Deferred[Response]:
@@ -384,8 +389,18 @@ class Registry:
         Whether lines are being resynchronised (reset, queued or audited):
         work that is not calls', which the overload guard does not count
         as theirs (L{mgcpswitch.agent.overload.OverloadGuard}'s C{background}).
+
+        That is a gateway registering (after its RSIP, or back after it was
+        found down: every line audited), or the lines of a gateway not up
+        being reset (a forced RSIP, a graceful one's delay run out).  Not
+        the few audits of a gateway that is up (a keepalive's self-healing
+        audit of stuck lines, a line marked stale): those are the calls'
+        own upkeep, and counting them suspended the guard's CPU ceiling for
+        their round trip and ten probes after, at every keepalive.
         """
-        return self._audits_in_flight > 0 or bool(self._batches)
+        if self._registering:
+            return True
+        return any(batch.gateway.state is not GatewayState.UP for batch in self._batches)
 
     def _later(self, gateway: Gateway, endpoints: list[Endpoint], each: Callable[[list[Endpoint]], None],
                then: Optional[Callable[[], None]] = None) -> None:
