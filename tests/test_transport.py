@@ -23,7 +23,7 @@ from mgcpswitch.mgcp import Command, Response, Verb
 from mgcpswitch.testing import MemoryReactor
 from mgcpswitch.transaction import Role
 from mgcpswitch.transport import (
-    CALL_AGENT_PORT, GATEWAY_PORT, CallAgentProtocol, GatewayProtocol, direct_sendto, reader,
+    CALL_AGENT_PORT, GATEWAY_PORT, READ_TURN, CallAgentProtocol, GatewayProtocol, direct_sendto, reader,
 )
 
 
@@ -247,6 +247,38 @@ class Reading(TestCase):
         self.assertEqual(delivered, [(b"one", ("127.0.0.1", 1))])
         do_read()
         self.assertRaises(OSError, do_read)
+
+    def test_a_turn_reads_at_most_read_turn_datagrams(self) -> None:
+        """
+        A backlog is read L{READ_TURN} datagrams a reactor turn, not until
+        Twisted's 256 KiB, so that timers run between; the next call reads
+        on where the last stopped, and the last one ends at C{EAGAIN}.
+        """
+        if not sys.platform.startswith("linux"):
+            raise SkipTest("the reader is installed on Linux only")
+        queue = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(queue.close)
+        queue.bind(("127.0.0.1", 0))
+        queue.setblocking(False)
+        backlog = 2 * READ_TURN + 5
+        for n in range(backlog):
+            self.sender.sendto(b"%d" % n, queue.getsockname())
+
+        class FakePort:
+            socket = queue
+            maxPacketSize = 8192
+            maxThroughput = 256 * 1024
+
+        delivered: list[bytes] = []
+        do_read = reader(FakePort(), lambda d, a: delivered.append(d), Logger())  # type: ignore[arg-type]
+        turns = []
+        while len(delivered) < backlog and len(turns) < 10:
+            do_read()
+            turns.append(len(delivered) - sum(turns))
+        self.assertEqual(turns, [READ_TURN, READ_TURN, 5])
+        self.assertEqual(delivered, [b"%d" % n for n in range(backlog)])
+        do_read()  # nothing queued: ends at EAGAIN
+        self.assertEqual(len(delivered), backlog)
 
     @inlineCallbacks
     def test_handler_error_is_logged_and_reading_goes_on(self) -> Any:
