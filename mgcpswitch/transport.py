@@ -137,7 +137,7 @@ def reader(
     This one reads a datagram, then asks the kernel whether another is
     queued (C{FIONREAD}: the next datagram's size, 0 when none), which
     costs a system call and no exception.  When one is queued (a burst,
-    or saturation) it reads on until C{EAGAIN} as Twisted does, so a
+    or saturation) it reads on until C{EAGAIN} (or L{READ_TURN}), so a
     batch pays one question and one exception, not one per datagram.
 
     At most L{READ_TURN} datagrams per call, where Twisted reads up to
@@ -149,9 +149,11 @@ def reader(
     meanwhile: the agent's retransmissions, its calls' timers, the
     overload guard's probe (with a busy process beside the switch, the
     admitted calls' p99 setup at 4x was 167 and 636 ms; 98 and 132 ms
-    with this bound).  The reactor polls level-triggered, so the rest of the queue
-    is read at once after the turn's timers, at the cost of one poll per
-    L{READ_TURN} datagrams.
+    with this bound).  The reactor polls level-triggered, so the rest of
+    the queue is read at once after the turn's timers, at the cost of one
+    poll per L{READ_TURN} datagrams.  A backlog then no longer makes the
+    reactor late: with the system's receive buffer (about as much of the
+    agent's work as the guard's lateness target) it shows as drops.
 
     The rest is Twisted's: at most C{port.maxThroughput} bytes per call
     (the reactor's other work is not starved), the same errors ignored,

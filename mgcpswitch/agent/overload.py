@@ -52,7 +52,11 @@ does not queue, it is lost, and lateness cannot grow much beyond one
 buffer's worth of work, while every datagram lost comes back as a
 retransmission 200 ms or more later (part of the seconds-long setups
 of the 4x surge).  A drop is evidence no single long turn gives: the
-agent did not read in time.  So a probe that saw drops, the agent busy,
+agent did not read in time.  And since the agent reads at most
+L{mgcpswitch.transport.READ_TURN} datagrams a turn, so that timers run
+between, a backlog of datagrams no longer makes the probes late: it
+shows here, once the buffer is full (the late probes that remain are
+long timers and the collector's pauses).  So a probe that saw drops, the agent busy,
 cuts the share at once, without waiting for a second late probe.  Busy, as for
 lateness: on the shared machine, offered the knee rate with the agent
 given a third of a core, drops that cut the share whatever the CPU share
