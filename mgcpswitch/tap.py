@@ -253,6 +253,7 @@ class SwitchService(MultiService):
     C{gc.freeze()}.  Those objects live as long as the process; scanning
     them made each full pass of a 10,000-line switch take 25 ms or more, a
     stall every few seconds under load that showed in p99 call setup.
+    Young collections are then made rarer (L{YOUNG_COLLECTION}).
     """
 
     freeze_gc = False
@@ -310,6 +311,21 @@ class SwitchService(MultiService):
         return ConfigError((section, key), f"cannot listen on {e.interface or '*'}:{e.port}: {reason}")
 
 
+#: Allocations between two young collections in the switch (CPython's
+#: default: 700).  Why: a switch's live calls hold tens of thousands of
+#: tracked objects, most of which die with their call.  At 700, young
+#: collections came 27 times a second at 400 calls/s and promoted enough
+#: of them that a full collection (18-100 ms) ran every 6-7 s, since the
+#: freeze keeps the oldest generation small.  At 2,000, four full
+#: collections a run instead of ten; at the knee (400 calls/s) none of
+#: four surges was followed by the 12-14 s of refusals that three of four
+#: had at 700 (docs/PERFORMANCE.md, eighth round: few runs, a lead more
+#: than a proof).  At 10,000 the young collections themselves paused 34 ms.
+YOUNG_COLLECTION = 2000
+
+
 def freeze_startup_objects() -> None:
     gc.collect()
     gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION, middle, oldest)

@@ -430,6 +430,22 @@ class BuildSwitchTests(Files):
             self.assertEqual(reactor.when_running, [tap.freeze_startup_objects] if freeze else [])
 
 
+    def test_freezing_makes_young_collections_rarer(self) -> None:
+        """
+        Once the startup objects are frozen, young collections wait for
+        YOUNG_COLLECTION allocations (CPython's 700 made a full collection
+        every few seconds under load); the older thresholds are kept.
+        """
+        done: list[Any] = []
+        self.patch(tap.gc, "collect", lambda *a: done.append("collect"))
+        self.patch(tap.gc, "freeze", lambda: done.append("freeze"))
+        self.patch(tap.gc, "get_threshold", lambda: (700, 10, 10))
+        self.patch(tap.gc, "set_threshold", lambda *t: done.append(t))
+        tap.freeze_startup_objects()
+        self.assertEqual(done, ["collect", "freeze", (tap.YOUNG_COLLECTION, 10, 10)])
+        self.assertGreater(tap.YOUNG_COLLECTION, 700)
+
+
 class PortInUse(TestCase):
     """
     A port the configuration names is taken (by the test, on 127.0.0.1),
