@@ -318,9 +318,10 @@ class SwitchService(MultiService):
 #: of them that a full collection (18-100 ms) ran every 6-7 s, since the
 #: freeze keeps the oldest generation small.  At 2,000, four full
 #: collections a run instead of ten; at the knee (400 calls/s) none of
-#: four surges was followed by the 12-14 s of refusals that three of four
-#: had at 700 (docs/PERFORMANCE.md, eighth round: few runs, a lead more
-#: than a proof).  At 10,000 the young collections themselves paused 34 ms.
+#: eight surges was followed by the 12-14 s of refusals that three of four
+#: had at 700 (docs/PERFORMANCE.md, eighth round: few runs, on a machine
+#: that got faster meanwhile; a lead more than a proof).  At 10,000 the
+#: young collections themselves paused 34 ms.
 YOUNG_COLLECTION = 2000
 
 

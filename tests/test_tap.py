@@ -429,7 +429,6 @@ class BuildSwitchTests(Files):
             self.addCleanup(switch.stopService)
             self.assertEqual(reactor.when_running, [tap.freeze_startup_objects] if freeze else [])
 
-
     def test_freezing_makes_young_collections_rarer(self) -> None:
         """
         Once the startup objects are frozen, young collections wait for
