@@ -1,8 +1,7 @@
 """
 A registration storm (issue 15): a wildcard RSIP's lines are reset and
-queued for audit a slice of endpoints a reactor turn, not all in one; the
-audits' next round goes out at the next turn, not from within the read
-of the answers; every line is still audited once and armed once; an RSIP
+queued for audit a slice of endpoints a reactor turn, not all in one;
+every line is still audited once and armed once; an RSIP
 during another's bookkeeping is handled as if the first had finished;
 calls on the other gateway go on meanwhile.
 """
@@ -101,39 +100,6 @@ class Storm(SynchronousTestCase):
         self.assertEqual(commands(s, mark, "RQNT"), Counter(dict.fromkeys(names, 1)))
         self.assertIs(s.control.gateway("rgw1").state, GatewayState.UP)
         self.assertTrue(s.idle())
-
-    def test_the_next_audits_wait_for_the_next_turn(self) -> None:
-        """
-        An audit's answer does not send the next AUEP from within its own
-        processing (the read of the answers would go on as long as the
-        gateway answers at once); the next turn does.
-        """
-        s = self.s
-        registry = s.control.registry
-        in_answer = []
-        sent_in_answer = []
-        audit_done, send = registry._audit_done, registry.send
-
-        def done(result: Any, gateway: Any) -> None:
-            in_answer.append(True)
-            try:
-                audit_done(result, gateway)
-            finally:
-                in_answer.pop()
-
-        def sending(gateway: Any, command: Any) -> Any:
-            if command.verb is Verb.AUEP and in_answer:
-                sent_in_answer.append(command)
-            return send(gateway, command)
-
-        registry._audit_done = done  # type: ignore[method-assign]
-        registry.send = sending  # type: ignore[method-assign]
-        mark = s.mark()
-        rsip(s, "*@rgw1", "restart")
-        s.run(3.0)
-        self.assertEqual(len(commands(s, mark, "AUEP")), LINES)
-        self.assertEqual(sent_in_answer, [])
-        self.assertIs(s.control.gateway("rgw1").state, GatewayState.UP)
 
     def test_a_restart_during_a_restart_audits_once(self) -> None:
         """

@@ -12,8 +12,9 @@ from for an interval), and gateways learnt at run time.
 A registration storm (every gateway of a neighbourhood back after a power
 cut) must not stall the calls of the lines that are up: an RSIP's and an
 audit's bookkeeping is done L{SLICE} endpoints a reactor turn, and the
-next audits go out at the turn after the answers (L{_audit_done}), so no
-turn of registration work is much longer than a few milliseconds.
+answers to the audits are read a few dozen a turn
+(L{mgcpswitch.transport.READ_TURN}), so no turn of registration work is
+much longer than a few milliseconds.
 
 What it learns that matters to calls it tells its L{IRegistryListener}
 (the coordinator): endpoints whose connections the gateway lost, audits
@@ -128,8 +129,7 @@ class Registry:
         self._registering: dict[Gateway, None] = {}  # gateways resynchronising their lines (REGISTERING)
         self._audit_waiting: dict[Gateway, None] = {}  # gateways held by the switch-wide cap
         self._batches: deque[_Batch] = deque()  # bookkeeping still to do, oldest first
-        self._pumps: dict[Gateway, None] = {}  # gateways whose audits go on at the next turn
-        self._turn: Optional[IDelayedCall] = None  # that turn
+        self._turn: Optional[IDelayedCall] = None  # the next turn of bookkeeping
         self._startup: Optional[IDelayedCall] = None
         self._lco: dict[tuple[tuple[str, ...], int], LocalConnectionOptions] = {}
         self._lines = settings.lines
@@ -419,7 +419,7 @@ class Registry:
             self._turn = self._clock.callLater(0, self._run_turn)
 
     def _run_turn(self) -> None:
-        """One turn's bookkeeping (at most L{SLICE} endpoints), then the audits of gateways that had answers."""
+        """One turn's bookkeeping: at most L{SLICE} endpoints."""
         self._turn = None
         budget, batches = SLICE, self._batches
         while batches and budget > 0:
@@ -432,11 +432,7 @@ class Registry:
                 batches.popleft()
                 batch.gateway.batches -= 1
             self._do(batch, batch.endpoints[start:end], last)
-        pumps, self._pumps = self._pumps, {}
-        for gateway in pumps:
-            self._pump(gateway)
-        self._resume_waiting()
-        if batches or self._pumps:
+        if batches:
             self._next_turn()
 
     def _do(self, batch: _Batch, part: list[Endpoint], last: bool) -> None:
@@ -520,26 +516,21 @@ class Registry:
 
     def _audit_done(self, result: Any, gateway: Gateway) -> None:
         """
-        An audit ended: the next ones go out at the next turn, not now.
-        Why: answered at once (a gateway on loopback, the load tool), the
-        next audit's answer was queued before this turn's read ended, and
-        the read went on, a storm's every answer in one reactor turn (up
-        to Twisted's 256 KiB a read: thousands of datagrams, seconds).  So
-        a read ends once the audits in flight have answered.
+        An audit ended: the next ones go out now, and gateways held by the
+        switch-wide cap go on.  (Answered at once, as on loopback, the
+        next answers come in the same read; the transport ends a read
+        after L{mgcpswitch.transport.READ_TURN} datagrams, so timers and
+        calls still get their turns during a storm.)
         """
         gateway.audits_in_flight -= 1
         self._audits_in_flight -= 1
-        self._pumps[gateway] = None
-        self._next_turn()
-        if isinstance(result, Failure):
-            self.log.failure("audit failed on {gateway}", result, gateway=gateway.name)
-
-    def _resume_waiting(self) -> None:
-        """Gateways held by the switch-wide cap go on as audits anywhere end."""
+        self._pump(gateway)
         while self._audit_waiting and self._audits_in_flight < SWITCH_WIDE * self._switch.audit_concurrency:
             waiting = next(iter(self._audit_waiting))
             del self._audit_waiting[waiting]
             self._pump(waiting)
+        if isinstance(result, Failure):
+            self.log.failure("audit failed on {gateway}", result, gateway=gateway.name)
 
     def _audited(self, response: Response, endpoint: Endpoint) -> None:
         self.counters["audits"] += 1
@@ -608,7 +599,6 @@ class Registry:
             self._turn.cancel()
         self._turn = None
         self._batches.clear()
-        self._pumps.clear()
         for gateway in self.gateways.values():
             if gateway.keepalive is not None and gateway.keepalive.active():
                 gateway.keepalive.cancel()
