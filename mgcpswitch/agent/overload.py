@@ -56,8 +56,9 @@ agent did not read in time.  And since the agent reads at most
 L{mgcpswitch.transport.READ_TURN} datagrams a turn, so that timers run
 between, a backlog of datagrams no longer makes the probes late: it
 shows here, once the buffer is full (the late probes that remain are
-long timers and the collector's pauses).  So a probe that saw drops, the agent busy,
-cuts the share at once, without waiting for a second late probe.  Busy, as for
+long timers and the collector's pauses).  So a probe that saw drops,
+the agent busy, cuts the share at once, without waiting for a second
+late probe.  Busy, as for
 lateness: on the shared machine, offered the knee rate with the agent
 given a third of a core, drops that cut the share whatever the CPU share
 made it shed two calls in three and complete 93 calls a second, against
