@@ -44,6 +44,17 @@ class RestartMethods(SynchronousTestCase):
         self.assertEqual(self.s.control.counters["audits"] - before, 4)
         self.assertTrue(self.s.idle())
 
+    def test_commands_carry_the_registry_s_own_names(self) -> None:
+        """
+        A configured line's commands decode to the name object the registry
+        holds: no new object per command, whatever the number of lines.
+        """
+        from mgcpswitch.mgcp import decode
+
+        held = self.s.control.registry.endpoint("aaln/3@rgw1").name
+        [command] = decode(b"NTFY 4711 aaln/3@rgw1 MGCP 1.0\r\nX: 1\r\nO: L/hd\r\n")
+        self.assertIs(held, command.endpoint)  # type: ignore[union-attr]
+
     def test_restart_specific_endpoint(self) -> None:
         """RSIP restart of one endpoint audits that endpoint only."""
         before = self.s.control.counters["audits"]

@@ -46,6 +46,7 @@ from ..mgcp import (
     Response,
     RestartMethod,
     ReturnCode,
+    know_endpoint,
 )
 from ..transaction import PeerState, as_address
 from . import commands as cmd
@@ -178,6 +179,7 @@ class Registry:
                       digit_map: DigitMap) -> Endpoint:
         services = self._lines.get(name.lower(), self._line_defaults)
         endpoint = Endpoint(name, gateway, number, digit_map, services)
+        know_endpoint(name)  # the line's commands decode to this very name
         gateway.endpoints[endpoint.key.partition("@")[0]] = endpoint
         self.endpoints[endpoint.key] = endpoint
         if number:

@@ -7,7 +7,7 @@ back into a datagram.  Everything else here is the typed vocabulary of
 RFC 3435 (parameters, events, SDP, digit maps).
 """
 
-from ._codec import decode, encode
+from ._codec import decode, encode, know_endpoint
 from ._digitmap import (
     DigitMap,
     DigitMapError,
@@ -71,6 +71,7 @@ from ._values import (
 __all__ = [
     "decode",
     "encode",
+    "know_endpoint",
     "Command",
     "Response",
     "MalformedMessage",

@@ -963,6 +963,17 @@ def format_signal_requests(signals: Iterable[SignalRequest]) -> str:
     return ", ".join(str(s) for s in signals)
 
 
+# Events without parameters, by their text: the items of C{O:} recur
+# (C{L/hd}, C{D/5}) even where the whole text does not (every number
+# dialled is a new C{O: D/2,D/0,D/1,...}), so a call's digits share these
+# values instead of making two objects a digit that the parser's memo of
+# whole texts then keeps alive into the collector's oldest generation.
+# Bounded: cleared past _MAX_EVENTS (a gateway reporting whole numbers as
+# one event, C{D/2015551234}, fills it).
+_EVENTS: dict[str, Event] = {}
+_MAX_EVENTS = 1024
+
+
 def parse_events(text: str) -> tuple[Event, ...]:
     """Parse C{T:}, C{O:} or C{ES:}: a list of events with parameters."""
     if not text.strip():
@@ -970,7 +981,13 @@ def parse_events(text: str) -> tuple[Event, ...]:
     events = []
     for item in split_top_level(text):
         if "(" not in item:
-            events.append(Event(EventName.parse(item)))
+            event = _EVENTS.get(item)
+            if event is None:
+                event = Event(EventName.parse(item))
+                if len(_EVENTS) >= _MAX_EVENTS:
+                    _EVENTS.clear()
+                _EVENTS[item] = event
+            events.append(event)
             continue
         name_text, groups = _split_name_and_groups(item, 538)
         if len(groups) > 1:
