@@ -239,6 +239,49 @@ class Guard(SynchronousTestCase):
         self.assertEqual((snapshot["calls_refused_by_rate"], snapshot["state"]), (guard.capped, "normal"))
         self.assertApproximates(snapshot["cpu_per_call_ms"], 2.0, 0.2)
 
+    def test_the_calls_ending_do_not_raise_the_cost(self) -> None:
+        """
+        A call's work comes in two parts, its setup when admitted and its
+        release when it ends (here 0.9 ms and, a second later, 0.6 ms: 1.5
+        ms, so 533 calls a second fit under the ceiling).  When new calls
+        stop coming, the releases of the calls still up go on for a second
+        while the calls admitted fall to none: read as the calls' cost,
+        that second would make them look several times dearer, and the
+        next calls would be refused under a rate far below what fits.
+        Offered 400 a second, then nothing for three seconds, then 480: the
+        cost stays the call's and not one of the 480 is refused.
+        """
+        admitted_at: list[float] = []
+        made: list[tuple[Clock, OverloadGuard]] = []
+
+        def cpu() -> float:
+            if not made:
+                return 0.0
+            clock, guard = made[0]
+            ended = sum(1 for t in admitted_at if t <= clock.seconds() - 1.0)
+            return guard.admitted * 0.0009 + ended * 0.0006
+
+        clock, guard, changes = self.guard(cpu=cpu)
+        made.append((clock, guard))
+
+        def offer(rate: float, seconds: float) -> int:
+            refused = 0
+            for _ in range(round(rate * seconds)):
+                clock.advance(1 / rate)
+                if guard.admit():
+                    admitted_at.append(clock.seconds())
+                else:
+                    refused += 1
+            return refused
+
+        self.assertEqual(offer(400, 5), 0)
+        assert guard.cost is not None
+        self.assertApproximates(guard.cost, 0.0015, 0.00015)
+        clock.pump([0.02] * 150)  # three seconds without a new call
+        self.assertApproximates(guard.cost, 0.0015, 0.00015)
+        self.assertEqual(offer(480, 3), 0)
+        self.assertEqual(changes, [])
+
     def test_with_a_rate_the_share_answers_alarms_only(self) -> None:
         """
         Once there is a rate, the agent at the ceiling with the reactor a

@@ -177,6 +177,7 @@ class OverloadGuard:
     EARLY = 0.25  # at the CPU ceiling, a lateness of this much of the target is enough
     LEARNING = 0.02  # weight of the newest probe in the CPU per call learned: about a second of probes
     LEARN_FROM = 50.0  # calls/s admitted, at least, for the CPU per call to be read from them
+    STEADY = 0.2  # the calls/s (100 ms) within this share of their mean over a second, for the cost to be read
     CALM = 50  # probes (a second) without a call refused by the rate before it no longer counts as overload
     SETTLE = 10  # probes after background work ends before the CPU share is the calls' again (busy still holds it)
 
@@ -236,6 +237,7 @@ class OverloadGuard:
         self._burst = 0.0
         self._admitting = 0.0  # calls/s admitted, smoothed as busy is
         self._shedding = 0.0  # and shed
+        self._paying = 0.0  # calls/s paid for (admitted, and shed at their share), over about a second
         self._counted = (0, 0, 0)  # admitted, shed, capped at the last probe
         self._calm = self.CALM  # probes since the rate last refused a call
         self._steady = 0  # probes in a row with at least LEARN_FROM calls/s admitted
@@ -399,7 +401,19 @@ class OverloadGuard:
         for a second (below, the agent's fixed work would weigh on it; in
         a call's first hundred milliseconds, the CPU share has not caught
         up with the calls admitted: a surge from idle would read them as
-        nearly free).  The rate admitted is what fits under the ceiling
+        nearly free), and only while the calls come steadily: their rate
+        over the last 100 ms within L{STEADY} of its mean over a second.
+        A call's work does not all come when it is admitted: its release
+        comes when it ends.  When new calls stop or fall (a surge ends, a
+        busy hour ends), the releases of the calls still up go on while
+        the calls admitted fall, and read as the calls' cost they made the
+        next calls look dearer (C{bench_calls.py}'s 480 calls/s step, after
+        the 400 step and a pause: a rate of 377-433 a second learned, so a
+        cost of 1.8-2.1 ms against the 1.4-1.6 measured, and 3-178 calls
+        refused in the step's first 3 s in six runs; none since); when they
+        rise, the calls look cheaper for as long.  Calls that last longer
+        than a second still bias the reading after a change, by their
+        release's share of their work.  The rate admitted is what fits under the ceiling
         once the calls shed are paid for: C{ceiling / cost - shed_cost *
         shed rate}, never below the floor's share of the first term.  Under
         that rate the bucket never refuses a call; over it, the excess is
@@ -425,8 +439,11 @@ class OverloadGuard:
         self._admitting += smoothing * ((admitted - before[0]) / elapsed - self._admitting)
         self._shedding += smoothing * ((shed - before[1]) / elapsed - self._shedding)
         self._steady = self._steady + 1 if self._admitting >= self.LEARN_FROM else 0
-        if busy > 0.0 and self._steady >= self.CALM and not background:
-            sample = self.busy / (self._admitting + settings.shed_cost * self._shedding)
+        paying = self._admitting + settings.shed_cost * self._shedding
+        self._paying += self.LEARNING * (paying - self._paying)
+        if busy > 0.0 and self._steady >= self.CALM and not background \
+                and abs(paying - self._paying) <= self.STEADY * self._paying:
+            sample = self.busy / paying
             self.cost = sample if self.cost is None else self.cost + self.LEARNING * (sample - self.cost)
         if self.cost is None:
             return
