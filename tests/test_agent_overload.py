@@ -251,6 +251,23 @@ class Guard(SynchronousTestCase):
         Offered 400 a second, then nothing for three seconds, then 480: the
         cost stays the call's and not one of the 480 is refused.
         """
+        clock, guard, changes, offer = self.two_part_calls()
+        self.assertEqual(offer(400, 5), 0)
+        assert guard.cost is not None
+        self.assertApproximates(guard.cost, 0.0015, 0.00015)
+        clock.pump([0.02] * 150)  # three seconds without a new call
+        self.assertApproximates(guard.cost, 0.0015, 0.00015)
+        self.assertEqual(offer(480, 3), 0)
+        self.assertEqual(changes, [])
+
+    def two_part_calls(self, fixed: float = 0.0) -> tuple[Clock, OverloadGuard, list[OverloadState],
+                                                          Callable[[float, float], int]]:
+        """
+        A guard whose agent spends 0.9 ms of CPU on a call when it admits
+        it and 0.6 ms a second later (its release), and C{fixed} of a core
+        on other work; and C{offer(rate, seconds)}, which offers new calls
+        evenly spread and returns how many were refused.
+        """
         admitted_at: list[float] = []
         made: list[tuple[Clock, OverloadGuard]] = []
 
@@ -259,7 +276,7 @@ class Guard(SynchronousTestCase):
                 return 0.0
             clock, guard = made[0]
             ended = sum(1 for t in admitted_at if t <= clock.seconds() - 1.0)
-            return guard.admitted * 0.0009 + ended * 0.0006
+            return clock.seconds() * fixed + guard.admitted * 0.0009 + ended * 0.0006
 
         clock, guard, changes = self.guard(cpu=cpu)
         made.append((clock, guard))
@@ -274,13 +291,22 @@ class Guard(SynchronousTestCase):
                     refused += 1
             return refused
 
-        self.assertEqual(offer(400, 5), 0)
-        assert guard.cost is not None
-        self.assertApproximates(guard.cost, 0.0015, 0.00015)
-        clock.pump([0.02] * 150)  # three seconds without a new call
-        self.assertApproximates(guard.cost, 0.0015, 0.00015)
-        self.assertEqual(offer(480, 3), 0)
-        self.assertEqual(changes, [])
+        return clock, guard, changes, offer
+
+    def test_rising_calls_are_read(self) -> None:
+        """
+        With fixed work beside the calls (10 % of a core), the cost read at
+        200 calls/s is 2 ms, too high for more calls: the rate it gives is
+        400 a second.  Offered 440 a second, which fits (0.1 + 440 x 1.5
+        ms = 0.76 of a core), the guard reads the cost while the calls rise
+        and refuses only the first few.
+        """
+        clock, guard, changes, offer = self.two_part_calls(fixed=0.1)
+        self.assertEqual(offer(200, 5), 0)
+        assert guard.rate is not None
+        self.assertApproximates(guard.rate, 400, 20)
+        self.assertLess(offer(440, 3), 20)
+        self.assertEqual(offer(440, 3), 0)
 
     def test_with_a_rate_the_share_answers_alarms_only(self) -> None:
         """

@@ -177,7 +177,7 @@ class OverloadGuard:
     EARLY = 0.25  # at the CPU ceiling, a lateness of this much of the target is enough
     LEARNING = 0.02  # weight of the newest probe in the CPU per call learned: about a second of probes
     LEARN_FROM = 50.0  # calls/s admitted, at least, for the CPU per call to be read from them
-    STEADY = 0.2  # the calls/s (100 ms) within this share of their mean over a second, for the cost to be read
+    FALLING = 0.2  # the calls/s (100 ms) this share below their mean over a second: the cost is not read
     CALM = 50  # probes (a second) without a call refused by the rate before it no longer counts as overload
     SETTLE = 10  # probes after background work ends before the CPU share is the calls' again (busy still holds it)
 
@@ -401,8 +401,8 @@ class OverloadGuard:
         for a second (below, the agent's fixed work would weigh on it; in
         a call's first hundred milliseconds, the CPU share has not caught
         up with the calls admitted: a surge from idle would read them as
-        nearly free), and only while the calls come steadily: their rate
-        over the last 100 ms within L{STEADY} of its mean over a second.
+        nearly free), and not while the calls fall: their rate over the
+        last 100 ms more than L{FALLING} below its mean over a second.
         A call's work does not all come when it is admitted: its release
         comes when it ends.  When new calls stop or fall (a surge ends, a
         busy hour ends), the releases of the calls still up go on while
@@ -410,10 +410,14 @@ class OverloadGuard:
         next calls look dearer (C{bench_calls.py}'s 480 calls/s step, after
         the 400 step and a pause: a rate of 377-433 a second learned, so a
         cost of 1.8-2.1 ms against the 1.4-1.6 measured, and 3-178 calls
-        refused in the step's first 3 s in six runs; none since); when they
-        rise, the calls look cheaper for as long.  Calls that last longer
-        than a second still bias the reading after a change, by their
-        release's share of their work.  The rate admitted is what fits under the ceiling
+        refused in the step's first 3 s in six runs).  When they rise, the
+        calls look cheaper for as long, and that is read: the cost learned
+        at a lower rate is too high for a higher one (the agent's fixed
+        work is spread over fewer calls), and holding it while the calls
+        rise refused calls at 400 a second after a step at 200 (50 in
+        2.4 s, the agent at 39 % of a core).  Calls that last longer than
+        a second still bias the reading after a fall, by their release's
+        share of their work.  The rate admitted is what fits under the ceiling
         once the calls shed are paid for: C{ceiling / cost - shed_cost *
         shed rate}, never below the floor's share of the first term.  Under
         that rate the bucket never refuses a call; over it, the excess is
@@ -442,7 +446,7 @@ class OverloadGuard:
         paying = self._admitting + settings.shed_cost * self._shedding
         self._paying += self.LEARNING * (paying - self._paying)
         if busy > 0.0 and self._steady >= self.CALM and not background \
-                and abs(paying - self._paying) <= self.STEADY * self._paying:
+                and paying >= (1.0 - self.FALLING) * self._paying:
             sample = self.busy / paying
             self.cost = sample if self.cost is None else self.cost + self.LEARNING * (sample - self.cost)
         if self.cost is None:
