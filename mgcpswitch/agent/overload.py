@@ -178,7 +178,6 @@ class OverloadGuard:
     LEARNING = 0.02  # weight of the newest probe in the CPU per call learned: about a second of probes
     LEARN_FROM = 50.0  # calls/s admitted, at least, for the CPU per call to be read from them
     FALLING = 0.2  # the calls/s (100 ms) this share below their mean over a second: the cost is not read
-    ROOM = 0.25  # below the ceiling minus HEADROOM, the rate admits at least this share more than the calls/s now
     CALM = 50  # probes (a second) without a call refused by the rate before it no longer counts as overload
     SETTLE = 10  # probes after background work ends before the CPU share is the calls' again (busy still holds it)
 
@@ -422,16 +421,7 @@ class OverloadGuard:
         once the calls shed are paid for: C{ceiling / cost - shed_cost *
         shed rate}, never below the floor's share of the first term.  Under
         that rate the bucket never refuses a call; over it, the excess is
-        refused from its first call on.  Except with room to spare: the
-        agent below the ceiling less L{HEADROOM}, the rate is at least
-        L{ROOM} over the calls admitted now.  The cost per call falls as
-        the calls rise (the agent's fixed work is shared by more of them),
-        so a cost read at 200 calls/s set a rate of 317 a second and the
-        next step, at 400, lost 190 calls in 4 s with the agent at 52 % of
-        a core; with the room, the rate follows the calls up a quarter per
-        smoothing time (about 100 ms) until the CPU share leaves the room,
-        and a surge from there is admitted at most that quarter more while
-        the CPU share catches up.
+        refused from its first call on.
 
         The cost is read all the time, the rate binding or not: with the
         agent below the ceiling it reads a little high and the rate sits
@@ -463,12 +453,6 @@ class OverloadGuard:
             return
         most = settings.ceiling / self.cost
         rate = max(settings.floor * most, most - settings.shed_cost * self._shedding)
-        if self.busy < settings.ceiling - self.HEADROOM:
-            # Room to spare: a cost read at fewer calls is too high for more
-            # (the fixed work weighs on each), so the rate may not hold the
-            # calls below a quarter more than now while the CPU share says
-            # they fit; past the ceiling's headroom the learned rate binds.
-            rate = max(rate, self._admitting * (1.0 + self.ROOM))
         if self.rate is None:
             self._tokens, self._filled = max(1.0, rate * settings.burst), self._clock.seconds()
         self.rate, self._burst = rate, max(1.0, rate * settings.burst)
